@@ -1,0 +1,1 @@
+"""mta.cli - the mta command and its subcommands, one module each."""

@@ -1,0 +1,81 @@
+"""config.instance - the embedded default instance
+
+SYNOPSIS
+    from mta.config.instance import instance_dir, ensure_instance
+    config_dir = ensure_instance()       # creates it on first use
+
+DESCRIPTION
+    With neither -c nor MTA_CONFIG_DIR, every command uses one instance
+    directory that holds everything: main.cf and master.cf, the spool
+    (spool/), service data (data/), local mailboxes (mail/) and the log
+    (maillog). It is $XDG_STATE_HOME/mta, or ~/.local/state/mta when
+    XDG_STATE_HOME is unset. The generated configuration runs as the
+    invoking user, listens on 127.0.0.1 only (smtpd on port 2525) and
+    trusts only loopback clients, so it relays for nobody else.
+
+SECURITY
+    Creates files as the invoking user, mode 0700 for the directory.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+
+from mta.config.main_cf import write_atomically
+
+SMTP_PORT = 2525
+
+
+def instance_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return os.path.join(os.path.abspath(base), "mta")
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def main_cf_text(top: str) -> str:
+    return f"""\
+# mta embedded default instance, generated on first use.
+# Edit with "mta conf -e name=value"; see "mta conf -d" for every default.
+queue_directory = {top}/spool
+data_directory = {top}/data
+mail_spool_directory = {top}/mail
+maillog_file = {top}/maillog
+mail_owner = {_user()}
+inet_interfaces = loopback-only
+mynetworks_style = host
+mynetworks = 127.0.0.0/8 [::1]/128
+relay_domains =
+"""
+
+
+MASTER_CF_TEXT = """\
+# mta embedded default instance: services run by the master.
+# ==========================================================================
+# service type  private unpriv  chroot  wakeup  maxproc command + args
+# ==========================================================================
+proxymap  unix  -       -       n       -       -       proxymap
+"""
+
+
+def ensure_instance() -> str:
+    """Create the default instance if it is missing; return its directory."""
+    top = instance_dir()
+    os.makedirs(top, mode=0o700, exist_ok=True)
+    for sub in ("spool", "data", "mail"):
+        os.makedirs(os.path.join(top, sub), mode=0o700, exist_ok=True)
+    main_cf = os.path.join(top, "main.cf")
+    if not os.path.exists(main_cf):
+        write_atomically(main_cf, main_cf_text(top))
+    master_cf = os.path.join(top, "master.cf")
+    if not os.path.exists(master_cf):
+        write_atomically(master_cf, MASTER_CF_TEXT)
+    return top

@@ -1,0 +1,146 @@
+"""mta.log - log lines in Postfix's maillog form
+
+SYNOPSIS
+    from mta import log
+    log.init("proxymap", cfg)                 # once per process
+    log.info("connect from %s", peer)         # mta/proxymap[1234]: connect from ...
+    log.warning("table %s: %s", name, why)    # ... warning: table ...
+
+DESCRIPTION
+    Each event is one line: "Mon DD HH:MM:SS host SYSLOG_NAME/SERVICE[PID]: text",
+    the form tools that read Postfix logs expect. Lines go to
+    maillog_file when it is set (appended with O_APPEND, one write per
+    line, so processes never interleave within a line), to stdout when
+    init(..., stdout=True) (start-fg), and otherwise to syslog through
+    /dev/log with facility syslog_facility. warning(), error(), fatal()
+    and panic() prefix "warning: " and so on, as Postfix does; fatal()
+    exits the process with status 1 after logging.
+
+SECURITY
+    Text may contain untrusted data (client names, addresses): control
+    characters are replaced by "?" so one event is always one line.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from typing import NoReturn
+
+_state: dict = {
+    "tag": "mta",
+    "host": "localhost",
+    "fd": None,  # maillog_file descriptor
+    "stdout": False,
+    "syslog": None,  # socket to /dev/log
+    "facility": 2,  # mail
+    "verbose": 0,
+}
+
+FACILITIES = {
+    "kern": 0,
+    "user": 1,
+    "mail": 2,
+    "daemon": 3,
+    "auth": 4,
+    "syslog": 5,
+    "lpr": 6,
+    "news": 7,
+    "uucp": 8,
+    "cron": 9,
+    "authpriv": 10,
+    "ftp": 11,
+    **{f"local{i}": 16 + i for i in range(8)},
+}
+_CTRL = {c: "?" for c in range(32) if c != 9}
+_CTRL[127] = "?"
+
+
+def init(service: str, cfg=None, *, stdout: bool = False, verbose: int = 0) -> None:
+    """Set the tag and destination for this process's log lines."""
+    name = cfg.get("syslog_name") if cfg is not None else "mta"
+    _state["tag"] = f"{name}/{service}" if service else name
+    _state["host"] = (cfg.get("myhostname") if cfg is not None else socket.gethostname()).split(
+        "."
+    )[0]
+    _state["verbose"] = verbose
+    if _state["fd"] is not None:
+        os.close(_state["fd"])
+        _state["fd"] = None
+    _state["stdout"] = stdout
+    path = cfg.get("maillog_file") if cfg is not None else ""
+    if stdout or os.environ.get("MTA_LOG_STDOUT") == "1":
+        _state["stdout"] = True
+    elif path:
+        _state["fd"] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    else:
+        fac = cfg.get("syslog_facility") if cfg is not None else "mail"
+        _state["facility"] = FACILITIES.get(fac, 2)
+
+
+def format_line(text: str, when: float | None = None) -> str:
+    stamp = time.strftime("%b %d %H:%M:%S", time.localtime(when))
+    return f"{stamp} {_state['host']} {_state['tag']}[{os.getpid()}]: {text.translate(_CTRL)}\n"
+
+
+def _emit(text: str, severity: int) -> None:
+    if _state["fd"] is not None:
+        try:
+            os.write(_state["fd"], format_line(text).encode("utf-8", "replace"))
+            return
+        except OSError:
+            pass
+    if _state["stdout"] or _state["fd"] is not None:
+        sys.stdout.write(format_line(text))
+        sys.stdout.flush()
+        return
+    _syslog(text, severity)
+
+
+def _syslog(text: str, severity: int) -> None:
+    sock = _state["syslog"]
+    line = f"<{_state['facility'] * 8 + severity}>{time.strftime('%b %d %H:%M:%S')} {_state['tag']}[{os.getpid()}]: {text.translate(_CTRL)}"
+    for _ in range(2):
+        try:
+            if sock is None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                sock.connect("/dev/log")
+                _state["syslog"] = sock
+            sock.send(line.encode("utf-8", "replace"))
+            return
+        except OSError:
+            _state["syslog"] = sock = None
+    sys.stderr.write(line + "\n")
+
+
+def _fmt(msg: str, args: tuple) -> str:
+    return msg % args if args else msg
+
+
+def info(msg: str, *args) -> None:
+    _emit(_fmt(msg, args), 6)
+
+
+def verbose(msg: str, *args) -> None:
+    if _state["verbose"]:
+        _emit(_fmt(msg, args), 7)
+
+
+def warning(msg: str, *args) -> None:
+    _emit("warning: " + _fmt(msg, args), 4)
+
+
+def error(msg: str, *args) -> None:
+    _emit("error: " + _fmt(msg, args), 3)
+
+
+def fatal(msg: str, *args) -> NoReturn:
+    _emit("fatal: " + _fmt(msg, args), 2)
+    sys.exit(1)
+
+
+def panic(msg: str, *args) -> NoReturn:
+    _emit("panic: " + _fmt(msg, args), 0)
+    os._exit(2)

@@ -1,0 +1,48 @@
+"""Build script: compiles every mta/_speedups/*.pyx into an extension.
+
+MTA_NO_EXTENSIONS=1 gives a pure-Python build; MTA_DEBUG=1 a traced one.
+Shipped .c files are used when present; --cython-always regenerates them.
+"""
+
+import glob
+import os
+import sys
+
+from setuptools import Extension, setup
+
+NO_EXT = os.environ.get("MTA_NO_EXTENSIONS") == "1"
+DEBUG = os.environ.get("MTA_DEBUG") == "1"
+ALWAYS = "--cython-always" in sys.argv
+ANNOTATE = "--cython-annotate" in sys.argv
+for flag in ("--cython-always", "--cython-annotate"):
+    while flag in sys.argv:
+        sys.argv.remove(flag)
+
+
+def extensions() -> list:
+    if NO_EXT:
+        return []
+    pyx = sorted(glob.glob("mta/_speedups/*.pyx"))
+    macros = [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")] if DEBUG else []
+    c_missing = [p for p in pyx if not os.path.exists(p[:-4] + ".c")]
+    if ALWAYS or ANNOTATE or c_missing or DEBUG:
+        from Cython.Build import cythonize
+
+        exts = [
+            Extension(p[:-4].replace("/", "."), [p], define_macros=macros) for p in pyx
+        ]
+        return cythonize(
+            exts,
+            language_level=3,
+            annotate=ANNOTATE,
+            compile_time_env={"MTA_DEBUG": DEBUG},
+            compiler_directives={
+                "boundscheck": DEBUG,
+                "wraparound": False,
+                "linetrace": DEBUG,
+            },
+        )
+    return [Extension(p[:-4].replace("/", "."), [p[:-4] + ".c"]) for p in pyx]
+
+
+setup(ext_modules=extensions())
