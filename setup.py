@@ -1,7 +1,9 @@
 """Build script: compiles every mta/_speedups/*.pyx into an extension.
 
 MTA_NO_EXTENSIONS=1 gives a pure-Python build; MTA_DEBUG=1 a traced one.
-Shipped .c files are used when present; --cython-always regenerates them.
+Cython (a build requirement) regenerates stale .c files; without Cython the
+shipped .c files are compiled as they are. --cython-always forces
+regeneration, --cython-annotate writes the HTML annotation.
 """
 
 import glob
@@ -24,10 +26,11 @@ def extensions() -> list:
         return []
     pyx = sorted(glob.glob("mta/_speedups/*.pyx"))
     macros = [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")] if DEBUG else []
-    c_missing = [p for p in pyx if not os.path.exists(p[:-4] + ".c")]
-    if ALWAYS or ANNOTATE or c_missing or DEBUG:
+    try:
         from Cython.Build import cythonize
-
+    except ImportError:
+        cythonize = None
+    if cythonize is not None:
         exts = [
             Extension(p[:-4].replace("/", "."), [p], define_macros=macros) for p in pyx
         ]
@@ -35,6 +38,7 @@ def extensions() -> list:
             exts,
             language_level=3,
             annotate=ANNOTATE,
+            force=ALWAYS or DEBUG,
             compile_time_env={"MTA_DEBUG": DEBUG},
             compiler_directives={
                 "boundscheck": DEBUG,

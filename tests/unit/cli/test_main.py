@@ -1,0 +1,59 @@
+"""The mta dispatcher: help, unknown commands, -c before or after the subcommand."""
+
+import subprocess
+import sys
+
+from mta.cli import main as cli_main
+
+
+def test_help_lists_every_command(capsys):
+    assert cli_main.run(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in cli_main.COMMANDS:
+        assert f"  {name} " in out
+
+
+def test_no_command_is_a_usage_error(capsys):
+    assert cli_main.run([]) == 2
+    assert "usage: mta" in capsys.readouterr().err
+
+
+def test_unknown_command_names_it(capsys):
+    assert cli_main.run(["frobnicate"]) == 2
+    assert "unknown command 'frobnicate'" in capsys.readouterr().err
+
+
+def test_unknown_global_option(capsys):
+    assert cli_main.run(["-z", "conf"]) == 2
+    assert "unknown option -z" in capsys.readouterr().err
+
+
+def test_global_c_is_forwarded_first(monkeypatch):
+    seen = {}
+
+    class Fake:
+        @staticmethod
+        def main(argv, command):
+            seen["argv"], seen["command"] = argv, command
+            return 7
+
+    monkeypatch.setitem(sys.modules, "mta.cli.fake", Fake)
+    monkeypatch.setitem(cli_main.COMMANDS, "fake", ("mta.cli.fake", "test"))
+    assert cli_main.run(["-c", "/x", "-v", "fake", "-n"]) == 7
+    assert seen == {"argv": ["-c", "/x", "-v", "-n"], "command": "fake"}
+    assert cli_main.run(["-c/y", "fake"]) == 7
+    assert seen["argv"] == ["-c", "/y"]
+
+
+def test_every_command_has_help(tmp_path):
+    env_home = {"XDG_STATE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for name in cli_main.COMMANDS:
+        result = subprocess.run(
+            [sys.executable, "-m", "mta", name, "--help"],
+            capture_output=True,
+            text=True,
+            env=env_home,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, (name, result.stderr)
+        assert f"mta {name}" in result.stdout, name
