@@ -46,6 +46,7 @@ class ServiceEntry:
     path: str = "master.cf"
     line: int = 0
     maxproc_default: bool = False  # "-" was written; follows default_process_limit
+    fields: tuple[str, ...] = ()  # the seven columns before the command, as written
 
     @property
     def key(self) -> str:
@@ -132,7 +133,8 @@ def parse_master_cf(
         toks = _tokens(logical, path, line)
         if len(toks) < 8:
             raise ConfigError(
-                f"expected 8 or more fields (service type private unpriv chroot wakeup maxproc command), got {len(toks)}",
+                "expected 8 or more fields (service type private unpriv chroot wakeup "
+                f"maxproc command), got {len(toks)}",
                 path=path,
                 line=line,
             )
@@ -204,6 +206,7 @@ def parse_master_cf(
             path=path,
             line=line,
             maxproc_default=nproc_default,
+            fields=(name, stype, priv, unpriv, chroot, wakeup, maxproc),
         )
         if entry.key in seen:
             raise ConfigError(

@@ -28,7 +28,17 @@ def wheel(tmp_path_factory):
     )
     out = tmp_path_factory.mktemp("dist")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src / "tree")],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(out),
+            str(src / "tree"),
+        ],
         capture_output=True,
         text=True,
     )

@@ -56,8 +56,6 @@ def test_pure_build_is_silent(tmp_path):
     assert result.stderr == ""
 
 
-@pytest.mark.skipif(
-    os.environ.get("MTA_NO_EXTENSIONS") == "1", reason="pure build requested"
-)
+@pytest.mark.skipif(os.environ.get("MTA_NO_EXTENSIONS") == "1", reason="pure build requested")
 def test_installed_build_has_every_kernel():
     assert speedups.MISSING == []
