@@ -120,21 +120,27 @@ def edit_lines(
     """
     assign = dict(assign or {})
     spans = _spans(lines, path)
+
+    def setting_lines(name: str) -> list[int]:
+        # Comments and blank lines inside a continued value stay as they are.
+        return [
+            i
+            for first, last in spans.get(name, [])
+            for i in range(first, last + 1)
+            if lines[i].strip() and not lines[i].lstrip().startswith("#")
+        ]
+
     drop: set[int] = set()
     replace: dict[int, str] = {}
     prefix: set[int] = set()
     for name, value in assign.items():
-        for first, last in spans.get(name, []):
-            drop.update(range(first, last + 1))
+        drop.update(setting_lines(name))
         if name in spans:
-            first, last = spans[name][-1]
-            replace[first] = f"{name} = {value}\n"
+            replace[spans[name][-1][0]] = f"{name} = {value}\n"
     for name in remove:
-        for first, last in spans.get(name, []):
-            drop.update(range(first, last + 1))
+        drop.update(setting_lines(name))
     for name in comment:
-        for first, last in spans.get(name, []):
-            prefix.update(range(first, last + 1))
+        prefix.update(setting_lines(name))
     out: list[str] = []
     for i, line in enumerate(lines):
         if i in replace:

@@ -106,3 +106,14 @@ def test_edit_then_parse_gives_the_assigned_values(initial, assign):
     parsed = {n: e.value for n, e in parse_main_cf(out).items()}
     assert parsed == {**initial, **assign}
     assert out.count("# c\n") == len(initial)
+
+
+def test_comment_inside_a_replaced_value_stays():
+    lines = ["a = 1,\n", "# why\n", "  2\n", "b = 3\n"]
+    assert edit_lines(lines, "main.cf", assign={"a": "x"}) == ["a = x\n", "# why\n", "b = 3\n"]
+    assert edit_lines(lines, "main.cf", comment=["a"]) == [
+        "#a = 1,\n",
+        "# why\n",
+        "#  2\n",
+        "b = 3\n",
+    ]

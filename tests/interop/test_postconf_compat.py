@@ -1,0 +1,81 @@
+"""mta conf against Postfix's own postconf on the same files."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.skipif(shutil.which("postconf") is None, reason="postconf not installed"),
+]
+
+MAIN_CF = """\
+# A main.cf as an administrator writes it.
+myhostname = mx.example.org
+mydomain = example.org
+
+mydestination = $myhostname,
+    localhost.$mydomain,
+  # a comment inside a continued value
+    localhost
+relayhost = [smarthost.example.org]:587
+smtpd_recipient_restrictions = permit_mynetworks,
+\treject_unauth_destination
+message_size_limit = 20480000
+"""
+
+
+def mta_conf(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "mta", "conf", *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def postconf(*args):
+    return subprocess.run(["postconf", *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def two_dirs(tmp_path):
+    dirs = []
+    for name in ("mta", "postfix"):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "main.cf").write_text(MAIN_CF)
+        (d / "master.cf").write_text("smtp inet n - y - - smtpd\n")
+        dirs.append(d)
+    return dirs
+
+
+def test_n_prints_the_same_settings(two_dirs):
+    ours, theirs = two_dirs
+    expected = [
+        line
+        for line in postconf("-c", str(theirs), "-n").splitlines()
+        if not line.startswith("config_directory =")
+    ]
+    assert mta_conf("-c", str(ours), "-n").splitlines() == expected
+
+
+def test_x_expands_the_same_way(two_dirs):
+    ours, theirs = two_dirs
+    names = ["mydestination", "myhostname"]
+    assert mta_conf("-c", str(ours), "-x", *names) == postconf("-c", str(theirs), "-x", *names)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ["-e", "mydomain=other.org", "inet_interfaces = loopback-only"],
+        ["-e", "mydestination=a, b"],
+        ["-X", "relayhost", "smtpd_recipient_restrictions"],
+        ["-#", "mydestination"],
+    ],
+)
+def test_edits_give_the_same_file(two_dirs, edit):
+    ours, theirs = two_dirs
+    mta_conf("-c", str(ours), *edit)
+    postconf("-c", str(theirs), *edit)
+    assert (ours / "main.cf").read_text() == (theirs / "main.cf").read_text()
