@@ -57,3 +57,23 @@ def test_every_command_has_help(tmp_path):
         )
         assert result.returncode == 0, (name, result.stderr)
         assert f"mta {name}" in result.stdout, name
+
+
+def test_c_before_after_and_from_environment_agree(tmp_path):
+    (tmp_path / "main.cf").write_text("myhostname = where.example\n")
+    base = {"PATH": "/usr/bin:/bin", "XDG_STATE_HOME": str(tmp_path / "state")}
+
+    def conf(args, env=None):
+        result = subprocess.run(
+            [sys.executable, "-m", "mta", *args],
+            capture_output=True,
+            text=True,
+            env={**base, **(env or {})},
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    expected = "myhostname = where.example\n"
+    assert conf(["-c", str(tmp_path), "conf", "-n"]) == expected
+    assert conf(["conf", "-c", str(tmp_path), "-n"]) == expected
+    assert conf(["conf", "-n"], {"MTA_CONFIG_DIR": str(tmp_path)}) == expected
