@@ -1,0 +1,181 @@
+# cython: language_level=3
+"""record - queue file records, compiled twin of record_ref.py
+
+Same API and results as record_ref: encode_length, encode_record,
+decode_records and ContentEncoder. The content encoder scans each chunk
+with memchr for line ends and writes records straight into one output
+bytearray, so a message costs a few calls per chunk, not per line.
+"""
+
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from libc.string cimport memchr, memcpy
+
+from mta._speedups.record_ref import RecordError
+
+REC_TYPE_NORM = 0x4E
+REC_TYPE_CONT = 0x4C
+MAX_LENGTH_BYTES = 5
+MAX_RECORD = 1 << 30
+
+cdef enum:
+    C_NORM = 0x4E
+    C_CONT = 0x4C
+
+
+cdef inline Py_ssize_t _put_record(bytearray out, int rtype, const unsigned char *p,
+                                   Py_ssize_t n) except -1:
+    """Append one record to out; return its encoded size."""
+    cdef Py_ssize_t old = PyByteArray_GET_SIZE(out)
+    cdef Py_ssize_t size = n
+    cdef int lbytes = 1
+    while size >= 0x80:
+        size >>= 7
+        lbytes += 1
+    PyByteArray_Resize(out, old + 1 + lbytes + n)
+    cdef unsigned char *w = <unsigned char *>PyByteArray_AS_STRING(out) + old
+    w[0] = <unsigned char>rtype
+    w += 1
+    size = n
+    while size >= 0x80:
+        w[0] = <unsigned char>((size & 0x7F) | 0x80)
+        size >>= 7
+        w += 1
+    w[0] = <unsigned char>size
+    w += 1
+    if n:
+        memcpy(w, p, n)
+    return 1 + lbytes + n
+
+
+def encode_length(Py_ssize_t n):
+    cdef bytearray out = bytearray()
+    while True:
+        if n >= 0x80:
+            out.append((n & 0x7F) | 0x80)
+            n >>= 7
+        else:
+            out.append(n)
+            return bytes(out)
+
+
+def encode_record(int rtype, payload):
+    cdef const unsigned char[::1] view = payload
+    cdef bytearray out = bytearray()
+    if view.shape[0]:
+        _put_record(out, rtype, &view[0], view.shape[0])
+    else:
+        _put_record(out, rtype, NULL, 0)
+    return bytes(out)
+
+
+def decode_records(buf, Py_ssize_t start=0, bint final=False):
+    cdef const unsigned char[::1] view = buf
+    cdef Py_ssize_t n = view.shape[0]
+    cdef Py_ssize_t pos = start, i, length
+    cdef int shift
+    cdef unsigned char byte, rtype
+    cdef list records = []
+    while pos < n:
+        rtype = view[pos]
+        i = pos + 1
+        length = 0
+        shift = 0
+        while True:
+            if i >= n:
+                if final:
+                    raise RecordError(f"truncated record length at offset {pos}")
+                return records, pos
+            byte = view[i]
+            i += 1
+            length |= (<Py_ssize_t>(byte & 0x7F)) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+            if shift >= 7 * MAX_LENGTH_BYTES:
+                raise RecordError(f"bad record length at offset {pos}")
+        if length > MAX_RECORD:
+            raise RecordError(f"record too large ({length} bytes) at offset {pos}")
+        if i + length > n:
+            if final:
+                raise RecordError(f"truncated record at offset {pos}")
+            return records, pos
+        records.append((pos, rtype, bytes(view[i:i + length])))
+        pos = i + length
+    return records, pos
+
+
+cdef class ContentEncoder:
+    cdef readonly Py_ssize_t limit
+    cdef bytearray partial
+
+    def __init__(self, Py_ssize_t limit):
+        if limit < 1:
+            raise ValueError("line limit must be positive")
+        self.limit = limit
+        self.partial = bytearray()
+
+    cdef int _line(self, bytearray out, const unsigned char *p, Py_ssize_t n,
+                   bint strip_cr=True) except -1:
+        """Write one complete line (without its LF) as L pieces and an N."""
+        if strip_cr and n and p[n - 1] == 13:
+            n -= 1
+        while n > self.limit:
+            _put_record(out, C_CONT, p, self.limit)
+            p += self.limit
+            n -= self.limit
+        _put_record(out, C_NORM, p, n)
+        return 0
+
+    def feed(self, data):
+        cdef const unsigned char[::1] view = data
+        cdef Py_ssize_t n = view.shape[0]
+        cdef Py_ssize_t pos = 0, end, keep
+        cdef const unsigned char *base
+        cdef const unsigned char *nl
+        cdef bytearray out = bytearray()
+        cdef bytearray partial = self.partial
+        cdef bytes joined
+        if n == 0:
+            return b""
+        base = &view[0]
+        while pos < n:
+            nl = <const unsigned char *>memchr(base + pos, 10, n - pos)
+            if nl == NULL:
+                partial += view[pos:n]
+                pos = n
+                keep = PyByteArray_GET_SIZE(partial)
+                if keep and (<unsigned char *>PyByteArray_AS_STRING(partial))[keep - 1] == 13:
+                    keep -= 1
+                if keep > self.limit:
+                    self._cut(out, partial)
+                break
+            end = nl - base
+            if PyByteArray_GET_SIZE(partial):
+                partial += view[pos:end]
+                joined = bytes(partial)
+                partial.clear()
+                self._line(out, <const unsigned char *><char *>joined, len(joined))
+            else:
+                self._line(out, base + pos, end - pos)
+            pos = end + 1
+        return bytes(out)
+
+    cdef int _cut(self, bytearray out, bytearray partial) except -1:
+        cdef Py_ssize_t n = PyByteArray_GET_SIZE(partial)
+        cdef const unsigned char *p = <const unsigned char *>PyByteArray_AS_STRING(partial)
+        cdef Py_ssize_t done = 0
+        while n - done - (p[n - 1] == 13) > self.limit:
+            _put_record(out, C_CONT, p + done, self.limit)
+            p = <const unsigned char *>PyByteArray_AS_STRING(partial)
+            done += self.limit
+        del partial[:done]
+        return 0
+
+    def flush(self):
+        if not PyByteArray_GET_SIZE(self.partial):
+            return b""
+        cdef bytearray out = bytearray()
+        cdef bytes rest = bytes(self.partial)
+        self.partial = bytearray()
+        self._line(out, <const unsigned char *><char *>rest, len(rest), False)
+        return bytes(out)

@@ -1,0 +1,455 @@
+"""queue.queue_file - write, read and update queue files durably
+
+SYNOPSIS
+    from mta.queue.queue_file import QueueFileWriter, Recipient, read_queue_file
+    w = QueueFileWriter(queue_dir, "incoming")
+    w.write_envelope(sender="a@x", recipients=[Recipient("b@y")], attrs={...})
+    w.write_content(chunk); ...
+    qid = w.commit()                      # durable: only now may the client hear 250
+    msg = read_queue_file(path)           # envelope, recipients with offsets
+    mark_done(path, [rcpt.offset, ...])   # one byte per recipient, then fdatasync
+
+DESCRIPTION
+    The writer creates a temporary file in the target queue directory,
+    names the message after the file's inode and creation time (see
+    queue_id), streams records into it, and commit() writes the end
+    record, fills in the size record, fsyncs the file, renames it to its
+    queue id (in its hashed subdirectory when the queue is hashed) and
+    fsyncs the directory, so that once commit() returns, a crash can
+    neither lose the file nor leave only its temporary name. A writer
+    that is aborted, or whose process dies, leaves at most a ".tmp"
+    file that readers never look at.
+
+    The reader checks the structure (size record first, end record last,
+    recipients inside the envelope or extracted sections) and raises
+    QueueFileError on any damage; move_to_corrupt() files such a message
+    under corrupt/ for inspection.
+
+    mark_done() finishes recipients by overwriting the type byte of each
+    recipient record with "D" and syncing once, so a recipient marked
+    done is never delivered again, even after a crash.
+
+SECURITY
+    Runs as mail_owner on files in the queue. Queue ids that come from
+    users go through is_queue_id() before they become paths. File
+    content is untrusted message data and is never interpreted here.
+
+SEE ALSO
+    mta/_speedups/record.pyx (record encoding), record_ref.py (reference)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from mta._speedups import NO_EXTENSIONS
+from mta._speedups.record_ref import ContentEncoder as ContentEncoder_ref
+from mta._speedups.record_ref import RecordError
+from mta._speedups.record_ref import decode_records as decode_records_ref
+from mta._speedups.record_ref import encode_record as encode_record_ref
+from mta.queue import rec_type as R
+from mta.queue.queue_id import is_queue_id, make_queue_id
+
+ContentEncoder_c = decode_records_c = encode_record_c = None
+if not NO_EXTENSIONS:
+    try:
+        from mta._speedups.record import ContentEncoder as ContentEncoder_c
+        from mta._speedups.record import decode_records as decode_records_c
+        from mta._speedups.record import encode_record as encode_record_c
+    except ImportError:
+        pass
+
+ContentEncoder = ContentEncoder_c or ContentEncoder_ref
+decode_records = decode_records_c or decode_records_ref
+encode_record = encode_record_c or encode_record_ref
+
+FILE_MODE = 0o600  # queue files are for mail_owner only
+WRITE_BUFFER = 1 << 16  # flush records to the file in pieces of this size
+TMP_SUFFIX = ".tmp"  # temporary files end in this; readers skip them
+SIZE_PAYLOAD_LEN = 4 * R.SIZE_FIELD_WIDTH + 3  # four fixed-width fields and blanks
+HASH_QUEUE_NAMES_DEFAULT = ("deferred", "defer")
+
+
+class QueueFileError(Exception):
+    """A damaged or unreadable queue file."""
+
+
+@dataclass
+class Recipient:
+    """One envelope recipient with its DSN details and place in the file."""
+
+    address: str
+    orig: str = ""  # the address as first received, before rewriting
+    dsn_orcpt: str = ""  # DSN ORCPT, "rfc822;addr"
+    notify: int = 0  # DSN_NOTIFY_* bits; 0 = not given
+    offset: int = -1  # offset of its record in the file (set when read or written)
+    done: bool = False
+
+
+@dataclass
+class QueueMessage:
+    """What a queue file says, without the content."""
+
+    queue_id: str
+    path: str
+    arrival: float = 0.0
+    sender: str = ""
+    full_name: str = ""
+    attrs: dict[str, str] = field(default_factory=dict)
+    recipients: list[Recipient] = field(default_factory=list)
+    content_offset: int = 0
+    content_size: int = 0
+    flags: int = 0
+    warn_time: float = 0.0
+    file_size: int = 0
+
+
+def hash_dirs(queue_id: str, depth: int) -> list[str]:
+    """Subdirectory names of a hashed queue: one character of the id per level."""
+    tail = queue_id[::-1]
+    return [tail[i] for i in range(depth)]
+
+
+def queue_dir_for(
+    queue_dir: str, queue: str, queue_id: str, depth: int = 1, hashed: tuple = ()
+) -> str:
+    """Directory that holds queue_id in queue, hashed when queue is in hashed."""
+    path = os.path.join(queue_dir, queue)
+    if queue in hashed and depth > 0:
+        path = os.path.join(path, *hash_dirs(queue_id, depth))
+    return path
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename or unlink in directory path durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def size_payload(content_offset: int, content_size: int, nrcpt: int, flags: int) -> bytes:
+    w = R.SIZE_FIELD_WIDTH
+    return f"{content_offset:{w}d} {content_size:{w}d} {nrcpt:{w}d} {flags:{w}d}".encode()
+
+
+class QueueFileWriter:
+    """Build one queue file; see the module docstring."""
+
+    def __init__(
+        self,
+        queue_dir: str,
+        queue: str = "incoming",
+        *,
+        hash_depth: int = 1,
+        hashed: tuple = HASH_QUEUE_NAMES_DEFAULT,
+        line_limit: int = 2048,
+        when: float | None = None,
+    ) -> None:
+        self.queue_dir = queue_dir
+        self.queue = queue
+        self.hash_depth = hash_depth
+        self.hashed = tuple(hashed)
+        self.arrival = time.time() if when is None else when
+        top = os.path.join(queue_dir, queue)
+        self.tmp_path = os.path.join(top, f".{os.getpid()}.{time.monotonic_ns()}{TMP_SUFFIX}")
+        self.fd = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        self.queue_id = make_queue_id(self.arrival, os.fstat(self.fd).st_ino)
+        self.buf = bytearray()
+        self.written = 0  # bytes already in the file
+        self.nrcpt = 0
+        self.flags = 0
+        self.content_offset = 0
+        self.content_size = 0
+        self.encoder = ContentEncoder(line_limit)
+        self.state = "new"  # new -> envelope -> content -> extra -> done
+        self.buf += encode_record(R.REC_TYPE_SIZE, size_payload(0, 0, 0, 0))
+
+    # ---- writing
+    @property
+    def offset(self) -> int:
+        return self.written + len(self.buf)
+
+    def _put(self, rtype: int, payload: bytes) -> int:
+        where = self.offset
+        self.buf += encode_record(rtype, payload)
+        if len(self.buf) >= WRITE_BUFFER:
+            self._flush()
+        return where
+
+    def _flush(self) -> None:
+        view = memoryview(self.buf)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+        self.written += len(self.buf)
+        self.buf = bytearray()
+
+    def _recipient(self, rcpt: Recipient) -> None:
+        if rcpt.dsn_orcpt:
+            self._put(R.REC_TYPE_DSN_ORCPT, rcpt.dsn_orcpt.encode())
+        if rcpt.notify:
+            self._put(R.REC_TYPE_DSN_NOTIFY, str(rcpt.notify).encode())
+        if rcpt.orig and rcpt.orig != rcpt.address:
+            self._put(R.REC_TYPE_ORCP, rcpt.orig.encode())
+        rcpt.offset = self._put(R.REC_TYPE_RCPT, rcpt.address.encode())
+        self.nrcpt += 1
+
+    def write_envelope(
+        self,
+        sender: str,
+        recipients: list[Recipient],
+        attrs: dict[str, str] | None = None,
+        full_name: str = "",
+        flags: int = 0,
+    ) -> None:
+        """Write arrival time, attributes, sender and recipients."""
+        if self.state != "new":
+            raise RuntimeError("envelope already written")
+        micros = int(round(self.arrival * 1_000_000))
+        self._put(R.REC_TYPE_TIME, b"%d %d" % divmod(micros, 1_000_000))
+        for name, value in (attrs or {}).items():
+            self._put(R.REC_TYPE_ATTR, f"{name}={value}".encode())
+        if full_name:
+            self._put(R.REC_TYPE_FULL, full_name.encode())
+        self._put(R.REC_TYPE_FROM, sender.encode())
+        for rcpt in recipients:
+            self._recipient(rcpt)
+        self.flags |= flags
+        self.content_offset = self._put(R.REC_TYPE_MESG, b"")
+        self.state = "content"
+
+    def write_content(self, chunk: bytes) -> None:
+        """Append message content; lines end in LF or CRLF, chunks cut anywhere."""
+        if self.state != "content":
+            raise RuntimeError("content written outside the content section")
+        self.content_size += len(chunk)
+        self.buf += self.encoder.feed(chunk)
+        if len(self.buf) >= WRITE_BUFFER:
+            self._flush()
+
+    def end_content(self) -> None:
+        if self.state != "content":
+            raise RuntimeError("no content section open")
+        self.buf += self.encoder.flush()
+        self._put(R.REC_TYPE_XTRA, b"")
+        self.state = "extra"
+
+    def add_recipient(self, rcpt: Recipient) -> None:
+        """Add a recipient in the extracted section (after the content)."""
+        if self.state == "content":
+            self.end_content()
+        self._recipient(rcpt)
+
+    def commit(self) -> str:
+        """Finish, fsync and rename into place; return the queue id."""
+        if self.state == "content":
+            self.end_content()
+        if self.state != "extra":
+            raise RuntimeError("commit without an envelope")
+        self._put(R.REC_TYPE_END, b"")
+        self._flush()
+        header = encode_record(
+            R.REC_TYPE_SIZE,
+            size_payload(self.content_offset, self.content_size, self.nrcpt, self.flags),
+        )
+        os.pwrite(self.fd, header, 0)
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        target_dir = queue_dir_for(
+            self.queue_dir, self.queue, self.queue_id, self.hash_depth, self.hashed
+        )
+        os.makedirs(target_dir, mode=0o700, exist_ok=True)
+        final = os.path.join(target_dir, self.queue_id)
+        os.rename(self.tmp_path, final)
+        fsync_dir(target_dir)
+        self.state = "done"
+        self.path = final
+        return self.queue_id
+
+    def abort(self) -> None:
+        """Throw the file away; safe to call more than once."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.state != "done":
+            try:
+                os.unlink(self.tmp_path)
+            except FileNotFoundError:
+                pass
+            self.state = "done"
+
+    def __enter__(self) -> QueueFileWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.abort()
+
+
+# ---- reading
+
+
+def _parse_size(payload: bytes, path: str) -> tuple[int, int, int, int]:
+    try:
+        offset, size, nrcpt, flags = (int(x) for x in payload.split())
+    except ValueError:
+        raise QueueFileError(f"{path}: bad size record") from None
+    return offset, size, nrcpt, flags
+
+
+def _read_all(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise QueueFileError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def read_queue_file(path: str) -> QueueMessage:
+    """Read the envelope of the queue file at path; QueueFileError when damaged."""
+    data = _read_all(path)
+    try:
+        records, _ = decode_records(data, 0, True)
+    except RecordError as exc:
+        raise QueueFileError(f"{path}: {exc}") from None
+    if not records or records[0][1] != R.REC_TYPE_SIZE:
+        raise QueueFileError(f"{path}: no size record at the start")
+    if records[-1][1] != R.REC_TYPE_END:
+        raise QueueFileError(f"{path}: truncated: no end record")
+    msg = QueueMessage(queue_id=os.path.basename(path), path=path, file_size=len(data))
+    msg.content_offset, msg.content_size, _, msg.flags = _parse_size(records[0][2], path)
+    section = "envelope"
+    pending: dict[str, object] = {}
+    for offset, rtype, payload in records[1:-1]:
+        if section == "content":
+            if rtype == R.REC_TYPE_XTRA:
+                section = "extra"
+            elif rtype not in (R.REC_TYPE_NORM, R.REC_TYPE_CONT):
+                raise QueueFileError(f"{path}: record {chr(rtype)!r} inside the content")
+            continue
+        if rtype in (R.REC_TYPE_RCPT, R.REC_TYPE_DONE):
+            msg.recipients.append(
+                Recipient(
+                    address=payload.decode("utf-8", "surrogateescape"),
+                    orig=str(pending.pop("orig", "")),
+                    dsn_orcpt=str(pending.pop("orcpt", "")),
+                    notify=int(pending.pop("notify", 0)),
+                    offset=offset,
+                    done=rtype == R.REC_TYPE_DONE,
+                )
+            )
+        elif rtype == R.REC_TYPE_ORCP:
+            pending["orig"] = payload.decode("utf-8", "surrogateescape")
+        elif rtype == R.REC_TYPE_DSN_ORCPT:
+            pending["orcpt"] = payload.decode("utf-8", "surrogateescape")
+        elif rtype == R.REC_TYPE_DSN_NOTIFY:
+            if not payload.isdigit():
+                raise QueueFileError(f"{path}: bad NOTIFY record at offset {offset}")
+            pending["notify"] = int(payload)
+        elif section == "envelope" and rtype == R.REC_TYPE_TIME:
+            try:
+                sec, usec = (int(x) for x in payload.split())
+            except ValueError:
+                raise QueueFileError(f"{path}: bad time record") from None
+            msg.arrival = sec + usec / 1_000_000
+        elif section == "envelope" and rtype == R.REC_TYPE_ATTR:
+            name, eq, value = payload.decode("utf-8", "surrogateescape").partition("=")
+            if not eq:
+                raise QueueFileError(f"{path}: bad attribute record at offset {offset}")
+            msg.attrs[name] = value
+        elif section == "envelope" and rtype == R.REC_TYPE_FULL:
+            msg.full_name = payload.decode("utf-8", "surrogateescape")
+        elif section == "envelope" and rtype == R.REC_TYPE_FROM:
+            msg.sender = payload.decode("utf-8", "surrogateescape")
+        elif rtype == R.REC_TYPE_WARN:
+            msg.warn_time = float(payload or 0)
+        elif section == "envelope" and rtype == R.REC_TYPE_MESG:
+            if offset != msg.content_offset:
+                raise QueueFileError(f"{path}: content offset does not match the size record")
+            section = "content"
+        else:
+            raise QueueFileError(
+                f"{path}: unexpected record {chr(rtype)!r} at offset {offset} ({section})"
+            )
+    if section != "extra":
+        raise QueueFileError(f"{path}: no end of content")
+    return msg
+
+
+def iter_content(path: str, msg: QueueMessage | None = None) -> Iterator[bytes]:
+    """Yield the content lines of the queue file (without line ends)."""
+    data = _read_all(path)
+    start = msg.content_offset if msg else 0
+    try:
+        records, _ = decode_records(data, start, True)
+    except RecordError as exc:
+        raise QueueFileError(f"{path}: {exc}") from None
+    pieces: list[bytes] = []
+    seen_mesg = False
+    for _, rtype, payload in records:
+        if rtype == R.REC_TYPE_MESG:
+            seen_mesg = True
+            continue
+        if not seen_mesg:
+            continue
+        if rtype == R.REC_TYPE_CONT:
+            pieces.append(payload)
+        elif rtype == R.REC_TYPE_NORM:
+            if pieces:
+                pieces.append(payload)
+                yield b"".join(pieces)
+                pieces = []
+            else:
+                yield payload
+        elif rtype == R.REC_TYPE_XTRA:
+            return
+
+
+def mark_done(path: str, offsets: list[int]) -> None:
+    """Mark the recipients at offsets done, durably, with one sync."""
+    if not offsets:
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        for offset in offsets:
+            if os.pread(fd, 1, offset) not in (b"R", b"D"):
+                raise QueueFileError(f"{path}: no recipient record at offset {offset}")
+            os.pwrite(fd, b"D", offset)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def move_to_corrupt(queue_dir: str, path: str) -> str:
+    """Move a damaged queue file to corrupt/; return its new path."""
+    name = os.path.basename(path)
+    target_dir = os.path.join(queue_dir, "corrupt")
+    os.makedirs(target_dir, mode=0o700, exist_ok=True)
+    target = os.path.join(target_dir, name)
+    os.rename(path, target)
+    fsync_dir(target_dir)
+    return target
+
+
+def find_queue_file(
+    queue_dir: str,
+    queue_id: str,
+    queues: tuple[str, ...],
+    depth: int = 1,
+    hashed: tuple = HASH_QUEUE_NAMES_DEFAULT,
+) -> tuple[str, str] | None:
+    """Return (queue, path) of queue_id in the first of queues that has it."""
+    if not is_queue_id(queue_id):
+        return None
+    for queue in queues:
+        path = os.path.join(queue_dir_for(queue_dir, queue, queue_id, depth, hashed), queue_id)
+        if os.path.exists(path):
+            return queue, path
+    return None

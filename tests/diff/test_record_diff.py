@@ -1,0 +1,127 @@
+"""Queue file record kernel: compiled and reference versions agree."""
+
+import os
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mta._speedups import record_ref
+from mta.queue import queue_file
+
+ENCODERS = [pytest.param(record_ref.ContentEncoder, id="ref")]
+DECODERS = [pytest.param(record_ref.decode_records, id="ref")]
+if queue_file.ContentEncoder_c is not None:
+    ENCODERS.append(pytest.param(queue_file.ContentEncoder_c, id="c"))
+    DECODERS.append(pytest.param(queue_file.decode_records_c, id="c"))
+
+
+def test_extension_loaded():
+    if os.environ.get("MTA_NO_EXTENSIONS"):
+        pytest.skip("pure build")
+    assert queue_file.ContentEncoder is queue_file.ContentEncoder_c
+
+
+def encode_all(cls, chunks, limit):
+    enc = cls(limit)
+    return b"".join(enc.feed(c) for c in chunks) + enc.flush()
+
+
+def lines_of(records):
+    """Rebuild content lines from N/L records."""
+    out, pieces = [], []
+    for _, rtype, payload in records:
+        pieces.append(payload)
+        if rtype == record_ref.REC_TYPE_NORM:
+            out.append(b"".join(pieces))
+            pieces = []
+    return out
+
+
+def reference_lines(data):
+    """Oracle: split on LF, drop one CR before each LF."""
+    if not data:
+        return []
+    parts = data.split(b"\n")
+    last = parts.pop()
+    lines = [p[:-1] if p.endswith(b"\r") else p for p in parts]
+    if last:
+        lines.append(last)
+    return lines
+
+
+@pytest.mark.parametrize("cls", ENCODERS)
+def test_crlf_lines(cls):
+    out = encode_all(cls, [b"a\r\nbc\n\r\n"], 10)
+    assert out == b"N\x01aN\x02bcN\x00"
+
+
+@pytest.mark.parametrize("cls", ENCODERS)
+def test_long_line_is_cut(cls):
+    assert encode_all(cls, [b"abcdefg\r\n"], 3) == b"L\x03abcL\x03defN\x01g"
+
+
+@pytest.mark.parametrize("decode", DECODERS)
+def test_multi_byte_length(decode):
+    payload = b"z" * 300
+    blob = record_ref.encode_record(ord("N"), payload)
+    assert blob[:3] == b"N\xac\x02"
+    assert decode(blob, 0, True) == ([(0, ord("N"), payload)], len(blob))
+
+
+@pytest.mark.parametrize("decode", DECODERS)
+def test_overlong_length_is_an_error(decode):
+    with pytest.raises(record_ref.RecordError, match="bad record length"):
+        decode(b"N\xff\xff\xff\xff\xff\x01", 0, False)
+
+
+@pytest.mark.parametrize("decode", DECODERS)
+def test_truncated_tail_is_left_over_unless_final(decode):
+    blob = record_ref.encode_record(ord("S"), b"abc") + b"R\x05ab"
+    assert decode(blob, 0, False) == ([(0, ord("S"), b"abc")], 5)
+    with pytest.raises(record_ref.RecordError, match="truncated"):
+        decode(blob, 0, True)
+
+
+content = st.lists(
+    st.sampled_from([b"a", b"bc", b"\r", b"\n", b"\r\n", b".", b"\xff", b" "]), max_size=60
+).map(b"".join)
+
+
+@pytest.mark.parametrize("cls", ENCODERS)
+@given(data=content, cuts=st.lists(st.integers(0, 200), max_size=5), limit=st.integers(1, 8))
+def test_any_chunking_gives_the_same_records_and_lines(cls, data, cuts, limit):
+    points = sorted({min(c, len(data)) for c in cuts})
+    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    whole = encode_all(cls, [data], limit)
+    assert encode_all(cls, chunks, limit) == whole
+    records, used = record_ref.decode_records(whole, 0, True)
+    assert used == len(whole)
+    assert all(len(p) <= limit for _, _, p in records)
+    assert lines_of(records) == reference_lines(data)
+
+
+@pytest.mark.skipif(queue_file.ContentEncoder_c is None, reason="extension not built")
+@pytest.mark.parametrize("seed", range(300))
+def test_c_agrees_with_ref_fuzz(seed):
+    rnd = random.Random(seed)
+    data = bytes(rnd.choice(b"ab\r\n\x00\xff") for _ in range(rnd.randrange(300)))
+    limit = rnd.randrange(1, 20)
+    cuts = sorted(rnd.randrange(len(data) + 1) for _ in range(rnd.randrange(6)))
+    chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    c_out = encode_all(queue_file.ContentEncoder_c, chunks, limit)
+    assert c_out == encode_all(record_ref.ContentEncoder, chunks, limit)
+    junk = bytes(rnd.randrange(256) for _ in range(rnd.randrange(64)))
+    for blob in (c_out, junk, c_out[: rnd.randrange(len(c_out) + 1)]):
+        for final in (False, True):
+            assert outcome(queue_file.decode_records_c, blob, final) == outcome(
+                record_ref.decode_records, blob, final
+            )
+
+
+def outcome(fn, blob, final):
+    try:
+        return fn(blob, 0, final)
+    except record_ref.RecordError as exc:
+        return ("error", str(exc))
