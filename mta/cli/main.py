@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "conf": ("mta.cli.conf", "show or edit parameters (postconf)"),
     "map": ("mta.cli.map", "build and query lookup tables (postmap)"),
     "log": ("mta.cli.log", "write a line to the mail log (postlog)"),
+    "cat": ("mta.cli.cat", "show queue files (postcat)"),
 }
 
 USAGE = "usage: mta [-c CONFIG_DIR] [-v] COMMAND [ARGS...]"
