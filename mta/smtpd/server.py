@@ -1,0 +1,217 @@
+"""smtpd.server - the SMTP server process: shared state and the accept loop
+
+SYNOPSIS
+    python -m mta.smtpd -n smtp -t inet -c /etc/mta      # as the master starts it
+    server = SmtpdServer(cfg)                             # in tests
+    await loop.create_server(lambda: SmtpdSession(server), sock=listener)
+
+DESCRIPTION
+    One process serves many sessions on one event loop (uvloop when
+    installed). SmtpdServer holds what sessions share: the parameters
+    read once, the EHLO reply built once, the access checks, the cleanup
+    library, a cache of client host names, and the thread pool in which
+    queue files are fsynced so that a slow disk delays only the session
+    that waits for it.
+
+    The client name is the reverse lookup of its address confirmed by a
+    forward lookup (through the system resolver, so /etc/hosts counts),
+    or "unknown"; results are cached for a minute.
+
+SECURITY
+    Accepts connections from anyone the listener lets in; runs as
+    mail_owner once the master's framework has dropped privileges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from mta import log
+from mta.cleanup import Cleanup
+from mta.common.match_list import AddrList, DomainList
+from mta.smtpd.checks import SessionState, SmtpdChecks
+
+NAME_CACHE_TTL = 60.0  # seconds a client host name stays cached
+NAME_CACHE_MAX = 10000  # entries before the cache is emptied
+FSYNC_THREADS = 16  # queue files fsynced at once
+
+EHLO_KEYWORDS = (
+    "PIPELINING",
+    "SIZE",
+    "VRFY",
+    "ETRN",
+    "ENHANCEDSTATUSCODES",
+    "8BITMIME",
+    "DSN",
+    "SMTPUTF8",
+    "CHUNKING",
+)
+
+
+class SmtpdServer:
+    """State shared by the sessions of one smtpd process."""
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self.hostname = cfg.get("myhostname")
+        self.banner = cfg.get("smtpd_banner")
+        self.timeout = cfg.get_time("smtpd_timeout")
+        self.line_limit = max(cfg.get_int("line_length_limit"), 512)
+        self.size_limit = cfg.get_size("message_size_limit")
+        self.recipient_limit = cfg.get_int("smtpd_recipient_limit")
+        self.soft_error_limit = cfg.get_int("smtpd_soft_error_limit")
+        self.hard_error_limit = cfg.get_int("smtpd_hard_error_limit")
+        self.error_sleep = cfg.get_time("smtpd_error_sleep_time")
+        self.junk_limit = cfg.get_int("smtpd_junk_command_limit")
+        self.helo_required = cfg.get_bool("smtpd_helo_required")
+        self.disable_vrfy = cfg.get_bool("disable_vrfy_command")
+        self.forbid_unauth_pipelining = cfg.get_bool("smtpd_forbid_unauth_pipelining")
+        self._forbid_bare = cfg.get_bool("smtpd_forbid_bare_newline")
+        self.bare_exclusions = AddrList(cfg.get_list("smtpd_forbid_bare_newline_exclusions"), cfg)
+        self.peername_lookup = cfg.get_bool("smtpd_peername_lookup")
+        self.flush_domains = DomainList.from_param(cfg, "fast_flush_domains")
+        self.checks = SmtpdChecks(cfg)
+        self.cleanup = Cleanup(cfg)
+        self.executor = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="fsync")
+        self.ehlo_reply = self.build_ehlo_reply()
+        self.names: dict[str, tuple[float, str, str]] = {}
+        self.sessions: set = set()
+        self.on_idle = None  # called when the last session ends
+
+    def build_ehlo_reply(self) -> bytes:
+        discard = {k.upper() for k in self.cfg.get_list("smtpd_discard_ehlo_keywords")}
+        lines = [self.hostname]
+        for keyword in EHLO_KEYWORDS:
+            if keyword in discard or (keyword == "VRFY" and self.disable_vrfy):
+                continue
+            if keyword == "SIZE":
+                keyword = f"SIZE {self.size_limit}" if self.size_limit else "SIZE"
+            elif keyword == "SMTPUTF8" and not self.cfg.get_bool("smtputf8_enable"):
+                continue
+            lines.append(keyword)
+        out = [f"250-{x}" for x in lines[:-1]] + [f"250 {lines[-1]}"]
+        return ("\r\n".join(out) + "\r\n").encode()
+
+    def forbid_bare_newline(self, st: SessionState) -> bool:
+        if not self._forbid_bare:
+            return False
+        return not self.bare_exclusions.match(st.client_addr, st.client_name)
+
+    async def client_names(self, addr: str) -> tuple[str, str]:
+        """Return (verified name or "unknown", reverse name or "unknown")."""
+        if not self.peername_lookup or not addr:
+            return "unknown", "unknown"
+        now = time.monotonic()
+        hit = self.names.get(addr)
+        if hit and hit[0] > now:
+            return hit[1], hit[2]
+        loop = asyncio.get_running_loop()
+        name = reverse = "unknown"
+        try:
+            host, _ = await loop.getnameinfo((addr, 0), socket.NI_NAMEREQD)
+            reverse = host
+            infos = await loop.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+            if any(info[4][0] == addr for info in infos):
+                name = host
+        except (OSError, UnicodeError):
+            pass
+        if len(self.names) > NAME_CACHE_MAX:
+            self.names.clear()
+        self.names[addr] = (now + NAME_CACHE_TTL, name, reverse)
+        return name, reverse
+
+    async def new_state(self, transport) -> SessionState:
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            addr, port = peer[0], peer[1]
+            if addr.startswith("::ffff:"):
+                addr = addr[7:]
+        else:
+            addr, port = "127.0.0.1", 0  # UNIX-domain socket: a local client
+        name, reverse = await self.client_names(addr)
+        return SessionState(
+            client_addr=addr, client_name=name, client_port=port, reverse_name=reverse
+        )
+
+    def session_started(self, session) -> None:
+        self.sessions.add(session)
+
+    def session_ended(self, session) -> None:
+        self.sessions.discard(session)
+        if not self.sessions and self.on_idle is not None:
+            self.on_idle()
+
+
+async def serve(ctx, listeners) -> int:
+    """Run smtpd on the master's listeners until told to stop."""
+    from mta.master.mail_server import drop_privileges_if_asked, watch_master
+    from mta.smtpd.session import SmtpdSession
+
+    drop_privileges_if_asked(ctx)
+    loop = asyncio.get_running_loop()
+    server = SmtpdServer(ctx.cfg)
+    done = asyncio.Event()
+    servers = []
+    max_idle = ctx.cfg.get_time("max_idle")
+    idle_timer = None
+    stopping = False
+
+    def arm_idle() -> None:
+        nonlocal idle_timer
+        if idle_timer is not None:
+            idle_timer.cancel()
+        if max_idle > 0 and not stopping:
+            idle_timer = loop.call_later(max_idle, stop)
+
+    def stop() -> None:
+        nonlocal stopping
+        stopping = True
+        for srv in servers:
+            srv.close()
+        if not server.sessions:
+            done.set()
+
+    def factory() -> SmtpdSession:
+        if not server.sessions:
+            ctx.report_taken()
+            if idle_timer is not None:
+                idle_timer.cancel()
+        return SmtpdSession(server)
+
+    def idle() -> None:
+        if stopping:
+            done.set()
+            return
+        ctx.report_available()
+        arm_idle()
+
+    server.on_idle = idle
+    for sock in listeners:
+        if isinstance(sock, socket.socket):
+            servers.append(await loop.create_server(factory, sock=sock, backlog=1024))
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    ctx.on_master_gone = stop
+    watch_master(loop, ctx)
+    arm_idle()
+    await done.wait()
+    server.executor.shutdown(wait=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    from mta.master.mail_server import new_event_loop, start_service
+
+    ctx, listeners = start_service("smtpd", sys.argv[1:] if argv is None else argv)
+    loop = new_event_loop()
+    try:
+        status = loop.run_until_complete(serve(ctx, listeners))
+    finally:
+        loop.close()
+    log.info("exiting")
+    os._exit(status)

@@ -1,0 +1,689 @@
+"""smtpd.session - one SMTP server session, as an asyncio protocol
+
+SYNOPSIS
+    from mta.smtpd.session import SmtpdSession
+    server = SmtpdServer(cfg)                    # mta.smtpd.server: shared state
+    loop.create_server(lambda: SmtpdSession(server), sock=listener)
+
+DESCRIPTION
+    data_received() only appends to the input buffer and wakes the
+    session's task. The task takes every complete command line in the
+    buffer at once (split_lines, a Cython kernel), answers each, queues
+    the replies and writes them in one transport.write() when it has to
+    wait for more input, so a pipelined batch costs one write. In DATA
+    the buffer goes through the DataStream kernel, which undoes dot
+    stuffing and finds the end only at CRLF.CRLF; content streams into
+    the cleanup job as it arrives. The reply to the message comes after
+    cleanup has fsynced and renamed the queue file, which runs in a
+    worker thread so other sessions go on meanwhile.
+
+    Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY ETRN HELP;
+    extensions PIPELINING SIZE VRFY ETRN ENHANCEDSTATUSCODES 8BITMIME DSN
+    SMTPUTF8 CHUNKING (minus smtpd_discard_ehlo_keywords). Replies and
+    limits follow Postfix: message_size_limit, smtpd_recipient_limit,
+    smtpd_timeout, line_length_limit, smtpd_soft_error_limit (then
+    smtpd_error_sleep_time before each error reply),
+    smtpd_hard_error_limit (then 421 and disconnect),
+    smtpd_junk_command_limit, smtpd_forbid_bare_newline (521 and
+    disconnect on a bare LF, except for smtpd_forbid_bare_newline_
+    exclusions) and smtpd_forbid_unauth_pipelining (554 and disconnect
+    when a client sends ahead where RFC 2920 forbids it).
+
+SECURITY
+    Sees untrusted network input; every reply is built from fixed text
+    and addresses that passed the parser. Runs as mail_owner.
+
+STANDARDS
+    RFC 5321 (SMTP), RFC 1870 (SIZE), RFC 2920 (PIPELINING), RFC 3030
+    (CHUNKING), RFC 3461 (DSN), RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8),
+    RFC 2034 (ENHANCEDSTATUSCODES), RFC 1985 (ETRN).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from mta import log
+from mta.queue import rec_type as R
+from mta.smtpd.address import AddressError, decode_xtext, parse_path
+from mta.smtpd.checks import SessionState
+from mta.smtpd.wire import DataStream, LineTooLong, parse_command, parse_esmtp_params, split_lines
+
+PAUSE_INPUT_AT = 1 << 20  # stop reading a client whose unprocessed input passes this
+MODE_COMMAND = 0  # reading command lines
+MODE_DATA = 1  # reading DATA content
+MODE_BDAT = 2  # reading a BDAT chunk
+MODE_SKIP = 3  # discarding the rest of an over-long command line
+
+# commands after which the client must wait for the reply (RFC 2920 section 3.1)
+SYNC_COMMANDS = frozenset({b"EHLO", b"HELO", b"DATA", b"QUIT", b"NOOP", b"VRFY", b"ETRN", b"HELP"})
+JUNK_COMMANDS = frozenset({b"NOOP", b"VRFY", b"ETRN", b"RSET"})
+
+NOTIFY_BITS = {
+    b"NEVER": R.DSN_NOTIFY_NEVER,
+    b"SUCCESS": R.DSN_NOTIFY_SUCCESS,
+    b"FAILURE": R.DSN_NOTIFY_FAILURE,
+    b"DELAY": R.DSN_NOTIFY_DELAY,
+}
+
+
+class SessionClosed(Exception):
+    """The client went away or the session was ended."""
+
+
+class SmtpdSession(asyncio.Protocol):
+    """One client connection; see the module docstring."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.cfg = server.cfg
+        self.transport: asyncio.Transport | None = None
+        self.inbuf = bytearray()
+        self.replies: list[bytes] = []
+        self.waiter: asyncio.Future | None = None
+        self.closed = False
+        self.paused = False
+        self.mode = MODE_COMMAND
+        self.task: asyncio.Task | None = None
+        self.errors = 0
+        self.junk = 0
+        self.counts: dict[str, int] = {}
+        self.last_command = "CONNECT"
+        self.st: SessionState | None = None
+        self.reset_transaction()
+
+    # ------------------------------------------------------------ transport events
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.server.session_started(self)
+        self.task = asyncio.get_running_loop().create_task(self.run())
+
+    def data_received(self, data: bytes) -> None:
+        self.inbuf += data
+        if len(self.inbuf) > PAUSE_INPUT_AT and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.closed = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    # ------------------------------------------------------------ output
+    def reply(self, text: str) -> None:
+        self.replies.append(text.encode("utf-8", "replace") + b"\r\n")
+
+    def flush(self) -> None:
+        if self.replies and not self.transport.is_closing():
+            self.transport.write(b"".join(self.replies))
+        self.replies.clear()
+
+    async def wait_input(self) -> None:
+        """Flush replies and wait for more input, at most smtpd_timeout."""
+        self.flush()
+        if self.closed:
+            raise SessionClosed("lost connection")
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+        loop = asyncio.get_running_loop()
+        self.waiter = loop.create_future()
+        try:
+            await asyncio.wait_for(self.waiter, self.server.timeout)
+        except asyncio.TimeoutError:
+            log.info("timeout after %s from %s", self.last_command, self.client_text)
+            self.reply(f"421 4.4.2 {self.server.hostname} Error: timeout exceeded")
+            raise SessionClosed("timeout") from None
+        finally:
+            self.waiter = None
+        if self.closed and not self.inbuf:
+            raise SessionClosed("lost connection")
+
+    # ------------------------------------------------------------ session
+    @property
+    def client_text(self) -> str:
+        st = self.st
+        return f"{st.client_name}[{st.client_addr}]"
+
+    def reset_transaction(self) -> None:
+        self.sender: str | None = None
+        self.recipients: list[tuple[str, int, str]] = []  # (address, notify, orcpt)
+        self.job = None
+        self.mail_params: dict[bytes, bytes | None] = {}
+        self.body_8bit = False
+        self.smtputf8 = False
+        self.bdat_seen = False
+        self.bdat_left = 0
+        self.bdat_last = False
+        self.bdat_too_big = False
+        self.bdat_size = 0
+        self.stream = None
+        self.hold = False
+        self.discard = False
+        if self.st is not None:
+            self.st.sender = None
+            self.st.recipient = ""
+            self.st.recipient_count = 0
+            self.st.actions = []
+
+    async def run(self) -> None:
+        try:
+            self.st = await self.server.new_state(self.transport)
+            log.info("connect from %s", self.client_text)
+            # A client rejected at connect still gets the greeting; the
+            # rejection then answers its MAIL, as Postfix does.
+            self.reject_stage = None
+            if not self.server.checks.delay_reject:
+                verdict = await self.server.checks.client(self.st)
+                if verdict is not None:
+                    self.log_reject("CONNECT", verdict)
+                    self.reject_stage = verdict.reply
+            self.reply(f"220 {self.server.banner}")
+            await self.loop()
+        except SessionClosed as exc:
+            if str(exc) == "lost connection":
+                log.info("lost connection after %s from %s", self.last_command, self.client_text)
+        except Exception as exc:  # noqa: BLE001 - one bad session must not stop the server
+            log.warning("%s: unexpected error: %s: %s", self.client_text, type(exc).__name__, exc)
+            self.reply("421 4.3.0 Error: internal error")
+        finally:
+            self.finish()
+
+    def finish(self) -> None:
+        if self.job is not None:
+            self.job.abort()
+            self.job = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.flush()
+            self.transport.close()
+        if self.st is not None:
+            counts = " ".join(f"{k}={v}" for k, v in self.counts.items())
+            total = sum(self.counts.values())
+            log.info("disconnect from %s %s commands=%d", self.client_text, counts, total)
+        self.server.session_ended(self)
+
+    async def loop(self) -> None:
+        while True:
+            if self.mode == MODE_DATA:
+                await self.read_data()
+            elif self.mode == MODE_BDAT:
+                await self.read_bdat()
+            elif self.mode == MODE_SKIP:
+                nl = self.inbuf.find(b"\n")
+                if nl < 0:
+                    self.inbuf.clear()
+                    await self.wait_input()
+                    continue
+                del self.inbuf[: nl + 1]
+                self.mode = MODE_COMMAND
+            else:
+                if not await self.read_commands():
+                    return
+
+    async def read_commands(self) -> bool:
+        """Answer every complete command in the buffer; False when the session ends."""
+        try:
+            lines, used, bare = split_lines(self.inbuf, self.server.line_limit)
+        except LineTooLong as exc:
+            start = exc.args[0]
+            lines, used, bare = split_lines(self.inbuf[:start], self.server.line_limit)
+            too_long = True
+        else:
+            too_long = False
+        if not lines and not too_long:
+            await self.wait_input()
+            return True
+        del self.inbuf[:used]
+        for index, line in enumerate(lines):
+            if index == bare and self.server.forbid_bare_newline(self.st):
+                log.info("bare <LF> received from %s after %s", self.client_text, self.last_command)
+                self.reply(f"521 5.5.2 {self.server.hostname} Error: bare <LF> received")
+                return False
+            more = index + 1 < len(lines) or bool(self.inbuf) or too_long
+            if not await self.command(line, more):
+                return False
+            if self.mode != MODE_COMMAND:
+                # DATA or BDAT took over; the rest is message content
+                rest = b"".join(x + b"\r\n" for x in lines[index + 1 :])
+                if rest:
+                    self.inbuf[:0] = rest
+                return True
+        if too_long:
+            self.mode = MODE_SKIP
+            self.inbuf.clear()
+            await self.error("500 5.5.0 Error: line too long")
+        return True
+
+    async def error(self, text: str) -> bool:
+        """Reply with an error, counting toward the error limits; False to end."""
+        self.errors += 1
+        if self.errors >= self.server.hard_error_limit:
+            log.info("too many errors after %s from %s", self.last_command, self.client_text)
+            self.reply(f"421 4.7.0 {self.server.hostname} Error: too many errors")
+            return False
+        if self.errors > self.server.soft_error_limit and self.server.error_sleep:
+            self.flush()
+            await asyncio.sleep(self.server.error_sleep)
+        self.reply(text)
+        return True
+
+    async def command(self, line: bytes, more: bool) -> bool:
+        """Handle one command line; False when the session must end."""
+        verb, arg = parse_command(line)
+        name = verb.decode("ascii", "replace")
+        handler = COMMANDS.get(verb)
+        if handler is None:
+            self.counts["unknown"] = self.counts.get("unknown", 0) + 1
+            self.last_command = "UNKNOWN"
+            if not verb:
+                return await self.error("500 5.5.2 Error: bad syntax")
+            return await self.error("502 5.5.2 Error: command not recognized")
+        self.counts[name.lower()] = self.counts.get(name.lower(), 0) + 1
+        self.last_command = name
+        if verb in JUNK_COMMANDS:
+            self.junk += 1
+            if self.junk > self.server.junk_limit:
+                log.info("too many junk commands after %s from %s", name, self.client_text)
+                self.reply(f"421 4.7.0 {self.server.hostname} Error: too many errors")
+                return False
+        if more and (verb in SYNC_COMMANDS or not self.st.esmtp):
+            self.st.pipelining_violation = True
+            if self.server.forbid_unauth_pipelining:
+                log.info("improper command pipelining after %s from %s", name, self.client_text)
+                self.reply("554 5.5.0 Error: SMTP protocol synchronization")
+                return False
+        return await handler(self, arg)
+
+    # ------------------------------------------------------------ commands
+    async def do_helo(self, arg: bytes, esmtp: bool = False) -> bool:
+        verb = "EHLO" if esmtp else "HELO"
+        if not arg:
+            return await self.error(f"501 5.5.4 Syntax: {verb} hostname")
+        self.reset_transaction()
+        self.st.helo_name = arg.decode("utf-8", "replace").split()[0]
+        self.st.esmtp = esmtp
+        self.st.protocol = "ESMTP" if esmtp else "SMTP"
+        if not self.server.checks.delay_reject:
+            verdict = await self.server.checks.helo(self.st)
+            if verdict is not None:
+                self.log_reject("HELO", verdict)
+                return await self.error(verdict.reply)
+        if esmtp:
+            self.replies.append(self.server.ehlo_reply)
+        else:
+            self.reply(f"250 {self.server.hostname}")
+        return True
+
+    async def do_ehlo(self, arg: bytes) -> bool:
+        return await self.do_helo(arg, esmtp=True)
+
+    async def do_mail(self, arg: bytes) -> bool:
+        if self.server.helo_required and not self.st.helo_name:
+            return await self.error("503 5.5.1 Error: send HELO/EHLO first")
+        if self.sender is not None:
+            return await self.error("503 5.5.1 Error: nested MAIL command")
+        if self.reject_stage is not None:
+            return await self.error(self.reject_stage)
+        if arg[:5].upper() != b"FROM:":
+            return await self.error("501 5.5.4 Syntax: MAIL FROM:<address>")
+        try:
+            sender, end = parse_path(arg[5:])
+        except AddressError:
+            return await self.error("501 5.1.7 Bad sender address syntax")
+        params: dict[bytes, bytes | None] = {}
+        for key, value in parse_esmtp_params(arg[5 + end :]):
+            problem = self.check_mail_param(key, value)
+            if problem:
+                return await self.error(problem)
+            params[key] = value
+        size = params.get(b"SIZE")
+        if size is not None and self.server.size_limit and int(size) > self.server.size_limit:
+            return await self.error("552 5.3.4 Message size exceeds fixed limit")
+        self.st.sender = sender
+        if not self.server.checks.delay_reject:
+            verdict = await self.server.checks.sender(self.st)
+            if verdict is not None:
+                self.st.sender = None
+                self.log_reject("MAIL", verdict)
+                return await self.error(verdict.reply)
+        self.sender = sender
+        self.mail_params = params
+        self.body_8bit = (params.get(b"BODY") or b"").upper() == b"8BITMIME"
+        self.smtputf8 = b"SMTPUTF8" in params
+        self.reply("250 2.1.0 Ok")
+        return True
+
+    def check_mail_param(self, key: bytes, value: bytes | None) -> str | None:
+        if key == b"SIZE":
+            if value is None or not value.isdigit():
+                return "501 5.5.4 Bad message size syntax"
+        elif key == b"BODY":
+            if value is None or value.upper() not in (b"7BIT", b"8BITMIME"):
+                return "501 5.5.4 Unsupported BODY parameter value"
+        elif key == b"SMTPUTF8":
+            if value is not None:
+                return "501 5.5.4 Bad SMTPUTF8 syntax"
+        elif key == b"RET":
+            if value is None or value.upper() not in (b"FULL", b"HDRS"):
+                return "501 5.5.4 Bad RET parameter syntax"
+        elif key == b"ENVID":
+            if not value or decode_xtext(value) is None:
+                return "501 5.5.4 Bad ENVID parameter syntax"
+        elif key == b"AUTH":
+            pass  # RFC 4954: accepted and ignored without SASL
+        else:
+            return f"555 5.5.4 Unsupported option: {key.decode('ascii', 'replace')}"
+        return None
+
+    async def do_rcpt(self, arg: bytes) -> bool:
+        if self.sender is None:
+            return await self.error("503 5.5.1 Error: need MAIL command")
+        if arg[:3].upper() != b"TO:":
+            return await self.error("501 5.5.4 Syntax: RCPT TO:<address>")
+        try:
+            rcpt, end = parse_path(arg[3:])
+        except AddressError:
+            return await self.error("501 5.1.3 Bad recipient address syntax")
+        if not rcpt:
+            return await self.error("501 5.1.3 Bad recipient address syntax")
+        notify, orcpt = 0, ""
+        for key, value in parse_esmtp_params(arg[3 + end :]):
+            if key == b"NOTIFY" and value:
+                words = value.upper().split(b",")
+                if any(w not in NOTIFY_BITS for w in words) or (
+                    b"NEVER" in words and len(words) > 1
+                ):
+                    return await self.error("501 5.5.4 Error: Bad NOTIFY parameter syntax")
+                for w in words:
+                    notify |= NOTIFY_BITS[w]
+            elif key == b"ORCPT" and value:
+                kind, semi, addr = value.partition(b";")
+                decoded = decode_xtext(addr) if semi else None
+                if decoded is None:
+                    return await self.error("501 5.5.4 Error: Bad ORCPT parameter syntax")
+                orcpt = kind.decode("ascii", "replace") + ";" + decoded
+            else:
+                name = key.decode("ascii", "replace")
+                return await self.error(f"555 5.5.4 Unsupported option: {name}")
+        if len(self.recipients) >= self.server.recipient_limit:
+            return await self.error("452 4.5.3 Error: too many recipients")
+        self.st.recipient = rcpt
+        verdict = await self.server.checks.recipient(self.st)
+        if verdict is not None:
+            self.log_reject("RCPT", verdict)
+            return await self.error(verdict.reply)
+        self.recipients.append((rcpt, notify, orcpt))
+        self.st.recipient_count = len(self.recipients)
+        self.reply("250 2.1.5 Ok")
+        return True
+
+    async def start_message(self) -> str | None:
+        """Run the data restrictions and open the cleanup job; an error reply or None."""
+        verdict = await self.server.checks.data(self.st)
+        if verdict is not None:
+            self.log_reject("DATA", verdict)
+            return verdict.reply
+        attrs = {
+            "client_name": self.st.client_name,
+            "reverse_client_name": self.st.reverse_name,
+            "client_address": self.st.client_addr,
+            "client_port": str(self.st.client_port),
+            "helo_name": self.st.helo_name,
+            "protocol": self.protocol_name(),
+        }
+        params = self.mail_params
+        if params.get(b"RET"):
+            attrs["ret"] = params[b"RET"].decode("ascii").upper()
+        if params.get(b"ENVID"):
+            attrs["envid"] = decode_xtext(params[b"ENVID"]) or ""
+        prepend = []
+        for kind, value in self.st.actions:
+            if kind == "hold":
+                self.hold = True
+            elif kind == "discard":
+                self.discard = True
+            elif kind in ("redirect", "filter"):
+                attrs[kind] = value
+            elif kind == "prepend":
+                prepend.append(value)
+        flags = (R.QF_8BIT if self.body_8bit else 0) | (R.QF_SMTPUTF8 if self.smtputf8 else 0)
+        job = self.server.cleanup.open(self.sender, attrs, flags=flags)
+        for rcpt, notify, orcpt in self.recipients:
+            job.add_recipient(rcpt, orig=rcpt, notify=notify, dsn_orcpt=orcpt)
+        for header in prepend:
+            job.write(header.encode("utf-8", "replace") + b"\r\n")
+        self.job = job
+        return None
+
+    def protocol_name(self) -> str:
+        name = self.st.protocol
+        if self.smtputf8:
+            name = "UTF8" + name.replace("ESMTP", "SMTP") if name.startswith("E") else name
+        return name
+
+    async def do_data(self, arg: bytes) -> bool:
+        if arg:
+            return await self.error("501 5.5.4 Syntax: DATA")
+        if self.sender is None:
+            return await self.error("503 5.5.1 Error: need MAIL command")
+        if not self.recipients:
+            return await self.error("503 5.5.1 Error: need RCPT command")
+        if self.bdat_seen:
+            return await self.error("503 5.5.1 Error: DATA after BDAT")
+        problem = await self.start_message()
+        if problem:
+            return await self.error(problem)
+        self.stream = DataStream(self.server.size_limit)
+        self.mode = MODE_DATA
+        self.reply("354 End data with <CR><LF>.<CR><LF>")
+        return True
+
+    async def read_data(self) -> None:
+        while True:
+            if self.inbuf:
+                content, used, done = self.stream.feed(self.inbuf)
+                del self.inbuf[:used]
+                if content and not self.stream.too_big:
+                    self.job.write(content)
+                if self.stream.bare_lf and self.server.forbid_bare_newline(self.st):
+                    log.info("bare <LF> received from %s after DATA", self.client_text)
+                    self.reply(f"521 5.5.2 {self.server.hostname} Error: bare <LF> received")
+                    raise SessionClosed("bare lf")
+                if done:
+                    break
+            await self.wait_input()
+        self.mode = MODE_COMMAND
+        self.last_command = "END-OF-MESSAGE"
+        if self.stream.too_big:
+            self.reset_job()
+            await self.error("552 5.3.4 Message size exceeds fixed limit")
+            return
+        await self.end_message()
+
+    def reset_job(self) -> None:
+        if self.job is not None:
+            self.job.abort()
+        self.reset_transaction()
+
+    async def end_message(self) -> None:
+        verdict = await self.server.checks.end_of_data(self.st)
+        if verdict is not None:
+            self.log_reject("END-OF-MESSAGE", verdict)
+            self.reset_job()
+            await self.error(verdict.reply)
+            return
+        job, self.job = self.job, None
+        if self.discard:
+            job.abort()
+            log.info("NOQUEUE: discard: END-OF-MESSAGE from %s", self.client_text)
+            self.reset_transaction()
+            self.reply("250 2.0.0 Ok: queued as NOQUEUE")
+            return
+        queue = "hold" if self.hold else "incoming"
+        self.flush()
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self.server.executor, job.close, queue)
+        except OSError as exc:
+            log.warning("queue file write error: %s", exc)
+            job.abort()
+            self.reset_transaction()
+            await self.error("451 4.3.0 Error: queue file write error")
+            return
+        self.reset_transaction()
+        if result.action == "queued":
+            self.reply(f"250 2.0.0 Ok: queued as {result.queue_id}")
+        elif result.action == "discarded":
+            self.reply(f"250 2.0.0 Ok: queued as {result.queue_id or 'NOQUEUE'}")
+        else:
+            reply = result.reply
+            if not reply[:3].isdigit():
+                reply = ("451 " if result.action == "deferred" else "550 ") + reply
+            await self.error(reply)
+
+    async def do_bdat(self, arg: bytes) -> bool:
+        words = arg.split()
+        if (
+            not words
+            or not words[0].isdigit()
+            or len(words) > 2
+            or (len(words) == 2 and words[1].upper() != b"LAST")
+        ):
+            return await self.error("501 5.5.4 Syntax: BDAT count [LAST]")
+        size = int(words[0])
+        last = len(words) == 2
+        if self.sender is None or not self.recipients:
+            # the chunk must still be read and thrown away
+            self.bdat_left, self.bdat_last, self.job = size, last, None
+            self.bdat_reply = (
+                "503 5.5.1 Error: need MAIL command"
+                if self.sender is None
+                else "503 5.5.1 Error: need RCPT command"
+            )
+            self.mode = MODE_BDAT
+            return True
+        if not self.bdat_seen:
+            problem = await self.start_message()
+            if problem:
+                self.bdat_left, self.bdat_last, self.bdat_reply = size, last, problem
+                self.mode = MODE_BDAT
+                return True
+            self.bdat_seen = True
+        self.bdat_reply = None
+        self.bdat_left, self.bdat_last = size, last
+        self.mode = MODE_BDAT
+        return True
+
+    async def read_bdat(self) -> None:
+        while self.bdat_left:
+            if not self.inbuf:
+                await self.wait_input()
+                continue
+            take = min(self.bdat_left, len(self.inbuf))
+            chunk = bytes(self.inbuf[:take])
+            del self.inbuf[:take]
+            self.bdat_left -= take
+            self.bdat_size += take
+            if self.job is not None and self.bdat_reply is None:
+                if self.server.size_limit and self.bdat_size > self.server.size_limit:
+                    self.bdat_too_big = True
+                if not self.bdat_too_big:
+                    self.job.write(chunk)
+        self.mode = MODE_COMMAND
+        self.last_command = "BDAT"
+        if self.bdat_reply is not None:
+            if self.job is not None:
+                self.reset_job()
+            await self.error(self.bdat_reply)
+            return
+        if not self.bdat_last:
+            self.reply(f"250 2.0.0 Ok: {self.bdat_size} bytes")
+            return
+        if self.bdat_too_big:
+            self.reset_job()
+            await self.error("552 5.3.4 Message size exceeds fixed limit")
+            return
+        await self.end_message()
+
+    async def do_rset(self, arg: bytes) -> bool:
+        if arg:
+            return await self.error("501 5.5.4 Syntax: RSET")
+        self.reset_job()
+        self.reply("250 2.0.0 Ok")
+        return True
+
+    async def do_noop(self, arg: bytes) -> bool:
+        self.reply("250 2.0.0 Ok")
+        return True
+
+    async def do_quit(self, arg: bytes) -> bool:
+        self.reply("221 2.0.0 Bye")
+        return False
+
+    async def do_vrfy(self, arg: bytes) -> bool:
+        if self.server.disable_vrfy:
+            return await self.error("502 5.5.1 VRFY command is disabled")
+        if not arg:
+            return await self.error("501 5.5.4 Syntax: VRFY address")
+        try:
+            addr, _ = parse_path(arg if arg.startswith(b"<") else b"<" + arg + b">")
+        except AddressError:
+            return await self.error("501 5.1.3 Bad recipient address syntax")
+        self.reply(f"252 2.0.0 {addr}")
+        return True
+
+    async def do_etrn(self, arg: bytes) -> bool:
+        if not arg:
+            return await self.error("500 5.5.2 Syntax: ETRN domain")
+        if self.server.helo_required and not self.st.helo_name:
+            return await self.error("503 5.5.1 Error: send HELO/EHLO first")
+        if self.sender is not None:
+            return await self.error("503 5.5.1 Error: MAIL transaction in progress")
+        domain = arg.decode("utf-8", "replace").lstrip("@#")
+        if self.server.flush_domains.match(domain):
+            self.reply("250 Queuing started")
+            return True
+        return await self.error(f"459 4.3.0 <{domain}>: service unavailable")
+
+    async def do_help(self, arg: bytes) -> bool:
+        self.reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY ETRN")
+        return True
+
+    # ------------------------------------------------------------ logging
+    def log_reject(self, stage: str, verdict) -> None:
+        st = self.st
+        parts = [f"{verdict.kind}: {stage} from {self.client_text}: {verdict.reply}"]
+        extra = []
+        if st.sender is not None:
+            extra.append(f"from=<{st.sender}>")
+        if stage == "RCPT" and st.recipient:
+            extra.append(f"to=<{st.recipient}>")
+        extra.append(f"proto={st.protocol}")
+        if st.helo_name:
+            extra.append(f"helo=<{st.helo_name}>")
+        log.info("NOQUEUE: %s; %s", parts[0], " ".join(extra))
+
+
+COMMANDS = {
+    b"EHLO": SmtpdSession.do_ehlo,
+    b"HELO": SmtpdSession.do_helo,
+    b"MAIL": SmtpdSession.do_mail,
+    b"RCPT": SmtpdSession.do_rcpt,
+    b"DATA": SmtpdSession.do_data,
+    b"BDAT": SmtpdSession.do_bdat,
+    b"RSET": SmtpdSession.do_rset,
+    b"NOOP": SmtpdSession.do_noop,
+    b"QUIT": SmtpdSession.do_quit,
+    b"VRFY": SmtpdSession.do_vrfy,
+    b"ETRN": SmtpdSession.do_etrn,
+    b"HELP": SmtpdSession.do_help,
+}
