@@ -1,0 +1,299 @@
+"""maps.dict_lmdb - lmdb: tables, FILE.lmdb built by "mta map", read by every process
+
+SYNOPSIS
+    table = open_map("lmdb:/etc/mta/virtual", cfg)   # reads /etc/mta/virtual.lmdb
+    table.lookup("user@example.com")
+    build_lmdb("/etc/mta/virtual.lmdb", pairs, spec="lmdb:/etc/mta/virtual")
+    update_lmdb("/etc/mta/virtual.lmdb", puts=[(k, v)], deletes=[k])
+
+DESCRIPTION
+    Readers open the file read-only, without LMDB's lock table, once per
+    process; the memory map is shared between processes by the kernel.
+    Writers never change a published file: build_lmdb() and update_lmdb()
+    write FILE.lmdb.tmp.PID, fsync it, rename it over FILE.lmdb and fsync
+    the directory, so a reader sees the old table or the new one, never a
+    half-written one. A reader notices the rename by the file's inode and
+    mtime, checked at most once a second, and reopens.
+
+    Keys are stored lower-cased (unless built with fold=False) and, like
+    Postfix on Linux, with a terminating null byte by default, so tables
+    built by postmap and by "mta map" read the same with either. A reader
+    finds out from the first key whether the table uses null bytes.
+
+    The map size starts at lmdb_map_size or twice the data, whichever is
+    larger, and doubles whenever LMDB reports the map full.
+
+SECURITY
+    Reads and writes files the administrator named; the data is trusted.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import lmdb
+
+from mta.maps.maps import Dict, MapError, register
+
+LMDB_SUFFIX = ".lmdb"  # file name suffix of a built table
+LMDB_DEFAULT_MAP_SIZE = 16 * 1024 * 1024  # Postfix's lmdb_map_size default
+LMDB_RECHECK = 1.0  # seconds between checks for a rebuilt file
+_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_key(key: str) -> str:
+    """Lower-case ASCII letters only, as table building does."""
+    return (
+        key.encode("utf-8", "surrogateescape").translate(_LOWER).decode("utf-8", "surrogateescape")
+    )
+
+
+def _decode(raw: bytes) -> str:
+    if raw.endswith(b"\0"):
+        raw = raw[:-1]
+    return raw.decode("utf-8", "surrogateescape")
+
+
+class LmdbDict(Dict):
+    kind = "lmdb"
+    fixed = True
+
+    def __init__(self, spec: str, name: str, cfg=None, fold: bool = True) -> None:
+        super().__init__(spec, name, fold)
+        self.path = name + LMDB_SUFFIX
+        self._env: lmdb.Environment | None = None
+        self._ident: tuple[int, int] | None = None
+        self._checked = 0.0
+        self._nul = True
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            st = os.stat(self.path)
+            env = lmdb.open(
+                self.path, readonly=True, lock=False, subdir=False, max_dbs=0, readahead=False
+            )
+        except (OSError, lmdb.Error) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise MapError(f"{self.spec}: open database {self.path}: {reason}") from None
+        old, self._env = self._env, env
+        if old is not None:
+            old.close()
+        self._ident = (st.st_ino, st.st_mtime_ns)
+        self._checked = time.monotonic()
+        with env.begin() as txn:
+            cur = txn.cursor()
+            self._nul = not cur.first() or cur.key().endswith(b"\0")
+
+    def _recheck(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < LMDB_RECHECK:
+            return
+        self._checked = now
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return  # keep serving the table we have
+        if (st.st_ino, st.st_mtime_ns) != self._ident:
+            self._open()
+
+    def lookup(self, key: str) -> str | None:
+        self._recheck()
+        if self.fold:
+            key = fold_key(key)
+        raw = key.encode("utf-8", "surrogateescape")
+        if self._nul:
+            raw += b"\0"
+        with self._env.begin(buffers=False) as txn:
+            value = txn.get(raw)
+        return None if value is None else _decode(value)
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        self._recheck()
+        with self._env.begin() as txn:
+            for k, v in txn.cursor():
+                yield _decode(k), _decode(v)
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+
+register("lmdb", LmdbDict)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _tmp_name(path: str) -> str:
+    return f"{path}.tmp.{os.getpid()}"
+
+
+def _open_writer(tmp: str, map_size: int) -> lmdb.Environment:
+    return lmdb.open(
+        tmp, subdir=False, lock=False, map_size=map_size, max_dbs=0, sync=True, metasync=True
+    )
+
+
+def _publish(env: lmdb.Environment, tmp: str, path: str, mode: int | None) -> None:
+    env.sync(True)
+    env.close()
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.rename(tmp, path)
+    _fsync_dir(path)
+
+
+def _encode_key(key: bytes | str, nul: bool) -> bytes:
+    raw = key if isinstance(key, bytes) else key.encode("utf-8", "surrogateescape")
+    return raw + b"\0" if nul else raw
+
+
+def _encode_value(value: bytes | str, nul: bool) -> bytes:
+    return _encode_key(value, nul)
+
+
+def build_lmdb(
+    path: str,
+    pairs: list[tuple[bytes, bytes]],
+    *,
+    spec: str = "",
+    duplicates: str = "warn",
+    warn: Callable[[str], None] | None = None,
+    map_size: int = LMDB_DEFAULT_MAP_SIZE,
+    nul: bool = True,
+    mode: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    exact_size: bool = False,
+) -> int:
+    """Write pairs (already folded as wanted) into a new table at path; return entries.
+
+    duplicates: "warn" (keep the first, warn), "ignore" (keep the first),
+    "replace" (keep the last), as postmap does by default, with -w, with -r.
+    exact_size starts at map_size without the estimate from the data.
+    """
+    data = sum(len(k) + len(v) + 16 for k, v in pairs)
+    size = map_size if exact_size else max(map_size, 2 * data + (1 << 20))
+    tmp = _tmp_name(path)
+    while True:
+        _remove(tmp)
+        env = _open_writer(tmp, size)
+        try:
+            count = 0
+            with env.begin(write=True) as txn:
+                for i, (k, v) in enumerate(pairs):
+                    key = _encode_key(k, nul)
+                    val = _encode_value(v, nul)
+                    if not txn.put(key, val, overwrite=False):
+                        if duplicates == "replace":
+                            txn.put(key, val)
+                        elif duplicates == "warn" and warn is not None:
+                            shown = k if isinstance(k, str) else k.decode("utf-8", "replace")
+                            warn(f'{spec or path}: duplicate entry: "{shown}"')
+                    else:
+                        count += 1
+                    if progress is not None and i % 4096 == 4095:
+                        progress(4096)
+            _publish(env, tmp, path, mode)
+            return count
+        except lmdb.MapFullError:
+            env.close()
+            size *= 2
+        except (lmdb.Error, OSError) as exc:
+            env.close()
+            _remove(tmp)
+            raise MapError(f"{spec or path}: write {tmp}: {exc}") from None
+        except BaseException:
+            env.close()
+            _remove(tmp)
+            raise
+
+
+def update_lmdb(
+    path: str,
+    *,
+    puts: Iterable[tuple[bytes, bytes]] = (),
+    deletes: Iterable[bytes] = (),
+    spec: str = "",
+    duplicates: str = "warn",
+    warn: Callable[[str], None] | None = None,
+    map_size: int = LMDB_DEFAULT_MAP_SIZE,
+    nul: bool | None = None,
+    mode: int | None = None,
+) -> list[bytes]:
+    """Copy the table, apply puts then deletes, rename the copy in; return keys deleted.
+
+    A missing table is created when there is something to put. nul=None
+    keeps the null-byte convention of the existing table.
+    """
+    puts = list(puts)
+    deletes = list(deletes)
+    tmp = _tmp_name(path)
+    _remove(tmp)
+    exists = os.path.exists(path)
+    try:
+        if exists:
+            src = lmdb.open(path, readonly=True, lock=False, subdir=False)
+            with src.begin() as txn:
+                cur = txn.cursor()
+                if nul is None:
+                    nul = not cur.first() or cur.key().endswith(b"\0")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                src.copyfd(fd, compact=True)
+            finally:
+                os.close(fd)
+            size = max(map_size, src.info()["map_size"])
+            src.close()
+            if mode is None:
+                mode = os.stat(path).st_mode & 0o7777
+        else:
+            size = map_size
+            if nul is None:
+                nul = True
+    except (lmdb.Error, OSError) as exc:
+        _remove(tmp)
+        raise MapError(f"{spec or path}: open database {path}: {exc}") from None
+    extra = sum(len(k) + len(v) + 16 for k, v in puts)
+    size = max(size, 2 * extra + (1 << 20) + (os.path.getsize(tmp) if exists else 0))
+    removed: list[bytes] = []
+    while True:
+        env = _open_writer(tmp, size)
+        try:
+            removed = []
+            with env.begin(write=True) as txn:
+                for k, v in puts:
+                    key, val = _encode_key(k, nul), _encode_value(v, nul)
+                    if not txn.put(key, val, overwrite=False):
+                        if duplicates == "replace":
+                            txn.put(key, val)
+                        elif duplicates == "warn" and warn is not None:
+                            shown = k if isinstance(k, str) else k.decode("utf-8", "replace")
+                            warn(f'{spec or path}: duplicate entry: "{shown}"')
+                for k in deletes:
+                    if txn.delete(_encode_key(k, nul)):
+                        removed.append(k)
+            _publish(env, tmp, path, mode)
+            return removed
+        except lmdb.MapFullError:
+            env.close()
+            size *= 2
+        except BaseException:
+            env.close()
+            _remove(tmp)
+            raise
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
