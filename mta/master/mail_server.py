@@ -1,0 +1,231 @@
+"""master.mail_server - what every service process does before it serves
+
+SYNOPSIS
+    from mta.master.mail_server import start_service
+    ctx, listeners = start_service("proxymap", sys.argv[1:])
+    ctx.cfg, ctx.service_name, ctx.service_type, ctx.args
+    ctx.report_taken(); ctx.report_available()
+
+DESCRIPTION
+    parse_service_argv() reads the command line the master gives a
+    child: -n NAME, -t TYPE, -c CONFIG_DIR, -o name=value (repeatable),
+    -s NSOCK, -u (unprivileged), -v (repeatable), then the arguments
+    from master.cf. start_service() loads the configuration with the
+    overrides, initializes logging under the service's name, finds the
+    listeners at descriptor 3 (and 5, 6 ... for "-s N") and returns a
+    ServiceContext. drop_privileges_if_asked() becomes mail_owner when
+    "-u" was given and the process runs as root; the servers call it
+    once their event loop exists, so everything they import later is
+    already loaded.
+
+    The context reports to the master on the status pipe at descriptor
+    4; when the master is gone (the write fails) it calls the
+    on_master_gone hook the server installed.
+
+    new_event_loop() returns a uvloop loop when uvloop is installed,
+    else asyncio's.
+
+SECURITY
+    Runs at the start of every service, often as root until
+    drop_privileges_if_asked(). The command line comes from the master.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mta import log
+from mta.config import ConfigError, load_config
+from mta.master import master_proto as mp
+from mta.master.privs import PrivsError, drop_privileges, lookup_user, running_as_root
+
+
+class ServiceUsage(Exception):
+    """A bad command line: the process was not started by the master."""
+
+
+@dataclass
+class ServiceArgs:
+    name: str = ""
+    type: str = "unix"
+    config_dir: str | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
+    nsock: int = 1
+    unpriv: bool = False
+    verbose: int = 0
+    args: list[str] = field(default_factory=list)
+
+
+def parse_service_argv(argv: list[str]) -> ServiceArgs:
+    """Parse -n -t -c -o -s -u -v, stopping at the first other argument."""
+    out = ServiceArgs()
+    i = 0
+    with_value = {"-n", "-t", "-c", "-o", "-s"}
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        if arg in with_value:
+            if i + 1 >= len(argv):
+                raise ServiceUsage(f"option {arg} needs a value")
+            value = argv[i + 1]
+            i += 2
+            if arg == "-n":
+                out.name = value
+            elif arg == "-t":
+                out.type = value
+            elif arg == "-c":
+                out.config_dir = value
+            elif arg == "-s":
+                if not value.isdigit() or int(value) < 1:
+                    raise ServiceUsage(f"bad socket count: {value}")
+                out.nsock = int(value)
+            else:
+                name, eq, val = value.partition("=")
+                if not eq or not name.strip():
+                    raise ServiceUsage(f"bad -o setting: {value} (expected name=value)")
+                out.overrides[name.strip()] = val.strip()
+            continue
+        if arg == "-u":
+            out.unpriv = True
+        elif arg == "-v":
+            out.verbose += 1
+        elif arg.startswith("-") and len(arg) > 1:
+            raise ServiceUsage(f"unknown option {arg}")
+        else:
+            break
+        i += 1
+    out.args = list(argv[i:])
+    return out
+
+
+@dataclass
+class ServiceContext:
+    """What a handler sees: configuration and who it is."""
+
+    cfg: object
+    service_name: str
+    service_type: str
+    service: str
+    args: list[str]
+    verbose: int = 0
+    unpriv: bool = False
+    on_master_gone: Callable[[], None] | None = None
+    status_ok: bool = True
+
+    def _report(self, kind: bytes) -> None:
+        if not self.status_ok:
+            return
+        try:
+            os.write(mp.MASTER_STATUS_FD, mp.encode_status(kind, os.getpid()))
+        except OSError:
+            self.status_ok = False
+            if self.on_master_gone is not None:
+                self.on_master_gone()
+
+    def report_taken(self) -> None:
+        self._report(mp.STATUS_TAKEN)
+
+    def report_available(self) -> None:
+        self._report(mp.STATUS_AVAIL)
+
+
+def _listeners(nsock: int) -> list[socket.socket | int]:
+    out: list[socket.socket | int] = []
+    for fd in mp.listen_fds(nsock):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            raise ServiceUsage(
+                f"no listener at descriptor {fd}; this program is started by the master"
+            ) from None
+        os.set_inheritable(fd, False)
+        if stat.S_ISSOCK(st.st_mode):
+            sock = socket.socket(fileno=fd)
+            sock.setblocking(False)
+            out.append(sock)
+        elif stat.S_ISFIFO(st.st_mode):
+            os.set_blocking(fd, False)
+            out.append(fd)
+        else:
+            raise ServiceUsage(f"descriptor {fd} is neither a socket nor a fifo")
+    return out
+
+
+def start_service(
+    service: str, argv: list[str] | None = None
+) -> tuple[ServiceContext, list[socket.socket | int]]:
+    """Parse argv, load the configuration, start logging, find the listeners."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = parse_service_argv(argv)
+        cfg = load_config(args.config_dir)
+        if args.overrides:
+            cfg = cfg.with_overrides(args.overrides)
+        cfg.validate()
+    except (ServiceUsage, ConfigError) as exc:
+        log.init(service, None)
+        log.fatal("%s", exc)
+    log.init(service, cfg, verbose=args.verbose)
+    try:
+        listeners = _listeners(args.nsock)
+    except ServiceUsage as exc:
+        log.fatal("%s", exc)
+    try:
+        os.set_inheritable(mp.MASTER_STATUS_FD, False)
+    except OSError:
+        pass
+    ctx = ServiceContext(
+        cfg=cfg,
+        service_name=args.name or service,
+        service_type=args.type,
+        service=service,
+        args=args.args,
+        verbose=args.verbose,
+        unpriv=args.unpriv,
+    )
+    return ctx, listeners
+
+
+def drop_privileges_if_asked(ctx: ServiceContext) -> None:
+    """Become mail_owner when master.cf says unprivileged and we are root."""
+    if not ctx.unpriv or not running_as_root():
+        return
+    try:
+        drop_privileges(lookup_user(ctx.cfg.get("mail_owner")))
+    except (PrivsError, OSError) as exc:
+        log.fatal("mail_owner %s: %s", ctx.cfg.get("mail_owner"), exc)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def watch_master(loop: asyncio.AbstractEventLoop, ctx: ServiceContext) -> None:
+    """Call ctx.on_master_gone when the read end of the status pipe closes."""
+
+    def gone() -> None:
+        try:
+            loop.remove_reader(mp.MASTER_STATUS_FD)
+        except (OSError, ValueError):
+            pass
+        ctx.status_ok = False
+        if ctx.on_master_gone is not None:
+            ctx.on_master_gone()
+
+    try:
+        os.fstat(mp.MASTER_STATUS_FD)
+        loop.add_reader(mp.MASTER_STATUS_FD, gone)
+    except (OSError, ValueError):
+        ctx.status_ok = False

@@ -1,0 +1,64 @@
+"""master.privs - look up mail_owner and give up root
+
+SYNOPSIS
+    from mta.master.privs import lookup_user, drop_privileges
+    user = lookup_user(cfg.get("mail_owner"))    # User(name, uid, gid)
+    drop_privileges(user)                         # only when running as root
+
+DESCRIPTION
+    lookup_user() resolves an account name (or a numeric uid) to its
+    uid and primary gid. drop_privileges() sets the group, the
+    supplementary groups of the account and then the user, in that
+    order, and verifies that root cannot be regained. running_as_root()
+    tells whether the effective uid is 0.
+
+SECURITY
+    Runs as root in the master and at the start of an unprivileged
+    service; after drop_privileges() returns, the process has no way
+    back to uid 0.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from dataclasses import dataclass
+
+
+class PrivsError(Exception):
+    """An account that does not exist, or a drop that did not take."""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    uid: int
+    gid: int
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def lookup_user(name: str) -> User:
+    """Return the User for an account name or numeric uid."""
+    try:
+        pw = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except (KeyError, OverflowError):
+        raise PrivsError(f"unknown user: {name}") from None
+    return User(pw.pw_name, pw.pw_uid, pw.pw_gid)
+
+
+def drop_privileges(user: User) -> None:
+    """Become user for good: gid, supplementary groups, then uid."""
+    if not running_as_root():
+        return
+    os.setgid(user.gid)
+    os.initgroups(user.name, user.gid)
+    os.setuid(user.uid)
+    if user.uid != 0:
+        try:
+            os.setuid(0)
+        except PermissionError:
+            return
+        raise PrivsError(f"could regain root after switching to {user.name}")

@@ -1,0 +1,1 @@
+"""Small services for the master's interop tests, run through PYTHONPATH."""
