@@ -40,6 +40,9 @@ from mta.smtpd.checks import SessionState, SmtpdChecks
 NAME_CACHE_TTL = 60.0  # seconds a client host name stays cached
 NAME_CACHE_MAX = 10000  # entries before the cache is emptied
 FSYNC_THREADS = 16  # queue files fsynced at once
+# Sessions one process takes before it tells the master it is busy, so that
+# the master starts another smtpd only when the running ones are loaded.
+SESSIONS_PER_PROCESS = 10
 
 EHLO_KEYWORDS = (
     "PIPELINING",
@@ -82,7 +85,7 @@ class SmtpdServer:
         self.ehlo_reply = self.build_ehlo_reply()
         self.names: dict[str, tuple[float, str, str]] = {}
         self.sessions: set = set()
-        self.on_idle = None  # called when the last session ends
+        self.on_session_end = None  # called after each session ends
 
     def build_ehlo_reply(self) -> bytes:
         discard = {k.upper() for k in self.cfg.get_list("smtpd_discard_ehlo_keywords")}
@@ -144,8 +147,8 @@ class SmtpdServer:
 
     def session_ended(self, session) -> None:
         self.sessions.discard(session)
-        if not self.sessions and self.on_idle is not None:
-            self.on_idle()
+        if self.on_session_end is not None:
+            self.on_session_end()
 
 
 async def serve(ctx, listeners) -> int:
@@ -177,21 +180,29 @@ async def serve(ctx, listeners) -> int:
         if not server.sessions:
             done.set()
 
+    busy = False
+
     def factory() -> SmtpdSession:
-        if not server.sessions:
+        nonlocal busy
+        if idle_timer is not None:
+            idle_timer.cancel()
+        if not busy and len(server.sessions) + 1 >= SESSIONS_PER_PROCESS:
+            busy = True
             ctx.report_taken()
-            if idle_timer is not None:
-                idle_timer.cancel()
         return SmtpdSession(server)
 
-    def idle() -> None:
-        if stopping:
-            done.set()
-            return
-        ctx.report_available()
-        arm_idle()
+    def ended() -> None:
+        nonlocal busy
+        if busy and len(server.sessions) < SESSIONS_PER_PROCESS:
+            busy = False
+            ctx.report_available()
+        if not server.sessions:
+            if stopping:
+                done.set()
+            else:
+                arm_idle()
 
-    server.on_idle = idle
+    server.on_session_end = ended
     for sock in listeners:
         if isinstance(sock, socket.socket):
             servers.append(await loop.create_server(factory, sock=sock, backlog=1024))
