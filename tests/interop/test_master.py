@@ -578,3 +578,25 @@ def test_process_exits_after_max_use_clients(make_instance):
     assert pids[0] == pids[1]
     assert pids[2] == pids[3]
     assert pids[1] != pids[2]
+
+
+# ---------------------------------------------------------------- proxymap, end to end
+def test_proxymap_answers_proxy_lookups_under_the_master(make_instance, tmp_path):
+    table = tmp_path / "virtual"
+    table.write_text("alice@example.org  alice@backend.example\n")
+    spec = f"texthash:{table}"
+    inst = make_instance(
+        "proxymap unix - - n - - proxymap\n",
+        proxy_read_maps=f"proxy:{spec}",
+    )
+    assert inst.mta("start").returncode == 0
+    found = inst.mta("map", "-q", "ALICE@example.org", f"proxy:{spec}")
+    assert (found.returncode, found.stdout) == (0, "alice@backend.example\n"), found.stderr
+    missing = inst.mta("map", "-q", "bob@example.org", f"proxy:{spec}")
+    assert (missing.returncode, missing.stdout) == (1, "")
+    # a table that proxy_read_maps does not list is refused, not opened
+    other = tmp_path / "other"
+    other.write_text("k v\n")
+    refused = inst.mta("map", "-q", "k", f"proxy:texthash:{other}")
+    assert refused.returncode != 0 and "not approved" in refused.stderr
+    assert wait_for(lambda: "mta/proxymap[" in inst.log())

@@ -1,0 +1,37 @@
+"""record kernel: queue file content encoding and decoding, reference against compiled."""
+
+import pytest
+
+from mta._speedups import record_ref
+from mta.queue import queue_file
+
+LINE = b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod\r\n"
+MESSAGE = LINE * 900  # about 64 KiB
+CHUNKS = [MESSAGE[i : i + 4096] for i in range(0, len(MESSAGE), 4096)]
+ENCODERS = {"ref": record_ref.ContentEncoder, "c": queue_file.ContentEncoder_c}
+DECODERS = {"ref": record_ref.decode_records, "c": queue_file.decode_records_c}
+
+
+def encode():
+    enc = record_ref.ContentEncoder(2048)
+    return b"".join(enc.feed(c) for c in CHUNKS) + enc.flush()
+
+
+RECORDS = encode()
+
+
+@pytest.mark.benchmark(group="ContentEncoder: 64 KiB in 4 KiB chunks")
+@pytest.mark.parametrize("impl", [k for k, v in ENCODERS.items() if v])
+def test_encode(benchmark, impl):
+    def run():
+        enc = ENCODERS[impl](2048)
+        return b"".join(enc.feed(c) for c in CHUNKS) + enc.flush()
+
+    assert benchmark(run) == RECORDS
+
+
+@pytest.mark.benchmark(group="decode_records: 900 content records")
+@pytest.mark.parametrize("impl", [k for k, v in DECODERS.items() if v])
+def test_decode(benchmark, impl):
+    records, used = benchmark(DECODERS[impl], RECORDS, 0, True)
+    assert len(records) == 900 and used == len(RECORDS)
