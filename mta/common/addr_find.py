@@ -48,7 +48,7 @@ SEE ALSO
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from mta.maps.maps import lookup_first
 
 MAIL_ADDR_POSTMASTER = "postmaster"  # never split
 MAIL_ADDR_MAIL_DAEMON = "mailer-daemon"  # never split
@@ -58,14 +58,7 @@ MAIL_ADDR_DOUBLE_BOUNCE = "double-bounce"  # double_bounce_sender default
 def _lookup(maps, key: str, fixed_only: bool) -> str | None:
     if hasattr(maps, "lookup") and hasattr(maps, "tables"):
         return maps.lookup(key, fixed_only=fixed_only)
-    tables: Iterable = [maps] if hasattr(maps, "lookup") else maps
-    for table in tables:
-        if fixed_only and not table.fixed:
-            continue
-        value = table.lookup(key)
-        if value is not None:
-            return value
-    return None
+    return lookup_first([maps] if hasattr(maps, "lookup") else maps, key, fixed_only)
 
 
 def split_extension(

@@ -161,6 +161,19 @@ def _encode_value(value: bytes | str, nul: bool) -> bytes:
     return _encode_key(value, nul)
 
 
+def _put(txn, k, v, nul: bool, duplicates: str, warn, where: str) -> int:
+    """Store one entry; a duplicate key follows duplicates. Return 1 when new."""
+    key, val = _encode_key(k, nul), _encode_value(v, nul)
+    if txn.put(key, val, overwrite=False):
+        return 1
+    if duplicates == "replace":
+        txn.put(key, val)
+    elif duplicates == "warn" and warn is not None:
+        shown = k if isinstance(k, str) else k.decode("utf-8", "replace")
+        warn(f'{where}: duplicate entry: "{shown}"')
+    return 0
+
+
 def build_lmdb(
     path: str,
     pairs: list[tuple[bytes, bytes]],
@@ -190,16 +203,7 @@ def build_lmdb(
             count = 0
             with env.begin(write=True) as txn:
                 for i, (k, v) in enumerate(pairs):
-                    key = _encode_key(k, nul)
-                    val = _encode_value(v, nul)
-                    if not txn.put(key, val, overwrite=False):
-                        if duplicates == "replace":
-                            txn.put(key, val)
-                        elif duplicates == "warn" and warn is not None:
-                            shown = k if isinstance(k, str) else k.decode("utf-8", "replace")
-                            warn(f'{spec or path}: duplicate entry: "{shown}"')
-                    else:
-                        count += 1
+                    count += _put(txn, k, v, nul, duplicates, warn, spec or path)
                     if progress is not None and i % 4096 == 4095:
                         progress(4096)
             _publish(env, tmp, path, mode)
@@ -271,13 +275,7 @@ def update_lmdb(
             removed = []
             with env.begin(write=True) as txn:
                 for k, v in puts:
-                    key, val = _encode_key(k, nul), _encode_value(v, nul)
-                    if not txn.put(key, val, overwrite=False):
-                        if duplicates == "replace":
-                            txn.put(key, val)
-                        elif duplicates == "warn" and warn is not None:
-                            shown = k if isinstance(k, str) else k.decode("utf-8", "replace")
-                            warn(f'{spec or path}: duplicate entry: "{shown}"')
+                    _put(txn, k, v, nul, duplicates, warn, spec or path)
                 for k in deletes:
                     if txn.delete(_encode_key(k, nul)):
                         removed.append(k)

@@ -176,6 +176,17 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
+def lookup_first(tables: Iterable[Dict], key: str, fixed_only: bool = False) -> str | None:
+    """Return the first answer of tables for key; fixed_only skips pattern tables."""
+    for table in tables:
+        if fixed_only and not table.fixed:
+            continue
+        value = table.lookup(key)
+        if value is not None:
+            return value
+    return None
+
+
 class Maps:
     """An ordered list of tables, as a "*_maps" parameter names them."""
 
@@ -189,13 +200,7 @@ class Maps:
 
     def lookup(self, key: str, *, fixed_only: bool = False) -> str | None:
         """Return the first table's answer; fixed_only skips pattern tables."""
-        for table in self.tables:
-            if fixed_only and not table.fixed:
-                continue
-            value = table.lookup(key)
-            if value is not None:
-                return value
-        return None
+        return lookup_first(self.tables, key, fixed_only)
 
     def __iter__(self) -> Iterator[Dict]:
         return iter(self.tables)
