@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "map": ("mta.cli.map", "build and query lookup tables (postmap)"),
     "log": ("mta.cli.log", "write a line to the mail log (postlog)"),
     "cat": ("mta.cli.cat", "show queue files (postcat)"),
+    "kick": ("mta.cli.kick", "poke a mail system service (postkick)"),
 }
 
 USAGE = "usage: mta [-c CONFIG_DIR] [-v] COMMAND [ARGS...]"

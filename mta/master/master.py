@@ -53,11 +53,11 @@ import fcntl
 import os
 import selectors
 import signal
-import socket
 import time
 
 import mta
 from mta import log
+from mta.common.trigger import send_trigger
 from mta.config import ConfigError, load_config
 from mta.config.master_cf import ServiceEntry, read_master_cf
 from mta.master import listen, registry
@@ -333,23 +333,8 @@ class Master:
 
     def _trigger(self, svc: Service) -> None:
         kind = svc.key[0]
-        path = svc.key[1] if kind in ("unix", "fifo") else None
-        if path is None:
-            return
-        try:
-            if kind == "fifo":
-                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-                try:
-                    os.write(fd, mp.TRIGGER_WAKEUP)
-                finally:
-                    os.close(fd)
-                return
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.setblocking(False)
-                s.connect(path)
-                s.send(mp.TRIGGER_WAKEUP)
-        except OSError as exc:
-            log.verbose("wakeup %s: %s", svc.name, exc)
+        if kind in ("unix", "fifo") and not send_trigger(svc.key[1]):
+            log.verbose("wakeup %s: nobody listens", svc.name)
 
     def _read_status(self, svc: Service) -> None:
         while True:

@@ -35,7 +35,7 @@ STATUS_AVAIL = b"A"  # the child waits for a client
 STATUS_TAKEN = b"T"  # the child serves a client
 STATUS_RECORD = struct.Struct("<cI")  # kind, pid: 5 bytes
 
-TRIGGER_WAKEUP = b"W"  # wakeup request written by the master
+from mta.common.trigger import TRIGGER_WAKEUP  # noqa: E402,F401 - wakeup request written by the master
 
 
 def encode_status(kind: bytes, pid: int) -> bytes:

@@ -60,7 +60,7 @@ EHLO_KEYWORDS = (
 class SmtpdServer:
     """State shared by the sessions of one smtpd process."""
 
-    def __init__(self, cfg) -> None:
+    def __init__(self, cfg, cleanup=None) -> None:
         self.cfg = cfg
         self.hostname = cfg.get("myhostname")
         self.banner = cfg.get("smtpd_banner")
@@ -80,7 +80,7 @@ class SmtpdServer:
         self.peername_lookup = cfg.get_bool("smtpd_peername_lookup")
         self.flush_domains = DomainList.from_param(cfg, "fast_flush_domains")
         self.checks = SmtpdChecks(cfg)
-        self.cleanup = Cleanup(cfg)
+        self.cleanup = cleanup if cleanup is not None else Cleanup(cfg)
         self.executor = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="fsync")
         self.ehlo_reply = self.build_ehlo_reply()
         self.names: dict[str, tuple[float, str, str]] = {}

@@ -17,7 +17,7 @@ def make_instance(tmp_path: Path, main_cf: str = "", master_cf: str = "") -> Pat
     """Write main.cf (and master.cf) for an instance under tmp_path; return its directory."""
     cdir = tmp_path / "etc"
     spool = tmp_path / "spool"
-    cdir.mkdir(exist_ok=True)
+    cdir.mkdir(parents=True, exist_ok=True)
     for name in (*QUEUE_NAMES, "private", "public", "pid"):
         (spool / name).mkdir(parents=True, exist_ok=True)
     (tmp_path / "data").mkdir(exist_ok=True)

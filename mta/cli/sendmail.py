@@ -1,0 +1,281 @@
+"""cli.sendmail - the Sendmail-compatible submission command
+
+SYNOPSIS
+    sendmail [-t] [-i | -oi] [-f sender] [-F full_name] [-N dsn] [-R ret] [-V envid]
+             [-B body_type] [-C config_dir] [-bm] [recipient ...]
+    sendmail -bs                   # SMTP conversation on standard input and output
+    sendmail -bp | -bv | -bi | -I | -q[...]
+    mailq, newaliases              # the same program under other names
+
+DESCRIPTION
+    Reads a message from standard input and queues it in maildrop/
+    through mta.postdrop; pickup takes it from there when the mail
+    system runs (it may be stopped meanwhile). Without -i (or -oi) a
+    line with only "." ends the message, as Sendmail does. -t takes
+    recipients from the To:, Cc: and Bcc: headers (Resent-To: and the
+    like when the message has Resent- headers) in addition to those on
+    the command line, and removes Bcc:. -f sets the envelope sender
+    (default: the login name), -F the full name. -N, -R and -V set the
+    DSN NOTIFY, RET and ENVID of RFC 3461. -bs speaks SMTP on standard
+    input and output and queues each message the same way. Options
+    Sendmail takes and Postfix ignores (-o*, -h, -L, -n, -U, -m, -x, -X)
+    are ignored here too.
+
+    -bp (mailq), -bv, -bi and -I (newaliases) and -q need services that
+    arrive later; they say so in one line and exit 69 (EX_UNAVAILABLE).
+
+    Exit status follows sysexits.h: 0 queued, 64 usage, 65 bad message
+    data, 69 unavailable, 73 cannot create the queue file, 75 temporary
+    failure, 78 configuration error.
+
+SECURITY
+    Runs as the invoking user; reads untrusted input and writes only a
+    new file in maildrop/.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import pwd
+import sys
+
+from mta.config import ConfigError, load_config
+from mta.queue import rec_type as R
+
+EX_OK, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE = 0, 64, 65, 69
+EX_CANTCREAT, EX_TEMPFAIL, EX_CONFIG = 73, 75, 78
+
+# options that take a value, as the next word or glued to the letter
+WITH_VALUE = set("fFNRVBCLhrX")
+IGNORED = set("nmUxv")
+
+RECIPIENT_HEADERS = (b"to", b"cc", b"bcc")
+RESENT_HEADERS = (b"resent-to", b"resent-cc", b"resent-bcc")
+
+USAGE = (
+    "usage: sendmail [-t] [-i] [-f sender] [-F name] [-N notify] [-R ret] [-V envid]\n"
+    "                [-C config_dir] [-bm | -bs | -bp | -bv | -bi] [recipient ...]\n"
+)
+
+NOTIFY_WORDS = {
+    "never": R.DSN_NOTIFY_NEVER,
+    "success": R.DSN_NOTIFY_SUCCESS,
+    "failure": R.DSN_NOTIFY_FAILURE,
+    "delay": R.DSN_NOTIFY_DELAY,
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+def fail(status: int, text: str) -> int:
+    sys.stderr.write(f"sendmail: fatal: {text}\n")
+    return status
+
+
+def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
+    """Sendmail's option syntax: -fsender or -f sender, -oi, -bs, -qR..."""
+    opts: dict = {"mode": "m", "t": False, "i": False, "q": None}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        if arg in ("--help", "-?"):
+            opts["mode"] = "help"
+            i += 1
+            continue
+        if not arg.startswith("-") or arg == "-":
+            break
+        letter, rest = arg[1], arg[2:]
+        i += 1
+        if letter in WITH_VALUE:
+            if not rest:
+                if i >= len(argv):
+                    raise UsageError(f"option -{letter} requires an argument")
+                rest = argv[i]
+                i += 1
+            opts[letter] = rest
+        elif letter == "o":
+            if rest == "i":
+                opts["i"] = True
+        elif letter == "b":
+            if rest not in ("m", "s", "p", "v", "i", "d", "D", "a"):
+                raise UsageError(f"unsupported option -b{rest}")
+            opts["mode"] = rest
+        elif letter == "q":
+            opts["q"] = rest
+        elif letter in "ti" and not rest:
+            opts[letter] = True
+        elif letter == "I" and not rest:
+            opts["mode"] = "i"
+        elif letter in IGNORED:
+            pass
+        else:
+            raise UsageError(f"unsupported option {arg}")
+    return opts, argv[i:]
+
+
+def read_message(stream, dot_ends: bool) -> bytes:
+    """Read the message; without -i a line holding only "." ends it."""
+    if not dot_ends:
+        return stream.read()
+    out = []
+    for line in stream:
+        if line.rstrip(b"\r\n") == b".":
+            break
+        out.append(line)
+    return b"".join(out)
+
+
+def split_header_block(data: bytes) -> tuple[list[bytes], bytes]:
+    """Return (header lines with their continuations joined, rest of message)."""
+    lines = data.splitlines(keepends=True)
+    headers: list[bytes] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line in (b"\n", b"\r\n"):
+            break
+        if line[:1] in (b" ", b"\t") and headers:
+            headers[-1] += line
+        elif b":" in line.split(b"\n")[0] and not line[:1].isspace():
+            headers.append(line)
+        else:
+            break
+        i += 1
+    return headers, b"".join(lines[i:])
+
+
+def header_name(header: bytes) -> bytes:
+    return header.split(b":", 1)[0].strip().lower()
+
+
+def extract_recipients(data: bytes) -> tuple[list[str], bytes]:
+    """-t: recipients from the headers, and the message with Bcc: removed."""
+    headers, rest = split_header_block(data)
+    names = {header_name(h) for h in headers}
+    wanted = RESENT_HEADERS if names & set(RESENT_HEADERS) else RECIPIENT_HEADERS
+    values = [
+        h.split(b":", 1)[1].decode("utf-8", "replace") for h in headers if header_name(h) in wanted
+    ]
+    addrs = [addr for _, addr in email.utils.getaddresses(values) if addr]
+    kept = [h for h in headers if header_name(h) not in (b"bcc", b"resent-bcc")]
+    return addrs, b"".join(kept) + rest
+
+
+def parse_notify(text: str) -> int:
+    bits = 0
+    for word in text.lower().split(","):
+        if word not in NOTIFY_WORDS:
+            raise UsageError(f"bad -N value: {text}")
+        bits |= NOTIFY_WORDS[word]
+    if bits & R.DSN_NOTIFY_NEVER and bits != R.DSN_NOTIFY_NEVER:
+        raise UsageError(f"bad -N value: {text}")
+    return bits
+
+
+def login_name() -> tuple[str, str]:
+    try:
+        pw = pwd.getpwuid(os.getuid())
+    except KeyError:
+        return str(os.getuid()), ""
+    return pw.pw_name, pw.pw_gecos.split(",")[0]
+
+
+def submit(cfg, opts: dict, recipients: list[str], data: bytes) -> int:
+    from mta.postdrop import MaildropSubmitter
+
+    user, gecos = login_name()
+    sender = opts.get("f", user)
+    if sender == "<>":
+        sender = ""
+    full_name = opts.get("F", gecos)
+    notify = parse_notify(opts["N"]) if "N" in opts else 0
+    if opts["t"]:
+        extracted, data = extract_recipients(data)
+        recipients = recipients + extracted
+    if not recipients:
+        return fail(
+            EX_USAGE, "no recipient addresses found" + (" in message header" if opts["t"] else "")
+        )
+    attrs = {}
+    if "R" in opts:
+        attrs["ret"] = opts["R"].upper()
+    if "V" in opts:
+        attrs["envid"] = opts["V"]
+    flags = R.QF_8BIT if opts.get("B", "").upper() == "8BITMIME" else 0
+    submitter = MaildropSubmitter(cfg)
+    job = submitter.open(sender, attrs, flags=flags, full_name=full_name)
+    try:
+        for rcpt in recipients:
+            job.add_recipient(rcpt, notify=notify)
+        job.write(data)
+        job.close()
+    except OSError as exc:
+        job.abort()
+        where = os.path.join(submitter.queue_dir, "maildrop")
+        status = EX_TEMPFAIL if exc.errno in (28, 122) else EX_CANTCREAT  # ENOSPC, EDQUOT
+        return fail(status, f"{where}: cannot queue the message: {exc.strerror}")
+    return EX_OK
+
+
+def run_smtp_on_stdio(cfg) -> int:
+    """-bs: an smtpd session on standard input and output."""
+    from mta.smtpd.stdio import serve_stdio
+
+    return serve_stdio(cfg)
+
+
+def unavailable(what: str) -> int:
+    return fail(EX_UNAVAILABLE, f"{what} is not available in this version of mta yet")
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    prog = os.path.basename(prog or sys.argv[0] or "sendmail")
+    try:
+        opts, recipients = parse_args(argv)
+    except UsageError as exc:
+        sys.stderr.write(f"sendmail: {exc}\n{USAGE}")
+        return EX_USAGE
+    if opts["mode"] == "help":
+        sys.stdout.write(USAGE + __doc__.split("DESCRIPTION", 1)[1].split("SECURITY")[0])
+        return EX_OK
+    if prog == "mailq":
+        opts["mode"] = "p"
+    elif prog == "newaliases":
+        opts["mode"] = "i"
+    if opts["q"] is not None:
+        return unavailable("queue flushing (sendmail -q)")
+    if opts["mode"] == "p":
+        return unavailable("the queue listing (mailq, sendmail -bp)")
+    if opts["mode"] == "i":
+        return unavailable("alias database rebuilding (newaliases, sendmail -bi)")
+    if opts["mode"] == "v":
+        return unavailable("address verification (sendmail -bv)")
+    if opts["mode"] in ("d", "D", "a"):
+        return fail(EX_USAGE, f"-b{opts['mode']} is not supported; use mta start")
+    try:
+        cfg = load_config(opts.get("C"))
+        if opts["mode"] == "s":
+            return run_smtp_on_stdio(cfg)
+        data = read_message(sys.stdin.buffer, dot_ends=not opts["i"])
+        return submit(cfg, opts, recipients, data)
+    except ConfigError as exc:
+        return fail(EX_CONFIG, str(exc))
+    except UsageError as exc:
+        sys.stderr.write(f"sendmail: {exc}\n")
+        return EX_USAGE
+
+
+def entry() -> None:
+    """Console-script entry point for sendmail, mailq and newaliases."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,138 @@
+"""The sendmail command: flags applications use, maildrop files, exit codes."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mta.queue.queue_file import iter_content, read_queue_file
+from tests.support.instance import make_instance
+
+pytestmark = pytest.mark.interop
+
+SENDMAIL = [sys.executable, "-m", "mta.cli.sendmail"]
+
+
+@pytest.fixture
+def cdir(tmp_path):
+    return make_instance(tmp_path)
+
+
+def sendmail(cdir, *args, stdin=b""):
+    return subprocess.run(
+        [*SENDMAIL, "-C", str(cdir), *args], input=stdin, capture_output=True, timeout=30
+    )
+
+
+def maildrop(cdir):
+    d = cdir.parent / "spool" / "maildrop"
+    return sorted(str(d / f) for f in os.listdir(d) if not f.startswith("."))
+
+
+def test_recipients_on_the_command_line(cdir):
+    r = sendmail(
+        cdir,
+        "-f",
+        "me@here.example",
+        "-F",
+        "Me Myself",
+        "u@there.example",
+        stdin=b"Subject: x\n\nbody\n",
+    )
+    assert r.returncode == 0, r.stderr
+    (path,) = maildrop(cdir)
+    msg = read_queue_file(path)
+    assert (msg.sender, msg.full_name) == ("me@here.example", "Me Myself")
+    assert [x.address for x in msg.recipients] == ["u@there.example"]
+    assert list(iter_content(path)) == [b"Subject: x", b"", b"body"]
+
+
+def test_dot_line_ends_input_unless_i(cdir):
+    sendmail(cdir, "a@x.example", stdin=b"Subject: x\n\nbefore\n.\nafter\n")
+    sendmail(cdir, "-oi", "a@x.example", stdin=b"Subject: y\n\nbefore\n.\nafter\n")
+    first, second = maildrop(cdir)
+    assert list(iter_content(first))[-1] == b"before"
+    assert list(iter_content(second))[-2:] == [b".", b"after"]
+
+
+def test_t_extracts_recipients_and_removes_bcc(cdir):
+    message = (
+        b"To: A <a@x.example>, b@y.example\nCc: c@z.example\n"
+        b"Bcc: hidden@w.example\n  , also@w.example\nSubject: t\n\nbody\n"
+    )
+    r = sendmail(cdir, "-t", "-i", "extra@v.example", stdin=message)
+    assert r.returncode == 0, r.stderr
+    (path,) = maildrop(cdir)
+    assert [x.address for x in read_queue_file(path).recipients] == [
+        "extra@v.example",
+        "a@x.example",
+        "b@y.example",
+        "c@z.example",
+        "hidden@w.example",
+        "also@w.example",
+    ]
+    content = b"\n".join(iter_content(path))
+    assert b"Bcc" not in content and b"hidden" not in content
+
+
+def test_t_prefers_resent_headers(cdir):
+    message = b"To: old@x.example\nResent-To: new@x.example\n\nbody\n"
+    sendmail(cdir, "-t", stdin=message)
+    (path,) = maildrop(cdir)
+    assert [x.address for x in read_queue_file(path).recipients] == ["new@x.example"]
+
+
+def test_no_recipients_is_a_usage_error(cdir):
+    r = sendmail(cdir, "-t", stdin=b"Subject: none\n\nbody\n")
+    assert r.returncode == 64
+    assert b"no recipient addresses found in message header" in r.stderr
+    assert maildrop(cdir) == []
+
+
+def test_dsn_options(cdir):
+    r = sendmail(
+        cdir, "-N", "success,delay", "-R", "hdrs", "-V", "env-1", "a@x.example", stdin=b"\n"
+    )
+    assert r.returncode == 0, r.stderr
+    msg = read_queue_file(maildrop(cdir)[0])
+    assert msg.recipients[0].notify == 2 | 8
+    assert (msg.attrs["ret"], msg.attrs["envid"]) == ("HDRS", "env-1")
+
+
+def test_ignored_sendmail_options_are_accepted(cdir):
+    r = sendmail(cdir, "-oem", "-odb", "-i", "-n", "-bm", "a@x.example", stdin=b"x\n")
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("flag", ["-bp", "-bi", "-I", "-q", "-q1h", "-bv"])
+def test_later_services_answer_unavailable(cdir, flag):
+    r = sendmail(cdir, flag, "a@x.example")
+    assert r.returncode == 69
+    assert r.stderr.startswith(b"sendmail: fatal:") and b"not available" in r.stderr
+
+
+def test_unknown_option_is_a_usage_error(cdir):
+    r = sendmail(cdir, "-Z", "a@x.example")
+    assert r.returncode == 64 and b"usage: sendmail" in r.stderr
+
+
+def test_missing_config_dir_is_a_config_error(tmp_path):
+    r = subprocess.run(
+        [*SENDMAIL, "-C", str(tmp_path / "nope"), "a@x.example"], input=b"x\n", capture_output=True
+    )
+    assert r.returncode == 78 and b"no such configuration directory" in r.stderr
+
+
+def test_unwritable_maildrop_leaves_nothing_and_fails(cdir):
+    if os.getuid() == 0:
+        pytest.skip("root writes anywhere")
+    os.chmod(cdir.parent / "spool" / "maildrop", 0o500)
+    r = sendmail(cdir, "a@x.example", stdin=b"x\n")
+    assert r.returncode == 73
+
+
+def test_works_while_the_mail_system_is_stopped(cdir):
+    # nothing listens on public/pickup; the file simply waits in maildrop
+    r = sendmail(cdir, "a@x.example", stdin=b"x\n")
+    assert r.returncode == 0 and len(maildrop(cdir)) == 1
