@@ -1,0 +1,404 @@
+"""Intake benchmark: messages per second accepted and fsynced, mta against baselines.
+
+Usage:
+    python bench/intake/run.py [--sessions 1 10 50] [--messages 3000] [--size 4096]
+                               [--targets mta,aiosmtpd,postfix] [--json FILE]
+
+For each target and each session count, Postfix's smtp-source sends --messages
+messages of --size bytes with one recipient each to a server on 127.0.0.1, and
+a latency probe sends one message at a time on its own connection during the
+run. Reported per run: wall-clock messages/second, p50 and p99 time from the
+end of DATA to the 250 reply (from the probe), server CPU seconds per message
+(user+system of the server's processes, from /proc), and the files that
+reached the queue.
+
+Targets:
+  mta       the real thing: "mta start" with smtpd in master.cf
+  aiosmtpd  aiosmtpd with a handler that writes and fsyncs one file per message
+  postfix   Postfix's own master/smtpd/cleanup with delivery deferred
+            (defer_transports), when Postfix is installed; needs root
+
+Everything listens on 127.0.0.1 only. The machine's two cores are shared by the
+load generator and the server, as they would be for Postfix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+SENDER = "bench@load.example"
+RECIPIENT = "sink@bench.example"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.recv(100)
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing answers on port {port}")
+
+
+def proc_tree_cpu(root_pids: list[int]) -> float:
+    """User+system CPU seconds of the given processes and all their descendants,
+    including children they already waited for (cutime/cstime)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        pid, ppid = int(entry), int(fields[1])
+        stats[pid] = fields
+        children.setdefault(ppid, []).append(pid)
+    total = 0.0
+    todo = list(root_pids)
+    while todo:
+        pid = todo.pop()
+        fields = stats.get(pid)
+        if fields is None:
+            continue
+        total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def count_files(directory: Path) -> int:
+    n = 0
+    for _, _, files in os.walk(directory):
+        n += sum(1 for f in files if not f.startswith("."))
+    return n
+
+
+class Probe(threading.Thread):
+    """Sends one message at a time and records end-of-DATA to 250 latency."""
+
+    def __init__(self, port: int, size: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.body = make_message(size)
+        self.samples: list[float] = []
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=60) as s:
+                s.ehlo("probe.example")
+                while not self.stop_flag.is_set():
+                    s.mail(SENDER)
+                    s.rcpt(RECIPIENT)
+                    code, _ = s.docmd("DATA")
+                    assert code == 354
+                    s.send(self.body + b".\r\n")
+                    start = time.perf_counter()
+                    code, _ = s.getreply()
+                    self.samples.append(time.perf_counter() - start)
+                    time.sleep(0.005)
+        except (OSError, smtplib.SMTPException):
+            pass
+
+
+def make_message(size: int) -> bytes:
+    head = f"From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: probe\r\n\r\n".encode()
+    line = b"x" * 76 + b"\r\n"
+    body = line * max(1, (size - len(head)) // len(line))
+    return head + body
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+# ---------------------------------------------------------------- targets
+class Target:
+    name = ""
+    queue: Path
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def pids(self) -> list[int]: ...
+
+
+class MtaTarget(Target):
+    name = "mta"
+
+    def __init__(self, top: Path, port: int) -> None:
+        self.top, self.port = top, port
+        self.etc = top / "etc"
+        self.queue = top / "spool"
+        self.etc.mkdir(parents=True)
+        import pwd
+
+        user = pwd.getpwuid(os.getuid()).pw_name
+        (self.etc / "main.cf").write_text(
+            f"queue_directory = {self.queue}\ndata_directory = {top / 'data'}\n"
+            f"maillog_file = {top / 'maillog'}\nmail_owner = {user}\n"
+            "myhostname = mta.bench.example\nmydestination = bench.example\n"
+            "inet_interfaces = loopback-only\nmynetworks = 127.0.0.0/8\n"
+            "smtpd_peername_lookup = no\nmax_idle = 600s\nmax_use = 100000\n"
+        )
+        (self.etc / "master.cf").write_text(
+            f"127.0.0.1:{port} inet n - n - - smtpd\nproxymap unix - - n - - proxymap\n"
+        )
+
+    def mta(self, *args: str) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "mta", *args, "-c", str(self.etc)],
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        self.mta("start")
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "mta", "stop", "-c", str(self.etc)], capture_output=True
+        )
+
+    def pids(self) -> list[int]:
+        pid_file = self.queue / "pid" / "master.pid"
+        return [int(pid_file.read_text().split()[0])]
+
+    @property
+    def incoming(self) -> Path:
+        return self.queue / "incoming"
+
+
+class AiosmtpdTarget(Target):
+    name = "aiosmtpd"
+
+    def __init__(self, top: Path, port: int) -> None:
+        self.port = port
+        self.queue = top / "spool"
+        self.queue.mkdir(parents=True)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "aiosmtpd_fsync.py"), str(self.port), str(self.queue)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self.proc.stdout.readline()
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
+
+    @property
+    def incoming(self) -> Path:
+        return self.queue
+
+
+class PostfixTarget(Target):
+    name = "postfix"
+    DAEMONS = "/usr/lib/postfix/sbin"
+
+    def __init__(self, top: Path, port: int) -> None:
+        self.top, self.port = top, port
+        self.etc = top / "etc"
+        self.queue = top / "spool"
+        for d in (self.etc, self.queue, top / "data"):
+            d.mkdir(parents=True)
+        shutil.chown(top / "data", "postfix")
+        (self.etc / "main.cf").write_text(
+            f"compatibility_level = 3.6\nqueue_directory = {self.queue}\n"
+            f"data_directory = {top / 'data'}\ncommand_directory = /usr/sbin\n"
+            f"daemon_directory = {self.DAEMONS}\nmail_owner = postfix\n"
+            "setgid_group = postdrop\nmyhostname = postfix.bench.example\n"
+            "mydestination =\nrelay_domains =\ninet_interfaces = 127.0.0.1\n"
+            "mynetworks = 127.0.0.0/8\nmaillog_file = /dev/stdout\nalias_maps =\n"
+            "local_recipient_maps =\nsmtpd_peername_lookup = no\n"
+            "smtpd_client_connection_count_limit = 0\n"
+            "defer_transports = smtp, local, relay, virtual\n"
+        )
+        (self.etc / "master.cf").write_text(
+            f"127.0.0.1:{port} inet n - n - - smtpd\n"
+            "cleanup unix n - n - 0 cleanup\n"
+            "rewrite unix - - n - - trivial-rewrite\n"
+            "qmgr unix n - n 300 1 qmgr\n"
+            "defer unix - - n - 0 bounce\n"
+            "bounce unix - - n - 0 bounce\n"
+            "anvil unix - - n - 1 anvil\n"
+            "proxymap unix - - n - - proxymap\n"
+            "postlog unix-dgram n - n - 1 postlogd\n"
+        )
+        self.proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return os.path.exists(f"{PostfixTarget.DAEMONS}/master") and os.getuid() == 0
+
+    def start(self) -> None:
+        subprocess.run(["postfix", "-c", str(self.etc), "check"], capture_output=True)
+        self.proc = subprocess.Popen(
+            [f"{self.DAEMONS}/master", "-c", str(self.etc), "-d"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(20)
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
+
+    @property
+    def incoming(self) -> Path:
+        return self.queue  # incoming, active and deferred all count as accepted
+
+
+TARGETS = {"mta": MtaTarget, "aiosmtpd": AiosmtpdTarget, "postfix": PostfixTarget}
+
+
+def run_one(target_cls, sessions: int, messages: int, size: int) -> dict:
+    top = Path(tempfile.mkdtemp(prefix=f"intake-{target_cls.name}-"))
+    os.chmod(top, 0o755)  # Postfix's daemons run as postfix and must reach the spool
+    port = free_port()
+    target = target_cls(top, port)
+    target.start()
+    try:
+        # warm up: start processes, fill caches
+        subprocess.run(
+            [
+                "smtp-source",
+                "-s",
+                "2",
+                "-m",
+                "20",
+                "-l",
+                str(size),
+                "-f",
+                SENDER,
+                "-t",
+                RECIPIENT,
+                f"127.0.0.1:{port}",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        before_files = count_files(target.incoming)
+        cpu0 = proc_tree_cpu(target.pids())
+        probe = Probe(port, size)
+        start = time.perf_counter()
+        probe.start()
+        subprocess.run(
+            [
+                "smtp-source",
+                "-s",
+                str(sessions),
+                "-m",
+                str(messages),
+                "-l",
+                str(size),
+                "-f",
+                SENDER,
+                "-t",
+                RECIPIENT,
+                f"127.0.0.1:{port}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=1800,
+        )
+        elapsed = time.perf_counter() - start
+        probe.stop_flag.set()
+        probe.join(60)
+        cpu = proc_tree_cpu(target.pids()) - cpu0
+        total = messages + len(probe.samples)
+        queued = count_files(target.incoming) - before_files
+    finally:
+        target.stop()
+        shutil.rmtree(top, ignore_errors=True)
+    return {
+        "target": target_cls.name,
+        "sessions": sessions,
+        "messages": messages,
+        "size": size,
+        "seconds": round(elapsed, 3),
+        "msg_per_s": round(messages / elapsed, 1),
+        "p50_ms": round(1000 * percentile(probe.samples, 0.50), 2),
+        "p99_ms": round(1000 * percentile(probe.samples, 0.99), 2),
+        "probe_samples": len(probe.samples),
+        "cpu_ms_per_msg": round(1000 * cpu / total, 3),
+        "queued": queued,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--targets", default="mta,aiosmtpd,postfix")
+    parser.add_argument("--json", help="write the results here too")
+    args = parser.parse_args()
+    if shutil.which("smtp-source") is None:
+        sys.exit("smtp-source (Debian package postfix) is needed")
+    results = []
+    for name in args.targets.split(","):
+        cls = TARGETS[name]
+        if cls is PostfixTarget and not PostfixTarget.available():
+            print("postfix: skipped (not installed, or not root)", file=sys.stderr)
+            continue
+        for sessions in args.sessions:
+            row = run_one(cls, sessions, args.messages, args.size)
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    print()
+    print(f"{'target':10} {'sess':>4} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/msg':>10}")
+    for r in results:
+        print(
+            f"{r['target']:10} {r['sessions']:>4} {r['msg_per_s']:>8} {r['p50_ms']:>8} "
+            f"{r['p99_ms']:>8} {r['cpu_ms_per_msg']:>10}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
