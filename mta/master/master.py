@@ -74,6 +74,7 @@ from mta.master.supervise import (
 )
 from mta.queue import paths
 
+FIRST_WAKEUP_DELAY = 1.0  # seconds after start before the first periodic wakeup
 MASTER_STOP_GRACE = 10.0  # seconds children may finish their clients on stop
 MASTER_KILL_WAIT = 5.0  # seconds to wait for killed children before giving up
 MASTER_READ_CHUNK = mp.STATUS_RECORD.size * 800  # status pipe read size
@@ -149,7 +150,10 @@ class Master:
         return svc
 
     def _arm_wakeup(self, svc: Service, now: float) -> None:
-        svc.next_wakeup = now + svc.entry.wakeup if svc.entry.wakeup > 0 else 0.0
+        # The first wakeup comes soon after start, so that work left while the
+        # mail system was down (maildrop files, say) is found at once.
+        wakeup = svc.entry.wakeup
+        svc.next_wakeup = now + min(wakeup, FIRST_WAKEUP_DELAY) if wakeup > 0 else 0.0
 
     def _backlog(self, entry: ServiceEntry) -> int:
         return max(entry.maxproc, self.cfg.get_int("default_process_limit"))

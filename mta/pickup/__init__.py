@@ -1,0 +1,125 @@
+"""mta.pickup - feed locally submitted mail from maildrop/ to cleanup
+
+SYNOPSIS
+    python -m mta.pickup ...           # started by the master (master.cf: pickup)
+    from mta.pickup import Pickup
+    Pickup(cfg, cleanup).scan()        # one pass over maildrop/
+
+DESCRIPTION
+    sendmail leaves each message as a queue file in maildrop/ (through
+    mta.postdrop). pickup wakes on the master's periodic wakeup and when
+    sendmail pokes public/pickup, and hands every complete maildrop file,
+    oldest first, to cleanup as a local submission; once cleanup has
+    queued the message (or refused it for good) the maildrop file goes.
+    When cleanup reports a temporary problem (a full disk, say) the file
+    stays for the next pass. A damaged maildrop file is moved to
+    corrupt/ with a log line and never stops the scan.
+
+    Logs, as Postfix's pickup does: "QUEUEID: uid=N from=<sender>".
+
+SECURITY
+    Reads files any local user may have written: the envelope and
+    content are untrusted and go through cleanup like network mail.
+    Runs as mail_owner.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mta import log
+from mta.queue.paths import QUEUE_MAILDROP
+from mta.queue.queue_file import (
+    QueueFileError,
+    fsync_dir,
+    iter_content,
+    move_to_corrupt,
+    read_queue_file,
+)
+from mta.queue.queue_id import is_queue_id
+
+CONTENT_CHUNK = 1 << 16  # bytes handed to cleanup per write
+
+
+class Pickup:
+    """One pickup process's state: the configuration and a cleanup library."""
+
+    def __init__(self, cfg, cleanup) -> None:
+        self.cfg = cfg
+        self.cleanup = cleanup
+        self.queue_dir = cfg.get("queue_directory")
+        self.maildrop = os.path.join(self.queue_dir, QUEUE_MAILDROP)
+
+    def scan(self) -> int:
+        """Pick up every complete maildrop file; return how many left maildrop/."""
+        try:
+            names = sorted(os.listdir(self.maildrop))
+        except OSError as exc:
+            log.warning("%s: %s", self.maildrop, exc.strerror)
+            return 0
+        done = 0
+        for name in names:
+            if name.startswith(".") or not is_queue_id(name):
+                continue
+            if self.pickup_file(os.path.join(self.maildrop, name)):
+                done += 1
+        if done:
+            fsync_dir(self.maildrop)
+        return done
+
+    def pickup_file(self, path: str) -> bool:
+        """Hand one maildrop file to cleanup; True when the file is gone from maildrop."""
+        name = os.path.basename(path)
+        try:
+            msg = read_queue_file(path)
+        except FileNotFoundError:
+            return False  # another pickup process took it
+        except QueueFileError as exc:
+            log.warning("%s: %s; moved to corrupt", name, exc)
+            move_to_corrupt(self.queue_dir, path)
+            return True
+        attrs = {k: v for k, v in msg.attrs.items() if k in ("ret", "envid")}
+        attrs["protocol"] = "local"
+        attrs["uid"] = msg.attrs.get("uid", "")
+        attrs["full_name"] = msg.full_name
+        job = self.cleanup.open(msg.sender, attrs, local_submit=True, flags=msg.flags)
+        try:
+            for rcpt in msg.recipients:
+                job.add_recipient(
+                    rcpt.address,
+                    orig=rcpt.orig or rcpt.address,
+                    notify=rcpt.notify,
+                    dsn_orcpt=rcpt.dsn_orcpt,
+                )
+            chunk: list[bytes] = []
+            size = 0
+            for line in iter_content(path, msg):
+                chunk.append(line)
+                size += len(line) + 1
+                if size >= CONTENT_CHUNK:
+                    job.write(b"\n".join(chunk) + b"\n")
+                    chunk, size = [], 0
+            if chunk:
+                job.write(b"\n".join(chunk) + b"\n")
+            result = job.close()
+        except QueueFileError as exc:
+            job.abort()
+            log.warning("%s: %s; moved to corrupt", name, exc)
+            move_to_corrupt(self.queue_dir, path)
+            return True
+        except OSError as exc:
+            job.abort()
+            log.warning("%s: cannot queue: %s; will try again", name, exc.strerror or exc)
+            return False
+        if result.action == "deferred":
+            log.warning("%s: %s; will try again", name, result.reply)
+            return False
+        if result.action == "rejected":
+            log.warning("%s: rejected: %s; from=<%s>", name, result.reply, msg.sender)
+        else:
+            log.info("%s: uid=%s from=<%s>", result.queue_id or name, attrs["uid"], msg.sender)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return True

@@ -1,0 +1,157 @@
+"""mta.qmqpd - the QMQP server: one message per connection, into cleanup
+
+SYNOPSIS
+    python -m mta.qmqpd ...            # started by the master (master.cf: 628 inet ... qmqpd)
+    await handle_client(reader, writer, ctx)
+
+DESCRIPTION
+    QMQP sends one netstring that holds three or more netstrings: the
+    message (LF line ends), the envelope sender, and each recipient. The
+    server answers one netstring: "K" and text when the message is
+    queued, "Z" and text for a temporary failure, "D" and text for a
+    permanent one, and closes. Only clients in qmqpd_authorized_clients
+    (a match list of hosts and networks; empty means nobody) are served;
+    others get "D" after qmqpd_error_delay. The whole exchange must finish
+    within qmqpd_timeout; a message larger than message_size_limit is
+    refused. The message goes to cleanup with protocol QMQP, which adds
+    the Received: header and queues it durably before the "K".
+
+SECURITY
+    Parses untrusted network input; lengths are checked before anything
+    is read, and nothing larger than message_size_limit is kept.
+
+STANDARDS
+    QMQP: http://cr.yp.to/proto/qmqp.html; netstrings:
+    http://cr.yp.to/proto/netstrings.txt
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from mta import log
+from mta.common.match_list import AddrList
+
+NETSTRING_DIGITS = 10  # longest length prefix accepted
+
+
+class QmqpError(Exception):
+    """A protocol violation; the text is for the log."""
+
+
+async def read_netstring(reader: asyncio.StreamReader, limit: int) -> bytes:
+    """Read one "len:data," from the stream."""
+    digits = await reader.readuntil(b":")
+    digits = digits[:-1]
+    if not digits.isdigit() or len(digits) > NETSTRING_DIGITS:
+        raise QmqpError("bad netstring length")
+    length = int(digits)
+    if length > limit:
+        raise QmqpError("message too large")
+    data = await reader.readexactly(length + 1)
+    if data[-1:] != b",":
+        raise QmqpError("netstring without trailing comma")
+    return data[:-1]
+
+
+def split_netstrings(data: bytes) -> list[bytes]:
+    """Split a buffer that is a sequence of netstrings."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        colon = data.find(b":", pos, pos + NETSTRING_DIGITS + 1)
+        if colon <= pos or not data[pos:colon].isdigit():
+            raise QmqpError("bad netstring length")
+        length = int(data[pos:colon])
+        end = colon + 1 + length
+        if end >= len(data) or data[end : end + 1] != b",":
+            raise QmqpError("bad netstring")
+        out.append(data[colon + 1 : end])
+        pos = end + 1
+    return out
+
+
+def netstring(data: bytes) -> bytes:
+    return b"%d:%s," % (len(data), data)
+
+
+class QmqpServer:
+    """What the sessions of one qmqpd process share."""
+
+    def __init__(self, cfg, cleanup=None) -> None:
+        from mta.cleanup import Cleanup
+
+        self.cfg = cfg
+        self.cleanup = cleanup if cleanup is not None else Cleanup(cfg)
+        self.authorized = AddrList(cfg.get_list("qmqpd_authorized_clients"), cfg)
+        self.timeout = cfg.get_time("qmqpd_timeout")
+        self.error_delay = cfg.get_time("qmqpd_error_delay")
+        size = cfg.get_size("message_size_limit")
+        self.limit = size + (1 << 16) if size else 1 << 40  # room for the envelope
+
+    async def reply(self, writer, code: bytes, text: str, error: bool = False) -> None:
+        if error and self.error_delay:
+            await asyncio.sleep(self.error_delay)
+        writer.write(netstring(code + text.encode()))
+        await writer.drain()
+
+    async def handle(self, reader, writer) -> None:
+        peer = writer.get_extra_info("peername")
+        addr = peer[0] if isinstance(peer, tuple) else "127.0.0.1"
+        client = f"unknown[{addr}]"
+        log.info("connect from %s", client)
+        if not self.authorized.match(addr):
+            log.warning("%s: unauthorized QMQP client", client)
+            await self.reply(writer, b"D", "This QMQP server does not accept mail from you", True)
+            return
+        try:
+            packet = await asyncio.wait_for(read_netstring(reader, self.limit), self.timeout)
+            parts = split_netstrings(packet)
+        except asyncio.TimeoutError:
+            log.info("timeout from %s", client)
+            return
+        except (QmqpError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            log.info("%s: %s", client, exc)
+            await self.reply(writer, b"D", "5.5.2 protocol error", True)
+            return
+        if len(parts) < 3:
+            await self.reply(writer, b"D", "5.5.2 no recipients", True)
+            return
+        message, sender, recipients = parts[0], parts[1], parts[2:]
+        attrs = {
+            "client_name": "unknown",
+            "client_address": addr,
+            "protocol": "QMQP",
+            "reverse_client_name": "unknown",
+            "helo_name": "",
+        }
+        job = self.cleanup.open(sender.decode("utf-8", "replace"), attrs)
+        for rcpt in recipients:
+            job.add_recipient(rcpt.decode("utf-8", "replace"))
+        job.write(message)
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(None, job.close)
+        except OSError as exc:
+            job.abort()
+            log.warning("%s: queue file write error: %s", client, exc)
+            await self.reply(writer, b"Z", "4.3.0 queue file write error", True)
+            return
+        if result.action in ("queued", "discarded"):
+            await self.reply(writer, b"K", f"Ok: queued as {result.queue_id}")
+        elif result.action == "deferred":
+            await self.reply(writer, b"Z", result.reply, True)
+        else:
+            await self.reply(writer, b"D", result.reply, True)
+        log.info("disconnect from %s", client)
+
+
+_servers: dict = {}
+
+
+async def handle_client(reader, writer, ctx) -> None:
+    """The multi_server handler: one QMQP exchange."""
+    server = _servers.get("qmqpd")
+    if server is None:
+        server = _servers["qmqpd"] = QmqpServer(ctx.cfg)
+    await server.handle(reader, writer)
