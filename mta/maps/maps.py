@@ -133,6 +133,7 @@ def _load_types() -> None:
         dict_proxy,
         dict_regexp,
         dict_texthash,
+        dict_unix,
     )
 
 
