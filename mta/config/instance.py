@@ -54,6 +54,8 @@ inet_interfaces = loopback-only
 mynetworks_style = host
 mynetworks = 127.0.0.0/8 [::1]/128
 relay_domains =
+# no alias table until you build one with "mta alias"
+alias_maps =
 """
 
 

@@ -90,6 +90,7 @@ class SmtpdSession(asyncio.Protocol):
         self.counts: dict[str, int] = {}
         self.last_command = "CONNECT"
         self.st: SessionState | None = None
+        self.session_actions: list = []
         self.reset_transaction()
 
     # ------------------------------------------------------------ transport events
@@ -169,11 +170,13 @@ class SmtpdSession(asyncio.Protocol):
         self.stream = None
         self.hold = False
         self.discard = False
+        self.bcc: list[str] = []
         if self.st is not None:
             self.st.sender = None
             self.st.recipient = ""
             self.st.recipient_count = 0
-            self.st.actions = []
+            # actions from the connect stage hold for every message of the session
+            self.st.actions = list(self.session_actions)
 
     async def run(self) -> None:
         try:
@@ -187,6 +190,7 @@ class SmtpdSession(asyncio.Protocol):
                 if verdict is not None:
                     self.log_reject("CONNECT", verdict)
                     self.reject_stage = verdict.reply
+                self.session_actions = list(self.st.actions)
             self.reply(f"220 {self.server.banner}")
             await self.loop()
         except SessionClosed as exc:
@@ -263,6 +267,14 @@ class SmtpdSession(asyncio.Protocol):
             await self.error("500 5.5.0 Error: line too long")
         return True
 
+    async def refuse(self, stage: str, verdict) -> bool:
+        """Log and answer a restriction's verdict; False when the session must end."""
+        self.log_reject(stage, verdict)
+        if verdict.disconnect:
+            self.reply(verdict.reply)
+            return False
+        return await self.error(verdict.reply)
+
     async def error(self, text: str) -> bool:
         """Reply with an error, counting toward the error limits; False to end."""
         self.errors += 1
@@ -315,8 +327,7 @@ class SmtpdSession(asyncio.Protocol):
         if not self.server.checks.delay_reject:
             verdict = await self.server.checks.helo(self.st)
             if verdict is not None:
-                self.log_reject("HELO", verdict)
-                return await self.error(verdict.reply)
+                return await self.refuse("HELO", verdict)
         if esmtp:
             self.replies.append(self.server.ehlo_reply)
         else:
@@ -353,8 +364,7 @@ class SmtpdSession(asyncio.Protocol):
             verdict = await self.server.checks.sender(self.st)
             if verdict is not None:
                 self.st.sender = None
-                self.log_reject("MAIL", verdict)
-                return await self.error(verdict.reply)
+                return await self.refuse("MAIL", verdict)
         self.sender = sender
         self.mail_params = params
         self.body_8bit = (params.get(b"BODY") or b"").upper() == b"8BITMIME"
@@ -419,19 +429,19 @@ class SmtpdSession(asyncio.Protocol):
         self.st.recipient = rcpt
         verdict = await self.server.checks.recipient(self.st)
         if verdict is not None:
-            self.log_reject("RCPT", verdict)
-            return await self.error(verdict.reply)
+            self.st.recipient = ""
+            return await self.refuse("RCPT", verdict)
         self.recipients.append((rcpt, notify, orcpt))
         self.st.recipient_count = len(self.recipients)
         self.reply("250 2.1.5 Ok")
         return True
 
-    async def start_message(self) -> str | None:
-        """Run the data restrictions and open the cleanup job; an error reply or None."""
+    async def start_message(self):
+        """Run the data restrictions and open the cleanup job; a refusal Verdict or None."""
+        self.st.recipient = ""
         verdict = await self.server.checks.data(self.st)
         if verdict is not None:
-            self.log_reject("DATA", verdict)
-            return verdict.reply
+            return verdict
         attrs = {
             "client_name": self.st.client_name,
             "reverse_client_name": self.st.reverse_name,
@@ -446,23 +456,32 @@ class SmtpdSession(asyncio.Protocol):
         if params.get(b"ENVID"):
             attrs["envid"] = decode_xtext(params[b"ENVID"]) or ""
         prepend = []
+        self.apply_flags()
         for kind, value in self.st.actions:
-            if kind == "hold":
-                self.hold = True
-            elif kind == "discard":
-                self.discard = True
-            elif kind in ("redirect", "filter"):
+            if kind in ("redirect", "filter"):
                 attrs[kind] = value
             elif kind == "prepend":
                 prepend.append(value)
+            elif kind == "bcc":
+                self.bcc.append(value)
         flags = (R.QF_8BIT if self.body_8bit else 0) | (R.QF_SMTPUTF8 if self.smtputf8 else 0)
         job = self.server.cleanup.open(self.sender, attrs, flags=flags)
         for rcpt, notify, orcpt in self.recipients:
             job.add_recipient(rcpt, orig=rcpt, notify=notify, dsn_orcpt=orcpt)
+        for rcpt in self.bcc:
+            job.add_recipient(rcpt)
         for header in prepend:
             job.write(header.encode("utf-8", "replace") + b"\r\n")
         self.job = job
         return None
+
+    def apply_flags(self) -> None:
+        """Take HOLD and DISCARD from the actions the restrictions noted so far."""
+        for kind, _ in self.st.actions:
+            if kind == "hold":
+                self.hold = True
+            elif kind == "discard":
+                self.discard = True
 
     def protocol_name(self) -> str:
         name = self.st.protocol
@@ -479,9 +498,9 @@ class SmtpdSession(asyncio.Protocol):
             return await self.error("503 5.5.1 Error: need RCPT command")
         if self.bdat_seen:
             return await self.error("503 5.5.1 Error: DATA after BDAT")
-        problem = await self.start_message()
-        if problem:
-            return await self.error(problem)
+        verdict = await self.start_message()
+        if verdict is not None:
+            return await self.refuse("DATA", verdict)
         self.stream = DataStream(self.server.size_limit)
         self.mode = MODE_DATA
         self.reply("354 End data with <CR><LF>.<CR><LF>")
@@ -517,10 +536,11 @@ class SmtpdSession(asyncio.Protocol):
     async def end_message(self) -> None:
         verdict = await self.server.checks.end_of_data(self.st)
         if verdict is not None:
-            self.log_reject("END-OF-MESSAGE", verdict)
             self.reset_job()
-            await self.error(verdict.reply)
+            if not await self.refuse("END-OF-MESSAGE", verdict):
+                raise SessionClosed("refused")
             return
+        self.apply_flags()
         job, self.job = self.job, None
         if self.discard:
             job.abort()
@@ -572,9 +592,10 @@ class SmtpdSession(asyncio.Protocol):
             self.mode = MODE_BDAT
             return True
         if not self.bdat_seen:
-            problem = await self.start_message()
-            if problem:
-                self.bdat_left, self.bdat_last, self.bdat_reply = size, last, problem
+            verdict = await self.start_message()
+            if verdict is not None:
+                self.log_reject("DATA", verdict)
+                self.bdat_left, self.bdat_last, self.bdat_reply = size, last, verdict.reply
                 self.mode = MODE_BDAT
                 return True
             self.bdat_seen = True
@@ -661,7 +682,7 @@ class SmtpdSession(asyncio.Protocol):
     # ------------------------------------------------------------ logging
     def log_reject(self, stage: str, verdict) -> None:
         st = self.st
-        parts = [f"{verdict.kind}: {stage} from {self.client_text}: {verdict.reply}"]
+        parts = [f"reject: {stage} from {self.client_text}: {verdict.reply}"]
         extra = []
         if st.sender is not None:
             extra.append(f"from=<{st.sender}>")

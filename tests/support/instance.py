@@ -31,6 +31,8 @@ def make_instance(tmp_path: Path, main_cf: str = "", master_cf: str = "") -> Pat
         "inet_interfaces = loopback-only\n"
         "mynetworks = 127.0.0.1/32\n"
         "smtpd_error_sleep_time = 0\n"
+        # no proxymap runs beside the in-process smtpd: every local user is known
+        "local_recipient_maps =\n"
     )
     (cdir / "main.cf").write_text(base + main_cf)
     (cdir / "master.cf").write_text(master_cf)
