@@ -262,9 +262,8 @@ class SmtpdSession(asyncio.Protocol):
                     self.inbuf[:0] = rest
                 return True
         if too_long:
-            self.mode = MODE_SKIP
-            self.inbuf.clear()
-            await self.error("500 5.5.0 Error: line too long")
+            self.mode = MODE_SKIP  # the rest of the long line goes, what follows it stays
+            return await self.error("500 5.5.0 Error: line too long")
         return True
 
     async def refuse(self, stage: str, verdict) -> bool:
@@ -429,8 +428,9 @@ class SmtpdSession(asyncio.Protocol):
         self.st.recipient = rcpt
         verdict = await self.server.checks.recipient(self.st)
         if verdict is not None:
+            ok = await self.refuse("RCPT", verdict)
             self.st.recipient = ""
-            return await self.refuse("RCPT", verdict)
+            return ok
         self.recipients.append((rcpt, notify, orcpt))
         self.st.recipient_count = len(self.recipients)
         self.reply("250 2.1.5 Ok")

@@ -12,7 +12,7 @@ from tests.support.instance import RawClient, SmtpdThread, incoming_files, make_
 
 pytestmark = pytest.mark.interop
 
-MESSAGE = b"Subject: test\r\nFrom: a@sender.example\r\n\r\nHello.\r\n..leading dot\r\n"
+MESSAGE = b"Subject: test\r\nFrom: a@sender.example\r\n\r\nHello.\r\n.leading dot\r\n"
 
 
 @pytest.fixture
