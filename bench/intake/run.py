@@ -169,6 +169,7 @@ class MtaTarget(Target):
             "myhostname = mta.bench.example\nmydestination = bench.example\n"
             "inet_interfaces = loopback-only\nmynetworks = 127.0.0.0/8\n"
             "smtpd_peername_lookup = no\nmax_idle = 600s\nmax_use = 100000\n"
+            "alias_maps =\nlocal_recipient_maps =\n"
         )
         (self.etc / "master.cf").write_text(
             f"127.0.0.1:{port} inet n - n - - smtpd\nproxymap unix - - n - - proxymap\n"

@@ -210,9 +210,9 @@ class SmtpdSession(asyncio.Protocol):
             self.flush()
             self.transport.close()
         if self.st is not None:
-            counts = " ".join(f"{k}={v}" for k, v in self.counts.items())
+            counts = "".join(f" {k}={v}" for k, v in self.counts.items())
             total = sum(self.counts.values())
-            log.info("disconnect from %s %s commands=%d", self.client_text, counts, total)
+            log.info("disconnect from %s%s commands=%d", self.client_text, counts, total)
         self.server.session_ended(self)
 
     async def loop(self) -> None:
