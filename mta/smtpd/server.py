@@ -181,14 +181,20 @@ async def serve(ctx, listeners) -> int:
             done.set()
 
     busy = False
+    served = False
 
     def factory() -> SmtpdSession:
-        nonlocal busy
+        nonlocal busy, served
         if idle_timer is not None:
             idle_timer.cancel()
         if not busy and len(server.sessions) + 1 >= SESSIONS_PER_PROCESS:
             busy = True
             ctx.report_taken()
+        elif not served:
+            # tell the master once that this process started fine and serves
+            ctx.report_taken()
+            ctx.report_available()
+        served = True
         return SmtpdSession(server)
 
     def ended() -> None:

@@ -62,6 +62,9 @@ async def _serve(cfg) -> int:
 
     server = SmtpdServer(cfg, cleanup=MaildropSubmitter(cfg))
     server.peername_lookup = False
+    # A program on a pipe writes its whole conversation at once; that is no
+    # smuggling attempt, so pipelining rules do not apply here.
+    server.forbid_unauth_pipelining = False
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     session = SmtpdSession(server)
