@@ -126,6 +126,7 @@ class QmqpServer:
             "helo_name": "",
         }
         job = self.cleanup.open(sender.decode("utf-8", "replace"), attrs)
+        log.info("%s: client=%s", job.queue_id, client)
         for rcpt in recipients:
             job.add_recipient(rcpt.decode("utf-8", "replace"))
         job.write(message)

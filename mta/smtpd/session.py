@@ -466,6 +466,8 @@ class SmtpdSession(asyncio.Protocol):
                 self.bcc.append(value)
         flags = (R.QF_8BIT if self.body_8bit else 0) | (R.QF_SMTPUTF8 if self.smtputf8 else 0)
         job = self.server.cleanup.open(self.sender, attrs, flags=flags)
+        if getattr(job, "queue_id", "NOQUEUE") != "NOQUEUE":
+            log.info("%s: client=%s", job.queue_id, self.client_text)
         for rcpt, notify, orcpt in self.recipients:
             job.add_recipient(rcpt, orig=rcpt, notify=notify, dsn_orcpt=orcpt)
         for rcpt in self.bcc:

@@ -1,5 +1,7 @@
 """smtpd over real sockets: smtplib, raw bytes, swaks and smtp-source as clients."""
 
+import os
+import re
 import shutil
 import smtplib
 import subprocess
@@ -9,6 +11,7 @@ import pytest
 
 from mta.queue.queue_file import iter_content, read_queue_file
 from tests.support.instance import RawClient, SmtpdThread, incoming_files, make_instance
+from tests.support.running import wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -313,3 +316,25 @@ def test_smtp_source_load(smtpd):
     )
     assert result.returncode == 0, result.stderr
     assert len(incoming_files(smtpd.cdir)) == 40
+
+
+def test_log_lines_in_postfix_form(smtpd):
+    with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
+        s.ehlo("client.example")
+        s.mail("a@sender.example")
+        s.rcpt("user@mx.test.example")
+        qid = s.data(MESSAGE)[1].split()[-1].decode()
+    maillog = smtpd.cdir.parent / "maillog"
+    assert wait_for(lambda: "disconnect from" in maillog.read_text(), 5)
+    log = maillog.read_text()
+    assert f"mta/smtpd[{os.getpid()}]: connect from localhost[127.0.0.1]" in log
+    assert f": {qid}: client=localhost[127.0.0.1]\n" in log
+    assert re.search(rf": {qid}: message-id=<[^>]+@mx.test.example>\n", log)
+    assert re.search(
+        rf": {qid}: from=<a@sender.example>, size=\d+, nrcpt=1 \(queue active\)\n", log
+    )
+    assert re.search(
+        r"disconnect from localhost\[127.0.0.1\] ehlo=1 mail=1 rcpt=1 data=1 quit=1 "
+        r"commands=5\n",
+        log,
+    )
