@@ -23,9 +23,12 @@ SECURITY
 
 from __future__ import annotations
 
+import atexit
 import os
+import queue
 import socket
 import sys
+import threading
 import time
 from typing import NoReturn
 
@@ -85,7 +88,77 @@ def format_line(text: str, when: float | None = None) -> str:
     return f"{stamp} {_state['host']} {_state['tag']}[{os.getpid()}]: {text.translate(_CTRL)}\n"
 
 
+class _Background:
+    """A thread that writes queued log lines, several per write when they pile up."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self.run, name="log", daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while True:
+            item = self.queue.get()
+            batch = []
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= BACKGROUND_BATCH:
+                    break
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    item = b""
+                    break
+            data = b"".join(batch)
+            while data:
+                try:
+                    n = os.write(self.fd, data)
+                except OSError:
+                    break
+                data = data[n:]
+            if item is None:
+                return
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.thread.join(5)
+
+
+BACKGROUND_BATCH = 256  # most lines joined into one write
+
+
+def start_background() -> None:
+    """Write log lines from a thread, so an event loop never waits on the log.
+
+    Each line is still written whole; lines that pile up go out together.
+    flush() (also run at exit) waits until every queued line is written.
+    """
+    if _state.get("background") is not None:
+        return
+    fd = _state["fd"]
+    if fd is None and _state["stdout"]:
+        sys.stdout.flush()
+        fd = sys.stdout.fileno()
+    if fd is None:
+        return  # syslog: datagrams to /dev/log do not wait on a disk
+    _state["background"] = _Background(fd)
+    atexit.register(flush)
+
+
+def flush() -> None:
+    """Write out every queued log line; background writing stops."""
+    writer = _state.get("background")
+    if writer is not None:
+        _state["background"] = None
+        writer.stop()
+
+
 def _emit(text: str, severity: int) -> None:
+    writer = _state.get("background")
+    if writer is not None:
+        writer.queue.put(format_line(text).encode("utf-8", "replace"))
+        return
     if _state["fd"] is not None:
         try:
             os.write(_state["fd"], format_line(text).encode("utf-8", "replace"))

@@ -157,6 +157,7 @@ async def serve(ctx, listeners) -> int:
     from mta.smtpd.session import SmtpdSession
 
     drop_privileges_if_asked(ctx)
+    log.start_background()
     loop = asyncio.get_running_loop()
     server = SmtpdServer(ctx.cfg)
     done = asyncio.Event()
@@ -231,4 +232,5 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         loop.close()
     log.info("exiting")
+    log.flush()
     os._exit(status)

@@ -42,6 +42,7 @@ STANDARDS
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from mta import log
 from mta.queue import rec_type as R
@@ -465,7 +466,11 @@ class SmtpdSession(asyncio.Protocol):
             elif kind == "bcc":
                 self.bcc.append(value)
         flags = (R.QF_8BIT if self.body_8bit else 0) | (R.QF_SMTPUTF8 if self.smtputf8 else 0)
-        job = self.server.cleanup.open(self.sender, attrs, flags=flags)
+        # Creating the queue file may wait on the directory while other
+        # sessions' files are renamed and synced there: keep it off the loop.
+        job = await asyncio.get_running_loop().run_in_executor(
+            self.server.executor, partial(self.server.cleanup.open, self.sender, attrs, flags=flags)
+        )
         if getattr(job, "queue_id", "NOQUEUE") != "NOQUEUE":
             log.info("%s: client=%s", job.queue_id, self.client_text)
         for rcpt, notify, orcpt in self.recipients:
