@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "log": ("mta.cli.log", "write a line to the mail log (postlog)"),
     "cat": ("mta.cli.cat", "show queue files (postcat)"),
     "kick": ("mta.cli.kick", "poke a mail system service (postkick)"),
+    "rewrite": ("mta.cli.rewrite", "show how addresses are rewritten and resolved"),
 }
 
 USAGE = "usage: mta [-c CONFIG_DIR] [-v] COMMAND [ARGS...]"

@@ -245,8 +245,21 @@ class QueueFileWriter:
             self.end_content()
         self._recipient(rcpt)
 
-    def commit(self) -> str:
-        """Finish, fsync and rename into place; return the queue id."""
+    def add_attr(self, name: str, value: str) -> None:
+        """Add an envelope attribute in the extracted section (after the content)."""
+        if self.state == "content":
+            self.end_content()
+        if self.state != "extra":
+            raise RuntimeError("attribute outside the extracted section")
+        self._put(R.REC_TYPE_ATTR, f"{name}={value}".encode())
+
+    def commit(self, queue: str | None = None) -> str:
+        """Finish, fsync and rename into place; return the queue id.
+
+        queue names another queue directory (say "hold") to rename into
+        instead of the one the writer was opened in; it must be on the
+        same file system, as Postfix's queue directories are.
+        """
         if self.state == "content":
             self.end_content()
         if self.state != "extra":
@@ -261,6 +274,8 @@ class QueueFileWriter:
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = -1
+        if queue is not None:
+            self.queue = queue
         target_dir = queue_dir_for(
             self.queue_dir, self.queue, self.queue_id, self.hash_depth, self.hashed
         )
@@ -359,7 +374,7 @@ def read_queue_file(path: str) -> QueueMessage:
             except ValueError:
                 raise QueueFileError(f"{path}: bad time record") from None
             msg.arrival = sec + usec / 1_000_000
-        elif section == "envelope" and rtype == R.REC_TYPE_ATTR:
+        elif section in ("envelope", "extra") and rtype == R.REC_TYPE_ATTR:
             name, eq, value = payload.decode("utf-8", "surrogateescape").partition("=")
             if not eq:
                 raise QueueFileError(f"{path}: bad attribute record at offset {offset}")

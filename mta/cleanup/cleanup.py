@@ -1,0 +1,746 @@
+"""cleanup.cleanup - the cleanup library: one message in, one durable queue file out
+
+SYNOPSIS
+    from mta.cleanup import Cleanup
+    cleanup = Cleanup(cfg)                        # once per process
+    job = cleanup.open(sender, attrs, local_submit=False, flags=0)
+    job.add_recipient("user@example.com", orig="User@Example.COM", notify=0, dsn_orcpt="")
+    job.write(chunk)                              # content as received, cut anywhere
+    result = job.close("incoming")                # fsync + rename; may block: use a thread
+    result.action, result.queue_id, result.reply  # "queued", "4F3A...", ""
+    job.abort()
+
+DESCRIPTION
+    What Postfix's cleanup does before a message enters the queue:
+
+    Envelope. The sender and each recipient are rewritten to standard
+    form (trivial-rewrite, "local" rule set), mapped through
+    sender_/recipient_canonical_maps and canonical_maps, masqueraded
+    (masquerade_domains), and each recipient is expanded through
+    virtual_alias_maps (cleanup.addresses). Duplicate recipients are
+    dropped (remembering up to duplicate_filter_limit of them; with
+    enable_original_recipient the original address counts too).
+    always_bcc, sender_bcc_maps and recipient_bcc_maps add recipients
+    with NOTIFY=NEVER.
+
+    Headers. The header section is split by the header kernel
+    (cleanup.header_parse) and held in memory until it ends, so that
+    the envelope can carry what header_checks decided. Return-Path: is
+    removed; Bcc: and Resent-Bcc: too for local submissions. Received:
+    and Delivered-To: count against hopcount_limit. Address headers are
+    rewritten (cleanup.headers) in the "local" rule set for local
+    submissions and for clients that match local_header_rewrite_clients,
+    in the "remote" rule set when remote_header_rewrite_domain is set,
+    and not at all otherwise. For local mail (or with
+    always_add_missing_headers) missing Message-Id:, Date:, From: and,
+    when undisclosed_recipients_header is set, To: are added; when the
+    message has Resent- headers, the Resent- versions are checked and
+    added instead. A Received: header goes first (cleanup.headers).
+
+    Checks. header_checks see primary headers, mime_header_checks MIME
+    headers anywhere, nested_header_checks the headers of body parts
+    and attached messages, body_checks every other line of the first
+    body_checks_size_limit bytes of each part (cleanup.checks, with
+    Postfix's log lines). A REJECT or DISCARD stops inspection; HOLD
+    puts the file in hold/; REDIRECT and FILTER become the envelope
+    attributes "redirect" and "filter" (in the extracted section when a
+    body line decided); BCC adds a recipient. MIME structure comes from
+    cleanup.mime, up to mime_nesting_limit; without body_checks and
+    MIME checks the body is streamed to the file untouched. A message
+    with 8-bit bytes gets QF_8BIT.
+
+    Result. close() returns CleanupResult(action, queue_id, reply, hold,
+    size, nrcpt): "queued" once the file is fsynced and renamed (into
+    hold/ for HOLD or close("hold")), "discarded", "rejected" with a
+    reply such as "5.7.1 message content rejected", or "deferred" with
+    "4.3.0 queue file write error" (full disk, unwritable spool),
+    "4.3.0 temporary lookup failure" (a table did not answer) or "4.6.0
+    Alias expansion error" (virtual alias limits). Replies carry no
+    SMTP code; the caller adds its own. Logs: "QUEUEID: message-id=<...>",
+    check actions ("QUEUEID: reject: header ... from host[addr];
+    from=<...> to=<...> proto=... helo=<...>: text"), and after commit
+    "QUEUEID: from=<sender>, size=N, nrcpt=M (queue active)".
+
+THREADS
+    A job belongs to one caller at a time. close() may run in another
+    thread than open() and write() (smtpd runs it in an executor): it
+    touches the job's own state, the shared read-only tables and the
+    rewrite caches (plain dicts whose single operations the GIL keeps
+    whole), and the log, which writes whole lines. Cleanup objects are
+    shared by all jobs of a process.
+
+SECURITY
+    Sees untrusted envelope and content. Runs as mail_owner, inside
+    smtpd, pickup or qmqpd, or as the cleanup service; writes only the
+    queue file it creates.
+
+SEE ALSO
+    cleanup(8), header_checks(5), canonical(5), virtual(5),
+    mta/queue/queue_file.py
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from mta import log
+from mta.cleanup import header_parse as H
+from mta.cleanup.addresses import AddressMapper, ExpansionError
+from mta.cleanup.checks import NO_ACTION, Action, ContentChecks, reject_text
+from mta.cleanup.headers import (
+    ADDRESS_HEADERS,
+    RESENT_HEADERS,
+    from_header,
+    mail_date,
+    message_id_header,
+    received_header,
+    rewrite_address_header,
+)
+from mta.cleanup.mime import (
+    BOUNDARY_CLOSE,
+    BOUNDARY_NONE,
+    MimeStack,
+    is_mime_header,
+    parse_content_type,
+)
+from mta.common.match_list import AddrList
+from mta.maps import MapRetry, open_map
+from mta.queue import rec_type as R
+from mta.queue.queue_file import QueueFileWriter, Recipient
+from mta.trivial_rewrite.resolve import OwnAddresses
+from mta.trivial_rewrite.rewrite import Rewriter
+
+ACTION_QUEUED = "queued"  # in the queue, durable
+ACTION_DISCARDED = "discarded"  # accepted and thrown away
+ACTION_REJECTED = "rejected"  # refused for good
+ACTION_DEFERRED = "deferred"  # refused for now
+
+REPLY_WRITE_ERROR = "4.3.0 queue file write error"
+REPLY_LOOKUP_ERROR = "4.3.0 temporary lookup failure"
+REPLY_ALIAS_ERROR = "4.6.0 Alias expansion error"
+REPLY_TOO_BIG = "5.3.4 message file too big"
+REPLY_HOPS = "5.4.6 too many hops"
+REPLY_NO_RCPT = "5.1.0 no recipients specified"
+
+_PART_PRIMARY = "primary"  # the message's own headers
+_PART_MULTIPART = "multipart"  # headers of a multipart body part
+_PART_NESTED = "nested"  # headers of an attached message/rfc822
+
+
+@dataclass
+class CleanupResult:
+    action: str
+    queue_id: str
+    reply: str = ""
+    hold: bool = False
+    size: int = 0
+    nrcpt: int = 0
+
+
+class LocalClients:
+    """local_header_rewrite_clients: which clients get "local" header rewriting."""
+
+    def __init__(self, cfg, own: OwnAddresses) -> None:
+        self.own = own
+        self.inet_interfaces = False
+        self.mynetworks: AddrList | None = None
+        self.sasl = False
+        self.tables = []
+        items = cfg.get_list("local_header_rewrite_clients")
+        i = 0
+        while i < len(items):
+            item = items[i].lower()
+            if item == "permit_inet_interfaces":
+                self.inet_interfaces = True
+            elif item == "permit_mynetworks":
+                self.mynetworks = AddrList(cfg.get_list("mynetworks"), cfg)
+            elif item == "permit_sasl_authenticated":
+                self.sasl = True
+            elif item == "check_address_map" and i + 1 < len(items):
+                i += 1
+                self.tables.append(open_map(items[i], cfg))
+            elif ":" in item and not item.startswith("permit_"):
+                self.tables.append(open_map(items[i], cfg))
+            i += 1
+
+    def match(self, attrs: dict) -> bool:
+        addr = attrs.get("client_address", "")
+        if self.sasl and attrs.get("sasl_username"):
+            return True
+        if not addr:
+            return False
+        if self.inet_interfaces and addr in self.own:
+            return True
+        if self.mynetworks is not None and self.mynetworks.match(addr):
+            return True
+        return any(t.lookup(addr) is not None for t in self.tables)
+
+
+class Cleanup:
+    """Per-process cleanup state: configuration, tables, caches."""
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self.queue_dir = cfg.get("queue_directory")
+        self.hash_depth = cfg.get_int("hash_queue_depth")
+        self.hashed = tuple(cfg.get_list("hash_queue_names"))
+        self.line_limit = cfg.get_size("line_length_limit")
+        self.myhostname = cfg.get("myhostname")
+        self.mail_name = cfg.get("mail_name")
+        self.header_limit = cfg.get_size("header_size_limit")
+        self.size_limit = cfg.get_size("message_size_limit")
+        self.hopcount_limit = cfg.get_int("hopcount_limit")
+        self.token_limit = cfg.get_int("header_address_token_limit")
+        self.dup_limit = cfg.get_int("duplicate_filter_limit")
+        self.keep_orig = cfg.get_bool("enable_original_recipient")
+        self.always_add = cfg.get_bool("always_add_missing_headers")
+        self.from_format = cfg.get("header_from_format").strip().lower()
+        self.undisclosed = cfg.get("undisclosed_recipients_header").strip()
+        self.remote_domain = cfg.get("remote_header_rewrite_domain").strip()
+        self.mime_off = cfg.get_bool("disable_mime_input_processing")
+        self.mime_limit = cfg.get_int("mime_nesting_limit")
+        self.rewriter = Rewriter(cfg)
+        self.addr = AddressMapper(cfg, self.rewriter)
+        self.checks = ContentChecks(cfg)
+        self.local_clients = LocalClients(cfg, OwnAddresses(cfg))
+
+    def open(
+        self, sender: str, attrs: dict, *, local_submit: bool = False, flags: int = 0
+    ) -> CleanupJob:
+        """Start a message from sender; attrs as in the module docstring."""
+        return CleanupJob(self, sender, attrs, local_submit, flags)
+
+
+class CleanupJob:
+    """One message on its way into the queue; see the module docstring."""
+
+    def __init__(
+        self, cleanup: Cleanup, sender: str, attrs: dict, local_submit: bool, flags: int
+    ) -> None:
+        c = self.c = cleanup
+        self.attrs = {k: str(v) for k, v in attrs.items() if v not in (None, "")}
+        self.full_name = self.attrs.pop("full_name", "")
+        self.local_submit = local_submit
+        self.flags = flags
+        self.arrival = time.time()
+        self.recipients: list[Recipient] = []
+        self.dups: set = set()
+        self.rcpt_input = 0  # recipients as given, for Received: "for"
+        self.first_rcpt = ""
+        self.error: tuple[str, str] | None = None  # (action, reply)
+        self.discard = False
+        self.hold = False
+        self.pass_checks = False
+        self.envelope_written = False
+        self.late_rcpts: list[Recipient] = []  # found after the envelope was written
+        self.late_attrs: dict[str, str] = {}
+        self.size = 0
+        self.closed = False
+        # headers
+        self.parser = H.HeaderParser(c.header_limit)
+        self.headers_out: list[bytes] = []
+        self.seen: set[int] = set()
+        self.hops = 0
+        self.resent = False
+        self.top_type: tuple[str, bytes | None] = ("", None)
+        # body
+        self.line_mode = False
+        self.partial = b""
+        self.mime: MimeStack | None = None
+        self.part_parser = None
+        self.part_kind = _PART_MULTIPART
+        self.part_type: tuple[str, bytes | None] = ("", None)
+        self.part_bytes = 0
+        self.writer: QueueFileWriter | None = None
+        self.queue_id = "NOQUEUE"
+        try:
+            self.writer = QueueFileWriter(
+                c.queue_dir,
+                "incoming",
+                hash_depth=c.hash_depth,
+                hashed=c.hashed,
+                line_limit=c.line_limit,
+                when=self.arrival,
+            )
+            self.queue_id = self.writer.queue_id
+        except OSError as exc:
+            self._write_error(exc)
+        if self.local_submit or c.local_clients.match(self.attrs):
+            self.context: str | None = "local"
+        elif c.remote_domain:
+            self.context = "remote"
+        else:
+            self.context = None
+        self.sender_in = sender
+        self.sender = sender
+        try:
+            self.sender = c.addr.sender(sender)
+        except MapRetry as exc:
+            self._lookup_error(exc)
+
+    # ---- errors and logging
+
+    def _fail(self, action: str, reply: str) -> None:
+        if self.error is None:
+            self.error = (action, reply)
+
+    def _write_error(self, exc: OSError) -> None:
+        log.warning("%s: queue file write error: %s", self.queue_id, exc.strerror or exc)
+        self._fail(ACTION_DEFERRED, REPLY_WRITE_ERROR)
+
+    def _lookup_error(self, exc: Exception) -> None:
+        log.warning("%s: table lookup problem: %s", self.queue_id, exc)
+        self._fail(ACTION_DEFERRED, REPLY_LOOKUP_ERROR)
+
+    @property
+    def stopped(self) -> bool:
+        return self.error is not None or self.discard or self.closed
+
+    def _log_action(self, what: str, where: str, line: bytes, text: str) -> None:
+        addr = self.attrs.get("client_address", "")
+        client = f"{self.attrs.get('client_name') or 'unknown'}[{addr}]" if addr else "local"
+        shown = line.decode("utf-8", "replace")[:200]
+        parts = [
+            f"{self.queue_id}: {what}: {where} {shown} from {client}; "
+            f"from=<{self.sender_in}> to=<{self.first_rcpt}>"
+        ]
+        if self.attrs.get("protocol"):
+            parts.append(f" proto={self.attrs['protocol']}")
+        if self.attrs.get("helo_name"):
+            parts.append(f" helo=<{self.attrs['helo_name']}>")
+        if text:
+            parts.append(f": {text}")
+        log.info("%s", "".join(parts))
+
+    # ---- recipients
+
+    def _add_final(self, addr: str, orig: str, notify: int, dsn_orcpt: str) -> None:
+        key = (addr, orig if self.c.keep_orig else "", notify, dsn_orcpt)
+        if key in self.dups:
+            return
+        if len(self.dups) < self.c.dup_limit:
+            self.dups.add(key)
+        rcpt = Recipient(addr, orig if self.c.keep_orig else "", dsn_orcpt, notify)
+        if self.envelope_written:
+            self.late_rcpts.append(rcpt)  # for the extracted section, at close()
+        self.recipients.append(rcpt)
+
+    def _expand(self, addr: str, orig: str, notify: int, dsn_orcpt: str) -> None:
+        try:
+            for final in self.c.addr.expand_virtual(addr):
+                self._add_final(final, orig, notify, dsn_orcpt)
+        except ExpansionError as exc:
+            log.warning("%s: %s -- message not accepted, try again later", self.queue_id, exc)
+            self._fail(ACTION_DEFERRED, REPLY_ALIAS_ERROR)
+
+    def add_bcc(self, addr: str) -> None:
+        """Add a blind-copy recipient (NOTIFY=NEVER), aliases expanded."""
+        try:
+            self._expand(self.c.addr.recipient(addr), addr, R.DSN_NOTIFY_NEVER, "")
+        except MapRetry as exc:
+            self._lookup_error(exc)
+
+    def add_recipient(
+        self, addr: str, orig: str = "", notify: int = 0, dsn_orcpt: str = ""
+    ) -> None:
+        """Add an envelope recipient as received."""
+        if self.closed:
+            raise RuntimeError("recipient after close")
+        self.rcpt_input += 1
+        if self.rcpt_input == 1:
+            self.first_rcpt = orig or addr
+        try:
+            mapped = self.c.addr.recipient(addr)
+            self._expand(mapped, orig or addr, notify, dsn_orcpt)
+            bcc = self.c.addr.recipient_bcc(mapped)
+        except MapRetry as exc:
+            self._lookup_error(exc)
+            return
+        if bcc:
+            self._expand(bcc, bcc, R.DSN_NOTIFY_NEVER, "")
+
+    # ---- content
+
+    def write(self, chunk: bytes) -> None:
+        """Take message content: lines end in LF or CRLF, chunks cut anywhere."""
+        if self.closed:
+            raise RuntimeError("write after close")
+        if not chunk:
+            return
+        self.size += len(chunk)
+        if self.c.size_limit and self.size > self.c.size_limit:
+            self._fail(ACTION_REJECTED, REPLY_TOO_BIG)
+        if self.stopped:
+            return
+        chunk = bytes(chunk)
+        if not (self.flags & R.QF_8BIT) and not chunk.isascii():
+            self.flags |= R.QF_8BIT
+        try:
+            if not self.parser.done:
+                for name, raw, hid in self.parser.feed(chunk):
+                    self._primary_header(name, raw, hid)
+                if not self.parser.done:
+                    return
+                rest = self.parser.rest
+                self._end_headers(True)
+                chunk = rest
+            if chunk and not self.stopped:
+                self._body(chunk)
+        except MapRetry as exc:
+            self._lookup_error(exc)
+        except OSError as exc:
+            self._write_error(exc)
+
+    # ---- header section
+
+    def _check(self, table: str, line: bytes) -> Action:
+        if self.pass_checks or not self.c.checks.has(table):
+            return NO_ACTION
+        return self.c.checks.lookup(table, line)
+
+    def _act(self, act: Action, where: str, line: bytes) -> tuple[bool, list[bytes], bytes | None]:
+        """Carry out a check action: (keep the line, lines to prepend, replacement)."""
+        verb, text = act.verb, act.text
+        if not verb or verb in ("OK", "DUNNO"):
+            return True, [], None
+        if verb == "REJECT":
+            reply = reject_text(text)
+            self._log_action("reject", where, line, reply)
+            self._fail(ACTION_REJECTED, reply)
+            return False, [], None
+        if verb == "DISCARD":
+            self._log_action("discard", where, line, text)
+            self.discard = True
+            return False, [], None
+        if verb == "HOLD":
+            self._log_action("hold", where, line, text)
+            self.hold = True
+        elif verb == "REDIRECT":
+            self._log_action("redirect", where, line, text)
+            self._set_route("redirect", text)
+        elif verb == "FILTER":
+            self._log_action("filter", where, line, text)
+            self._set_route("filter", text)
+        elif verb == "WARN":
+            self._log_action("warning", where, line, text)
+        elif verb == "INFO":
+            self._log_action("info", where, line, text)
+        elif verb == "PASS":
+            self._log_action("pass", where, line, text)
+            self.pass_checks = True
+        elif verb == "BCC":
+            if text:
+                self.add_bcc(text)
+        elif verb == "IGNORE":
+            return False, [], None
+        elif verb == "STRIP":
+            self._log_action("strip", where, line, text)
+            return False, [], None
+        elif verb == "PREPEND":
+            return True, [text.encode("utf-8", "surrogateescape")], None
+        elif verb == "REPLACE":
+            return True, [], text.encode("utf-8", "surrogateescape")
+        return True, [], None
+
+    def _set_route(self, name: str, value: str) -> None:
+        if name == "redirect":
+            value = self.c.rewriter.rewrite(value, "local")
+        if self.envelope_written:
+            self.late_attrs[name] = value  # for the extracted section, at close()
+        else:
+            self.attrs[name] = value
+
+    def _primary_header(self, name: bytes, raw: bytes, hid: int) -> None:
+        if self.stopped:
+            return
+        table = "mime_header_checks" if is_mime_header(name) else "header_checks"
+        keep, prepend, replacement = self._act(
+            self._check(table, H.unfold(raw)), "header", H.unfold(raw)
+        )
+        self.headers_out += prepend
+        if not keep or self.stopped:
+            return
+        if replacement is not None:
+            raw = replacement
+            namelen = H.is_header(raw)
+            name = raw[:namelen].lower() if namelen else b""
+            hid = H.header_id(name)
+        self._account_header(name, raw, hid)
+
+    def _account_header(self, name: bytes, raw: bytes, hid: int) -> None:
+        """Track, rewrite and keep (or drop) one primary header."""
+        if hid == H.HDR_RETURN_PATH:
+            return
+        if hid in (H.HDR_RECEIVED, H.HDR_DELIVERED_TO):
+            self.hops += 1
+            if self.hops > self.c.hopcount_limit:
+                log.warning("%s: too many hops", self.queue_id)
+                self._fail(ACTION_REJECTED, REPLY_HOPS)
+                return
+        if hid in RESENT_HEADERS:
+            self.resent = True
+        if hid == H.HDR_CONTENT_TYPE:
+            self.top_type = parse_content_type(raw[raw.find(b":") + 1 :])
+        if hid in (H.HDR_MESSAGE_ID, H.HDR_RESENT_MESSAGE_ID):
+            value = H.unfold(raw[raw.find(b":") + 1 :]).strip()
+            label = "message-id" if hid == H.HDR_MESSAGE_ID else "resent-message-id"
+            log.info("%s: %s=%s", self.queue_id, label, value.decode("utf-8", "replace"))
+        if hid:
+            self.seen.add(hid)
+        if hid in (H.HDR_BCC, H.HDR_RESENT_BCC) and self.local_submit:
+            return
+        klass = ADDRESS_HEADERS.get(hid)
+        if klass is not None and self.context is not None:
+            ctx = self.context
+
+            def fix(addr: str, klass: str = klass, ctx: str = ctx) -> str:
+                return self.c.addr.header_address(addr, klass, ctx)
+
+            raw = rewrite_address_header(raw, fix, self.c.token_limit)
+        self.headers_out.append(raw)
+
+    def _missing_headers(self) -> list[bytes]:
+        c = self.c
+        if not (self.context == "local" or c.always_add):
+            return []
+        out = []
+        resent = self.resent
+        msgid = H.HDR_RESENT_MESSAGE_ID if resent else H.HDR_MESSAGE_ID
+        if msgid not in self.seen:
+            text = message_id_header(self.queue_id, c.myhostname, self.arrival, resent)
+            log.info(
+                "%s: %s=%s",
+                self.queue_id,
+                "resent-message-id" if resent else "message-id",
+                text.partition(": ")[2],
+            )
+            out.append(text)
+        if (H.HDR_RESENT_DATE if resent else H.HDR_DATE) not in self.seen:
+            out.append(f"{'Resent-Date' if resent else 'Date'}: {mail_date(self.arrival)}")
+        if (H.HDR_RESENT_FROM if resent else H.HDR_FROM) not in self.seen and self.sender:
+            out.append(from_header(self.sender, self.full_name, c.from_format, resent))
+        rcpt_headers = (
+            (H.HDR_RESENT_TO, H.HDR_RESENT_CC, H.HDR_RESENT_BCC)
+            if resent
+            else (H.HDR_TO, H.HDR_CC, H.HDR_BCC)
+        )
+        if c.undisclosed and not any(h in self.seen for h in rcpt_headers):
+            out.append(c.undisclosed)
+        return [line.encode("utf-8", "surrogateescape") for line in out]
+
+    def _end_headers(self, body_follows: bool) -> None:
+        """The header section is complete: write envelope and headers."""
+        if self.stopped:
+            return
+        c = self.c
+        try:
+            bcc = c.addr.sender_bcc(self.sender) if self.sender else None
+        except MapRetry as exc:
+            self._lookup_error(exc)
+            return
+        if bcc:
+            self._expand(bcc, bcc, R.DSN_NOTIFY_NEVER, "")
+        if c.addr.always_bcc:
+            self._expand(c.addr.always_bcc, c.addr.always_bcc, R.DSN_NOTIFY_NEVER, "")
+        added = self._missing_headers()
+        rcpt_for = self.first_rcpt if self.rcpt_input == 1 else None
+        received = received_header(
+            self.attrs, self.queue_id, c.myhostname, c.mail_name, rcpt_for, self.arrival
+        ).encode("utf-8", "surrogateescape")
+        if self.writer is None or self.stopped:
+            return
+        attrs = {k: v for k, v in self.attrs.items()}
+        self.writer.write_envelope(self.sender, self.recipients, attrs, self.full_name, 0)
+        self.envelope_written = True
+        lines = [received, *self.headers_out, *added]
+        self.headers_out = []
+        data = b"\n".join(lines) + b"\n"
+        if body_follows:
+            data += b"\n"
+        self.writer.write_content(data)
+        self._start_body()
+
+    # ---- body
+
+    def _start_body(self) -> None:
+        c = self.c
+        kind, boundary = self.top_type
+        mime = not c.mime_off and (
+            (kind.startswith("multipart/") and boundary is not None) or kind == "message/rfc822"
+        )
+        need_mime_checks = c.checks.has("mime_header_checks") or c.checks.has(
+            "nested_header_checks"
+        )
+        self.line_mode = c.checks.has("body_checks") or (mime and need_mime_checks)
+        if not self.line_mode:
+            return
+        if mime:
+            self.mime = MimeStack(c.mime_limit)
+            if kind.startswith("multipart/"):
+                self.mime.push(boundary)
+            else:
+                self._open_part(_PART_NESTED)
+
+    def _open_part(self, kind: str) -> None:
+        self.part_parser = H.HeaderParser(self.c.header_limit)
+        self.part_kind = kind
+        self.part_type = ("", None)
+        self.part_bytes = 0
+
+    def _body(self, data: bytes) -> None:
+        if not self.line_mode:
+            self.writer.write_content(data)
+            return
+        if self.partial:
+            data = self.partial + data
+            self.partial = b""
+        lines = data.split(b"\n")
+        self.partial = lines.pop()
+        out: list[bytes] = []
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            self._body_line(line, out)
+            if self.stopped:
+                return
+        if out:
+            self.writer.write_content(b"\n".join(out) + b"\n")
+
+    def _part_header(self, name: bytes, raw: bytes, hid: int, out: list[bytes]) -> None:
+        if is_mime_header(name):
+            table = "mime_header_checks"
+        else:
+            table = "nested_header_checks"
+        line = H.unfold(raw)
+        keep, prepend, replacement = self._act(self._check(table, line), "header", line)
+        out += prepend
+        if not keep:
+            return
+        if replacement is not None:
+            raw = replacement
+        if hid == H.HDR_CONTENT_TYPE:
+            self.part_type = parse_content_type(raw[raw.find(b":") + 1 :])
+        out.append(raw)
+
+    def _body_line(self, line: bytes, out: list[bytes]) -> None:
+        if self.part_parser is not None:
+            parser = self.part_parser
+            for name, raw, hid in parser.feed_line(line):
+                self._part_header(name, raw, hid, out)
+            if not parser.done:
+                return
+            self.part_parser = None
+            kind, boundary = self.part_type
+            if parser.blank:
+                out.append(b"")
+            if kind.startswith("multipart/") and boundary is not None:
+                self.mime.push(boundary)
+            elif kind == "message/rfc822":
+                self._open_part(_PART_NESTED)
+                if not parser.blank:
+                    self._body_line(parser.rest, out)
+                return
+            if not parser.blank:
+                self._body_line(parser.rest, out)
+            return
+        if self.mime is not None and line.startswith(b"--"):
+            what = self.mime.boundary(line)
+            if what != BOUNDARY_NONE:
+                if not self._body_check(line, out):
+                    return
+                out.append(line)
+                if what != BOUNDARY_CLOSE:
+                    self._open_part(_PART_MULTIPART)
+                else:
+                    self.part_bytes = 0
+                return
+        if self._body_check(line, out):
+            out.append(line)
+
+    def _body_check(self, line: bytes, out: list[bytes]) -> bool:
+        """Run body_checks on line; False when the line must not be written."""
+        self.part_bytes += len(line) + 1
+        if not line or self.part_bytes > self.c.checks.body_limit:
+            return True
+        act = self._check("body_checks", line)
+        if not act.verb:
+            return True
+        keep, prepend, replacement = self._act(act, "body", line)
+        out += prepend
+        if replacement is not None:
+            out.append(replacement)
+            return False
+        return keep
+
+    # ---- the end
+
+    def abort(self) -> None:
+        """Throw the message away; safe to call more than once."""
+        self.closed = True
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+
+    def _result(self, action: str, reply: str = "") -> CleanupResult:
+        return CleanupResult(
+            action, self.queue_id, reply, self.hold, self.size, len(self.recipients)
+        )
+
+    def close(self, queue: str = "incoming") -> CleanupResult:
+        """Finish the message; see the module docstring for the result."""
+        if self.closed:
+            raise RuntimeError("job already closed")
+        try:
+            if not self.stopped and not self.parser.done:
+                for name, raw, hid in self.parser.finish():
+                    self._primary_header(name, raw, hid)
+                rest = self.parser.rest
+                if rest:
+                    self._end_headers(True)
+                    if not self.stopped:
+                        self._body(rest + b"\n")
+                else:
+                    self._end_headers(False)
+            elif not self.stopped and self.partial:
+                self._body(b"\n")
+        except MapRetry as exc:
+            self._lookup_error(exc)
+        except OSError as exc:
+            self._write_error(exc)
+        if self.error is None and not self.discard and not self.recipients:
+            self._fail(ACTION_REJECTED, REPLY_NO_RCPT)
+        if self.error is not None:
+            self.abort()
+            return self._result(*self.error)
+        if self.discard:
+            self.abort()
+            return self._result(ACTION_DISCARDED)
+        writer = self.writer
+        target = "hold" if (self.hold or queue == "hold") else queue
+        self.hold = target == "hold"
+        try:
+            for rcpt in self.late_rcpts:
+                writer.add_recipient(rcpt)
+            for name, value in self.late_attrs.items():
+                writer.add_attr(name, value)
+            writer.flags |= self.flags
+            writer.commit(target)
+        except OSError as exc:
+            self._write_error(exc)
+            self.abort()
+            return self._result(*self.error)
+        self.closed = True
+        self.writer = None
+        size = writer.content_size
+        if target == "incoming":
+            log.info(
+                "%s: from=<%s>, size=%d, nrcpt=%d (queue active)",
+                self.queue_id,
+                self.sender,
+                size,
+                len(self.recipients),
+            )
+        result = self._result(ACTION_QUEUED)
+        result.size = size
+        return result

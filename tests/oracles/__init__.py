@@ -1,0 +1,1 @@
+"""Oracles that are not versions of a kernel: the stdlib email package."""
