@@ -27,8 +27,14 @@ def _pure_copy(tmp_path):
 def _import_mta(path, **env):
     full = {k: v for k, v in os.environ.items() if k != "MTA_NO_EXTENSIONS"}
     full.update(env, PYTHONPATH=path)
+    # -S: no site-packages, so an editable install's import hook cannot send
+    # "import mta" back to the source tree; importing mta needs nothing from there.
     return subprocess.run(
-        [sys.executable, "-c", "import mta"], cwd=path, env=full, capture_output=True, text=True
+        [sys.executable, "-S", "-c", f"import mta; assert mta.__file__.startswith({path!r})"],
+        cwd=path,
+        env=full,
+        capture_output=True,
+        text=True,
     )
 
 
