@@ -31,9 +31,7 @@ def extensions() -> list:
     except ImportError:
         cythonize = None
     if cythonize is not None:
-        exts = [
-            Extension(p[:-4].replace("/", "."), [p], define_macros=macros) for p in pyx
-        ]
+        exts = [Extension(p[:-4].replace("/", "."), [p], define_macros=macros) for p in pyx]
         return cythonize(
             exts,
             language_level=3,

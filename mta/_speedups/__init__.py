@@ -24,9 +24,7 @@ import sys
 NO_EXTENSIONS = os.environ.get("MTA_NO_EXTENSIONS") == "1"
 
 KERNELS = sorted(
-    m.name[: -len("_ref")]
-    for m in pkgutil.iter_modules(__path__)
-    if m.name.endswith("_ref")
+    m.name[: -len("_ref")] for m in pkgutil.iter_modules(__path__) if m.name.endswith("_ref")
 )
 
 
