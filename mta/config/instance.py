@@ -11,7 +11,9 @@ DESCRIPTION
     (maillog). It is $XDG_STATE_HOME/mta, or ~/.local/state/mta when
     XDG_STATE_HOME is unset. The generated configuration runs as the
     invoking user, listens on 127.0.0.1 only (smtpd on port 2525) and
-    trusts only loopback clients, so it relays for nobody else.
+    trusts only loopback clients, so it relays for nobody else; QMQP is
+    on port 6280 for loopback clients, and sendmail's mail is picked up
+    from the maildrop queue.
 
 SECURITY
     Creates files as the invoking user, mode 0700 for the directory.
@@ -24,7 +26,8 @@ import pwd
 
 from mta.config.main_cf import write_atomically
 
-SMTP_PORT = 2525
+SMTP_PORT = 2525  # smtpd of the embedded instance, on 127.0.0.1
+QMQP_PORT = 6280  # qmqpd of the embedded instance (Postfix's 628 needs root)
 
 
 def instance_dir() -> str:
@@ -54,6 +57,7 @@ inet_interfaces = loopback-only
 mynetworks_style = host
 mynetworks = 127.0.0.0/8 [::1]/128
 relay_domains =
+qmqpd_authorized_clients = 127.0.0.1
 # no alias table until you build one with "mta alias"
 alias_maps =
 """
@@ -64,6 +68,10 @@ MASTER_CF_TEXT = """\
 # ==========================================================================
 # service type  private unpriv  chroot  wakeup  maxproc command + args
 # ==========================================================================
+127.0.0.1:{smtp} inet n   -       n       -       -       smtpd
+127.0.0.1:{qmqp} inet n   -       n       -       -       qmqpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
 proxymap  unix  -       -       n       -       -       proxymap
 """
 
@@ -79,5 +87,5 @@ def ensure_instance() -> str:
         write_atomically(main_cf, main_cf_text(top))
     master_cf = os.path.join(top, "master.cf")
     if not os.path.exists(master_cf):
-        write_atomically(master_cf, MASTER_CF_TEXT)
+        write_atomically(master_cf, MASTER_CF_TEXT.format(smtp=SMTP_PORT, qmqp=QMQP_PORT))
     return top

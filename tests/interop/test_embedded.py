@@ -1,0 +1,98 @@
+"""The embedded default instance, as the README's first command starts it: mail in
+by swaks, smtplib, sendmail -t and QMQP lands in its incoming queue."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from mta.config.instance import QMQP_PORT, SMTP_PORT
+from mta.queue.queue_file import read_queue_file
+from tests.support.running import wait_for
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture
+def embedded(tmp_path):
+    if not (port_free(SMTP_PORT) and port_free(QMQP_PORT)):
+        pytest.skip("the embedded instance's ports are taken on this machine")
+    env = {k: v for k, v in os.environ.items() if k not in ("MTA_CONFIG_DIR", "MTA_LOG_STDOUT")}
+    env["XDG_STATE_HOME"] = str(tmp_path)
+
+    def mta(*args, stdin=None, module="mta"):
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            env=env,
+            input=stdin,
+            capture_output=True,
+            timeout=30,
+        )
+
+    r = mta("start")
+    assert r.returncode == 0, r.stderr
+    top = tmp_path / "mta"
+    assert wait_for(lambda: not port_free(SMTP_PORT), 10)
+    yield mta, top
+    mta("stop")
+
+
+def incoming(top) -> list[str]:
+    out = []
+    for root, _, files in os.walk(top / "spool" / "incoming"):
+        out += [os.path.join(root, f) for f in files if not f.startswith(".")]
+    return out
+
+
+def test_mail_arrives_through_every_door(embedded):
+    mta, top = embedded
+    me = f"{getpass.getuser()}@localhost"  # local recipients must be real users
+    with smtplib.SMTP("127.0.0.1", SMTP_PORT, timeout=10) as s:
+        s.sendmail("a@localhost", [me], b"Subject: smtplib\r\n\r\nx\r\n")
+    if shutil.which("swaks"):
+        r = subprocess.run(
+            [
+                "swaks",
+                "--server",
+                f"127.0.0.1:{SMTP_PORT}",
+                "--from",
+                "a@localhost",
+                "--to",
+                me,
+                "--silent",
+                "2",
+            ],
+            capture_output=True,
+            timeout=30,
+        )
+        assert r.returncode == 0, r.stdout
+    r = mta("-t", module="mta.cli.sendmail", stdin=f"To: {me}\nSubject: t\n\nx\n".encode())
+    assert r.returncode == 0, r.stderr
+    with socket.create_connection(("127.0.0.1", QMQP_PORT), timeout=10) as s:
+        parts = [b"x: y\n\nz\n", b"a@localhost", me.encode()]
+        inner = b"".join(b"%d:%s," % (len(p), p) for p in parts)
+        s.sendall(b"%d:%s," % (len(inner), inner))
+        assert s.recv(100).partition(b":")[2].startswith(b"K")
+    expected = {"ESMTP", "local", "QMQP"}
+
+    def arrived():
+        return {read_queue_file(p).attrs.get("protocol") for p in incoming(top)}
+
+    assert wait_for(lambda: arrived() == expected, 15), arrived()
+    assert len(incoming(top)) == (4 if shutil.which("swaks") else 3)
