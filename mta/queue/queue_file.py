@@ -41,6 +41,7 @@ SEE ALSO
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -130,6 +131,57 @@ def fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class DirSyncer:
+    """Group commit for directory fsyncs.
+
+    Every caller of sync() returns only after an fsync of the directory
+    that started after its call; callers that arrive while one fsync runs
+    share the next one. Under load one fsync makes many renames durable.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.cond = threading.Condition()
+        self.requested = 0  # calls so far
+        self.done = 0  # calls covered by a finished fsync
+        self.running = False
+        self.fsyncs = 0  # fsyncs actually done, for tests and curiosity
+
+    def sync(self) -> None:
+        with self.cond:
+            self.requested += 1
+            mine = self.requested
+            while self.done < mine:
+                if self.running:
+                    self.cond.wait()
+                    continue
+                self.running = True
+                covered = self.requested
+                self.cond.release()
+                try:
+                    fsync_dir(self.path)
+                    self.fsyncs += 1
+                finally:
+                    self.cond.acquire()
+                    self.running = False
+                    self.cond.notify_all()
+                self.done = max(self.done, covered)
+            self.cond.notify_all()
+
+
+_syncers: dict[str, DirSyncer] = {}
+_syncers_lock = threading.Lock()
+
+
+def sync_dir_shared(path: str) -> None:
+    """fsync directory path, sharing the fsync with concurrent callers (DirSyncer)."""
+    syncer = _syncers.get(path)
+    if syncer is None:
+        with _syncers_lock:
+            syncer = _syncers.setdefault(path, DirSyncer(path))
+    syncer.sync()
 
 
 def size_payload(content_offset: int, content_size: int, nrcpt: int, flags: int) -> bytes:
@@ -282,7 +334,7 @@ class QueueFileWriter:
         os.makedirs(target_dir, mode=0o700, exist_ok=True)
         final = os.path.join(target_dir, self.queue_id)
         os.rename(self.tmp_path, final)
-        fsync_dir(target_dir)
+        sync_dir_shared(target_dir)
         self.state = "done"
         self.path = final
         return self.queue_id

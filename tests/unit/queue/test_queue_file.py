@@ -152,3 +152,33 @@ def test_every_single_byte_flip_is_an_error_or_a_readable_file(qdir):
             read_queue_file(path)
         except QueueFileError:
             pass
+
+
+def test_directory_fsyncs_are_shared_by_concurrent_commits(tmp_path):
+    import threading
+
+    from mta.queue.queue_file import DirSyncer
+
+    syncer = DirSyncer(str(tmp_path))
+    start = threading.Barrier(40)
+
+    def commit():
+        start.wait()
+        syncer.sync()
+
+    threads = [threading.Thread(target=commit) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert syncer.requested == syncer.done == 40
+    assert 1 <= syncer.fsyncs < 40
+
+
+def test_a_lone_commit_gets_its_own_fsync(tmp_path):
+    from mta.queue.queue_file import DirSyncer
+
+    syncer = DirSyncer(str(tmp_path))
+    syncer.sync()
+    syncer.sync()
+    assert syncer.fsyncs == 2
