@@ -198,9 +198,11 @@ async def mail_domain_status(domain: str) -> str:
     return await _address_status(domain)
 
 
-async def _address_status(name: str) -> str:
+async def _first_status(name: str, rdtypes: tuple[str, ...]) -> str:
+    """DNS_OK at the first record type found, DNS_NOTFOUND when the name does
+    not exist or has none of them, DNS_RETRY when a lookup failed for now."""
     retry = False
-    for rdtype in ("A", "AAAA"):
+    for rdtype in rdtypes:
         answer = await lookup(name, rdtype)
         if answer.status == DNS_OK:
             return DNS_OK
@@ -208,19 +210,15 @@ async def _address_status(name: str) -> str:
             return DNS_NOTFOUND
         retry = retry or answer.status == DNS_RETRY
     return DNS_RETRY if retry else DNS_NOTFOUND
+
+
+async def _address_status(name: str) -> str:
+    return await _first_status(name, ("A", "AAAA"))
 
 
 async def host_status(name: str) -> str:
     """Does name have an A, MX or AAAA record (reject_unknown_helo_hostname)?"""
-    retry = False
-    for rdtype in ("A", "MX", "AAAA"):
-        answer = await lookup(name, rdtype)
-        if answer.status == DNS_OK:
-            return DNS_OK
-        if answer.status == DNS_NOTFOUND:
-            return DNS_NOTFOUND
-        retry = retry or answer.status == DNS_RETRY
-    return DNS_RETRY if retry else DNS_NOTFOUND
+    return await _first_status(name, ("A", "MX", "AAAA"))
 
 
 async def host_addresses(name: str) -> DnsAnswer:
