@@ -83,8 +83,14 @@ def init(service: str, cfg=None, *, stdout: bool = False, verbose: int = 0) -> N
         _state["facility"] = FACILITIES.get(fac, 2)
 
 
+_stamp = [-1, ""]  # the last second formatted, and its text
+
+
 def format_line(text: str, when: float | None = None) -> str:
-    stamp = time.strftime("%b %d %H:%M:%S", time.localtime(when))
+    second = int(time.time() if when is None else when)
+    if second != _stamp[0]:
+        _stamp[:] = [second, time.strftime("%b %d %H:%M:%S", time.localtime(second))]
+    stamp = _stamp[1]
     return f"{stamp} {_state['host']} {_state['tag']}[{os.getpid()}]: {text.translate(_CTRL)}\n"
 
 

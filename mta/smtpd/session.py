@@ -82,6 +82,9 @@ class SmtpdSession(asyncio.Protocol):
         self.inbuf = bytearray()
         self.replies: list[bytes] = []
         self.waiter: asyncio.Future | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0
+        self.timed_out = False
         self.closed = False
         self.paused = False
         self.mode = MODE_COMMAND
@@ -139,16 +142,32 @@ class SmtpdSession(asyncio.Protocol):
             self.transport.resume_reading()
         loop = asyncio.get_running_loop()
         self.waiter = loop.create_future()
+        # One timer per session, moved forward lazily, instead of a new
+        # timeout for every wait: most waits end long before smtpd_timeout.
+        self.deadline = loop.time() + self.server.timeout
+        if self.timer is None:
+            self.timer = loop.call_at(self.deadline, self._check_deadline)
         try:
-            await asyncio.wait_for(self.waiter, self.server.timeout)
-        except asyncio.TimeoutError:
-            log.info("timeout after %s from %s", self.last_command, self.client_text)
-            self.reply(f"421 4.4.2 {self.server.hostname} Error: timeout exceeded")
-            raise SessionClosed("timeout") from None
+            await self.waiter
         finally:
             self.waiter = None
+        if self.timed_out:
+            log.info("timeout after %s from %s", self.last_command, self.client_text)
+            self.reply(f"421 4.4.2 {self.server.hostname} Error: timeout exceeded")
+            raise SessionClosed("timeout")
         if self.closed and not self.inbuf:
             raise SessionClosed("lost connection")
+
+    def _check_deadline(self) -> None:
+        self.timer = None
+        if self.waiter is None or self.waiter.done():
+            return  # busy, not waiting: the next wait arms a new timer
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self.deadline:
+            self.timed_out = True
+            self.waiter.set_result(None)
+        else:
+            self.timer = loop.call_at(self.deadline, self._check_deadline)
 
     # ------------------------------------------------------------ session
     @property
@@ -204,6 +223,9 @@ class SmtpdSession(asyncio.Protocol):
             self.finish()
 
     def finish(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.job is not None:
             self.job.abort()
             self.job = None
