@@ -67,6 +67,8 @@ class SmtpdServer:
         self.timeout = cfg.get_time("smtpd_timeout")
         self.line_limit = max(cfg.get_int("line_length_limit"), 512)
         self.size_limit = cfg.get_size("message_size_limit")
+        self.queue_dir = cfg.get("queue_directory")
+        self.minfree = cfg.get_size("queue_minfree")
         self.recipient_limit = cfg.get_int("smtpd_recipient_limit")
         self.soft_error_limit = cfg.get_int("smtpd_soft_error_limit")
         self.hard_error_limit = cfg.get_int("smtpd_hard_error_limit")
@@ -86,6 +88,14 @@ class SmtpdServer:
         self.names: dict[str, tuple[float, str, str]] = {}
         self.sessions: set = set()
         self.on_session_end = None  # called after each session ends
+
+    def room_for(self, size: int) -> bool:
+        """Is there room in the queue file system for size bytes plus queue_minfree?"""
+        try:
+            fs = os.statvfs(self.queue_dir)
+        except OSError:
+            return True  # the queue file write will report the problem
+        return fs.f_bavail * fs.f_frsize >= self.minfree + size
 
     def build_ehlo_reply(self) -> bytes:
         discard = {k.upper() for k in self.cfg.get_list("smtpd_discard_ehlo_keywords")}

@@ -381,6 +381,8 @@ class SmtpdSession(asyncio.Protocol):
         size = params.get(b"SIZE")
         if size is not None and self.server.size_limit and int(size) > self.server.size_limit:
             return await self.error("552 5.3.4 Message size exceeds fixed limit")
+        if not self.server.room_for(int(size or 0)):
+            return await self.error("452 4.3.1 Insufficient system storage")
         self.st.sender = sender
         if not self.server.checks.delay_reject:
             verdict = await self.server.checks.sender(self.st)

@@ -62,3 +62,17 @@ def test_full_disk_defers_and_keeps_what_was_queued(tmp_path, small_spool):
         assert len(incoming_files(cdir)) == 2
     finally:
         server.close()
+
+
+def test_declared_size_beyond_free_space_gets_452(tmp_path, small_spool):
+    cdir = make_instance(tmp_path, "queue_minfree = 100000\n")
+    server = SmtpdThread(cdir)
+    try:
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as s:
+            s.ehlo("c.example")
+            code, text = s.mail("a@mx.test.example", ["SIZE=500000"])
+            assert (code, text) == (452, b"4.3.1 Insufficient system storage")
+            code, _ = s.mail("a@mx.test.example", ["SIZE=1000"])
+            assert code == 250
+    finally:
+        server.close()
