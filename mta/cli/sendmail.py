@@ -35,13 +35,13 @@ SECURITY
 
 from __future__ import annotations
 
-import email.utils
 import os
 import pwd
 import sys
 
 from mta.config import ConfigError, load_config
 from mta.queue import rec_type as R
+from mta.trivial_rewrite.address import parse_addr_list
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE = 0, 64, 65, 69
 EX_CANTCREAT, EX_TEMPFAIL, EX_CONFIG = 73, 75, 78
@@ -159,10 +159,12 @@ def extract_recipients(data: bytes) -> tuple[list[str], bytes]:
     headers, rest = split_header_block(data)
     names = {header_name(h) for h in headers}
     wanted = RESENT_HEADERS if names & set(RESENT_HEADERS) else RECIPIENT_HEADERS
-    values = [
-        h.split(b":", 1)[1].decode("utf-8", "replace") for h in headers if header_name(h) in wanted
+    addrs = [
+        addr
+        for h in headers
+        if header_name(h) in wanted
+        for addr in parse_addr_list(h.split(b":", 1)[1])
     ]
-    addrs = [addr for _, addr in email.utils.getaddresses(values) if addr]
     kept = [h for h in headers if header_name(h) not in (b"bcc", b"resent-bcc")]
     return addrs, b"".join(kept) + rest
 
