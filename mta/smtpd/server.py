@@ -42,7 +42,9 @@ NAME_CACHE_MAX = 10000  # entries before the cache is emptied
 FSYNC_THREADS = 16  # queue files fsynced at once
 # Sessions one process takes before it tells the master it is busy, so that
 # the master starts another smtpd only when the running ones are loaded.
-SESSIONS_PER_PROCESS = 10
+# Measured at 50 sessions (BENCHMARKS.md): 25 beat 10 in three A/B pairs
+# (fewer processes, less CPU per message); 25 against 50 was a draw.
+SESSIONS_PER_PROCESS = 25
 
 EHLO_KEYWORDS = (
     "PIPELINING",
