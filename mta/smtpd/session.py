@@ -83,6 +83,7 @@ class SmtpdSession(asyncio.Protocol):
         self.replies: list[bytes] = []
         self.waiter: asyncio.Future | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.write_paused = False
         self.deadline = 0.0
         self.timed_out = False
         self.closed = False
@@ -108,6 +109,18 @@ class SmtpdSession(asyncio.Protocol):
         if len(self.inbuf) > PAUSE_INPUT_AT and not self.paused:
             self.paused = True
             self.transport.pause_reading()
+        self._wake()
+
+    def pause_writing(self) -> None:
+        # A client that does not read its replies gets no more input read
+        # until it does, so replies never pile up without bound.
+        self.write_paused = True
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if not self.paused:
+            self.transport.resume_reading()
         self._wake()
 
     def eof_received(self) -> bool:
@@ -139,7 +152,8 @@ class SmtpdSession(asyncio.Protocol):
             raise SessionClosed("lost connection")
         if self.paused:
             self.paused = False
-            self.transport.resume_reading()
+            if not self.write_paused:
+                self.transport.resume_reading()
         loop = asyncio.get_running_loop()
         self.waiter = loop.create_future()
         # One timer per session, moved forward lazily, instead of a new
@@ -176,6 +190,9 @@ class SmtpdSession(asyncio.Protocol):
         return f"{st.client_name}[{st.client_addr}]"
 
     def reset_transaction(self) -> None:
+        job = getattr(self, "job", None)
+        if job is not None:
+            job.abort()  # a message in progress is thrown away, its file too
         self.sender: str | None = None
         self.recipients: list[tuple[str, int, str]] = []  # (address, notify, orcpt)
         self.job = None
@@ -269,20 +286,23 @@ class SmtpdSession(asyncio.Protocol):
         if not lines and not too_long:
             await self.wait_input()
             return True
+        raw = bytes(self.inbuf[:used])
         del self.inbuf[:used]
+        pos = 0  # where the next line starts in raw
         for index, line in enumerate(lines):
             if index == bare and self.server.forbid_bare_newline(self.st):
                 log.info("bare <LF> received from %s after %s", self.client_text, self.last_command)
                 self.reply(f"521 5.5.2 {self.server.hostname} Error: bare <LF> received")
                 return False
+            pos = raw.index(b"\n", pos) + 1
             more = index + 1 < len(lines) or bool(self.inbuf) or too_long
             if not await self.command(line, more):
                 return False
             if self.mode != MODE_COMMAND:
-                # DATA or BDAT took over; the rest is message content
-                rest = b"".join(x + b"\r\n" for x in lines[index + 1 :])
-                if rest:
-                    self.inbuf[:0] = rest
+                # DATA or BDAT took over: the bytes after this line, exactly as
+                # they came, are message content
+                if pos < len(raw):
+                    self.inbuf[:0] = raw[pos:]
                 return True
         if too_long:
             self.mode = MODE_SKIP  # the rest of the long line goes, what follows it stays
@@ -326,9 +346,12 @@ class SmtpdSession(asyncio.Protocol):
         if verb in JUNK_COMMANDS:
             self.junk += 1
             if self.junk > self.server.junk_limit:
-                log.info("too many junk commands after %s from %s", name, self.client_text)
-                self.reply(f"421 4.7.0 {self.server.hostname} Error: too many errors")
-                return False
+                # past the limit every junk command counts as an error, as in Postfix
+                self.errors += 1
+                if self.errors >= self.server.hard_error_limit:
+                    log.info("too many errors after %s from %s", name, self.client_text)
+                    self.reply(f"421 4.7.0 {self.server.hostname} Error: too many errors")
+                    return False
         if more and (verb in SYNC_COMMANDS or not self.st.esmtp):
             self.st.pipelining_violation = True
             if self.server.forbid_unauth_pipelining:
@@ -421,6 +444,8 @@ class SmtpdSession(asyncio.Protocol):
     async def do_rcpt(self, arg: bytes) -> bool:
         if self.sender is None:
             return await self.error("503 5.5.1 Error: need MAIL command")
+        if self.bdat_seen:
+            return await self.error("503 5.5.1 Error: RCPT command after BDAT")
         if arg[:3].upper() != b"TO:":
             return await self.error("501 5.5.4 Syntax: RCPT TO:<address>")
         try:
@@ -495,6 +520,7 @@ class SmtpdSession(asyncio.Protocol):
         job = await asyncio.get_running_loop().run_in_executor(
             self.server.executor, partial(self.server.cleanup.open, self.sender, attrs, flags=flags)
         )
+        self.job = job  # from here on reset_transaction() throws it away on any failure
         if getattr(job, "queue_id", "NOQUEUE") != "NOQUEUE":
             log.info("%s: client=%s", job.queue_id, self.client_text)
         for rcpt, notify, orcpt in self.recipients:
@@ -503,7 +529,6 @@ class SmtpdSession(asyncio.Protocol):
             job.add_recipient(rcpt)
         for header in prepend:
             job.write(header.encode("utf-8", "replace") + b"\r\n")
-        self.job = job
         return None
 
     def apply_flags(self) -> None:
@@ -554,20 +579,15 @@ class SmtpdSession(asyncio.Protocol):
         self.mode = MODE_COMMAND
         self.last_command = "END-OF-MESSAGE"
         if self.stream.too_big:
-            self.reset_job()
+            self.reset_transaction()
             await self.error("552 5.3.4 Message size exceeds fixed limit")
             return
         await self.end_message()
 
-    def reset_job(self) -> None:
-        if self.job is not None:
-            self.job.abort()
-        self.reset_transaction()
-
     async def end_message(self) -> None:
         verdict = await self.server.checks.end_of_data(self.st)
         if verdict is not None:
-            self.reset_job()
+            self.reset_transaction()
             if not await self.refuse("END-OF-MESSAGE", verdict):
                 raise SessionClosed("refused")
             return
@@ -590,10 +610,13 @@ class SmtpdSession(asyncio.Protocol):
             self.reset_transaction()
             await self.error("451 4.3.0 Error: queue file write error")
             return
+        except BaseException:
+            job.abort()
+            raise
         self.reset_transaction()
-        if result.action == "queued":
-            self.reply(f"250 2.0.0 Ok: queued as {result.queue_id}")
-        elif result.action == "discarded":
+        if result.action in ("queued", "discarded"):
+            # as in Postfix, a delivered message wipes the slate of errors
+            self.errors = self.junk = 0
             self.reply(f"250 2.0.0 Ok: queued as {result.queue_id or 'NOQUEUE'}")
         else:
             reply = result.reply
@@ -654,14 +677,14 @@ class SmtpdSession(asyncio.Protocol):
         self.last_command = "BDAT"
         if self.bdat_reply is not None:
             if self.job is not None:
-                self.reset_job()
+                self.reset_transaction()
             await self.error(self.bdat_reply)
             return
         if not self.bdat_last:
             self.reply(f"250 2.0.0 Ok: {self.bdat_size} bytes")
             return
         if self.bdat_too_big:
-            self.reset_job()
+            self.reset_transaction()
             await self.error("552 5.3.4 Message size exceeds fixed limit")
             return
         await self.end_message()
@@ -669,7 +692,7 @@ class SmtpdSession(asyncio.Protocol):
     async def do_rset(self, arg: bytes) -> bool:
         if arg:
             return await self.error("501 5.5.4 Syntax: RSET")
-        self.reset_job()
+        self.reset_transaction()
         self.reply("250 2.0.0 Ok")
         return True
 

@@ -338,3 +338,75 @@ def test_log_lines_in_postfix_form(smtpd):
         r"commands=5\n",
         log,
     )
+
+
+def test_pipelined_bdat_with_bare_lfs_keeps_exact_byte_counts(smtpd):
+    client = RawClient(smtpd.port)
+    greet(client)
+    client.send(b"MAIL FROM:<a@mx.test.example>\r\nRCPT TO:<u@mx.test.example>\r\n")
+    client.reply(), client.reply()
+    chunk = b"Subject: lf\n\nline one\nMAIL FROM:<evil@x>\nRSET\n"
+    client.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk + b"NOOP\r\n")
+    assert client.reply().startswith("250 2.0.0 Ok: queued as")
+    assert client.reply() == "250 2.0.0 Ok"
+    (path,) = incoming_files(smtpd.cdir)
+    assert list(iter_content(path))[-2:] == [b"MAIL FROM:<evil@x>", b"RSET"]
+
+
+@pytest.mark.main_cf("smtpd_forbid_unauth_pipelining = no\nsmtpd_forbid_bare_newline = no\n")
+def test_pipelined_data_with_bare_lf_dot_is_not_smuggled(smtpd):
+    client = RawClient(smtpd.port)
+    greet(client)
+    client.send(
+        b"MAIL FROM:<a@mx.test.example>\r\nRCPT TO:<u@mx.test.example>\r\nDATA\r\n"
+        b"Subject: s\r\n\r\nbody\n.\nMAIL FROM:<evil@x>\r\nRCPT TO:<v@x>\r\n.\r\n"
+    )
+    replies = [client.reply() for _ in range(4)]
+    assert replies[:3] == ["250 2.1.0 Ok", "250 2.1.5 Ok", "354 End data with <CR><LF>.<CR><LF>"]
+    assert replies[3].startswith("250 2.0.0 Ok: queued as")
+    (path,) = incoming_files(smtpd.cdir)
+    assert [r.address for r in read_queue_file(path).recipients] == ["u@mx.test.example"]
+
+
+def test_rcpt_after_bdat_is_refused(smtpd):
+    client = RawClient(smtpd.port)
+    greet(client)
+    client.send(b"MAIL FROM:<a@mx.test.example>\r\nRCPT TO:<u@mx.test.example>\r\n")
+    client.reply(), client.reply()
+    client.send(b"BDAT 5\r\nhello")
+    assert client.reply() == "250 2.0.0 Ok: 5 bytes"
+    client.send(b"RCPT TO:<late@mx.test.example>\r\n")
+    assert client.reply() == "503 5.5.1 Error: RCPT command after BDAT"
+
+
+def test_ehlo_in_the_middle_of_bdat_leaves_no_file(smtpd):
+    client = RawClient(smtpd.port)
+    greet(client)
+    for _ in range(5):
+        client.send(b"MAIL FROM:<a@mx.test.example>\r\nRCPT TO:<u@mx.test.example>\r\n")
+        client.reply(), client.reply()
+        client.send(b"BDAT 5\r\nhello")
+        client.reply()
+        client.send(b"EHLO again.example\r\n")
+        assert client.reply().startswith("250-mx.test.example")
+    client.send(b"QUIT\r\n")
+    client.reply()
+    spool = smtpd.cdir.parent / "spool" / "incoming"
+    assert wait_for(lambda: os.listdir(spool) == [], 5), os.listdir(spool)
+
+
+@pytest.mark.main_cf("smtpd_hard_error_limit = 3\n")
+def test_a_queued_message_resets_the_error_count(smtpd):
+    client = RawClient(smtpd.port, source="127.0.0.2")
+    greet(client)
+    for _ in range(4):
+        client.send(b"MAIL FROM:<a@x.example>\r\n")
+        assert client.reply() == "250 2.1.0 Ok"
+        client.send(b"RCPT TO:<v@elsewhere.example>\r\n")
+        assert client.reply().startswith("454")
+        client.send(b"RCPT TO:<u@mx.test.example>\r\n")
+        assert client.reply() == "250 2.1.5 Ok"
+        client.send(b"DATA\r\n")
+        client.reply()
+        client.send(b"Subject: ok\r\n\r\nx\r\n.\r\n")
+        assert client.reply().startswith("250 2.0.0 Ok: queued as")
