@@ -204,6 +204,9 @@ def submit(cfg, opts: dict, recipients: list[str], data: bytes) -> int:
         return fail(
             EX_USAGE, "no recipient addresses found" + (" in message header" if opts["t"] else "")
         )
+    limit = cfg.get_size("message_size_limit")
+    if limit and len(data) > limit:
+        return fail(EX_DATAERR, f"message file too big (limit: {limit} bytes)")
     attrs = {}
     if "R" in opts:
         attrs["ret"] = opts["R"].upper()

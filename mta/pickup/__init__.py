@@ -13,7 +13,9 @@ DESCRIPTION
     queued the message (or refused it for good) the maildrop file goes.
     When cleanup reports a temporary problem (a full disk, say) the file
     stays for the next pass. A damaged maildrop file is moved to
-    corrupt/ with a log line and never stops the scan.
+    corrupt/ with a log line and never stops the scan. A message cleanup
+    refuses for good (too big, a header_checks REJECT) goes to hold/
+    with a log line until a bounce service can return it to the sender.
 
     Logs, as Postfix's pickup does: "QUEUEID: uid=N from=<sender>".
 
@@ -28,12 +30,13 @@ from __future__ import annotations
 import os
 
 from mta import log
-from mta.queue.paths import QUEUE_MAILDROP
+from mta.queue.paths import QUEUE_HOLD, QUEUE_MAILDROP
 from mta.queue.queue_file import (
     QueueFileError,
     fsync_dir,
     iter_content,
     move_to_corrupt,
+    move_to_queue,
     read_queue_file,
 )
 from mta.queue.queue_id import is_queue_id
@@ -111,13 +114,23 @@ class Pickup:
             job.abort()
             log.warning("%s: cannot queue: %s; will try again", name, exc.strerror or exc)
             return False
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop local mail
+            job.abort()
+            log.warning("%s: unusable maildrop file (%s); moved to corrupt", name, exc)
+            move_to_corrupt(self.queue_dir, path)
+            return True
         if result.action == "deferred":
             log.warning("%s: %s; will try again", name, result.reply)
             return False
         if result.action == "rejected":
-            log.warning("%s: rejected: %s; from=<%s>", name, result.reply, msg.sender)
-        else:
-            log.info("%s: uid=%s from=<%s>", result.queue_id or name, attrs["uid"], msg.sender)
+            # No bounce service yet: keep the message where an administrator
+            # finds it, instead of losing it.
+            log.warning(
+                "%s: rejected: %s; from=<%s>; moved to hold", name, result.reply, msg.sender
+            )
+            move_to_queue(self.queue_dir, path, QUEUE_HOLD)
+            return True
+        log.info("%s: uid=%s from=<%s>", result.queue_id or name, attrs["uid"], msg.sender)
         try:
             os.unlink(path)
         except FileNotFoundError:

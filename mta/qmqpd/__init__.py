@@ -98,6 +98,8 @@ class QmqpServer:
     async def handle(self, reader, writer) -> None:
         peer = writer.get_extra_info("peername")
         addr = peer[0] if isinstance(peer, tuple) else "127.0.0.1"
+        if addr.startswith("::ffff:"):
+            addr = addr[7:]  # an IPv4 client on a dual-stack listener
         client = f"unknown[{addr}]"
         log.info("connect from %s", client)
         if not self.authorized.match(addr):

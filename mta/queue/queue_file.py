@@ -331,10 +331,22 @@ class QueueFileWriter:
         target_dir = queue_dir_for(
             self.queue_dir, self.queue, self.queue_id, self.hash_depth, self.hashed
         )
-        os.makedirs(target_dir, mode=0o700, exist_ok=True)
+        if not os.path.isdir(target_dir):
+            # a new hashed subdirectory must itself survive a crash
+            os.makedirs(target_dir, mode=0o700, exist_ok=True)
+            fsync_dir(os.path.dirname(target_dir))
         final = os.path.join(target_dir, self.queue_id)
         os.rename(self.tmp_path, final)
-        sync_dir_shared(target_dir)
+        try:
+            sync_dir_shared(target_dir)
+        except OSError:
+            # the client will hear a temporary error and send again: the
+            # renamed file must not stay behind as a duplicate
+            try:
+                os.unlink(final)
+            except OSError:
+                pass
+            raise
         self.state = "done"
         self.path = final
         return self.queue_id
@@ -436,7 +448,10 @@ def read_queue_file(path: str) -> QueueMessage:
         elif section == "envelope" and rtype == R.REC_TYPE_FROM:
             msg.sender = payload.decode("utf-8", "surrogateescape")
         elif rtype == R.REC_TYPE_WARN:
-            msg.warn_time = float(payload or 0)
+            try:
+                msg.warn_time = float(payload or 0)
+            except ValueError:
+                raise QueueFileError(f"{path}: bad warning time at offset {offset}") from None
         elif section == "envelope" and rtype == R.REC_TYPE_MESG:
             if offset != msg.content_offset:
                 raise QueueFileError(f"{path}: content offset does not match the size record")
@@ -494,15 +509,19 @@ def mark_done(path: str, offsets: list[int]) -> None:
         os.close(fd)
 
 
-def move_to_corrupt(queue_dir: str, path: str) -> str:
-    """Move a damaged queue file to corrupt/; return its new path."""
-    name = os.path.basename(path)
-    target_dir = os.path.join(queue_dir, "corrupt")
+def move_to_queue(queue_dir: str, path: str, queue: str) -> str:
+    """Move a queue file into another (unhashed) queue, durably; return its new path."""
+    target_dir = os.path.join(queue_dir, queue)
     os.makedirs(target_dir, mode=0o700, exist_ok=True)
-    target = os.path.join(target_dir, name)
+    target = os.path.join(target_dir, os.path.basename(path))
     os.rename(path, target)
     fsync_dir(target_dir)
     return target
+
+
+def move_to_corrupt(queue_dir: str, path: str) -> str:
+    """Move a damaged queue file to corrupt/; return its new path."""
+    return move_to_queue(queue_dir, path, "corrupt")
 
 
 def find_queue_file(

@@ -200,3 +200,34 @@ def test_kill_9_after_250_loses_nothing_and_mid_data_leaves_nothing(inst):
     # and the master starts a new smtpd for the next client
     with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s2:
         assert s2.ehlo()[0] == 250
+
+
+def test_maildrop_file_cleanup_refuses_goes_to_hold_not_lost(inst):
+    checks = os.path.join(inst.dir, "header_checks")
+    with open(checks, "w") as f:
+        f.write("/^Subject: reject me/ REJECT not wanted here\n")
+    with open(os.path.join(inst.dir, "main.cf"), "a") as f:
+        f.write(f"header_checks = regexp:{checks}\n")
+    r = sendmail(inst, "you@mx.test.example", stdin=b"Subject: reject me\n\nx\n")
+    assert r.returncode == 0, r.stderr
+    assert inst.mta("start").returncode == 0
+    assert wait_for(lambda: queue_files(inst, "hold"), 10)
+    assert queue_files(inst, "maildrop") == [] and queue_files(inst, "incoming") == []
+    inst.wait_log(r"rejected: .*; moved to hold")
+
+
+def test_maildrop_file_with_undecodable_sender_goes_to_corrupt(inst):
+    from mta.queue.queue_file import QueueFileWriter, Recipient
+
+    w = QueueFileWriter(inst.queue, "maildrop")
+    w.write_envelope("ab@x.example", [Recipient("you@mx.test.example")])
+    w.write_content(b"Subject: odd\n\nx\n")
+    w.commit()
+    with open(w.path, "rb") as f:
+        data = f.read()
+    with open(w.path, "wb") as f:  # a sender that is not UTF-8, same length
+        f.write(data.replace(b"ab@x.example", b"\xff\xfe@x.example"))
+    sendmail(inst, "you@mx.test.example", stdin=b"Subject: good\n\nx\n")
+    assert inst.mta("start").returncode == 0
+    assert wait_for(lambda: len(queue_files(inst, "incoming")) == 1, 10)
+    assert wait_for(lambda: queue_files(inst, "corrupt"), 10)

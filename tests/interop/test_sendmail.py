@@ -136,3 +136,11 @@ def test_works_while_the_mail_system_is_stopped(cdir):
     # nothing listens on public/pickup; the file simply waits in maildrop
     r = sendmail(cdir, "a@x.example", stdin=b"x\n")
     assert r.returncode == 0 and len(maildrop(cdir)) == 1
+
+
+def test_message_over_the_size_limit_is_refused_at_once(cdir):
+    with open(cdir / "main.cf", "a") as f:
+        f.write("message_size_limit = 100\n")
+    r = sendmail(cdir, "a@x.example", stdin=b"Subject: big\n\n" + b"x" * 500 + b"\n")
+    assert r.returncode == 65 and b"message file too big" in r.stderr
+    assert maildrop(cdir) == []
