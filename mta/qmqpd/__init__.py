@@ -129,17 +129,20 @@ class QmqpServer:
         }
         job = self.cleanup.open(sender.decode("utf-8", "replace"), attrs)
         log.info("%s: client=%s", job.queue_id, client)
-        for rcpt in recipients:
-            job.add_recipient(rcpt.decode("utf-8", "replace"))
-        job.write(message)
         loop = asyncio.get_running_loop()
         try:
+            for rcpt in recipients:
+                job.add_recipient(rcpt.decode("utf-8", "replace"))
+            job.write(message)
             result = await loop.run_in_executor(None, job.close)
         except OSError as exc:
             job.abort()
             log.warning("%s: queue file write error: %s", client, exc)
             await self.reply(writer, b"Z", "4.3.0 queue file write error", True)
             return
+        except BaseException:
+            job.abort()  # never leave a half-written queue file behind
+            raise
         if result.action in ("queued", "discarded"):
             await self.reply(writer, b"K", f"Ok: queued as {result.queue_id}")
         elif result.action == "deferred":
