@@ -647,6 +647,8 @@ class SmtpdSession(asyncio.Protocol):
             return True
         if not self.bdat_seen:
             verdict = await self.start_message()
+            if verdict is not None and verdict.disconnect:
+                return await self.refuse("DATA", verdict)
             if verdict is not None:
                 self.log_reject("DATA", verdict)
                 self.bdat_left, self.bdat_last, self.bdat_reply = size, last, verdict.reply
