@@ -42,7 +42,6 @@ STANDARDS
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 
 from mta import log
 from mta.queue import rec_type as R
@@ -515,11 +514,9 @@ class SmtpdSession(asyncio.Protocol):
             elif kind == "bcc":
                 self.bcc.append(value)
         flags = (R.QF_8BIT if self.body_8bit else 0) | (R.QF_SMTPUTF8 if self.smtputf8 else 0)
-        # Creating the queue file may wait on the directory while other
-        # sessions' files are renamed and synced there: keep it off the loop.
-        job = await asyncio.get_running_loop().run_in_executor(
-            self.server.executor, partial(self.server.cleanup.open, self.sender, attrs, flags=flags)
-        )
+        # Created on the loop: handing the open to a worker thread cost more
+        # in latency than the open itself (BENCHMARKS.md, tuning log).
+        job = self.server.cleanup.open(self.sender, attrs, flags=flags)
         self.job = job  # from here on reset_transaction() throws it away on any failure
         if getattr(job, "queue_id", "NOQUEUE") != "NOQUEUE":
             log.info("%s: client=%s", job.queue_id, self.client_text)
