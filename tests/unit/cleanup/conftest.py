@@ -13,7 +13,6 @@ import pytest
 from mta import log
 from mta.cleanup import Cleanup
 from mta.config import load_config
-from mta.maps import clear_cache
 from mta.queue.queue_file import QueueMessage, iter_content, read_queue_file
 from tests.support.instance import make_instance
 
@@ -98,13 +97,6 @@ class Instance:
         msg = read_queue_file(path)
         data = b"".join(line + b"\n" for line in iter_content(path, msg))
         return Outcome(result, msg, data, path)
-
-
-@pytest.fixture(autouse=True)
-def fresh_tables():
-    clear_cache()
-    yield
-    clear_cache()
 
 
 @pytest.fixture

@@ -1,10 +1,7 @@
 """The cleanup service over a real UNIX socket, with the blocking client."""
 
-import asyncio
 import socket
-import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 
@@ -12,52 +9,14 @@ from mta.cleanup.client import CleanupClient, CleanupClientError
 from mta.cleanup.server import handle_client
 from mta.common import attr_proto
 from mta.queue.queue_file import iter_content, read_queue_file
+from tests.support.unix_server import HandlerServer
 from tests.unit.cleanup.conftest import REMOTE
-
-
-class Server:
-    """handle_client served by asyncio.start_unix_server in a background thread."""
-
-    def __init__(self, path, cfg):
-        self.path = path
-        self.ctx = SimpleNamespace(cfg=cfg)
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        assert self.ready.wait(5)
-
-    def _run(self):
-        asyncio.set_event_loop(self.loop)
-
-        async def main():
-            self.server = await asyncio.start_unix_server(
-                lambda r, w: handle_client(r, w, self.ctx), path=self.path
-            )
-            self.ready.set()
-
-        self.loop.run_until_complete(main())
-        self.loop.run_forever()
-
-    def stop(self):
-        async def shutdown():
-            self.server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 @pytest.fixture
 def service(instance, tmp_path):
     inst = instance()
-    srv = Server(str(tmp_path / "cleanup.sock"), inst.cfg)
+    srv = HandlerServer(str(tmp_path / "cleanup.sock"), handle_client, inst.cfg)
     srv.inst = inst
     yield srv
     srv.stop()

@@ -7,14 +7,6 @@ import sys
 import pytest
 
 from mta.cli import map as map_cli
-from mta.maps import clear_cache
-
-
-@pytest.fixture(autouse=True)
-def fresh_tables():
-    clear_cache()
-    yield
-    clear_cache()
 
 
 @pytest.fixture

@@ -1,16 +1,14 @@
-"""Shared fixtures for the lookup table tests: a configuration and a clean table cache."""
+"""Shared fixtures for the lookup table tests: a configuration and the default warning handler."""
 
 import pytest
 
 from mta.config import load_config
-from mta.maps import clear_cache, set_warning_handler
+from mta.maps import set_warning_handler
 
 
 @pytest.fixture(autouse=True)
-def fresh_tables():
-    clear_cache()
+def default_warning_handler():
     yield
-    clear_cache()
     set_warning_handler(None)
 
 

@@ -1,24 +1,15 @@
 """proxymap request handling, exercised through the proxy: client table over a UNIX socket."""
 
-import asyncio
 import socket
-import threading
-from types import SimpleNamespace
 
 import pytest
 
 from mta.common import attr_proto
 from mta.config import load_config
-from mta.maps import MapError, MapRetry, clear_cache, open_map
+from mta.maps import MapError, MapRetry, open_map
 from mta.maps.dict_proxy import ProxyDict
 from mta.proxymap.server import approved_tables, handle_client
-
-
-@pytest.fixture(autouse=True)
-def fresh_tables():
-    clear_cache()
-    yield
-    clear_cache()
+from tests.support.unix_server import HandlerServer
 
 
 @pytest.fixture
@@ -31,49 +22,9 @@ def cfg(tmp_path):
     return load_config(str(tmp_path))
 
 
-class Server:
-    """handle_client served by asyncio.start_unix_server in a background thread."""
-
-    def __init__(self, path, cfg):
-        self.path = path
-        self.ctx = SimpleNamespace(cfg=cfg)
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        assert self.ready.wait(5)
-
-    def _run(self):
-        asyncio.set_event_loop(self.loop)
-
-        async def main():
-            self.server = await asyncio.start_unix_server(
-                lambda r, w: handle_client(r, w, self.ctx), path=self.path
-            )
-            self.ready.set()
-
-        self.loop.run_until_complete(main())
-        self.loop.run_forever()
-
-    def stop(self):
-        async def shutdown():
-            # like a proxymap process that exits: listener and connections go away
-            self.server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
 @pytest.fixture
 def server(tmp_path, cfg):
-    srv = Server(str(tmp_path / "proxymap"), cfg)
+    srv = HandlerServer(str(tmp_path / "proxymap"), handle_client, cfg)
     yield srv
     srv.stop()
 
@@ -105,7 +56,7 @@ def test_proxy_lookup_found_and_not_found(server, cfg):
 
 def test_open_map_proxy_uses_queue_directory_socket(tmp_path, cfg):
     (tmp_path / "q" / "private").mkdir(parents=True)
-    srv = Server(str(tmp_path / "q" / "private" / "proxymap"), cfg)
+    srv = HandlerServer(str(tmp_path / "q" / "private" / "proxymap"), handle_client, cfg)
     try:
         assert open_map("proxy:static:fixed", cfg).lookup("anything") == "fixed"
     finally:
@@ -159,11 +110,11 @@ def test_unreachable_service_raises_retry(tmp_path, cfg):
 
 def test_reconnects_after_server_restart(tmp_path, cfg):
     path = str(tmp_path / "pm")
-    srv = Server(path, cfg)
+    srv = HandlerServer(path, handle_client, cfg)
     table = ProxyDict("proxy:static:fixed", "static:fixed", cfg, socket_path=path)
     assert table.lookup("k") == "fixed"
     srv.stop()
-    srv = Server(path, cfg)
+    srv = HandlerServer(path, handle_client, cfg)
     try:
         assert table.lookup("k") == "fixed"
     finally:

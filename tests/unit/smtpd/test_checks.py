@@ -43,13 +43,6 @@ ZONE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def fresh_tables():
-    clear_cache()
-    yield
-    clear_cache()
-
-
 @pytest.fixture(scope="module")
 def dns_server():
     with DnsServer(ZONE) as srv:

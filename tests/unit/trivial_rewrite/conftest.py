@@ -3,16 +3,8 @@
 import pytest
 
 from mta.config import load_config
-from mta.maps import clear_cache
 
 BASE = "myhostname = mx.example.com\nmydomain = example.com\ninet_interfaces = loopback-only\n"
-
-
-@pytest.fixture(autouse=True)
-def fresh_tables():
-    clear_cache()
-    yield
-    clear_cache()
 
 
 @pytest.fixture
