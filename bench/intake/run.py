@@ -295,6 +295,29 @@ class PostfixTarget(Target):
 TARGETS = {"mta": MtaTarget, "aiosmtpd": AiosmtpdTarget, "postfix": PostfixTarget}
 
 
+def smtp_source(port: int, sessions: int, messages: int, size: int) -> None:
+    """Postfix's load generator: messages of size bytes over sessions connections."""
+    subprocess.run(
+        [
+            "smtp-source",
+            "-s",
+            str(sessions),
+            "-m",
+            str(messages),
+            "-l",
+            str(size),
+            "-f",
+            SENDER,
+            "-t",
+            RECIPIENT,
+            f"127.0.0.1:{port}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=1800,
+    )
+
+
 def run_one(target_cls, sessions: int, messages: int, size: int) -> dict:
     top = Path(tempfile.mkdtemp(prefix=f"intake-{target_cls.name}-"))
     os.chmod(top, 0o755)  # Postfix's daemons run as postfix and must reach the spool
@@ -302,49 +325,13 @@ def run_one(target_cls, sessions: int, messages: int, size: int) -> dict:
     target = target_cls(top, port)
     target.start()
     try:
-        # warm up: start processes, fill caches
-        subprocess.run(
-            [
-                "smtp-source",
-                "-s",
-                "2",
-                "-m",
-                "20",
-                "-l",
-                str(size),
-                "-f",
-                SENDER,
-                "-t",
-                RECIPIENT,
-                f"127.0.0.1:{port}",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        smtp_source(port, 2, 20, size)  # warm up: start processes, fill caches
         before_files = count_files(target.incoming)
         cpu0 = proc_tree_cpu(target.pids())
         probe = Probe(port, size)
         start = time.perf_counter()
         probe.start()
-        subprocess.run(
-            [
-                "smtp-source",
-                "-s",
-                str(sessions),
-                "-m",
-                str(messages),
-                "-l",
-                str(size),
-                "-f",
-                SENDER,
-                "-t",
-                RECIPIENT,
-                f"127.0.0.1:{port}",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=1800,
-        )
+        smtp_source(port, sessions, messages, size)
         elapsed = time.perf_counter() - start
         probe.stop_flag.set()
         probe.join(60)
