@@ -25,7 +25,9 @@ DESCRIPTION
     the current clients finish and exits 0. max_clients > 0 caps the
     clients one process serves at a time; at the cap it stops accepting,
     so the master starts another process (Postfix's single_server with
-    max_clients=1).
+    max_clients=1). busy_at > 1 tells the master "taken" only when that
+    many clients are being served, so one process takes many clients
+    before the master starts another (the delivery agents).
 
     An exception in a handler is logged as one warning line and closes
     that client only.
@@ -61,12 +63,18 @@ ACCEPT_ERROR_PAUSE = 0.1  # seconds to wait after a failed accept (EMFILE and th
 
 class MultiServer:
     def __init__(
-        self, ctx: ServiceContext, handler: Handler, listeners: list, max_clients: int = 0
+        self,
+        ctx: ServiceContext,
+        handler: Handler,
+        listeners: list,
+        max_clients: int = 0,
+        busy_at: int = 1,
     ) -> None:
         self.ctx = ctx
         self.handler = handler
         self.listeners = [s for s in listeners if isinstance(s, socket.socket)]
         self.max_clients = max_clients
+        self.busy_at = max(1, busy_at)
         self.max_idle = ctx.cfg.get_time("max_idle")
         self.max_use = ctx.cfg.get_int("max_use")
         self.clients = 0
@@ -139,21 +147,23 @@ class MultiServer:
 
     def _client_started(self) -> None:
         self.clients += 1
-        if self.clients == 1:
-            if self.idle_timer is not None:
-                self.idle_timer.cancel()
-                self.idle_timer = None
+        if self.clients == 1 and self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        if self.clients == self.busy_at:
             self.ctx.report_taken()
 
     def _client_done(self) -> None:
         self.clients -= 1
         self.room.set()
+        ending = self.stopping or (self.use_count >= self.max_use and not self.accept_tasks)
+        if self.clients == self.busy_at - 1 and not ending:
+            self.ctx.report_available()
         if self.clients:
             return
-        if self.stopping or (self.use_count >= self.max_use and not self.accept_tasks):
+        if ending:
             self.done.set()
             return
-        self.ctx.report_available()
         self._arm_idle()
 
     async def _serve(self, conn: socket.socket) -> None:
@@ -194,13 +204,18 @@ class MultiServer:
 
 
 def run_multi_server(
-    service: str, handler: Handler, argv: list[str] | None = None, *, max_clients: int = 0
+    service: str,
+    handler: Handler,
+    argv: list[str] | None = None,
+    *,
+    max_clients: int = 0,
+    busy_at: int = 1,
 ) -> NoReturn:
     """Serve clients on the master's listeners until told to stop; then exit."""
     ctx, listeners = start_service(service, argv)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    server = MultiServer(ctx, handler, listeners, max_clients)
+    server = MultiServer(ctx, handler, listeners, max_clients, busy_at)
     drop_privileges_if_asked(ctx)
     try:
         status = loop.run_until_complete(server.serve())

@@ -1,0 +1,287 @@
+"""common.deliver_agent - the skeleton every delivery agent runs in
+
+SYNOPSIS
+    from mta.common.deliver_agent import DeliveryJob, run_delivery_agent
+
+    async def deliver(job: DeliveryJob) -> None:
+        for rcpt in job.pending():
+            job.sent(rcpt, "delivered to mailbox", relay="local")
+
+    if __name__ == "__main__":
+        run_delivery_agent("discard", deliver)
+
+DESCRIPTION
+    run_delivery_agent() serves delivery requests from qmgr on the
+    master's listener (private/TRANSPORT). For each connection it reads
+    one DeliveryRequest (common/deliver_request.py), builds a
+    DeliveryJob and awaits deliver(job). The agent reads the message
+    through the job (job.message() for the envelope, job.content_lines()
+    or job.content_bytes() for the content) and ends each recipient with
+    exactly one of job.sent(), job.defer() or job.bounce(); job.hop_failed()
+    says the next hop itself failed (qmgr then slows down or suspends
+    that destination) and defers what is left.
+
+    When deliver() returns, job.finish() makes the outcome durable in
+    this order: failed recipients are appended to bounce/QUEUEID and
+    delayed ones to defer/QUEUEID (both fsynced), then the delivered
+    and bounced recipients are marked done in the queue file with one
+    fdatasync, then every status is logged in Postfix's form
+    ("QUEUEID: to=<...>, relay=..., delay=..., delays=a/b/c/d,
+    dsn=..., status=sent (...)") and sent back to qmgr, and a "done"
+    message ends the conversation. A recipient deliver() left without a
+    status is deferred; an exception in deliver() defers everything
+    that is left and is logged as one warning.
+
+    A queue file that cannot be read defers the whole request (4.3.0):
+    the message may have been deleted by the administrator, and qmgr
+    sorts that out.
+
+    job.conn_time is the connection set-up part of the delays (c);
+    agents that connect somewhere set it.
+
+SECURITY
+    Requests come from qmgr on a private socket. The queue file is only
+    ever opened read-only, except for the one-byte done marks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import NoReturn
+
+from mta import log
+from mta.bounce import logfile
+from mta.common.attr_proto import encode, read_attrs, write_attrs
+from mta.common.deliver_request import (
+    MSG_DONE,
+    DeliveryRequest,
+    RequestError,
+    RequestRecipient,
+    encode_status,
+)
+from mta.common.dsn import (
+    ACTION_DELAYED,
+    ACTION_DELIVERED,
+    ACTION_FAILED,
+    RecipientStatus,
+    status_line,
+)
+from mta.queue.queue_file import (
+    QueueFileError,
+    QueueMessage,
+    iter_content,
+    mark_done,
+    queue_dir_for,
+    read_queue_file,
+)
+
+Deliver = Callable[["DeliveryJob"], Awaitable[None]]
+
+
+class DeliveryJob:
+    """One delivery request being worked on, and the outcome so far."""
+
+    def __init__(self, req: DeliveryRequest, cfg) -> None:
+        self.req = req
+        self.cfg = cfg
+        self.queue_dir = cfg.get("queue_directory")
+        self.hash_depth = cfg.get_int("hash_queue_depth")
+        self.hashed = tuple(cfg.get_list("hash_queue_names"))
+        directory = queue_dir_for(
+            self.queue_dir, req.queue_name, req.queue_id, self.hash_depth, self.hashed
+        )
+        self.path = os.path.join(directory, req.queue_id)
+        self.started = time.time()
+        self.conn_time = 0.0  # seconds spent setting up the connection ("c" of delays)
+        self.statuses: dict[int, RecipientStatus] = {}
+        self.hop_dsn = ""
+        self.hop_reason = ""
+        self._message: QueueMessage | None = None
+
+    # ---- reading the message
+    def message(self) -> QueueMessage:
+        """The envelope of the queue file (read once); QueueFileError when damaged."""
+        if self._message is None:
+            self._message = read_queue_file(self.path)
+        return self._message
+
+    def content_lines(self) -> Iterator[bytes]:
+        """The content, one line at a time, without line ends."""
+        return iter_content(self.path, self.message())
+
+    def content_bytes(self, line_end: bytes = b"\n") -> bytes:
+        """The whole content with line_end after every line."""
+        return b"".join(line + line_end for line in self.content_lines())
+
+    # ---- outcomes
+    def pending(self) -> list[RequestRecipient]:
+        """Recipients that have no status yet, in request order."""
+        return [r for r in self.req.recipients if r.offset not in self.statuses]
+
+    def _set(
+        self, rcpt: RequestRecipient, action: str, dsn: str, reason: str, relay: str, word: str
+    ) -> None:
+        self.statuses[rcpt.offset] = RecipientStatus(
+            address=rcpt.address,
+            offset=rcpt.offset,
+            action=action,
+            dsn=dsn,
+            reason=reason,
+            relay=relay,
+            orig=rcpt.orig,
+            dsn_orcpt=rcpt.dsn_orcpt,
+            notify=rcpt.notify,
+            status_word=word,
+        )
+
+    def sent(
+        self,
+        rcpt: RequestRecipient,
+        reason: str,
+        relay: str = "none",
+        dsn: str = "2.0.0",
+        action: str = ACTION_DELIVERED,
+        word: str = "",
+    ) -> None:
+        """The recipient is delivered (or relayed, or expanded)."""
+        self._set(rcpt, action, dsn, reason, relay, word)
+
+    def defer(
+        self, rcpt: RequestRecipient, reason: str, dsn: str = "4.0.0", relay: str = "none"
+    ) -> None:
+        """A temporary failure: the recipient stays queued."""
+        self._set(rcpt, ACTION_DELAYED, dsn, reason, relay, "")
+
+    def bounce(
+        self, rcpt: RequestRecipient, reason: str, dsn: str = "5.0.0", relay: str = "none"
+    ) -> None:
+        """A permanent failure: the recipient bounces."""
+        self._set(rcpt, ACTION_FAILED, dsn, reason, relay, "")
+
+    def defer_all(self, reason: str, dsn: str = "4.0.0", relay: str = "none") -> None:
+        for rcpt in self.pending():
+            self.defer(rcpt, reason, dsn, relay)
+
+    def bounce_all(self, reason: str, dsn: str = "5.0.0", relay: str = "none") -> None:
+        for rcpt in self.pending():
+            self.bounce(rcpt, reason, dsn, relay)
+
+    def hop_failed(self, dsn: str, reason: str, relay: str = "none") -> None:
+        """The next hop itself failed: defer what is left and tell qmgr."""
+        self.hop_dsn, self.hop_reason = dsn, reason
+        if dsn.startswith("5"):
+            self.bounce_all(reason, dsn, relay)
+        else:
+            self.defer_all(reason, dsn, relay)
+
+    # ---- the end
+    def _make_durable(self) -> None:
+        """Logs first, then done marks: a crash between them repeats, never loses."""
+        ordered = [
+            self.statuses[r.offset] for r in self.req.recipients if r.offset in self.statuses
+        ]
+        failed = [st for st in ordered if st.action == ACTION_FAILED]
+        delayed = [st for st in ordered if st.action == ACTION_DELAYED]
+        if failed:
+            logfile.append(
+                self.queue_dir, "bounce", self.req.queue_id, failed, self.hash_depth, self.hashed
+            )
+        if delayed:
+            logfile.append(
+                self.queue_dir, "defer", self.req.queue_id, delayed, self.hash_depth, self.hashed
+            )
+        done = [st.offset for st in ordered if st.done]
+        if done:
+            mark_done(self.path, done)
+
+    async def finish(self, writer: asyncio.StreamWriter | None) -> None:
+        """Make the outcome durable, log it and report it to qmgr."""
+        self.defer_all("delivery agent gave no status", "4.3.0")
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self._make_durable)
+        except (OSError, QueueFileError) as exc:
+            # the done marks did not stick: report everything as delayed so
+            # qmgr keeps the message; a delivered recipient may be repeated
+            log.warning("%s: cannot record delivery status: %s", self.req.queue_id, exc)
+            for st in self.statuses.values():
+                if st.done:
+                    st.action, st.dsn, st.status_word = ACTION_DELAYED, "4.3.0", ""
+                    st.reason = f"cannot record delivery status: {exc}"
+        now = time.time()
+        req = self.req
+        conn = max(0.0, min(self.conn_time, now - self.started))
+        delays = (
+            max(0.0, req.active_time - req.arrival) if req.active_time else 0.0,
+            max(0.0, self.started - req.active_time) if req.active_time else 0.0,
+            conn,
+            max(0.0, now - self.started - conn),
+        )
+        if not req.active_time:
+            delays = (max(0.0, self.started - req.arrival), 0.0, conn, delays[3])
+        for rcpt in req.recipients:
+            st = self.statuses[rcpt.offset]
+            log.info("%s", status_line(req.queue_id, st, req.arrival, delays))
+        if writer is None:
+            return
+        for rcpt in req.recipients:
+            writer.write(encode(encode_status(self.statuses[rcpt.offset])))
+        done = {"type": MSG_DONE}
+        if self.hop_dsn:
+            done["hop_dsn"] = self.hop_dsn
+            done["hop_reason"] = self.hop_reason
+        await write_attrs(writer, done)
+
+
+async def handle_request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx, deliver: Deliver
+) -> None:
+    """Serve one delivery request on one connection."""
+    try:
+        msg = await read_attrs(reader)
+    except ValueError as exc:
+        log.warning("malformed delivery request: %s", exc)
+        return
+    if msg is None:
+        return
+    try:
+        req = DeliveryRequest.decode(msg)
+    except RequestError as exc:
+        log.warning("%s", exc)
+        return
+    job = DeliveryJob(req, ctx.cfg)
+    try:
+        job.message()
+    except (OSError, QueueFileError) as exc:
+        log.warning("%s: cannot read queue file: %s", req.queue_id, exc)
+        job.defer_all("queue file read error", "4.3.0")
+    else:
+        try:
+            await deliver(job)
+        except asyncio.CancelledError:
+            job.defer_all("delivery agent was stopped", "4.3.0")
+            await job.finish(writer)
+            raise
+        except Exception as exc:  # noqa: BLE001 - one message's failure must not end the agent
+            log.warning("%s: delivery failed: %s: %s", req.queue_id, type(exc).__name__, exc)
+            job.defer_all(f"delivery agent error: {type(exc).__name__}", "4.3.0")
+    await job.finish(writer)
+
+
+def run_delivery_agent(
+    service: str,
+    deliver: Deliver,
+    argv: list[str] | None = None,
+    *,
+    max_clients: int = 0,
+    busy_at: int = 1,
+) -> NoReturn:
+    """Serve delivery requests with deliver() until the master says stop."""
+    from mta.master.multi_server import run_multi_server
+
+    async def handler(reader, writer, ctx) -> None:
+        await handle_request(reader, writer, ctx, deliver)
+
+    run_multi_server(service, handler, argv, max_clients=max_clients, busy_at=busy_at)

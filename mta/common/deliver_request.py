@@ -1,0 +1,246 @@
+"""common.deliver_request - what qmgr asks of a delivery agent, and the answers
+
+SYNOPSIS
+    from mta.common.deliver_request import DeliveryRequest, RequestRecipient, deliver
+    req = DeliveryRequest(queue_name="active", queue_id=qid, sender="a@x",
+                          nexthop="example.com", transport="smtp",
+                          recipients=[RequestRecipient("b@example.com", offset=812)])
+    result = await deliver(socket_path, req, timeout=3600)
+    result.statuses        # [RecipientStatus, ...] in the agent's order
+    result.hop_dsn         # "4.4.1" when the next hop itself failed, else ""
+
+DESCRIPTION
+    One delivery is one connection to the agent's socket
+    (private/TRANSPORT): qmgr writes the request as one attr_proto
+    message, the agent answers with one "rcpt" message per recipient
+    as each is finished and one "done" message at the end, and closes.
+
+    The request names the queue file (queue_name, queue_id), the
+    sender, the next hop and the transport that chose it, the message's
+    arrival time and the time qmgr took it into the active queue (for
+    the "delays=" of the log), flags, and the batch of recipients, each
+    with its original address, DSN ORCPT and NOTIFY and the offset of
+    its record in the queue file (how the agent marks it done).
+
+    A recipient status carries the action (delivered, relayed,
+    expanded, delayed, failed), the enhanced status code, the reason and
+    the relay. The "done" message may carry hop_dsn and hop_reason: the
+    next hop itself could not be reached or refused the session, which
+    qmgr counts against the destination's concurrency (negative
+    feedback) instead of against single recipients.
+
+    deliver() runs one request and returns a DeliveryResult; when the
+    agent cannot be reached or breaks off, the result has error set and
+    the recipients without a status are the caller's to defer.
+
+SECURITY
+    Both sides are mta processes on private sockets. Addresses and
+    reasons inside may come from untrusted mail and servers: decoding
+    checks every number and bounds every message (attr_proto).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from mta.common.attr_proto import encode, read_attrs, write_attrs
+from mta.common.dsn import ACTIONS, RecipientStatus
+
+REQ_FLAG_BOUNCE = 1 << 0  # the message is a notice: never bounce it again
+REQ_FLAG_VERIFY = 1 << 1  # address probe: find out, do not deliver (issue 5)
+REQ_FLAG_EXPIRED = 1 << 2  # the message is past its lifetime
+
+MSG_RCPT = "rcpt"  # agent -> qmgr: one recipient is finished
+MSG_DONE = "done"  # agent -> qmgr: the request is finished
+
+CONNECT_TIMEOUT = 10.0  # seconds to reach an agent's socket
+
+
+class RequestError(ValueError):
+    """A request or answer that does not decode."""
+
+
+@dataclass
+class RequestRecipient:
+    address: str
+    offset: int
+    orig: str = ""
+    dsn_orcpt: str = ""
+    notify: int = 0
+
+
+@dataclass
+class DeliveryRequest:
+    queue_name: str
+    queue_id: str
+    sender: str
+    nexthop: str
+    transport: str
+    recipients: list[RequestRecipient]
+    arrival: float = 0.0
+    active_time: float = 0.0  # when qmgr took the message into the active queue
+    flags: int = 0
+    attrs: dict[str, str] = field(default_factory=dict)  # envelope attributes (envid, ret ...)
+    content_offset: int = 0
+    content_size: int = 0
+
+    def encode(self) -> dict[str, str]:
+        out = {
+            "queue_name": self.queue_name,
+            "queue_id": self.queue_id,
+            "sender": self.sender,
+            "nexthop": self.nexthop,
+            "transport": self.transport,
+            "arrival": f"{self.arrival:.6f}",
+            "active_time": f"{self.active_time:.6f}",
+            "flags": str(self.flags),
+            "content_offset": str(self.content_offset),
+            "content_size": str(self.content_size),
+            "nrcpt": str(len(self.recipients)),
+        }
+        for name, value in self.attrs.items():
+            out[f"attr.{name}"] = value
+        for i, r in enumerate(self.recipients):
+            out[f"rcpt.{i}"] = r.address
+            out[f"offset.{i}"] = str(r.offset)
+            if r.orig:
+                out[f"orig.{i}"] = r.orig
+            if r.dsn_orcpt:
+                out[f"orcpt.{i}"] = r.dsn_orcpt
+            if r.notify:
+                out[f"notify.{i}"] = str(r.notify)
+        return out
+
+    @classmethod
+    def decode(cls, msg: dict[str, str]) -> DeliveryRequest:
+        try:
+            n = int(msg["nrcpt"])
+            recipients = [
+                RequestRecipient(
+                    address=msg[f"rcpt.{i}"],
+                    offset=int(msg[f"offset.{i}"]),
+                    orig=msg.get(f"orig.{i}", ""),
+                    dsn_orcpt=msg.get(f"orcpt.{i}", ""),
+                    notify=int(msg.get(f"notify.{i}", "0")),
+                )
+                for i in range(n)
+            ]
+            req = cls(
+                queue_name=msg["queue_name"],
+                queue_id=msg["queue_id"],
+                sender=msg["sender"],
+                nexthop=msg["nexthop"],
+                transport=msg.get("transport", ""),
+                recipients=recipients,
+                arrival=float(msg.get("arrival", "0")),
+                active_time=float(msg.get("active_time", "0")),
+                flags=int(msg.get("flags", "0")),
+                attrs={k[5:]: v for k, v in msg.items() if k.startswith("attr.")},
+                content_offset=int(msg.get("content_offset", "0")),
+                content_size=int(msg.get("content_size", "0")),
+            )
+        except (KeyError, ValueError) as exc:
+            raise RequestError(f"bad delivery request: {exc}") from None
+        bad = "/" in req.queue_id or "/" in req.queue_name or req.queue_id.startswith(".")
+        if bad or not req.queue_id or n < 1:
+            raise RequestError("bad delivery request: queue name, queue id or recipients")
+        return req
+
+
+def encode_status(st: RecipientStatus) -> dict[str, str]:
+    return {
+        "type": MSG_RCPT,
+        "offset": str(st.offset),
+        "recipient": st.address,
+        "action": st.action,
+        "dsn": st.dsn,
+        "reason": st.reason,
+        "relay": st.relay,
+        "word": st.status_word,
+    }
+
+
+def decode_status(msg: dict[str, str], req: DeliveryRequest | None = None) -> RecipientStatus:
+    try:
+        st = RecipientStatus(
+            address=msg["recipient"],
+            offset=int(msg["offset"]),
+            action=msg["action"],
+            dsn=msg["dsn"],
+            reason=msg.get("reason", ""),
+            relay=msg.get("relay", "none"),
+            status_word=msg.get("word", ""),
+        )
+    except (KeyError, ValueError) as exc:
+        raise RequestError(f"bad recipient status: {exc}") from None
+    if st.action not in ACTIONS:
+        raise RequestError(f"bad recipient status: action {st.action!r}")
+    if req is not None:
+        for r in req.recipients:
+            if r.offset == st.offset:
+                st.orig, st.dsn_orcpt, st.notify = r.orig, r.dsn_orcpt, r.notify
+                break
+        else:
+            raise RequestError(f"status for a recipient not in the request: {st.offset}")
+    return st
+
+
+@dataclass
+class DeliveryResult:
+    statuses: list[RecipientStatus] = field(default_factory=list)
+    hop_dsn: str = ""  # set when the next hop itself failed
+    hop_reason: str = ""
+    error: str = ""  # the agent could not be reached or broke off
+
+    def missing(self, req: DeliveryRequest) -> list[RequestRecipient]:
+        """Recipients of req that got no status."""
+        seen = {st.offset for st in self.statuses}
+        return [r for r in req.recipients if r.offset not in seen]
+
+
+async def _converse(reader: asyncio.StreamReader, req: DeliveryRequest, result) -> None:
+    while True:
+        msg = await read_attrs(reader)
+        if msg is None:
+            result.error = "delivery agent closed the connection early"
+            return
+        kind = msg.get("type")
+        if kind == MSG_RCPT:
+            result.statuses.append(decode_status(msg, req))
+        elif kind == MSG_DONE:
+            result.hop_dsn = msg.get("hop_dsn", "")
+            result.hop_reason = msg.get("hop_reason", "")
+            return
+        else:
+            raise RequestError(f"unexpected message from the agent: {kind!r}")
+
+
+async def deliver(path: str, req: DeliveryRequest, timeout: float) -> DeliveryResult:
+    """Send req to the agent listening on the UNIX socket path; collect its answers."""
+    result = DeliveryResult()
+    writer = None
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), CONNECT_TIMEOUT)
+        await write_attrs(writer, req.encode())
+        await asyncio.wait_for(_converse(reader, req, result), timeout)
+    except asyncio.TimeoutError:
+        result.error = "delivery agent timed out"
+    except (OSError, ValueError) as exc:
+        result.error = f"delivery agent: {exc}"
+    finally:
+        if writer is not None:
+            writer.close()
+    return result
+
+
+__all__ = [
+    "DeliveryRequest",
+    "DeliveryResult",
+    "RequestError",
+    "RequestRecipient",
+    "decode_status",
+    "deliver",
+    "encode",
+    "encode_status",
+]

@@ -1,0 +1,126 @@
+"""common.dsn - delivery status of one recipient, and its log line
+
+SYNOPSIS
+    from mta.common.dsn import RecipientStatus, status_line, dsn_from_reply
+    st = RecipientStatus(address="u@example.com", offset=812, action="delivered",
+                         dsn="2.0.0", reason="250 2.0.0 Ok", relay="mx.example[10.0.0.1]:25")
+    log.info("%s", status_line(queue_id, st, arrival, times))
+    dsn_from_reply(550, "5.1.1 no such user")     # "5.1.1"
+
+DESCRIPTION
+    A delivery agent ends each recipient with one RecipientStatus. Its
+    action is one of RFC 3464's words as Postfix uses them: delivered,
+    relayed (handed to a next hop that does not do DSN), expanded
+    (aliased or forwarded), delayed (a temporary failure: the recipient
+    stays in the queue), failed (a permanent failure: it bounces).
+
+    status_line() writes the Postfix maillog form of a result:
+    "QUEUEID: to=<a>, orig_to=<b>, relay=R, delay=D, delays=a/b/c/d,
+    dsn=X.Y.Z, status=sent (reason)". The four delays are: before the
+    queue manager took the message, inside the queue manager, setting
+    up the connection, and transmitting.
+
+    dsn_from_reply() takes an enhanced status code from the front of a
+    server's reply text, or makes one up from the reply code's class
+    (2.0.0, 4.0.0, 5.0.0) when the server gave none or one of another
+    class.
+
+SECURITY
+    Reason texts come from remote servers and commands: log lines have
+    their control characters replaced by the logger, and status logs
+    fold them to one line (mta/bounce/logfile.py).
+
+STANDARDS
+    RFC 3463 (enhanced status codes), RFC 3464 (action values).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ACTION_DELIVERED = "delivered"  # final delivery or handed on with DSN
+ACTION_RELAYED = "relayed"  # handed to a next hop that does not speak DSN
+ACTION_EXPANDED = "expanded"  # aliased or forwarded to other addresses
+ACTION_DELAYED = "delayed"  # temporary failure: stays queued
+ACTION_FAILED = "failed"  # permanent failure: bounced
+ACTIONS = frozenset(
+    {ACTION_DELIVERED, ACTION_RELAYED, ACTION_EXPANDED, ACTION_DELAYED, ACTION_FAILED}
+)
+DONE_ACTIONS = frozenset({ACTION_DELIVERED, ACTION_RELAYED, ACTION_EXPANDED, ACTION_FAILED})
+
+# maillog status words, per action
+STATUS_WORDS = {
+    ACTION_DELIVERED: "sent",
+    ACTION_RELAYED: "sent",
+    ACTION_EXPANDED: "sent",
+    ACTION_DELAYED: "deferred",
+    ACTION_FAILED: "bounced",
+}
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+@dataclass
+class RecipientStatus:
+    """What happened to one recipient in one delivery attempt."""
+
+    address: str
+    offset: int  # the recipient's record in the queue file
+    action: str  # one of ACTIONS
+    dsn: str  # enhanced status code, "5.1.1"
+    reason: str  # the server's reply or our own text
+    relay: str = "none"  # "host[addr]:port", "local", "none" ...
+    orig: str = ""  # the address as first received
+    dsn_orcpt: str = ""
+    notify: int = 0
+    status_word: str = ""  # overrides the maillog word ("expired" ...)
+
+    @property
+    def done(self) -> bool:
+        return self.action in DONE_ACTIONS
+
+
+def dsn_from_reply(code: int, text: str) -> str:
+    """The enhanced status code of a reply: from its text, else from its class."""
+    klass = str(code)[:1] if 200 <= code < 600 else "4"
+    m = _ENHANCED.match(text.lstrip())
+    if m and m.group(1) == klass:
+        return f"{m.group(1)}.{m.group(2)}.{m.group(3)}"
+    return f"{klass}.0.0"
+
+
+def dsn_class(dsn: str) -> str:
+    """'2', '4' or '5' for a status code; '4' for anything unreadable."""
+    return dsn[:1] if dsn[:1] in ("2", "4", "5") else "4"
+
+
+def _secs(value: float) -> str:
+    """Postfix's delay notation: whole seconds from ten up, else two figures."""
+    if value >= 9.95:
+        return str(int(round(value)))
+    if value < 0.01:
+        return "0"
+    if value < 1:
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    return f"{value:.2g}"
+
+
+def status_line(
+    queue_id: str,
+    st: RecipientStatus,
+    arrival: float,
+    delays: tuple[float, float, float, float],
+) -> str:
+    """One maillog line for a recipient result, in Postfix's form."""
+    parts = [f"{queue_id}: to=<{st.address}>"]
+    if st.orig and st.orig != st.address:
+        parts.append(f"orig_to=<{st.orig}>")
+    total = sum(delays)
+    parts.append(f"relay={st.relay or 'none'}")
+    parts.append(f"delay={_secs(total)}")
+    parts.append("delays=" + "/".join(_secs(d) for d in delays))
+    parts.append(f"dsn={st.dsn}")
+    word = st.status_word or STATUS_WORDS.get(st.action, "deferred")
+    parts.append(f"status={word} ({st.reason})")
+    return ", ".join(parts)
