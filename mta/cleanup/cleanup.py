@@ -58,8 +58,9 @@ DESCRIPTION
     Alias expansion error" (virtual alias limits). Replies carry no
     SMTP code; the caller adds its own. Logs: "QUEUEID: message-id=<...>",
     check actions ("QUEUEID: reject: header ... from host[addr];
-    from=<...> to=<...> proto=... helo=<...>: text"), and after commit
-    "QUEUEID: from=<sender>, size=N, nrcpt=M (queue active)".
+    from=<...> to=<...> proto=... helo=<...>: text"). After a commit into
+    incoming/ it pokes qmgr ("I" on public/qmgr), which logs "from=<...>,
+    size=N, nrcpt=M (queue active)" when it takes the message.
 
 THREADS
     A job belongs to one caller at a time. close() may run in another
@@ -105,8 +106,10 @@ from mta.cleanup.mime import (
     parse_content_type,
 )
 from mta.common.match_list import AddrList
+from mta.common.trigger import TRIGGER_INCOMING, Kicker
 from mta.maps import MapRetry, open_map
 from mta.queue import rec_type as R
+from mta.queue.paths import service_socket_path
 from mta.queue.queue_file import QueueFileWriter, Recipient
 from mta.trivial_rewrite.resolve import OwnAddresses
 from mta.trivial_rewrite.rewrite import Rewriter
@@ -204,6 +207,10 @@ class Cleanup:
         self.addr = AddressMapper(cfg, self.rewriter)
         self.checks = ContentChecks(cfg)
         self.local_clients = LocalClients(cfg, OwnAddresses(cfg))
+        self.qmgr_kicker = Kicker(
+            service_socket_path(cfg.get("queue_directory"), cfg.get("queue_service_name"), False),
+            TRIGGER_INCOMING,
+        )
 
     def open(
         self, sender: str, attrs: dict, *, local_submit: bool = False, flags: int = 0
@@ -734,13 +741,7 @@ class CleanupJob:
         self.writer = None
         size = writer.content_size
         if target == "incoming":
-            log.info(
-                "%s: from=<%s>, size=%d, nrcpt=%d (queue active)",
-                self.queue_id,
-                self.sender,
-                size,
-                len(self.recipients),
-            )
+            self.c.qmgr_kicker.kick()
         result = self._result(ACTION_QUEUED)
         result.size = size
         return result

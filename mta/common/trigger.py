@@ -24,6 +24,9 @@ import socket
 import stat
 
 TRIGGER_WAKEUP = b"W"  # the master's periodic wakeup, and "look now"
+TRIGGER_INCOMING = b"I"  # qmgr: new mail in incoming/
+TRIGGER_DEFERRED = b"D"  # qmgr: scan deferred/ now
+TRIGGER_FLUSH = b"F"  # qmgr: deferred mail is due now, whatever its back-off
 
 
 def send_trigger(path: str, data: bytes = TRIGGER_WAKEUP) -> bool:
@@ -47,3 +50,54 @@ def send_trigger(path: str, data: bytes = TRIGGER_WAKEUP) -> bool:
         return True
     except OSError:
         return False
+
+
+class Kicker:
+    """Poke one service often and cheaply (cleanup -> qmgr after every message).
+
+    A fifo stays open between kicks, so a kick is one non-blocking write;
+    a full fifo already holds a kick, so that write may be dropped. A
+    socket gets one connection per kick. Safe to call from several
+    threads: a race costs at most one extra open.
+    """
+
+    def __init__(self, path: str, data: bytes = TRIGGER_WAKEUP) -> None:
+        self.path = path
+        self.data = data
+        self.fd = -1
+        self.is_fifo: bool | None = None
+
+    def kick(self) -> bool:
+        if self.is_fifo is False:
+            return send_trigger(self.path, self.data)
+        fd = self.fd
+        if fd < 0:
+            try:
+                mode = os.stat(self.path).st_mode
+            except OSError:
+                return False
+            if not stat.S_ISFIFO(mode):
+                self.is_fifo = False
+                return send_trigger(self.path, self.data)
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                return False  # nobody reads it: qmgr will scan on its own
+            self.is_fifo = True
+            self.fd = fd
+        try:
+            os.write(fd, self.data)
+        except BlockingIOError:
+            return True  # full of kicks already
+        except OSError:
+            self.close()
+            return False
+        return True
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -8,13 +8,14 @@ real client (mta.common.deliver_request.deliver)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
 from mta import log
 from mta.common.deliver_agent import handle_request
 from mta.common.deliver_request import DeliveryRequest, DeliveryResult, RequestRecipient, deliver
-from mta.queue.queue_file import QueueFileWriter, Recipient, read_queue_file
+from mta.queue.queue_file import QueueFileWriter, Recipient, queue_dir_for, read_queue_file
 from tests.support.unix_server import HandlerServer
 
 DEFAULT_BODY = b"Subject: test\nFrom: <a@example.org>\n\nhello\n"
@@ -31,13 +32,17 @@ def queue_message(
 ):
     """Write a queue file into queue; return its QueueMessage (recipients with offsets)."""
     w = QueueFileWriter(cfg.get("queue_directory"), queue)
-    w.write_envelope(
-        sender, [Recipient(address=r, notify=notify) for r in recipients], attrs or {}
-    )
+    w.write_envelope(sender, [Recipient(address=r, notify=notify) for r in recipients], attrs or {})
     w.write_content(body)
     qid = w.commit()
-    path = Path(cfg.get("queue_directory")) / queue / qid
-    return read_queue_file(str(path))
+    directory = queue_dir_for(
+        cfg.get("queue_directory"),
+        queue,
+        qid,
+        cfg.get_int("hash_queue_depth"),
+        tuple(cfg.get_list("hash_queue_names")),
+    )
+    return read_queue_file(os.path.join(directory, qid))
 
 
 def request_for(msg, nexthop: str, transport: str = "test", queue: str = "active", **kw):

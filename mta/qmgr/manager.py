@@ -1,0 +1,545 @@
+"""qmgr.manager - the queue manager: active window, scheduling, retries
+
+SYNOPSIS
+    from mta.qmgr.manager import QueueManager
+    qm = QueueManager(cfg)
+    qm.trigger(b"I")              # from the trigger listener: scan incoming
+    await qm.run()                # until qm.stop()
+
+DESCRIPTION
+    At start the active queue is moved back to incoming (what was in
+    flight when the previous qmgr stopped is tried again; recipients
+    already done stay done). Then:
+
+    Intake. A scan of incoming/ (on a trigger from cleanup, "I", on the
+    master's wakeup "W", and whenever room frees up) moves each file
+    into active/ while the active window has room
+    (qmgr_message_active_limit messages, qmgr_message_recipient_limit
+    recipients), reads its envelope, logs "from=<...>, size=N, nrcpt=M
+    (queue active)", resolves each recipient not yet done through
+    trivial-rewrite (in process, cached) and files the recipients under
+    their transport and next hop in batches of the transport's
+    recipient limit. A damaged file goes to corrupt/. A scan of
+    deferred/ runs every queue_run_delay (and on "D", "A", and "F" for
+    flush, which ignores each message's back-off) and takes the
+    messages whose retry time (the file's mtime) has come.
+
+    Delivery. The scheduler (mta/_speedups/scheduler) picks the next
+    batch round-robin under the per-transport and per-destination
+    limits; each batch is one request to private/TRANSPORT
+    (common/deliver_request.py). The answer gives per-recipient results
+    and whether the next hop itself failed, which is the feedback for
+    the destination's concurrency window. A destination that fails a
+    whole pseudo-cohort is dead for minimal_backoff_time: its waiting
+    batches are deferred at once with "delivery temporarily suspended:
+    REASON". An agent that cannot be reached or breaks off defers the
+    recipients it did not answer for.
+
+    Completion. When the last batch of a message is back: a message
+    with every recipient done is removed, after a non-delivery notice
+    to the sender when recipients bounced (mta/bounce/notice.py);
+    otherwise it moves to deferred/ with its next retry time as mtime:
+    the time since the last attempt doubles it, between
+    minimal_backoff_time and maximal_backoff_time. A message older than
+    maximal_queue_lifetime (bounce_queue_lifetime for a notice, whose
+    sender is empty) is not deferred again: its remaining recipients
+    bounce with their last deferral reason ("status=expired").
+
+SECURITY
+    Runs as mail_owner. Reads queue files written by cleanup (untrusted
+    addresses inside, parsed by the record kernel); never reads message
+    content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+
+from mta import log
+from mta.bounce import logfile
+from mta.common.deliver_request import (
+    REQ_FLAG_BOUNCE,
+    DeliveryRequest,
+    DeliveryResult,
+    RequestRecipient,
+    deliver,
+)
+from mta.common.dsn import ACTION_DELAYED, ACTION_FAILED, RecipientStatus, status_line
+from mta.qmgr.scan import iter_queue
+from mta.qmgr.settings import TransportSettings, load_transports
+from mta.queue import paths
+from mta.queue.queue_file import (
+    QueueFileError,
+    QueueMessage,
+    mark_done,
+    move_to_corrupt,
+    queue_dir_for,
+    read_queue_file,
+)
+from mta.trivial_rewrite.resolve import Resolver
+
+from .kernel import Scheduler
+
+TRIGGER_INCOMING = ord("I")  # cleanup queued new mail
+TRIGGER_DEFERRED = ord("D")  # scan the deferred queue now
+TRIGGER_ALL = ord("A")  # scan both
+TRIGGER_FLUSH = ord("F")  # deferred mail is due now, whatever its back-off
+TRIGGER_WAKEUP = ord("W")  # the master's periodic wakeup
+
+IDLE_RESCAN = 1.0  # seconds between incoming scans when nothing pokes qmgr
+FORGET_EVERY = 60.0  # seconds between clean-ups of idle destinations
+SUSPENDED = "delivery temporarily suspended"
+
+
+@dataclass
+class ActiveMessage:
+    msg: QueueMessage
+    path: str
+    active_time: float
+    batches_out: int = 0  # batches queued or in flight
+    delayed: dict[int, RecipientStatus] = field(default_factory=dict)  # offset -> status
+    bounced: int = 0
+    nrcpt: int = 0  # recipients not done when it became active
+
+
+@dataclass
+class Batch:
+    message: ActiveMessage
+    transport: str
+    nexthop: str
+    recipients: list[RequestRecipient]
+
+
+class QueueManager:
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self.queue_dir = cfg.get("queue_directory")
+        self.hash_depth = cfg.get_int("hash_queue_depth")
+        self.hashed = tuple(cfg.get_list("hash_queue_names"))
+        self.active_limit = max(1, cfg.get_int("qmgr_message_active_limit"))
+        self.rcpt_limit = max(1, cfg.get_int("qmgr_message_recipient_limit"))
+        self.min_backoff = float(cfg.get_time("minimal_backoff_time"))
+        self.max_backoff = max(self.min_backoff, float(cfg.get_time("maximal_backoff_time")))
+        self.max_lifetime = float(cfg.get_time("maximal_queue_lifetime"))
+        self.bounce_lifetime = float(cfg.get_time("bounce_queue_lifetime"))
+        self.run_delay = max(1.0, float(cfg.get_time("queue_run_delay")))
+        self.ipc_timeout = float(cfg.get_time("qmgr_daemon_timeout"))
+        self.resolver = Resolver(cfg)
+        self.transports = load_transports(cfg)
+        self.sched = Scheduler()
+        self.active: dict[str, ActiveMessage] = {}
+        self.active_rcpts = 0
+        self.wake = asyncio.Event()
+        self.want_incoming = True
+        self.want_deferred = True
+        self.flush_deferred = False
+        self.stopping = False
+        self.tasks: set[asyncio.Task] = set()
+        self.last_deferred_scan = 0.0
+        self.last_forget = time.monotonic()
+        self.incoming_full = False  # the last incoming scan stopped at the window limit
+        self.dead_reason: dict[tuple[str, str], str] = {}
+
+    # ------------------------------------------------------------ control
+    def trigger(self, data: bytes) -> None:
+        """React to trigger bytes from the fifo/socket (several may come at once)."""
+        for byte in set(data):
+            if byte in (TRIGGER_INCOMING, TRIGGER_WAKEUP, TRIGGER_ALL):
+                self.want_incoming = True
+            if byte in (TRIGGER_DEFERRED, TRIGGER_ALL):
+                self.want_deferred = True
+            if byte == TRIGGER_FLUSH:
+                self.want_deferred = True
+                self.flush_deferred = True
+                for d in self.sched.dests.values():
+                    if d.is_dead():
+                        d.dead_until = time.time()  # flush revives dead destinations too
+        self.wake.set()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+
+    def agent_path(self, transport: str) -> str:
+        return paths.service_socket_path(self.queue_dir, transport, private=True)
+
+    # ------------------------------------------------------------ main loop
+    async def run(self) -> None:
+        self.recover_active()
+        loop = asyncio.get_running_loop()
+        while not self.stopping:
+            now = time.time()
+            if now - self.last_deferred_scan >= self.run_delay:
+                self.want_deferred = True
+            if self.want_deferred:
+                self.want_deferred = False
+                flush, self.flush_deferred = self.flush_deferred, False
+                self.last_deferred_scan = now
+                self.scan_deferred(flush)
+            if self.want_incoming:
+                self.want_incoming = False
+                self.scan_incoming()
+            for d in self.sched.revive(time.time()):
+                log.info("%s: %s: delivery resumes", d.transport.name, d.key)
+            self.dispatch()
+            if time.monotonic() - self.last_forget > FORGET_EVERY:
+                self.last_forget = time.monotonic()
+                self.sched.forget_idle()
+            timeout = self.run_delay - (time.time() - self.last_deferred_scan)
+            nxt = self.sched.next_event(time.time())
+            if nxt is not None:
+                timeout = min(timeout, nxt - time.time())
+            if self.incoming_full:
+                timeout = min(timeout, IDLE_RESCAN)
+            try:
+                await asyncio.wait_for(self.wake.wait(), max(0.01, timeout))
+            except asyncio.TimeoutError:
+                pass
+            self.wake.clear()
+            if self.incoming_full and len(self.active) < self.active_limit:
+                self.want_incoming = True
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=5)
+        del loop
+
+    # ------------------------------------------------------------ intake
+    def recover_active(self) -> None:
+        """Move what the last qmgr had in flight back to incoming."""
+        for queue_id, path in iter_queue(self.queue_dir, "active", self.hash_depth, self.hashed):
+            self._move(path, "incoming", queue_id)
+
+    def _dir(self, queue: str, queue_id: str) -> str:
+        return queue_dir_for(self.queue_dir, queue, queue_id, self.hash_depth, self.hashed)
+
+    def _move(self, path: str, queue: str, queue_id: str) -> str | None:
+        directory = self._dir(queue, queue_id)
+        target = os.path.join(directory, queue_id)
+        try:
+            os.rename(path, target)
+        except FileNotFoundError as exc:
+            if exc.filename2 is None and not os.path.exists(path):
+                return None
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            try:
+                os.rename(path, target)
+            except FileNotFoundError:
+                return None
+        return target
+
+    def _room(self) -> bool:
+        return len(self.active) < self.active_limit and self.active_rcpts < self.rcpt_limit
+
+    def scan_incoming(self) -> None:
+        self.incoming_full = False
+        for queue_id, path in iter_queue(self.queue_dir, "incoming", self.hash_depth, self.hashed):
+            if not self._room():
+                self.incoming_full = True
+                return
+            if queue_id in self.active:
+                continue
+            target = self._move(path, "active", queue_id)
+            if target is not None:
+                self.activate(queue_id, target)
+
+    def scan_deferred(self, flush: bool) -> None:
+        now = time.time()
+        for queue_id, path in iter_queue(self.queue_dir, "deferred", self.hash_depth, self.hashed):
+            if not self._room():
+                self.incoming_full = True  # come back soon for the rest
+                return
+            if queue_id in self.active:
+                continue
+            if not flush:
+                try:
+                    if os.stat(path).st_mtime > now:
+                        continue
+                except OSError:
+                    continue
+            target = self._move(path, "active", queue_id)
+            if target is not None:
+                self.activate(queue_id, target)
+
+    def activate(self, queue_id: str, path: str) -> None:
+        """A message entered the active queue: read it and file its recipients."""
+        try:
+            msg = read_queue_file(path)
+        except FileNotFoundError:
+            return
+        except (OSError, QueueFileError) as exc:
+            log.warning("%s: %s; moving to corrupt", queue_id, exc)
+            try:
+                move_to_corrupt(self.queue_dir, path)
+            except OSError as err:
+                log.warning("%s: cannot move to corrupt: %s", queue_id, err)
+            return
+        now = time.time()
+        pending = [r for r in msg.recipients if not r.done]
+        am = ActiveMessage(msg=msg, path=path, active_time=now, nrcpt=len(pending))
+        self.active[queue_id] = am
+        self.active_rcpts += am.nrcpt
+        log.info(
+            "%s: from=<%s>, size=%d, nrcpt=%d (queue active)",
+            queue_id,
+            msg.sender,
+            msg.content_size,
+            len(msg.recipients),
+        )
+        if not pending:
+            self.complete(am)
+            return
+        if self._expired(msg, now):
+            self.expire(am, pending)
+            return
+        groups: dict[tuple[str, str], list[RequestRecipient]] = {}
+        for r in pending:
+            res = self.resolver.resolve(r.address)
+            groups.setdefault((res.transport, res.nexthop), []).append(
+                RequestRecipient(r.address, r.offset, r.orig, r.dsn_orcpt, r.notify)
+            )
+        for (transport, nexthop), rcpts in groups.items():
+            ts = self.transports.get(transport)
+            self.sched.set_transport(transport, ts.process_limit)
+            limit = ts.recipient_limit
+            for i in range(0, len(rcpts), limit):
+                chunk = rcpts[i : i + limit]
+                key = chunk[0].address.lower() if limit == 1 else nexthop.lower()
+                dest = self._destination(ts, key)
+                am.batches_out += 1
+                batch = Batch(am, transport, nexthop, chunk)
+                if dest.is_dead():
+                    self._defer_batch(batch, f"{SUSPENDED}: {self._dead_reason(dest)}")
+                else:
+                    self.sched.push(dest, batch)
+
+    def _destination(self, ts: TransportSettings, key: str):
+        return self.sched.destination(
+            ts.name,
+            key,
+            ts.initial_concurrency,
+            ts.concurrency_limit,
+            ts.positive[0],
+            ts.positive[1],
+            ts.negative[0],
+            ts.negative[1],
+            ts.cohort_limit,
+            ts.rate_delay,
+        )
+
+    # ------------------------------------------------------------ delivery
+    def dispatch(self) -> None:
+        now = time.time()
+        while True:
+            picked = self.sched.pick(now)
+            if picked is None:
+                return
+            dest, batch = picked
+            task = asyncio.create_task(self._deliver(dest, batch))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _deliver(self, dest, batch: Batch) -> None:
+        am = batch.message
+        msg = am.msg
+        req = DeliveryRequest(
+            queue_name="active",
+            queue_id=msg.queue_id,
+            sender=msg.sender,
+            nexthop=batch.nexthop,
+            transport=batch.transport,
+            recipients=batch.recipients,
+            arrival=msg.arrival,
+            active_time=am.active_time,
+            flags=REQ_FLAG_BOUNCE if not msg.sender else 0,
+            attrs=msg.attrs,
+            content_offset=msg.content_offset,
+            content_size=msg.content_size,
+        )
+        try:
+            result = await deliver(self.agent_path(batch.transport), req, self.ipc_timeout)
+        except Exception as exc:  # noqa: BLE001 - never lose track of a batch
+            result = DeliveryResult(error=f"{type(exc).__name__}: {exc}")
+        ok = not result.error and not result.hop_dsn
+        if result.error:
+            log.warning("%s: transport %s: %s", msg.queue_id, batch.transport, result.error)
+        now = time.time()
+        if self.sched.done(dest, ok, now, self.min_backoff):
+            reason = result.hop_reason or result.error or "destination failed"
+            self.dead_reason[(dest.transport.name, dest.key)] = reason
+            log.info("%s: %s: too many failures; %s", batch.transport, dest.key, SUSPENDED)
+            for waiting in self.sched.drain(dest):
+                self._defer_batch(waiting, f"{SUSPENDED}: {reason}")
+        for st in result.statuses:
+            self._note(am, st)
+        missing = result.missing(req)
+        if missing:
+            why = "mail transport unavailable" if result.error else "no status from agent"
+            self._defer_recipients(am, missing, why, "4.3.0")
+        self._batch_done(am)
+        self.dispatch()
+
+    def _dead_reason(self, dest) -> str:
+        return self.dead_reason.get((dest.transport.name, dest.key), "destination failed")
+
+    def _note(self, am: ActiveMessage, st: RecipientStatus) -> None:
+        if st.action == ACTION_DELAYED:
+            am.delayed[st.offset] = st
+        elif st.action == ACTION_FAILED:
+            am.bounced += 1
+
+    def _defer_batch(self, batch: Batch, reason: str) -> None:
+        self._defer_recipients(batch.message, batch.recipients, reason, "4.4.1")
+        self._batch_done(batch.message)
+
+    def _defer_recipients(
+        self, am: ActiveMessage, rcpts: list[RequestRecipient], reason: str, dsn: str
+    ) -> None:
+        """Defer recipients on qmgr's own account: log, defer log, remember."""
+        statuses = [
+            RecipientStatus(
+                address=r.address,
+                offset=r.offset,
+                action=ACTION_DELAYED,
+                dsn=dsn,
+                reason=reason,
+                orig=r.orig,
+                dsn_orcpt=r.dsn_orcpt,
+                notify=r.notify,
+            )
+            for r in rcpts
+        ]
+        try:
+            logfile.append(
+                self.queue_dir, "defer", am.msg.queue_id, statuses, self.hash_depth, self.hashed
+            )
+        except OSError as exc:
+            log.warning("%s: cannot update defer log: %s", am.msg.queue_id, exc)
+        now = time.time()
+        msg = am.msg
+        delays = (max(0.0, am.active_time - msg.arrival), max(0.0, now - am.active_time), 0, 0)
+        for st in statuses:
+            log.info("%s", status_line(msg.queue_id, st, msg.arrival, delays))
+            am.delayed[st.offset] = st
+
+    def _batch_done(self, am: ActiveMessage) -> None:
+        am.batches_out -= 1
+        if am.batches_out == 0:
+            self.complete(am)
+
+    # ------------------------------------------------------------ completion
+    def _expired(self, msg: QueueMessage, now: float) -> bool:
+        lifetime = self.bounce_lifetime if not msg.sender else self.max_lifetime
+        return msg.arrival > 0 and now - msg.arrival > lifetime
+
+    def complete(self, am: ActiveMessage) -> None:
+        """Every batch of the message is back: remove it, or defer it."""
+        queue_id = am.msg.queue_id
+        self.active.pop(queue_id, None)
+        self.active_rcpts -= am.nrcpt
+        if self.incoming_full:
+            self.want_incoming = True
+            self.wake.set()
+        now = time.time()
+        if am.delayed:
+            if self._expired(am.msg, now):
+                self.expire(am, None)
+                return
+            self.defer_message(am, now)
+            return
+        self.finish(am)
+
+    def finish(self, am: ActiveMessage) -> None:
+        """All recipients done: notify the sender of bounces, then remove."""
+        queue_id = am.msg.queue_id
+        failed = logfile.read(self.queue_dir, "bounce", queue_id, self.hash_depth, self.hashed)
+        if failed and not self.send_notice(am, failed):
+            self.defer_message(am, time.time())  # the bounce log stays; try again later
+            return
+        try:
+            os.unlink(am.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("%s: cannot remove: %s", queue_id, exc)
+            return
+        logfile.remove(self.queue_dir, queue_id, hash_depth=self.hash_depth, hashed=self.hashed)
+        log.info("%s: removed", queue_id)
+
+    def send_notice(self, am: ActiveMessage, failed: list[RecipientStatus]) -> bool:
+        """Queue the non-delivery notice; False when that failed and must be retried."""
+        msg = am.msg
+        if not msg.sender:
+            log.info("%s: undeliverable notice; not returned to the null sender", msg.queue_id)
+            return True
+        from mta.bounce.notice import send_notice
+
+        try:
+            new_id = send_notice(self.cfg, msg, am.path, failed)
+        except Exception as exc:  # noqa: BLE001 - keep the message and its bounce log
+            log.warning("%s: cannot queue non-delivery notice: %s", msg.queue_id, exc)
+            return False
+        if new_id:
+            log.info("%s: sender non-delivery notification: %s", msg.queue_id, new_id)
+        return True
+
+    def defer_message(self, am: ActiveMessage, now: float) -> None:
+        """Some recipients wait: move the message to deferred/ with its retry time."""
+        try:
+            base = os.stat(am.path).st_mtime
+        except OSError:
+            return
+        delay = min(self.max_backoff, max(self.min_backoff, now - base))
+        try:
+            os.utime(am.path, (now, now + delay))
+        except OSError as exc:
+            log.warning("%s: cannot set retry time: %s", am.msg.queue_id, exc)
+        if self._move(am.path, "deferred", am.msg.queue_id) is None:
+            log.warning("%s: vanished from the active queue", am.msg.queue_id)
+
+    def expire(self, am: ActiveMessage, pending: list | None) -> None:
+        """Past its lifetime: bounce what is left with the last deferral reasons."""
+        msg = am.msg
+        self.active.pop(msg.queue_id, None)
+        if pending is not None:
+            self.active_rcpts -= am.nrcpt
+        last = logfile.latest_by_recipient(
+            logfile.read(self.queue_dir, "defer", msg.queue_id, self.hash_depth, self.hashed)
+        )
+        if pending is None:
+            pending_offsets = list(am.delayed)
+            rcpts = {r.offset: r for r in msg.recipients}
+            todo = [rcpts[o] for o in pending_offsets if o in rcpts]
+        else:
+            todo = pending
+        statuses = []
+        for r in todo:
+            prev = am.delayed.get(r.offset) or last.get(r.offset)
+            reason = prev.reason if prev else "message expired before it could be delivered"
+            dsn = prev.dsn if prev else "4.4.7"
+            statuses.append(
+                RecipientStatus(
+                    address=r.address,
+                    offset=r.offset,
+                    action=ACTION_FAILED,
+                    dsn=dsn,
+                    reason=reason,
+                    relay=prev.relay if prev else "none",
+                    orig=r.orig,
+                    dsn_orcpt=r.dsn_orcpt,
+                    notify=r.notify,
+                )
+            )
+        try:
+            logfile.append(
+                self.queue_dir, "bounce", msg.queue_id, statuses, self.hash_depth, self.hashed
+            )
+            mark_done(am.path, [st.offset for st in statuses])
+        except (OSError, QueueFileError) as exc:
+            log.warning("%s: cannot expire: %s", msg.queue_id, exc)
+            self.defer_message(am, time.time())
+            return
+        log.info("%s: from=<%s>, status=expired, returned to sender", msg.queue_id, msg.sender)
+        am.bounced += len(statuses)
+        self.finish(am)

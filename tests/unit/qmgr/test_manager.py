@@ -1,0 +1,169 @@
+"""qmgr against real agents on real sockets, with real queue files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from mta import log
+from mta.bounce import logfile
+from mta.common.deliver_agent import handle_request
+from mta.config import load_config
+from mta.discard import deliver as discard_deliver
+from mta.error import make_deliver
+from mta.qmgr.manager import QueueManager
+from mta.qmgr.scan import iter_queue
+from tests.support.agent import queue_message
+from tests.support.instance import make_instance
+from tests.support.unix_server import HandlerServer
+
+MASTER_CF = (
+    "qmgr fifo n - n 300 1 qmgr\n"
+    "discard unix - - n - - discard\n"
+    "retry unix - - n - - error\n"
+    "error unix - - n - - error\n"
+)
+
+
+def serve_agent(cfg, name: str, deliver_fn) -> HandlerServer:
+    path = os.path.join(cfg.get("queue_directory"), "private", name)
+
+    async def handler(reader, writer, ctx):
+        try:
+            await handle_request(reader, writer, ctx, deliver_fn)
+        finally:
+            writer.close()
+
+    return HandlerServer(path, handler, cfg)
+
+
+def instance(tmp_path: Path, main_cf: str):
+    cfg = load_config(str(make_instance(tmp_path, main_cf, MASTER_CF)))
+    log.init("qmgr", cfg)
+    return cfg
+
+
+def run_qmgr(cfg, until, timeout: float = 10.0) -> QueueManager:
+    """Run a QueueManager until until(qm) is true; return it."""
+
+    async def main():
+        qm = QueueManager(cfg)
+        task = asyncio.create_task(qm.run())
+        deadline = time.monotonic() + timeout
+        while not until(qm) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        qm.stop()
+        await task
+        return qm
+
+    return asyncio.run(main())
+
+
+def files(cfg, queue: str) -> list[str]:
+    return [q for q, _ in iter_queue(cfg.get("queue_directory"), queue, 1, ("deferred", "defer"))]
+
+
+def test_delivered_message_is_removed(tmp_path):
+    cfg = instance(tmp_path, "default_transport = discard:thrown away\n")
+    msgs = [queue_message(cfg, [f"u{i}@remote.example"], queue="incoming") for i in range(3)]
+    agent = serve_agent(cfg, "discard", discard_deliver)
+    try:
+        run_qmgr(
+            cfg,
+            lambda qm: not files(cfg, "incoming") and not files(cfg, "active") and not qm.active,
+        )
+    finally:
+        agent.stop()
+    log_text = (tmp_path / "maillog").read_text()
+    for m in msgs:
+        assert f"{m.queue_id}: from=<a@example.org>, size=" in log_text
+        assert f"{m.queue_id}: to=<" in log_text
+        assert f"{m.queue_id}: removed" in log_text
+        assert not os.path.exists(m.path)
+    assert "status=sent (thrown away)" in log_text
+
+
+def test_temporary_failure_defers_with_back_off(tmp_path):
+    cfg = instance(
+        tmp_path, "default_transport = retry:4.4.4 try later\nminimal_backoff_time = 100s\n"
+    )
+    m = queue_message(cfg, ["u@remote.example"], queue="incoming")
+    agent = serve_agent(cfg, "retry", make_deliver(retry=True))
+    start = time.time()
+    try:
+        run_qmgr(cfg, lambda qm: bool(files(cfg, "deferred")))
+    finally:
+        agent.stop()
+    assert files(cfg, "deferred") == [m.queue_id]
+    path = next(p for q, p in iter_queue(cfg.get("queue_directory"), "deferred", 1, ("deferred",)))
+    assert os.stat(path).st_mtime >= start + 100  # not due before minimal_backoff_time
+    reasons = logfile.read(cfg.get("queue_directory"), "defer", m.queue_id)
+    assert [(r.dsn, r.reason) for r in reasons] == [("4.4.4", "try later")]
+    assert "status=deferred (try later)" in (tmp_path / "maillog").read_text()
+
+
+def test_deferred_message_is_retried_when_due(tmp_path):
+    cfg = instance(tmp_path, "default_transport = discard:second try\n")
+    m = queue_message(cfg, ["u@remote.example"], queue="deferred")
+    os.utime(m.path, (time.time(), time.time() - 1))  # due
+    later = queue_message(cfg, ["v@remote.example"], queue="deferred")
+    os.utime(later.path, (time.time(), time.time() + 3600))  # not yet
+    agent = serve_agent(cfg, "discard", discard_deliver)
+    try:
+        run_qmgr(cfg, lambda qm: m.queue_id not in files(cfg, "deferred") and not qm.active)
+    finally:
+        agent.stop()
+    assert files(cfg, "deferred") == [later.queue_id]
+    assert f"{m.queue_id}: removed" in (tmp_path / "maillog").read_text()
+
+
+def test_unreachable_transport_defers_and_suspends_destination(tmp_path):
+    cfg = instance(tmp_path, "default_transport = smtp\n")  # nobody serves private/smtp
+    msgs = [queue_message(cfg, [f"u{i}@down.example"], queue="incoming") for i in range(8)]
+    qm = run_qmgr(cfg, lambda qm: len(files(cfg, "deferred")) == len(msgs))
+    assert sorted(files(cfg, "deferred")) == sorted(m.queue_id for m in msgs)
+    text = (tmp_path / "maillog").read_text()
+    assert "status=deferred (mail transport unavailable)" in text
+    # after one pseudo-cohort of failures the rest wait without being tried
+    assert "delivery temporarily suspended" in text
+    d = qm.sched.find("smtp", "down.example")
+    assert d is not None and d.is_dead()
+
+
+def test_active_queue_is_recovered_at_start(tmp_path):
+    cfg = instance(tmp_path, "default_transport = discard:again\n")
+    m = queue_message(cfg, ["u@remote.example"], queue="active")
+    agent = serve_agent(cfg, "discard", discard_deliver)
+    try:
+        run_qmgr(
+            cfg,
+            lambda qm: not os.path.exists(m.path) and not qm.active and not files(cfg, "incoming"),
+        )
+    finally:
+        agent.stop()
+    assert f"{m.queue_id}: removed" in (tmp_path / "maillog").read_text()
+
+
+def test_damaged_file_goes_to_corrupt(tmp_path):
+    cfg = instance(tmp_path, "default_transport = discard\n")
+    bad = Path(cfg.get("queue_directory")) / "incoming" / "5BRk4K3ZBvzvRh"
+    bad.write_bytes(b"garbage")
+    run_qmgr(cfg, lambda qm: not bad.exists())
+    assert (Path(cfg.get("queue_directory")) / "corrupt" / bad.name).exists()
+
+
+def test_active_window_is_bounded(tmp_path):
+    cfg = instance(tmp_path, "default_transport = smtp\nqmgr_message_active_limit = 3\n")
+    for i in range(6):
+        queue_message(cfg, [f"u{i}@x.example"], queue="incoming")
+    seen = []
+
+    def until(qm):
+        seen.append(len(qm.active))
+        return len(files(cfg, "deferred")) == 6
+
+    run_qmgr(cfg, until)
+    assert max(seen) <= 3
+    assert len(files(cfg, "deferred")) == 6
