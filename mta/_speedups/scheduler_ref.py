@@ -41,6 +41,13 @@ from __future__ import annotations
 
 from collections import deque
 
+EPSILON = 1e-9  # sums of feedback fractions (3 x 1/3) count as whole
+
+
+def _round(x: float) -> float:
+    """Windows move in steps of feedback sums: snap 3.9999999 to 4."""
+    return float(round(x)) if abs(x - round(x)) < EPSILON else x
+
 
 class Destination:
     """One transport + next hop: its waiting work and its window."""
@@ -236,20 +243,20 @@ class Scheduler:
             d.debit = 0.0
             if d.limit <= 0 or d.window < d.limit:
                 d.credit += _feedback(d.pos_num, d.pos_pow, d.window)
-                if d.credit >= 1.0:
-                    d.window += d.credit
+                if d.credit >= 1.0 - EPSILON:
+                    d.window = _round(d.window + d.credit)
                     d.credit = 0.0
                     if d.limit > 0 and d.window > d.limit:
                         d.window = float(d.limit)
             return False
         d.credit = 0.0
         d.fail_cohorts += 1.0 / d.window
-        if d.cohort_limit > 0 and d.fail_cohorts >= d.cohort_limit:
+        if d.cohort_limit > 0 and d.fail_cohorts >= d.cohort_limit - EPSILON:
             d.dead_until = now + revive_after
             return True
         d.debit += _feedback(d.neg_num, d.neg_pow, d.window)
-        if d.debit >= 1.0:
-            d.window = max(1.0, d.window - d.debit)
+        if d.debit >= 1.0 - EPSILON:
+            d.window = max(1.0, _round(d.window - d.debit))
             d.debit = 0.0
         return False
 
