@@ -50,6 +50,7 @@ import time
 
 from mta import log
 from mta.cli.common import load, make_parser
+from mta.common.trigger import TRIGGER_FLUSH, send_trigger
 from mta.config import Config, ConfigError
 from mta.config.master_cf import read_master_cf
 from mta.master.master import MASTER_KILL_WAIT, MASTER_STOP_GRACE, Master, plan_service
@@ -69,6 +70,7 @@ DESCRIPTIONS = {
     "abort": "stop the mail system at once",
     "reload": "make the master re-read main.cf and master.cf",
     "status": "tell whether the mail system runs (exit 0) or not (exit 1)",
+    "flush": "ask the queue manager to try all deferred mail now (postqueue -f)",
 }
 
 
@@ -278,6 +280,20 @@ def status(cfg: Config, script: Script) -> int:
 
 
 # ---------------------------------------------------------------- main
+def flush_queue(cfg: Config) -> bool:
+    """Tell qmgr that all deferred mail is due now; False when nobody listens."""
+    qmgr = paths.service_socket_path(
+        cfg.get("queue_directory"), cfg.get("queue_service_name"), private=False
+    )
+    return send_trigger(qmgr, TRIGGER_FLUSH)
+
+
+def flush(cfg: Config, script: Script) -> int:
+    if not flush_queue(cfg):
+        return script.fatal("cannot flush the mail queue: the mail system is down")
+    return 0
+
+
 def main(argv: list[str], command: str) -> int:
     parser = make_parser(command, DESCRIPTIONS.get(command, "control the mail system"))
     args = parser.parse_args(argv)
@@ -297,6 +313,8 @@ def main(argv: list[str], command: str) -> int:
             return reload(cfg, script)
         if command == "status":
             return status(cfg, script)
+        if command == "flush":
+            return flush(cfg, script)
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         return script.fatal(f"{where}{exc.strerror or exc}")

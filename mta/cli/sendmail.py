@@ -21,8 +21,11 @@ DESCRIPTION
     Sendmail takes and Postfix ignores (-o*, -h, -L, -n, -U, -m, -x, -X)
     are ignored here too.
 
-    -bp (mailq), -bv, -bi and -I (newaliases) and -q need services that
-    arrive later; they say so in one line and exit 69 (EX_UNAVAILABLE).
+    -q asks the queue manager to try all deferred mail now (69 when the
+    mail system is down). -bp (mailq), -bv, -qR and -qS need services
+    that arrive later; they say so in one line and exit 69 (EX_UNAVAILABLE).
+    -bi, -I and the name newaliases build every table of alias_database
+    (mta alias, postalias) and exit with its status.
 
     Exit status follows sysexits.h: 0 queued, 64 usage, 65 bad message
     data, 69 unavailable, 73 cannot create the queue file, 75 temporary
@@ -235,6 +238,21 @@ def run_smtp_on_stdio(cfg) -> int:
     return serve_stdio(cfg)
 
 
+def flush_deferred(opts: dict) -> int:
+    """-q: deliver the deferred queue now (-qR/-qS per site come with ETRN)."""
+    if opts["q"][:1] in ("R", "S", "I"):
+        return unavailable(f"per-site queue runs (sendmail -q{opts['q'][:1]})")
+    from mta.cli.postfix import flush_queue
+
+    try:
+        cfg = load_config(opts.get("C"))
+    except ConfigError as exc:
+        return fail(EX_CONFIG, str(exc))
+    if not flush_queue(cfg):
+        return fail(EX_UNAVAILABLE, "cannot flush the mail queue: the mail system is down")
+    return EX_OK
+
+
 def unavailable(what: str) -> int:
     return fail(EX_UNAVAILABLE, f"{what} is not available in this version of mta yet")
 
@@ -255,11 +273,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     elif prog == "newaliases":
         opts["mode"] = "i"
     if opts["q"] is not None:
-        return unavailable("queue flushing (sendmail -q)")
+        return flush_deferred(opts)
     if opts["mode"] == "p":
         return unavailable("the queue listing (mailq, sendmail -bp)")
     if opts["mode"] == "i":
-        return unavailable("alias database rebuilding (newaliases, sendmail -bi)")
+        from mta.cli.alias import newaliases
+
+        return newaliases(opts.get("C"))
     if opts["mode"] == "v":
         return unavailable("address verification (sendmail -bv)")
     if opts["mode"] in ("d", "D", "a"):

@@ -13,7 +13,9 @@ DESCRIPTION
     invoking user, listens on 127.0.0.1 only (smtpd on port 2525) and
     trusts only loopback clients, so it relays for nobody else; QMQP is
     on port 6280 for loopback clients, and sendmail's mail is picked up
-    from the maildrop queue.
+    from the maildrop queue. qmgr delivers through the smtp, lmtp,
+    local, virtual, discard and error agents; local mailboxes are
+    files under mail/.
 
 SECURITY
     Creates files as the invoking user, mode 0700 for the directory.
@@ -72,7 +74,16 @@ MASTER_CF_TEXT = """\
 127.0.0.1:{qmqp} inet n   -       n       -       -       qmqpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
+qmgr      fifo  n       -       n       300     1       qmgr
 proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+lmtp      unix  -       -       n       -       -       lmtp
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+discard   unix  -       -       n       -       -       discard
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
 """
 
 

@@ -11,6 +11,8 @@ import asyncio
 import sys
 
 from mta import log
+from mta.config import ConfigError
+from mta.maps import MapError
 from mta.master.mail_server import drop_privileges_if_asked, new_event_loop, start_service
 from mta.master.trigger_server import TriggerServer
 from mta.qmgr.manager import QueueManager
@@ -22,7 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     asyncio.set_event_loop(loop)
     drop_privileges_if_asked(ctx)
     log.start_background()
-    qm = QueueManager(ctx.cfg)
+    try:
+        qm = QueueManager(ctx.cfg)
+    except (ConfigError, MapError) as exc:
+        log.fatal("%s", exc)
     server = TriggerServer(ctx, lambda data, _ctx: qm.trigger(data), listeners)
     server.max_idle = 0  # qmgr lives as long as the mail system
     server.max_use = 1 << 62

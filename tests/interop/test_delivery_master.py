@@ -1,0 +1,76 @@
+"""Mail through smtpd, cleanup, qmgr and the discard/error agents under the real master."""
+
+from __future__ import annotations
+
+import os
+import smtplib
+
+import pytest
+
+from mta.qmgr.scan import iter_queue
+from tests.support.running import Instance, free_port, wait_for
+
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture
+def mail_system(tmp_path):
+    port = free_port()
+    master_cf = (
+        f"127.0.0.1:{port} inet n - n - - smtpd\n"
+        "qmgr fifo n - n 300 1 qmgr\n"
+        "cleanup unix n - n - 0 cleanup\n"
+        "discard unix - - n - - discard\n"
+        "error unix - - n - - error\n"
+        "retry unix - - n - - error\n"
+    )
+    inst = Instance(
+        tmp_path,
+        master_cf,
+        {
+            "myhostname": "mx.test.example",
+            "mydestination": "",
+            "mynetworks": "127.0.0.0/8",
+            "transport_maps": "inline:{ {gone.example=error:5.1.2 domain gone}, "
+            "{later.example=retry:4.4.4 busy}, ok.example=discard:accepted }",
+            "local_recipient_maps": "",
+            "smtpd_peername_lookup": "no",
+        },
+    )
+    r = inst.mta("start")
+    assert r.returncode == 0, r.stderr
+    inst.port = port
+    yield inst
+    inst.stop()
+
+
+def send(inst, rcpts):
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s:
+        s.sendmail("sender@ok.example", rcpts, b"Subject: hi\r\n\r\nbody\r\n")
+
+
+def test_delivered_mail_leaves_the_queue(mail_system):
+    send(mail_system, ["a@ok.example", "b@ok.example"])
+    text = mail_system.wait_log(r": removed", 15)
+    assert "status=sent (accepted)" in text
+    assert "(queue active)" in text
+    assert not list(iter_queue(mail_system.queue, "incoming"))
+    assert not list(iter_queue(mail_system.queue, "active"))
+
+
+def test_temporary_failure_goes_to_deferred_and_flush_retries(mail_system):
+    send(mail_system, ["x@later.example"])
+    mail_system.wait_log(r"status=deferred \(busy\)", 15)
+    hashed = ("deferred", "defer")
+    assert wait_for(lambda: list(iter_queue(mail_system.queue, "deferred", 1, hashed)), 10)
+    r = mail_system.mta("flush")
+    assert r.returncode == 0, r.stderr
+    mail_system.wait_log(r"status=deferred \(busy\)", 15, count=2)
+
+
+def test_flush_of_a_stopped_system_says_so(tmp_path):
+    inst = Instance(tmp_path, "qmgr fifo n - n 300 1 qmgr\n")
+    r = inst.mta("flush")
+    assert r.returncode != 0
+    assert "mail system is down" in r.stderr
+    assert os.path.isdir(inst.dir)
