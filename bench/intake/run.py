@@ -30,7 +30,6 @@ import os
 import shutil
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,56 +38,18 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from loadgen import (  # noqa: E402 - after the path is set
+    RECIPIENT,
+    SENDER,
+    free_port,
+    percentile,
+    proc_tree_cpu,
+    smtp_source,
+    wait_port,
+)
+
 ROOT = HERE.parent.parent
-SENDER = "bench@load.example"
-RECIPIENT = "sink@bench.example"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.recv(100)
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing answers on port {port}")
-
-
-def proc_tree_cpu(root_pids: list[int]) -> float:
-    """User+system CPU seconds of the given processes and all their descendants,
-    including children they already waited for (cutime/cstime)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        pid, ppid = int(entry), int(fields[1])
-        stats[pid] = fields
-        children.setdefault(ppid, []).append(pid)
-    total = 0.0
-    todo = list(root_pids)
-    while todo:
-        pid = todo.pop()
-        fields = stats.get(pid)
-        if fields is None:
-            continue
-        total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
-        todo.extend(children.get(pid, []))
-    return total
 
 
 def count_files(directory: Path) -> int:
@@ -131,13 +92,6 @@ def make_message(size: int) -> bytes:
     line = b"x" * 76 + b"\r\n"
     body = line * max(1, (size - len(head)) // len(line))
     return head + body
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 # ---------------------------------------------------------------- targets
@@ -293,29 +247,6 @@ class PostfixTarget(Target):
 
 
 TARGETS = {"mta": MtaTarget, "aiosmtpd": AiosmtpdTarget, "postfix": PostfixTarget}
-
-
-def smtp_source(port: int, sessions: int, messages: int, size: int) -> None:
-    """Postfix's load generator: messages of size bytes over sessions connections."""
-    subprocess.run(
-        [
-            "smtp-source",
-            "-s",
-            str(sessions),
-            "-m",
-            str(messages),
-            "-l",
-            str(size),
-            "-f",
-            SENDER,
-            "-t",
-            RECIPIENT,
-            f"127.0.0.1:{port}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=1800,
-    )
 
 
 def run_one(target_cls, sessions: int, messages: int, size: int) -> dict:

@@ -37,7 +37,9 @@ DESCRIPTION
     sorts that out.
 
     job.conn_time is the connection set-up part of the delays (c);
-    agents that connect somewhere set it.
+    agents that connect somewhere set it. job.ctx is the service's
+    context (ctx.service_name, ctx.args: the master.cf arguments after
+    the command, as pipe's "flags=... argv=..." need them).
 
 SECURITY
     Requests come from qmgr on a private socket. The queue file is only
@@ -84,9 +86,10 @@ Deliver = Callable[["DeliveryJob"], Awaitable[None]]
 class DeliveryJob:
     """One delivery request being worked on, and the outcome so far."""
 
-    def __init__(self, req: DeliveryRequest, cfg) -> None:
+    def __init__(self, req: DeliveryRequest, cfg, ctx=None) -> None:
         self.req = req
         self.cfg = cfg
+        self.ctx = ctx  # the ServiceContext: service_name, master.cf args (pipe's argv=)
         self.queue_dir = cfg.get("queue_directory")
         self.hash_depth = cfg.get_int("hash_queue_depth")
         self.hashed = tuple(cfg.get_list("hash_queue_names"))
@@ -251,7 +254,7 @@ async def handle_request(
     except RequestError as exc:
         log.warning("%s", exc)
         return
-    job = DeliveryJob(req, ctx.cfg)
+    job = DeliveryJob(req, ctx.cfg, ctx)
     try:
         job.message()
     except (OSError, QueueFileError) as exc:

@@ -84,6 +84,7 @@ virtual   unix  -       n       n       -       -       virtual
 discard   unix  -       -       n       -       -       discard
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
+scache    unix  -       -       n       -       1       scache
 """
 
 

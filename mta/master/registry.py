@@ -73,6 +73,7 @@ COMMAND_ALIASES: dict[str, str] = {
     "trace": "bounce",
     "oqmgr": "qmgr",
     "retry": "error",
+    "lmtp": "smtp",  # one client, two protocols
 }
 
 PRESPAWN_COMMANDS: frozenset[str] = frozenset({"qmgr", "oqmgr", "pickup", "tlsmgr"})

@@ -20,7 +20,8 @@ DESCRIPTION
     master decides when its children stop), moves to "/" and executes
     the interpreter. A failure before exec exits with status 127.
 
-    child_env() adds MTA_SERVICE (name/type), PYTHONSAFEPATH (the
+    child_env() adds MTA_SERVICE (name/type), MTA_PROGRAM (the master.cf
+    command, for programs that several commands share), PYTHONSAFEPATH (the
     working directory never joins sys.path) and MTA_LOG_STDOUT when the
     log descriptor is a log file or the terminal.
 
@@ -69,6 +70,7 @@ def child_env(entry: ServiceEntry, log_to_fd: bool, base: dict | None = None) ->
     """Return the environment of a child of this service."""
     env = dict(os.environ if base is None else base)
     env["MTA_SERVICE"] = entry.key
+    env["MTA_PROGRAM"] = entry.command  # the master.cf command: lmtp runs mta.smtp
     env["PYTHONSAFEPATH"] = "1"
     if log_to_fd:
         env["MTA_LOG_STDOUT"] = "1"

@@ -72,6 +72,7 @@ class TriggerServer:
         self.max_idle = ctx.cfg.get_time("max_idle")
         self.max_use = ctx.cfg.get_int("max_use")
         self.use_count = 0
+        self.report_use = True  # tell the master taken/available around each trigger
         self.queue: asyncio.Queue[bytes | None] | None = None
         self.tasks: list[asyncio.Task] = []
         self.fifo_fds: list[int] = []
@@ -156,7 +157,7 @@ class TriggerServer:
         return 0
 
     async def _run_handler(self, data: bytes) -> None:
-        report = not is_wakeup_only(data)
+        report = self.report_use and not is_wakeup_only(data)
         if report:
             self.ctx.report_taken()
         try:

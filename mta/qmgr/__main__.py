@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     server = TriggerServer(ctx, lambda data, _ctx: qm.trigger(data), listeners)
     server.max_idle = 0  # qmgr lives as long as the mail system
     server.max_use = 1 << 62
+    server.report_use = False  # a trigger only sets a flag: never "busy" to the master
 
     async def serve() -> int:
         manager = asyncio.create_task(qm.run())

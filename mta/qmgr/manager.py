@@ -142,6 +142,7 @@ class QueueManager:
         self.last_forget = time.monotonic()
         self.incoming_full = False  # the last incoming scan stopped at the window limit
         self.dead_reason: dict[tuple[str, str], str] = {}
+        self.cleanup = None  # built on the first notice: it opens every cleanup table
 
     # ------------------------------------------------------------ control
     def trigger(self, data: bytes) -> None:
@@ -475,8 +476,12 @@ class QueueManager:
             return True
         from mta.bounce.notice import send_notice
 
+        if self.cleanup is None:
+            from mta.cleanup import Cleanup
+
+            self.cleanup = Cleanup(self.cfg)
         try:
-            new_id = send_notice(self.cfg, msg, am.path, failed)
+            new_id = send_notice(self.cfg, msg, am.path, failed, cleanup=self.cleanup)
         except Exception as exc:  # noqa: BLE001 - keep the message and its bounce log
             log.warning("%s: cannot queue non-delivery notice: %s", msg.queue_id, exc)
             return False

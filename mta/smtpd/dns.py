@@ -1,238 +1,38 @@
-"""smtpd.dns - asynchronous DNS look-ups for the access restrictions
+"""smtpd.dns - the old name of mta/common/dns.py, kept for smtpd and its tests
 
 SYNOPSIS
     from mta.smtpd import dns as smtpd_dns
-    smtpd_dns.set_nameservers(["127.0.0.1:5353"])     # tests; None: environment/system
-    answer = await smtpd_dns.lookup("example.com", "MX")
-    answer.status, answer.records                      # "ok", ["10 mx.example.com."]
-    await smtpd_dns.mail_domain_status("example.com")  # "ok" "notfound" "nullmx" "inval" "retry"
-    await smtpd_dns.host_status("mail.example.com")    # "ok" "notfound" "retry"
 
 DESCRIPTION
-    Thin helpers on dnspython's dns.asyncresolver, so that a slow name
-    server holds up only the session that waits for it. Names are always
-    looked up as absolute names: no search list, no ndots games.
-
-    The name servers are, in order: those given to set_nameservers();
-    those in the environment variable MTA_DNS_SERVER ("ADDR[:PORT]",
-    several separated by commas or spaces, "[v6addr]:PORT" for IPv6);
-    those of /etc/resolv.conf; 127.0.0.1. The resolver is built once and
-    rebuilt after set_nameservers() or set_timeouts().
-
-    Every answer is one of the DNS_* statuses:
-
-        ok        records found (lookup() returns them as master-file text)
-        nodata    the name exists but has no record of that type
-        notfound  the name does not exist, or is no valid DNS name
-        retry     a temporary failure: SERVFAIL, REFUSED from every server,
-                  timeout, or no server reachable
-
-    mail_domain_status() asks what reject_unknown_sender_domain and
-    reject_unknown_recipient_domain need: MX records, else an A, else an
-    AAAA record. It answers "nullmx" for a domain whose only MX record is
-    the RFC 7505 null MX ("0 ."), and "inval" for an MX set that names
-    the root among other hosts (a malformed reply). host_status() is the
-    test of reject_unknown_helo_hostname: any A, AAAA or MX record.
+    Re-exports mta.common.dns; the module moved there when the smtp
+    client needed MX look-ups too. The state (name servers, timeouts,
+    the built resolver) is the one of mta.common.dns.
 
 SECURITY
-    Names come from untrusted clients (HELO, MAIL FROM, RCPT TO domains);
-    they are only turned into DNS queries. Answers come from the network
-    and are only classified or returned as text.
-
-STANDARDS
-    RFC 1035 (DNS), RFC 5321 section 5.1 (MX, then address records),
-    RFC 7505 (null MX).
-
-SEE ALSO
-    tests/support/dns_server.py (the test server), mta/smtpd/checks.py
+    See mta/common/dns.py.
 """
 
-from __future__ import annotations
-
-import os
-from dataclasses import dataclass, field
-
-import dns.asyncresolver
-import dns.exception
-import dns.name
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
-
-DNS_OK = "ok"  # records found
-DNS_NODATA = "nodata"  # name exists, no record of the type
-DNS_NOTFOUND = "notfound"  # no such name, or not a valid name
-DNS_RETRY = "retry"  # temporary failure
-DNS_NULLMX = "nullmx"  # RFC 7505: the domain accepts no mail
-DNS_INVAL = "inval"  # malformed MX set
-DNS_ENV = "MTA_DNS_SERVER"  # environment variable naming test name servers
-DNS_TIMEOUT = 3.0  # seconds per server try
-DNS_LIFETIME = 8.0  # seconds for one whole look-up
-
-_state: dict[str, object] = {
-    "override": None,  # list of (addr, port) from set_nameservers()
-    "resolver": None,  # the built resolver
-    "timeout": DNS_TIMEOUT,
-    "lifetime": DNS_LIFETIME,
-}
-
-
-@dataclass
-class DnsAnswer:
-    """The result of one look-up."""
-
-    status: str
-    records: list[str] = field(default_factory=list)
-
-
-def parse_nameservers(text: str) -> list[tuple[str, int]]:
-    """Split "ADDR[:PORT], [V6]:PORT ..." into (address, port) pairs."""
-    out: list[tuple[str, int]] = []
-    for item in text.replace(",", " ").split():
-        port = 53
-        if item.startswith("["):
-            addr, _, rest = item[1:].partition("]")
-            if rest.startswith(":"):
-                port = int(rest[1:])
-        elif item.count(":") == 1:
-            addr, _, num = item.partition(":")
-            port = int(num)
-        else:
-            addr = item
-        if not addr or not 0 < port < 65536:
-            raise ValueError(f'bad name server "{item}"')
-        out.append((addr, port))
-    return out
-
-
-def set_nameservers(servers: list[str] | list[tuple[str, int]] | str | None) -> None:
-    """Use these servers from now on; None goes back to MTA_DNS_SERVER or the system's."""
-    if servers is None:
-        _state["override"] = None
-    elif isinstance(servers, str):
-        _state["override"] = parse_nameservers(servers)
-    else:
-        pairs: list[tuple[str, int]] = []
-        for item in servers:
-            pairs += parse_nameservers(item) if isinstance(item, str) else [tuple(item)]
-        _state["override"] = pairs
-    _state["resolver"] = None
-
-
-def set_timeouts(timeout: float = DNS_TIMEOUT, lifetime: float = DNS_LIFETIME) -> None:
-    """Seconds per server try and per look-up (tests shorten them)."""
-    _state["timeout"], _state["lifetime"] = timeout, lifetime
-    _state["resolver"] = None
-
-
-def get_resolver() -> dns.asyncresolver.Resolver:
-    """The resolver every look-up uses; built on first use."""
-    resolver = _state["resolver"]
-    if resolver is not None:
-        return resolver
-    servers = _state["override"]
-    if servers is None and os.environ.get(DNS_ENV):
-        servers = parse_nameservers(os.environ[DNS_ENV])
-    if servers is None:
-        try:
-            resolver = dns.asyncresolver.Resolver(configure=True)
-        except dns.resolver.NoResolverConfiguration:
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            resolver.nameservers = ["127.0.0.1"]
-    else:
-        resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in servers]
-    resolver.timeout = float(_state["timeout"])
-    resolver.lifetime = float(_state["lifetime"])
-    resolver.search = []
-    _state["resolver"] = resolver
-    return resolver
-
-
-def _absolute(name: str) -> dns.name.Name | None:
-    text = name.strip()
-    if not text or text.startswith(".") or ".." in text:
-        return None
-    try:
-        return dns.name.from_text(text if text.endswith(".") else text + ".")
-    except (dns.exception.DNSException, UnicodeError, ValueError):
-        return None
-
-
-async def lookup(name: str, rdtype: str) -> DnsAnswer:
-    """Look up one record type of name; records come back as master-file text."""
-    qname = _absolute(name)
-    if qname is None:
-        return DnsAnswer(DNS_NOTFOUND)
-    try:
-        answer = await get_resolver().resolve(
-            qname, dns.rdatatype.from_text(rdtype), search=False, raise_on_no_answer=False
-        )
-    except (dns.resolver.NXDOMAIN, dns.resolver.YXDOMAIN):
-        return DnsAnswer(DNS_NOTFOUND)
-    except dns.resolver.NoAnswer:
-        return DnsAnswer(DNS_NODATA)
-    except (dns.resolver.NoNameservers, dns.exception.Timeout, OSError):
-        return DnsAnswer(DNS_RETRY)
-    except dns.exception.DNSException:
-        return DnsAnswer(DNS_RETRY)
-    if answer.rrset is None:
-        return DnsAnswer(DNS_NODATA)
-    return DnsAnswer(DNS_OK, [rdata.to_text() for rdata in answer.rrset])
-
-
-def _mx_status(records: list[str]) -> str:
-    targets = [r.split()[-1] for r in records]
-    if any(t == "." for t in targets):
-        return DNS_NULLMX if len(targets) == 1 and records[0].split()[0] == "0" else DNS_INVAL
-    return DNS_OK
-
-
-async def mail_domain_status(domain: str) -> str:
-    """Can domain receive mail by DNS: MX records, else A, else AAAA."""
-    mx = await lookup(domain, "MX")
-    if mx.status == DNS_OK:
-        return _mx_status(mx.records)
-    if mx.status != DNS_NODATA:
-        return mx.status
-    return await _address_status(domain)
-
-
-async def _first_status(name: str, rdtypes: tuple[str, ...]) -> str:
-    """DNS_OK at the first record type found, DNS_NOTFOUND when the name does
-    not exist or has none of them, DNS_RETRY when a lookup failed for now."""
-    retry = False
-    for rdtype in rdtypes:
-        answer = await lookup(name, rdtype)
-        if answer.status == DNS_OK:
-            return DNS_OK
-        if answer.status == DNS_NOTFOUND:
-            return DNS_NOTFOUND
-        retry = retry or answer.status == DNS_RETRY
-    return DNS_RETRY if retry else DNS_NOTFOUND
-
-
-async def _address_status(name: str) -> str:
-    return await _first_status(name, ("A", "AAAA"))
-
-
-async def host_status(name: str) -> str:
-    """Does name have an A, MX or AAAA record (reject_unknown_helo_hostname)?"""
-    return await _first_status(name, ("A", "MX", "AAAA"))
-
-
-async def host_addresses(name: str) -> DnsAnswer:
-    """The A and AAAA records of name, together."""
-    records: list[str] = []
-    statuses = []
-    for rdtype in ("A", "AAAA"):
-        answer = await lookup(name, rdtype)
-        statuses.append(answer.status)
-        records += answer.records
-        if answer.status == DNS_NOTFOUND:
-            break
-    if records:
-        return DnsAnswer(DNS_OK, records)
-    if DNS_RETRY in statuses:
-        return DnsAnswer(DNS_RETRY)
-    return DnsAnswer(DNS_NOTFOUND if DNS_NOTFOUND in statuses else DNS_NODATA)
+from mta.common.dns import *  # noqa: F403
+from mta.common.dns import (  # noqa: F401
+    DNS_ENV,
+    DNS_INVAL,
+    DNS_LIFETIME,
+    DNS_NODATA,
+    DNS_NOTFOUND,
+    DNS_NULLMX,
+    DNS_OK,
+    DNS_RETRY,
+    DNS_TIMEOUT,
+    DnsAnswer,
+    MxAnswer,
+    _state,
+    get_resolver,
+    host_addresses,
+    host_status,
+    lookup,
+    lookup_mx,
+    mail_domain_status,
+    parse_nameservers,
+    set_nameservers,
+    set_timeouts,
+)

@@ -105,11 +105,18 @@ def test_ignored_sendmail_options_are_accepted(cdir):
     assert r.returncode == 0, r.stderr
 
 
-@pytest.mark.parametrize("flag", ["-bp", "-bi", "-I", "-q", "-q1h", "-bv"])
+@pytest.mark.parametrize("flag", ["-bp", "-qRx.example", "-bv"])
 def test_later_services_answer_unavailable(cdir, flag):
     r = sendmail(cdir, flag, "a@x.example")
     assert r.returncode == 69
     assert r.stderr.startswith(b"sendmail: fatal:") and b"not available" in r.stderr
+
+
+@pytest.mark.parametrize("flag", ["-q", "-q1h"])
+def test_queue_run_of_a_stopped_system_says_it_is_down(cdir, flag):
+    r = sendmail(cdir, flag)
+    assert r.returncode == 69
+    assert b"mail system is down" in r.stderr
 
 
 def test_unknown_option_is_a_usage_error(cdir):

@@ -167,3 +167,43 @@ def test_active_window_is_bounded(tmp_path):
     run_qmgr(cfg, until)
     assert max(seen) <= 3
     assert len(files(cfg, "deferred")) == 6
+
+
+def test_bounce_sends_a_notice_and_removes_the_message(tmp_path):
+    cfg = instance(tmp_path, "default_transport = error:5.1.2 domain is gone\n")
+    m = queue_message(cfg, ["u@gone.example"], sender="writer@origin.example", queue="incoming")
+    agent = serve_agent(cfg, "error", make_deliver(retry=False))
+    try:
+        run_qmgr(cfg, lambda qm: not os.path.exists(m.path) and not qm.active)
+    finally:
+        agent.stop()
+    text = (tmp_path / "maillog").read_text()
+    assert "dsn=5.1.2, status=bounced (domain is gone)" in text
+    assert f"{m.queue_id}: sender non-delivery notification: " in text
+    assert f"{m.queue_id}: removed" in text
+    notice_id = text.split(f"{m.queue_id}: sender non-delivery notification: ")[1].split()[0]
+    from mta.queue.queue_file import iter_content, read_queue_file
+
+    notice = read_queue_file(os.path.join(cfg.get("queue_directory"), "incoming", notice_id))
+    assert notice.sender == ""  # notices go out with the null sender
+    assert [r.address for r in notice.recipients] == ["writer@origin.example"]
+    body = b"\n".join(iter_content(notice.path, notice))
+    assert b"report-type=delivery-status" in body
+    assert b"Final-Recipient: rfc822; u@gone.example" in body
+    assert not logfile.read(cfg.get("queue_directory"), "bounce", m.queue_id)
+
+
+def test_expired_message_bounces_with_its_last_reason(tmp_path):
+    cfg = instance(
+        tmp_path, "default_transport = retry:4.4.1 no answer\nmaximal_queue_lifetime = 1s\n"
+    )
+    m = queue_message(cfg, ["u@slow.example"], sender="writer@origin.example", queue="incoming")
+    time.sleep(1.2)
+    agent = serve_agent(cfg, "retry", make_deliver(retry=True))
+    try:
+        run_qmgr(cfg, lambda qm: not os.path.exists(m.path) and not qm.active)
+    finally:
+        agent.stop()
+    text = (tmp_path / "maillog").read_text()
+    assert f"{m.queue_id}: from=<writer@origin.example>, status=expired, returned to sender" in text
+    assert f"{m.queue_id}: sender non-delivery notification: " in text

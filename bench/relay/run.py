@@ -1,0 +1,463 @@
+"""End-to-end relay benchmark: smtp-source -> MTA -> queue -> smtp client -> smtp-sink.
+
+Usage:
+    python bench/relay/run.py [--sessions 10 50] [--messages 3000] [--size 4096]
+                              [--rcpts 1] [--targets mta,postfix] [--plot FILE.png]
+                              [--json FILE]
+
+For each target and session count, Postfix's smtp-source sends --messages
+messages of --size bytes to the MTA on 127.0.0.1, which relays them through
+its queue manager and SMTP client to Postfix's smtp-sink on 127.0.0.1. With
+--rcpts 100 every message has 100 recipients spread over ten domains
+(d0..d9.bench.example by the last digit of the recipient, through a regexp
+virtual_alias_maps), each domain relayed to its own sink, so the scheduler
+juggles ten destinations.
+
+A probe thread sends one message at a time to a separate domain whose relay
+is a small aiosmtpd sink inside this script; the time from the 250 reply to
+the probe sink receiving the message is the delivery latency (p50, p99).
+
+Reported per run: messages/second accepted (while smtp-source ran) and
+delivered (until the queue is empty), latency, CPU seconds per message of all
+the MTA's processes, and peak memory (sum of RSS over the MTA's processes,
+sampled every 0.2 s). When Postfix is installed and this runs as root, the
+same load goes through a private Postfix instance configured the same way, in
+the same run; --plot draws delivered messages/second against sessions for
+both (needs matplotlib).
+
+Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import smtplib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from loadgen import (  # noqa: E402 - after the path is set
+    SENDER,
+    free_port,
+    percentile,
+    proc_tree_cpu,
+    smtp_source,
+    wait_port,
+)
+
+ROOT = HERE.parent.parent
+DOMAINS = 10  # destinations in the --rcpts > 1 case
+PROBE_DOMAIN = "probe.bench.example"
+
+
+# ---------------------------------------------------------------- sinks
+class SmtpSinks:
+    """Postfix's smtp-sink processes on 127.0.0.1, one per port."""
+
+    def __init__(self, count: int) -> None:
+        self.ports = [free_port() for _ in range(count)]
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        user = ["-u", "nobody"] if os.getuid() == 0 else []
+        for port in self.ports:
+            self.procs.append(
+                subprocess.Popen(
+                    ["smtp-sink", *user, f"127.0.0.1:{port}", "1024"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        for port in self.ports:
+            wait_port(port)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.terminate()
+            p.wait(10)
+
+
+class ProbeSink:
+    """An aiosmtpd sink that notes when each probe message arrives."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.arrived: dict[str, float] = {}
+
+        class Handler:
+            async def handle_DATA(inner, server, session, envelope):  # noqa: N805
+                for line in envelope.content.splitlines():
+                    if line.startswith(b"X-Probe: "):
+                        self.arrived[line[9:].decode().strip()] = time.perf_counter()
+                        break
+                return "250 2.0.0 Ok"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+class Probe(threading.Thread):
+    """Sends one message at a time to the probe domain; notes each 250."""
+
+    def __init__(self, port: int, size: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.size = size
+        self.sent: dict[str, float] = {}
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        try:
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=60) as s:
+                while not self.stop_flag.is_set():
+                    n += 1
+                    tag = f"p{n}"
+                    body = (
+                        f"From: <{SENDER}>\r\nTo: <x@{PROBE_DOMAIN}>\r\nX-Probe: {tag}\r\n"
+                        "Subject: probe\r\n\r\n" + "x" * 76 + "\r\n"
+                    ).encode() * 1
+                    s.sendmail(SENDER, [f"x@{PROBE_DOMAIN}"], body)
+                    self.sent[tag] = time.perf_counter()
+                    time.sleep(0.02)
+        except (OSError, smtplib.SMTPException):
+            pass
+
+
+# ---------------------------------------------------------------- targets
+def routing(sinks: SmtpSinks, probe_port: int, rcpts: int) -> tuple[str, str, str]:
+    """transport_maps, virtual_alias_maps (regexp source) and the recipient to load."""
+    # regexp transport tables see the whole address, not the domain alone
+    lines = [f"/@{PROBE_DOMAIN.replace('.', '[.]')}$/ smtp:[127.0.0.1]:{probe_port}"]
+    if rcpts > 1:
+        for i, port in enumerate(sinks.ports):
+            lines.append(f"/@d{i}[.]bench[.]example$/ smtp:[127.0.0.1]:{port}")
+        alias = "/^(.*)([0-9])sink@bench[.]example$/ ${1}${2}sink@d${2}.bench.example\n"
+    else:
+        lines.append(f"/@bench[.]example$/ smtp:[127.0.0.1]:{sinks.ports[0]}")
+        alias = ""
+    return "\n".join(lines) + "\n", alias, "sink@bench.example"
+
+
+class Target:
+    name = ""
+    queue: Path
+
+    def pids(self) -> list[int]: ...
+
+    def queue_empty(self) -> bool:
+        for sub in ("incoming", "active", "deferred", "maildrop"):
+            for _, _, files in os.walk(self.queue / sub):
+                if any(not f.startswith(".") for f in files):
+                    return False
+        return True
+
+
+class MtaTarget(Target):
+    name = "mta"
+
+    def __init__(self, top: Path, port: int, transport: str, alias: str) -> None:
+        import pwd
+
+        self.top, self.port = top, port
+        self.etc = top / "etc"
+        self.queue = top / "spool"
+        self.etc.mkdir(parents=True)
+        (self.etc / "transport").write_text(transport)
+        (self.etc / "virtual").write_text(alias)
+        user = pwd.getpwuid(os.getuid()).pw_name
+        (self.etc / "main.cf").write_text(
+            f"queue_directory = {self.queue}\ndata_directory = {top / 'data'}\n"
+            f"maillog_file = {top / 'maillog'}\nmail_owner = {user}\n"
+            "myhostname = mta.bench.example\nmydestination =\nrelay_domains =\n"
+            "inet_interfaces = loopback-only\nmynetworks = 127.0.0.0/8\n"
+            "smtpd_peername_lookup = no\nmax_idle = 600s\nmax_use = 100000\n"
+            "alias_maps =\nlocal_recipient_maps =\n"
+            f"transport_maps = regexp:{self.etc / 'transport'}\n"
+            + (f"virtual_alias_maps = regexp:{self.etc / 'virtual'}\n" if alias else "")
+        )
+        (self.etc / "master.cf").write_text(
+            f"127.0.0.1:{port} inet n - n - - smtpd\n"
+            "cleanup unix n - n - 0 cleanup\n"
+            "qmgr fifo n - n 300 1 qmgr\n"
+            "smtp unix - - n - - smtp\n"
+            "error unix - - n - - error\n"
+            "retry unix - - n - - error\n"
+            "scache unix - - n - 1 scache\n"
+            "proxymap unix - - n - - proxymap\n"
+        )
+
+    def mta(self, *args: str) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "mta", *args, "-c", str(self.etc)],
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        self.mta("start")
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "mta", "stop", "-c", str(self.etc)], capture_output=True
+        )
+
+    def pids(self) -> list[int]:
+        return [int((self.queue / "pid" / "master.pid").read_text().split()[0])]
+
+
+class PostfixTarget(Target):
+    name = "postfix"
+    DAEMONS = "/usr/lib/postfix/sbin"
+
+    def __init__(self, top: Path, port: int, transport: str, alias: str) -> None:
+        self.top, self.port = top, port
+        self.etc = top / "etc"
+        self.queue = top / "spool"
+        for d in (self.etc, self.queue, top / "data"):
+            d.mkdir(parents=True)
+        shutil.chown(top / "data", "postfix")
+        (self.etc / "transport").write_text(transport)
+        (self.etc / "virtual").write_text(alias)
+        (self.etc / "main.cf").write_text(
+            f"compatibility_level = 3.6\nqueue_directory = {self.queue}\n"
+            f"data_directory = {top / 'data'}\ncommand_directory = /usr/sbin\n"
+            f"daemon_directory = {self.DAEMONS}\nmail_owner = postfix\n"
+            "setgid_group = postdrop\nmyhostname = postfix.bench.example\n"
+            "mydestination =\nrelay_domains =\ninet_interfaces = 127.0.0.1\n"
+            "mynetworks = 127.0.0.0/8\nmaillog_file = /dev/stdout\nalias_maps =\n"
+            "local_recipient_maps =\nsmtpd_peername_lookup = no\n"
+            "smtpd_client_connection_count_limit = 0\n"
+            f"transport_maps = regexp:{self.etc / 'transport'}\n"
+            + (f"virtual_alias_maps = regexp:{self.etc / 'virtual'}\n" if alias else "")
+        )
+        (self.etc / "master.cf").write_text(
+            f"127.0.0.1:{port} inet n - n - - smtpd\n"
+            "cleanup unix n - n - 0 cleanup\n"
+            "rewrite unix - - n - - trivial-rewrite\n"
+            "qmgr unix n - n 300 1 qmgr\n"
+            "smtp unix - - n - - smtp\n"
+            "relay unix - - n - - smtp\n"
+            "error unix - - n - - error\n"
+            "retry unix - - n - - error\n"
+            "defer unix - - n - 0 bounce\n"
+            "bounce unix - - n - 0 bounce\n"
+            "trace unix - - n - 0 bounce\n"
+            "verify unix - - n - 1 verify\n"
+            "flush unix n - n 1000? 0 flush\n"
+            "scache unix - - n - 1 scache\n"
+            "anvil unix - - n - 1 anvil\n"
+            "proxymap unix - - n - - proxymap\n"
+            "postlog unix-dgram n - n - 1 postlogd\n"
+        )
+        self.proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return os.path.exists(f"{PostfixTarget.DAEMONS}/master") and os.getuid() == 0
+
+    def start(self) -> None:
+        subprocess.run(["postfix", "-c", str(self.etc), "check"], capture_output=True)
+        with open(self.top / "maillog", "wb") as maillog:
+            self.proc = subprocess.Popen(
+                [f"{self.DAEMONS}/master", "-c", str(self.etc), "-d"],
+                stdout=maillog,
+                stderr=subprocess.STDOUT,
+            )
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(20)
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
+
+
+TARGETS = {"mta": MtaTarget, "postfix": PostfixTarget}
+
+
+# ---------------------------------------------------------------- measuring
+def tree_rss(root_pids: list[int]) -> int:
+    """Sum of resident memory (bytes) of root_pids and their descendants."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            statm = Path(f"/proc/{entry}/statm").read_text().split()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid, ppid = int(entry), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = int(statm[1]) * page
+    total, todo = 0, list(root_pids)
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+class MemorySampler(threading.Thread):
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.peak = 0
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_flag.wait(0.2):
+            self.peak = max(self.peak, tree_rss(self.pids))
+
+
+def run_one(name: str, sessions: int, messages: int, size: int, rcpts: int) -> dict:
+    top = Path(tempfile.mkdtemp(prefix=f"relay-{name}-"))
+    os.chmod(top, 0o755)  # Postfix's daemons run as postfix and must reach the spool
+    sinks = SmtpSinks(DOMAINS if rcpts > 1 else 1)
+    probe_sink = ProbeSink()
+    sinks.start()
+    probe_sink.start()
+    transport, alias, recipient = routing(sinks, probe_sink.port, rcpts)
+    port = free_port()
+    target = TARGETS[name](top, port, transport, alias)
+    target.start()
+    try:
+        smtp_source(port, 2, 20, size, recipient, rcpts)  # warm up
+        deadline = time.monotonic() + 60
+        while not target.queue_empty() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cpu0 = proc_tree_cpu(target.pids())
+        memory = MemorySampler(target.pids())
+        memory.start()
+        probe = Probe(port, size)
+        start = time.perf_counter()
+        probe.start()
+        smtp_source(port, sessions, messages, size, recipient, rcpts)
+        accepted = time.perf_counter() - start
+        probe.stop_flag.set()
+        probe.join(60)
+        deadline = time.monotonic() + 180  # mail still queued then counts as not drained
+        while not target.queue_empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        drained = target.queue_empty()
+        delivered = time.perf_counter() - start
+        time.sleep(0.5)  # the probe sink may still be taking the last probe
+        memory.stop_flag.set()
+        memory.join(5)
+        cpu = proc_tree_cpu(target.pids()) - cpu0
+    finally:
+        target.stop()
+        sinks.stop()
+        probe_sink.stop()
+        shutil.rmtree(top, ignore_errors=True)
+    latencies = [
+        probe_sink.arrived[tag] - t for tag, t in probe.sent.items() if tag in probe_sink.arrived
+    ]
+    total = messages + len(probe.sent)
+    return {
+        "target": name,
+        "sessions": sessions,
+        "messages": messages,
+        "rcpts": rcpts,
+        "size": size,
+        "accepted_per_s": round(messages / accepted, 1),
+        "delivered_per_s": round(messages / delivered, 1) if drained else 0.0,
+        "drained": drained,
+        "p50_ms": round(1000 * percentile(latencies, 0.50), 1),
+        "p99_ms": round(1000 * percentile(latencies, 0.99), 1),
+        "probes": f"{len(latencies)}/{len(probe.sent)}",
+        "cpu_ms_per_msg": round(1000 * cpu / total, 3),
+        "peak_rss_mb": round(memory.peak / 2**20, 1),
+    }
+
+
+def plot(results: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in sorted({r["target"] for r in results}):
+        for rcpts in sorted({r["rcpts"] for r in results}):
+            rows = [r for r in results if r["target"] == name and r["rcpts"] == rcpts]
+            if rows:
+                ax.plot(
+                    [r["sessions"] for r in rows],
+                    [r["delivered_per_s"] for r in rows],
+                    marker="o",
+                    label=f"{name}, {rcpts} rcpt/msg",
+                )
+    ax.set_xlabel("concurrent smtp-source sessions")
+    ax.set_ylabel("messages delivered per second")
+    ax.set_title("End-to-end relay (smtp-source -> MTA -> smtp-sink)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--rcpts", type=int, nargs="+", default=[1])
+    parser.add_argument("--targets", default="mta,postfix")
+    parser.add_argument("--plot", help="draw delivered msg/s against sessions to this PNG")
+    parser.add_argument("--json", help="write the results here too")
+    args = parser.parse_args()
+    for tool in ("smtp-source", "smtp-sink"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} (Debian package postfix) is needed")
+    results = []
+    for rcpts in args.rcpts:
+        for sessions in args.sessions:
+            for name in args.targets.split(","):
+                if name == "postfix" and not PostfixTarget.available():
+                    print("postfix: skipped (not installed, or not root)", file=sys.stderr)
+                    continue
+                row = run_one(name, sessions, args.messages, args.size, rcpts)
+                results.append(row)
+                print(json.dumps(row), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    if args.plot and results:
+        plot(results, args.plot)
+    print()
+    head = ("target", "rcpt", "sess", "accept/s", "deliv/s", "p50 ms", "p99 ms", "cpu ms", "MB")
+    print("{:8} {:>4} {:>4} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7}".format(*head))
+    for r in results:
+        print(
+            f"{r['target']:8} {r['rcpts']:>4} {r['sessions']:>4} {r['accepted_per_s']:>9} "
+            f"{r['delivered_per_s']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8} "
+            f"{r['cpu_ms_per_msg']:>8} {r['peak_rss_mb']:>7}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

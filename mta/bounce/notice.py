@@ -1,0 +1,309 @@
+"""bounce.notice - non-delivery notices (RFC 3464 multipart/report) and sending them
+
+SYNOPSIS
+    from mta.bounce.notice import make_notice, send_notice, notice_recipients
+    sender, recipients, data = make_notice(cfg, msg, content_path, failed)
+    queue_id = send_notice(cfg, msg, content_path, failed)     # None: nobody to tell
+
+DESCRIPTION
+    make_notice() builds the notice for a message (a QueueMessage and
+    the path of the queue file that holds its content) and the
+    recipients that failed (RecipientStatus from the bounce log or from
+    the agents). It returns the envelope sender of the notice (always
+    the null sender), its recipients (the original sender) and the
+    message bytes, lines ended by "\\n":
+
+      - header: From: MAILER-DAEMON@$myhostname (Mail Delivery System),
+        To: the original sender, Subject: Undelivered Mail Returned to
+        Sender, Date:, Message-Id:, Auto-Submitted: auto-replied,
+        MIME-Version: 1.0, Content-Type: multipart/report;
+        report-type=delivery-status;
+      - part 1, text/plain: a short letter from the mail system of
+        $myhostname naming each failed recipient and its reason;
+      - part 2, message/delivery-status: the per-message fields
+        (Reporting-MTA: dns; $myhostname, X-Mta-Queue-ID, X-Mta-Sender,
+        Original-Envelope-Id when ENVID was given, Arrival-Date), then
+        per recipient Final-Recipient: rfc822; ADDRESS,
+        Original-Recipient when the recipient came with ORCPT, Action,
+        Status, Remote-MTA: dns; HOST when the relay was a host, and
+        Diagnostic-Code: smtp; REPLY for a server's reply (or "X-Mta;
+        TEXT" for a reason that is not an SMTP reply);
+      - part 3: the original message as message/rfc822 when the sender
+        asked for RET=FULL and it fits in bounce_size_limit bytes,
+        otherwise its header section as text/rfc822-headers (also cut
+        at bounce_size_limit, at a line end).
+
+    kind selects the notice: "failure" now; "delay" and "success" (for
+    delay warnings and NOTIFY=SUCCESS, issue 5) use the same layout with
+    their own subject, letter and action.
+
+    send_notice() queues the notice through the cleanup library into
+    incoming/ and returns its queue id. It sends nothing (None) when
+    the original sender is empty (a notice about a notice: the double
+    bounce to 2bounce_notice_recipient comes with issue 5) or when no
+    failed recipient wants one (NOTIFY given without FAILURE). When
+    cleanup does not queue it, NoticeError carries cleanup's reply and
+    the caller keeps the bounce log to try again.
+
+SECURITY
+    Reasons and the returned content come from remote servers and
+    senders; they are copied as data into the notice, with control
+    characters in reasons replaced. Runs as mail_owner in the process
+    that finishes the message (qmgr, or the bounce service).
+
+STANDARDS
+    RFC 3464 (delivery status notifications), RFC 3462/6522
+    (multipart/report), RFC 3461 (RET, ENVID, ORCPT, NOTIFY), RFC 3834
+    (Auto-Submitted).
+
+SEE ALSO
+    bounce(8), mta/bounce/logfile.py, mta/cleanup
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterable
+
+from mta.common.dsn import ACTION_DELAYED, ACTION_DELIVERED, ACTION_FAILED, RecipientStatus
+from mta.queue import rec_type as R
+from mta.queue.queue_file import QueueMessage, iter_content
+
+NOTICE_FROM_NAME = "Mail Delivery System"  # display name of MAILER-DAEMON
+MAILER_DAEMON = "MAILER-DAEMON"
+
+# kind -> (Subject:, action of the recipients, first paragraph of the letter)
+NOTICE_KINDS = {
+    "failure": (
+        "Undelivered Mail Returned to Sender",
+        ACTION_FAILED,
+        "Your message could not be delivered to the recipients listed\n"
+        "below. Each one is shown with the reason it failed; these\n"
+        "failures are permanent and delivery to them will not be tried\n"
+        "again.",
+    ),
+    "delay": (
+        "Delayed Mail (still being retried)",
+        ACTION_DELAYED,
+        "Your message has not yet reached the recipients listed below.\n"
+        "Delivery is still being tried; you do not need to send it again.",
+    ),
+    "success": (
+        "Successful Mail Delivery Report",
+        ACTION_DELIVERED,
+        "Your message was delivered to the recipients listed below, as\nyou asked to be told.",
+    ),
+}
+
+_SMTP_REPLY = re.compile(r"^[245]\d\d[ -]")
+_RELAY_HOST = re.compile(r"^([^\[\s]+)\[[^\]]*\](?::\d+)?$")
+_REASON_LIMIT = 900  # characters of a reason in a Diagnostic-Code field
+
+
+class NoticeError(Exception):
+    """cleanup did not queue the notice; str is its reply."""
+
+
+def _clean(text: str) -> str:
+    """One line of printable text, bounded."""
+    text = "".join(c if c.isprintable() else " " for c in text).strip()
+    return text[:_REASON_LIMIT]
+
+
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def _remote_mta(relay: str) -> str:
+    m = _RELAY_HOST.match(relay or "")
+    return m.group(1) if m else ""
+
+
+def _address_field(value: str) -> str:
+    """ "rfc822; addr" from "rfc822;addr" or a bare address."""
+    kind, semi, addr = value.partition(";")
+    if not semi:
+        return f"rfc822; {value}"
+    return f"{kind.strip()}; {addr.strip()}"
+
+
+def _content(msg: QueueMessage, content_path: str) -> tuple[list[bytes], list[bytes]]:
+    """(header lines, body lines) of the original message."""
+    headers: list[bytes] = []
+    body: list[bytes] = []
+    in_body = False
+    for line in iter_content(content_path, msg):
+        if in_body:
+            body.append(line)
+        elif line == b"" or line == b"\r":
+            in_body = True
+        else:
+            headers.append(line)
+    return headers, body
+
+
+def _cut(lines: list[bytes], limit: int) -> list[bytes]:
+    out, size = [], 0
+    for line in lines:
+        size += len(line) + 1
+        if limit and size > limit:
+            break
+        out.append(line)
+    return out
+
+
+def _letter(cfg, kind: str, statuses: list[RecipientStatus]) -> str:
+    host = cfg.get("myhostname")
+    _, _, first = NOTICE_KINDS[kind]
+    lines = [
+        f"This is the mail system at host {host}.",
+        "",
+        first,
+        "",
+        "For help with this report, write to the postmaster of this",
+        f"host, postmaster@{host}, and include the report",
+        "(the returned message may be left out).",
+        "",
+        f"                   The {cfg.get('mail_name')} program",
+        "",
+    ]
+    for st in statuses:
+        shown = f"<{st.address}>"
+        if st.orig and st.orig != st.address:
+            shown += f" (expanded from <{st.orig}>)"
+        lines.append(f"{shown}: {_clean(st.reason)}")
+        lines.append("")
+    return "\n".join(_ascii(line) for line in lines)
+
+
+def _delivery_status(cfg, msg: QueueMessage, action: str, statuses) -> str:
+    from mta.cleanup.headers import mail_date
+
+    fields = [
+        f"Reporting-MTA: dns; {cfg.get('myhostname')}",
+        f"X-Mta-Queue-ID: {msg.queue_id}",
+        f"X-Mta-Sender: rfc822; {msg.sender}",
+    ]
+    envid = msg.attrs.get("envid", "")
+    if envid:
+        fields.append(f"Original-Envelope-Id: {_clean(envid)}")
+    fields.append(f"Arrival-Date: {mail_date(msg.arrival or time.time())}")
+    blocks = ["\n".join(fields)]
+    for st in statuses:
+        rows = [f"Final-Recipient: rfc822; {st.address}"]
+        if st.dsn_orcpt:
+            rows.append(f"Original-Recipient: {_address_field(st.dsn_orcpt)}")
+        rows.append(f"Action: {action}")
+        rows.append(f"Status: {st.dsn}")
+        host = _remote_mta(st.relay)
+        if host:
+            rows.append(f"Remote-MTA: dns; {host}")
+        reason = _clean(st.reason)
+        if reason:
+            dtype = "smtp" if _SMTP_REPLY.match(reason) else "X-Mta"
+            rows.append(f"Diagnostic-Code: {dtype}; {reason}")
+        blocks.append("\n".join(rows))
+    return _ascii("\n\n".join(blocks)) + "\n"
+
+
+def make_notice(
+    cfg,
+    msg: QueueMessage,
+    content_path: str,
+    failed: list[RecipientStatus],
+    kind: str = "failure",
+) -> tuple[str, list[str], bytes]:
+    """(envelope sender, recipients, message) of a notice about failed; see DESCRIPTION."""
+    from mta.cleanup.headers import mail_date
+
+    if kind not in NOTICE_KINDS:
+        raise ValueError(f"unknown notice kind: {kind}")
+    subject, action, _ = NOTICE_KINDS[kind]
+    host = cfg.get("myhostname")
+    now = time.time()
+    headers, body = _content(msg, content_path)
+    limit = cfg.get_size("bounce_size_limit")
+    full = msg.attrs.get("ret", "").upper() == "FULL"
+    whole = headers + [b""] + body
+    if full and sum(len(line) + 1 for line in whole) <= limit:
+        returned, rtype, rdesc = whole, "message/rfc822", "Undelivered Message"
+    else:
+        returned = _cut(headers, limit)
+        rtype, rdesc = "text/rfc822-headers", "Undelivered Message Headers"
+    returned_bytes = b"".join(line.rstrip(b"\r") + b"\n" for line in returned)
+    boundary = f"{msg.queue_id}.{int(now)}/{host}"
+    while boundary.encode() in returned_bytes:
+        boundary += f".{os.urandom(4).hex()}"
+    eight_bit = not returned_bytes.isascii()
+    top = [
+        f"From: {MAILER_DAEMON}@{host} ({NOTICE_FROM_NAME})",
+        f"To: {msg.sender}",
+        f"Subject: {subject}",
+        f"Date: {mail_date(now)}",
+        f"Message-Id: <{msg.queue_id}.{int(now)}.{os.getpid()}@{host}>",
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/report; report-type=delivery-status;",
+        f'\tboundary="{boundary}"',
+        f"Content-Transfer-Encoding: {'8bit' if eight_bit else '7bit'}",
+        "",
+        "This is a MIME-encapsulated message.",
+        "",
+        f"--{boundary}",
+        "Content-Description: Notification",
+        "Content-Type: text/plain; charset=us-ascii",
+        "",
+        _letter(cfg, kind, failed),
+        f"--{boundary}",
+        "Content-Description: Delivery report",
+        "Content-Type: message/delivery-status",
+        "",
+        _delivery_status(cfg, msg, action, failed),
+        f"--{boundary}",
+        f"Content-Description: {rdesc}",
+        f"Content-Type: {rtype}",
+    ]
+    if eight_bit:
+        top.append("Content-Transfer-Encoding: 8bit")
+    data = (
+        "\n".join(_ascii(line) for line in top).encode("ascii")
+        + b"\n\n"
+        + returned_bytes
+        + f"\n--{boundary}--\n".encode("ascii")
+    )
+    return "", [msg.sender], data
+
+
+def notice_recipients(failed: Iterable[RecipientStatus]) -> list[RecipientStatus]:
+    """The failed recipients whose NOTIFY asks for a failure notice (the default)."""
+    return [st for st in failed if not st.notify or st.notify & R.DSN_NOTIFY_FAILURE]
+
+
+def send_notice(
+    cfg,
+    msg: QueueMessage,
+    content_path: str,
+    failed: list[RecipientStatus],
+    kind: str = "failure",
+    cleanup=None,
+) -> str | None:
+    """Queue a notice about failed to the sender; its queue id, or None when none is due."""
+    from mta.cleanup import ACTION_QUEUED, Cleanup
+
+    if not msg.sender:
+        return None
+    wanted = notice_recipients(failed) if kind == "failure" else list(failed)
+    if not wanted:
+        return None
+    sender, recipients, data = make_notice(cfg, msg, content_path, wanted, kind)
+    flags = 0 if data.isascii() else R.QF_8BIT
+    job = (cleanup or Cleanup(cfg)).open(sender, {}, flags=flags)
+    for rcpt in recipients:
+        job.add_recipient(rcpt)
+    job.write(data)
+    result = job.close("incoming")
+    if result.action != ACTION_QUEUED:
+        raise NoticeError(result.reply or result.action)
+    return result.queue_id

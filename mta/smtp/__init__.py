@@ -1,0 +1,278 @@
+"""mta.smtp - the smtp and lmtp delivery agents
+
+SYNOPSIS
+    master.cf:  smtp   unix  -  -  n  -  -  smtp
+                relay  unix  -  -  n  -  -  smtp
+                lmtp   unix  -  -  n  -  -  lmtp
+
+    from mta.smtp import deliver, deliver_lmtp, make_deliver
+    await deliver(job)            # job: mta.common.deliver_agent.DeliveryJob
+
+DESCRIPTION
+    Delivers a request's recipients to the request's next hop over SMTP
+    (or LMTP, when the agent runs as the lmtp service).
+
+    The next hop becomes a list of addresses (mta/smtp/nexthop.py: MX
+    look-up, [host], :port, lmtp unix: and inet: forms). The addresses
+    are tried in order: a failed connection, greeting or EHLO, a
+    timeout, a lost connection, a malformed reply or a 421 moves on to
+    the next address, for the recipients that are still open, until
+    smtp_mx_session_limit sessions were used. When no server could be
+    reached at all the request ends with job.hop_failed(), so that qmgr
+    counts it against the destination; otherwise the recipients still
+    open are deferred (or bounced, for a 5xx) with the last reason.
+
+    A successful session is kept in the process's session cache
+    (mta/smtp/scache.py) when smtp_connection_cache_on_demand is set or
+    the next hop is in smtp_connection_cache_destinations, unless it
+    reached smtp_connection_reuse_count_limit (0: no limit) uses or
+    smtp_connection_reuse_time_limit of age; the next request for the
+    same next hop reuses it. A reused session that turns out to be
+    dead is dropped and a new connection made.
+
+    When the scache service runs (its socket private/scache exists), a
+    process that already keeps an idle session for a next hop hands
+    further plain-text sessions to it (mta/scache), and a process that
+    has none of its own asks it before it connects: sessions move
+    between the smtp processes, with their EHLO keywords, age and use
+    count. TLS sessions stay in their process.
+
+    job.conn_time is the time until the session was ready (connected,
+    greeted, TLS and EHLO done); near zero for a reused session.
+
+SECURITY
+    Runs unprivileged. Talks to remote servers (untrusted replies) and
+    DNS (untrusted answers); reads the queue file read-only.
+
+STANDARDS
+    RFC 5321, RFC 2033 (LMTP); see mta/smtp/client.py.
+
+SEE ALSO
+    mta/smtp/client.py (one session), mta/smtp/nexthop.py (where to
+    connect), mta/smtp/scache.py (session cache), mta/smtp/reply.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+
+from mta import log
+from mta.common.deliver_agent import DeliveryJob
+from mta.scache import scache_find, scache_save
+from mta.smtp.client import (
+    Outgoing,
+    Session,
+    SessionError,
+    Settings,
+    StaleSession,
+    TlsFailed,
+    connect,
+)
+from mta.smtp.nexthop import NexthopError, Target, resolve_nexthop
+from mta.smtp.scache import SessionCache
+
+session_cache = SessionCache()
+_no_tls: dict[str, float] = {}  # relay -> until when TLS is not tried again
+NO_TLS_RETRY = 3600  # seconds a server whose TLS handshake failed is spoken to in plain text
+
+
+def _cacheable(st: Settings, nexthop: str, session) -> bool:
+    if not (st.cache_on_demand or nexthop.lower() in st.cache_destinations):
+        return False
+    if st.reuse_count_limit and session.uses >= st.reuse_count_limit:
+        return False
+    return time.monotonic() - session.created < st.reuse_time_limit
+
+
+def _scache_path(cfg) -> str | None:
+    """The shared cache's socket when the scache service runs, else None."""
+    path = os.path.join(cfg.get("queue_directory"), "private", "scache")
+    return path if os.path.exists(path) else None
+
+
+def _scache_key(key: tuple) -> str:
+    return ("lmtp:" if key[0] else "smtp:") + key[1]
+
+
+async def _scache_take(job, st: Settings, key: tuple) -> Session | None:
+    """A session another smtp process left in the shared cache, or None."""
+    path = _scache_path(job.cfg)
+    if path is None:
+        return None
+    loop = asyncio.get_running_loop()
+    found = await loop.run_in_executor(None, scache_find, path, _scache_key(key))
+    if found is None:
+        return None
+    props, fd = found
+    try:
+        info = json.loads(props)
+        sock = socket.socket(fileno=fd)
+    except (ValueError, OSError):
+        os.close(fd)
+        return None
+    try:
+        sock.setblocking(False)
+        if sock.family == socket.AF_UNIX:
+            reader, writer = await asyncio.open_unix_connection(sock=sock)
+        else:
+            reader, writer = await asyncio.open_connection(sock=sock)
+    except OSError:
+        sock.close()
+        return None
+    session = Session(Target(**info["target"]), reader, writer, st)
+    session.features = dict(info["features"])
+    session.created = time.monotonic() - float(info["age"])
+    session.uses = int(info["uses"])
+    session.reused = True
+    return session
+
+
+async def _scache_give(job, st: Settings, key: tuple, session: Session) -> bool:
+    """Hand a plain-text session to the shared cache; True when it took it."""
+    path = _scache_path(job.cfg)
+    if path is None or session.tls:
+        return False
+    t = session.target
+    props = json.dumps(
+        {
+            "target": {"host": t.host, "addr": t.addr, "port": t.port, "unix": t.unix},
+            "features": session.features,
+            "age": time.monotonic() - session.created,
+            "uses": session.uses,
+        }
+    ).encode()
+    sock = session.writer.get_extra_info("socket")
+    if sock is None:
+        return False
+    loop = asyncio.get_running_loop()
+    ok = await loop.run_in_executor(
+        None, scache_save, path, _scache_key(key), props, sock.fileno(), st.cache_time_limit
+    )
+    if ok:
+        session.close()  # the cache holds its own descriptor of the connection
+    return ok
+
+
+async def _finish_session(job, st, key, session, reusable: bool) -> None:
+    if reusable and session.alive() and _cacheable(st, job.req.nexthop, session):
+        # this process keeps one idle session per next hop; the surplus goes
+        # to the shared cache, where the other smtp processes find it
+        if session_cache.count(key) and await _scache_give(job, st, key, session):
+            return
+        session_cache.put(key, session, st.cache_time_limit)
+    else:
+        await session.quit()
+
+
+async def _open(target, st):
+    """connect(), and again without TLS when the TLS handshake fails."""
+    allow_tls = _no_tls.get(target.relay, 0) < time.monotonic()
+    try:
+        return await connect(target, st, allow_tls)
+    except TlsFailed as exc:
+        log.warning("%s; trying without TLS", exc.reason)
+        _no_tls[target.relay] = time.monotonic() + NO_TLS_RETRY
+        return await connect(target, st, False)
+
+
+def _give_up(job: DeliveryJob, err: SessionError, relay: str) -> None:
+    if err.dsn.startswith("5"):
+        job.bounce_all(err.reason, err.dsn, relay)
+    else:
+        job.defer_all(err.reason, err.dsn if err.dsn.startswith("4") else "4.4.2", relay)
+
+
+async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
+    """Deliver job's pending recipients over SMTP or LMTP."""
+    st = Settings.of(job.cfg, lmtp)
+    if not job.pending():
+        return
+    out = Outgoing(job, st.line_length_limit)
+    key = (lmtp, job.req.nexthop.lower())
+
+    # a kept session first
+    shared = True
+    while job.pending():
+        session = session_cache.take(key)
+        if session is None and shared:
+            session = await _scache_take(job, st, key)
+            shared = session is not None
+        if session is None:
+            break
+        job.conn_time = time.time() - job.started
+        try:
+            reusable = await session.transact(job, out, job.pending())
+        except StaleSession:
+            continue
+        except SessionError as exc:
+            session.close()
+            if exc.final or not job.pending():
+                _give_up(job, exc, session.target.relay)
+                return
+            break
+        await _finish_session(job, st, key, session, reusable)
+        return
+
+    try:
+        targets = await resolve_nexthop(job.req.nexthop, job.cfg, lmtp)
+    except NexthopError as exc:
+        if exc.dsn.startswith("5"):
+            job.bounce_all(exc.reason, exc.dsn)
+        else:
+            job.defer_all(exc.reason, exc.dsn)
+        return
+    sessions = 0
+    last: SessionError | None = None
+    last_relay = "none"
+    site_only = True
+    session_limit = st.mx_session_limit if st.mx_session_limit > 0 else len(targets)
+    for target in targets:
+        if sessions >= session_limit or not job.pending():
+            break
+        try:
+            session = await _open(target, st)
+        except SessionError as exc:
+            last, last_relay = exc, target.relay
+            continue
+        sessions += 1
+        job.conn_time = time.time() - job.started
+        try:
+            reusable = await session.transact(job, out, job.pending())
+        except StaleSession:  # cannot happen on a fresh session; be safe
+            session.close()
+            continue
+        except SessionError as exc:
+            session.close()
+            last, last_relay, site_only = exc, target.relay, False
+            if exc.final:
+                break
+            continue
+        await _finish_session(job, st, key, session, reusable)
+        return
+    if not job.pending():
+        return
+    if last is None:
+        job.defer_all("no server could be tried", "4.4.1")
+    elif site_only:
+        dsn = last.dsn if last.dsn.startswith("4") else "4.4.1"
+        job.hop_failed(dsn, last.reason, last_relay)
+    else:
+        _give_up(job, last, last_relay)
+
+
+async def deliver(job: DeliveryJob) -> None:
+    """The smtp agent's deliver()."""
+    await deliver_over(job, False)
+
+
+async def deliver_lmtp(job: DeliveryJob) -> None:
+    """The lmtp agent's deliver()."""
+    await deliver_over(job, True)
+
+
+def make_deliver(lmtp: bool):
+    return deliver_lmtp if lmtp else deliver

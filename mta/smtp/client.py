@@ -1,0 +1,647 @@
+"""smtp.client - one SMTP or LMTP session to one server
+
+SYNOPSIS
+    from mta.smtp.client import Settings, Outgoing, connect, SessionError
+    st = Settings.of(cfg, lmtp=False)
+    session = await connect(target, st)           # TCP or UNIX socket, greeting, EHLO, STARTTLS
+    reusable = await session.transact(job, outgoing, job.pending())
+    await session.quit()
+
+DESCRIPTION
+    connect() opens the connection (smtp_connect_timeout, from
+    smtp_bind_address), reads the greeting (smtp_helo_timeout) and
+    greets with EHLO, falling back to HELO when the server refuses EHLO
+    with a 5xx reply (LMTP: LHLO, no fallback). The EHLO reply's
+    keywords (minus smtp_discard_ehlo_keywords) go into
+    session.features. With smtp_tls_security_level "may" and a server
+    that offers STARTTLS the session switches to TLS without checking
+    the certificate and greets again; TlsFailed reports a failed
+    handshake so that the caller can connect again without TLS.
+
+    Outgoing holds the content as it goes out: CRLF line ends, lines
+    longer than smtp_line_length_limit broken with CRLF and a blank,
+    dots stuffed, and the final dot.
+
+    transact() runs one mail transaction for the given recipients:
+    RSET first when the session was reused, MAIL FROM with SIZE,
+    BODY=8BITMIME, SMTPUTF8 and the DSN parameters RET and ENVID when
+    the server offers them, RCPT TO per recipient (with NOTIFY and
+    ORCPT under DSN), DATA, the content, and the final dot. With
+    PIPELINING every command up to DATA goes out in one write. Each
+    recipient ends on the job with sent() (action "relayed" when the
+    server lacks DSN, else "delivered"), defer() for a 4xx reply or
+    bounce() for a 5xx reply, with Postfix's reason text: "host
+    mx.example[192.0.2.1] said: 550 5.1.1 no such user (in reply to
+    RCPT TO command)". An LMTP server gives one reply per accepted
+    recipient after the final dot.
+
+    A timeout, a lost connection, a malformed reply or a 421 reply end
+    the session with SessionError (dsn, reason, site, final): site is
+    set when the server never became usable (connection, greeting,
+    EHLO), final when the message content was already sent, so that
+    another server must not be tried. Recipients already decided keep
+    their status; the caller decides about the rest.
+
+SECURITY
+    Talks to remote servers, which may send anything: replies are
+    parsed by the bounded reply parser, every wait has a timeout, and
+    reply texts are only copied into reasons.
+
+STANDARDS
+    RFC 5321 (SMTP), RFC 2033 (LMTP), RFC 2920 (PIPELINING), RFC 1870
+    (SIZE), RFC 6152 (8BITMIME), RFC 3461 (DSN), RFC 6531 (SMTPUTF8),
+    RFC 3207 (STARTTLS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from mta.common.dsn import ACTION_DELIVERED, ACTION_RELAYED
+from mta.config.params import PARAMS
+from mta.queue import rec_type as R
+from mta.smtp.nexthop import Target
+from mta.smtp.reply import REPLY_LINE_LIMIT, REPLY_MAX_LINES, Reply, ReplyError, ReplyParser
+
+SMTP_READ_SIZE = 65536  # bytes asked of the socket per read
+TLS_LEVELS = frozenset({"may", "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure"})
+
+# what the client was doing, for "timed out while ..." and "lost connection ... while ..."
+STAGE_GREETING = "receiving the initial server greeting"
+STAGE_EHLO = "performing the EHLO handshake"
+STAGE_LHLO = "performing the LHLO handshake"
+STAGE_STARTTLS = "performing the STARTTLS handshake"
+STAGE_RSET = "sending RSET"
+STAGE_MAIL = "sending MAIL FROM"
+STAGE_RCPT = "sending RCPT TO"
+STAGE_DATA = "sending DATA command"
+STAGE_CONTENT = "sending message content"
+STAGE_DOT = "sending end of data -- message may be sent more than once"
+STAGE_QUIT = "sending QUIT"
+
+
+class SessionError(Exception):
+    """The session failed; the recipients without a status are the caller's."""
+
+    def __init__(self, dsn: str, reason: str, site: bool = False, final: bool = False) -> None:
+        super().__init__(reason)
+        self.dsn = dsn
+        self.reason = reason
+        self.site = site  # the server never became usable
+        self.final = final  # content was sent: do not try another server
+
+
+class TlsFailed(SessionError):
+    """The TLS handshake failed; connect again without TLS."""
+
+
+class StaleSession(Exception):
+    """A reused session turned out to be dead before anything happened in it."""
+
+
+def _param(lmtp: bool, name: str) -> str:
+    if lmtp:
+        alt = "lmtp_lhlo_timeout" if name == "helo_timeout" else f"lmtp_{name}"
+        if alt in PARAMS:
+            return alt
+    return f"smtp_{name}"
+
+
+@dataclass
+class Settings:
+    """The smtp_* (or lmtp_*) parameters one session needs, read once per configuration."""
+
+    lmtp: bool
+    connect_timeout: float
+    helo_timeout: float
+    mail_timeout: float
+    rcpt_timeout: float
+    data_init_timeout: float
+    data_xfer_timeout: float
+    data_done_timeout: float
+    rset_timeout: float
+    quit_timeout: float
+    starttls_timeout: float
+    skip_quit_response: bool
+    skip_5xx_greeting: bool
+    helo_name: str
+    bind_address: str
+    bind_address6: str
+    tls_level: str
+    never_send_ehlo: bool
+    discard_ehlo: frozenset[str]
+    mime_conversion: bool
+    smtputf8_enable: bool
+    mx_session_limit: int
+    cache_on_demand: bool
+    cache_destinations: frozenset[str]
+    cache_time_limit: float
+    reuse_count_limit: int
+    reuse_time_limit: float
+    line_length_limit: int
+
+    _memo = {}  # (id(cfg), lmtp) -> (cfg, Settings)
+
+    @classmethod
+    def of(cls, cfg, lmtp: bool = False) -> Settings:
+        memo = cls._memo.get((id(cfg), lmtp))
+        if memo is not None and memo[0] is cfg:
+            return memo[1]
+
+        def p(name: str) -> str:
+            return _param(lmtp, name)
+
+        connect_timeout = cfg.get_time(p("connect_timeout")) or 30
+        st = cls(
+            lmtp=lmtp,
+            connect_timeout=float(connect_timeout),
+            helo_timeout=float(cfg.get_time(p("helo_timeout"))),
+            mail_timeout=float(cfg.get_time(p("mail_timeout"))),
+            rcpt_timeout=float(cfg.get_time(p("rcpt_timeout"))),
+            data_init_timeout=float(cfg.get_time(p("data_init_timeout"))),
+            data_xfer_timeout=float(cfg.get_time(p("data_xfer_timeout"))),
+            data_done_timeout=float(cfg.get_time(p("data_done_timeout"))),
+            rset_timeout=float(cfg.get_time(p("rset_timeout"))),
+            quit_timeout=float(cfg.get_time(p("quit_timeout"))),
+            starttls_timeout=float(cfg.get_time(p("starttls_timeout"))),
+            skip_quit_response=cfg.get_bool(p("skip_quit_response")),
+            skip_5xx_greeting=cfg.get_bool(p("skip_5xx_greeting")),
+            helo_name=cfg.get("lmtp_lhlo_name" if lmtp else "smtp_helo_name"),
+            bind_address=cfg.get("smtp_bind_address"),
+            bind_address6=cfg.get("smtp_bind_address6"),
+            tls_level=cfg.get(p("tls_security_level")).strip().lower(),
+            never_send_ehlo=cfg.get_bool("smtp_never_send_ehlo") and not lmtp,
+            discard_ehlo=frozenset(k.upper() for k in cfg.get_list("smtp_discard_ehlo_keywords")),
+            mime_conversion=not cfg.get_bool("disable_mime_output_conversion"),
+            smtputf8_enable=cfg.get_bool("smtputf8_enable"),
+            mx_session_limit=cfg.get_int("smtp_mx_session_limit"),
+            cache_on_demand=cfg.get_bool(p("connection_cache_on_demand")),
+            cache_destinations=frozenset(
+                d.lower() for d in cfg.get_list(p("connection_cache_destinations"))
+            ),
+            cache_time_limit=float(cfg.get_time(p("connection_cache_time_limit"))),
+            reuse_count_limit=cfg.get_int("smtp_connection_reuse_count_limit"),
+            reuse_time_limit=float(cfg.get_time("smtp_connection_reuse_time_limit")),
+            line_length_limit=cfg.get_int(p("line_length_limit")),
+        )
+        cls._memo[(id(cfg), lmtp)] = (cfg, st)
+        return st
+
+
+class Outgoing:
+    """The message as it goes on the wire: dot-stuffed, CRLF line ends, the final dot."""
+
+    def __init__(self, job, line_limit: int = 0) -> None:
+        msg = job.message()
+        lines = list(job.content_lines())
+        if line_limit > 0 and any(len(line) > line_limit for line in lines):
+            lines = fold_long_lines(lines, line_limit)
+        data = b"\r\n".join(lines)
+        if data or msg.content_size:
+            data += b"\r\n"
+        self.size = len(data)
+        self.eightbit = bool(msg.flags & R.QF_8BIT) or not data.isascii()
+        self.smtputf8 = bool(msg.flags & R.QF_SMTPUTF8)
+        self.sender = job.req.sender
+        self.attrs = job.req.attrs
+        self._raw = data
+        self.payload = stuff_dots(data)
+        self._payload7: bytes | None = None
+
+    def payload_7bit(self) -> bytes:
+        """The content with 8-bit text parts made quoted-printable (for servers without 8BITMIME)."""
+        if self._payload7 is None:
+            from mta.smtp.mime_7bit import downgrade_8bit
+
+            self._payload7 = stuff_dots(downgrade_8bit(self._raw))
+        return self._payload7
+
+
+def fold_long_lines(lines: list[bytes], limit: int) -> list[bytes]:
+    """Break lines longer than limit; each continuation starts with a blank (Postfix's way)."""
+    out: list[bytes] = []
+    for line in lines:
+        if len(line) <= limit:
+            out.append(line)
+            continue
+        out.append(line[:limit])
+        rest = line[limit:]
+        step = max(1, limit - 1)
+        while rest:
+            out.append(b" " + rest[:step])
+            rest = rest[step:]
+    return out
+
+
+def stuff_dots(data: bytes) -> bytes:
+    """Double every dot that starts a line and add the end-of-data line."""
+    out = data.replace(b"\r\n.", b"\r\n..")
+    if out.startswith(b"."):
+        out = b"." + out
+    return out + b".\r\n"
+
+
+def xtext(text: str) -> bytes:
+    """RFC 3461 xtext: "+XX" for '+', '=', blanks, controls and non-ASCII."""
+    out = bytearray()
+    for byte in text.encode("utf-8"):
+        if 33 <= byte <= 126 and byte not in (43, 61):
+            out.append(byte)
+        else:
+            out += b"+%02X" % byte
+    return bytes(out)
+
+
+def _notify_words(bits: int) -> bytes:
+    if bits & R.DSN_NOTIFY_NEVER:
+        return b"NEVER"
+    words = []
+    if bits & R.DSN_NOTIFY_SUCCESS:
+        words.append(b"SUCCESS")
+    if bits & R.DSN_NOTIFY_FAILURE:
+        words.append(b"FAILURE")
+    if bits & R.DSN_NOTIFY_DELAY:
+        words.append(b"DELAY")
+    return b",".join(words)
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "Connection timed out"
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class Session:
+    """An open, greeted connection to one server."""
+
+    def __init__(self, target: Target, reader, writer, st: Settings) -> None:
+        self.target = target
+        self.reader = reader
+        self.writer = writer
+        self.st = st
+        self.parser = ReplyParser(REPLY_LINE_LIMIT, REPLY_MAX_LINES)
+        self.replies: deque[Reply] = deque()
+        self.features: dict[str, str] = {}
+        self.created = time.monotonic()
+        self.uses = 0
+        self.reused = False
+        self.tls = False
+        self.closed = False
+
+    @property
+    def hostaddr(self) -> str:
+        return f"{self.target.host}[{self.target.addr}]"
+
+    # ------------------------------------------------------------- wire
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self.writer.close()
+            except (OSError, RuntimeError):
+                pass
+
+    def alive(self) -> bool:
+        return not self.closed and not self.reader.at_eof() and not self.writer.is_closing()
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.writer.write(data)
+        except (OSError, RuntimeError) as exc:
+            raise SessionError("4.4.2", f"lost connection with {self.hostaddr}: {exc}") from None
+
+    async def drain(self, timeout: float, stage: str, final: bool = False) -> None:
+        try:
+            await asyncio.wait_for(self.writer.drain(), timeout)
+        except asyncio.TimeoutError:
+            raise SessionError(
+                "4.4.2", f"conversation with {self.hostaddr} timed out while {stage}", final=final
+            ) from None
+        except (OSError, RuntimeError):
+            raise SessionError(
+                "4.4.2", f"lost connection with {self.hostaddr} while {stage}", final=final
+            ) from None
+
+    async def read_reply(self, timeout: float, stage: str, final: bool = False) -> Reply:
+        deadline = time.monotonic() + timeout
+        while not self.replies:
+            try:
+                left = max(0.001, deadline - time.monotonic())
+                data = await asyncio.wait_for(self.reader.read(SMTP_READ_SIZE), left)
+            except asyncio.TimeoutError:
+                raise SessionError(
+                    "4.4.2",
+                    f"conversation with {self.hostaddr} timed out while {stage}",
+                    final=final,
+                ) from None
+            except (OSError, ssl.SSLError):
+                data = b""
+            if not data:
+                raise SessionError(
+                    "4.4.2", f"lost connection with {self.hostaddr} while {stage}", final=final
+                )
+            try:
+                found = self.parser.feed(data)
+            except ReplyError as exc:
+                raise SessionError(
+                    "4.4.2",
+                    f"malformed reply from {self.hostaddr} while {stage}: {exc}",
+                    final=final,
+                ) from None
+            self.replies.extend(Reply(code, enh, lines) for code, enh, lines in found)
+        return self.replies.popleft()
+
+    def said(self, reply: Reply, command: str) -> str:
+        return f"host {self.hostaddr} said: {reply.text} (in reply to {command} command)"
+
+    # ------------------------------------------------------------- greeting
+    async def greet(self, allow_tls: bool = True) -> None:
+        st = self.st
+        reply = await self.read_reply(st.helo_timeout, STAGE_GREETING)
+        if reply.code != 220:
+            dsn = reply.dsn
+            if reply.klass == 5 and st.skip_5xx_greeting:
+                dsn = "4" + dsn[1:]
+            raise SessionError(
+                dsn, f"host {self.hostaddr} refused to talk to me: {reply.text}", site=True
+            )
+        await self.ehlo()
+        if (
+            allow_tls
+            and st.tls_level in TLS_LEVELS
+            and "STARTTLS" in self.features
+            and not self.target.unix
+        ):
+            await self.starttls()
+            await self.ehlo()
+
+    async def ehlo(self) -> None:
+        st = self.st
+        name = st.helo_name.encode("idna" if not st.helo_name.isascii() else "ascii")
+        if st.lmtp:
+            verb, stage = b"LHLO", STAGE_LHLO
+        elif st.never_send_ehlo:
+            verb, stage = b"HELO", STAGE_EHLO
+        else:
+            verb, stage = b"EHLO", STAGE_EHLO
+        self.write(verb + b" " + name + b"\r\n")
+        reply = await self.read_reply(st.helo_timeout, stage)
+        if reply.klass == 5 and verb == b"EHLO":
+            self.write(b"HELO " + name + b"\r\n")
+            verb = b"HELO"
+            reply = await self.read_reply(st.helo_timeout, stage)
+        if reply.klass != 2:
+            raise SessionError(
+                reply.dsn if reply.klass == 4 else "4" + reply.dsn[1:],
+                self.said(reply, verb.decode()),
+                site=True,
+            )
+        self.features = {}
+        if verb != b"HELO":
+            for line in reply.lines[1:]:
+                word, _, rest = line.decode("ascii", "replace").strip().partition(" ")
+                key = word.upper()
+                if key and key not in st.discard_ehlo:
+                    self.features[key] = rest.strip()
+
+    async def starttls(self) -> None:
+        st = self.st
+        self.write(b"STARTTLS\r\n")
+        try:
+            reply = await self.read_reply(st.starttls_timeout, STAGE_STARTTLS)
+        except SessionError as exc:
+            self.close()
+            raise TlsFailed(exc.dsn, f"Cannot start TLS: {exc.reason}", site=True) from None
+        if reply.code != 220:
+            return  # not now: carry on in plain text
+        if self.replies or self.parser.pending():
+            self.close()
+            raise TlsFailed(
+                "4.7.5",
+                f"Cannot start TLS: {self.hostaddr} sent data after its reply to STARTTLS",
+                site=True,
+            )
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        try:
+            await asyncio.wait_for(
+                self.writer.start_tls(ctx, server_hostname=self.target.host),
+                st.starttls_timeout,
+            )
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, RuntimeError, ValueError) as exc:
+            self.close()
+            raise TlsFailed(
+                "4.7.5",
+                f"Cannot start TLS: handshake failure with {self.hostaddr}: {_os_reason(exc)}",
+                site=True,
+            ) from None
+        self.tls = True
+        self.parser = ReplyParser(REPLY_LINE_LIMIT, REPLY_MAX_LINES)
+        self.replies.clear()
+
+    # ------------------------------------------------------------- transaction
+    def _mail_command(self, out: Outgoing, body: str, utf8: bool) -> bytes:
+        feats = self.features
+        cmd = b"MAIL FROM:<" + out.sender.encode("utf-8") + b">"
+        if "SIZE" in feats:
+            cmd += b" SIZE=%d" % out.size
+        if body:
+            cmd += b" BODY=" + body.encode()
+        if "SMTPUTF8" in feats and self.st.smtputf8_enable and (utf8 or out.smtputf8):
+            cmd += b" SMTPUTF8"
+        if "DSN" in feats:
+            ret = out.attrs.get("ret", "")
+            if ret:
+                cmd += b" RET=" + ret.encode("ascii", "replace")
+            envid = out.attrs.get("envid", "")
+            if envid:
+                cmd += b" ENVID=" + xtext(envid)
+        return cmd
+
+    def _rcpt_command(self, rcpt) -> bytes:
+        cmd = b"RCPT TO:<" + rcpt.address.encode("utf-8") + b">"
+        if "DSN" in self.features:
+            if rcpt.notify:
+                cmd += b" NOTIFY=" + _notify_words(rcpt.notify)
+            if rcpt.dsn_orcpt:
+                kind, _, addr = rcpt.dsn_orcpt.partition(";")
+                if addr:
+                    cmd += b" ORCPT=" + kind.encode("ascii", "replace") + b";" + xtext(addr)
+        return cmd
+
+    def _fail(self, job, rcpt, reply: Reply, command: str) -> None:
+        reason = self.said(reply, command)
+        if reply.klass == 5:
+            job.bounce(rcpt, reason, reply.dsn, self.target.relay)
+        else:
+            job.defer(
+                rcpt,
+                reason,
+                "4" + reply.dsn[1:] if reply.klass != 4 else reply.dsn,
+                self.target.relay,
+            )
+
+    def _abort_421(self, reply: Reply, command: str) -> None:
+        """The server is going away: end the session; the caller has the open recipients."""
+        self.close()
+        raise SessionError(reply.dsn, self.said(reply, command))
+
+    async def transact(self, job, out: Outgoing, rcpts: list) -> bool:
+        """One mail transaction; True when the session may be used again."""
+        st = self.st
+        relay = self.target.relay
+        feats = self.features
+        envelope_utf8 = not out.sender.isascii() or any(not r.address.isascii() for r in rcpts)
+        if envelope_utf8 and ("SMTPUTF8" not in feats or not st.smtputf8_enable):
+            for r in rcpts:
+                job.bounce(
+                    r,
+                    f"SMTPUTF8 is required, but was not offered by host {self.hostaddr}",
+                    "5.6.7",
+                    relay,
+                )
+            return True
+        size_limit = feats.get("SIZE", "")
+        if size_limit.isdigit() and 0 < int(size_limit) < out.size:
+            for r in rcpts:
+                job.bounce(
+                    r,
+                    f"message size {out.size} exceeds size limit {size_limit} of server "
+                    f"{self.hostaddr}",
+                    "5.3.4",
+                    relay,
+                )
+            return True
+        body, payload = "", out.payload
+        if out.eightbit:
+            if "8BITMIME" in feats:
+                body = "8BITMIME"
+            elif st.mime_conversion:
+                payload = out.payload_7bit()
+        pipelining = "PIPELINING" in feats
+        cmds: list[tuple[bytes, str, float, str]] = []  # (line, command name, timeout, stage)
+        if self.reused:
+            cmds.append((b"RSET", "RSET", st.rset_timeout, STAGE_RSET))
+        cmds.append(
+            (self._mail_command(out, body, envelope_utf8), "MAIL FROM", st.mail_timeout, STAGE_MAIL)
+        )
+        for r in rcpts:
+            cmds.append((self._rcpt_command(r), "RCPT TO", st.rcpt_timeout, STAGE_RCPT))
+        cmds.append((b"DATA", "DATA", st.data_init_timeout, STAGE_DATA))
+        if pipelining:
+            self.write(b"".join(c[0] + b"\r\n" for c in cmds))
+        self.uses += 1
+        it = iter(cmds)
+
+        async def reply_to() -> tuple[Reply, str]:
+            line, name, timeout, stage = next(it)
+            if not pipelining:
+                self.write(line + b"\r\n")
+            return await self.read_reply(timeout, stage), name
+
+        if self.reused:
+            try:
+                reply, _ = await reply_to()
+            except SessionError:
+                self.close()
+                raise StaleSession() from None
+            if reply.klass != 2:
+                self.close()
+                raise StaleSession()
+        reply, name = await reply_to()
+        if reply.code == 421:
+            self._abort_421(reply, name)
+        mail_reply = reply if reply.klass != 2 else None
+        accepted = []
+        if mail_reply is None or pipelining:
+            for r in rcpts:
+                reply, name = await reply_to()
+                if reply.code == 421:
+                    self._abort_421(reply, name)
+                if mail_reply is not None:
+                    continue
+                if reply.klass == 2:
+                    accepted.append(r)
+                else:
+                    self._fail(job, r, reply, name)
+        if mail_reply is not None:
+            for r in rcpts:
+                self._fail(job, r, mail_reply, "MAIL FROM")
+        if not accepted and not pipelining:
+            return True  # DATA was never sent
+        reply, name = await reply_to()
+        if reply.code == 421:
+            self._abort_421(reply, name)
+        if not accepted:
+            if reply.code == 354:  # a confused server: end the empty message
+                self.write(b".\r\n")
+                await self.read_reply(st.data_done_timeout, STAGE_DOT)
+            return True
+        if reply.code != 354:
+            for r in accepted:
+                self._fail(job, r, reply, "DATA")
+            return True
+        self.write(payload)
+        await self.drain(st.data_xfer_timeout, STAGE_CONTENT)
+        action = ACTION_DELIVERED if "DSN" in feats or st.lmtp else ACTION_RELAYED
+        for r in accepted if st.lmtp else [None]:
+            reply = await self.read_reply(st.data_done_timeout, STAGE_DOT, final=True)
+            if reply.code == 421 and not st.lmtp:
+                self.close()
+                for a in accepted:
+                    job.defer(a, self.said(reply, "end of DATA"), reply.dsn, relay)
+                return False
+            targets = [r] if st.lmtp else accepted
+            for a in targets:
+                if reply.klass == 2:
+                    job.sent(a, reply.text, relay=relay, dsn=reply.dsn, action=action)
+                else:
+                    self._fail(job, a, reply, "end of DATA")
+        return True
+
+    async def quit(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.write(b"QUIT\r\n")
+            if not self.st.skip_quit_response:
+                await self.read_reply(self.st.quit_timeout, STAGE_QUIT)
+        except SessionError:
+            pass
+        self.close()
+
+
+async def connect(target: Target, st: Settings, allow_tls: bool = True) -> Session:
+    """Connect to target and greet it; SessionError (site=True) when it fails."""
+    try:
+        if target.unix:
+            coro = asyncio.open_unix_connection(target.addr, limit=SMTP_READ_SIZE * 4)
+        else:
+            bind = st.bind_address6 if ":" in target.addr else st.bind_address
+            coro = asyncio.open_connection(
+                target.addr,
+                target.port,
+                local_addr=(bind, 0) if bind else None,
+                limit=SMTP_READ_SIZE * 4,
+            )
+        reader, writer = await asyncio.wait_for(coro, st.connect_timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        where = target.addr if target.unix else target.relay
+        raise SessionError("4.4.1", f"connect to {where}: {_os_reason(exc)}", site=True) from None
+    session = Session(target, reader, writer, st)
+    try:
+        await session.greet(allow_tls)
+    except SessionError:
+        session.close()
+        raise
+    return session
