@@ -8,7 +8,10 @@ MAX_RECORD: int
 def encode_length(n: int) -> bytes: ...
 def encode_record(rtype: int, payload: bytes | bytearray | memoryview) -> bytes: ...
 def decode_records(
-    buf: bytes | bytearray | memoryview, start: int = 0, final: bool = False
+    buf: bytes | bytearray | memoryview,
+    start: int = 0,
+    final: bool = False,
+    skip_content: bool = False,
 ) -> tuple[list[tuple[int, int, bytes]], int]: ...
 
 class ContentEncoder:

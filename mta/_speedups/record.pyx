@@ -68,7 +68,7 @@ def encode_record(int rtype, payload):
     return bytes(out)
 
 
-def decode_records(buf, Py_ssize_t start=0, bint final=False):
+def decode_records(buf, Py_ssize_t start=0, bint final=False, bint skip_content=False):
     cdef const unsigned char[::1] view = buf
     cdef Py_ssize_t n = view.shape[0]
     cdef Py_ssize_t pos = start, i, length
@@ -99,7 +99,8 @@ def decode_records(buf, Py_ssize_t start=0, bint final=False):
             if final:
                 raise RecordError(f"truncated record at offset {pos}")
             return records, pos
-        records.append((pos, rtype, bytes(view[i:i + length])))
+        if not (skip_content and (rtype == C_NORM or rtype == C_CONT)):
+            records.append((pos, rtype, bytes(view[i:i + length])))
         pos = i + length
     return records, pos
 

@@ -59,8 +59,10 @@ def encode_record(rtype, payload):
     return bytes((rtype,)) + encode_length(len(payload)) + bytes(payload)
 
 
-def decode_records(buf, start=0, final=False):
-    """Return ([(offset, type, payload), ...], end offset of the last whole record)."""
+def decode_records(buf, start=0, final=False, skip_content=False):
+    """Return ([(offset, type, payload), ...], end offset of the last whole record).
+
+    With skip_content, content records (N and L) are checked but not returned."""
     records = []
     pos = start
     n = len(buf)
@@ -88,7 +90,8 @@ def decode_records(buf, start=0, final=False):
             if final:
                 raise RecordError(f"truncated record at offset {pos}")
             return records, pos
-        records.append((pos, rtype, bytes(buf[i : i + length])))
+        if not (skip_content and (rtype == REC_TYPE_NORM or rtype == REC_TYPE_CONT)):
+            records.append((pos, rtype, bytes(buf[i : i + length])))
         pos = i + length
     return records, pos
 

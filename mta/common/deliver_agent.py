@@ -76,8 +76,9 @@ from mta.queue.queue_file import (
     QueueMessage,
     iter_content,
     mark_done,
+    parse_queue_file,
     queue_dir_for,
-    read_queue_file,
+    read_file,
 )
 
 Deliver = Callable[["DeliveryJob"], Awaitable[None]]
@@ -103,17 +104,20 @@ class DeliveryJob:
         self.hop_dsn = ""
         self.hop_reason = ""
         self._message: QueueMessage | None = None
+        self._data: bytes | None = None  # the queue file, read once
 
     # ---- reading the message
     def message(self) -> QueueMessage:
         """The envelope of the queue file (read once); QueueFileError when damaged."""
         if self._message is None:
-            self._message = read_queue_file(self.path)
+            self._data = read_file(self.path)
+            self._message = parse_queue_file(self._data, self.path)
         return self._message
 
     def content_lines(self) -> Iterator[bytes]:
         """The content, one line at a time, without line ends."""
-        return iter_content(self.path, self.message())
+        msg = self.message()
+        return iter_content(self.path, msg, self._data)
 
     def content_bytes(self, line_end: bytes = b"\n") -> bytes:
         """The whole content with line_end after every line."""

@@ -126,6 +126,9 @@ class _Background:
             if item is None:
                 return
 
+    def put(self, data: bytes) -> None:
+        self.queue.put(data)
+
     def stop(self) -> None:
         self.queue.put(None)
         self.thread.join(5)
@@ -134,11 +137,58 @@ class _Background:
 BACKGROUND_BATCH = 256  # most lines joined into one write
 
 
-def start_background() -> None:
-    """Write log lines from a thread, so an event loop never waits on the log.
+class _LoopBuffer:
+    """Lines logged on an event loop's thread, written once per loop iteration.
 
-    Each line is still written whole; lines that pile up go out together.
-    flush() (also run at exit) waits until every queued line is written.
+    A busy service logs several lines per message; joining them into one
+    write per turn of the loop costs far less than a write (or a hand-off
+    to a writer thread) per line. Lines from other threads are written at
+    once, whole.
+    """
+
+    def __init__(self, fd: int, loop) -> None:
+        self.fd = fd
+        self.loop = loop
+        self.thread = threading.get_ident()
+        self.lines: list[bytes] = []
+        self.scheduled = False
+
+    def put(self, data: bytes) -> None:
+        if threading.get_ident() != self.thread or self.loop.is_closed():
+            _write_all(self.fd, data)
+            return
+        self.lines.append(data)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        if self.lines:
+            data = b"".join(self.lines)
+            self.lines.clear()
+            _write_all(self.fd, data)
+
+    def stop(self) -> None:
+        self.flush()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        try:
+            n = os.write(fd, data)
+        except OSError:
+            return
+        data = data[n:]
+
+
+def start_background() -> None:
+    """Keep the log from holding up an event loop.
+
+    Called on a running event loop, lines logged on the loop's thread are
+    joined and written once per loop iteration; otherwise a writer thread
+    takes them. Each line is still written whole. flush() (also run at
+    exit) writes out whatever is pending.
     """
     if _state.get("background") is not None:
         return
@@ -148,7 +198,14 @@ def start_background() -> None:
         fd = sys.stdout.fileno()
     if fd is None:
         return  # syslog: datagrams to /dev/log do not wait on a disk
-    _state["background"] = _Background(fd)
+    try:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        _state["background"] = _Background(fd)
+    else:
+        _state["background"] = _LoopBuffer(fd, loop)
     atexit.register(flush)
 
 
@@ -163,7 +220,7 @@ def flush() -> None:
 def _emit(text: str, severity: int) -> None:
     writer = _state.get("background")
     if writer is not None:
-        writer.queue.put(format_line(text).encode("utf-8", "replace"))
+        writer.put(format_line(text).encode("utf-8", "replace"))
         return
     if _state["fd"] is not None:
         try:

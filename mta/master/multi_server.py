@@ -191,6 +191,7 @@ class MultiServer:
     # ------------------------------------------------------------ main
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
+        log.start_background()
         self.done = asyncio.Event()
         self.room = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, self.stop)

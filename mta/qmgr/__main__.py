@@ -23,7 +23,6 @@ def main(argv: list[str] | None = None) -> None:
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     drop_privileges_if_asked(ctx)
-    log.start_background()
     try:
         qm = QueueManager(ctx.cfg)
     except (ConfigError, MapError) as exc:
@@ -34,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     server.report_use = False  # a trigger only sets a flag: never "busy" to the master
 
     async def serve() -> int:
+        log.start_background()
         manager = asyncio.create_task(qm.run())
         status = await server.serve()
         qm.stop()

@@ -103,6 +103,7 @@ class ActiveMessage:
     delayed: dict[int, RecipientStatus] = field(default_factory=dict)  # offset -> status
     bounced: int = 0
     nrcpt: int = 0  # recipients not done when it became active
+    had_logs: bool = True  # bounce/defer logs may exist from earlier attempts
 
 
 @dataclass
@@ -243,7 +244,7 @@ class QueueManager:
                 continue
             target = self._move(path, "active", queue_id)
             if target is not None:
-                self.activate(queue_id, target)
+                self.activate(queue_id, target, fresh=True)
 
     def scan_deferred(self, flush: bool) -> None:
         now = time.time()
@@ -263,8 +264,11 @@ class QueueManager:
             if target is not None:
                 self.activate(queue_id, target)
 
-    def activate(self, queue_id: str, path: str) -> None:
-        """A message entered the active queue: read it and file its recipients."""
+    def activate(self, queue_id: str, path: str, fresh: bool = False) -> None:
+        """A message entered the active queue: read it and file its recipients.
+
+        fresh: it came from incoming/ with no recipient done, so no earlier
+        attempt can have left bounce or defer logs."""
         try:
             msg = read_queue_file(path)
         except FileNotFoundError:
@@ -279,6 +283,7 @@ class QueueManager:
         now = time.time()
         pending = [r for r in msg.recipients if not r.done]
         am = ActiveMessage(msg=msg, path=path, active_time=now, nrcpt=len(pending))
+        am.had_logs = not (fresh and len(pending) == len(msg.recipients))
         self.active[queue_id] = am
         self.active_rcpts += am.nrcpt
         log.info(
@@ -454,7 +459,12 @@ class QueueManager:
     def finish(self, am: ActiveMessage) -> None:
         """All recipients done: notify the sender of bounces, then remove."""
         queue_id = am.msg.queue_id
-        failed = logfile.read(self.queue_dir, "bounce", queue_id, self.hash_depth, self.hashed)
+        logs = am.had_logs or am.bounced or am.delayed
+        failed = (
+            logfile.read(self.queue_dir, "bounce", queue_id, self.hash_depth, self.hashed)
+            if logs
+            else []
+        )
         if failed and not self.send_notice(am, failed):
             self.defer_message(am, time.time())  # the bounce log stays; try again later
             return
@@ -465,7 +475,8 @@ class QueueManager:
         except OSError as exc:
             log.warning("%s: cannot remove: %s", queue_id, exc)
             return
-        logfile.remove(self.queue_dir, queue_id, hash_depth=self.hash_depth, hashed=self.hashed)
+        if logs:
+            logfile.remove(self.queue_dir, queue_id, hash_depth=self.hash_depth, hashed=self.hashed)
         log.info("%s: removed", queue_id)
 
     def send_notice(self, am: ActiveMessage, failed: list[RecipientStatus]) -> bool:

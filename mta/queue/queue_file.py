@@ -381,7 +381,8 @@ def _parse_size(payload: bytes, path: str) -> tuple[int, int, int, int]:
     return offset, size, nrcpt, flags
 
 
-def _read_all(path: str) -> bytes:
+def read_file(path: str) -> bytes:
+    """The whole queue file; QueueFileError when it cannot be read (but not when missing)."""
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -391,11 +392,18 @@ def _read_all(path: str) -> bytes:
         raise QueueFileError(f"{path}: cannot read: {exc.strerror}") from exc
 
 
+_read_all = read_file
+
+
 def read_queue_file(path: str) -> QueueMessage:
     """Read the envelope of the queue file at path; QueueFileError when damaged."""
-    data = _read_all(path)
+    return parse_queue_file(_read_all(path), path)
+
+
+def parse_queue_file(data: bytes, path: str) -> QueueMessage:
+    """The envelope of a queue file already read into data (content records skipped)."""
     try:
-        records, _ = decode_records(data, 0, True)
+        records, _ = decode_records(data, 0, True, True)
     except RecordError as exc:
         raise QueueFileError(f"{path}: {exc}") from None
     if not records or records[0][1] != R.REC_TYPE_SIZE:
@@ -465,9 +473,12 @@ def read_queue_file(path: str) -> QueueMessage:
     return msg
 
 
-def iter_content(path: str, msg: QueueMessage | None = None) -> Iterator[bytes]:
-    """Yield the content lines of the queue file (without line ends)."""
-    data = _read_all(path)
+def iter_content(
+    path: str, msg: QueueMessage | None = None, data: bytes | None = None
+) -> Iterator[bytes]:
+    """Yield the content lines of the queue file (without line ends); data: the file, read."""
+    if data is None:
+        data = _read_all(path)
     start = msg.content_offset if msg else 0
     try:
         records, _ = decode_records(data, start, True)

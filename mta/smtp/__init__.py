@@ -31,8 +31,8 @@ DESCRIPTION
     dead is dropped and a new connection made.
 
     When the scache service runs (its socket private/scache exists), a
-    process that already keeps an idle session for a next hop hands
-    further plain-text sessions to it (mta/scache), and a process that
+    process that already keeps LOCAL_IDLE_PER_KEY idle sessions for a
+    next hop hands further plain-text sessions to it (mta/scache), and a process that
     has none of its own asks it before it connects: sessions move
     between the smtp processes, with their EHLO keywords, age and use
     count. TLS sessions stay in their process.
@@ -78,6 +78,7 @@ from mta.smtp.scache import SessionCache
 session_cache = SessionCache()
 _no_tls: dict[str, float] = {}  # relay -> until when TLS is not tried again
 NO_TLS_RETRY = 3600  # seconds a server whose TLS handshake failed is spoken to in plain text
+LOCAL_IDLE_PER_KEY = 16  # idle sessions per next hop kept before the surplus goes to scache
 
 
 def _cacheable(st: Settings, nexthop: str, session) -> bool:
@@ -159,9 +160,11 @@ async def _scache_give(job, st: Settings, key: tuple, session: Session) -> bool:
 
 async def _finish_session(job, st, key, session, reusable: bool) -> None:
     if reusable and session.alive() and _cacheable(st, job.req.nexthop, session):
-        # this process keeps one idle session per next hop; the surplus goes
-        # to the shared cache, where the other smtp processes find it
-        if session_cache.count(key) and await _scache_give(job, st, key, session):
+        # this process keeps a few idle sessions per next hop; the surplus
+        # goes to the shared cache, where the other smtp processes find it
+        if session_cache.count(key) >= LOCAL_IDLE_PER_KEY and await _scache_give(
+            job, st, key, session
+        ):
             return
         session_cache.put(key, session, st.cache_time_limit)
     else:

@@ -115,13 +115,31 @@ def test_c_agrees_with_ref_fuzz(seed):
     junk = bytes(rnd.randrange(256) for _ in range(rnd.randrange(64)))
     for blob in (c_out, junk, c_out[: rnd.randrange(len(c_out) + 1)]):
         for final in (False, True):
-            assert outcome(queue_file.decode_records_c, blob, final) == outcome(
-                record_ref.decode_records, blob, final
-            )
+            for skip in (False, True):
+                assert outcome(queue_file.decode_records_c, blob, final, skip) == outcome(
+                    record_ref.decode_records, blob, final, skip
+                )
 
 
-def outcome(fn, blob, final):
+@pytest.mark.parametrize("decode", DECODERS)
+def test_skip_content_leaves_out_only_content_records(decode):
+    enc = record_ref.ContentEncoder(4)
+    blob = (
+        record_ref.encode_record(ord("S"), b"a@x")
+        + record_ref.encode_record(ord("M"), b"")
+        + enc.feed(b"line one\nline two\n")
+        + enc.flush()
+        + record_ref.encode_record(ord("X"), b"")
+    )
+    full, end = decode(blob, 0, True)
+    short, end2 = decode(blob, 0, True, True)
+    assert end == end2 == len(blob)
+    assert [r for r in full if r[1] not in (ord("N"), ord("L"))] == short
+    assert [chr(t) for _, t, _ in short] == ["S", "M", "X"]
+
+
+def outcome(fn, blob, final, skip=False):
     try:
-        return fn(blob, 0, final)
+        return fn(blob, 0, final, skip)
     except record_ref.RecordError as exc:
         return ("error", str(exc))

@@ -105,7 +105,10 @@ def test_bad_request_is_refused(scache):
         assert s.recv(100) == b"fail\n"
 
 
-def test_smtp_sessions_move_between_processes(tmp_path):
+def test_smtp_sessions_move_between_processes(tmp_path, monkeypatch):
+    import mta.smtp
+
+    monkeypatch.setattr(mta.smtp, "LOCAL_IDLE_PER_KEY", 1)  # keep one, share the rest
     connections = []
 
     class Counting(SinkHandler):
