@@ -40,15 +40,13 @@ ATTR_READ_CHUNK = 65536  # bytes asked of the socket per read
 
 def encode(attrs: dict[str, str]) -> bytes:
     """Serialize one message; raise ValueError for names or values it cannot carry."""
-    parts: list[bytes] = []
-    for name, value in attrs.items():
-        name_b = str(name).encode("utf-8", "surrogateescape")
-        value_b = str(value).encode("utf-8", "surrogateescape")
-        if not name_b or b"\0" in name_b or b"\0" in value_b:
-            raise ValueError(f"attribute {name!r}: empty name or NUL byte")
-        parts += (name_b, b"\0", value_b, b"\0")
-    parts.append(b"\0")
-    data = b"".join(parts)
+    if not attrs:
+        return b"\0"
+    text = "\0".join(f"{name}\0{value}" for name, value in attrs.items())
+    if "" in attrs or text.count("\0") != 2 * len(attrs) - 1:
+        bad = next(k for k, v in attrs.items() if not k or "\0" in k or "\0" in str(v))
+        raise ValueError(f"attribute {bad!r}: empty name or NUL byte")
+    data = (text + "\0\0").encode("utf-8", "surrogateescape")
     if len(data) > ATTR_MAX_MESSAGE:
         raise ValueError(f"message of {len(data)} bytes exceeds {ATTR_MAX_MESSAGE}")
     return data
@@ -68,8 +66,6 @@ class AttrReader:
         self.limit = limit
         self._buf = bytearray()
         self._pos = 0  # where the current message starts in _buf
-        self._scan = 0  # fields before this offset are already known complete
-        self._fields: list[bytes] = []
         self.backlog: list[dict[str, str]] = []  # decoded, not yet returned by recv()
 
     @property
@@ -81,29 +77,36 @@ class AttrReader:
         buf = self._buf
         buf += data
         out: list[dict[str, str]] = []
-        fields = self._fields
-        while True:
-            end = buf.find(b"\0", self._scan)
-            if end < 0:
-                break
-            field = bytes(buf[self._scan : end])
-            self._scan = end + 1
-            if not field and len(fields) % 2 == 0:
-                msg: dict[str, str] = {}
-                for i in range(0, len(fields), 2):
-                    msg[_decode(fields[i])] = _decode(fields[i + 1])
-                out.append(msg)
-                fields.clear()
-                self._pos = self._scan
-                continue
-            fields.append(field)
-            if self._scan - self._pos > self.limit:
-                raise ValueError(f"message exceeds {self.limit} bytes")
+        last = buf.rfind(b"\0")
+        if last >= self._pos:
+            # every field up to the last NUL is complete; a message still
+            # open at the end is parsed again when more arrives
+            parts = bytes(buf[self._pos : last]).split(b"\0")
+            pos = start = self._pos
+            msg: dict[str, str] = {}
+            i, n = 0, len(parts)
+            while i < n:
+                name = parts[i]
+                if not name:
+                    pos += 1
+                    out.append(msg)
+                    msg = {}
+                    start = pos
+                    i += 1
+                    continue
+                if i + 1 >= n:
+                    break
+                value = parts[i + 1]
+                msg[_decode(name)] = _decode(value)
+                pos += len(name) + len(value) + 2
+                if pos - start > self.limit:
+                    raise ValueError(f"message exceeds {self.limit} bytes")
+                i += 2
+            self._pos = start
         if len(buf) - self._pos > self.limit:
             raise ValueError(f"message exceeds {self.limit} bytes")
         if self._pos:
             del buf[: self._pos]
-            self._scan -= self._pos
             self._pos = 0
         return out
 
@@ -133,36 +136,21 @@ def recv(sock: socket.socket, reader: AttrReader | None = None) -> dict[str, str
 async def read_attrs(
     reader: asyncio.StreamReader, limit: int = ATTR_MAX_MESSAGE
 ) -> dict[str, str] | None:
-    """Read one message from a stream; None at a clean end of stream."""
-    import asyncio
+    """Read one message from a stream; None at a clean end of stream.
 
-    fields: list[bytes] = []
-    size = 0
-    part = bytearray()  # a field longer than the stream's own buffer limit
-    while True:
-        try:
-            chunk = await reader.readuntil(b"\0")
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial and not fields and not part:
-                return None
-            if size + len(exc.partial) > limit:
-                raise ValueError(f"message exceeds {limit} bytes") from None
-            raise ValueError("end of stream inside a message") from None
-        except asyncio.LimitOverrunError as exc:
-            chunk = await reader.readexactly(max(exc.consumed, 1))
-            size += len(chunk)
-            if size > limit:
-                raise ValueError(f"message exceeds {limit} bytes") from None
-            part += chunk
-            continue
-        size += len(chunk)
-        if size > limit:
-            raise ValueError(f"message exceeds {limit} bytes")
-        field = bytes(part) + chunk[:-1] if part else chunk[:-1]
-        part.clear()
-        if not field and len(fields) % 2 == 0:
-            return {_decode(fields[i]): _decode(fields[i + 1]) for i in range(0, len(fields), 2)}
-        fields.append(field)
+    Messages that arrive together are kept with the stream for the next call."""
+    decoder = getattr(reader, "_attr_reader", None)
+    if decoder is None:
+        decoder = AttrReader(limit)
+        reader._attr_reader = decoder  # type: ignore[attr-defined]
+    while not decoder.backlog:
+        data = await reader.read(ATTR_READ_CHUNK)
+        if not data:
+            if decoder.pending:
+                raise ValueError("end of stream inside a message")
+            return None
+        decoder.backlog.extend(decoder.feed(data))
+    return decoder.backlog.pop(0)
 
 
 async def write_attrs(writer: asyncio.StreamWriter, attrs: dict[str, str]) -> None:
