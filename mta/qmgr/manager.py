@@ -68,6 +68,7 @@ from mta.common.deliver_request import (
     deliver,
 )
 from mta.common.dsn import ACTION_DELAYED, ACTION_FAILED, RecipientStatus, status_line
+from mta.common.mail_flow import FLOW_RESERVE, FlowTokens
 from mta.qmgr.scan import iter_queue
 from mta.qmgr.settings import TransportSettings, load_transports
 from mta.queue import paths
@@ -144,6 +145,7 @@ class QueueManager:
         self.incoming_full = False  # the last incoming scan stopped at the window limit
         self.dead_reason: dict[tuple[str, str], str] = {}
         self.cleanup = None  # built on the first notice: it opens every cleanup table
+        self.flow = FlowTokens(self.queue_dir)  # in_flow_delay tokens for the intake
 
     # ------------------------------------------------------------ control
     def trigger(self, data: bytes) -> None:
@@ -171,6 +173,7 @@ class QueueManager:
     # ------------------------------------------------------------ main loop
     async def run(self) -> None:
         self.recover_active()
+        self.flow.put(FLOW_RESERVE)
         loop = asyncio.get_running_loop()
         while not self.stopping:
             now = time.time()
@@ -236,15 +239,22 @@ class QueueManager:
 
     def scan_incoming(self) -> None:
         self.incoming_full = False
-        for queue_id, path in iter_queue(self.queue_dir, "incoming", self.hash_depth, self.hashed):
-            if not self._room():
-                self.incoming_full = True
-                return
-            if queue_id in self.active:
-                continue
-            target = self._move(path, "active", queue_id)
-            if target is not None:
-                self.activate(queue_id, target, fresh=True)
+        taken = 0
+        try:
+            for queue_id, path in iter_queue(
+                self.queue_dir, "incoming", self.hash_depth, self.hashed
+            ):
+                if not self._room():
+                    self.incoming_full = True
+                    return
+                if queue_id in self.active:
+                    continue
+                target = self._move(path, "active", queue_id)
+                if target is not None:
+                    taken += 1
+                    self.activate(queue_id, target, fresh=True)
+        finally:
+            self.flow.put(taken)  # one intake token per message taken in
 
     def scan_deferred(self, flush: bool) -> None:
         now = time.time()

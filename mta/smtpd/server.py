@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from mta import log
 from mta.cleanup import Cleanup
+from mta.common.mail_flow import FlowGate
 from mta.common.match_list import AddrList, DomainList
 from mta.smtpd.checks import SessionState, SmtpdChecks
 
@@ -71,6 +72,8 @@ class SmtpdServer:
         self.size_limit = cfg.get_size("message_size_limit")
         self.queue_dir = cfg.get("queue_directory")
         self.minfree = cfg.get_size("queue_minfree")
+        self.in_flow_delay = float(cfg.get_time("in_flow_delay"))
+        self.flow = FlowGate(self.queue_dir)
         self.recipient_limit = cfg.get_int("smtpd_recipient_limit")
         self.soft_error_limit = cfg.get_int("smtpd_soft_error_limit")
         self.hard_error_limit = cfg.get_int("smtpd_hard_error_limit")

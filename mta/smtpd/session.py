@@ -491,6 +491,9 @@ class SmtpdSession(asyncio.Protocol):
         verdict = await self.server.checks.data(self.st)
         if verdict is not None:
             return verdict
+        if self.server.in_flow_delay > 0:
+            # delivery falling behind: pace intake (in_flow_delay)
+            await self.server.flow.take(self.server.in_flow_delay)
         attrs = {
             "client_name": self.st.client_name,
             "reverse_client_name": self.st.reverse_name,
