@@ -6,8 +6,11 @@ Used by bench/intake/run.py and bench/relay/run.py; not a test module.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -86,3 +89,99 @@ def smtp_source(
         argv += ["-r", str(rcpts)]
     argv += ["-f", SENDER, "-t", recipient, f"127.0.0.1:{port}"]
     subprocess.run(argv, check=True, capture_output=True, timeout=1800)
+
+
+# ---------------------------------------------------------------- servers
+MTA_MAIN_CF = (
+    "myhostname = mta.bench.example\n"
+    "inet_interfaces = loopback-only\nmynetworks = 127.0.0.0/8\n"
+    "smtpd_peername_lookup = no\nmax_idle = 600s\nmax_use = 100000\n"
+    "alias_maps =\nlocal_recipient_maps =\n"
+)
+POSTFIX_MAIN_CF = (
+    "compatibility_level = 3.6\ncommand_directory = /usr/sbin\n"
+    "mail_owner = postfix\nsetgid_group = postdrop\nmyhostname = postfix.bench.example\n"
+    "inet_interfaces = 127.0.0.1\nmynetworks = 127.0.0.0/8\n"
+    "maillog_file = /dev/stdout\nalias_maps =\nlocal_recipient_maps =\n"
+    "smtpd_peername_lookup = no\nsmtpd_client_connection_count_limit = 0\n"
+)
+
+
+class MtaInstance:
+    """mta under top (etc/, spool/, data/, maillog), started with "mta start"."""
+
+    name = "mta"
+
+    def __init__(self, top: Path, port: int, main_cf: str, master_cf: str) -> None:
+        import pwd
+
+        self.top, self.port = top, port
+        self.etc = top / "etc"
+        self.queue = top / "spool"
+        self.etc.mkdir(parents=True)
+        user = pwd.getpwuid(os.getuid()).pw_name
+        (self.etc / "main.cf").write_text(
+            f"queue_directory = {self.queue}\ndata_directory = {top / 'data'}\n"
+            f"maillog_file = {top / 'maillog'}\nmail_owner = {user}\n" + MTA_MAIN_CF + main_cf
+        )
+        (self.etc / "master.cf").write_text(master_cf)
+
+    def mta(self, *args: str, check: bool = True) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "mta", *args, "-c", str(self.etc)],
+            check=check,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        self.mta("start")
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        self.mta("stop", check=False)
+
+    def pids(self) -> list[int]:
+        return [int((self.queue / "pid" / "master.pid").read_text().split()[0])]
+
+
+class PostfixInstance:
+    """A private Postfix instance under top, run by Postfix's own master (needs root)."""
+
+    name = "postfix"
+    DAEMONS = "/usr/lib/postfix/sbin"
+
+    def __init__(self, top: Path, port: int, main_cf: str, master_cf: str) -> None:
+        self.top, self.port = top, port
+        self.etc = top / "etc"
+        self.queue = top / "spool"
+        for d in (self.etc, self.queue, top / "data"):
+            d.mkdir(parents=True)
+        shutil.chown(top / "data", "postfix")
+        (self.etc / "main.cf").write_text(
+            f"queue_directory = {self.queue}\ndata_directory = {top / 'data'}\n"
+            f"daemon_directory = {self.DAEMONS}\n" + POSTFIX_MAIN_CF + main_cf
+        )
+        (self.etc / "master.cf").write_text(master_cf)
+        self.proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return os.path.exists(f"{PostfixInstance.DAEMONS}/master") and os.getuid() == 0
+
+    def start(self) -> None:
+        subprocess.run(["postfix", "-c", str(self.etc), "check"], capture_output=True)
+        with open(self.top / "maillog", "wb") as maillog:
+            self.proc = subprocess.Popen(
+                [f"{self.DAEMONS}/master", "-c", str(self.etc), "-d"],
+                stdout=maillog,
+                stderr=subprocess.STDOUT,
+            )
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(20)
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid]

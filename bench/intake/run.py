@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import smtplib
 import subprocess
 import sys
@@ -42,6 +41,8 @@ sys.path.insert(0, str(HERE.parent))
 from loadgen import (  # noqa: E402 - after the path is set
     RECIPIENT,
     SENDER,
+    MtaInstance,
+    PostfixInstance,
     free_port,
     percentile,
     proc_tree_cpu,
@@ -106,48 +107,14 @@ class Target:
     def pids(self) -> list[int]: ...
 
 
-class MtaTarget(Target):
-    name = "mta"
-
+class MtaTarget(MtaInstance, Target):
     def __init__(self, top: Path, port: int) -> None:
-        self.top, self.port = top, port
-        self.etc = top / "etc"
-        self.queue = top / "spool"
-        self.etc.mkdir(parents=True)
-        import pwd
-
-        user = pwd.getpwuid(os.getuid()).pw_name
-        (self.etc / "main.cf").write_text(
-            f"queue_directory = {self.queue}\ndata_directory = {top / 'data'}\n"
-            f"maillog_file = {top / 'maillog'}\nmail_owner = {user}\n"
-            "myhostname = mta.bench.example\nmydestination = bench.example\n"
-            "inet_interfaces = loopback-only\nmynetworks = 127.0.0.0/8\n"
-            "smtpd_peername_lookup = no\nmax_idle = 600s\nmax_use = 100000\n"
-            "alias_maps =\nlocal_recipient_maps =\n"
+        super().__init__(
+            top,
+            port,
+            "mydestination = bench.example\n",
+            f"127.0.0.1:{port} inet n - n - - smtpd\nproxymap unix - - n - - proxymap\n",
         )
-        (self.etc / "master.cf").write_text(
-            f"127.0.0.1:{port} inet n - n - - smtpd\nproxymap unix - - n - - proxymap\n"
-        )
-
-    def mta(self, *args: str) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "mta", *args, "-c", str(self.etc)],
-            check=True,
-            capture_output=True,
-        )
-
-    def start(self) -> None:
-        self.mta("start")
-        wait_port(self.port)
-
-    def stop(self) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "mta", "stop", "-c", str(self.etc)], capture_output=True
-        )
-
-    def pids(self) -> list[int]:
-        pid_file = self.queue / "pid" / "master.pid"
-        return [int(pid_file.read_text().split()[0])]
 
     @property
     def incoming(self) -> Path:
@@ -185,29 +152,12 @@ class AiosmtpdTarget(Target):
         return self.queue
 
 
-class PostfixTarget(Target):
-    name = "postfix"
-    DAEMONS = "/usr/lib/postfix/sbin"
-
+class PostfixTarget(PostfixInstance, Target):
     def __init__(self, top: Path, port: int) -> None:
-        self.top, self.port = top, port
-        self.etc = top / "etc"
-        self.queue = top / "spool"
-        for d in (self.etc, self.queue, top / "data"):
-            d.mkdir(parents=True)
-        shutil.chown(top / "data", "postfix")
-        (self.etc / "main.cf").write_text(
-            f"compatibility_level = 3.6\nqueue_directory = {self.queue}\n"
-            f"data_directory = {top / 'data'}\ncommand_directory = /usr/sbin\n"
-            f"daemon_directory = {self.DAEMONS}\nmail_owner = postfix\n"
-            "setgid_group = postdrop\nmyhostname = postfix.bench.example\n"
-            "mydestination =\nrelay_domains =\ninet_interfaces = 127.0.0.1\n"
-            "mynetworks = 127.0.0.0/8\nmaillog_file = /dev/stdout\nalias_maps =\n"
-            "local_recipient_maps =\nsmtpd_peername_lookup = no\n"
-            "smtpd_client_connection_count_limit = 0\n"
-            "defer_transports = smtp, local, relay, virtual\n"
-        )
-        (self.etc / "master.cf").write_text(
+        super().__init__(
+            top,
+            port,
+            "mydestination =\nrelay_domains =\ndefer_transports = smtp, local, relay, virtual\n",
             f"127.0.0.1:{port} inet n - n - - smtpd\n"
             "cleanup unix n - n - 0 cleanup\n"
             "rewrite unix - - n - - trivial-rewrite\n"
@@ -216,30 +166,8 @@ class PostfixTarget(Target):
             "bounce unix - - n - 0 bounce\n"
             "anvil unix - - n - 1 anvil\n"
             "proxymap unix - - n - - proxymap\n"
-            "postlog unix-dgram n - n - 1 postlogd\n"
+            "postlog unix-dgram n - n - 1 postlogd\n",
         )
-        self.proc: subprocess.Popen | None = None
-
-    @staticmethod
-    def available() -> bool:
-        return os.path.exists(f"{PostfixTarget.DAEMONS}/master") and os.getuid() == 0
-
-    def start(self) -> None:
-        subprocess.run(["postfix", "-c", str(self.etc), "check"], capture_output=True)
-        self.proc = subprocess.Popen(
-            [f"{self.DAEMONS}/master", "-c", str(self.etc), "-d"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_port(self.port)
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(20)
-
-    def pids(self) -> list[int]:
-        return [self.proc.pid]
 
     @property
     def incoming(self) -> Path:

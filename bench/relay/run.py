@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import smtplib
 import subprocess
 import sys
@@ -47,6 +46,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from loadgen import (  # noqa: E402 - after the path is set
     SENDER,
+    MtaInstance,
+    PostfixInstance,
     free_port,
     percentile,
     proc_tree_cpu,
@@ -169,30 +170,20 @@ class Target:
         return True
 
 
-class MtaTarget(Target):
-    name = "mta"
+def routing_files(etc: Path, transport: str, alias: str) -> str:
+    """Write the routing tables; return their main.cf lines."""
+    (etc / "transport").write_text(transport)
+    (etc / "virtual").write_text(alias)
+    lines = f"mydestination =\nrelay_domains =\ntransport_maps = regexp:{etc / 'transport'}\n"
+    return lines + (f"virtual_alias_maps = regexp:{etc / 'virtual'}\n" if alias else "")
 
+
+class MtaTarget(MtaInstance, Target):
     def __init__(self, top: Path, port: int, transport: str, alias: str) -> None:
-        import pwd
-
-        self.top, self.port = top, port
-        self.etc = top / "etc"
-        self.queue = top / "spool"
-        self.etc.mkdir(parents=True)
-        (self.etc / "transport").write_text(transport)
-        (self.etc / "virtual").write_text(alias)
-        user = pwd.getpwuid(os.getuid()).pw_name
-        (self.etc / "main.cf").write_text(
-            f"queue_directory = {self.queue}\ndata_directory = {top / 'data'}\n"
-            f"maillog_file = {top / 'maillog'}\nmail_owner = {user}\n"
-            "myhostname = mta.bench.example\nmydestination =\nrelay_domains =\n"
-            "inet_interfaces = loopback-only\nmynetworks = 127.0.0.0/8\n"
-            "smtpd_peername_lookup = no\nmax_idle = 600s\nmax_use = 100000\n"
-            "alias_maps =\nlocal_recipient_maps =\n"
-            f"transport_maps = regexp:{self.etc / 'transport'}\n"
-            + (f"virtual_alias_maps = regexp:{self.etc / 'virtual'}\n" if alias else "")
-        )
-        (self.etc / "master.cf").write_text(
+        super().__init__(
+            top,
+            port,
+            "",
             f"127.0.0.1:{port} inet n - n - - smtpd\n"
             "cleanup unix n - n - 0 cleanup\n"
             "qmgr fifo n - n 300 1 qmgr\n"
@@ -200,55 +191,18 @@ class MtaTarget(Target):
             "error unix - - n - - error\n"
             "retry unix - - n - - error\n"
             "scache unix - - n - 1 scache\n"
-            "proxymap unix - - n - - proxymap\n"
+            "proxymap unix - - n - - proxymap\n",
         )
-
-    def mta(self, *args: str) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "mta", *args, "-c", str(self.etc)],
-            check=True,
-            capture_output=True,
-        )
-
-    def start(self) -> None:
-        self.mta("start")
-        wait_port(self.port)
-
-    def stop(self) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "mta", "stop", "-c", str(self.etc)], capture_output=True
-        )
-
-    def pids(self) -> list[int]:
-        return [int((self.queue / "pid" / "master.pid").read_text().split()[0])]
+        with open(self.etc / "main.cf", "a") as f:
+            f.write(routing_files(self.etc, transport, alias))
 
 
-class PostfixTarget(Target):
-    name = "postfix"
-    DAEMONS = "/usr/lib/postfix/sbin"
-
+class PostfixTarget(PostfixInstance, Target):
     def __init__(self, top: Path, port: int, transport: str, alias: str) -> None:
-        self.top, self.port = top, port
-        self.etc = top / "etc"
-        self.queue = top / "spool"
-        for d in (self.etc, self.queue, top / "data"):
-            d.mkdir(parents=True)
-        shutil.chown(top / "data", "postfix")
-        (self.etc / "transport").write_text(transport)
-        (self.etc / "virtual").write_text(alias)
-        (self.etc / "main.cf").write_text(
-            f"compatibility_level = 3.6\nqueue_directory = {self.queue}\n"
-            f"data_directory = {top / 'data'}\ncommand_directory = /usr/sbin\n"
-            f"daemon_directory = {self.DAEMONS}\nmail_owner = postfix\n"
-            "setgid_group = postdrop\nmyhostname = postfix.bench.example\n"
-            "mydestination =\nrelay_domains =\ninet_interfaces = 127.0.0.1\n"
-            "mynetworks = 127.0.0.0/8\nmaillog_file = /dev/stdout\nalias_maps =\n"
-            "local_recipient_maps =\nsmtpd_peername_lookup = no\n"
-            "smtpd_client_connection_count_limit = 0\n"
-            f"transport_maps = regexp:{self.etc / 'transport'}\n"
-            + (f"virtual_alias_maps = regexp:{self.etc / 'virtual'}\n" if alias else "")
-        )
-        (self.etc / "master.cf").write_text(
+        super().__init__(
+            top,
+            port,
+            "",
             f"127.0.0.1:{port} inet n - n - - smtpd\n"
             "cleanup unix n - n - 0 cleanup\n"
             "rewrite unix - - n - - trivial-rewrite\n"
@@ -265,31 +219,10 @@ class PostfixTarget(Target):
             "scache unix - - n - 1 scache\n"
             "anvil unix - - n - 1 anvil\n"
             "proxymap unix - - n - - proxymap\n"
-            "postlog unix-dgram n - n - 1 postlogd\n"
+            "postlog unix-dgram n - n - 1 postlogd\n",
         )
-        self.proc: subprocess.Popen | None = None
-
-    @staticmethod
-    def available() -> bool:
-        return os.path.exists(f"{PostfixTarget.DAEMONS}/master") and os.getuid() == 0
-
-    def start(self) -> None:
-        subprocess.run(["postfix", "-c", str(self.etc), "check"], capture_output=True)
-        with open(self.top / "maillog", "wb") as maillog:
-            self.proc = subprocess.Popen(
-                [f"{self.DAEMONS}/master", "-c", str(self.etc), "-d"],
-                stdout=maillog,
-                stderr=subprocess.STDOUT,
-            )
-        wait_port(self.port)
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(20)
-
-    def pids(self) -> list[int]:
-        return [self.proc.pid]
+        with open(self.etc / "main.cf", "a") as f:
+            f.write(routing_files(self.etc, transport, alias))
 
 
 TARGETS = {"mta": MtaTarget, "postfix": PostfixTarget}

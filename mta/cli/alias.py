@@ -39,6 +39,7 @@ import argparse
 import os
 import sys
 
+from mta.cli import map as map_cli
 from mta.cli.common import load, make_parser
 from mta.cli.map import Fatal, _buildable, _map_size, _mode, _out, _stdin_keys, _warner
 from mta.local.aliases_file import build_alias_lmdb, parse_aliases
@@ -107,23 +108,7 @@ def do_delete(args, cfg) -> int:
 
 
 def do_incremental(args, cfg, warn) -> int:
-    pairs, warnings = parse_aliases(sys.stdin.buffer.read(), not args.nofold)
-    for line, msg in warnings:
-        warn(f"stdin, line {line}: {msg}")
-    for spec in args.tables:
-        kind, name = _buildable(spec, cfg)
-        path = name + LMDB_SUFFIX
-        update_lmdb(
-            path,
-            puts=pairs,
-            spec=f"{kind}:{name}",
-            duplicates=_duplicates(args),
-            warn=warn,
-            map_size=_map_size(cfg),
-            nul=args.nul,
-            mode=None if os.path.exists(path) else _mode(name, args.plain_mode),
-        )
-    return 0
+    return map_cli.do_incremental(args, cfg, warn, parse_aliases)
 
 
 def do_build(args, cfg, warn, specs: list[str]) -> int:

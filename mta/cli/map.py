@@ -179,9 +179,10 @@ def do_delete(args, cfg, warn) -> int:
     return 0 if found else 1
 
 
-def do_incremental(args, cfg, warn) -> int:
+def do_incremental(args, cfg, warn, parse=None) -> int:
+    """-i: add "key value" lines from stdin; parse reads them (postalias: alias lines)."""
     data = sys.stdin.buffer.read()
-    pairs, warnings = parse_table_text(data, not args.nofold)
+    pairs, warnings = (parse or parse_table_text)(data, not args.nofold)
     for line, msg in warnings:
         warn(f"stdin, line {line}: {msg}")
     for spec in args.tables:

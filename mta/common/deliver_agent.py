@@ -131,18 +131,7 @@ class DeliveryJob:
     def _set(
         self, rcpt: RequestRecipient, action: str, dsn: str, reason: str, relay: str, word: str
     ) -> None:
-        self.statuses[rcpt.offset] = RecipientStatus(
-            address=rcpt.address,
-            offset=rcpt.offset,
-            action=action,
-            dsn=dsn,
-            reason=reason,
-            relay=relay,
-            orig=rcpt.orig,
-            dsn_orcpt=rcpt.dsn_orcpt,
-            notify=rcpt.notify,
-            status_word=word,
-        )
+        self.statuses[rcpt.offset] = RecipientStatus.of(rcpt, action, dsn, reason, relay, word)
 
     def sent(
         self,

@@ -80,6 +80,24 @@ class RecipientStatus:
     def done(self) -> bool:
         return self.action in DONE_ACTIONS
 
+    @classmethod
+    def of(
+        cls, rcpt, action: str, dsn: str, reason: str, relay: str = "none", word: str = ""
+    ) -> RecipientStatus:
+        """The status of rcpt (anything with address, offset, orig, dsn_orcpt, notify)."""
+        return cls(
+            address=rcpt.address,
+            offset=rcpt.offset,
+            action=action,
+            dsn=dsn,
+            reason=reason,
+            relay=relay,
+            orig=rcpt.orig,
+            dsn_orcpt=rcpt.dsn_orcpt,
+            notify=rcpt.notify,
+            status_word=word,
+        )
+
 
 def dsn_from_reply(code: int, text: str) -> str:
     """The enhanced status code of a reply: from its text, else from its class."""

@@ -413,19 +413,7 @@ class QueueManager:
         self, am: ActiveMessage, rcpts: list[RequestRecipient], reason: str, dsn: str
     ) -> None:
         """Defer recipients on qmgr's own account: log, defer log, remember."""
-        statuses = [
-            RecipientStatus(
-                address=r.address,
-                offset=r.offset,
-                action=ACTION_DELAYED,
-                dsn=dsn,
-                reason=reason,
-                orig=r.orig,
-                dsn_orcpt=r.dsn_orcpt,
-                notify=r.notify,
-            )
-            for r in rcpts
-        ]
+        statuses = [RecipientStatus.of(r, ACTION_DELAYED, dsn, reason) for r in rcpts]
         try:
             logfile.append(
                 self.queue_dir, "defer", am.msg.queue_id, statuses, self.hash_depth, self.hashed
@@ -545,17 +533,7 @@ class QueueManager:
             reason = prev.reason if prev else "message expired before it could be delivered"
             dsn = prev.dsn if prev else "4.4.7"
             statuses.append(
-                RecipientStatus(
-                    address=r.address,
-                    offset=r.offset,
-                    action=ACTION_FAILED,
-                    dsn=dsn,
-                    reason=reason,
-                    relay=prev.relay if prev else "none",
-                    orig=r.orig,
-                    dsn_orcpt=r.dsn_orcpt,
-                    notify=r.notify,
-                )
+                RecipientStatus.of(r, ACTION_FAILED, dsn, reason, prev.relay if prev else "none")
             )
         try:
             logfile.append(
