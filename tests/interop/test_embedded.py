@@ -23,6 +23,8 @@ pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
 def port_free(port: int) -> bool:
     with socket.socket() as s:
+        # as the master binds: connections of an earlier test in TIME_WAIT do not count
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -32,7 +34,8 @@ def port_free(port: int) -> bool:
 
 @pytest.fixture
 def embedded(tmp_path):
-    if not (port_free(SMTP_PORT) and port_free(QMQP_PORT)):
+    # an instance of an earlier test may still be letting go of the ports
+    if not wait_for(lambda: port_free(SMTP_PORT) and port_free(QMQP_PORT), 10):
         pytest.skip("the embedded instance's ports are taken on this machine")
     env = {k: v for k, v in os.environ.items() if k not in ("MTA_CONFIG_DIR", "MTA_LOG_STDOUT")}
     env["XDG_STATE_HOME"] = str(tmp_path)
@@ -103,3 +106,14 @@ def test_mail_arrives_through_every_door(embedded):
     assert wait_for(lambda: not incoming(top), 10)
     log = (top / "maillog").read_text()
     assert log.count("status=sent (delivered to mailbox)") == want
+
+
+def test_unknown_local_user_is_refused_at_rcpt(embedded):
+    """local_recipient_maps (its default: the password file and alias_maps, through
+    proxymap) lets smtpd refuse a local user that does not exist."""
+    with smtplib.SMTP("127.0.0.1", SMTP_PORT, timeout=10) as s:
+        s.ehlo("client.example")
+        s.mail("a@localhost")
+        code, text = s.rcpt("no-such-user-here@localhost")
+    assert code == 550, text
+    assert b"5.1.1" in text and b"User unknown" in text

@@ -207,3 +207,31 @@ def test_expired_message_bounces_with_its_last_reason(tmp_path):
     text = (tmp_path / "maillog").read_text()
     assert f"{m.queue_id}: from=<writer@origin.example>, status=expired, returned to sender" in text
     assert f"{m.queue_id}: sender non-delivery notification: " in text
+
+
+def test_refusing_destination_is_suspended_after_a_cohort(tmp_path):
+    """The real smtp client against a port that refuses connections: the first
+    window of deliveries fails, the destination is marked dead and the rest of
+    its mail is deferred without being tried."""
+    from mta.smtp import deliver as smtp_deliver
+    from tests.support.running import free_port
+
+    closed = free_port()  # nothing listens here
+    cfg = instance(
+        tmp_path,
+        f"relayhost = [127.0.0.1]:{closed}\ninitial_destination_concurrency = 2\n",
+    )
+    msgs = [queue_message(cfg, [f"u{i}@far.example"], queue="incoming") for i in range(10)]
+    agent = serve_agent(cfg, "smtp", smtp_deliver)
+    try:
+        qm = run_qmgr(cfg, lambda qm: len(files(cfg, "deferred")) == len(msgs))
+    finally:
+        agent.stop()
+    text = (tmp_path / "maillog").read_text()
+    tried = text.count(f"relay=127.0.0.1[127.0.0.1]:{closed}")
+    suspended = text.count("status=deferred (delivery temporarily suspended: connect to")
+    assert tried >= 1 and suspended >= 1
+    assert tried + suspended == len(msgs)
+    assert tried <= 4  # one pseudo-cohort (window 2), not every message
+    d = qm.sched.find("smtp", f"[127.0.0.1]:{closed}")
+    assert d is not None and d.is_dead()
