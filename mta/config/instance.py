@@ -17,6 +17,10 @@ DESCRIPTION
     local, virtual, discard and error agents; local mailboxes are
     files under mail/.
 
+    A master.cf that an earlier version generated and nobody edited is
+    replaced by the current one (which adds qmgr and the delivery
+    agents); an edited one is left alone.
+
 SECURITY
     Creates files as the invoking user, mode 0700 for the directory.
 """
@@ -88,6 +92,21 @@ scache    unix  -       -       n       -       1       scache
 """
 
 
+# master.cf as versions before the delivery path generated it: an untouched
+# copy is replaced by the current one, so an old instance starts delivering
+MASTER_CF_TEXT_0_1 = """\
+# mta embedded default instance: services run by the master.
+# ==========================================================================
+# service type  private unpriv  chroot  wakeup  maxproc command + args
+# ==========================================================================
+127.0.0.1:{smtp} inet n   -       n       -       -       smtpd
+127.0.0.1:{qmqp} inet n   -       n       -       -       qmqpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+proxymap  unix  -       -       n       -       -       proxymap
+"""
+
+
 def ensure_instance() -> str:
     """Create the default instance if it is missing; return its directory."""
     top = instance_dir()
@@ -98,6 +117,12 @@ def ensure_instance() -> str:
     if not os.path.exists(main_cf):
         write_atomically(main_cf, main_cf_text(top))
     master_cf = os.path.join(top, "master.cf")
-    if not os.path.exists(master_cf):
-        write_atomically(master_cf, MASTER_CF_TEXT.format(smtp=SMTP_PORT, qmqp=QMQP_PORT))
+    current = MASTER_CF_TEXT.format(smtp=SMTP_PORT, qmqp=QMQP_PORT)
+    try:
+        with open(master_cf, encoding="utf-8") as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = None
+    if old is None or old == MASTER_CF_TEXT_0_1.format(smtp=SMTP_PORT, qmqp=QMQP_PORT):
+        write_atomically(master_cf, current)
     return top
