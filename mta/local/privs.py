@@ -28,8 +28,8 @@ SECURITY
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
 import pwd
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,7 +106,7 @@ def run_as(privs: Privs | None, fn: Callable[..., Outcome], *args) -> Outcome:
                 result = fn(*args)
             except Exception as exc:  # noqa: BLE001 - reported to the parent
                 result = defer(f"delivery helper error: {type(exc).__name__}: {exc}")
-            data = pickle.dumps(result)
+            data = _encode(result)
             view = memoryview(data)
             while view:
                 view = view[os.write(wfd, view) :]
@@ -126,6 +126,41 @@ def run_as(privs: Privs | None, fn: Callable[..., Outcome], *args) -> Outcome:
     if not chunks:
         return defer(f"delivery helper for uid {privs.uid} died")
     try:
-        return pickle.loads(b"".join(chunks))
-    except Exception:  # noqa: BLE001 - a broken answer is a temporary failure
+        return _decode(b"".join(chunks))
+    except (ValueError, TypeError, KeyError):
         return defer(f"delivery helper for uid {privs.uid} sent a bad answer")
+
+
+# The child runs as the recipient, who could tamper with it: its answer is
+# plain JSON (never pickle) and decodes only to Outcome, None, str, numbers,
+# booleans and lists of those.
+def _encode(value) -> bytes:
+    def enc(v):
+        if isinstance(v, Outcome):
+            return {"o": [v.status, v.dsn, v.reason]}
+        if isinstance(v, (tuple, list)):
+            return {"l": [enc(x) for x in v]}
+        if v is None or isinstance(v, (str, int, float, bool)):
+            return {"v": v}
+        raise TypeError(f"cannot return a {type(v).__name__} from a delivery helper")
+
+    return json.dumps(enc(value)).encode("utf-8", "surrogatepass")
+
+
+def _decode(data: bytes):
+    def dec(d):
+        if not isinstance(d, dict) or len(d) != 1:
+            raise ValueError("bad answer")
+        ((kind, v),) = d.items()
+        if kind == "o":
+            status, dsn, reason = v
+            if status not in (OUTCOME_SENT, OUTCOME_DEFER, OUTCOME_BOUNCE):
+                raise ValueError("bad outcome")
+            return Outcome(str(status), str(dsn), str(reason))
+        if kind == "l":
+            return tuple(dec(x) for x in v)
+        if kind == "v" and (v is None or isinstance(v, (str, int, float, bool))):
+            return v
+        raise ValueError("bad answer")
+
+    return dec(json.loads(data.decode("utf-8", "surrogatepass")))
