@@ -181,6 +181,10 @@ class LocalAgent:
 
     # ---- helpers
     def _privs(self, pw: pwd.struct_passwd | None, fallback: Privs | None = None) -> Privs | None:
+        if pw is not None and pw.pw_uid != 0 and os.geteuid() == 0:
+            # whatever the instance, a user's own things (.forward, their
+            # mailbox, their commands) never run as root
+            return Privs(pw.pw_uid, pw.pw_gid, pw.pw_name)
         if not self.privileged:
             return None
         if pw is None or pw.pw_uid == 0:

@@ -27,3 +27,21 @@ def test_answers_round_trip(value):
 def test_anything_else_is_refused(data):
     with pytest.raises((ValueError, TypeError, KeyError)):
         _decode(data)
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="needs root")
+def test_a_users_own_deliveries_never_run_as_root(tmp_path):
+    """Even when mail_owner is root (no privilege separation), a real user's
+    .forward, mailbox and commands run with that user's ids."""
+    import pwd
+
+    from mta.config import load_config
+    from mta.local import LocalAgent
+    from tests.support.instance import make_instance
+
+    cfg = load_config(str(make_instance(tmp_path, "mail_owner = root\n")))
+    agent = LocalAgent(cfg)
+    nobody = pwd.getpwnam("nobody")
+    privs = agent._privs(nobody)
+    assert (privs.uid, privs.gid) == (nobody.pw_uid, nobody.pw_gid)
+    assert agent._privs(pwd.getpwnam("root")) is None  # root's own: as the agent
