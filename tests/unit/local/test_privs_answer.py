@@ -39,7 +39,7 @@ def test_a_users_own_deliveries_never_run_as_root(tmp_path):
     from mta.local import LocalAgent
     from tests.support.instance import make_instance
 
-    cfg = load_config(str(make_instance(tmp_path, "mail_owner = root\n")))
+    cfg = load_config(str(make_instance(tmp_path, "mail_owner = root\nalias_maps =\n")))
     agent = LocalAgent(cfg)
     nobody = pwd.getpwnam("nobody")
     privs = agent._privs(nobody)
