@@ -28,10 +28,11 @@ DESCRIPTION
         Status, Remote-MTA: dns; HOST when the relay was a host, and
         Diagnostic-Code: smtp; REPLY for a server's reply (or "X-Mta;
         TEXT" for a reason that is not an SMTP reply);
-      - part 3: the original message as message/rfc822 when the sender
-        asked for RET=FULL and it fits in bounce_size_limit bytes,
-        otherwise its header section as text/rfc822-headers (also cut
-        at bounce_size_limit, at a line end).
+      - part 3: the original message as message/rfc822 unless the
+        sender asked for RET=HDRS (as Postfix does when RET is absent),
+        when it fits in bounce_size_limit bytes; otherwise its header
+        section as text/rfc822-headers (also cut at bounce_size_limit,
+        at a line end).
 
     kind selects the notice: "failure" now; "delay" and "success" (for
     delay warnings and NOTIFY=SUCCESS, issue 5) use the same layout with
@@ -225,7 +226,8 @@ def make_notice(
     now = time.time()
     headers, body = _content(msg, content_path)
     limit = cfg.get_size("bounce_size_limit")
-    full = msg.attrs.get("ret", "").upper() == "FULL"
+    # as Postfix: the whole message unless the sender asked for RET=HDRS
+    full = msg.attrs.get("ret", "").upper() != "HDRS"
     whole = headers + [b""] + body
     if full and sum(len(line) + 1 for line in whole) <= limit:
         returned, rtype, rdesc = whole, "message/rfc822", "Undelivered Message"

@@ -73,7 +73,7 @@ def test_top_headers(tmp_path):
 
 
 def test_multipart_report_structure(tmp_path):
-    cfg, msg = setup(tmp_path)
+    cfg, msg = setup(tmp_path, attrs={"ret": "HDRS"})
     _, _, m, _ = report(cfg, msg)
     assert m.get_content_type() == "multipart/report"
     assert m.get_param("report-type") == "delivery-status"
@@ -128,16 +128,17 @@ def test_per_recipient_fields(tmp_path):
     assert two["Diagnostic-Code"] == "X-Mta; message too large"
 
 
-def test_headers_only_by_default(tmp_path):
-    cfg, msg = setup(tmp_path)
+def test_ret_hdrs_returns_headers_only(tmp_path):
+    cfg, msg = setup(tmp_path, attrs={"ret": "HDRS"})
     _, _, m, data = report(cfg, msg)
     third = list(m.iter_parts())[2]
     assert b"Subject: hello there" in data and b"body line" not in data
     assert "Message-Id: <m1@example.org>" in third.get_content()
 
 
-def test_ret_full_returns_whole_message(tmp_path):
-    cfg, msg = setup(tmp_path, attrs={"ret": "FULL"})
+@pytest.mark.parametrize("attrs", [{"ret": "FULL"}, None], ids=["RET=FULL", "no RET"])
+def test_whole_message_for_ret_full_and_by_default(tmp_path, attrs):
+    cfg, msg = setup(tmp_path, attrs=attrs)
     _, _, m, _ = report(cfg, msg)
     third = list(m.iter_parts())[2]
     assert third.get_content_type() == "message/rfc822"
@@ -156,7 +157,9 @@ def test_ret_full_over_bounce_size_limit_falls_back_to_headers(tmp_path):
 
 def test_header_part_is_cut_at_bounce_size_limit(tmp_path):
     many = b"".join(b"X-Filler-%d: %s\n" % (i, b"y" * 60) for i in range(100))
-    cfg, msg = setup(tmp_path, "bounce_size_limit = 500\n", body=many + b"\nbody\n")
+    cfg, msg = setup(
+        tmp_path, "bounce_size_limit = 500\n", attrs={"ret": "HDRS"}, body=many + b"\nbody\n"
+    )
     _, _, m, _ = report(cfg, msg)
     third = list(m.iter_parts())[2].get_content()
     assert 0 < len(third) <= 500 + 10
