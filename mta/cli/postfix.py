@@ -58,6 +58,7 @@ from mta.master.pidfile import running_pid
 from mta.master.privs import PrivsError, User, lookup_user, running_as_root
 from mta.queue import paths
 
+INTAKE_COMMANDS = frozenset({"smtpd", "pickup", "qmqpd"})  # services that queue mail
 START_TIMEOUT = 10.0  # seconds "mta start" waits for the master to be ready
 STOP_TIMEOUT = MASTER_STOP_GRACE + MASTER_KILL_WAIT + 5.0  # seconds "mta stop" waits
 POLL_INTERVAL = 0.05  # seconds between looks at master.pid
@@ -129,8 +130,16 @@ def _ensure_dir(script: Script, path: str, mode: int, owner: User | None) -> Non
 def check(cfg: Config, script: Script) -> None:
     """Validate the configuration and create or repair the queue tree."""
     cfg.validate()
-    for entry in read_master_cf(cfg.master_cf, cfg.get_int("default_process_limit")):
+    entries = read_master_cf(cfg.master_cf, cfg.get_int("default_process_limit"))
+    for entry in entries:
         plan_service(entry, cfg)  # a bad inet address or port stops here
+    commands = {e.command for e in entries}
+    qmgr = cfg.get("queue_service_name")
+    if commands & INTAKE_COMMANDS and not any(e.name == qmgr for e in entries):
+        script.warning(
+            f"{cfg.master_cf}: no {qmgr} service: accepted mail will stay in incoming/ "
+            "and never be delivered"
+        )
     try:
         owner = lookup_user(cfg.get("mail_owner"))
     except PrivsError as exc:

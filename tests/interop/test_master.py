@@ -485,3 +485,14 @@ def test_proxymap_answers_proxy_lookups_under_the_master(make_instance, tmp_path
     refused = inst.mta("map", "-q", "k", f"proxy:texthash:{other}")
     assert refused.returncode != 0 and "not approved" in refused.stderr
     assert wait_for(lambda: "mta/proxymap[" in inst.log())
+
+
+def test_check_warns_when_mail_is_queued_but_nothing_delivers(make_instance):
+    port = free_port()
+    inst = make_instance(f"127.0.0.1:{port} inet n - n - - smtpd\n")
+    r = inst.mta("check")
+    assert r.returncode == 0, r.stderr
+    assert "no qmgr service: accepted mail will stay in incoming/" in r.stderr
+    inst.write_master_cf(f"127.0.0.1:{port} inet n - n - - smtpd\nqmgr fifo n - n 300 1 qmgr\n")
+    r = inst.mta("check")
+    assert r.returncode == 0 and "no qmgr service" not in r.stderr
