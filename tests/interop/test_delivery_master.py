@@ -74,3 +74,56 @@ def test_flush_of_a_stopped_system_says_so(tmp_path):
     assert r.returncode != 0
     assert "mail system is down" in r.stderr
     assert os.path.isdir(inst.dir)
+
+
+def test_remote_domain_through_its_mx_on_loopback(tmp_path):
+    """smtpd -> qmgr -> smtp: the recipient domain's MX (served by a DNS server on
+    loopback) points at an aiosmtpd sink on 127.0.0.1."""
+    from aiosmtpd.controller import Controller
+
+    from tests.support.dns_server import DnsServer
+
+    received = []
+
+    class Sink:
+        async def handle_DATA(self, server, session, envelope):
+            received.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            return "250 2.0.0 Ok: taken"
+
+    sink_port = free_port()
+    ctl = Controller(Sink(), hostname="127.0.0.1", port=sink_port)
+    ctl.start()
+    zone = {
+        "far.example": {"MX": ["10 mx.far.example."]},
+        "mx.far.example": {"A": ["127.0.0.1"]},
+    }
+    port = free_port()
+    with DnsServer(zone) as dns:
+        inst = Instance(
+            tmp_path,
+            f"127.0.0.1:{port} inet n - n - - smtpd\n"
+            "qmgr fifo n - n 300 1 qmgr\n"
+            "cleanup unix n - n - 0 cleanup\n"
+            "smtp unix - - n - - smtp\n",
+            {
+                "myhostname": "mx.test.example",
+                "mydestination": "",
+                "mynetworks": "127.0.0.0/8",
+                "local_recipient_maps": "",
+                "smtpd_peername_lookup": "no",
+                "smtp_tcp_port": str(sink_port),
+            },
+        )
+        inst.env["MTA_DNS_SERVER"] = dns.nameserver
+        try:
+            r = inst.mta("start")
+            assert r.returncode == 0, r.stderr
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+                s.sendmail("me@ok.example", ["you@far.example"], b"Subject: x\r\n\r\nhi\r\n")
+            text = inst.wait_log(r": removed", 20)
+        finally:
+            inst.stop()
+            ctl.stop()
+        assert ("far.example", "MX") in [(n.rstrip(".").lower(), t) for n, t in dns.queries]
+    assert received == [("me@ok.example", ["you@far.example"])]
+    assert f"to=<you@far.example>, relay=mx.far.example[127.0.0.1]:{sink_port}" in text

@@ -161,8 +161,8 @@ def test_through_the_master_smtpd_qmgr_smtp_and_lmtp(tmp_path):
         "cleanup unix n - n - 0 cleanup\n"
         "smtp unix - - n - - smtp\n"
         "scache unix - - n - 1 scache\n"
-        # the lmtp command is this same program under the service name lmtp
-        "lmtp unix - - n - - mta.smtp\n"
+        # a service of another name running the lmtp command speaks LMTP
+        "dovecot unix - - n - - lmtp\n"
     )
     inst = Instance(
         tmp_path,
@@ -172,7 +172,7 @@ def test_through_the_master_smtpd_qmgr_smtp_and_lmtp(tmp_path):
             "mydestination": "",
             "mynetworks": "127.0.0.0/8",
             "transport_maps": f"inline:{{ {{remote.example=smtp:[127.0.0.1]:{smtp_ctl.port}}}, "
-            f"{{box.example=lmtp:inet:127.0.0.1:{lmtp_ctl.port}}} }}",
+            f"{{box.example=dovecot:inet:127.0.0.1:{lmtp_ctl.port}}} }}",
             "local_recipient_maps": "",
             "smtpd_peername_lookup": "no",
         },
