@@ -111,3 +111,24 @@ def test_kill_9_loses_nothing(system, victim):
     # only deliveries in flight at the kill may repeat: at most the destination's window
     assert duplicates <= 20
     assert f"process mta.{victim} pid" in inst.log()  # the master saw it die
+
+
+def test_reload_while_mail_flows_loses_nothing(system):
+    inst, sink = system
+    sender = threading.Thread(target=send_all, args=(inst,))
+    sender.start()
+    assert wait_for(lambda: sum(sink.seen.values()) >= 10, 30)
+    before = inst.children("qmgr")
+    with open(os.path.join(inst.dir, "main.cf"), "a") as f:
+        f.write("delay_warning_time = 4h\n")  # a changed main.cf restarts the services
+    r = inst.mta("reload")
+    assert r.returncode == 0, r.stderr
+    sender.join(60)
+    assert wait_for(lambda: queue_empty(inst) and len(sink.seen) == MESSAGES, 60), (
+        len(sink.seen),
+        inst.log()[-3000:],
+    )
+    duplicates = sum(n - 1 for n in sink.seen.values())
+    assert duplicates <= 20
+    assert "reload" in inst.log()
+    assert inst.children("qmgr") and inst.children("qmgr") != before  # qmgr restarted
