@@ -6,6 +6,7 @@ SYNOPSIS
     tokens.put(n)                         # n messages taken into the active queue
     gate = FlowGate(queue_dir)            # smtpd (once per process)
     waited = await gate.take(in_flow_delay)
+    gate.take_blocking(in_flow_delay)     # pickup, which has no event loop
 
 DESCRIPTION
     Tokens are bytes in a named pipe, private/flow. qmgr puts one token
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import stat
 import time
 
@@ -144,6 +146,24 @@ class FlowGate:
                 asyncio.get_running_loop().remove_reader(self.fd)
             except (RuntimeError, ValueError, OSError):
                 pass
+
+    def take_blocking(self, delay: float) -> float:
+        """take() for a process without an event loop (pickup)."""
+        if delay <= 0:
+            return 0.0
+        got = self.try_take()
+        if got is None or got:
+            return 0.0
+        start = time.monotonic()
+        deadline = start + delay
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return time.monotonic() - start
+            select.select([self.fd], [], [], left)
+            got = self.try_take()
+            if got is None or got:
+                return time.monotonic() - start
 
     async def take(self, delay: float) -> float:
         """Take a token, waiting up to delay seconds; return the seconds waited."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 
 from mta import log
+from mta.common.mail_flow import FlowGate
 from mta.queue.paths import QUEUE_HOLD, QUEUE_MAILDROP
 from mta.queue.queue_file import (
     QueueFileError,
@@ -52,6 +53,8 @@ class Pickup:
         self.cleanup = cleanup
         self.queue_dir = cfg.get("queue_directory")
         self.maildrop = os.path.join(self.queue_dir, QUEUE_MAILDROP)
+        self.in_flow_delay = float(cfg.get_time("in_flow_delay"))
+        self.flow = FlowGate(self.queue_dir)
 
     def scan(self) -> int:
         """Pick up every complete maildrop file; return how many left maildrop/."""
@@ -64,6 +67,8 @@ class Pickup:
         for name in names:
             if name.startswith(".") or not is_queue_id(name):
                 continue
+            if self.in_flow_delay > 0:
+                self.flow.take_blocking(self.in_flow_delay)  # pace intake (in_flow_delay)
             if self.pickup_file(os.path.join(self.maildrop, name)):
                 done += 1
         if done:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 
 from mta import log
+from mta.common.mail_flow import FlowGate
 from mta.common.match_list import AddrList
 
 NETSTRING_DIGITS = 10  # longest length prefix accepted
@@ -88,6 +89,8 @@ class QmqpServer:
         self.error_delay = cfg.get_time("qmqpd_error_delay")
         size = cfg.get_size("message_size_limit")
         self.limit = size + (1 << 16) if size else 1 << 40  # room for the envelope
+        self.in_flow_delay = float(cfg.get_time("in_flow_delay"))
+        self.flow = FlowGate(cfg.get("queue_directory"))
 
     async def reply(self, writer, code: bytes, text: str, error: bool = False) -> None:
         if error and self.error_delay:
@@ -120,6 +123,8 @@ class QmqpServer:
             await self.reply(writer, b"D", "5.5.2 no recipients", True)
             return
         message, sender, recipients = parts[0], parts[1], parts[2:]
+        if self.in_flow_delay > 0:
+            await self.flow.take(self.in_flow_delay)  # delivery falling behind: pace intake
         attrs = {
             "client_name": "unknown",
             "client_address": addr,

@@ -61,3 +61,14 @@ def test_without_qmgr_nobody_waits(tmp_path):
     assert asyncio.run(FlowGate(q).take(2.0)) < 0.5
     assert time.monotonic() - start < 0.5
     assert os.path.exists(flow_path(q))
+
+
+def test_blocking_take_for_pickup(tmp_path):
+    q = queue_dir(tmp_path)
+    tokens = FlowTokens(q)
+    gate = FlowGate(q)
+    tokens.put(1)
+    assert gate.take_blocking(1.0) < 0.05  # a token is there
+    waited = gate.take_blocking(0.2)  # none left: waits the delay out
+    assert 0.15 <= waited < 1.0
+    tokens.close()
