@@ -209,17 +209,16 @@ class DeliveryJob:
         now = time.time()
         req = self.req
         conn = max(0.0, min(self.conn_time, now - self.started))
+        queued = req.active_time or self.started  # no active time: all of it counts as before
         delays = (
-            max(0.0, req.active_time - req.arrival) if req.active_time else 0.0,
-            max(0.0, self.started - req.active_time) if req.active_time else 0.0,
+            max(0.0, queued - req.arrival),
+            max(0.0, self.started - queued),
             conn,
             max(0.0, now - self.started - conn),
         )
-        if not req.active_time:
-            delays = (max(0.0, self.started - req.arrival), 0.0, conn, delays[3])
         for rcpt in req.recipients:
             st = self.statuses[rcpt.offset]
-            log.info("%s", status_line(req.queue_id, st, req.arrival, delays))
+            log.info("%s", status_line(req.queue_id, st, delays))
         if writer is None:
             return
         for rcpt in req.recipients:

@@ -4,7 +4,7 @@ SYNOPSIS
     from mta.common.dsn import RecipientStatus, status_line, dsn_from_reply
     st = RecipientStatus(address="u@example.com", offset=812, action="delivered",
                          dsn="2.0.0", reason="250 2.0.0 Ok", relay="mx.example[10.0.0.1]:25")
-    log.info("%s", status_line(queue_id, st, arrival, times))
+    log.info("%s", status_line(queue_id, st, delays))
     dsn_from_reply(550, "5.1.1 no such user")     # "5.1.1"
 
 DESCRIPTION
@@ -125,10 +125,7 @@ def _secs(value: float) -> str:
 
 
 def status_line(
-    queue_id: str,
-    st: RecipientStatus,
-    arrival: float,
-    delays: tuple[float, float, float, float],
+    queue_id: str, st: RecipientStatus, delays: tuple[float, float, float, float]
 ) -> str:
     """One maillog line for a recipient result, in Postfix's form."""
     parts = [f"{queue_id}: to=<{st.address}>"]

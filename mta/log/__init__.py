@@ -116,13 +116,7 @@ class _Background:
                 except queue.Empty:
                     item = b""
                     break
-            data = b"".join(batch)
-            while data:
-                try:
-                    n = os.write(self.fd, data)
-                except OSError:
-                    break
-                data = data[n:]
+            _write_all(self.fd, b"".join(batch))
             if item is None:
                 return
 

@@ -174,7 +174,6 @@ class QueueManager:
     async def run(self) -> None:
         self.recover_active()
         self.flow.put(FLOW_RESERVE)
-        loop = asyncio.get_running_loop()
         while not self.stopping:
             now = time.time()
             if now - self.last_deferred_scan >= self.run_delay:
@@ -208,7 +207,6 @@ class QueueManager:
                 self.want_incoming = True
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=5)
-        del loop
 
     # ------------------------------------------------------------ intake
     def recover_active(self) -> None:
@@ -239,40 +237,33 @@ class QueueManager:
 
     def scan_incoming(self) -> None:
         self.incoming_full = False
-        taken = 0
-        try:
-            for queue_id, path in iter_queue(
-                self.queue_dir, "incoming", self.hash_depth, self.hashed
-            ):
-                if not self._room():
-                    self.incoming_full = True
-                    return
-                if queue_id in self.active:
-                    continue
-                target = self._move(path, "active", queue_id)
-                if target is not None:
-                    taken += 1
-                    self.activate(queue_id, target, fresh=True)
-        finally:
-            self.flow.put(taken)  # one intake token per message taken in
+        self.flow.put(self._take_in("incoming"))  # one intake token per message taken in
 
     def scan_deferred(self, flush: bool) -> None:
         now = time.time()
-        for queue_id, path in iter_queue(self.queue_dir, "deferred", self.hash_depth, self.hashed):
+
+        def due(path: str) -> bool:
+            try:
+                return flush or os.stat(path).st_mtime <= now
+            except OSError:
+                return False
+
+        self._take_in("deferred", due)
+
+    def _take_in(self, queue: str, due=None) -> int:
+        """Move queue's files into active while the window has room; how many moved."""
+        taken = 0
+        for queue_id, path in iter_queue(self.queue_dir, queue, self.hash_depth, self.hashed):
             if not self._room():
                 self.incoming_full = True  # come back soon for the rest
-                return
-            if queue_id in self.active:
+                break
+            if queue_id in self.active or (due is not None and not due(path)):
                 continue
-            if not flush:
-                try:
-                    if os.stat(path).st_mtime > now:
-                        continue
-                except OSError:
-                    continue
             target = self._move(path, "active", queue_id)
             if target is not None:
-                self.activate(queue_id, target)
+                taken += 1
+                self.activate(queue_id, target, fresh=queue == "incoming")
+        return taken
 
     def activate(self, queue_id: str, path: str, fresh: bool = False) -> None:
         """A message entered the active queue: read it and file its recipients.
@@ -424,7 +415,7 @@ class QueueManager:
         msg = am.msg
         delays = (max(0.0, am.active_time - msg.arrival), max(0.0, now - am.active_time), 0, 0)
         for st in statuses:
-            log.info("%s", status_line(msg.queue_id, st, msg.arrival, delays))
+            log.info("%s", status_line(msg.queue_id, st, delays))
             am.delayed[st.offset] = st
 
     def _batch_done(self, am: ActiveMessage) -> None:

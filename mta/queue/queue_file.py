@@ -392,12 +392,9 @@ def read_file(path: str) -> bytes:
         raise QueueFileError(f"{path}: cannot read: {exc.strerror}") from exc
 
 
-_read_all = read_file
-
-
 def read_queue_file(path: str) -> QueueMessage:
     """Read the envelope of the queue file at path; QueueFileError when damaged."""
-    return parse_queue_file(_read_all(path), path)
+    return parse_queue_file(read_file(path), path)
 
 
 def parse_queue_file(data: bytes, path: str) -> QueueMessage:
@@ -478,7 +475,7 @@ def iter_content(
 ) -> Iterator[bytes]:
     """Yield the content lines of the queue file (without line ends); data: the file, read."""
     if data is None:
-        data = _read_all(path)
+        data = read_file(path)
     start = msg.content_offset if msg else 0
     try:
         records, _ = decode_records(data, start, True)
