@@ -20,6 +20,10 @@ DESCRIPTION
     queue manager took the message, inside the queue manager, setting
     up the connection, and transmitting.
 
+    SYS_EXITS maps a command's <sysexits.h> exit status to a code;
+    leading_failure_dsn() finds a 4.x.y or 5.x.y code at the start of a
+    command's output, which then wins over the exit status.
+
     dsn_from_reply() takes an enhanced status code from the front of a
     server's reply text, or makes one up from the reply code's class
     (2.0.0, 4.0.0, 5.0.0) when the server gave none or one of another
@@ -106,6 +110,36 @@ def dsn_from_reply(code: int, text: str) -> str:
     if m and m.group(1) == klass:
         return f"{m.group(1)}.{m.group(2)}.{m.group(3)}"
     return f"{klass}.0.0"
+
+
+# <sysexits.h>: a command's exit status -> (enhanced code, text); the 4.x.x
+# ones (EX_OSERR 71, EX_TEMPFAIL 75) are temporary. Used by pipe and local.
+SYS_EXITS: dict[int, tuple[str, str]] = {
+    64: ("5.3.0", "command line usage error"),
+    65: ("5.6.0", "data format error"),
+    66: ("5.3.0", "cannot open input"),
+    67: ("5.1.1", "user unknown"),
+    68: ("5.1.2", "host name unknown"),
+    69: ("5.3.0", "service unavailable"),
+    70: ("5.3.0", "internal software error"),
+    71: ("4.3.0", "system resource problem"),
+    72: ("5.3.0", "critical OS file missing"),
+    73: ("5.2.0", "can't create user output file"),
+    74: ("5.3.0", "input/output error"),
+    75: ("4.3.0", "temporary failure"),
+    76: ("5.5.0", "remote error in protocol"),
+    77: ("5.7.0", "permission denied"),
+    78: ("5.3.5", "local configuration error"),
+}
+_LEADING_FAILURE = re.compile(r"^([45])\.(\d{1,3})\.(\d{1,3})\b\s*")
+
+
+def leading_failure_dsn(text: str) -> tuple[str, str] | None:
+    """(code, rest) when text starts with a 4.x.y or 5.x.y code, as command output may."""
+    m = _LEADING_FAILURE.match(text)
+    if m is None:
+        return None
+    return f"{m.group(1)}.{m.group(2)}.{m.group(3)}", text[m.end() :]
 
 
 def dsn_class(dsn: str) -> str:

@@ -39,35 +39,15 @@ SECURITY
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 from dataclasses import dataclass, field
 
+from mta.common.dsn import SYS_EXITS, leading_failure_dsn
 from mta.local.privs import Outcome, Privs, bounce, defer, sent
 
 COMMAND_OUTPUT_LIMIT = 2048  # bytes of command output kept for the reason
 COMMAND_PATH = "/usr/bin:/bin"  # PATH given to every command
-_DSN_RE = re.compile(r"^([45])\.(\d{1,3})\.(\d{1,3})\b\s*")
-
-# <sysexits.h>: code -> (enhanced status, text, temporary)
-SYS_EXITS: dict[int, tuple[str, str, bool]] = {
-    64: ("5.3.0", "command line usage error", False),
-    65: ("5.6.0", "data format error", False),
-    66: ("5.3.0", "cannot open input", False),
-    67: ("5.1.1", "user unknown", False),
-    68: ("5.1.2", "host name unknown", False),
-    69: ("5.3.0", "service unavailable", False),
-    70: ("5.3.0", "internal software error", False),
-    71: ("4.3.0", "system resource problem", True),
-    72: ("5.3.0", "critical OS file missing", False),
-    73: ("5.2.0", "can't create user output file", False),
-    74: ("5.3.0", "input/output error", False),
-    75: ("4.3.0", "temporary failure", True),
-    76: ("5.5.0", "remote error in protocol", False),
-    77: ("5.7.0", "permission denied", False),
-    78: ("5.3.5", "local configuration error", False),
-}
 
 
 @dataclass
@@ -158,9 +138,6 @@ def run_command(spec: CommandSpec, data: bytes) -> Outcome:
     reason = f'Command died with status {status}: "{_shown(spec.command)}"'
     if text:
         reason += f". Command output: {text}"
-    m = _DSN_RE.match(text)
-    if m:
-        dsn = f"{m.group(1)}.{m.group(2)}.{m.group(3)}"
-        return defer(reason, dsn) if dsn.startswith("4") else bounce(reason, dsn)
-    dsn, _, temporary = SYS_EXITS.get(status, ("5.3.0", "", False))
-    return defer(reason, dsn) if temporary else bounce(reason, dsn)
+    leading = leading_failure_dsn(text)
+    dsn = leading[0] if leading else SYS_EXITS.get(status, ("5.3.0", ""))[0]
+    return defer(reason, dsn) if dsn.startswith("4") else bounce(reason, dsn)

@@ -65,14 +65,13 @@ import functools
 import grp
 import os
 import pwd
-import re
 import time
 from collections.abc import Iterator
 
 from mta import log
 from mta.common.deliver_agent import DeliveryJob
 from mta.common.deliver_request import RequestRecipient
-from mta.common.dsn import ACTION_DELIVERED, ACTION_RELAYED
+from mta.common.dsn import ACTION_DELIVERED, ACTION_RELAYED, SYS_EXITS, leading_failure_dsn
 from mta.pipe.argv import (
     PipeAttrs,
     PipeConfigError,
@@ -87,25 +86,6 @@ from mta.pipe.command import CommandResult, run_command
 DEFAULT_PATH = "/bin:/usr/bin"  # PATH when export_environment does not pass one
 CHUNK_SIZE = 65536  # bytes written to the command at a time
 
-# <sysexits.h>: status -> (enhanced code, text); 71 and 75 are the temporary ones
-SYS_EXITS = {
-    64: ("5.3.0", "command line usage error"),
-    65: ("5.6.0", "data format error"),
-    66: ("5.3.0", "cannot open input"),
-    67: ("5.1.1", "user unknown"),
-    68: ("5.1.2", "host name unknown"),
-    69: ("5.3.0", "service unavailable"),
-    70: ("5.3.0", "internal software error"),
-    71: ("4.3.0", "system resource problem"),
-    72: ("5.3.0", "critical OS file missing"),
-    73: ("5.2.0", "can't create user output file"),
-    74: ("5.3.0", "input/output error"),
-    75: ("4.3.0", "temporary failure"),
-    76: ("5.5.0", "remote error in protocol"),
-    77: ("5.7.0", "permission denied"),
-    78: ("5.3.5", "local configuration error"),
-}
-_ENHANCED = re.compile(r"^([45])\.(\d{1,3})\.(\d{1,3})\b\s*")
 _REASON_LIMIT = 400  # characters of command output in a reason
 
 
@@ -313,10 +293,9 @@ def _report(
             job.sent(r, reason, relay=service, dsn="2.0.0", action=action)
         return
     dsn, text = SYS_EXITS.get(res.status, ("5.3.0", f"unknown error code {res.status}"))
-    m = _ENHANCED.match(output)
-    if m:
-        dsn = f"{m.group(1)}.{m.group(2)}.{m.group(3)}"
-        output = output[m.end() :] or text
+    leading = leading_failure_dsn(output)
+    if leading:
+        dsn, output = leading[0], leading[1] or text
     reason = f'Command died with status {res.status}: "{command}"'
     reason += f". Command output: {output}" if output else f" ({text})"
     for r in rcpts:
