@@ -70,15 +70,16 @@ def settings_for(cfg, transport: str, process_limit: int) -> TransportSettings:
             log.warning("%s_%s: bad feedback %r; using 1", transport, suffix, text)
             return 1.0, 0.0
 
-    rate_text = _value(cfg, transport, "destination_rate_delay", "default_destination_rate_delay")
-    try:
-        rate = float(cfg.get_time(f"{transport}_destination_rate_delay"))
-    except (KeyError, ConfigError, ValueError):
-        try:
-            rate = float(cfg.get_time("default_destination_rate_delay"))
-        except (ConfigError, ValueError):
-            log.warning("bad rate delay %r; using 0", rate_text)
-            rate = 0.0
+    def seconds(suffix: str, default_name: str) -> float:
+        for name in (f"{transport}_{suffix}", default_name):
+            try:
+                return float(cfg.get_time(name))
+            except (KeyError, ConfigError, ValueError):
+                continue
+        text = _value(cfg, transport, suffix, default_name)
+        log.warning("%s_%s: bad time %r; using 0", transport, suffix, text)
+        return 0.0
+
     return TransportSettings(
         name=transport,
         process_limit=process_limit,
@@ -105,7 +106,7 @@ def settings_for(cfg, transport: str, process_limit: int) -> TransportSettings:
                 "default_destination_concurrency_failed_cohort_limit",
             )
         ),
-        rate_delay=rate,
+        rate_delay=seconds("destination_rate_delay", "default_destination_rate_delay"),
     )
 
 
