@@ -13,6 +13,9 @@ def decode_records(
     final: bool = False,
     skip_content: bool = False,
 ) -> tuple[list[tuple[int, int, bytes]], int]: ...
+def content_text(
+    buf: bytes | bytearray | memoryview, start: int = 0, line_end: bytes = b"\n"
+) -> tuple[bytes, int]: ...
 
 class ContentEncoder:
     limit: int

@@ -2,11 +2,12 @@
 """record - queue file records, compiled twin of record_ref.py
 
 Same API and results as record_ref: encode_length, encode_record,
-decode_records and ContentEncoder. The content encoder scans each chunk
+decode_records, content_text and ContentEncoder. The content encoder scans each chunk
 with memchr for line ends and writes records straight into one output
 bytearray, so a message costs a few calls per chunk, not per line.
 """
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from libc.string cimport memchr, memcpy
 
@@ -20,6 +21,8 @@ MAX_RECORD = 1 << 30
 cdef enum:
     C_NORM = 0x4E
     C_CONT = 0x4C
+    C_MESG = 0x4D
+    C_XTRA = 0x58
 
 
 cdef inline Py_ssize_t _put_record(bytearray out, int rtype, const unsigned char *p,
@@ -180,3 +183,84 @@ cdef class ContentEncoder:
         self.partial = bytearray()
         self._line(out, <const unsigned char *><char *>rest, len(rest), False)
         return bytes(out)
+
+
+cdef Py_ssize_t _record_at(const unsigned char *p, Py_ssize_t pos, Py_ssize_t n,
+                           Py_ssize_t *payload) except -2:
+    """Parse the record at pos: its payload offset into payload, its length returned."""
+    cdef Py_ssize_t i = pos + 1, length = 0
+    cdef int shift = 0
+    cdef unsigned char byte
+    while True:
+        if i >= n:
+            raise RecordError(f"truncated record length at offset {pos}")
+        byte = p[i]
+        i += 1
+        length |= (<Py_ssize_t>(byte & 0x7F)) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+        if shift >= 7 * MAX_LENGTH_BYTES:
+            raise RecordError(f"bad record length at offset {pos}")
+    if length > MAX_RECORD:
+        raise RecordError(f"record too large ({length} bytes) at offset {pos}")
+    if i + length > n:
+        raise RecordError(f"truncated record at offset {pos}")
+    payload[0] = i
+    return length
+
+
+def content_text(buf, Py_ssize_t start=0, bytes line_end=b"\n"):
+    cdef const unsigned char[::1] view = buf
+    cdef Py_ssize_t n = view.shape[0]
+    if start < 0:
+        raise ValueError("negative start")
+    if start >= n:
+        return b"", 0
+    cdef const unsigned char *p = &view[0]
+    cdef Py_ssize_t pos, at, length, total = 0, line = 0, longest = 0, lines = 0
+    cdef Py_ssize_t ends = len(line_end)
+    cdef Py_ssize_t body_start = -1, body_end = -1
+    cdef bint in_body = False
+    cdef unsigned char rtype
+    # pass 1: check every record, find the content and measure its lines
+    pos = start
+    while pos < n:
+        rtype = p[pos]
+        length = _record_at(p, pos, n, &at)
+        if not in_body:
+            if rtype == C_MESG and body_start < 0:
+                body_start = body_end = at + length
+                in_body = True
+        elif rtype == C_CONT:
+            line += length
+        elif rtype == C_NORM:
+            line += length
+            total += line
+            lines += 1
+            if line > longest:
+                longest = line
+            line = 0
+            body_end = at + length  # L pieces after the last N are dropped
+        elif rtype == C_XTRA:
+            in_body = False
+        pos = at + length
+    if lines == 0:
+        return b"", 0
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total + lines * ends)
+    cdef char *w = PyBytes_AS_STRING(out)
+    cdef const char *e = PyBytes_AS_STRING(line_end)
+    # pass 2: copy the lines, each with its line end
+    pos = body_start
+    while pos < body_end:
+        rtype = p[pos]
+        length = _record_at(p, pos, n, &at)
+        if rtype == C_CONT or rtype == C_NORM:
+            if length:
+                memcpy(w, p + at, length)
+                w += length
+            if rtype == C_NORM and ends:
+                memcpy(w, e, ends)
+                w += ends
+        pos = at + length
+    return out, longest

@@ -15,6 +15,9 @@ DESCRIPTION
     bytes), then the payload. One record type byte can be overwritten in
     place, which is how a recipient is marked done.
 
+    content_text() rebuilds the message content from a queue file's
+    records, with the given line end after every line.
+
     decode_records() parses every complete record in buf from start and
     returns them with the number of bytes consumed; with final=True an
     incomplete record at the end is an error instead of left over.
@@ -33,6 +36,8 @@ SECURITY
 
 REC_TYPE_NORM = 0x4E  # "N": a content line, complete
 REC_TYPE_CONT = 0x4C  # "L": a piece of a content line, more follows
+REC_TYPE_MESG = 0x4D  # "M": the content starts after this record
+REC_TYPE_XTRA = 0x58  # "X": the content ended before this record
 MAX_LENGTH_BYTES = 5  # a length takes at most 5 bytes (35 bits)
 MAX_RECORD = 1 << 30  # no record is larger than 1 GiB
 
@@ -94,6 +99,32 @@ def decode_records(buf, start=0, final=False, skip_content=False):
             records.append((pos, rtype, bytes(buf[i : i + length])))
         pos = i + length
     return records, pos
+
+
+def content_text(buf, start=0, line_end=b"\n"):
+    """Return (the content lines, each followed by line_end; the longest line's length).
+
+    The content is what the N and L records after the first M record at or
+    after start hold, up to the X record; other records are passed over, and
+    L pieces that no N record completes are dropped."""
+    records, _ = decode_records(buf, start, True)
+    lines = []
+    pieces = []
+    seen_mesg = False
+    for _, rtype, payload in records:
+        if rtype == REC_TYPE_MESG:
+            seen_mesg = True
+        elif not seen_mesg:
+            continue
+        elif rtype == REC_TYPE_CONT:
+            pieces.append(payload)
+        elif rtype == REC_TYPE_NORM:
+            lines.append(b"".join(pieces) + payload)
+            pieces = []
+        elif rtype == REC_TYPE_XTRA:
+            break
+    longest = max((len(line) for line in lines), default=0)
+    return b"".join(line + line_end for line in lines), longest
 
 
 class ContentEncoder:

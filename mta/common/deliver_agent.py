@@ -78,10 +78,27 @@ from mta.queue.queue_file import (
     mark_done,
     parse_queue_file,
     queue_dir_for,
+    read_content,
     read_file,
 )
 
 Deliver = Callable[["DeliveryJob"], Awaitable[None]]
+
+
+_layouts: dict[int, tuple] = {}
+
+
+def _queue_layout(cfg) -> tuple[str, int, tuple[str, ...]]:
+    """queue_directory, hash_queue_depth, hash_queue_names: read once per configuration."""
+    memo = _layouts.get(id(cfg))
+    if memo is None or memo[0] is not cfg:
+        layout = (
+            cfg.get("queue_directory"),
+            cfg.get_int("hash_queue_depth"),
+            tuple(cfg.get_list("hash_queue_names")),
+        )
+        memo = _layouts[id(cfg)] = (cfg, layout)
+    return memo[1]
 
 
 class DeliveryJob:
@@ -91,9 +108,7 @@ class DeliveryJob:
         self.req = req
         self.cfg = cfg
         self.ctx = ctx  # the ServiceContext: service_name, master.cf args (pipe's argv=)
-        self.queue_dir = cfg.get("queue_directory")
-        self.hash_depth = cfg.get_int("hash_queue_depth")
-        self.hashed = tuple(cfg.get_list("hash_queue_names"))
+        self.queue_dir, self.hash_depth, self.hashed = _queue_layout(cfg)
         directory = queue_dir_for(
             self.queue_dir, req.queue_name, req.queue_id, self.hash_depth, self.hashed
         )
@@ -121,7 +136,11 @@ class DeliveryJob:
 
     def content_bytes(self, line_end: bytes = b"\n") -> bytes:
         """The whole content with line_end after every line."""
-        return b"".join(line + line_end for line in self.content_lines())
+        return self.content_text(line_end)[0]
+
+    def content_text(self, line_end: bytes = b"\n") -> tuple[bytes, int]:
+        """(the whole content with line_end after every line, the longest line's length)."""
+        return read_content(self.path, self.message(), self._data, line_end)
 
     # ---- outcomes
     def pending(self) -> list[RequestRecipient]:

@@ -49,15 +49,17 @@ from dataclasses import dataclass, field
 from mta._speedups import NO_EXTENSIONS
 from mta._speedups.record_ref import ContentEncoder as ContentEncoder_ref
 from mta._speedups.record_ref import RecordError
+from mta._speedups.record_ref import content_text as content_text_ref
 from mta._speedups.record_ref import decode_records as decode_records_ref
 from mta._speedups.record_ref import encode_record as encode_record_ref
 from mta.queue import rec_type as R
 from mta.queue.queue_id import is_queue_id, make_queue_id
 
-ContentEncoder_c = decode_records_c = encode_record_c = None
+ContentEncoder_c = decode_records_c = encode_record_c = content_text_c = None
 if not NO_EXTENSIONS:
     try:
         from mta._speedups.record import ContentEncoder as ContentEncoder_c
+        from mta._speedups.record import content_text as content_text_c
         from mta._speedups.record import decode_records as decode_records_c
         from mta._speedups.record import encode_record as encode_record_c
     except ImportError:
@@ -66,6 +68,7 @@ if not NO_EXTENSIONS:
 ContentEncoder = ContentEncoder_c or ContentEncoder_ref
 decode_records = decode_records_c or decode_records_ref
 encode_record = encode_record_c or encode_record_ref
+content_text = content_text_c or content_text_ref
 
 FILE_MODE = 0o600  # queue files are for mail_owner only
 WRITE_BUFFER = 1 << 16  # flush records to the file in pieces of this size
@@ -500,6 +503,18 @@ def iter_content(
                 yield payload
         elif rtype == R.REC_TYPE_XTRA:
             return
+
+
+def read_content(
+    path: str, msg: QueueMessage, data: bytes | None = None, line_end: bytes = b"\n"
+) -> tuple[bytes, int]:
+    """(the content with line_end after every line, the longest line's length)."""
+    if data is None:
+        data = read_file(path)
+    try:
+        return content_text(data, msg.content_offset, line_end)
+    except RecordError as exc:
+        raise QueueFileError(f"{path}: {exc}") from None
 
 
 def mark_done(path: str, offsets: list[int]) -> None:

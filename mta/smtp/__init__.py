@@ -78,7 +78,7 @@ from mta.smtp.scache import SessionCache
 session_cache = SessionCache()
 _no_tls: dict[str, float] = {}  # relay -> until when TLS is not tried again
 NO_TLS_RETRY = 3600  # seconds a server whose TLS handshake failed is spoken to in plain text
-LOCAL_IDLE_PER_KEY = 16  # idle sessions per next hop kept before the surplus goes to scache
+LOCAL_IDLE_PER_KEY = 64  # idle sessions per next hop kept before the surplus goes to scache
 
 
 def _cacheable(st: Settings, nexthop: str, session) -> bool:

@@ -198,12 +198,10 @@ class Outgoing:
 
     def __init__(self, job, line_limit: int = 0) -> None:
         msg = job.message()
-        lines = list(job.content_lines())
-        if line_limit > 0 and any(len(line) > line_limit for line in lines):
-            lines = fold_long_lines(lines, line_limit)
-        data = b"\r\n".join(lines)
-        if data or msg.content_size:
-            data += b"\r\n"
+        data, longest = job.content_text(b"\r\n")
+        if 0 < line_limit < longest:
+            lines = fold_long_lines(list(job.content_lines()), line_limit)
+            data = b"".join(line + b"\r\n" for line in lines)
         self.size = len(data)
         self.eightbit = bool(msg.flags & R.QF_8BIT) or not data.isascii()
         self.smtputf8 = bool(msg.flags & R.QF_SMTPUTF8)
@@ -296,6 +294,7 @@ class Session:
         self.reused = False
         self.tls = False
         self.closed = False
+        self.timed_out = False
 
     @property
     def hostaddr(self) -> str:
@@ -319,7 +318,13 @@ class Session:
         except (OSError, RuntimeError) as exc:
             raise SessionError("4.4.2", f"lost connection with {self.hostaddr}: {exc}") from None
 
+    def _time_out(self) -> None:
+        self.timed_out = True
+        self.writer.transport.abort()  # the pending read or drain ends at once
+
     async def drain(self, timeout: float, stage: str, final: bool = False) -> None:
+        if not self.writer.transport.get_write_buffer_size() and not self.writer.is_closing():
+            return  # all of it is with the kernel already
         try:
             await asyncio.wait_for(self.writer.drain(), timeout)
         except asyncio.TimeoutError:
@@ -332,19 +337,22 @@ class Session:
             ) from None
 
     async def read_reply(self, timeout: float, stage: str, final: bool = False) -> Reply:
-        deadline = time.monotonic() + timeout
         while not self.replies:
+            # a timer, not wait_for(): this runs several times per message
+            timer = asyncio.get_running_loop().call_later(timeout, self._time_out)
             try:
-                left = max(0.001, deadline - time.monotonic())
-                data = await asyncio.wait_for(self.reader.read(SMTP_READ_SIZE), left)
-            except asyncio.TimeoutError:
+                data = await self.reader.read(SMTP_READ_SIZE)
+            except (OSError, ssl.SSLError):
+                data = b""
+            finally:
+                timer.cancel()
+            if self.timed_out:
+                self.close()
                 raise SessionError(
                     "4.4.2",
                     f"conversation with {self.hostaddr} timed out while {stage}",
                     final=final,
-                ) from None
-            except (OSError, ssl.SSLError):
-                data = b""
+                )
             if not data:
                 raise SessionError(
                     "4.4.2", f"lost connection with {self.hostaddr} while {stage}", final=final

@@ -143,3 +143,66 @@ def outcome(fn, blob, final, skip=False):
         return fn(blob, 0, final, skip)
     except record_ref.RecordError as exc:
         return ("error", str(exc))
+
+
+CONTENT_TEXTS = [pytest.param(record_ref.content_text, id="ref")]
+if queue_file.content_text_c is not None:
+    CONTENT_TEXTS.append(pytest.param(queue_file.content_text_c, id="c"))
+
+
+def blob_of(records):
+    return b"".join(record_ref.encode_record(t, p) for t, p in records)
+
+
+@pytest.mark.parametrize("content_text", CONTENT_TEXTS)
+def test_content_text_joins_lines_and_measures_the_longest(content_text):
+    blob = blob_of(
+        [(ord("S"), b"a@x"), (ord("M"), b""), (ord("L"), b"abc"), (ord("N"), b"de"),
+         (ord("N"), b""), (ord("N"), b"f"), (ord("X"), b""), (ord("N"), b"not content"),
+         (ord("E"), b"")]
+    )
+    assert content_text(blob, 0, b"\r\n") == (b"abcde\r\n\r\nf\r\n", 5)
+    assert content_text(blob, 0, b"") == (b"abcdef", 5)
+
+
+@pytest.mark.parametrize("content_text", CONTENT_TEXTS)
+def test_content_text_drops_pieces_no_line_completes(content_text):
+    blob = blob_of([(ord("M"), b""), (ord("N"), b"ok"), (ord("L"), b"dangling"), (ord("X"), b"")])
+    assert content_text(blob) == (b"ok\n", 2)
+
+
+@pytest.mark.parametrize("content_text", CONTENT_TEXTS)
+def test_content_text_without_content_is_empty(content_text):
+    assert content_text(blob_of([(ord("S"), b"a@x"), (ord("E"), b"")])) == (b"", 0)
+    assert content_text(b"") == (b"", 0)
+
+
+@pytest.mark.parametrize("content_text", CONTENT_TEXTS)
+def test_content_text_damaged_file_is_an_error(content_text):
+    blob = blob_of([(ord("M"), b""), (ord("N"), b"line")])
+    with pytest.raises(record_ref.RecordError):
+        content_text(blob[:-2])
+
+
+record_types = st.sampled_from([ord(c) for c in "MNLXSRE"])
+
+
+@pytest.mark.skipif(queue_file.content_text_c is None, reason="extension not built")
+@given(
+    records=st.lists(st.tuples(record_types, st.binary(max_size=300)), max_size=30),
+    start=st.integers(0, 40),
+    cut=st.integers(0, 4),
+    line_end=st.sampled_from([b"\n", b"\r\n", b""]),
+)
+def test_content_text_c_agrees_with_ref(records, start, cut, line_end):
+    blob = blob_of(records)
+    blob = blob[: len(blob) - cut] if cut else blob
+    start = min(start, len(blob))
+
+    def run(fn):
+        try:
+            return fn(blob, start, line_end)
+        except record_ref.RecordError:
+            return "error"
+
+    assert run(queue_file.content_text_c) == run(record_ref.content_text)
