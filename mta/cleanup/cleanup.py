@@ -696,6 +696,15 @@ class CleanupJob:
 
     def close(self, queue: str = "incoming") -> CleanupResult:
         """Finish the message; see the module docstring for the result."""
+        result = self.finish(queue)
+        return result if result is not None else self.commit()
+
+    def finish(self, queue: str = "incoming") -> CleanupResult | None:
+        """close() up to the fsync; a result when the message ends here.
+
+        None means the queue file is written and only commit() is left:
+        the part that waits for the disk, which an event loop runs on a
+        thread while this part stays on the loop."""
         if self.closed:
             raise RuntimeError("job already closed")
         try:
@@ -732,7 +741,18 @@ class CleanupJob:
             for name, value in self.late_attrs.items():
                 writer.add_attr(name, value)
             writer.flags |= self.flags
-            writer.commit(target)
+            writer.seal(target)
+        except OSError as exc:
+            self._write_error(exc)
+            self.abort()
+            return self._result(*self.error)
+        return None
+
+    def commit(self) -> CleanupResult:
+        """After finish() said None: fsync and rename into place (blocks)."""
+        writer = self.writer
+        try:
+            writer.sync()
         except OSError as exc:
             self._write_error(exc)
             self.abort()
@@ -740,7 +760,7 @@ class CleanupJob:
         self.closed = True
         self.writer = None
         size = writer.content_size
-        if target == "incoming":
+        if writer.queue == "incoming":
             self.c.qmgr_kicker.kick()
         result = self._result(ACTION_QUEUED)
         result.size = size

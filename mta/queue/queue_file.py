@@ -46,7 +46,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from mta._speedups import NO_EXTENSIONS
+from mta._speedups import NO_EXTENSIONS, durable_ref
 from mta._speedups.record_ref import ContentEncoder as ContentEncoder_ref
 from mta._speedups.record_ref import RecordError
 from mta._speedups.record_ref import content_text as content_text_ref
@@ -56,8 +56,10 @@ from mta.queue import rec_type as R
 from mta.queue.queue_id import is_queue_id, make_queue_id
 
 ContentEncoder_c = decode_records_c = encode_record_c = content_text_c = None
+durable_c = None
 if not NO_EXTENSIONS:
     try:
+        from mta._speedups import durable as durable_c
         from mta._speedups.record import ContentEncoder as ContentEncoder_c
         from mta._speedups.record import content_text as content_text_c
         from mta._speedups.record import decode_records as decode_records_c
@@ -69,6 +71,7 @@ ContentEncoder = ContentEncoder_c or ContentEncoder_ref
 decode_records = decode_records_c or decode_records_ref
 encode_record = encode_record_c or encode_record_ref
 content_text = content_text_c or content_text_ref
+durable = durable_c or durable_ref
 
 FILE_MODE = 0o600  # queue files are for mail_owner only
 WRITE_BUFFER = 1 << 16  # flush records to the file in pieces of this size
@@ -129,11 +132,7 @@ def queue_dir_for(
 
 def fsync_dir(path: str) -> None:
     """Make a rename or unlink in directory path durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    durable.fsync_dir(path)
 
 
 class DirSyncer:
@@ -221,7 +220,7 @@ class QueueFileWriter:
         self.content_offset = 0
         self.content_size = 0
         self.encoder = ContentEncoder(line_limit)
-        self.state = "new"  # new -> envelope -> content -> extra -> done
+        self.state = "new"  # new -> envelope -> content -> extra -> sealed -> done
         self.buf += encode_record(R.REC_TYPE_SIZE, size_payload(0, 0, 0, 0))
 
     # ---- writing
@@ -315,31 +314,47 @@ class QueueFileWriter:
         instead of the one the writer was opened in; it must be on the
         same file system, as Postfix's queue directories are.
         """
+        self.seal(queue)
+        return self.sync()
+
+    def seal(self, queue: str | None = None) -> None:
+        """commit() up to the fsync: the last records and the size header.
+
+        It only writes; sync() then does the waiting, and can run on
+        another thread while the caller goes on."""
         if self.state == "content":
             self.end_content()
         if self.state != "extra":
             raise RuntimeError("commit without an envelope")
         self._put(R.REC_TYPE_END, b"")
         self._flush()
-        header = encode_record(
+        self._header = encode_record(
             R.REC_TYPE_SIZE,
             size_payload(self.content_offset, self.content_size, self.nrcpt, self.flags),
         )
-        os.pwrite(self.fd, header, 0)
-        os.fsync(self.fd)
-        os.close(self.fd)
-        self.fd = -1
         if queue is not None:
             self.queue = queue
+        self.state = "sealed"
+
+    def sync(self) -> str:
+        """The durable part of commit(), after seal(); return the queue id."""
+        if self.state != "sealed":
+            raise RuntimeError("sync before seal")
         target_dir = queue_dir_for(
             self.queue_dir, self.queue, self.queue_id, self.hash_depth, self.hashed
         )
-        if not os.path.isdir(target_dir):
+        final = os.path.join(target_dir, self.queue_id)
+        fd, self.fd = self.fd, -1  # seal_file closes it, whatever happens
+        try:
+            # header, fsync, close and rename in one go (one GIL release)
+            durable.seal_file(fd, self._header, self.tmp_path, final)
+        except FileNotFoundError:
+            if os.path.isdir(target_dir) or not os.path.exists(self.tmp_path):
+                raise
             # a new hashed subdirectory must itself survive a crash
             os.makedirs(target_dir, mode=0o700, exist_ok=True)
             fsync_dir(os.path.dirname(target_dir))
-        final = os.path.join(target_dir, self.queue_id)
-        os.rename(self.tmp_path, final)
+            os.rename(self.tmp_path, final)
         try:
             sync_dir_shared(target_dir)
         except OSError:
@@ -521,15 +536,9 @@ def mark_done(path: str, offsets: list[int]) -> None:
     """Mark the recipients at offsets done, durably, with one sync."""
     if not offsets:
         return
-    fd = os.open(path, os.O_RDWR)
-    try:
-        for offset in offsets:
-            if os.pread(fd, 1, offset) not in (b"R", b"D"):
-                raise QueueFileError(f"{path}: no recipient record at offset {offset}")
-            os.pwrite(fd, b"D", offset)
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
+    bad = durable.mark_done_at(path, offsets)
+    if bad >= 0:
+        raise QueueFileError(f"{path}: no recipient record at offset {bad}")
 
 
 def move_to_queue(queue_dir: str, path: str, queue: str) -> str:

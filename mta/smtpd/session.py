@@ -603,7 +603,9 @@ class SmtpdSession(asyncio.Protocol):
         self.flush()
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self.server.executor, job.close, queue)
+            result = job.finish(queue)
+            if result is None:  # only the fsync is left: a thread waits for it
+                result = await loop.run_in_executor(self.server.executor, job.commit)
         except OSError as exc:
             log.warning("queue file write error: %s", exc)
             job.abort()

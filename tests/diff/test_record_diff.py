@@ -157,9 +157,17 @@ def blob_of(records):
 @pytest.mark.parametrize("content_text", CONTENT_TEXTS)
 def test_content_text_joins_lines_and_measures_the_longest(content_text):
     blob = blob_of(
-        [(ord("S"), b"a@x"), (ord("M"), b""), (ord("L"), b"abc"), (ord("N"), b"de"),
-         (ord("N"), b""), (ord("N"), b"f"), (ord("X"), b""), (ord("N"), b"not content"),
-         (ord("E"), b"")]
+        [
+            (ord("S"), b"a@x"),
+            (ord("M"), b""),
+            (ord("L"), b"abc"),
+            (ord("N"), b"de"),
+            (ord("N"), b""),
+            (ord("N"), b"f"),
+            (ord("X"), b""),
+            (ord("N"), b"not content"),
+            (ord("E"), b""),
+        ]
     )
     assert content_text(blob, 0, b"\r\n") == (b"abcde\r\n\r\nf\r\n", 5)
     assert content_text(blob, 0, b"") == (b"abcdef", 5)
