@@ -35,3 +35,14 @@ def test_encode(benchmark, impl):
 def test_decode(benchmark, impl):
     records, used = benchmark(DECODERS[impl], RECORDS, 0, True)
     assert len(records) == 900 and used == len(RECORDS)
+
+
+CONTENT_TEXTS = {"ref": record_ref.content_text, "c": queue_file.content_text_c}
+QUEUED = record_ref.encode_record(ord("M"), b"") + RECORDS + record_ref.encode_record(ord("X"), b"")
+
+
+@pytest.mark.benchmark(group="content_text: 900 lines back to CRLF text")
+@pytest.mark.parametrize("impl", [k for k, v in CONTENT_TEXTS.items() if v])
+def test_content_text(benchmark, impl):
+    text, longest = benchmark(CONTENT_TEXTS[impl], QUEUED, 0, b"\r\n")
+    assert text == MESSAGE and longest == len(LINE) - 2

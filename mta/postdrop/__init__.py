@@ -74,8 +74,17 @@ class MaildropJob:
         self._open().write_content(chunk)
 
     def close(self, queue: str = QUEUE_MAILDROP) -> SubmitResult:
+        self.finish(queue)
+        return self.commit()
+
+    def finish(self, queue: str = QUEUE_MAILDROP) -> None:
+        """close() up to the fsync (the same two steps as a cleanup job's)."""
+        self._open().seal()
+
+    def commit(self) -> SubmitResult:
+        """After finish(): fsync and rename into maildrop/ (blocks)."""
         writer = self._open()
-        queue_id = writer.commit()
+        queue_id = writer.sync()
         self.writer = None
         self.submitter.kick()
         return SubmitResult("queued", queue_id)

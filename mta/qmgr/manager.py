@@ -152,6 +152,11 @@ class QueueManager:
         # the loop. A file not yet removed when qmgr dies has every
         # recipient done, and is removed on the next start.
         self.remover = Worker(lambda job: self.remove(*job), "qmgr-remove")
+        # a file waiting for removal still holds its place in the active
+        # window: active/ never has more than qmgr_message_active_limit files
+        self.removals_queued = 0  # written by the loop only
+        self.removals_done = 0  # written by the remover only
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------ control
     def trigger(self, data: bytes) -> None:
@@ -178,6 +183,7 @@ class QueueManager:
 
     # ------------------------------------------------------------ main loop
     async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
         self.recover_active()
         self.flow.put(FLOW_RESERVE)
         while not self.stopping:
@@ -240,7 +246,10 @@ class QueueManager:
         return target
 
     def _room(self) -> bool:
-        return len(self.active) < self.active_limit and self.active_rcpts < self.rcpt_limit
+        removing = self.removals_queued - self.removals_done
+        return (
+            len(self.active) + removing < self.active_limit and self.active_rcpts < self.rcpt_limit
+        )
 
     def scan_incoming(self) -> None:
         self.incoming_full = False
@@ -464,10 +473,19 @@ class QueueManager:
         if failed and not self.send_notice(am, failed):
             self.defer_message(am, time.time())  # the bounce log stays; try again later
             return
+        self.removals_queued += 1
         self.remover.put((queue_id, am.path, logs))
 
     def remove(self, queue_id: str, path: str, logs: bool) -> None:
         """Delete a finished queue file and its logs (on the remover's thread)."""
+        try:
+            self._remove(queue_id, path, logs)
+        finally:
+            self.removals_done += 1
+            if self.incoming_full and self.loop is not None and not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(self.wake.set)  # room in the window again
+
+    def _remove(self, queue_id: str, path: str, logs: bool) -> None:
         try:
             os.unlink(path)
         except FileNotFoundError:

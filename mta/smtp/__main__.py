@@ -9,7 +9,7 @@ from mta.common.deliver_agent import run_delivery_agent
 from mta.master.mail_server import ServiceUsage, parse_service_argv
 from mta.smtp import make_deliver
 
-SMTP_BUSY_AT = 10  # concurrent deliveries one process takes before the master starts another
+SMTP_BUSY_AT = 100  # concurrent deliveries one process takes before it reports busy
 
 if __name__ == "__main__":
     try:
