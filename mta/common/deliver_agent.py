@@ -71,6 +71,7 @@ from mta.common.dsn import (
     RecipientStatus,
     status_line,
 )
+from mta.common.worker import BlockingPool
 from mta.queue.queue_file import (
     QueueFileError,
     QueueMessage,
@@ -83,6 +84,16 @@ from mta.queue.queue_file import (
 )
 
 Deliver = Callable[["DeliveryJob"], Awaitable[None]]
+
+
+DURABLE_THREADS = 8  # done marks and logs fsynced at once
+_pool: list[BlockingPool] = []
+
+
+def _durable_pool() -> BlockingPool:
+    if not _pool:
+        _pool.append(BlockingPool(DURABLE_THREADS, "durable"))
+    return _pool[0]
 
 
 _layouts: dict[int, tuple] = {}
@@ -216,7 +227,7 @@ class DeliveryJob:
         """Make the outcome durable, log it and report it to qmgr."""
         self.defer_all("delivery agent gave no status", "4.3.0")
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self._make_durable)
+            await _durable_pool().run(self._make_durable)
         except (OSError, QueueFileError) as exc:
             # the done marks did not stick: report everything as delayed so
             # qmgr keeps the message; a delivered recipient may be repeated

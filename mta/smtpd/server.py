@@ -30,12 +30,12 @@ import signal
 import socket
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from mta import log
 from mta.cleanup import Cleanup
 from mta.common.mail_flow import FlowGate
 from mta.common.match_list import AddrList, DomainList
+from mta.common.worker import BlockingPool
 from mta.smtpd.checks import SessionState, SmtpdChecks
 
 NAME_CACHE_TTL = 60.0  # seconds a client host name stays cached
@@ -88,7 +88,7 @@ class SmtpdServer:
         self.flush_domains = DomainList.from_param(cfg, "fast_flush_domains")
         self.checks = SmtpdChecks(cfg)
         self.cleanup = cleanup if cleanup is not None else Cleanup(cfg)
-        self.executor = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="fsync")
+        self.executor = BlockingPool(FSYNC_THREADS, "fsync")
         self.ehlo_reply = self.build_ehlo_reply()
         self.names: dict[str, tuple[float, str, str]] = {}
         self.sessions: set = set()
@@ -233,7 +233,7 @@ async def serve(ctx, listeners) -> int:
     watch_master(loop, ctx)
     arm_idle()
     await done.wait()
-    server.executor.shutdown(wait=True)
+    server.executor.shutdown()
     return 0
 
 

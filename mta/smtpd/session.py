@@ -601,11 +601,10 @@ class SmtpdSession(asyncio.Protocol):
             return
         queue = "hold" if self.hold else "incoming"
         self.flush()
-        loop = asyncio.get_running_loop()
         try:
             result = job.finish(queue)
             if result is None:  # only the fsync is left: a thread waits for it
-                result = await loop.run_in_executor(self.server.executor, job.commit)
+                result = await self.server.executor.run(job.commit)
         except OSError as exc:
             log.warning("queue file write error: %s", exc)
             job.abort()

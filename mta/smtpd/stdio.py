@@ -89,7 +89,7 @@ async def _serve(cfg) -> int:
     session.connection_made(StdioTransport(read_t, write_t))
     await done
     await asyncio.sleep(0)
-    server.executor.shutdown(wait=True)
+    server.executor.shutdown()
     return 0
 
 

@@ -88,7 +88,7 @@ class SmtpdThread:
         asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
-        self.server.executor.shutdown(wait=True)
+        self.server.executor.shutdown()
         self.loop.close()
 
 
