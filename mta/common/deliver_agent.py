@@ -59,6 +59,7 @@ from mta.bounce import logfile
 from mta.common.attr_proto import encode, read_attrs, write_attrs
 from mta.common.deliver_request import (
     MSG_DONE,
+    POOL_IDLE,
     DeliveryRequest,
     RequestError,
     RequestRecipient,
@@ -86,6 +87,7 @@ from mta.queue.queue_file import (
 Deliver = Callable[["DeliveryJob"], Awaitable[None]]
 
 
+REUSE_IDLE = 2 * POOL_IDLE  # seconds an agent waits for the next request on a connection
 DURABLE_THREADS = 8  # done marks and logs fsynced at once
 _pool: list[BlockingPool] = []
 
@@ -130,6 +132,7 @@ class DeliveryJob:
         self.hop_dsn = ""
         self.hop_reason = ""
         self._message: QueueMessage | None = None
+        self.quiet: set[int] = set()  # offsets done before this request: not logged again
         self._data: bytes | None = None  # the queue file, read once
 
     # ---- reading the message
@@ -154,6 +157,19 @@ class DeliveryJob:
         return read_content(self.path, self.message(), self._data, line_end)
 
     # ---- outcomes
+    def skip_done(self, msg: QueueMessage) -> None:
+        """Recipients the queue file already has done are not delivered again.
+
+        qmgr never asks for them, except when it sent a request again after
+        its connection broke: the first try may have got that far."""
+        done = {r.offset for r in msg.recipients if r.done}
+        if not done:
+            return
+        for rcpt in self.req.recipients:
+            if rcpt.offset in done:
+                self.sent(rcpt, "already done", dsn="2.0.0")
+                self.quiet.add(rcpt.offset)
+
     def pending(self) -> list[RequestRecipient]:
         """Recipients that have no status yet, in request order."""
         return [r for r in self.req.recipients if r.offset not in self.statuses]
@@ -247,8 +263,8 @@ class DeliveryJob:
             max(0.0, now - self.started - conn),
         )
         for rcpt in req.recipients:
-            st = self.statuses[rcpt.offset]
-            log.info("%s", status_line(req.queue_id, st, delays))
+            if rcpt.offset not in self.quiet:
+                log.info("%s", status_line(req.queue_id, self.statuses[rcpt.offset], delays))
         if writer is None:
             return
         for rcpt in req.recipients:
@@ -261,28 +277,41 @@ class DeliveryJob:
 
 
 async def handle_request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx, deliver: Deliver
-) -> None:
-    """Serve one delivery request on one connection."""
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    ctx,
+    deliver: Deliver,
+    idle: float | None = None,
+) -> bool:
+    """Serve one delivery request; True when the connection may carry another.
+
+    idle: seconds to wait for the request (None: as long as it takes);
+    False when none came by then."""
     try:
-        msg = await read_attrs(reader)
+        if idle is None:
+            msg = await read_attrs(reader)
+        else:
+            msg = await asyncio.wait_for(read_attrs(reader), idle)
+    except asyncio.TimeoutError:
+        return False
     except ValueError as exc:
         log.warning("malformed delivery request: %s", exc)
-        return
+        return False
     if msg is None:
-        return
+        return False
     try:
         req = DeliveryRequest.decode(msg)
     except RequestError as exc:
         log.warning("%s", exc)
-        return
+        return False
     job = DeliveryJob(req, ctx.cfg, ctx)
     try:
-        job.message()
+        msg = job.message()
     except (OSError, QueueFileError) as exc:
         log.warning("%s: cannot read queue file: %s", req.queue_id, exc)
         job.defer_all("queue file read error", "4.3.0")
     else:
+        job.skip_done(msg)
         try:
             await deliver(job)
         except asyncio.CancelledError:
@@ -293,6 +322,20 @@ async def handle_request(
             log.warning("%s: delivery failed: %s: %s", req.queue_id, type(exc).__name__, exc)
             job.defer_all(f"delivery agent error: {type(exc).__name__}", "4.3.0")
     await job.finish(writer)
+    return True
+
+
+async def serve_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx, deliver: Deliver
+) -> None:
+    """Serve requests on one connection from qmgr until it closes or stays idle.
+
+    qmgr keeps a finished connection for its next request to the same
+    agent (deliver_request.POOL_IDLE); this end closes one that has been
+    idle for REUSE_IDLE seconds, longer than qmgr would keep it."""
+    idle = None
+    while await handle_request(reader, writer, ctx, deliver, idle):
+        idle = REUSE_IDLE
 
 
 def run_delivery_agent(
@@ -307,6 +350,6 @@ def run_delivery_agent(
     from mta.master.multi_server import run_multi_server
 
     async def handler(reader, writer, ctx) -> None:
-        await handle_request(reader, writer, ctx, deliver)
+        await serve_connection(reader, writer, ctx, deliver)
 
     run_multi_server(service, handler, argv, max_clients=max_clients, busy_at=busy_at)

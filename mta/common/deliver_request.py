@@ -42,9 +42,10 @@ SECURITY
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
-from mta.common.attr_proto import encode, read_attrs, write_attrs
+from mta.common.attr_proto import encode, read_attrs
 from mta.common.dsn import ACTIONS, RecipientStatus
 
 REQ_FLAG_BOUNCE = 1 << 0  # the message is a notice: never bounce it again
@@ -55,6 +56,8 @@ MSG_RCPT = "rcpt"  # agent -> qmgr: one recipient is finished
 MSG_DONE = "done"  # agent -> qmgr: the request is finished
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach an agent's socket
+POOL_IDLE = 1.0  # seconds qmgr keeps a finished connection for the next request
+POOL_MAX = 256  # finished connections kept per agent socket
 
 
 class RequestError(ValueError):
@@ -192,6 +195,7 @@ class DeliveryResult:
     hop_dsn: str = ""  # set when the next hop itself failed
     hop_reason: str = ""
     error: str = ""  # the agent could not be reached or broke off
+    broken: bool = False  # the connection closed or failed before any answer
 
     def missing(self, req: DeliveryRequest) -> list[RequestRecipient]:
         """Recipients of req that got no status."""
@@ -199,37 +203,115 @@ class DeliveryResult:
         return [r for r in req.recipients if r.offset not in seen]
 
 
-async def _converse(reader: asyncio.StreamReader, req: DeliveryRequest, result) -> None:
+async def _converse(reader: asyncio.StreamReader, req: DeliveryRequest, result) -> bool:
+    """Collect the answers; True when the agent said "done"."""
     while True:
         msg = await read_attrs(reader)
         if msg is None:
             result.error = "delivery agent closed the connection early"
-            return
+            return False
         kind = msg.get("type")
         if kind == MSG_RCPT:
             result.statuses.append(decode_status(msg, req))
         elif kind == MSG_DONE:
             result.hop_dsn = msg.get("hop_dsn", "")
             result.hop_reason = msg.get("hop_reason", "")
-            return
+            return True
         else:
             raise RequestError(f"unexpected message from the agent: {kind!r}")
 
 
+class _Spare:
+    """A connection to an agent that finished its last request."""
+
+    __slots__ = ("reader", "writer", "since", "loop")
+
+    def __init__(self, reader, writer) -> None:
+        self.reader, self.writer = reader, writer
+        self.since = time.monotonic()
+        self.loop = asyncio.get_running_loop()
+
+    def usable(self, now: float) -> bool:
+        return (
+            now - self.since < POOL_IDLE
+            and self.loop is asyncio.get_running_loop()
+            and not self.reader.at_eof()
+            and not self.writer.is_closing()
+        )
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        except RuntimeError:
+            pass  # its event loop is gone, and the connection with it
+
+
+_spares: dict[str, list[_Spare]] = {}
+
+
+def _take_spare(path: str) -> _Spare | None:
+    spares = _spares.get(path)
+    now = time.monotonic()
+    while spares:
+        spare = spares.pop()  # the most recently used first
+        if spare.usable(now):
+            return spare
+        spare.close()
+    return None
+
+
+def _keep_spare(path: str, reader, writer) -> bool:
+    spares = _spares.setdefault(path, [])
+    if len(spares) >= POOL_MAX:
+        return False
+    spares.append(_Spare(reader, writer))
+    return True
+
+
+def close_spares() -> None:
+    """Close every kept connection (qmgr stopping)."""
+    for spares in _spares.values():
+        for spare in spares:
+            spare.close()
+    _spares.clear()
+
+
 async def deliver(path: str, req: DeliveryRequest, timeout: float) -> DeliveryResult:
-    """Send req to the agent listening on the UNIX socket path; collect its answers."""
+    """Send req to the agent listening on the UNIX socket path; collect its answers.
+
+    A connection whose agent finished its last request is used again (the
+    agent keeps it open for a while, see deliver_agent.serve_connection).
+    When such a connection turns out to be closed before any answer came,
+    the request goes once more on a new connection; an agent that got as
+    far as marking a recipient done will not deliver it again."""
+    spare = _take_spare(path)
+    if spare is not None:
+        result = await _attempt(path, req, timeout, spare.reader, spare.writer)
+        if not (result.broken and not result.statuses):
+            return result
+    return await _attempt(path, req, timeout, None, None)
+
+
+async def _attempt(path, req, timeout, reader, writer) -> DeliveryResult:
     result = DeliveryResult()
-    writer = None
+    keep = False
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), CONNECT_TIMEOUT)
-        await write_attrs(writer, req.encode())
-        await asyncio.wait_for(_converse(reader, req, result), timeout)
+        if writer is None:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(path), CONNECT_TIMEOUT
+            )
+        writer.write(encode(req.encode()))
+        keep = await asyncio.wait_for(_converse(reader, req, result), timeout)
+        result.broken = not keep
     except asyncio.TimeoutError:
         result.error = "delivery agent timed out"
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        result.error = f"delivery agent: {exc}"
+        result.broken = True
+    except ValueError as exc:
         result.error = f"delivery agent: {exc}"
     finally:
-        if writer is not None:
+        if writer is not None and not (keep and _keep_spare(path, reader, writer)):
             writer.close()
     return result
 

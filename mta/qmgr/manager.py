@@ -65,6 +65,7 @@ from mta.common.deliver_request import (
     DeliveryRequest,
     DeliveryResult,
     RequestRecipient,
+    close_spares,
     deliver,
 )
 from mta.common.dsn import ACTION_DELAYED, ACTION_FAILED, RecipientStatus, status_line
@@ -219,6 +220,7 @@ class QueueManager:
                 self.want_incoming = True
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=5)
+        close_spares()
         await asyncio.get_running_loop().run_in_executor(None, self.remover.close)
 
     # ------------------------------------------------------------ intake
