@@ -12,9 +12,14 @@ SYNOPSIS
 
 DESCRIPTION
     run_delivery_agent() serves delivery requests from qmgr on the
-    master's listener (private/TRANSPORT). For each connection it reads
-    one DeliveryRequest (common/deliver_request.py), builds a
-    DeliveryJob and awaits deliver(job). The agent reads the message
+    master's listener (private/TRANSPORT). For each request on a
+    connection (one after another; a connection idle for REUSE_IDLE
+    seconds is closed) it reads one DeliveryRequest
+    (common/deliver_request.py), builds a DeliveryJob and awaits
+    deliver(job). Recipients the queue file already has done are
+    reported done without being delivered or logged again (qmgr asks
+    for them only when it repeats a request whose connection broke).
+    The agent reads the message
     through the job (job.message() for the envelope, job.content_lines()
     or job.content_bytes() for the content) and ends each recipient with
     exactly one of job.sent(), job.defer() or job.bounce(); job.hop_failed()
