@@ -71,40 +71,56 @@ def encode_record(int rtype, payload):
     return bytes(out)
 
 
+cdef Py_ssize_t _record_at(const unsigned char *p, Py_ssize_t pos, Py_ssize_t n,
+                           bint final, Py_ssize_t *payload) except -2:
+    """Parse the record at pos: its payload offset into payload, its length returned.
+
+    -1: the record runs past n and final is false (more bytes may come)."""
+    cdef Py_ssize_t i = pos + 1, length = 0
+    cdef int shift = 0
+    cdef unsigned char byte
+    while True:
+        if i >= n:
+            if not final:
+                return -1
+            raise RecordError(f"truncated record length at offset {pos}")
+        byte = p[i]
+        i += 1
+        length |= (<Py_ssize_t>(byte & 0x7F)) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+        if shift >= 7 * MAX_LENGTH_BYTES:
+            raise RecordError(f"bad record length at offset {pos}")
+    if length > MAX_RECORD:
+        raise RecordError(f"record too large ({length} bytes) at offset {pos}")
+    if i + length > n:
+        if not final:
+            return -1
+        raise RecordError(f"truncated record at offset {pos}")
+    payload[0] = i
+    return length
+
+
 def decode_records(buf, Py_ssize_t start=0, bint final=False, bint skip_content=False):
     cdef const unsigned char[::1] view = buf
     cdef Py_ssize_t n = view.shape[0]
-    cdef Py_ssize_t pos = start, i, length
-    cdef int shift
-    cdef unsigned char byte, rtype
+    cdef Py_ssize_t pos = start, at, length
+    cdef unsigned char rtype
     cdef list records = []
+    if pos < 0:
+        raise ValueError("negative start")
+    if pos >= n:
+        return records, pos
+    cdef const unsigned char *p = &view[0]
     while pos < n:
-        rtype = view[pos]
-        i = pos + 1
-        length = 0
-        shift = 0
-        while True:
-            if i >= n:
-                if final:
-                    raise RecordError(f"truncated record length at offset {pos}")
-                return records, pos
-            byte = view[i]
-            i += 1
-            length |= (<Py_ssize_t>(byte & 0x7F)) << shift
-            if not byte & 0x80:
-                break
-            shift += 7
-            if shift >= 7 * MAX_LENGTH_BYTES:
-                raise RecordError(f"bad record length at offset {pos}")
-        if length > MAX_RECORD:
-            raise RecordError(f"record too large ({length} bytes) at offset {pos}")
-        if i + length > n:
-            if final:
-                raise RecordError(f"truncated record at offset {pos}")
+        rtype = p[pos]
+        length = _record_at(p, pos, n, final, &at)
+        if length < 0:
             return records, pos
         if not (skip_content and (rtype == C_NORM or rtype == C_CONT)):
-            records.append((pos, rtype, bytes(view[i:i + length])))
-        pos = i + length
+            records.append((pos, rtype, bytes(view[at:at + length])))
+        pos = at + length
     return records, pos
 
 
@@ -185,31 +201,6 @@ cdef class ContentEncoder:
         return bytes(out)
 
 
-cdef Py_ssize_t _record_at(const unsigned char *p, Py_ssize_t pos, Py_ssize_t n,
-                           Py_ssize_t *payload) except -2:
-    """Parse the record at pos: its payload offset into payload, its length returned."""
-    cdef Py_ssize_t i = pos + 1, length = 0
-    cdef int shift = 0
-    cdef unsigned char byte
-    while True:
-        if i >= n:
-            raise RecordError(f"truncated record length at offset {pos}")
-        byte = p[i]
-        i += 1
-        length |= (<Py_ssize_t>(byte & 0x7F)) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
-        if shift >= 7 * MAX_LENGTH_BYTES:
-            raise RecordError(f"bad record length at offset {pos}")
-    if length > MAX_RECORD:
-        raise RecordError(f"record too large ({length} bytes) at offset {pos}")
-    if i + length > n:
-        raise RecordError(f"truncated record at offset {pos}")
-    payload[0] = i
-    return length
-
-
 def content_text(buf, Py_ssize_t start=0, bytes line_end=b"\n"):
     cdef const unsigned char[::1] view = buf
     cdef Py_ssize_t n = view.shape[0]
@@ -227,7 +218,7 @@ def content_text(buf, Py_ssize_t start=0, bytes line_end=b"\n"):
     pos = start
     while pos < n:
         rtype = p[pos]
-        length = _record_at(p, pos, n, &at)
+        length = _record_at(p, pos, n, True, &at)
         if not in_body:
             if rtype == C_MESG and body_start < 0:
                 body_start = body_end = at + length
@@ -254,7 +245,7 @@ def content_text(buf, Py_ssize_t start=0, bytes line_end=b"\n"):
     pos = body_start
     while pos < body_end:
         rtype = p[pos]
-        length = _record_at(p, pos, n, &at)
+        length = _record_at(p, pos, n, True, &at)
         if rtype == C_CONT or rtype == C_NORM:
             if length:
                 memcpy(w, p + at, length)

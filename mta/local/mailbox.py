@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 from mta.local.lock import LockError, LockSettings, mailbox_locked
 from mta.local.privs import Outcome, bounce, defer, sent
+from mta.queue.queue_file import fsync_dir
 
 MAILDIR_SUBDIRS = ("tmp", "new", "cur")
 _COUNTER = itertools.count()
@@ -170,14 +171,6 @@ def append_mbox(
     return sent(f"delivered to {what}" if what != "file" else f"delivered to file: {path}")
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _safe_host(hostname: str) -> str:
     return hostname.replace("/", "\\057").replace(":", "\\072")
 
@@ -213,7 +206,7 @@ def deliver_maildir(
         new = os.path.join(directory, "new", name)
         os.link(tmp, new)
         os.unlink(tmp)
-        _fsync_dir(os.path.join(directory, "new"))
+        fsync_dir(os.path.join(directory, "new"))
     except OSError as exc:
         try:
             os.unlink(tmp)
