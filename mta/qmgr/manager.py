@@ -145,6 +145,8 @@ class QueueManager:
         self.last_deferred_scan = 0.0
         self.last_forget = time.monotonic()
         self.incoming_full = False  # the last incoming scan stopped at the window limit
+        self.deferred_full = False  # the last deferred scan did; it goes on when room frees
+        self.deferred_full_flush = False  # ... and it was a flush
         self.dead_reason: dict[tuple[str, str], str] = {}
         self.cleanup = None  # built on the first notice: it opens every cleanup table
         self.flow = FlowTokens(self.queue_dir)  # in_flow_delay tokens for the intake
@@ -209,7 +211,7 @@ class QueueManager:
             nxt = self.sched.next_event(time.time())
             if nxt is not None:
                 timeout = min(timeout, nxt - time.time())
-            if self.incoming_full:
+            if self.incoming_full or self.deferred_full:
                 timeout = min(timeout, IDLE_RESCAN)
             try:
                 await asyncio.wait_for(self.wake.wait(), max(0.01, timeout))
@@ -218,6 +220,11 @@ class QueueManager:
             self.wake.clear()
             if self.incoming_full and len(self.active) < self.active_limit:
                 self.want_incoming = True
+            if self.deferred_full and self._room():
+                # the rest of a deferred scan that the window cut short
+                self.deferred_full = False
+                self.want_deferred = True
+                self.flush_deferred = self.flush_deferred or self.deferred_full_flush
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=5)
         close_spares()
@@ -254,8 +261,8 @@ class QueueManager:
         )
 
     def scan_incoming(self) -> None:
-        self.incoming_full = False
-        self.flow.put(self._take_in("incoming"))  # one intake token per message taken in
+        taken, self.incoming_full = self._take_in("incoming")
+        self.flow.put(taken)  # one intake token per message taken in
 
     def scan_deferred(self, flush: bool) -> None:
         now = time.time()
@@ -266,22 +273,26 @@ class QueueManager:
             except OSError:
                 return False
 
-        self._take_in("deferred", due)
+        _, full = self._take_in("deferred", due)
+        if full:
+            self.deferred_full, self.deferred_full_flush = True, flush
 
-    def _take_in(self, queue: str, due=None) -> int:
-        """Move queue's files into active while the window has room; how many moved."""
+    def _take_in(self, queue: str, due=None) -> tuple[int, bool]:
+        """Move queue's files into active while the window has room.
+
+        How many moved, and whether the window filled before the scan ended
+        (then the caller comes back for the rest)."""
         taken = 0
         for queue_id, path in iter_queue(self.queue_dir, queue, self.hash_depth, self.hashed):
             if not self._room():
-                self.incoming_full = True  # come back soon for the rest
-                break
+                return taken, True
             if queue_id in self.active or (due is not None and not due(path)):
                 continue
             target = self._move(path, "active", queue_id)
             if target is not None:
                 taken += 1
                 self.activate(queue_id, target, fresh=queue == "incoming")
-        return taken
+        return taken, False
 
     def activate(self, queue_id: str, path: str, fresh: bool = False) -> None:
         """A message entered the active queue: read it and file its recipients.
@@ -451,8 +462,8 @@ class QueueManager:
         queue_id = am.msg.queue_id
         self.active.pop(queue_id, None)
         self.active_rcpts -= am.nrcpt
-        if self.incoming_full:
-            self.want_incoming = True
+        if self.incoming_full or self.deferred_full:
+            self.want_incoming = self.want_incoming or self.incoming_full
             self.wake.set()
         now = time.time()
         if am.delayed:
@@ -484,7 +495,8 @@ class QueueManager:
             self._remove(queue_id, path, logs)
         finally:
             self.removals_done += 1
-            if self.incoming_full and self.loop is not None and not self.loop.is_closed():
+            waiting = self.incoming_full or self.deferred_full
+            if waiting and self.loop is not None and not self.loop.is_closed():
                 self.loop.call_soon_threadsafe(self.wake.set)  # room in the window again
 
     def _remove(self, queue_id: str, path: str, logs: bool) -> None:

@@ -235,3 +235,30 @@ def test_refusing_destination_is_suspended_after_a_cohort(tmp_path):
     assert tried <= 4  # one pseudo-cohort (window 2), not every message
     d = qm.sched.find("smtp", f"[127.0.0.1]:{closed}")
     assert d is not None and d.is_dead()
+
+
+def test_deferred_scan_cut_short_by_the_window_goes_on_when_room_frees(tmp_path):
+    # queue_run_delay is long: only the continuation can take in the rest soon
+    cfg = instance(
+        tmp_path,
+        "default_transport = discard:second try\nqmgr_message_active_limit = 2\n"
+        "queue_run_delay = 3600s\n",
+    )
+    msgs = [queue_message(cfg, [f"u{i}@remote.example"], queue="deferred") for i in range(7)]
+    for m in msgs:
+        os.utime(m.path, (time.time(), time.time() - 1))  # all due
+    agent = serve_agent(cfg, "discard", discard_deliver)
+    seen = []
+
+    def until(qm):
+        seen.append(len(qm.active))
+        return not files(cfg, "deferred") and not qm.active
+
+    try:
+        run_qmgr(cfg, until, timeout=8)
+    finally:
+        agent.stop()
+    assert files(cfg, "deferred") == []
+    assert max(seen) <= 2
+    log_text = (tmp_path / "maillog").read_text()
+    assert all(f"{m.queue_id}: removed" in log_text for m in msgs)
