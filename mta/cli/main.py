@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lock": ("mta.cli.lock", "lock a mailbox and run a command (postlock)"),
     "log": ("mta.cli.log", "write a line to the mail log (postlog)"),
     "cat": ("mta.cli.cat", "show queue files (postcat)"),
+    "queue": ("mta.cli.queue", "list the mail queue or flush it (postqueue, mailq)"),
     "kick": ("mta.cli.kick", "poke a mail system service (postkick)"),
     "rewrite": ("mta.cli.rewrite", "show how addresses are rewritten and resolved"),
 }

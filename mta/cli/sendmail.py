@@ -22,8 +22,9 @@ DESCRIPTION
     are ignored here too.
 
     -q asks the queue manager to try all deferred mail now (69 when the
-    mail system is down). -bp (mailq), -bv, -qR and -qS need services
-    that arrive later; they say so in one line and exit 69 (EX_UNAVAILABLE).
+    mail system is down). -bp and the name mailq print the queue listing
+    (mta queue). -bv, -qR and -qS need services that arrive later; they
+    say so in one line and exit 69 (EX_UNAVAILABLE).
     -bi, -I and the name newaliases build every table of alias_database
     (mta alias, postalias) and exit with its status.
 
@@ -275,7 +276,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if opts["q"] is not None:
         return flush_deferred(opts)
     if opts["mode"] == "p":
-        return unavailable("the queue listing (mailq, sendmail -bp)")
+        from mta.cli.queue import list_queue
+
+        try:
+            return list_queue(load_config(opts.get("C")), as_json=False)
+        except ConfigError as exc:
+            return fail(EX_CONFIG, str(exc))
     if opts["mode"] == "i":
         from mta.cli.alias import newaliases
 

@@ -105,7 +105,7 @@ def test_ignored_sendmail_options_are_accepted(cdir):
     assert r.returncode == 0, r.stderr
 
 
-@pytest.mark.parametrize("flag", ["-bp", "-qRx.example", "-bv"])
+@pytest.mark.parametrize("flag", ["-qRx.example", "-bv"])
 def test_later_services_answer_unavailable(cdir, flag):
     r = sendmail(cdir, flag, "a@x.example")
     assert r.returncode == 69
@@ -151,3 +151,14 @@ def test_message_over_the_size_limit_is_refused_at_once(cdir):
     r = sendmail(cdir, "a@x.example", stdin=b"Subject: big\n\n" + b"x" * 500 + b"\n")
     assert r.returncode == 65 and b"message file too big" in r.stderr
     assert maildrop(cdir) == []
+
+
+def test_bp_lists_the_queue_like_mailq(cdir):
+    assert sendmail(cdir, "a@x.example", stdin=b"Subject: hi\n\nbody\n").returncode == 0
+    (qid,) = [os.path.basename(p) for p in maildrop(cdir)]
+    r = sendmail(cdir, "-bp")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().splitlines()
+    assert lines[0].startswith("-Queue ID-")
+    assert lines[1].startswith(qid + " ") and lines[2].strip() == "a@x.example"
+    assert lines[-1] == "-- 0 Kbytes in 1 Request."

@@ -1,0 +1,173 @@
+"""queue.showq - list the mail queue, as mailq and postqueue -p/-j show it
+
+SYNOPSIS
+    from mta.queue.showq import iter_entries, format_entry, format_footer
+    for entry in iter_entries(cfg):
+        sys.stdout.write(format_entry(entry))          # or json.dumps(entry.as_json())
+
+DESCRIPTION
+    iter_entries() walks the queues Postfix's showq reads (maildrop,
+    hold, incoming, active, deferred), one queue file at a time, and
+    yields a QueueEntry per message: queue name and id, arrival time,
+    message size (the content, as the size record gives it), sender,
+    and the recipients that are not done yet, each with the reason of
+    its last deferral from the message's defer log. Memory stays
+    bounded whatever the queue's size: nothing is kept between files.
+
+    A file that vanishes while the listing runs (delivered meanwhile)
+    is passed over; a damaged one is listed with its id and the word
+    "(damaged queue file)" instead of a sender, so the administrator
+    sees it; a damaged defer log gives no reasons, never an error.
+
+    format_entry() writes Postfix's sendmail-style listing: the queue id
+    with "*" when the message is active and "!" when it is on hold, the
+    size, the arrival time, the sender (MAILER-DAEMON for the null
+    sender), then per recipient its delay reason in parentheses (folded
+    at 78 columns, continuation lines indented four blanks) and the
+    address indented under the sender column. format_footer() gives
+    "-- N Kbytes in M Requests." or "Mail queue is empty".
+
+    QueueEntry.as_json() gives postqueue -j's object: queue_name,
+    queue_id, arrival_time, message_size, forced_expire, sender,
+    recipients (address, and delay_reason when there is one).
+
+SECURITY
+    Reads queue files and logs, so it needs mail_owner's (or root's)
+    read access to the queue; it never writes.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from mta.bounce import logfile
+from mta.qmgr.scan import iter_queue
+from mta.queue.queue_file import QueueFileError, read_queue_file
+
+QUEUES = ("maildrop", "hold", "incoming", "active", "deferred")  # as Postfix's showq reads them
+MARKS = {"active": "*", "hold": "!"}
+ID_WIDTH = 15  # long queue ids
+ADDR_COLUMN = ID_WIDTH + 1 + 8 + 1 + 20 + 1  # recipients line up under the sender
+WRAP = 78  # columns a delay reason is folded at
+
+
+@dataclass
+class QueueEntry:
+    queue_name: str
+    queue_id: str
+    arrival_time: int = 0
+    message_size: int = 0
+    sender: str = ""
+    recipients: list[tuple[str, str]] = field(default_factory=list)  # (address, delay reason)
+    damaged: bool = False
+
+    def as_json(self) -> dict:
+        rcpts = []
+        for address, reason in self.recipients:
+            item = {"address": address}
+            if reason:
+                item["delay_reason"] = reason
+            rcpts.append(item)
+        return {
+            "queue_name": self.queue_name,
+            "queue_id": self.queue_id,
+            "arrival_time": self.arrival_time,
+            "message_size": self.message_size,
+            "forced_expire": False,
+            "sender": self.sender,
+            "recipients": rcpts,
+        }
+
+
+def read_entry(cfg, queue: str, queue_id: str, path: str) -> QueueEntry | None:
+    """The entry for one queue file; None when it is gone."""
+    entry = QueueEntry(queue, queue_id)
+    try:
+        msg = read_queue_file(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, QueueFileError):
+        entry.damaged = True
+        return entry
+    entry.arrival_time = int(msg.arrival)
+    entry.message_size = msg.content_size
+    entry.sender = msg.sender
+    pending = [r for r in msg.recipients if not r.done]
+    reasons: dict[int, str] = {}
+    if pending and queue in ("deferred", "active", "hold"):
+        depth = cfg.get_int("hash_queue_depth")
+        hashed = tuple(cfg.get_list("hash_queue_names"))
+        try:
+            logged = logfile.read(cfg.get("queue_directory"), "defer", queue_id, depth, hashed)
+        except (OSError, ValueError):
+            logged = []
+        reasons = {o: st.reason for o, st in logfile.latest_by_recipient(logged).items()}
+    entry.recipients = [(r.address, reasons.get(r.offset, "")) for r in pending]
+    return entry
+
+
+def iter_entries(cfg, queues: tuple[str, ...] = QUEUES) -> Iterator[QueueEntry]:
+    """Every message in queues, read one file at a time."""
+    queue_dir = cfg.get("queue_directory")
+    depth = cfg.get_int("hash_queue_depth")
+    hashed = tuple(cfg.get_list("hash_queue_names"))
+    for queue in queues:
+        for queue_id, path in iter_queue(queue_dir, queue, depth, hashed):
+            entry = read_entry(cfg, queue, queue_id, path)
+            if entry is not None:
+                yield entry
+
+
+def format_header() -> str:
+    return (
+        f"{'-Queue ID-':<{ID_WIDTH + 1}} {'--Size--':>8} {'----Arrival Time----':<20} "
+        "-Sender/Recipient-------\n"
+    )
+
+
+def format_entry(entry: QueueEntry) -> str:
+    """One message in the sendmail-style listing, with its blank line after."""
+    qid = entry.queue_id + MARKS.get(entry.queue_name, " ")
+    if entry.damaged:
+        return f"{qid:<{ID_WIDTH + 1}} (damaged queue file)\n\n"
+    when = time.strftime("%a %b %e %H:%M:%S", time.localtime(entry.arrival_time))
+    sender = entry.sender or "MAILER-DAEMON"
+    lines = [f"{qid:<{ID_WIDTH + 1}}{entry.message_size:>8} {when:<20} {sender}"]
+    last_reason = None
+    for address, reason in entry.recipients:
+        if reason and reason != last_reason:
+            wrapped = textwrap.wrap(
+                f"({reason})",
+                WRAP,
+                subsequent_indent="    ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            lines.extend(wrapped)
+        last_reason = reason
+        lines.append(" " * ADDR_COLUMN + address)
+    return "\n".join(lines) + "\n\n"
+
+
+def format_footer(total_bytes: int, count: int) -> str:
+    if count == 0:
+        return "Mail queue is empty\n"
+    return f"-- {total_bytes // 1024} Kbytes in {count} Request{'s' if count != 1 else ''}.\n"
+
+
+def find_message(cfg, queue_id: str, queues: tuple[str, ...] = QUEUES) -> tuple[str, str] | None:
+    """(queue, path) of queue_id, or None."""
+    queue_dir = cfg.get("queue_directory")
+    depth = cfg.get_int("hash_queue_depth")
+    hashed = tuple(cfg.get_list("hash_queue_names"))
+    from mta.queue.queue_file import queue_dir_for
+
+    for queue in queues:
+        path = os.path.join(queue_dir_for(queue_dir, queue, queue_id, depth, hashed), queue_id)
+        if os.path.isfile(path):
+            return queue, path
+    return None
