@@ -19,16 +19,20 @@ DESCRIPTION
     "(damaged queue file)" instead of a sender, so the administrator
     sees it; a damaged defer log gives no reasons, never an error.
 
-    format_entry() writes Postfix's sendmail-style listing: the queue id
-    with "*" when the message is active and "!" when it is on hold, the
-    size, the arrival time, the sender (MAILER-DAEMON for the null
-    sender), then per recipient its delay reason in parentheses (folded
-    at 78 columns, continuation lines indented four blanks) and the
-    address indented under the sender column. format_footer() gives
-    "-- N Kbytes in M Requests." or "Mail queue is empty".
+    format_entry() writes Postfix's sendmail-style listing, column for
+    column as postqueue -p 3.7 prints it with enable_long_queue_ids = yes
+    (mta's queue ids are long ones): the queue id with "*" when the
+    message is active and "!" when it is on hold, the size, the arrival
+    time, the sender (MAILER-DAEMON for the null sender), then the
+    recipients indented under the sender, each group of recipients with
+    the same delay reason led by that reason in parentheses, set to end
+    in column 78 (a longer one starts in column 0 and is not folded).
+    format_footer() gives "-- N Kbytes in M Requests." or "Mail queue
+    is empty".
 
     QueueEntry.as_json() gives postqueue -j's object: queue_name,
-    queue_id, arrival_time, message_size, forced_expire, sender,
+    queue_id, arrival_time, message_size, forced_expire, sender
+    (MAILER-DAEMON for the null sender, as Postfix writes it),
     recipients (address, and delay_reason when there is one).
 
 SECURITY
@@ -39,7 +43,6 @@ SECURITY
 from __future__ import annotations
 
 import os
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,9 +53,11 @@ from mta.queue.queue_file import QueueFileError, read_queue_file
 
 QUEUES = ("maildrop", "hold", "incoming", "active", "deferred")  # as Postfix's showq reads them
 MARKS = {"active": "*", "hold": "!"}
-ID_WIDTH = 15  # long queue ids
-ADDR_COLUMN = ID_WIDTH + 1 + 8 + 1 + 20 + 1  # recipients line up under the sender
-WRAP = 78  # columns a delay reason is folded at
+# mta's queue ids are long ones: the columns of Postfix's listing with
+# enable_long_queue_ids = yes
+ID_WIDTH = 17  # the queue id and its mark
+ADDR_COLUMN = ID_WIDTH + 1 + 8 + 1 + 19 + 1  # recipients line up under the sender
+REASON_RIGHT = 78  # a delay reason ends in this column, unless it is longer
 
 
 @dataclass
@@ -78,7 +83,7 @@ class QueueEntry:
             "arrival_time": self.arrival_time,
             "message_size": self.message_size,
             "forced_expire": False,
-            "sender": self.sender,
+            "sender": show_sender(self.sender),
             "recipients": rcpts,
         }
 
@@ -123,34 +128,27 @@ def iter_entries(cfg, queues: tuple[str, ...] = QUEUES) -> Iterator[QueueEntry]:
 
 
 def format_header() -> str:
-    return (
-        f"{'-Queue ID-':<{ID_WIDTH + 1}} {'--Size--':>8} {'----Arrival Time----':<20} "
-        "-Sender/Recipient-------\n"
-    )
+    return "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n"
 
 
 def format_entry(entry: QueueEntry) -> str:
     """One message in the sendmail-style listing, with its blank line after."""
-    qid = entry.queue_id + MARKS.get(entry.queue_name, " ")
+    qid = entry.queue_id + MARKS.get(entry.queue_name, "")
     if entry.damaged:
-        return f"{qid:<{ID_WIDTH + 1}} (damaged queue file)\n\n"
+        return f"{qid:<{ID_WIDTH}} (damaged queue file)\n\n"
     when = time.strftime("%a %b %e %H:%M:%S", time.localtime(entry.arrival_time))
-    sender = entry.sender or "MAILER-DAEMON"
-    lines = [f"{qid:<{ID_WIDTH + 1}}{entry.message_size:>8} {when:<20} {sender}"]
+    lines = [f"{qid:<{ID_WIDTH}} {entry.message_size:>8} {when:<19} {show_sender(entry.sender)}"]
     last_reason = None
     for address, reason in entry.recipients:
         if reason and reason != last_reason:
-            wrapped = textwrap.wrap(
-                f"({reason})",
-                WRAP,
-                subsequent_indent="    ",
-                break_long_words=False,
-                break_on_hyphens=False,
-            )
-            lines.extend(wrapped)
+            lines.append(f"{'(' + reason + ')':>{REASON_RIGHT}}")
         last_reason = reason
         lines.append(" " * ADDR_COLUMN + address)
     return "\n".join(lines) + "\n\n"
+
+
+def show_sender(sender: str) -> str:
+    return sender or "MAILER-DAEMON"
 
 
 def format_footer(total_bytes: int, count: int) -> str:

@@ -159,6 +159,6 @@ def test_bp_lists_the_queue_like_mailq(cdir):
     r = sendmail(cdir, "-bp")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.decode().splitlines()
-    assert lines[0].startswith("-Queue ID-")
+    assert lines[0].startswith("----Queue ID-----")
     assert lines[1].startswith(qid + " ") and lines[2].strip() == "a@x.example"
     assert lines[-1] == "-- 0 Kbytes in 1 Request."
