@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 
 from mta.bounce import logfile
 from mta.qmgr.scan import iter_queue
-from mta.queue.queue_file import QueueFileError, read_queue_file
+from mta.queue.queue_file import QueueFileError, queue_dir_for, read_queue_file
 
 QUEUES = ("maildrop", "hold", "incoming", "active", "deferred")  # as Postfix's showq reads them
 MARKS = {"active": "*", "hold": "!"}
@@ -88,8 +88,10 @@ class QueueEntry:
         }
 
 
-def read_entry(cfg, queue: str, queue_id: str, path: str) -> QueueEntry | None:
-    """The entry for one queue file; None when it is gone."""
+def read_entry(layout: tuple, queue: str, queue_id: str, path: str) -> QueueEntry | None:
+    """The entry for one queue file; None when it is gone.
+
+    layout: (queue_directory, hash_queue_depth, hash_queue_names)."""
     entry = QueueEntry(queue, queue_id)
     try:
         msg = read_queue_file(path)
@@ -104,10 +106,8 @@ def read_entry(cfg, queue: str, queue_id: str, path: str) -> QueueEntry | None:
     pending = [r for r in msg.recipients if not r.done]
     reasons: dict[int, str] = {}
     if pending and queue in ("deferred", "active", "hold"):
-        depth = cfg.get_int("hash_queue_depth")
-        hashed = tuple(cfg.get_list("hash_queue_names"))
         try:
-            logged = logfile.read(cfg.get("queue_directory"), "defer", queue_id, depth, hashed)
+            logged = logfile.read(layout[0], "defer", queue_id, layout[1], layout[2])
         except (OSError, ValueError):
             logged = []
         reasons = {o: st.reason for o, st in logfile.latest_by_recipient(logged).items()}
@@ -115,14 +115,20 @@ def read_entry(cfg, queue: str, queue_id: str, path: str) -> QueueEntry | None:
     return entry
 
 
+def queue_layout(cfg) -> tuple[str, int, tuple[str, ...]]:
+    return (
+        cfg.get("queue_directory"),
+        cfg.get_int("hash_queue_depth"),
+        tuple(cfg.get_list("hash_queue_names")),
+    )
+
+
 def iter_entries(cfg, queues: tuple[str, ...] = QUEUES) -> Iterator[QueueEntry]:
     """Every message in queues, read one file at a time."""
-    queue_dir = cfg.get("queue_directory")
-    depth = cfg.get_int("hash_queue_depth")
-    hashed = tuple(cfg.get_list("hash_queue_names"))
+    layout = queue_layout(cfg)
     for queue in queues:
-        for queue_id, path in iter_queue(queue_dir, queue, depth, hashed):
-            entry = read_entry(cfg, queue, queue_id, path)
+        for queue_id, path in iter_queue(layout[0], queue, layout[1], layout[2]):
+            entry = read_entry(layout, queue, queue_id, path)
             if entry is not None:
                 yield entry
 
@@ -159,11 +165,7 @@ def format_footer(total_bytes: int, count: int) -> str:
 
 def find_message(cfg, queue_id: str, queues: tuple[str, ...] = QUEUES) -> tuple[str, str] | None:
     """(queue, path) of queue_id, or None."""
-    queue_dir = cfg.get("queue_directory")
-    depth = cfg.get_int("hash_queue_depth")
-    hashed = tuple(cfg.get_list("hash_queue_names"))
-    from mta.queue.queue_file import queue_dir_for
-
+    queue_dir, depth, hashed = queue_layout(cfg)
     for queue in queues:
         path = os.path.join(queue_dir_for(queue_dir, queue, queue_id, depth, hashed), queue_id)
         if os.path.isfile(path):
