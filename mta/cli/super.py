@@ -1,0 +1,301 @@
+"""cli.super - queue maintenance by the administrator (postsuper)
+
+SYNOPSIS
+    mta super [-c CONFIG_DIR] [-v] -d QUEUE_ID|ALL [QUEUE]   # delete
+    mta super -h QUEUE_ID|ALL [QUEUE]                       # put on hold
+    mta super -H QUEUE_ID|ALL [QUEUE]                       # release from hold
+    mta super -r QUEUE_ID|ALL [QUEUE]                       # requeue
+    mta super -p                                            # purge temporary files
+    mta super -s                                            # structure check
+    mta super -d - < ids                                    # ids from standard input
+
+DESCRIPTION
+    The operations and their messages are postsuper's. -d, -h, -H and -r
+    may be given several times and mixed; QUEUE_ID "-" reads queue ids
+    from standard input, one per line (the first word of each line, so
+    "mta queue -j | jq ... " and mailq-style lines both work); ALL takes
+    every message, of QUEUE only when one is named (the queues are
+    maildrop, incoming, active, deferred and hold). Each message is
+    found wherever it is, and an id that is not in the queue is skipped
+    quietly, as postsuper does. At the end one line per operation on
+    stderr: "mta super: Deleted: N messages", "Placed on hold: N
+    messages", "Released from hold: N messages", "Requeued: N messages".
+    Each message touched is logged too ("QUEUEID: removed", "QUEUEID:
+    placed on hold", "QUEUEID: released from hold", "QUEUEID:
+    requeued").
+
+    -d removes the queue file and its bounce, defer and trace logs. -h
+    moves a message to hold/, where qmgr leaves it alone; -H moves it
+    back to deferred/ with its retry time now and asks qmgr to look. -r
+    moves it to incoming/ and drops its defer log, so qmgr takes it in
+    at once and resolves every recipient again (a transport_maps change
+    then applies; recipients already delivered stay delivered). -p
+    removes temporary files (a leading dot and ".tmp") older than one
+    hour, which a crash left behind. -s moves queue files that sit in
+    the wrong hash directory of their queue to the right one, and moves
+    files whose name is no queue id to corrupt/.
+
+    All of it is safe while the mail system runs: a message qmgr holds
+    in its active window and that is deleted or held here meanwhile is
+    dropped by qmgr when its delivery ends (its done marks or retry time
+    cannot be written any more), without touching anything else.
+
+SECURITY
+    Changes the queue, so it runs as root or mail_owner (or the user of
+    the embedded instance). Queue ids from the command line or stdin
+    must have the form of a queue id before they become paths.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from mta import log
+from mta.bounce import logfile
+from mta.cli.common import load, make_parser
+from mta.config.errors import ConfigError
+from mta.qmgr.scan import iter_queue
+from mta.queue.queue_file import TMP_SUFFIX, fsync_dir, queue_dir_for
+from mta.queue.queue_id import is_queue_id
+from mta.queue.showq import queue_layout
+
+QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
+STALE_TMP = 3600  # seconds after which a temporary file is left over for good
+SUMMARY = {
+    "d": "Deleted",
+    "h": "Placed on hold",
+    "H": "Released from hold",
+    "r": "Requeued",
+}
+LOGGED = {"d": "removed", "h": "placed on hold", "H": "released from hold", "r": "requeued"}
+
+
+class Queue:
+    """The queue directories of one instance and the moves between them."""
+
+    def __init__(self, cfg) -> None:
+        self.dir, self.depth, self.hashed = queue_layout(cfg)
+
+    def path(self, queue: str, queue_id: str) -> str:
+        return os.path.join(
+            queue_dir_for(self.dir, queue, queue_id, self.depth, self.hashed), queue_id
+        )
+
+    def find(self, queue_id: str, queues=QUEUES) -> tuple[str, str] | None:
+        for queue in queues:
+            path = self.path(queue, queue_id)
+            if os.path.isfile(path):
+                return queue, path
+        return None
+
+    def move(self, path: str, queue: str, queue_id: str) -> str | None:
+        """Rename into queue, durably; None when the file went away first."""
+        target = self.path(queue, queue_id)
+        directory = os.path.dirname(target)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            return None
+        fsync_dir(directory)
+        return target
+
+    def all_ids(self, queues) -> list[tuple[str, str]]:
+        return [
+            (queue_id, queue)
+            for queue in queues
+            for queue_id, _ in iter_queue(self.dir, queue, self.depth, self.hashed)
+        ]
+
+
+def _delete(q: Queue, queue_id: str, queue: str, path: str) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    fsync_dir(os.path.dirname(path))
+    logfile.remove(q.dir, queue_id, hash_depth=q.depth, hashed=q.hashed)
+    return True
+
+
+def _hold(q: Queue, queue_id: str, queue: str, path: str) -> bool:
+    return queue != "hold" and q.move(path, "hold", queue_id) is not None
+
+
+def _release(q: Queue, queue_id: str, queue: str, path: str) -> bool:
+    if queue != "hold":
+        return False
+    target = q.move(path, "deferred", queue_id)
+    if target is None:
+        return False
+    now = time.time()
+    os.utime(target, (now, now - 1))  # due at once
+    return True
+
+
+def _requeue(q: Queue, queue_id: str, queue: str, path: str) -> bool:
+    if queue in ("incoming", "maildrop"):
+        return False  # about to be taken in anyway
+    if q.move(path, "incoming", queue_id) is None:
+        return False
+    logfile.remove(q.dir, queue_id, kinds=("defer",), hash_depth=q.depth, hashed=q.hashed)
+    return True
+
+
+ACTIONS = {"d": _delete, "h": _hold, "H": _release, "r": _requeue}
+
+
+def _targets(q: Queue, ids: list[str], queue: str | None, stdin) -> list[tuple[str, str]]:
+    """(queue id, queue name or "") for the ids given; ALL expands, "-" reads stdin."""
+    queues = (queue,) if queue else QUEUES
+    out: list[tuple[str, str]] = []
+    for qid in ids:
+        if qid == "ALL":
+            out += q.all_ids(queues)
+        elif qid == "-":
+            for line in stdin:
+                words = line.split()
+                if words:
+                    out.append((words[0].rstrip("*!#"), ""))
+        else:
+            out.append((qid, ""))
+    return out
+
+
+def run_action(cfg, q: Queue, op: str, ids: list[str], queue: str | None, stdin) -> int:
+    """Apply op to the messages named; how many it changed."""
+    queues = (queue,) if queue else QUEUES
+    done = 0
+    for queue_id, where in _targets(q, ids, queue, stdin):
+        if not is_queue_id(queue_id):
+            sys.stderr.write(f"mta super: warning: invalid mail queue id: {queue_id}\n")
+            continue
+        found = q.find(queue_id, (where,) if where else queues)
+        if found is None:
+            continue
+        try:
+            changed = ACTIONS[op](q, queue_id, *found)
+        except OSError as exc:
+            sys.stderr.write(f"mta super: warning: {queue_id}: {exc.strerror or exc}\n")
+            continue
+        if changed:
+            done += 1
+            log.info("%s: %s", queue_id, LOGGED[op])
+    return done
+
+
+def purge_temporary(q: Queue, now: float | None = None) -> int:
+    """-p: remove temporary files older than STALE_TMP; how many."""
+    now = time.time() if now is None else now
+    removed = 0
+    for root, _dirs, files in os.walk(q.dir):
+        for name in files:
+            if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
+                continue
+            path = os.path.join(root, name)
+            try:
+                if now - os.lstat(path).st_mtime > STALE_TMP:
+                    os.unlink(path)
+                    removed += 1
+                    log.info("removed stale temporary file %s", path)
+            except FileNotFoundError:
+                continue
+    return removed
+
+
+def check_structure(q: Queue) -> tuple[int, int]:
+    """-s: (files moved to their right hash directory, files moved to corrupt/)."""
+    rehashed = corrupt = 0
+    for queue in QUEUES:
+        top = os.path.join(q.dir, queue)
+        for root, _dirs, files in os.walk(top):
+            for name in files:
+                if name.startswith(".") and name.endswith(TMP_SUFFIX):
+                    continue
+                path = os.path.join(root, name)
+                if not is_queue_id(name):
+                    target_dir = os.path.join(q.dir, "corrupt")
+                    os.makedirs(target_dir, mode=0o700, exist_ok=True)
+                    os.rename(path, os.path.join(target_dir, name))
+                    corrupt += 1
+                    log.warning("%s: not a queue file name; moved to corrupt", path)
+                elif path != q.path(queue, name):
+                    if q.move(path, queue, name) is not None:
+                        rehashed += 1
+                        log.info("%s: moved to its hash directory in %s", name, queue)
+    return rehashed, corrupt
+
+
+def _plural(n: int) -> str:
+    return f"{n} message{'s' if n != 1 else ''}"
+
+
+def main(argv: list[str], command: str = "super") -> int:
+    # -h is postsuper's hold, so help is --help only
+    parser = make_parser(command, "Maintain the mail queue, as postsuper does.", add_help=False)
+    parser.add_argument("--help", action="help", help="show this help message and exit")
+    for flag, what in (
+        ("-d", "delete"),
+        ("-h", "put on hold"),
+        ("-H", "release from hold"),
+        ("-r", "requeue"),
+    ):
+        parser.add_argument(
+            flag,
+            action="append",
+            default=[],
+            metavar="QUEUE_ID",
+            help=f"{what} this message (ALL: every one; -: ids from stdin)",
+        )
+    parser.add_argument("-p", action="store_true", help="purge stale temporary files")
+    parser.add_argument("-s", action="store_true", help="check and repair the queue structure")
+    parser.add_argument("queue", nargs="?", choices=QUEUES, help="with ALL: only this queue")
+    args = parser.parse_args(argv)
+    ops = [(op, getattr(args, op)) for op in ("s", "p") if getattr(args, op)]
+    ops += [(op, ids) for op, ids in (("d", args.d), ("h", args.h), ("H", args.H), ("r", args.r))]
+    if not any(v for _, v in ops):
+        parser.error("nothing to do: give -d, -h, -H, -r, -p or -s")
+    try:
+        cfg = load(args)
+    except ConfigError as exc:
+        sys.stderr.write(f"mta {command}: fatal: {exc}\n")
+        return 1
+    log.init("postsuper", cfg)
+    q = Queue(cfg)
+    if args.s:
+        rehashed, corrupt = check_structure(q)
+        if rehashed or corrupt:
+            sys.stderr.write(
+                f"mta {command}: Structure check: {rehashed} rehashed, {corrupt} to corrupt\n"
+            )
+    if args.p:
+        n = purge_temporary(q)
+        if n:
+            sys.stderr.write(f"mta {command}: Removed: {n} temporary file{'s' if n != 1 else ''}\n")
+    released = False
+    for op in ("d", "h", "H", "r"):
+        ids = getattr(args, op)
+        if not ids:
+            continue
+        n = run_action(cfg, q, op, ids, args.queue, sys.stdin)
+        if n:
+            sys.stderr.write(f"mta {command}: {SUMMARY[op]}: {_plural(n)}\n")
+            released = released or op in ("H", "r")
+    if released:
+        _kick_qmgr(cfg)
+    return 0
+
+
+def _kick_qmgr(cfg) -> None:
+    """Released or requeued mail is due now: tell qmgr, if it runs."""
+    from mta.cli.postfix import flush_queue_deferred
+    from mta.common.trigger import TRIGGER_INCOMING, send_trigger
+    from mta.queue import paths
+
+    flush_queue_deferred(cfg)
+    qmgr = paths.service_socket_path(
+        cfg.get("queue_directory"), cfg.get("queue_service_name"), private=False
+    )
+    send_trigger(qmgr, TRIGGER_INCOMING)

@@ -1,0 +1,84 @@
+"""mta super and mta queue on a running mail system, while mail flows."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+
+import pytest
+
+from tests.support.running import Instance, free_port, wait_for
+
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture
+def mail_system(tmp_path):
+    port = free_port()
+    inst = Instance(
+        tmp_path,
+        f"127.0.0.1:{port} inet n - n - - smtpd\n"
+        "qmgr fifo n - n 300 1 qmgr\n"
+        "cleanup unix n - n - 0 cleanup\n"
+        "discard unix - - n - - discard\n"
+        "retry unix - - n - - error\n",
+        {
+            "myhostname": "mx.test.example",
+            "mydestination": "",
+            "mynetworks": "127.0.0.0/8",
+            "transport_maps": "inline:{ {later.example=retry:4.4.4 busy}, "
+            "ok.example=discard:accepted }",
+            "local_recipient_maps": "",
+            "smtpd_peername_lookup": "no",
+        },
+    )
+    r = inst.mta("start")
+    assert r.returncode == 0, r.stderr
+    inst.port = port
+    yield inst
+    inst.stop()
+
+
+def send(inst, rcpt):
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s:
+        s.sendmail("sender@ok.example", [rcpt], b"Subject: hi\r\n\r\nbody\r\n")
+
+
+def queued(inst) -> dict[str, str]:
+    r = inst.mta("queue", "-j")
+    assert r.returncode == 0, r.stderr
+    return {o["queue_id"]: o["queue_name"] for o in map(json.loads, r.stdout.splitlines())}
+
+
+def test_hold_release_requeue_delete_while_mail_flows(mail_system):
+    inst = mail_system
+    send(inst, "x@later.example")
+    inst.wait_log(r"status=deferred \(busy\)", 15)
+    assert wait_for(lambda: list(queued(inst).values()) == ["deferred"], 10)
+    (qid,) = queued(inst)
+
+    r = inst.mta("super", "-h", "ALL")
+    assert r.returncode == 0 and "Placed on hold: 1 message" in r.stderr
+    assert queued(inst) == {qid: "hold"}
+    assert "!" in inst.mta("queue").stdout.splitlines()[1]
+
+    send(inst, "y@ok.example")  # other mail still flows
+    inst.wait_log(r"status=sent \(accepted\)", 15)
+    assert wait_for(lambda: queued(inst) == {qid: "hold"}, 10)
+
+    r = inst.mta("super", "-H", qid)
+    assert r.returncode == 0 and "Released from hold: 1 message" in r.stderr
+    inst.wait_log(r"status=deferred \(busy\)", 15, count=2)  # qmgr tried it at once
+
+    assert wait_for(lambda: queued(inst) == {qid: "deferred"}, 10)
+    r = inst.mta("super", "-r", qid)
+    assert r.returncode == 0 and "Requeued: 1 message" in r.stderr
+    inst.wait_log(r"status=deferred \(busy\)", 15, count=3)
+
+    assert wait_for(lambda: queued(inst) == {qid: "deferred"}, 10)
+    r = inst.mta("super", "-d", "ALL")
+    assert r.returncode == 0 and "Deleted: 1 message" in r.stderr
+    assert queued(inst) == {}
+    assert inst.mta("queue").stdout == "Mail queue is empty\n"
+    send(inst, "z@ok.example")
+    inst.wait_log(r"status=sent \(accepted\)", 15, count=2)
