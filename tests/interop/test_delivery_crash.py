@@ -14,7 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from mta.qmgr.scan import iter_queue
-from tests.support.running import Instance, free_port, wait_for
+from tests.support.running import free_port, relay_system, wait_for
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
@@ -46,29 +46,17 @@ class CountingSink:
 def system(tmp_path):
     sink = CountingSink()
     sink.controller.start()
-    port = free_port()
-    inst = Instance(
+    inst = relay_system(
         tmp_path,
-        f"127.0.0.1:{port} inet n - n - - smtpd\n"
-        "cleanup unix n - n - 0 cleanup\n"
-        "qmgr fifo n - n 300 1 qmgr\n"
         "smtp unix - - n - - smtp\n",
-        {
-            "myhostname": "mx.test.example",
-            "mydestination": "",
-            "mynetworks": "127.0.0.0/8",
-            "local_recipient_maps": "",
-            "smtpd_peername_lookup": "no",
-            "relayhost": f"[127.0.0.1]:{sink.port}",
-            "service_throttle_time": "1s",
-            "minimal_backoff_time": "1s",
-            "maximal_backoff_time": "2s",
-            "queue_run_delay": "1s",
-        },
+        relayhost=f"[127.0.0.1]:{sink.port}",
+        service_throttle_time="1s",
+        minimal_backoff_time="1s",
+        maximal_backoff_time="2s",
+        queue_run_delay="1s",
     )
     r = inst.mta("start")
     assert r.returncode == 0, r.stderr
-    inst.port = port
     yield inst, sink
     inst.stop()
     sink.controller.stop()

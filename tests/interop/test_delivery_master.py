@@ -8,38 +8,21 @@ import smtplib
 import pytest
 
 from mta.qmgr.scan import iter_queue
-from tests.support.running import Instance, free_port, wait_for
+from tests.support.running import Instance, free_port, relay_system, wait_for
 
 pytestmark = pytest.mark.interop
 
 
 @pytest.fixture
 def mail_system(tmp_path):
-    port = free_port()
-    master_cf = (
-        f"127.0.0.1:{port} inet n - n - - smtpd\n"
-        "qmgr fifo n - n 300 1 qmgr\n"
-        "cleanup unix n - n - 0 cleanup\n"
-        "discard unix - - n - - discard\n"
-        "error unix - - n - - error\n"
-        "retry unix - - n - - error\n"
-    )
-    inst = Instance(
+    inst = relay_system(
         tmp_path,
-        master_cf,
-        {
-            "myhostname": "mx.test.example",
-            "mydestination": "",
-            "mynetworks": "127.0.0.0/8",
-            "transport_maps": "inline:{ {gone.example=error:5.1.2 domain gone}, "
-            "{later.example=retry:4.4.4 busy}, ok.example=discard:accepted }",
-            "local_recipient_maps": "",
-            "smtpd_peername_lookup": "no",
-        },
+        "discard unix - - n - - discard\nerror unix - - n - - error\nretry unix - - n - - error\n",
+        transport_maps="inline:{ {gone.example=error:5.1.2 domain gone}, "
+        "{later.example=retry:4.4.4 busy}, ok.example=discard:accepted }",
     )
     r = inst.mta("start")
     assert r.returncode == 0, r.stderr
-    inst.port = port
     yield inst
     inst.stop()
 

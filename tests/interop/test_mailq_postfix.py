@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from tests.support import postfix
-from tests.support.running import Instance, free_port, wait_for
+from tests.support.running import free_port, relay_system, wait_for
 
 pytestmark = [
     pytest.mark.interop,
@@ -117,25 +117,15 @@ def test_listing_matches_postqueue(tmp_path):
     routes = f"dead.example smtp:[127.0.0.1]:{dead}\nslow.example smtp:[127.0.0.1]:{refuser.port}\n"
     (tmp_path / "transport").write_text(routes)
     tmp_path.chmod(0o755)  # Postfix's trivial-rewrite reads the table as postfix
-    pf_port, mta_port = free_port(), free_port()
+    pf_port = free_port()
     pf = postfix.PostfixInstance(
         pf_port,
         f"transport_maps = texthash:{tmp_path / 'transport'}\nenable_long_queue_ids = yes\n",
     )
-    mta = Instance(
+    mta = relay_system(
         tmp_path / "mta",
-        f"127.0.0.1:{mta_port} inet n - n - - smtpd\n"
-        "qmgr fifo n - n 300 1 qmgr\n"
-        "cleanup unix n - n - 0 cleanup\n"
         "smtp unix - - n - - smtp\n",
-        {
-            "myhostname": "mx.test.example",
-            "mydestination": "",
-            "mynetworks": "127.0.0.0/8",
-            "local_recipient_maps": "",
-            "smtpd_peername_lookup": "no",
-            "transport_maps": f"texthash:{tmp_path / 'transport'}",
-        },
+        transport_maps=f"texthash:{tmp_path / 'transport'}",
     )
     pf.start()
     try:
@@ -143,7 +133,7 @@ def test_listing_matches_postqueue(tmp_path):
         assert r.returncode == 0, r.stderr
         try:
             send_load(pf_port)
-            send_load(mta_port)
+            send_load(mta.port)
 
             def settled(text: str) -> bool:
                 return text.count("(") >= 3 and "*" not in text and "Requests" in text

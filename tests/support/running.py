@@ -126,3 +126,26 @@ def _current_user() -> str:
     import pwd
 
     return pwd.getpwuid(os.getuid()).pw_name
+
+
+RELAY_MAIN = {
+    "myhostname": "mx.test.example",
+    "mydestination": "",
+    "mynetworks": "127.0.0.0/8",
+    "local_recipient_maps": "",
+    "smtpd_peername_lookup": "no",
+}
+RELAY_SERVICES = "qmgr fifo n - n 300 1 qmgr\ncleanup unix n - n - 0 cleanup\n"
+
+
+def relay_system(top, services: str, **main: str) -> Instance:
+    """An instance that takes mail on smtpd (inst.port) and hands it to qmgr and
+    the given delivery services; main.cf is RELAY_MAIN with main on top. Not started."""
+    port = free_port()
+    inst = Instance(
+        top,
+        f"127.0.0.1:{port} inet n - n - - smtpd\n" + RELAY_SERVICES + services,
+        {**RELAY_MAIN, **main},
+    )
+    inst.port = port
+    return inst
