@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "log": ("mta.cli.log", "write a line to the mail log (postlog)"),
     "cat": ("mta.cli.cat", "show queue files (postcat)"),
     "queue": ("mta.cli.queue", "list the mail queue or flush it (postqueue, mailq)"),
+    "qshape": ("mta.cli.qshape", "show the queue by domain and age (qshape)"),
     "super": ("mta.cli.super", "delete, hold, release and requeue messages (postsuper)"),
     "kick": ("mta.cli.kick", "poke a mail system service (postkick)"),
     "rewrite": ("mta.cli.rewrite", "show how addresses are rewritten and resolved"),

@@ -1,5 +1,6 @@
-"""mta queue -p and -j against postqueue -p and -j of Postfix 3.7 on an equivalent
-queue: the same messages, deferred for the same reasons by the same dead ends."""
+"""mta queue -p and -j against postqueue -p and -j of Postfix 3.7, and mta qshape
+against qshape, on an equivalent queue: the same messages, deferred for the same
+reasons by the same dead ends."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import re
 import smtplib
 import socket
+import subprocess
 import threading
 
 import pytest
@@ -148,6 +150,12 @@ def test_listing_matches_postqueue(tmp_path):
             assert wait_for(lambda: settled(mta_listing()), 30), got.get("p")
             assert shape(got["p"]) == shape(pf.postqueue("-p"))
             assert entries(mta.mta("queue", "-j").stdout) == entries(pf.postqueue("-j"))
+            # and qshape's table, to the column
+            for args in (["deferred"], ["-s", "deferred"], ["-b", "4", "-t", "1", "deferred"]):
+                theirs = subprocess.run(
+                    ["qshape", "-c", str(pf.etc), *args], capture_output=True, text=True
+                ).stdout
+                assert mta.mta("qshape", *args).stdout == theirs
         finally:
             mta.stop()
     finally:
