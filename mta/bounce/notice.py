@@ -34,9 +34,10 @@ DESCRIPTION
         section as text/rfc822-headers (also cut at bounce_size_limit,
         at a line end).
 
-    kind selects the notice: "failure" now; "delay" and "success" (for
-    delay warnings and NOTIFY=SUCCESS, issue 5) use the same layout with
-    their own subject, letter and action.
+    kind selects the notice: "failure"; "success" (NOTIFY=SUCCESS: each
+    recipient's Action is its own, delivered, relayed or expanded) and
+    "delay" (delay warnings) use the same layout with their own subject
+    and letter.
 
     send_notice() queues the notice through the cleanup library into
     incoming/ and returns its queue id. It sends nothing (None) when
@@ -68,7 +69,7 @@ import re
 import time
 from collections.abc import Iterable
 
-from mta.common.dsn import ACTION_DELAYED, ACTION_DELIVERED, ACTION_FAILED, RecipientStatus
+from mta.common.dsn import ACTION_DELAYED, ACTION_FAILED, RecipientStatus
 from mta.queue import rec_type as R
 from mta.queue.queue_file import QueueMessage, iter_content
 
@@ -93,7 +94,7 @@ NOTICE_KINDS = {
     ),
     "success": (
         "Successful Mail Delivery Report",
-        ACTION_DELIVERED,
+        None,  # each recipient's own: delivered, relayed or expanded
         "Your message was delivered to the recipients listed below, as\nyou asked to be told.",
     ),
 }
@@ -196,7 +197,7 @@ def _delivery_status(cfg, msg: QueueMessage, action: str, statuses) -> str:
         rows = [f"Final-Recipient: rfc822; {st.address}"]
         if st.dsn_orcpt:
             rows.append(f"Original-Recipient: {_address_field(st.dsn_orcpt)}")
-        rows.append(f"Action: {action}")
+        rows.append(f"Action: {action or st.action}")
         rows.append(f"Status: {st.dsn}")
         host = _remote_mta(st.relay)
         if host:

@@ -192,9 +192,14 @@ class DeliveryJob:
         dsn: str = "2.0.0",
         action: str = ACTION_DELIVERED,
         word: str = "",
+        dsn_passed: bool = False,
     ) -> None:
-        """The recipient is delivered (or relayed, or expanded)."""
+        """The recipient is delivered (or relayed, or expanded).
+
+        dsn_passed: the next hop took the recipient's DSN request (NOTIFY,
+        ORCPT) and will send any success notice itself."""
         self._set(rcpt, action, dsn, reason, relay, word)
+        self.statuses[rcpt.offset].dsn_passed = dsn_passed
 
     def defer(
         self, rcpt: RequestRecipient, reason: str, dsn: str = "4.0.0", relay: str = "none"

@@ -165,6 +165,7 @@ def encode_status(st: RecipientStatus) -> dict[str, str]:
         "reason": st.reason,
         "relay": st.relay,
         "word": st.status_word,
+        "dsn_passed": "1" if st.dsn_passed else "",
     }
 
 
@@ -178,6 +179,7 @@ def decode_status(msg: dict[str, str], req: DeliveryRequest | None = None) -> Re
             reason=msg.get("reason", ""),
             relay=msg.get("relay", "none"),
             status_word=msg.get("word", ""),
+            dsn_passed=msg.get("dsn_passed") == "1",
         )
     except (KeyError, ValueError) as exc:
         raise RequestError(f"bad recipient status: {exc}") from None

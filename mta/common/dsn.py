@@ -79,6 +79,7 @@ class RecipientStatus:
     dsn_orcpt: str = ""
     notify: int = 0
     status_word: str = ""  # overrides the maillog word ("expired" ...)
+    dsn_passed: bool = False  # the next hop took the DSN request: it notifies, not us
 
     @property
     def done(self) -> bool:

@@ -82,6 +82,7 @@ from mta.queue.queue_file import (
     queue_dir_for,
     read_queue_file,
 )
+from mta.queue.rec_type import DSN_NOTIFY_SUCCESS
 from mta.trivial_rewrite.resolve import Resolver
 
 from .kernel import Scheduler
@@ -107,6 +108,7 @@ class ActiveMessage:
     bounced: int = 0
     nrcpt: int = 0  # recipients not done when it became active
     had_logs: bool = True  # bounce/defer logs may exist from earlier attempts
+    succeeded: list[RecipientStatus] = field(default_factory=list)  # NOTIFY=SUCCESS, to tell
 
 
 @dataclass
@@ -424,6 +426,8 @@ class QueueManager:
             am.delayed[st.offset] = st
         elif st.action == ACTION_FAILED:
             am.bounced += 1
+        elif st.notify & DSN_NOTIFY_SUCCESS and not st.dsn_passed:
+            am.succeeded.append(st)
 
     def _defer_batch(self, batch: Batch, reason: str) -> None:
         self._defer_recipients(batch.message, batch.recipients, reason, "4.4.1")
@@ -465,6 +469,8 @@ class QueueManager:
         if self.incoming_full or self.deferred_full:
             self.want_incoming = self.want_incoming or self.incoming_full
             self.wake.set()
+        if am.succeeded:
+            self.send_success_notice(am)
         now = time.time()
         if am.delayed:
             if self._expired(am.msg, now):
@@ -519,18 +525,37 @@ class QueueManager:
             return True
         from mta.bounce.notice import send_notice
 
-        if self.cleanup is None:
-            from mta.cleanup import Cleanup
-
-            self.cleanup = Cleanup(self.cfg)
         try:
-            new_id = send_notice(self.cfg, msg, am.path, failed, cleanup=self.cleanup)
+            new_id = send_notice(self.cfg, msg, am.path, failed, cleanup=self._cleanup())
         except Exception as exc:  # noqa: BLE001 - keep the message and its bounce log
             log.warning("%s: cannot queue non-delivery notice: %s", msg.queue_id, exc)
             return False
         if new_id:
             log.info("%s: sender non-delivery notification: %s", msg.queue_id, new_id)
         return True
+
+    def send_success_notice(self, am: ActiveMessage) -> None:
+        """Tell the sender about the recipients delivered with NOTIFY=SUCCESS."""
+        msg, statuses = am.msg, am.succeeded
+        am.succeeded = []
+        from mta.bounce.notice import send_notice
+
+        try:
+            new_id = send_notice(
+                self.cfg, msg, am.path, statuses, kind="success", cleanup=self._cleanup()
+            )
+        except Exception as exc:  # noqa: BLE001 - a lost notice must not stop the queue
+            log.warning("%s: cannot queue delivery status notification: %s", msg.queue_id, exc)
+            return
+        if new_id:
+            log.info("%s: sender delivery status notification: %s", msg.queue_id, new_id)
+
+    def _cleanup(self):
+        if self.cleanup is None:
+            from mta.cleanup import Cleanup
+
+            self.cleanup = Cleanup(self.cfg)
+        return self.cleanup
 
     def defer_message(self, am: ActiveMessage, now: float) -> None:
         """Some recipients wait: move the message to deferred/ with its retry time."""

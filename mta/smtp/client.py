@@ -612,7 +612,10 @@ class Session:
             targets = [r] if st.lmtp else accepted
             for a in targets:
                 if reply.klass == 2:
-                    job.sent(a, reply.text, relay=relay, dsn=reply.dsn, action=action)
+                    passed = "DSN" in feats and not st.lmtp  # an LMTP server delivers
+                    job.sent(
+                        a, reply.text, relay=relay, dsn=reply.dsn, action=action, dsn_passed=passed
+                    )
                 else:
                     self._fail(job, a, reply, "end of DATA")
         return True

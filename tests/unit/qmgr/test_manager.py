@@ -262,3 +262,85 @@ def test_deferred_scan_cut_short_by_the_window_goes_on_when_room_frees(tmp_path)
     assert max(seen) <= 2
     log_text = (tmp_path / "maillog").read_text()
     assert all(f"{m.queue_id}: removed" in log_text for m in msgs)
+
+
+def test_notify_success_sends_a_success_notice_for_those_who_asked(tmp_path):
+    from mta.queue.rec_type import DSN_NOTIFY_FAILURE, DSN_NOTIFY_SUCCESS
+
+    cfg = instance(tmp_path, "default_transport = discard:delivered fine\n")
+    m = queue_message(
+        cfg,
+        ["yes@remote.example"],
+        queue="incoming",
+        notify=DSN_NOTIFY_SUCCESS | DSN_NOTIFY_FAILURE,
+    )
+    quiet = queue_message(cfg, ["no@remote.example"], queue="incoming")
+    agent = serve_agent(cfg, "discard", discard_deliver)
+    try:
+        # the notice goes through incoming and is delivered too (to the sender
+        # at example.org, by the same discard transport)
+        run_qmgr(
+            cfg,
+            lambda qm: (
+                "sender delivery status notification" in (tmp_path / "maillog").read_text()
+                and not os.path.exists(m.path)
+                and not os.path.exists(quiet.path)
+            ),
+        )
+    finally:
+        agent.stop()
+    text = (tmp_path / "maillog").read_text()
+    assert f"{m.queue_id}: sender delivery status notification:" in text
+    assert f"{quiet.queue_id}: sender delivery status notification" not in text
+
+
+def test_success_notice_content(tmp_path):
+    from email import message_from_bytes
+
+    from mta.bounce.notice import make_notice
+    from mta.common.dsn import ACTION_DELIVERED, ACTION_RELAYED, RecipientStatus
+
+    cfg = instance(tmp_path, "")
+    m = queue_message(cfg, ["a@remote.example", "b@remote.example"], queue="active")
+    statuses = [
+        RecipientStatus.of(m.recipients[0], ACTION_DELIVERED, "2.0.0", "delivered to mailbox"),
+        RecipientStatus.of(
+            m.recipients[1],
+            ACTION_RELAYED,
+            "2.0.0",
+            "250 2.0.0 ok",
+            "mx.remote.example[192.0.2.1]:25",
+        ),
+    ]
+    sender, rcpts, data = make_notice(cfg, m, m.path, statuses, kind="success")
+    assert sender == "" and rcpts == [m.sender]
+    notice = message_from_bytes(data)
+    assert notice["Subject"] == "Successful Mail Delivery Report"
+    assert notice.get_content_type() == "multipart/report"
+    report = notice.get_payload()[1]
+    assert report.get_content_type() == "message/delivery-status"
+    per_rcpt = report.get_payload()[1:]
+    assert [(r["Final-Recipient"], r["Action"]) for r in per_rcpt] == [
+        ("rfc822; a@remote.example", "delivered"),
+        ("rfc822; b@remote.example", "relayed"),
+    ]
+    assert per_rcpt[1]["Remote-MTA"] == "dns; mx.remote.example"
+
+
+def test_no_success_notice_when_the_next_hop_took_the_dsn_request(tmp_path):
+    from mta.queue.rec_type import DSN_NOTIFY_SUCCESS
+
+    cfg = instance(tmp_path, "default_transport = discard\n")
+    m = queue_message(cfg, ["yes@remote.example"], queue="incoming", notify=DSN_NOTIFY_SUCCESS)
+
+    async def passing_on(job):
+        for r in job.pending():
+            job.sent(r, "250 2.0.0 ok", relay="mx[192.0.2.1]:25", dsn_passed=True)
+
+    agent = serve_agent(cfg, "discard", passing_on)
+    try:
+        run_qmgr(cfg, lambda qm: not os.path.exists(m.path) and not qm.active)
+    finally:
+        agent.stop()
+    assert "delivery status notification" not in (tmp_path / "maillog").read_text()
+    assert files(cfg, "incoming") == []

@@ -42,6 +42,7 @@ def test_delivers_to_sink_and_marks_done(tmp_path):
         ctl.stop()
     (st,) = result.statuses
     assert (st.action, st.dsn) == ("relayed", "2.0.0")
+    assert not st.dsn_passed  # no DSN there: a success notice would be ours to send
     assert st.reason == "250 2.0.0 Ok: queued as SINK1"
     assert st.relay == f"127.0.0.1[127.0.0.1]:{ctl.port}"
     assert handler.messages[0][:2] == ("a@example.org", ["u@example.com"])
@@ -306,6 +307,7 @@ def test_dsn_parameters_when_offered(tmp_path):
     finally:
         srv.stop()
     assert result.statuses[0].action == "delivered"
+    assert result.statuses[0].dsn_passed  # the next hop notifies the sender, not us
     mail = next(line for line in srv.received if line.startswith(b"MAIL"))
     assert b" RET=HDRS" in mail and b" ENVID=id+2B1" in mail
     rcpt = next(line for line in srv.received if line.startswith(b"RCPT"))
