@@ -190,6 +190,7 @@ class Cleanup:
         self.hashed = tuple(cfg.get_list("hash_queue_names"))
         self.line_limit = cfg.get_size("line_length_limit")
         self.myhostname = cfg.get("myhostname")
+        self.delay_warning_time = float(cfg.get_time("delay_warning_time"))
         self.mail_name = cfg.get("mail_name")
         self.header_limit = cfg.get_size("header_size_limit")
         self.size_limit = cfg.get_size("message_size_limit")
@@ -558,7 +559,10 @@ class CleanupJob:
         if self.writer is None or self.stopped:
             return
         attrs = {k: v for k, v in self.attrs.items()}
-        self.writer.write_envelope(self.sender, self.recipients, attrs, self.full_name, 0)
+        warn = self.arrival + c.delay_warning_time if c.delay_warning_time > 0 else 0
+        self.writer.write_envelope(
+            self.sender, self.recipients, attrs, self.full_name, 0, warn_time=warn
+        )
         self.envelope_written = True
         lines = [received, *self.headers_out, *added]
         self.headers_out = []

@@ -45,6 +45,13 @@ DESCRIPTION
     sender is empty) is not deferred again: its remaining recipients
     bounce with their last deferral reason ("status=expired").
 
+    Notices (mta/bounce/notice.py, queued through cleanup): recipients
+    delivered with NOTIFY=SUCCESS get the sender a success notice, unless
+    the next hop took the DSN request itself; a message deferred after
+    the delay-warning time in its file (cleanup sets it from
+    delay_warning_time) gets the sender one delay warning for the
+    recipients whose NOTIFY allows it, and the time is cleared in place.
+
 SECURITY
     Runs as mail_owner. Reads queue files written by cleanup (untrusted
     addresses inside, parsed by the record kernel); never reads message
@@ -81,8 +88,9 @@ from mta.queue.queue_file import (
     move_to_corrupt,
     queue_dir_for,
     read_queue_file,
+    set_warn_time,
 )
-from mta.queue.rec_type import DSN_NOTIFY_SUCCESS
+from mta.queue.rec_type import DSN_NOTIFY_DELAY, DSN_NOTIFY_SUCCESS
 from mta.trivial_rewrite.resolve import Resolver
 
 from .kernel import Scheduler
@@ -557,8 +565,32 @@ class QueueManager:
             self.cleanup = Cleanup(self.cfg)
         return self.cleanup
 
+    def send_delay_warning(self, am: ActiveMessage) -> None:
+        """The message has waited delay_warning_time: tell the sender, once."""
+        msg = am.msg
+        wanted = [st for st in am.delayed.values() if not st.notify or st.notify & DSN_NOTIFY_DELAY]
+        if wanted and msg.sender:
+            from mta.bounce.notice import send_notice
+
+            try:
+                new_id = send_notice(
+                    self.cfg, msg, am.path, wanted, kind="delay", cleanup=self._cleanup()
+                )
+            except Exception as exc:  # noqa: BLE001 - try again at the next deferral
+                log.warning("%s: cannot queue delay notification: %s", msg.queue_id, exc)
+                return
+            if new_id:
+                log.info("%s: sender delay notification: %s", msg.queue_id, new_id)
+        try:
+            set_warn_time(am.path, msg.warn_offset, 0)
+        except (OSError, QueueFileError) as exc:
+            log.warning("%s: cannot clear the delay warning time: %s", msg.queue_id, exc)
+        msg.warn_time = 0
+
     def defer_message(self, am: ActiveMessage, now: float) -> None:
         """Some recipients wait: move the message to deferred/ with its retry time."""
+        if am.msg.warn_time and now >= am.msg.warn_time and am.delayed:
+            self.send_delay_warning(am)
         try:
             base = os.stat(am.path).st_mtime
         except OSError:

@@ -110,7 +110,8 @@ class QueueMessage:
     content_offset: int = 0
     content_size: int = 0
     flags: int = 0
-    warn_time: float = 0.0
+    warn_time: float = 0.0  # when a delay warning is due; 0: none (any more)
+    warn_offset: int = -1  # where its record is, to clear it in place
     file_size: int = 0
 
 
@@ -260,12 +261,18 @@ class QueueFileWriter:
         attrs: dict[str, str] | None = None,
         full_name: str = "",
         flags: int = 0,
+        warn_time: float = 0,
     ) -> None:
-        """Write arrival time, attributes, sender and recipients."""
+        """Write arrival time, attributes, sender and recipients.
+
+        warn_time: when a delay warning is due (0: never); qmgr clears it
+        in place once the warning is sent (set_warn_time)."""
         if self.state != "new":
             raise RuntimeError("envelope already written")
         micros = int(round(self.arrival * 1_000_000))
         self._put(R.REC_TYPE_TIME, b"%d %d" % divmod(micros, 1_000_000))
+        if warn_time > 0:
+            self._put(R.REC_TYPE_WARN, _warn_payload(warn_time))
         for name, value in (attrs or {}).items():
             self._put(R.REC_TYPE_ATTR, f"{name}={value}".encode())
         if full_name:
@@ -475,6 +482,7 @@ def parse_queue_file(data: bytes, path: str) -> QueueMessage:
                 msg.warn_time = float(payload or 0)
             except ValueError:
                 raise QueueFileError(f"{path}: bad warning time at offset {offset}") from None
+            msg.warn_offset = offset
         elif section == "envelope" and rtype == R.REC_TYPE_MESG:
             if offset != msg.content_offset:
                 raise QueueFileError(f"{path}: content offset does not match the size record")
@@ -530,6 +538,24 @@ def read_content(
         return content_text(data, msg.content_offset, line_end)
     except RecordError as exc:
         raise QueueFileError(f"{path}: {exc}") from None
+
+
+def _warn_payload(when: float) -> bytes:
+    return f"{int(when):>{R.SIZE_FIELD_WIDTH}d}".encode()
+
+
+def set_warn_time(path: str, offset: int, when: float) -> None:
+    """Rewrite the delay-warning record at offset in place (0: no warning), durably."""
+    payload = _warn_payload(when)
+    record = encode_record(R.REC_TYPE_WARN, payload)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        if os.pread(fd, len(record) - len(payload), offset) != record[: -len(payload)]:
+            raise QueueFileError(f"{path}: no delay warning record at offset {offset}")
+        os.pwrite(fd, record, offset)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 def mark_done(path: str, offsets: list[int]) -> None:

@@ -15,6 +15,7 @@ from mta.discard import deliver as discard_deliver
 from mta.error import make_deliver
 from mta.qmgr.manager import QueueManager
 from mta.qmgr.scan import iter_queue
+from mta.queue.queue_file import read_queue_file
 from tests.support.agent import queue_message
 from tests.support.instance import make_instance
 from tests.support.unix_server import HandlerServer
@@ -344,3 +345,85 @@ def test_no_success_notice_when_the_next_hop_took_the_dsn_request(tmp_path):
         agent.stop()
     assert "delivery status notification" not in (tmp_path / "maillog").read_text()
     assert files(cfg, "incoming") == []
+
+
+def queue_with_warning(cfg, rcpts, warn_time, notify=0):
+    from mta.queue.queue_file import QueueFileWriter, Recipient
+
+    w = QueueFileWriter(cfg.get("queue_directory"), "incoming")
+    w.write_envelope(
+        "a@example.org", [Recipient(address=r, notify=notify) for r in rcpts], warn_time=warn_time
+    )
+    w.write_content(b"Subject: stuck\n\nhello\n")
+    return w.commit()
+
+
+def notices_in(cfg, subject):
+    from email import message_from_bytes
+
+    from mta.queue.queue_file import iter_content
+
+    found = []
+    for queue in ("incoming", "active", "deferred"):
+        for _qid, path in iter_queue(cfg.get("queue_directory"), queue, 1, ("deferred",)):
+            msg = read_queue_file(path)
+            if msg.sender:
+                continue
+            text = b"\n".join(iter_content(path, msg)) + b"\n"
+            notice = message_from_bytes(text)
+            if notice["Subject"] == subject:
+                found.append(notice)
+    return found
+
+
+def test_delay_warning_is_sent_once_when_due(tmp_path):
+    from mta.queue.rec_type import DSN_NOTIFY_FAILURE
+
+    cfg = instance(
+        tmp_path,
+        "default_transport = retry:4.4.4 try later\nminimal_backoff_time = 100s\n"
+        "transport_maps = inline:{example.org=discard}\n",
+    )
+    qid = queue_with_warning(cfg, ["u@remote.example"], time.time() - 1)
+    quiet = queue_with_warning(cfg, ["v@remote.example"], time.time() - 1, DSN_NOTIFY_FAILURE)
+    agents = [serve_agent(cfg, "retry", make_deliver(retry=True))]
+    try:
+        run_qmgr(cfg, lambda qm: len(files(cfg, "deferred")) == 2 and not qm.active)
+    finally:
+        for a in agents:
+            a.stop()
+    log_text = (tmp_path / "maillog").read_text()
+    assert f"{qid}: sender delay notification:" in log_text
+    assert f"{quiet}: sender delay notification" not in log_text  # NOTIFY without DELAY
+    (notice,) = notices_in(cfg, "Delayed Mail (still being retried)")
+    report = notice.get_payload()[1].get_payload()
+    assert report[1]["Action"] == "delayed" and report[1]["Final-Recipient"].endswith(
+        "u@remote.example"
+    )
+    # the warning time is cleared in the file: the next deferral sends nothing more
+    path = next(
+        p
+        for q, p in iter_queue(cfg.get("queue_directory"), "deferred", 1, ("deferred",))
+        if q == qid
+    )
+    assert read_queue_file(path).warn_time == 0
+
+
+def test_cleanup_sets_the_warning_time_from_delay_warning_time(tmp_path):
+    from mta.cleanup import Cleanup
+
+    cfg = instance(tmp_path, "delay_warning_time = 4h\n")
+    job = Cleanup(cfg).open("a@example.org", {})
+    job.add_recipient("b@remote.example")
+    job.write(b"Subject: x\n\nbody\n")
+    result = job.close("incoming")
+    path = os.path.join(cfg.get("queue_directory"), "incoming", result.queue_id)
+    msg = read_queue_file(path)
+    assert msg.warn_time == int(msg.arrival) + 4 * 3600 and msg.warn_offset > 0
+    plain = instance(tmp_path / "other", "")
+    job = Cleanup(plain).open("a@example.org", {})
+    job.add_recipient("b@remote.example")
+    job.write(b"Subject: x\n\nbody\n")
+    result = job.close("incoming")
+    path = os.path.join(plain.get("queue_directory"), "incoming", result.queue_id)
+    assert read_queue_file(path).warn_time == 0
