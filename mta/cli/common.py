@@ -18,8 +18,10 @@ SECURITY
 from __future__ import annotations
 
 import argparse
+import sys
 
 from mta.config import Config, load_config
+from mta.config.errors import ConfigError
 
 
 def make_parser(command: str, description: str, **kw) -> argparse.ArgumentParser:
@@ -38,3 +40,12 @@ def make_parser(command: str, description: str, **kw) -> argparse.ArgumentParser
 
 def load(args: argparse.Namespace) -> Config:
     return load_config(args.config_dir)
+
+
+def load_or_report(args: argparse.Namespace, command: str) -> Config | None:
+    """The configuration, or None after one "mta COMMAND: fatal: ..." line on stderr."""
+    try:
+        return load(args)
+    except ConfigError as exc:
+        sys.stderr.write(f"mta {command}: fatal: {exc}\n")
+        return None

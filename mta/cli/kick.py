@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import sys
 
-from mta.cli.common import load, make_parser
+from mta.cli.common import load_or_report, make_parser
 from mta.common.trigger import send_trigger
-from mta.config.errors import ConfigError
 from mta.queue.paths import service_socket_path
 
 
@@ -35,10 +34,8 @@ def main(argv: list[str], command: str = "kick") -> int:
     args = parser.parse_args(argv)
     if "/" in args.service or args.service in (".", ".."):
         parser.error(f"bad service name: {args.service}")
-    try:
-        cfg = load(args)
-    except ConfigError as exc:
-        sys.stderr.write(f"mta {command}: fatal: {exc}\n")
+    cfg = load_or_report(args, command)
+    if cfg is None:
         return 1
     path = service_socket_path(cfg.get("queue_directory"), args.service, args.klass == "private")
     if not send_trigger(path, args.request.encode()):

@@ -33,8 +33,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 
-from mta.cli.common import load, make_parser
-from mta.config.errors import ConfigError
+from mta.cli.common import load_or_report, make_parser
 from mta.qmgr.scan import iter_queue
 from mta.queue.queue_file import QueueFileError, read_queue_file
 from mta.queue.showq import queue_layout
@@ -174,10 +173,8 @@ def main(argv: list[str], command: str = "qshape") -> int:
     for queue in args.queues:
         if queue not in QUEUE_NAMES:
             parser.error(f"unknown queue: {queue} (one of {', '.join(QUEUE_NAMES)})")
-    try:
-        cfg = load(args)
-    except ConfigError as exc:
-        sys.stderr.write(f"mta {command}: fatal: {exc}\n")
+    cfg = load_or_report(args, command)
+    if cfg is None:
         return 1
     limits = bucket_limits(args.b, args.t, args.l)
     labels = [str(x) for x in limits] + [f"{limits[-1] if limits else 0}+"]

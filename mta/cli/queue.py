@@ -38,8 +38,7 @@ import os
 import sys
 import time
 
-from mta.cli.common import load, make_parser
-from mta.config.errors import ConfigError
+from mta.cli.common import load_or_report, make_parser
 from mta.queue.showq import (
     format_entry,
     format_footer,
@@ -125,10 +124,8 @@ def main(argv: list[str], command: str = "queue") -> int:
     group.add_argument("-i", metavar="QUEUE_ID", help="deliver this deferred message now")
     group.add_argument("-s", metavar="SITE", help="deliver the mail for SITE now")
     args = parser.parse_args(argv)
-    try:
-        cfg = load(args)
-    except ConfigError as exc:
-        sys.stderr.write(f"mta {command}: fatal: {exc}\n")
+    cfg = load_or_report(args, command)
+    if cfg is None:
         return 1
     if args.f:
         from mta.cli.postfix import flush_queue

@@ -54,8 +54,7 @@ import time
 
 from mta import log
 from mta.bounce import logfile
-from mta.cli.common import load, make_parser
-from mta.config.errors import ConfigError
+from mta.cli.common import load_or_report, make_parser
 from mta.qmgr.scan import iter_queue
 from mta.queue.queue_file import TMP_SUFFIX, fsync_dir, queue_dir_for
 from mta.queue.queue_id import is_queue_id
@@ -257,10 +256,8 @@ def main(argv: list[str], command: str = "super") -> int:
     ops += [(op, ids) for op, ids in (("d", args.d), ("h", args.h), ("H", args.H), ("r", args.r))]
     if not any(v for _, v in ops):
         parser.error("nothing to do: give -d, -h, -H, -r, -p or -s")
-    try:
-        cfg = load(args)
-    except ConfigError as exc:
-        sys.stderr.write(f"mta {command}: fatal: {exc}\n")
+    cfg = load_or_report(args, command)
+    if cfg is None:
         return 1
     log.init("postsuper", cfg)
     q = Queue(cfg)
