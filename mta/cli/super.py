@@ -5,6 +5,7 @@ SYNOPSIS
     mta super -h QUEUE_ID|ALL [QUEUE]                       # put on hold
     mta super -H QUEUE_ID|ALL [QUEUE]                       # release from hold
     mta super -r QUEUE_ID|ALL [QUEUE]                       # requeue
+    mta super -e QUEUE_ID|ALL [QUEUE]                       # force to expire (-f: and release)
     mta super -p                                            # purge temporary files
     mta super -s                                            # structure check
     mta super -d - < ids                                    # ids from standard input
@@ -23,6 +24,13 @@ DESCRIPTION
     Each message touched is logged too ("QUEUEID: removed", "QUEUEID:
     placed on hold", "QUEUEID: released from hold", "QUEUEID:
     requeued").
+
+    -e marks a message to expire, as Postfix 3.5 does (the owner's
+    execute bit on the queue file): mailq shows it with "#", and the
+    next time qmgr takes it in, its recipients that are left bounce
+    with their last deferral reason ("status=force-expired"); a
+    deferred message is made due at once. -f does the same and also
+    releases the message from hold.
 
     -d removes the queue file and its bounce, defer and trace logs. -h
     moves a message to hold/, where qmgr leaves it alone; -H moves it
@@ -56,7 +64,7 @@ from mta import log
 from mta.bounce import logfile
 from mta.cli.common import load_or_report, make_parser
 from mta.qmgr.scan import iter_queue
-from mta.queue.queue_file import TMP_SUFFIX, fsync_dir, queue_dir_for
+from mta.queue.queue_file import FORCE_EXPIRE_MODE, TMP_SUFFIX, fsync_dir, queue_dir_for
 from mta.queue.queue_id import is_queue_id
 from mta.queue.showq import queue_layout
 
@@ -67,8 +75,17 @@ SUMMARY = {
     "h": "Placed on hold",
     "H": "Released from hold",
     "r": "Requeued",
+    "e": "Force-expired",
+    "f": "Force-expired",
 }
-LOGGED = {"d": "removed", "h": "placed on hold", "H": "released from hold", "r": "requeued"}
+LOGGED = {
+    "d": "removed",
+    "h": "placed on hold",
+    "H": "released from hold",
+    "r": "requeued",
+    "e": "force-expired",
+    "f": "force-expired",
+}
 
 
 class Queue:
@@ -143,7 +160,31 @@ def _requeue(q: Queue, queue_id: str, queue: str, path: str) -> bool:
     return True
 
 
-ACTIONS = {"d": _delete, "h": _hold, "H": _release, "r": _requeue}
+def _expire(q: Queue, queue_id: str, queue: str, path: str) -> bool:
+    mode = os.stat(path).st_mode
+    if not mode & FORCE_EXPIRE_MODE:
+        os.chmod(path, (mode | FORCE_EXPIRE_MODE) & 0o7777)
+    if queue == "deferred":
+        now = time.time()
+        os.utime(path, (now, now - 1))  # qmgr bounces it at its next deferred scan
+    return True
+
+
+def _expire_release(q: Queue, queue_id: str, queue: str, path: str) -> bool:
+    _expire(q, queue_id, queue, path)
+    if queue == "hold":
+        _release(q, queue_id, queue, path)
+    return True
+
+
+ACTIONS = {
+    "d": _delete,
+    "h": _hold,
+    "H": _release,
+    "r": _requeue,
+    "e": _expire,
+    "f": _expire_release,
+}
 
 
 def _targets(q: Queue, ids: list[str], queue: str | None, stdin) -> list[tuple[str, str]]:
@@ -240,6 +281,8 @@ def main(argv: list[str], command: str = "super") -> int:
         ("-h", "put on hold"),
         ("-H", "release from hold"),
         ("-r", "requeue"),
+        ("-e", "force to expire"),
+        ("-f", "force to expire and release from hold"),
     ):
         parser.add_argument(
             flag,
@@ -253,9 +296,9 @@ def main(argv: list[str], command: str = "super") -> int:
     parser.add_argument("queue", nargs="?", choices=QUEUES, help="with ALL: only this queue")
     args = parser.parse_args(argv)
     ops = [(op, getattr(args, op)) for op in ("s", "p") if getattr(args, op)]
-    ops += [(op, ids) for op, ids in (("d", args.d), ("h", args.h), ("H", args.H), ("r", args.r))]
+    ops += [(op, getattr(args, op)) for op in ACTIONS]
     if not any(v for _, v in ops):
-        parser.error("nothing to do: give -d, -h, -H, -r, -p or -s")
+        parser.error("nothing to do: give -d, -h, -H, -r, -e, -f, -p or -s")
     cfg = load_or_report(args, command)
     if cfg is None:
         return 1
@@ -272,14 +315,14 @@ def main(argv: list[str], command: str = "super") -> int:
         if n:
             sys.stderr.write(f"mta {command}: Removed: {n} temporary file{'s' if n != 1 else ''}\n")
     released = False
-    for op in ("d", "h", "H", "r"):
+    for op in ACTIONS:
         ids = getattr(args, op)
         if not ids:
             continue
         n = run_action(cfg, q, op, ids, args.queue, sys.stdin)
         if n:
             sys.stderr.write(f"mta {command}: {SUMMARY[op]}: {_plural(n)}\n")
-            released = released or op in ("H", "r")
+            released = released or op in ("H", "r", "e", "f")
     if released:
         _kick_qmgr(cfg)
     return 0

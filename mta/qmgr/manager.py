@@ -336,7 +336,7 @@ class QueueManager:
         if not pending:
             self.complete(am)
             return
-        if self._expired(msg, now):
+        if msg.forced_expire or self._expired(msg, now):
             self.expire(am, pending)
             return
         groups: dict[tuple[str, str], list[RequestRecipient]] = {}
@@ -635,6 +635,7 @@ class QueueManager:
             log.warning("%s: cannot expire: %s", msg.queue_id, exc)
             self.defer_message(am, time.time())
             return
-        log.info("%s: from=<%s>, status=expired, returned to sender", msg.queue_id, msg.sender)
+        word = "force-expired" if msg.forced_expire else "expired"
+        log.info("%s: from=<%s>, status=%s, returned to sender", msg.queue_id, msg.sender, word)
         am.bounced += len(statuses)
         self.finish(am)

@@ -41,6 +41,7 @@ SEE ALSO
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -112,6 +113,7 @@ class QueueMessage:
     flags: int = 0
     warn_time: float = 0.0  # when a delay warning is due; 0: none (any more)
     warn_offset: int = -1  # where its record is, to clear it in place
+    forced_expire: bool = False  # postsuper -e: bounce what is left at the next attempt
     file_size: int = 0
 
 
@@ -417,9 +419,24 @@ def read_file(path: str) -> bytes:
         raise QueueFileError(f"{path}: cannot read: {exc.strerror}") from exc
 
 
+FORCE_EXPIRE_MODE = stat.S_IXUSR  # postsuper -e marks a queue file so, as Postfix does
+
+
 def read_queue_file(path: str) -> QueueMessage:
-    """Read the envelope of the queue file at path; QueueFileError when damaged."""
-    return parse_queue_file(read_file(path), path)
+    """Read the envelope of the queue file at path; QueueFileError when damaged.
+
+    forced_expire is set when the file carries postsuper -e's mark."""
+    try:
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            data = f.read()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise QueueFileError(f"{path}: cannot read: {exc.strerror}") from exc
+    msg = parse_queue_file(data, path)
+    msg.forced_expire = bool(mode & FORCE_EXPIRE_MODE)
+    return msg
 
 
 def parse_queue_file(data: bytes, path: str) -> QueueMessage:

@@ -22,7 +22,8 @@ DESCRIPTION
     format_entry() writes Postfix's sendmail-style listing, column for
     column as postqueue -p 3.7 prints it with enable_long_queue_ids = yes
     (mta's queue ids are long ones): the queue id with "*" when the
-    message is active and "!" when it is on hold, the size, the arrival
+    message is active, "!" when it is on hold and "#" when postsuper -e
+    marked it to expire, the size, the arrival
     time, the sender (MAILER-DAEMON for the null sender), then the
     recipients indented under the sender, each group of recipients with
     the same delay reason led by that reason in parentheses, set to end
@@ -69,6 +70,7 @@ class QueueEntry:
     sender: str = ""
     recipients: list[tuple[str, str]] = field(default_factory=list)  # (address, delay reason)
     damaged: bool = False
+    forced_expire: bool = False
 
     def as_json(self) -> dict:
         rcpts = []
@@ -82,7 +84,7 @@ class QueueEntry:
             "queue_id": self.queue_id,
             "arrival_time": self.arrival_time,
             "message_size": self.message_size,
-            "forced_expire": False,
+            "forced_expire": self.forced_expire,
             "sender": show_sender(self.sender),
             "recipients": rcpts,
         }
@@ -103,6 +105,7 @@ def read_entry(layout: tuple, queue: str, queue_id: str, path: str) -> QueueEntr
     entry.arrival_time = int(msg.arrival)
     entry.message_size = msg.content_size
     entry.sender = msg.sender
+    entry.forced_expire = msg.forced_expire
     pending = [r for r in msg.recipients if not r.done]
     reasons: dict[int, str] = {}
     if pending and queue in ("deferred", "active", "hold"):
@@ -139,7 +142,8 @@ def format_header() -> str:
 
 def format_entry(entry: QueueEntry) -> str:
     """One message in the sendmail-style listing, with its blank line after."""
-    qid = entry.queue_id + MARKS.get(entry.queue_name, "")
+    mark = MARKS.get(entry.queue_name, "") or ("#" if entry.forced_expire else "")
+    qid = entry.queue_id + mark
     if entry.damaged:
         return f"{qid:<{ID_WIDTH}} (damaged queue file)\n\n"
     when = time.strftime("%a %b %e %H:%M:%S", time.localtime(entry.arrival_time))

@@ -68,3 +68,17 @@ def test_hold_release_requeue_delete_while_mail_flows(mail_system):
     assert inst.mta("queue").stdout == "Mail queue is empty\n"
     send(inst, "z@ok.example")
     inst.wait_log(r"status=sent \(accepted\)", 15, count=2)
+
+
+def test_force_expire_bounces_a_deferred_message_at_once(mail_system):
+    inst = mail_system
+    send(inst, "x@later.example")
+    inst.wait_log(r"status=deferred \(busy\)", 15)
+    assert wait_for(lambda: list(queued(inst).values()) == ["deferred"], 10)
+    (qid,) = queued(inst)
+    r = inst.mta("super", "-e", qid)
+    assert r.returncode == 0 and "Force-expired: 1 message" in r.stderr
+    text = inst.wait_log(rf"{qid}: from=<sender@ok\.example>, status=force-expired", 15)
+    assert f"{qid}: sender non-delivery notification" in inst.wait_log(rf"{qid}: removed", 15)
+    assert f"{qid}: to=<x@later.example>" in text  # the one try before, and no other
+    assert text.count(f"{qid}: to=<x@later.example>") == 1

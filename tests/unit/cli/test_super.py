@@ -135,3 +135,28 @@ def test_nothing_to_do_is_a_usage_error(inst):
     with pytest.raises(SystemExit) as info:
         run(cdir)
     assert info.value.code == 2
+
+
+def test_expire_marks_the_file_and_mailq_shows_it(inst, capsys):
+    import json
+    import stat
+
+    from mta.cli import queue as queue_cli
+
+    cdir, cfg = inst
+    m = queue_message(cfg, ["a@x.example"], queue="deferred")
+    os.utime(m.path, (time.time(), time.time() + 3600))
+    held = queue_message(cfg, ["b@x.example"], queue="hold")
+    assert run(cdir, "-e", m.queue_id) == 0
+    assert os.stat(m.path).st_mode & stat.S_IXUSR
+    assert os.stat(m.path).st_mtime <= time.time()  # due: qmgr takes it at once
+    assert run(cdir, "-f", held.queue_id) == 0
+    assert where(cfg) == {m.queue_id: "deferred", held.queue_id: "deferred"}
+    assert "Force-expired: 1 message" in capsys.readouterr().err
+    out = io.StringIO()
+    queue_cli.list_queue(cfg, False, out)
+    marked = [x for x in out.getvalue().splitlines() if x and x.split()[0].endswith("#")]
+    assert len(marked) == 2
+    out = io.StringIO()
+    queue_cli.list_queue(cfg, True, out)
+    assert all(json.loads(line)["forced_expire"] for line in out.getvalue().splitlines())

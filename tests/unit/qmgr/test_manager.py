@@ -10,6 +10,7 @@ from pathlib import Path
 from mta import log
 from mta.bounce import logfile
 from mta.common.deliver_agent import handle_request
+from mta.common.dsn import RecipientStatus
 from mta.config import load_config
 from mta.discard import deliver as discard_deliver
 from mta.error import make_deliver
@@ -427,3 +428,31 @@ def test_cleanup_sets_the_warning_time_from_delay_warning_time(tmp_path):
     result = job.close("incoming")
     path = os.path.join(plain.get("queue_directory"), "incoming", result.queue_id)
     assert read_queue_file(path).warn_time == 0
+
+
+def test_force_expired_message_bounces_at_once_with_its_last_reason(tmp_path):
+    import stat
+
+    cfg = instance(tmp_path, "default_transport = retry:4.4.1 no answer\n")
+    m = queue_message(cfg, ["u@remote.example"], sender="writer@origin.example", queue="deferred")
+    logfile.append(
+        cfg.get("queue_directory"),
+        "defer",
+        m.queue_id,
+        [RecipientStatus.of(m.recipients[0], "delayed", "4.4.1", "connect to mx: timed out")],
+    )
+    os.chmod(m.path, 0o700)  # postsuper -e's mark
+    os.utime(m.path, (time.time(), time.time() - 1))
+    assert os.stat(m.path).st_mode & stat.S_IXUSR
+    agent = serve_agent(cfg, "retry", make_deliver(retry=True))
+    try:
+        run_qmgr(
+            cfg,
+            lambda qm: f"{m.queue_id}: removed" in (tmp_path / "maillog").read_text(),
+        )
+    finally:
+        agent.stop()
+    text = (tmp_path / "maillog").read_text()
+    assert f"{m.queue_id}: from=<writer@origin.example>, status=force-expired" in text
+    assert f"{m.queue_id}: sender non-delivery notification" in text
+    assert f"{m.queue_id}: to=" not in text  # bounced, never tried again
