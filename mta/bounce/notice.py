@@ -41,11 +41,13 @@ DESCRIPTION
 
     send_notice() queues the notice through the cleanup library into
     incoming/ and returns its queue id. It sends nothing (None) when
-    the original sender is empty (a notice about a notice: the double
-    bounce to 2bounce_notice_recipient comes with issue 5) or when no
-    failed recipient wants one (NOTIFY given without FAILURE). When
-    cleanup does not queue it, NoticeError carries cleanup's reply and
-    the caller keeps the bounce log to try again.
+    the original sender is empty or when no failed recipient wants one
+    (NOTIFY given without FAILURE). With to= it sends a postmaster copy
+    instead (notify_classes bounce, delay and 2bounce: qmgr decides),
+    marked with the envelope attribute "notice" so that when it fails
+    in turn it is dropped, never copied again. When cleanup does not
+    queue it, NoticeError carries cleanup's reply and the caller keeps
+    the bounce log to try again.
 
 SECURITY
     Reasons and the returned content come from remote servers and
@@ -75,6 +77,7 @@ from mta.queue.queue_file import QueueMessage, iter_content
 
 NOTICE_FROM_NAME = "Mail Delivery System"  # display name of MAILER-DAEMON
 MAILER_DAEMON = "MAILER-DAEMON"
+NOTICE_ATTR = "notice"  # envelope attribute of a postmaster notice: its own failure is dropped
 
 # kind -> (Subject:, action of the recipients, first paragraph of the letter)
 NOTICE_KINDS = {
@@ -216,8 +219,13 @@ def make_notice(
     content_path: str,
     failed: list[RecipientStatus],
     kind: str = "failure",
+    to: str | None = None,
+    headers_only: bool = False,
 ) -> tuple[str, list[str], bytes]:
-    """(envelope sender, recipients, message) of a notice about failed; see DESCRIPTION."""
+    """(envelope sender, recipients, message) of a notice about failed; see DESCRIPTION.
+
+    to: whom it goes to instead of the sender (a postmaster copy);
+    headers_only: return only the header section, whatever RET says."""
     from mta.cleanup.headers import mail_date
 
     if kind not in NOTICE_KINDS:
@@ -228,7 +236,7 @@ def make_notice(
     headers, body = _content(msg, content_path)
     limit = cfg.get_size("bounce_size_limit")
     # as Postfix: the whole message unless the sender asked for RET=HDRS
-    full = msg.attrs.get("ret", "").upper() != "HDRS"
+    full = msg.attrs.get("ret", "").upper() != "HDRS" and not headers_only
     whole = headers + [b""] + body
     if full and sum(len(line) + 1 for line in whole) <= limit:
         returned, rtype, rdesc = whole, "message/rfc822", "Undelivered Message"
@@ -242,7 +250,7 @@ def make_notice(
     eight_bit = not returned_bytes.isascii()
     top = [
         f"From: {MAILER_DAEMON}@{host} ({NOTICE_FROM_NAME})",
-        f"To: {msg.sender}",
+        f"To: {to or msg.sender}",
         f"Subject: {subject}",
         f"Date: {mail_date(now)}",
         f"Message-Id: <{msg.queue_id}.{int(now)}.{os.getpid()}@{host}>",
@@ -276,7 +284,7 @@ def make_notice(
         + returned_bytes
         + f"\n--{boundary}--\n".encode("ascii")
     )
-    return "", [msg.sender], data
+    return "", [to or msg.sender], data
 
 
 def notice_recipients(failed: Iterable[RecipientStatus]) -> list[RecipientStatus]:
@@ -291,18 +299,24 @@ def send_notice(
     failed: list[RecipientStatus],
     kind: str = "failure",
     cleanup=None,
+    to: str | None = None,
+    headers_only: bool = False,
 ) -> str | None:
-    """Queue a notice about failed to the sender; its queue id, or None when none is due."""
+    """Queue a notice about failed to the sender (or to); its queue id, or None when none is due.
+
+    A copy for the postmaster (to given) goes whatever the recipients'
+    NOTIFY says, and is marked so that a copy is never made of it."""
     from mta.cleanup import ACTION_QUEUED, Cleanup
 
-    if not msg.sender:
+    if not (to or msg.sender):
         return None
-    wanted = notice_recipients(failed) if kind == "failure" else list(failed)
+    wanted = list(failed) if to or kind != "failure" else notice_recipients(failed)
     if not wanted:
         return None
-    sender, recipients, data = make_notice(cfg, msg, content_path, wanted, kind)
+    sender, recipients, data = make_notice(cfg, msg, content_path, wanted, kind, to, headers_only)
     flags = 0 if data.isascii() else R.QF_8BIT
-    job = (cleanup or Cleanup(cfg)).open(sender, {}, flags=flags)
+    attrs = {NOTICE_ATTR: "postmaster"} if to else {}
+    job = (cleanup or Cleanup(cfg)).open(sender, attrs, flags=flags)
     for rcpt in recipients:
         job.add_recipient(rcpt)
     job.write(data)

@@ -160,6 +160,7 @@ class QueueManager:
         self.dead_reason: dict[tuple[str, str], str] = {}
         self.cleanup = None  # built on the first notice: it opens every cleanup table
         self.flow = FlowTokens(self.queue_dir)  # in_flow_delay tokens for the intake
+        self.notify_classes = {c.lower() for c in cfg.get_list("notify_classes")}
         # unlink() waits on the file system's journal (a fraction of a
         # millisecond under load); done on its own thread it never holds up
         # the loop. A file not yet removed when qmgr dies has every
@@ -526,21 +527,65 @@ class QueueManager:
         log.info("%s: removed", queue_id)
 
     def send_notice(self, am: ActiveMessage, failed: list[RecipientStatus]) -> bool:
-        """Queue the non-delivery notice; False when that failed and must be retried."""
-        msg = am.msg
-        if not msg.sender:
-            log.info("%s: undeliverable notice; not returned to the null sender", msg.queue_id)
-            return True
-        from mta.bounce.notice import send_notice
+        """Queue the non-delivery notice; False when that failed and must be retried.
 
+        A notice that bounces in turn (a double bounce) goes to
+        2bounce_notice_recipient, whole, when notify_classes has 2bounce;
+        a postmaster notice that bounces is dropped. With bounce in
+        notify_classes, bounce_notice_recipient gets the headers of every
+        non-delivery notice."""
+        from mta.bounce.notice import NOTICE_ATTR, send_notice
+
+        msg = am.msg
+        classes = self.notify_classes
+        if not msg.sender:
+            if msg.attrs.get(NOTICE_ATTR) or "2bounce" not in classes:
+                log.info("%s: undeliverable postmaster notification discarded", msg.queue_id)
+                return True
+            to, what, headers_only = self.cfg.get("2bounce_notice_recipient"), "postmaster", False
+        else:
+            to, what, headers_only = None, "sender", False
         try:
-            new_id = send_notice(self.cfg, msg, am.path, failed, cleanup=self._cleanup())
+            new_id = send_notice(
+                self.cfg,
+                msg,
+                am.path,
+                failed,
+                cleanup=self._cleanup(),
+                to=to,
+                headers_only=headers_only,
+            )
         except Exception as exc:  # noqa: BLE001 - keep the message and its bounce log
             log.warning("%s: cannot queue non-delivery notice: %s", msg.queue_id, exc)
             return False
         if new_id:
-            log.info("%s: sender non-delivery notification: %s", msg.queue_id, new_id)
+            log.info("%s: %s non-delivery notification: %s", msg.queue_id, what, new_id)
+        if msg.sender and "bounce" in classes:
+            self._postmaster_copy(am, failed, "failure", "bounce_notice_recipient")
         return True
+
+    def _postmaster_copy(self, am: ActiveMessage, statuses, kind: str, param: str) -> None:
+        """The headers-only copy of a notice for the postmaster (notify_classes)."""
+        from mta.bounce.notice import send_notice
+
+        msg = am.msg
+        try:
+            new_id = send_notice(
+                self.cfg,
+                msg,
+                am.path,
+                statuses,
+                kind=kind,
+                cleanup=self._cleanup(),
+                to=self.cfg.get(param),
+                headers_only=True,
+            )
+        except Exception as exc:  # noqa: BLE001 - a copy is not worth holding mail up for
+            log.warning("%s: cannot queue postmaster notification: %s", msg.queue_id, exc)
+            return
+        if new_id:
+            what = "delay" if kind == "delay" else "non-delivery"
+            log.info("%s: postmaster %s notification: %s", msg.queue_id, what, new_id)
 
     def send_success_notice(self, am: ActiveMessage) -> None:
         """Tell the sender about the recipients delivered with NOTIFY=SUCCESS."""
@@ -581,6 +626,8 @@ class QueueManager:
                 return
             if new_id:
                 log.info("%s: sender delay notification: %s", msg.queue_id, new_id)
+            if "delay" in self.notify_classes:
+                self._postmaster_copy(am, wanted, "delay", "delay_notice_recipient")
         try:
             set_warn_time(am.path, msg.warn_offset, 0)
         except (OSError, QueueFileError) as exc:

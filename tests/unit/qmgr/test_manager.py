@@ -456,3 +456,79 @@ def test_force_expired_message_bounces_at_once_with_its_last_reason(tmp_path):
     assert f"{m.queue_id}: from=<writer@origin.example>, status=force-expired" in text
     assert f"{m.queue_id}: sender non-delivery notification" in text
     assert f"{m.queue_id}: to=" not in text  # bounced, never tried again
+
+
+def bounced_notice(cfg, tmp_path, queue_id, who):
+    """The notice qmgr logged for queue_id ("sender" or "postmaster"), parsed."""
+    from email import message_from_bytes
+
+    from mta.queue.queue_file import iter_content
+
+    text = (tmp_path / "maillog").read_text()
+    marker = f"{queue_id}: {who} non-delivery notification: "
+    notice_id = text.split(marker)[1].split()[0]
+    notice = read_queue_file(os.path.join(cfg.get("queue_directory"), "incoming", notice_id))
+    body = b"\n".join(iter_content(notice.path, notice)) + b"\n"
+    return notice, message_from_bytes(body)
+
+
+def run_bouncing(cfg, msgs, tmp_path):
+    agent = serve_agent(cfg, "error", make_deliver(retry=False))
+    try:
+        run_qmgr(
+            cfg,
+            lambda qm: all(
+                f"{m.queue_id}: removed" in (tmp_path / "maillog").read_text() for m in msgs
+            ),
+        )
+    finally:
+        agent.stop()
+    return (tmp_path / "maillog").read_text()
+
+
+def test_notify_classes_bounce_sends_the_postmaster_a_headers_only_copy(tmp_path):
+    cfg = instance(
+        tmp_path,
+        "default_transport = error:5.1.2 domain is gone\nnotify_classes = bounce\n"
+        "bounce_notice_recipient = hostmaster@origin.example\n",
+    )
+    m = queue_message(cfg, ["u@gone.example"], sender="writer@origin.example", queue="incoming")
+    run_bouncing(cfg, [m], tmp_path)
+    sender_env, sender_notice = bounced_notice(cfg, tmp_path, m.queue_id, "sender")
+    pm_env, pm_notice = bounced_notice(cfg, tmp_path, m.queue_id, "postmaster")
+    assert [r.address for r in pm_env.recipients] == ["hostmaster@origin.example"]
+    assert pm_env.sender == "" and pm_env.attrs.get("notice") == "postmaster"
+    assert sender_notice.get_payload()[2].get_content_type() == "message/rfc822"
+    assert pm_notice.get_payload()[2].get_content_type() == "text/rfc822-headers"
+
+
+def test_double_bounce_goes_to_the_postmaster_only_with_2bounce(tmp_path):
+    cfg = instance(
+        tmp_path,
+        "default_transport = error:5.1.2 domain is gone\nnotify_classes = 2bounce\n"
+        "2bounce_notice_recipient = hostmaster@origin.example\n",
+    )
+    notice = queue_message(cfg, ["writer@gone.example"], sender="", queue="incoming")
+    run_bouncing(cfg, [notice], tmp_path)
+    env, parsed = bounced_notice(cfg, tmp_path, notice.queue_id, "postmaster")
+    assert [r.address for r in env.recipients] == ["hostmaster@origin.example"]
+    assert parsed.get_payload()[2].get_content_type() == "message/rfc822"  # whole
+
+
+def test_double_bounce_is_discarded_without_2bounce_and_a_postmaster_notice_always(tmp_path):
+    # notify_classes without 2bounce (the default): the double bounce is dropped
+    cfg = instance(tmp_path / "a", "default_transport = error:5.1.2 domain is gone\n")
+    plain = queue_message(cfg, ["writer@gone.example"], sender="", queue="incoming")
+    text = run_bouncing(cfg, [plain], tmp_path / "a")
+    assert f"{plain.queue_id}: undeliverable postmaster notification discarded" in text
+    assert "non-delivery notification" not in text
+    # with 2bounce, a postmaster notice that bounces is dropped all the same
+    cfg = instance(
+        tmp_path / "b", "default_transport = error:5.1.2 domain is gone\nnotify_classes = 2bounce\n"
+    )
+    pm = queue_message(
+        cfg, ["pm@gone.example"], sender="", queue="incoming", attrs={"notice": "postmaster"}
+    )
+    text = run_bouncing(cfg, [pm], tmp_path / "b")
+    assert f"{pm.queue_id}: undeliverable postmaster notification discarded" in text
+    assert "non-delivery notification" not in text
