@@ -5,7 +5,7 @@ SYNOPSIS
     mta queue -j                               # one JSON object per message
     mta queue -f                               # deliver all deferred mail now
     mta queue -i QUEUE_ID                      # deliver this message now
-    mta queue -s SITE                          # (needs the flush service: not yet)
+    mta queue -s SITE                          # deliver SITE's deferred mail now
 
 DESCRIPTION
     The listing (queue/showq.py) goes through maildrop, hold, incoming,
@@ -19,9 +19,9 @@ DESCRIPTION
     -f tells qmgr that every deferred message is due (postqueue -f).
     -i QUEUE_ID makes one deferred message due at once and asks qmgr to
     scan the deferred queue; a message in another queue is already on
-    its way (or on hold), which the command says. -s SITE needs
-    per-destination flush logs, which this version does not keep yet;
-    it exits 69 saying so.
+    its way (or on hold), which the command says. -s SITE makes the
+    deferred mail for SITE due now (mta/flush), when SITE is in
+    fast_flush_domains, as sendmail -qRSITE and ETRN do.
 
     mailq and sendmail -bp print the same listing.
 
@@ -115,6 +115,19 @@ def flush_one(cfg, queue_id: str) -> tuple[int, str]:
     return 0, ""
 
 
+def flush_one_site(cfg, site: str) -> tuple[int, str]:
+    """postqueue -s: deliver site's deferred mail now; (exit status, message)."""
+    from mta.cli.postfix import flush_queue_deferred
+    from mta.flush import eligible, flush_site
+
+    if not site or not eligible(cfg, site):
+        return EX_UNAVAILABLE, f"cannot flush mail for {site}: not in fast_flush_domains"
+    if not flush_queue_deferred(cfg):  # only asks qmgr to look: is anybody there?
+        return EX_UNAVAILABLE, "cannot flush the mail queue: the mail system is down"
+    count = flush_site(cfg, site)
+    return 0, "" if count else f"no deferred mail for {site}"
+
+
 def main(argv: list[str], command: str = "queue") -> int:
     parser = make_parser(command, "List the mail queue or flush it, as postqueue does.")
     group = parser.add_mutually_exclusive_group()
@@ -140,11 +153,10 @@ def main(argv: list[str], command: str = "queue") -> int:
             sys.stderr.write(f"mta {command}: {'warning: ' if status else ''}{text}\n")
         return status
     if args.s:
-        sys.stderr.write(
-            f"mta {command}: fatal: -s needs the flush service, "
-            "which this version of mta does not have yet\n"
-        )
-        return EX_UNAVAILABLE
+        status, text = flush_one_site(cfg, args.s)
+        if text:
+            sys.stderr.write(f"mta {command}: {'fatal: ' if status else ''}{text}\n")
+        return status
     try:
         return list_queue(cfg, args.j)
     except BrokenPipeError:

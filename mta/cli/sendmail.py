@@ -22,9 +22,10 @@ DESCRIPTION
     are ignored here too.
 
     -q asks the queue manager to try all deferred mail now (69 when the
-    mail system is down). -bp and the name mailq print the queue listing
-    (mta queue). -bv, -qR and -qS need services that arrive later; they
-    say so in one line and exit 69 (EX_UNAVAILABLE).
+    mail system is down); -qRsite only the mail for site (mta queue -s).
+    -bp and the name mailq print the queue listing (mta queue). -bv,
+    -qS and -qI need services that arrive later; they say so in one line
+    and exit 69 (EX_UNAVAILABLE).
     -bi, -I and the name newaliases build every table of alias_database
     (mta alias, postalias) and exit with its status.
 
@@ -240,15 +241,20 @@ def run_smtp_on_stdio(cfg) -> int:
 
 
 def flush_deferred(opts: dict) -> int:
-    """-q: deliver the deferred queue now (-qR/-qS per site come with ETRN)."""
-    if opts["q"][:1] in ("R", "S", "I"):
-        return unavailable(f"per-site queue runs (sendmail -q{opts['q'][:1]})")
+    """-q: deliver the deferred queue now; -qRsite: only site's mail."""
+    if opts["q"][:1] in ("S", "I"):
+        return unavailable(f"queue runs by sender or queue id (sendmail -q{opts['q'][:1]})")
     from mta.cli.postfix import flush_queue
 
     try:
         cfg = load_config(opts.get("C"))
     except ConfigError as exc:
         return fail(EX_CONFIG, str(exc))
+    if opts["q"][:1] == "R":
+        from mta.cli.queue import flush_one_site
+
+        status, text = flush_one_site(cfg, opts["q"][1:])
+        return fail(status, text) if status else EX_OK
     if not flush_queue(cfg):
         return fail(EX_UNAVAILABLE, "cannot flush the mail queue: the mail system is down")
     return EX_OK

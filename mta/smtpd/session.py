@@ -71,6 +71,11 @@ class SessionClosed(Exception):
     """The client went away or the session was ended."""
 
 
+def _log_flush_error(task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("ETRN: %s", task.exception())
+
+
 class SmtpdSession(asyncio.Protocol):
     """One client connection; see the module docstring."""
 
@@ -727,7 +732,15 @@ class SmtpdSession(asyncio.Protocol):
         if self.sender is not None:
             return await self.error("503 5.5.1 Error: MAIL transaction in progress")
         domain = arg.decode("utf-8", "replace").lstrip("@#")
-        if self.server.flush_domains.match(domain):
+        if self.server.flush_domains.match(domain.strip("[]")):
+            from mta.flush import flush_site
+
+            # the deferred queue is read on a worker thread; the client
+            # hears at once that the run has started, as RFC 1985 has it
+            task = asyncio.ensure_future(
+                self.server.executor.run(flush_site, self.server.cfg, domain)
+            )
+            task.add_done_callback(_log_flush_error)
             self.reply("250 Queuing started")
             return True
         return await self.error(f"459 4.3.0 <{domain}>: service unavailable")

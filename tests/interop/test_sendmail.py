@@ -105,7 +105,7 @@ def test_ignored_sendmail_options_are_accepted(cdir):
     assert r.returncode == 0, r.stderr
 
 
-@pytest.mark.parametrize("flag", ["-qRx.example", "-bv"])
+@pytest.mark.parametrize("flag", ["-qSx.example", "-bv"])
 def test_later_services_answer_unavailable(cdir, flag):
     r = sendmail(cdir, flag, "a@x.example")
     assert r.returncode == 69

@@ -18,6 +18,9 @@ def mail_system(tmp_path):
         tmp_path,
         "discard unix - - n - - discard\nretry unix - - n - - error\n",
         transport_maps="inline:{ {later.example=retry:4.4.4 busy}, ok.example=discard:accepted }",
+        fast_flush_domains="later.example",
+        minimal_backoff_time="1h",
+        maximal_backoff_time="2h",
     )
     r = inst.mta("start")
     assert r.returncode == 0, r.stderr
@@ -82,3 +85,23 @@ def test_force_expire_bounces_a_deferred_message_at_once(mail_system):
     assert f"{qid}: sender non-delivery notification" in inst.wait_log(rf"{qid}: removed", 15)
     assert f"{qid}: to=<x@later.example>" in text  # the one try before, and no other
     assert text.count(f"{qid}: to=<x@later.example>") == 1
+
+
+def test_etrn_and_site_flush_retry_that_site_only(mail_system):
+    inst = mail_system
+    send(inst, "x@later.example")
+    inst.wait_log(r"status=deferred \(busy\)", 15)
+    assert wait_for(lambda: list(queued(inst).values()) == ["deferred"], 10)
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s:
+        s.ehlo("client.example")
+        assert s.docmd("ETRN", "later.example") == (250, b"Queuing started")
+        code, text = s.docmd("ETRN", "elsewhere.example")
+        assert code == 459 and b"elsewhere.example" in text
+    # the back-off is an hour: only the ETRN can have brought it back so soon
+    inst.wait_log(r"status=deferred \(busy\)", 15, count=2)
+    assert wait_for(lambda: list(queued(inst).values()) == ["deferred"], 10)
+    r = inst.mta("queue", "-s", "later.example")
+    assert r.returncode == 0, r.stderr
+    inst.wait_log(r"status=deferred \(busy\)", 15, count=3)
+    r = inst.mta("queue", "-s", "elsewhere.example")
+    assert r.returncode == 69 and "fast_flush_domains" in r.stderr
