@@ -34,6 +34,13 @@ DESCRIPTION
         section as text/rfc822-headers (also cut at bounce_size_limit,
         at a line end).
 
+    bounce_template_file (bounce/template.py) replaces the built-in
+    Subject:, From: and letter of each kind, and gives the charset of
+    the letter; a postmaster copy has its Postmaster-Subject: ("Postmaster
+    Copy: ..." by default) and the per-recipient lines without the
+    letter. A template file that does not load is logged once per
+    notice and the built-in texts are used.
+
     kind selects the notice: "failure"; "success" (NOTIFY=SUCCESS: each
     recipient's Action is its own, delivered, relayed or expanded) and
     "delay" (delay warnings) use the same layout with their own subject
@@ -77,6 +84,7 @@ from mta.queue.queue_file import QueueMessage, iter_content
 
 NOTICE_FROM_NAME = "Mail Delivery System"  # display name of MAILER-DAEMON
 MAILER_DAEMON = "MAILER-DAEMON"
+LETTER_MARK = "\0letter\0"  # where the letter goes, after the ASCII-only lines are made
 NOTICE_ATTR = "notice"  # envelope attribute of a postmaster notice: its own failure is dropped
 
 # kind -> (Subject:, action of the recipients, first paragraph of the letter)
@@ -159,28 +167,56 @@ def _cut(lines: list[bytes], limit: int) -> list[bytes]:
     return out
 
 
-def _letter(cfg, kind: str, statuses: list[RecipientStatus]) -> str:
+def _letter(cfg, kind: str, statuses: list[RecipientStatus], intro: str | None) -> str:
+    """The readable part: intro (the built-in text when None), then one line per recipient."""
     host = cfg.get("myhostname")
     _, _, first = NOTICE_KINDS[kind]
-    lines = [
-        f"This is the mail system at host {host}.",
-        "",
-        first,
-        "",
-        "For help with this report, write to the postmaster of this",
-        f"host, postmaster@{host}, and include the report",
-        "(the returned message may be left out).",
-        "",
-        f"                   The {cfg.get('mail_name')} program",
-        "",
-    ]
+    if intro is None:
+        lines = [
+            f"This is the mail system at host {host}.",
+            "",
+            first,
+            "",
+            "For help with this report, write to the postmaster of this",
+            f"host, postmaster@{host}, and include the report",
+            "(the returned message may be left out).",
+            "",
+            f"                   The {cfg.get('mail_name')} program",
+            "",
+        ]
+    else:
+        lines = [*intro.split("\n"), ""] if intro else []
     for st in statuses:
         shown = f"<{st.address}>"
         if st.orig and st.orig != st.address:
             shown += f" (expanded from <{st.orig}>)"
         lines.append(f"{shown}: {_clean(st.reason)}")
         lines.append("")
-    return "\n".join(_ascii(line) for line in lines)
+    return "\n".join(lines)
+
+
+TEMPLATE_OF_KIND = {"failure": "failure_template", "delay": "delay_template"}
+TEMPLATE_OF_KIND["success"] = "success_template"
+_templates: dict[tuple, dict] = {}
+
+
+def _template(cfg, kind: str):
+    """The kind's template from bounce_template_file, or None for the built-in text."""
+    path = cfg.get("bounce_template_file")
+    if not path:
+        return None
+    from mta import log
+    from mta.bounce.template import TemplateError, load_templates
+
+    try:
+        key = (path, os.stat(path).st_mtime_ns)
+        if key not in _templates:
+            _templates.clear()
+            _templates[key] = load_templates(path, cfg)
+    except (OSError, TemplateError) as exc:
+        log.warning("bounce_template_file: %s; using the built-in texts", exc)
+        return None
+    return _templates[key].get(TEMPLATE_OF_KIND[kind])
 
 
 def _delivery_status(cfg, msg: QueueMessage, action: str, statuses) -> str:
@@ -231,6 +267,18 @@ def make_notice(
     if kind not in NOTICE_KINDS:
         raise ValueError(f"unknown notice kind: {kind}")
     subject, action, _ = NOTICE_KINDS[kind]
+    tmpl = _template(cfg, kind)
+    sender_line = f"{MAILER_DAEMON}@{cfg.get('myhostname')} ({NOTICE_FROM_NAME})"
+    charset = "us-ascii"
+    intro: str | None = None
+    if tmpl is not None:
+        subject = tmpl.subject or subject
+        sender_line = tmpl.sender or sender_line
+        charset = tmpl.charset
+        intro = tmpl.text(cfg)
+    if to:  # a postmaster copy: its own subject, and the reports without the letter
+        subject = (tmpl.postmaster_subject if tmpl else "") or f"Postmaster Copy: {subject}"
+        intro = ""
     host = cfg.get("myhostname")
     now = time.time()
     headers, body = _content(msg, content_path)
@@ -244,12 +292,15 @@ def make_notice(
         returned = _cut(headers, limit)
         rtype, rdesc = "text/rfc822-headers", "Undelivered Message Headers"
     returned_bytes = b"".join(line.rstrip(b"\r") + b"\n" for line in returned)
+    letter = _letter(cfg, kind, failed, intro)
+    if charset.lower() in ("us-ascii", "ascii"):
+        letter = _ascii(letter)
     boundary = f"{msg.queue_id}.{int(now)}/{host}"
     while boundary.encode() in returned_bytes:
         boundary += f".{os.urandom(4).hex()}"
-    eight_bit = not returned_bytes.isascii()
+    eight_bit = not returned_bytes.isascii() or not letter.isascii()
     top = [
-        f"From: {MAILER_DAEMON}@{host} ({NOTICE_FROM_NAME})",
+        f"From: {sender_line}",
         f"To: {to or msg.sender}",
         f"Subject: {subject}",
         f"Date: {mail_date(now)}",
@@ -264,9 +315,10 @@ def make_notice(
         "",
         f"--{boundary}",
         "Content-Description: Notification",
-        "Content-Type: text/plain; charset=us-ascii",
+        f"Content-Type: text/plain; charset={charset}",
+        *([] if letter.isascii() else ["Content-Transfer-Encoding: 8bit"]),
         "",
-        _letter(cfg, kind, failed),
+        LETTER_MARK,
         f"--{boundary}",
         "Content-Description: Delivery report",
         "Content-Type: message/delivery-status",
@@ -278,12 +330,8 @@ def make_notice(
     ]
     if eight_bit:
         top.append("Content-Transfer-Encoding: 8bit")
-    data = (
-        "\n".join(_ascii(line) for line in top).encode("ascii")
-        + b"\n\n"
-        + returned_bytes
-        + f"\n--{boundary}--\n".encode("ascii")
-    )
+    head = "\n".join(_ascii(line) for line in top).replace(LETTER_MARK, letter)
+    data = head.encode("utf-8") + b"\n\n" + returned_bytes + f"\n--{boundary}--\n".encode("ascii")
     return "", [to or msg.sender], data
 
 
