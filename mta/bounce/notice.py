@@ -167,12 +167,15 @@ def _cut(lines: list[bytes], limit: int) -> list[bytes]:
     return out
 
 
-def _letter(cfg, kind: str, statuses: list[RecipientStatus], intro: str | None) -> str:
-    """The readable part: intro (the built-in text when None), then one line per recipient."""
+VERIFY_FIRST = "Here is the delivery report you asked for."
+
+
+def builtin_intro(cfg, kind: str) -> str:
+    """The built-in letter of a notice of kind (or "verify"), before the recipient lines."""
     host = cfg.get("myhostname")
-    _, _, first = NOTICE_KINDS[kind]
-    if intro is None:
-        lines = [
+    first = VERIFY_FIRST if kind == "verify" else NOTICE_KINDS[kind][2]
+    return "\n".join(
+        [
             f"This is the mail system at host {host}.",
             "",
             first,
@@ -182,10 +185,15 @@ def _letter(cfg, kind: str, statuses: list[RecipientStatus], intro: str | None) 
             "(the returned message may be left out).",
             "",
             f"                   The {cfg.get('mail_name')} program",
-            "",
         ]
-    else:
-        lines = [*intro.split("\n"), ""] if intro else []
+    )
+
+
+def _letter(cfg, kind: str, statuses: list[RecipientStatus], intro: str | None) -> str:
+    """The readable part: intro (the built-in text when None), then one line per recipient."""
+    if intro is None:
+        intro = builtin_intro(cfg, kind)
+    lines = [*intro.split("\n"), ""] if intro else []
     for st in statuses:
         shown = f"<{st.address}>"
         if st.orig and st.orig != st.address:

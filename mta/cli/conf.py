@@ -240,6 +240,26 @@ def show_table_types() -> int:
     return 0
 
 
+def show_bounce_texts(cfg, args, command: str) -> int:
+    """postconf -b: each notice's text as it will be sent ("" as the file: the built-in ones)."""
+    from mta.bounce.notice import builtin_intro
+    from mta.bounce.template import TemplateError, load_templates
+
+    path = args.names[0] if args.names else cfg.get("bounce_template_file")
+    try:
+        templates = load_templates(path, cfg) if path else {}
+    except TemplateError as exc:
+        sys.stderr.write(f"mta {command}: fatal: {exc}\n")
+        return 1
+    blocks = []
+    for kind in ("failure", "delay", "success", "verify"):
+        t = templates.get(f"{kind}_template")
+        text = t.text(cfg) if t is not None else builtin_intro(cfg, kind)
+        blocks.append(f"expanded_{kind}_text = <<EOF\n{text}\nEOF\n")
+    sys.stdout.write("\n".join(blocks))
+    return 0
+
+
 def main(argv: list[str], command: str = "conf") -> int:
     parser = make_parser(command, "Show or edit mta parameters, as postconf does.", add_help=False)
     mode = parser.add_mutually_exclusive_group()
@@ -253,6 +273,12 @@ def main(argv: list[str], command: str = "conf") -> int:
     mode.add_argument("-M", dest="master", action="store_true", help="list master.cf services")
     mode.add_argument("-P", dest="overrides", action="store_true", help='list master.cf "-o"s')
     mode.add_argument("-m", dest="types", action="store_true", help="list lookup table types")
+    mode.add_argument(
+        "-b",
+        dest="bounce_texts",
+        action="store_true",
+        help="show the notice texts, $names expanded (template file: the NAME)",
+    )
     parser.add_argument("-h", dest="hide_names", action="store_true", help="values only")
     parser.add_argument("-x", dest="expand", action="store_true", help="expand $names")
     parser.add_argument("-f", dest="fold", action="store_true", help="fold long lines")
@@ -272,6 +298,8 @@ def main(argv: list[str], command: str = "conf") -> int:
             return show_master(cfg, args, command)
         if args.overrides:
             return show_overrides(cfg, args, command)
+        if args.bounce_texts:
+            return show_bounce_texts(cfg, args, command)
         return show_params(cfg, args, command)
     except ConfigError as exc:
         sys.stderr.write(f"mta {command}: fatal: {exc}\n")

@@ -79,3 +79,28 @@ def test_edits_give_the_same_file(two_dirs, edit):
     mta_conf("-c", str(ours), *edit)
     postconf("-c", str(theirs), *edit)
     assert (ours / "main.cf").read_text() == (theirs / "main.cf").read_text()
+
+
+FULL_TEMPLATES = "\n".join(
+    f"{kind}_template = <<{'EOF'}\n"
+    "Charset: us-ascii\n"
+    "From: MAILER-DAEMON (Mail Delivery System)\n"
+    f"Subject: {kind}\n\n"
+    f"The {kind} text of $myhostname in $mydomain; mail is kept\n"
+    "${maximal_queue_lifetime_days} days and warned about after\n"
+    "${delay_warning_time_hours} hours, at $$0 cost.\n"
+    "EOF\n"
+    for kind in ("failure", "delay", "success", "verify")
+)
+
+
+def test_b_shows_the_same_notice_texts(two_dirs, tmp_path):
+    ours, theirs = two_dirs
+    for d in (ours, theirs):
+        with open(d / "main.cf", "a") as f:
+            f.write("delay_warning_time = 4h\nmaximal_queue_lifetime = 3d\n")
+    template = tmp_path / "bounce.cf"
+    template.write_text(FULL_TEMPLATES)
+    assert mta_conf("-c", str(ours), "-b", str(template)) == postconf(
+        "-c", str(theirs), "-b", str(template)
+    )
