@@ -103,6 +103,12 @@ NOTICE_KINDS = {
         "Your message has not yet reached the recipients listed below.\n"
         "Delivery is still being tried; you do not need to send it again.",
     ),
+    "verify": (
+        "Mail Delivery Status Report",
+        None,  # each recipient's own
+        "Here is the report of the delivery you asked for (sendmail -v):\n"
+        "what happened to each recipient on the first attempt.",
+    ),
     "success": (
         "Successful Mail Delivery Report",
         None,  # each recipient's own: delivered, relayed or expanded
@@ -167,13 +173,10 @@ def _cut(lines: list[bytes], limit: int) -> list[bytes]:
     return out
 
 
-VERIFY_FIRST = "Here is the delivery report you asked for."
-
-
 def builtin_intro(cfg, kind: str) -> str:
     """The built-in letter of a notice of kind (or "verify"), before the recipient lines."""
     host = cfg.get("myhostname")
-    first = VERIFY_FIRST if kind == "verify" else NOTICE_KINDS[kind][2]
+    first = NOTICE_KINDS[kind][2]
     return "\n".join(
         [
             f"This is the mail system at host {host}.",
@@ -205,6 +208,7 @@ def _letter(cfg, kind: str, statuses: list[RecipientStatus], intro: str | None) 
 
 TEMPLATE_OF_KIND = {"failure": "failure_template", "delay": "delay_template"}
 TEMPLATE_OF_KIND["success"] = "success_template"
+TEMPLATE_OF_KIND["verify"] = "verify_template"
 _templates: dict[tuple, dict] = {}
 
 

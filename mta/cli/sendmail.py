@@ -21,6 +21,9 @@ DESCRIPTION
     Sendmail takes and Postfix ignores (-o*, -h, -L, -n, -U, -m, -x, -X)
     are ignored here too.
 
+    -v asks for a report of the first delivery attempt by mail (a
+    "Mail Delivery Status Report" to the sender, as Postfix sends).
+
     -q asks the queue manager to try all deferred mail now (69 when the
     mail system is down); -qRsite only the mail for site (mta queue -s).
     -bp and the name mailq print the queue listing (mta queue). -bv,
@@ -53,7 +56,7 @@ EX_CANTCREAT, EX_TEMPFAIL, EX_CONFIG = 73, 75, 78
 
 # options that take a value, as the next word or glued to the letter
 WITH_VALUE = set("fFNRVBCLhrX")
-IGNORED = set("nmUxv")
+IGNORED = set("nmUx")
 
 RECIPIENT_HEADERS = (b"to", b"cc", b"bcc")
 RESENT_HEADERS = (b"resent-to", b"resent-cc", b"resent-bcc")
@@ -115,6 +118,8 @@ def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
             opts["q"] = rest
         elif letter in "ti" and not rest:
             opts[letter] = True
+        elif letter == "v" and set(rest) <= {"v"}:
+            opts["v"] = True  # a report of the first delivery attempt, by mail
         elif letter == "I" and not rest:
             opts["mode"] = "i"
         elif letter in IGNORED:
@@ -218,6 +223,8 @@ def submit(cfg, opts: dict, recipients: list[str], data: bytes) -> int:
     if "V" in opts:
         attrs["envid"] = opts["V"]
     flags = R.QF_8BIT if opts.get("B", "").upper() == "8BITMIME" else 0
+    if opts.get("v"):
+        flags |= R.QF_TRACE
     submitter = MaildropSubmitter(cfg)
     job = submitter.open(sender, attrs, flags=flags, full_name=full_name)
     try:

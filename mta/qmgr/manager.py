@@ -88,9 +88,10 @@ from mta.queue.queue_file import (
     move_to_corrupt,
     queue_dir_for,
     read_queue_file,
+    set_flags,
     set_warn_time,
 )
-from mta.queue.rec_type import DSN_NOTIFY_DELAY, DSN_NOTIFY_SUCCESS
+from mta.queue.rec_type import DSN_NOTIFY_DELAY, DSN_NOTIFY_SUCCESS, QF_TRACE
 from mta.trivial_rewrite.resolve import Resolver
 
 from .kernel import Scheduler
@@ -117,6 +118,7 @@ class ActiveMessage:
     nrcpt: int = 0  # recipients not done when it became active
     had_logs: bool = True  # bounce/defer logs may exist from earlier attempts
     succeeded: list[RecipientStatus] = field(default_factory=list)  # NOTIFY=SUCCESS, to tell
+    traced: list[RecipientStatus] = field(default_factory=list)  # sendmail -v: every status
 
 
 @dataclass
@@ -431,6 +433,8 @@ class QueueManager:
         return self.dead_reason.get((dest.transport.name, dest.key), "destination failed")
 
     def _note(self, am: ActiveMessage, st: RecipientStatus) -> None:
+        if am.msg.flags & QF_TRACE:
+            am.traced.append(st)
         if st.action == ACTION_DELAYED:
             am.delayed[st.offset] = st
         elif st.action == ACTION_FAILED:
@@ -459,6 +463,8 @@ class QueueManager:
         for st in statuses:
             log.info("%s", status_line(msg.queue_id, st, delays))
             am.delayed[st.offset] = st
+            if msg.flags & QF_TRACE:
+                am.traced.append(st)
 
     def _batch_done(self, am: ActiveMessage) -> None:
         am.batches_out -= 1
@@ -480,6 +486,8 @@ class QueueManager:
             self.wake.set()
         if am.succeeded:
             self.send_success_notice(am)
+        if am.traced:
+            self.send_trace_report(am)
         now = time.time()
         if am.delayed:
             if self._expired(am.msg, now):
@@ -602,6 +610,28 @@ class QueueManager:
             return
         if new_id:
             log.info("%s: sender delivery status notification: %s", msg.queue_id, new_id)
+
+    def send_trace_report(self, am: ActiveMessage) -> None:
+        """sendmail -v: the sender gets what happened to every recipient, once."""
+        msg, statuses = am.msg, am.traced
+        am.traced = []
+        from mta.bounce.notice import send_notice
+
+        try:
+            new_id = send_notice(
+                self.cfg, msg, am.path, statuses, kind="verify", cleanup=self._cleanup()
+            )
+        except Exception as exc:  # noqa: BLE001 - a lost report must not stop the queue
+            log.warning("%s: cannot queue delivery status report: %s", msg.queue_id, exc)
+            new_id = None
+        if new_id:
+            log.info("%s: sender delivery status notification: %s", msg.queue_id, new_id)
+        msg.flags &= ~QF_TRACE  # the first attempt only
+        if am.delayed:
+            try:
+                set_flags(am.path, msg.flags)
+            except (OSError, QueueFileError) as exc:
+                log.warning("%s: cannot clear the report request: %s", msg.queue_id, exc)
 
     def _cleanup(self):
         if self.cleanup is None:

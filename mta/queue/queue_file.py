@@ -575,6 +575,25 @@ def set_warn_time(path: str, offset: int, when: float) -> None:
         os.close(fd)
 
 
+def set_flags(path: str, flags: int) -> None:
+    """Rewrite the flags field of the size record in place, durably."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        head = os.pread(fd, 16 + SIZE_PAYLOAD_LEN, 0)  # type, length, payload
+        try:
+            records, _ = decode_records(head, 0)
+        except RecordError as exc:
+            raise QueueFileError(f"{path}: {exc}") from None
+        if not records or records[0][1] != R.REC_TYPE_SIZE:
+            raise QueueFileError(f"{path}: no size record at the start")
+        offset, size, nrcpt, _ = _parse_size(records[0][2], path)
+        record = encode_record(R.REC_TYPE_SIZE, size_payload(offset, size, nrcpt, flags))
+        os.pwrite(fd, record, 0)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
 def mark_done(path: str, offsets: list[int]) -> None:
     """Mark the recipients at offsets done, durably, with one sync."""
     if not offsets:

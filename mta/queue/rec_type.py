@@ -43,5 +43,6 @@ DSN_NOTIFY_DELAY = 8  # NOTIFY=DELAY
 # flags in the size record
 QF_8BIT = 1  # the content has 8-bit data (BODY=8BITMIME or found so)
 QF_SMTPUTF8 = 2  # the envelope or headers need SMTPUTF8
+QF_TRACE = 4  # sendmail -v: mail the sender a report of the first delivery attempt
 
 SIZE_FIELD_WIDTH = 15  # each size record field is this wide, so it can be rewritten in place

@@ -162,3 +162,11 @@ def test_bp_lists_the_queue_like_mailq(cdir):
     assert lines[0].startswith("----Queue ID-----")
     assert lines[1].startswith(qid + " ") and lines[2].strip() == "a@x.example"
     assert lines[-1] == "-- 0 Kbytes in 1 Request."
+
+
+def test_v_asks_for_a_delivery_report(cdir):
+    from mta.queue.rec_type import QF_TRACE
+
+    r = sendmail(cdir, "-v", "a@x.example", stdin=b"Subject: v\n\nbody\n")
+    assert r.returncode == 0, r.stderr
+    assert read_queue_file(maildrop(cdir)[0]).flags & QF_TRACE

@@ -532,3 +532,51 @@ def test_double_bounce_is_discarded_without_2bounce_and_a_postmaster_notice_alwa
     text = run_bouncing(cfg, [pm], tmp_path / "b")
     assert f"{pm.queue_id}: undeliverable postmaster notification discarded" in text
     assert "non-delivery notification" not in text
+
+
+def queue_traced(cfg, rcpt):
+    from mta.queue.queue_file import QueueFileWriter, Recipient
+    from mta.queue.rec_type import QF_TRACE
+
+    w = QueueFileWriter(cfg.get("queue_directory"), "incoming")
+    w.write_envelope("a@example.org", [Recipient(address=rcpt)], flags=QF_TRACE)
+    w.write_content(b"Subject: traced\n\nhello\n")
+    return w.commit()
+
+
+def test_sendmail_v_report_of_the_first_attempt_only(tmp_path):
+    from mta.queue.rec_type import QF_TRACE
+
+    cfg = instance(
+        tmp_path,
+        "default_transport = retry:4.4.4 try later\nminimal_backoff_time = 1s\n"
+        "maximal_backoff_time = 1s\nqueue_run_delay = 1s\n"
+        "transport_maps = inline:{{ok.example=discard:fine}, {example.org=error:5.0.0 x}}\n",
+    )
+    sent_id = queue_traced(cfg, "u@ok.example")
+    stuck_id = queue_traced(cfg, "v@remote.example")
+    agents = [
+        serve_agent(cfg, "retry", make_deliver(retry=True)),
+        serve_agent(cfg, "discard", discard_deliver),
+    ]
+    try:
+        run_qmgr(
+            cfg,
+            lambda qm: (tmp_path / "maillog").read_text().count(f"{stuck_id}: to=") >= 2,
+            timeout=15,
+        )
+    finally:
+        for a in agents:
+            a.stop()
+    text = (tmp_path / "maillog").read_text()
+    assert text.count(f"{sent_id}: sender delivery status notification") == 1
+    assert text.count(f"{stuck_id}: sender delivery status notification") == 1  # once
+    reports = notices_in(cfg, "Mail Delivery Status Report")
+    actions = sorted(n.get_payload()[1].get_payload()[1]["Action"] for n in reports)
+    assert actions == ["delayed", "delivered"]
+    path = next(
+        p
+        for q, p in iter_queue(cfg.get("queue_directory"), "deferred", 1, ("deferred",))
+        if q == stuck_id
+    )
+    assert not read_queue_file(path).flags & QF_TRACE

@@ -185,3 +185,23 @@ def test_a_lone_commit_gets_its_own_fsync(tmp_path):
     syncer.sync()
     syncer.sync()
     assert syncer.fsyncs == 2
+
+
+def test_set_flags_rewrites_the_size_record_in_place(tmp_path):
+    from mta.config import load_config
+    from mta.queue.queue_file import iter_content, read_queue_file, set_flags
+    from mta.queue.rec_type import QF_8BIT, QF_TRACE
+    from tests.support.agent import queue_message
+    from tests.support.instance import make_instance
+
+    cfg = load_config(str(make_instance(tmp_path)))
+    m = queue_message(cfg, ["a@x.example", "b@x.example"])
+    before = open(m.path, "rb").read()
+    set_flags(m.path, QF_TRACE | QF_8BIT)
+    after = read_queue_file(m.path)
+    assert after.flags == QF_TRACE | QF_8BIT
+    assert [r.address for r in after.recipients] == ["a@x.example", "b@x.example"]
+    assert list(iter_content(m.path, after)) == list(iter_content(m.path, m))
+    assert len(open(m.path, "rb").read()) == len(before)
+    set_flags(m.path, 0)
+    assert open(m.path, "rb").read() == before  # the flags field was all that changed
