@@ -136,6 +136,7 @@ SMTPD_NAME_SENDER = "Sender address"
 SMTPD_NAME_RECIPIENT = "Recipient address"
 SMTPD_NAME_DATA = "Data command"
 SMTPD_NAME_EOD = "End-of-data"
+SMTPD_NAME_ETRN = "Etrn command"
 SMTPD_CMD_DATA = "DATA"  # reply names of the message stages
 SMTPD_CMD_EOD = "END-OF-MESSAGE"
 
@@ -150,6 +151,7 @@ RESTRICT_WITH_ARG = frozenset(
         "check_helo_access",
         "check_sender_access",
         "check_recipient_access",
+        "check_etrn_access",
         "sleep",
     }
 )
@@ -273,6 +275,7 @@ class _Ctx:
         self.discard = False
         self.rcptmap_checked = False
         self.recipient = st.recipient
+        self.etrn_domain = ""  # the ETRN argument, for check_etrn_access
         self.canon: dict[str, tuple[str, str, bool]] = {}
 
     def reset(self) -> None:
@@ -441,6 +444,7 @@ class SmtpdChecks:
                 "smtpd_recipient_restrictions",
                 "smtpd_data_restrictions",
                 "smtpd_end_of_data_restrictions",
+                "smtpd_etrn_restrictions",
             )
         }
         if not (
@@ -568,6 +572,22 @@ class SmtpdChecks:
         ctx = _Ctx(st, "EHLO" if st.esmtp else "HELO")
         ctx.defer_if_permit = st.deferred.get("client")
         return await self._stage(ctx, self._helo_group, "helo")
+
+    async def etrn(self, st: SessionState, domain: str) -> Verdict | None:
+        """smtpd_etrn_restrictions, for the ETRN of domain."""
+        ops = self.lists["smtpd_etrn_restrictions"]
+        if not ops:
+            return None
+        ctx = _Ctx(st, "ETRN")
+        ctx.etrn_domain = domain
+        token = _current.set(ctx)
+        try:
+            result = await self._run(ctx, ops, domain, SMTPD_NAME_ETRN)
+            return result if isinstance(result, Verdict) else None
+        except _Abort as abort:
+            return abort.verdict
+        finally:
+            _current.reset(token)
 
     async def sender(self, st: SessionState) -> Verdict | None:
         """smtpd_sender_restrictions (and smtpd_reject_unlisted_sender)."""
@@ -870,6 +890,16 @@ class SmtpdChecks:
             if not ctx.recipient:
                 return None
             return await self._address_check(ctx, name, arg, ctx.recipient, SMTPD_NAME_RECIPIENT)
+        if name == "check_etrn_access":
+            domain = ctx.etrn_domain.lower()
+            if not domain:
+                return None
+            keys = (
+                [domain]
+                if _literal(domain) is not None
+                else domain_keys(domain, self.parent_matches)
+            )
+            return await self._search(ctx, arg, keys, domain, SMTPD_NAME_ETRN)
         log.warning('unknown smtpd restriction: "%s"', name)
         raise _Abort(self._server_error())
 

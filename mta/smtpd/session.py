@@ -732,6 +732,9 @@ class SmtpdSession(asyncio.Protocol):
         if self.sender is not None:
             return await self.error("503 5.5.1 Error: MAIL transaction in progress")
         domain = arg.decode("utf-8", "replace").lstrip("@#")
+        verdict = await self.server.checks.etrn(self.st, domain)
+        if verdict is not None:
+            return await self.refuse("ETRN", verdict)
         if self.server.flush_domains.match(domain.strip("[]")):
             from mta.flush import flush_site
 

@@ -898,3 +898,27 @@ def test_builtin_name_wins_over_a_class_of_the_same_name(make):
 def test_bad_mynetworks_is_a_config_error(make):
     with pytest.raises(ConfigError, match="parameter mynetworks: bad network pattern"):
         make("mynetworks = 10.1.2.3/8\n")
+
+
+# ---------------------------------------------------------------- ETRN
+def etrn(checks: SmtpdChecks, domain: str, **kw) -> Verdict | None:
+    return asyncio.run(checks.etrn(state(**kw), domain))
+
+
+def test_etrn_without_restrictions_is_allowed(make):
+    assert etrn(make(), "later.example") is None
+
+
+def test_etrn_restrictions_client_and_etrn_access(make, tmp_path):
+    (tmp_path / "etrn").write_text("blocked.example REJECT no flush for you\nsub.example OK\n")
+    checks = make(
+        f"smtpd_etrn_restrictions = check_etrn_access texthash:{tmp_path / 'etrn'},"
+        " permit_mynetworks, reject\n"
+    )
+    refused = reply(etrn(checks, "blocked.example", client_addr="127.0.0.1"))
+    assert refused is not None and refused.startswith("554 5.7.1 <blocked.example>:")
+    assert "no flush for you" in refused
+    assert etrn(checks, "a.sub.example") is None  # the table's OK, from outside too
+    assert etrn(checks, "other.example", client_addr="127.0.0.1") is None  # mynetworks
+    outside = reply(etrn(checks, "other.example"))
+    assert outside is not None and outside.startswith("554 5.7.1")
