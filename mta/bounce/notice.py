@@ -206,9 +206,7 @@ def _letter(cfg, kind: str, statuses: list[RecipientStatus], intro: str | None) 
     return "\n".join(lines)
 
 
-TEMPLATE_OF_KIND = {"failure": "failure_template", "delay": "delay_template"}
-TEMPLATE_OF_KIND["success"] = "success_template"
-TEMPLATE_OF_KIND["verify"] = "verify_template"
+TEMPLATE_OF_KIND = {kind: f"{kind}_template" for kind in NOTICE_KINDS}  # bounce(5) names
 _templates: dict[tuple, dict] = {}
 
 
@@ -280,7 +278,8 @@ def make_notice(
         raise ValueError(f"unknown notice kind: {kind}")
     subject, action, _ = NOTICE_KINDS[kind]
     tmpl = _template(cfg, kind)
-    sender_line = f"{MAILER_DAEMON}@{cfg.get('myhostname')} ({NOTICE_FROM_NAME})"
+    host = cfg.get("myhostname")
+    sender_line = f"{MAILER_DAEMON}@{host} ({NOTICE_FROM_NAME})"
     charset = "us-ascii"
     intro: str | None = None
     if tmpl is not None:
@@ -291,7 +290,6 @@ def make_notice(
     if to:  # a postmaster copy: its own subject, and the reports without the letter
         subject = (tmpl.postmaster_subject if tmpl else "") or f"Postmaster Copy: {subject}"
         intro = ""
-    host = cfg.get("myhostname")
     now = time.time()
     headers, body = _content(msg, content_path)
     limit = cfg.get_size("bounce_size_limit")

@@ -241,7 +241,7 @@ class QueueManager:
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=5)
         close_spares()
-        await asyncio.get_running_loop().run_in_executor(None, self.remover.close)
+        await self.loop.run_in_executor(None, self.remover.close)
 
     # ------------------------------------------------------------ intake
     def recover_active(self) -> None:
@@ -534,46 +534,19 @@ class QueueManager:
             logfile.remove(self.queue_dir, queue_id, hash_depth=self.hash_depth, hashed=self.hashed)
         log.info("%s: removed", queue_id)
 
-    def send_notice(self, am: ActiveMessage, failed: list[RecipientStatus]) -> bool:
-        """Queue the non-delivery notice; False when that failed and must be retried.
+    def _notice(
+        self,
+        am: ActiveMessage,
+        statuses: list[RecipientStatus],
+        kind: str,
+        label: str,
+        to: str | None = None,
+        headers_only: bool = False,
+    ) -> bool:
+        """Queue one notice about statuses and log "QUEUEID: LABEL: NEWID".
 
-        A notice that bounces in turn (a double bounce) goes to
-        2bounce_notice_recipient, whole, when notify_classes has 2bounce;
-        a postmaster notice that bounces is dropped. With bounce in
-        notify_classes, bounce_notice_recipient gets the headers of every
-        non-delivery notice."""
-        from mta.bounce.notice import NOTICE_ATTR, send_notice
-
-        msg = am.msg
-        classes = self.notify_classes
-        if not msg.sender:
-            if msg.attrs.get(NOTICE_ATTR) or "2bounce" not in classes:
-                log.info("%s: undeliverable postmaster notification discarded", msg.queue_id)
-                return True
-            to, what, headers_only = self.cfg.get("2bounce_notice_recipient"), "postmaster", False
-        else:
-            to, what, headers_only = None, "sender", False
-        try:
-            new_id = send_notice(
-                self.cfg,
-                msg,
-                am.path,
-                failed,
-                cleanup=self._cleanup(),
-                to=to,
-                headers_only=headers_only,
-            )
-        except Exception as exc:  # noqa: BLE001 - keep the message and its bounce log
-            log.warning("%s: cannot queue non-delivery notice: %s", msg.queue_id, exc)
-            return False
-        if new_id:
-            log.info("%s: %s non-delivery notification: %s", msg.queue_id, what, new_id)
-        if msg.sender and "bounce" in classes:
-            self._postmaster_copy(am, failed, "failure", "bounce_notice_recipient")
-        return True
-
-    def _postmaster_copy(self, am: ActiveMessage, statuses, kind: str, param: str) -> None:
-        """The headers-only copy of a notice for the postmaster (notify_classes)."""
+        False when it could not be queued (logged as a warning): the caller
+        decides whether that is worth trying again."""
         from mta.bounce.notice import send_notice
 
         msg = am.msg
@@ -585,47 +558,57 @@ class QueueManager:
                 statuses,
                 kind=kind,
                 cleanup=self._cleanup(),
-                to=self.cfg.get(param),
+                to=to,
+                headers_only=headers_only,
+            )
+        except Exception as exc:  # noqa: BLE001 - one notice must not stop the queue
+            log.warning("%s: cannot queue %s: %s", msg.queue_id, label, exc)
+            return False
+        if new_id:
+            log.info("%s: %s: %s", msg.queue_id, label, new_id)
+        return True
+
+    def send_notice(self, am: ActiveMessage, failed: list[RecipientStatus]) -> bool:
+        """Queue the non-delivery notice; False when that failed and must be retried.
+
+        A notice that bounces in turn (a double bounce) goes to
+        2bounce_notice_recipient, whole, when notify_classes has 2bounce;
+        a postmaster notice that bounces is dropped. With bounce in
+        notify_classes, bounce_notice_recipient gets the headers of every
+        non-delivery notice."""
+        from mta.bounce.notice import NOTICE_ATTR
+
+        msg = am.msg
+        if not msg.sender:
+            if msg.attrs.get(NOTICE_ATTR) or "2bounce" not in self.notify_classes:
+                log.info("%s: undeliverable postmaster notification discarded", msg.queue_id)
+                return True
+            to, who = self.cfg.get("2bounce_notice_recipient"), "postmaster"
+        else:
+            to, who = None, "sender"
+        if not self._notice(am, failed, "failure", f"{who} non-delivery notification", to):
+            return False
+        if msg.sender and "bounce" in self.notify_classes:
+            self._notice(
+                am,
+                failed,
+                "failure",
+                "postmaster non-delivery notification",
+                self.cfg.get("bounce_notice_recipient"),
                 headers_only=True,
             )
-        except Exception as exc:  # noqa: BLE001 - a copy is not worth holding mail up for
-            log.warning("%s: cannot queue postmaster notification: %s", msg.queue_id, exc)
-            return
-        if new_id:
-            what = "delay" if kind == "delay" else "non-delivery"
-            log.info("%s: postmaster %s notification: %s", msg.queue_id, what, new_id)
+        return True
 
     def send_success_notice(self, am: ActiveMessage) -> None:
         """Tell the sender about the recipients delivered with NOTIFY=SUCCESS."""
-        msg, statuses = am.msg, am.succeeded
-        am.succeeded = []
-        from mta.bounce.notice import send_notice
-
-        try:
-            new_id = send_notice(
-                self.cfg, msg, am.path, statuses, kind="success", cleanup=self._cleanup()
-            )
-        except Exception as exc:  # noqa: BLE001 - a lost notice must not stop the queue
-            log.warning("%s: cannot queue delivery status notification: %s", msg.queue_id, exc)
-            return
-        if new_id:
-            log.info("%s: sender delivery status notification: %s", msg.queue_id, new_id)
+        statuses, am.succeeded = am.succeeded, []
+        self._notice(am, statuses, "success", "sender delivery status notification")
 
     def send_trace_report(self, am: ActiveMessage) -> None:
         """sendmail -v: the sender gets what happened to every recipient, once."""
-        msg, statuses = am.msg, am.traced
-        am.traced = []
-        from mta.bounce.notice import send_notice
-
-        try:
-            new_id = send_notice(
-                self.cfg, msg, am.path, statuses, kind="verify", cleanup=self._cleanup()
-            )
-        except Exception as exc:  # noqa: BLE001 - a lost report must not stop the queue
-            log.warning("%s: cannot queue delivery status report: %s", msg.queue_id, exc)
-            new_id = None
-        if new_id:
-            log.info("%s: sender delivery status notification: %s", msg.queue_id, new_id)
+        statuses, am.traced = am.traced, []
+        msg = am.msg
+        self._notice(am, statuses, "verify", "sender delivery status notification")
         msg.flags &= ~QF_TRACE  # the first attempt only
         if am.delayed:
             try:
@@ -645,19 +628,17 @@ class QueueManager:
         msg = am.msg
         wanted = [st for st in am.delayed.values() if not st.notify or st.notify & DSN_NOTIFY_DELAY]
         if wanted and msg.sender:
-            from mta.bounce.notice import send_notice
-
-            try:
-                new_id = send_notice(
-                    self.cfg, msg, am.path, wanted, kind="delay", cleanup=self._cleanup()
-                )
-            except Exception as exc:  # noqa: BLE001 - try again at the next deferral
-                log.warning("%s: cannot queue delay notification: %s", msg.queue_id, exc)
-                return
-            if new_id:
-                log.info("%s: sender delay notification: %s", msg.queue_id, new_id)
+            if not self._notice(am, wanted, "delay", "sender delay notification"):
+                return  # try again at the next deferral
             if "delay" in self.notify_classes:
-                self._postmaster_copy(am, wanted, "delay", "delay_notice_recipient")
+                self._notice(
+                    am,
+                    wanted,
+                    "delay",
+                    "postmaster delay notification",
+                    self.cfg.get("delay_notice_recipient"),
+                    headers_only=True,
+                )
         try:
             set_warn_time(am.path, msg.warn_offset, 0)
         except (OSError, QueueFileError) as exc:
