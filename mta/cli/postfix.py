@@ -50,7 +50,7 @@ import time
 
 from mta import log
 from mta.cli.common import load, make_parser
-from mta.common.trigger import TRIGGER_DEFERRED, TRIGGER_FLUSH, send_trigger
+from mta.common.trigger import TRIGGER_FLUSH, trigger_qmgr
 from mta.config import Config, ConfigError
 from mta.config.master_cf import read_master_cf
 from mta.master.master import MASTER_KILL_WAIT, MASTER_STOP_GRACE, Master, plan_service
@@ -291,18 +291,7 @@ def status(cfg: Config, script: Script) -> int:
 # ---------------------------------------------------------------- main
 def flush_queue(cfg: Config) -> bool:
     """Tell qmgr that all deferred mail is due now; False when nobody listens."""
-    qmgr = paths.service_socket_path(
-        cfg.get("queue_directory"), cfg.get("queue_service_name"), private=False
-    )
-    return send_trigger(qmgr, TRIGGER_FLUSH)
-
-
-def flush_queue_deferred(cfg: Config) -> bool:
-    """Ask qmgr to scan the deferred queue for what is due; False when nobody listens."""
-    qmgr = paths.service_socket_path(
-        cfg.get("queue_directory"), cfg.get("queue_service_name"), private=False
-    )
-    return send_trigger(qmgr, TRIGGER_DEFERRED)
+    return trigger_qmgr(cfg, TRIGGER_FLUSH)
 
 
 def flush(cfg: Config, script: Script) -> int:

@@ -35,8 +35,7 @@ from collections import Counter, defaultdict
 
 from mta.cli.common import load_or_report, make_parser
 from mta.qmgr.scan import iter_queue
-from mta.queue.queue_file import QueueFileError, read_queue_file
-from mta.queue.showq import queue_layout
+from mta.queue.queue_file import QueueFileError, queue_layout, read_queue_file
 
 DEFAULT_QUEUES = ("incoming", "active")
 QUEUE_NAMES = ("maildrop", "incoming", "active", "deferred", "hold")

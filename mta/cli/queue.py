@@ -96,10 +96,12 @@ class _Counter:
 
 def flush_one(cfg, queue_id: str) -> tuple[int, str]:
     """postqueue -i: make queue_id due now; (exit status, message)."""
-    from mta.cli.postfix import flush_queue_deferred
-    from mta.queue.showq import find_message
+    from mta.common.trigger import TRIGGER_DEFERRED, trigger_qmgr
+    from mta.queue.queue_file import find_queue_file, queue_layout
+    from mta.queue.showq import QUEUES
 
-    found = find_message(cfg, queue_id)
+    queue_dir, depth, hashed = queue_layout(cfg)
+    found = find_queue_file(queue_dir, queue_id, QUEUES, depth, hashed)
     if found is None:
         return 1, f"{queue_id}: no such message in the queue"
     queue, path = found
@@ -110,19 +112,19 @@ def flush_one(cfg, queue_id: str) -> tuple[int, str]:
         os.utime(path, (now, now - 1))  # due: its retry time has come
     except OSError as exc:
         return 1, f"{queue_id}: {exc.strerror}"
-    if not flush_queue_deferred(cfg):
+    if not trigger_qmgr(cfg, TRIGGER_DEFERRED):
         return 1, f"{queue_id}: made due, but the mail system is down"
     return 0, ""
 
 
 def flush_one_site(cfg, site: str) -> tuple[int, str]:
     """postqueue -s: deliver site's deferred mail now; (exit status, message)."""
-    from mta.cli.postfix import flush_queue_deferred
+    from mta.common.trigger import TRIGGER_DEFERRED, trigger_qmgr
     from mta.flush import eligible, flush_site
 
     if not site or not eligible(cfg, site):
         return EX_UNAVAILABLE, f"cannot flush mail for {site}: not in fast_flush_domains"
-    if not flush_queue_deferred(cfg):  # only asks qmgr to look: is anybody there?
+    if not trigger_qmgr(cfg, TRIGGER_DEFERRED):  # only asks qmgr to look: is anybody there?
         return EX_UNAVAILABLE, "cannot flush the mail queue: the mail system is down"
     count = flush_site(cfg, site)
     return 0, "" if count else f"no deferred mail for {site}"

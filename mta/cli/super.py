@@ -64,9 +64,15 @@ from mta import log
 from mta.bounce import logfile
 from mta.cli.common import load_or_report, make_parser
 from mta.qmgr.scan import iter_queue
-from mta.queue.queue_file import FORCE_EXPIRE_MODE, TMP_SUFFIX, fsync_dir, queue_dir_for
+from mta.queue.queue_file import (
+    FORCE_EXPIRE_MODE,
+    TMP_SUFFIX,
+    find_queue_file,
+    fsync_dir,
+    queue_layout,
+    queue_path,
+)
 from mta.queue.queue_id import is_queue_id
-from mta.queue.showq import queue_layout
 
 QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 STALE_TMP = 3600  # seconds after which a temporary file is left over for good
@@ -92,19 +98,14 @@ class Queue:
     """The queue directories of one instance and the moves between them."""
 
     def __init__(self, cfg) -> None:
-        self.dir, self.depth, self.hashed = queue_layout(cfg)
+        self.layout = queue_layout(cfg)
+        self.dir, self.depth, self.hashed = self.layout
 
     def path(self, queue: str, queue_id: str) -> str:
-        return os.path.join(
-            queue_dir_for(self.dir, queue, queue_id, self.depth, self.hashed), queue_id
-        )
+        return queue_path(self.layout, queue, queue_id)
 
     def find(self, queue_id: str, queues=QUEUES) -> tuple[str, str] | None:
-        for queue in queues:
-            path = self.path(queue, queue_id)
-            if os.path.isfile(path):
-                return queue, path
-        return None
+        return find_queue_file(self.dir, queue_id, queues, self.depth, self.hashed)
 
     def move(self, path: str, queue: str, queue_id: str) -> str | None:
         """Rename into queue, durably; None when the file went away first."""
@@ -330,12 +331,6 @@ def main(argv: list[str], command: str = "super") -> int:
 
 def _kick_qmgr(cfg) -> None:
     """Released or requeued mail is due now: tell qmgr, if it runs."""
-    from mta.cli.postfix import flush_queue_deferred
-    from mta.common.trigger import TRIGGER_INCOMING, send_trigger
-    from mta.queue import paths
+    from mta.common.trigger import TRIGGER_DEFERRED, TRIGGER_INCOMING, trigger_qmgr
 
-    flush_queue_deferred(cfg)
-    qmgr = paths.service_socket_path(
-        cfg.get("queue_directory"), cfg.get("queue_service_name"), private=False
-    )
-    send_trigger(qmgr, TRIGGER_INCOMING)
+    trigger_qmgr(cfg, TRIGGER_DEFERRED + TRIGGER_INCOMING)

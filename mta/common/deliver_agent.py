@@ -85,6 +85,7 @@ from mta.queue.queue_file import (
     mark_done,
     parse_queue_file,
     queue_dir_for,
+    queue_layout,
     read_content,
     read_file,
 )
@@ -103,22 +104,6 @@ def _durable_pool() -> BlockingPool:
     return _pool[0]
 
 
-_layouts: dict[int, tuple] = {}
-
-
-def _queue_layout(cfg) -> tuple[str, int, tuple[str, ...]]:
-    """queue_directory, hash_queue_depth, hash_queue_names: read once per configuration."""
-    memo = _layouts.get(id(cfg))
-    if memo is None or memo[0] is not cfg:
-        layout = (
-            cfg.get("queue_directory"),
-            cfg.get_int("hash_queue_depth"),
-            tuple(cfg.get_list("hash_queue_names")),
-        )
-        memo = _layouts[id(cfg)] = (cfg, layout)
-    return memo[1]
-
-
 class DeliveryJob:
     """One delivery request being worked on, and the outcome so far."""
 
@@ -126,7 +111,7 @@ class DeliveryJob:
         self.req = req
         self.cfg = cfg
         self.ctx = ctx  # the ServiceContext: service_name, master.cf args (pipe's argv=)
-        self.queue_dir, self.hash_depth, self.hashed = _queue_layout(cfg)
+        self.queue_dir, self.hash_depth, self.hashed = queue_layout(cfg)
         directory = queue_dir_for(
             self.queue_dir, req.queue_name, req.queue_id, self.hash_depth, self.hashed
         )

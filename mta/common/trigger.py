@@ -1,8 +1,9 @@
 """common.trigger - poke a service: one short write to its socket or fifo
 
 SYNOPSIS
-    from mta.common.trigger import send_trigger, TRIGGER_WAKEUP
+    from mta.common.trigger import send_trigger, trigger_qmgr, TRIGGER_DEFERRED, TRIGGER_WAKEUP
     send_trigger(paths.service_socket_path(queue_dir, "pickup", private=False))
+    trigger_qmgr(cfg, TRIGGER_DEFERRED)          # qmgr of cfg's instance
 
 DESCRIPTION
     Postfix services that work in batches (pickup, qmgr, flush) sleep
@@ -11,7 +12,9 @@ DESCRIPTION
     bytes and closes; the service's trigger_server reads one trigger per
     connection. It returns False, without raising, when nobody listens:
     the mail system may be stopped, and the service will find the work
-    on its next periodic wakeup.
+    on its next periodic wakeup. trigger_qmgr() pokes the queue manager
+    of an instance (public/$queue_service_name); several request bytes
+    may go in one trigger.
 
 SECURITY
     Writes a few fixed bytes; never waits on the peer.
@@ -27,6 +30,16 @@ TRIGGER_WAKEUP = b"W"  # the master's periodic wakeup, and "look now"
 TRIGGER_INCOMING = b"I"  # qmgr: new mail in incoming/
 TRIGGER_DEFERRED = b"D"  # qmgr: scan deferred/ now
 TRIGGER_FLUSH = b"F"  # qmgr: deferred mail is due now, whatever its back-off
+
+
+def trigger_qmgr(cfg, data: bytes) -> bool:
+    """Poke the queue manager of cfg's instance (public/qmgr); False when it does not run."""
+    from mta.queue.paths import service_socket_path
+
+    qmgr = service_socket_path(
+        cfg.get("queue_directory"), cfg.get("queue_service_name"), private=False
+    )
+    return send_trigger(qmgr, data)
 
 
 def send_trigger(path: str, data: bytes = TRIGGER_WAKEUP) -> bool:

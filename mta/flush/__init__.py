@@ -32,11 +32,9 @@ import os
 import time
 
 from mta.common.match_list import DomainList
-from mta.common.trigger import TRIGGER_DEFERRED, send_trigger
+from mta.common.trigger import TRIGGER_DEFERRED, trigger_qmgr
 from mta.qmgr.scan import iter_queue
-from mta.queue import paths
-from mta.queue.queue_file import QueueFileError, read_queue_file
-from mta.queue.showq import queue_layout
+from mta.queue.queue_file import QueueFileError, queue_layout, read_queue_file
 
 
 def eligible(cfg, site: str) -> bool:
@@ -66,6 +64,5 @@ def flush_site(cfg, site: str) -> int:
                 continue
             count += 1
     if count:
-        qmgr = paths.service_socket_path(queue_dir, cfg.get("queue_service_name"), private=False)
-        send_trigger(qmgr, TRIGGER_DEFERRED)
+        trigger_qmgr(cfg, TRIGGER_DEFERRED)
     return count

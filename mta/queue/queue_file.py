@@ -133,6 +133,28 @@ def queue_dir_for(
     return path
 
 
+_layouts: dict[int, tuple] = {}
+
+
+def queue_layout(cfg) -> tuple[str, int, tuple[str, ...]]:
+    """(queue_directory, hash_queue_depth, hash_queue_names), read once per configuration."""
+    memo = _layouts.get(id(cfg))
+    if memo is None or memo[0] is not cfg:
+        layout = (
+            cfg.get("queue_directory"),
+            cfg.get_int("hash_queue_depth"),
+            tuple(cfg.get_list("hash_queue_names")),
+        )
+        memo = _layouts[id(cfg)] = (cfg, layout)
+    return memo[1]
+
+
+def queue_path(layout: tuple, queue: str, queue_id: str) -> str:
+    """Where queue_id's file is in queue, for a queue_layout()."""
+    queue_dir, depth, hashed = layout
+    return os.path.join(queue_dir_for(queue_dir, queue, queue_id, depth, hashed), queue_id)
+
+
 def fsync_dir(path: str) -> None:
     """Make a rename or unlink in directory path durable."""
     durable.fsync_dir(path)
@@ -408,15 +430,22 @@ def _parse_size(payload: bytes, path: str) -> tuple[int, int, int, int]:
     return offset, size, nrcpt, flags
 
 
-def read_file(path: str) -> bytes:
-    """The whole queue file; QueueFileError when it cannot be read (but not when missing)."""
+def _read(path: str, with_mode: bool) -> tuple[bytes, int]:
+    """(the whole queue file, its mode when asked, else 0); QueueFileError when it
+    cannot be read (but not when missing)."""
     try:
         with open(path, "rb") as f:
-            return f.read()
+            mode = os.fstat(f.fileno()).st_mode if with_mode else 0
+            return f.read(), mode
     except FileNotFoundError:
         raise
     except OSError as exc:
         raise QueueFileError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def read_file(path: str) -> bytes:
+    """The whole queue file; QueueFileError when it cannot be read (but not when missing)."""
+    return _read(path, False)[0]
 
 
 FORCE_EXPIRE_MODE = stat.S_IXUSR  # postsuper -e marks a queue file so, as Postfix does
@@ -426,14 +455,7 @@ def read_queue_file(path: str) -> QueueMessage:
     """Read the envelope of the queue file at path; QueueFileError when damaged.
 
     forced_expire is set when the file carries postsuper -e's mark."""
-    try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            data = f.read()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise QueueFileError(f"{path}: cannot read: {exc.strerror}") from exc
+    data, mode = _read(path, True)
     msg = parse_queue_file(data, path)
     msg.forced_expire = bool(mode & FORCE_EXPIRE_MODE)
     return msg
@@ -629,7 +651,7 @@ def find_queue_file(
     if not is_queue_id(queue_id):
         return None
     for queue in queues:
-        path = os.path.join(queue_dir_for(queue_dir, queue, queue_id, depth, hashed), queue_id)
+        path = queue_path((queue_dir, depth, hashed), queue, queue_id)
         if os.path.exists(path):
             return queue, path
     return None

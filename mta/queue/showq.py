@@ -43,14 +43,13 @@ SECURITY
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mta.bounce import logfile
 from mta.qmgr.scan import iter_queue
-from mta.queue.queue_file import QueueFileError, queue_dir_for, read_queue_file
+from mta.queue.queue_file import QueueFileError, queue_layout, read_queue_file
 
 QUEUES = ("maildrop", "hold", "incoming", "active", "deferred")  # as Postfix's showq reads them
 MARKS = {"active": "*", "hold": "!"}
@@ -118,14 +117,6 @@ def read_entry(layout: tuple, queue: str, queue_id: str, path: str) -> QueueEntr
     return entry
 
 
-def queue_layout(cfg) -> tuple[str, int, tuple[str, ...]]:
-    return (
-        cfg.get("queue_directory"),
-        cfg.get_int("hash_queue_depth"),
-        tuple(cfg.get_list("hash_queue_names")),
-    )
-
-
 def iter_entries(cfg, queues: tuple[str, ...] = QUEUES) -> Iterator[QueueEntry]:
     """Every message in queues, read one file at a time."""
     layout = queue_layout(cfg)
@@ -165,13 +156,3 @@ def format_footer(total_bytes: int, count: int) -> str:
     if count == 0:
         return "Mail queue is empty\n"
     return f"-- {total_bytes // 1024} Kbytes in {count} Request{'s' if count != 1 else ''}.\n"
-
-
-def find_message(cfg, queue_id: str, queues: tuple[str, ...] = QUEUES) -> tuple[str, str] | None:
-    """(queue, path) of queue_id, or None."""
-    queue_dir, depth, hashed = queue_layout(cfg)
-    for queue in queues:
-        path = os.path.join(queue_dir_for(queue_dir, queue, queue_id, depth, hashed), queue_id)
-        if os.path.isfile(path):
-            return queue, path
-    return None
