@@ -87,6 +87,9 @@ MAILER_DAEMON = "MAILER-DAEMON"
 LETTER_MARK = "\0letter\0"  # where the letter goes, after the ASCII-only lines are made
 NOTICE_ATTR = "notice"  # envelope attribute of a postmaster notice: its own failure is dropped
 
+# the Action of a recipient in a sendmail -bv report (the agents' status words)
+VERIFY_ACTIONS = ("deliverable", "undeliverable")
+
 # kind -> (Subject:, action of the recipients, first paragraph of the letter)
 NOTICE_KINDS = {
     "failure": (
@@ -106,8 +109,9 @@ NOTICE_KINDS = {
     "verify": (
         "Mail Delivery Status Report",
         None,  # each recipient's own
-        "Here is the report of the delivery you asked for (sendmail -v):\n"
-        "what happened to each recipient on the first attempt.",
+        "Here is the delivery report you asked for: what happened to each\n"
+        "recipient on the first attempt (sendmail -v), or what would happen\n"
+        "to it (sendmail -bv, where nothing is delivered).",
     ),
     "success": (
         "Successful Mail Delivery Report",
@@ -246,7 +250,8 @@ def _delivery_status(cfg, msg: QueueMessage, action: str, statuses) -> str:
         rows = [f"Final-Recipient: rfc822; {st.address}"]
         if st.dsn_orcpt:
             rows.append(f"Original-Recipient: {_address_field(st.dsn_orcpt)}")
-        rows.append(f"Action: {action or st.action}")
+        own = st.status_word if st.status_word in VERIFY_ACTIONS else st.action
+        rows.append(f"Action: {action or own}")
         rows.append(f"Status: {st.dsn}")
         host = _remote_mta(st.relay)
         if host:

@@ -24,11 +24,17 @@ DESCRIPTION
     -v asks for a report of the first delivery attempt by mail (a
     "Mail Delivery Status Report" to the sender, as Postfix sends).
 
+    -bv reads no message: it queues an empty one, flagged so that the
+    delivery agents only find out what would happen to each recipient
+    (the smtp client stops after RCPT TO; local looks up aliases and
+    users), and the sender gets a "Mail Delivery Status Report" with
+    the result for each recipient. Nothing is delivered.
+
     -q asks the queue manager to try all deferred mail now (69 when the
-    mail system is down); -qRsite only the mail for site (mta queue -s).
-    -bp and the name mailq print the queue listing (mta queue). -bv,
-    -qS and -qI need services that arrive later; they say so in one line
-    and exit 69 (EX_UNAVAILABLE).
+    mail system is down); -qRsite only the mail for site (mta queue -s);
+    -qIqueue_id one message (mta queue -i). -qSsite is not implemented,
+    as in Postfix: it says so and exits 69 (EX_UNAVAILABLE).
+    -bp and the name mailq print the queue listing (mta queue).
     -bi, -I and the name newaliases build every table of alias_database
     (mta alias, postalias) and exit with its status.
 
@@ -59,6 +65,7 @@ WITH_VALUE = set("fFNRVBCLhrX")
 IGNORED = set("nmUx")
 
 RECIPIENT_HEADERS = (b"to", b"cc", b"bcc")
+VERIFY_MESSAGE = b"Subject: address verification\n\n"  # what sendmail -bv queues
 RESENT_HEADERS = (b"resent-to", b"resent-cc", b"resent-bcc")
 
 USAGE = (
@@ -225,6 +232,8 @@ def submit(cfg, opts: dict, recipients: list[str], data: bytes) -> int:
     flags = R.QF_8BIT if opts.get("B", "").upper() == "8BITMIME" else 0
     if opts.get("v"):
         flags |= R.QF_TRACE
+    if opts["mode"] == "v":
+        flags |= R.QF_TRACE | R.QF_VERIFY_USER
     submitter = MaildropSubmitter(cfg)
     job = submitter.open(sender, attrs, flags=flags, full_name=full_name)
     try:
@@ -249,26 +258,23 @@ def run_smtp_on_stdio(cfg) -> int:
 
 def flush_deferred(opts: dict) -> int:
     """-q: deliver the deferred queue now; -qRsite: only site's mail."""
-    if opts["q"][:1] in ("S", "I"):
-        return unavailable(f"queue runs by sender or queue id (sendmail -q{opts['q'][:1]})")
+    if opts["q"][:1] == "S":
+        return fail(EX_UNAVAILABLE, 'sendmail -qS is not implemented; use "sendmail -q"')
     from mta.cli.postfix import flush_queue
 
     try:
         cfg = load_config(opts.get("C"))
     except ConfigError as exc:
         return fail(EX_CONFIG, str(exc))
-    if opts["q"][:1] == "R":
-        from mta.cli.queue import flush_one_site
+    if opts["q"][:1] in ("R", "I"):
+        from mta.cli.queue import flush_one, flush_one_site
 
-        status, text = flush_one_site(cfg, opts["q"][1:])
+        run = flush_one_site if opts["q"][:1] == "R" else flush_one
+        status, text = run(cfg, opts["q"][1:])
         return fail(status, text) if status else EX_OK
     if not flush_queue(cfg):
         return fail(EX_UNAVAILABLE, "cannot flush the mail queue: the mail system is down")
     return EX_OK
-
-
-def unavailable(what: str) -> int:
-    return fail(EX_UNAVAILABLE, f"{what} is not available in this version of mta yet")
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -299,15 +305,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         from mta.cli.alias import newaliases
 
         return newaliases(opts.get("C"))
-    if opts["mode"] == "v":
-        return unavailable("address verification (sendmail -bv)")
     if opts["mode"] in ("d", "D", "a"):
         return fail(EX_USAGE, f"-b{opts['mode']} is not supported; use mta start")
     try:
         cfg = load_config(opts.get("C"))
         if opts["mode"] == "s":
             return run_smtp_on_stdio(cfg)
-        data = read_message(sys.stdin.buffer, dot_ends=not opts["i"])
+        if opts["mode"] == "v":
+            data = VERIFY_MESSAGE  # -bv collects no message
+        else:
+            data = read_message(sys.stdin.buffer, dot_ends=not opts["i"])
         return submit(cfg, opts, recipients, data)
     except ConfigError as exc:
         return fail(EX_CONFIG, str(exc))

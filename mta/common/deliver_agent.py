@@ -41,6 +41,16 @@ DESCRIPTION
     the message may have been deleted by the administrator, and qmgr
     sorts that out.
 
+    A request with REQ_FLAG_VERIFY (an address probe, or sendmail -bv)
+    asks what would happen, not for a delivery: job.verify is set. An
+    agent whose deliver() has the attribute verifies = True handles that
+    itself (smtp stops after RCPT TO; error and discard have no side
+    effects anyway); for any other agent, handle_request() reports each
+    recipient "deliverable" through the transport, or calls the
+    agent's own verify function given to run_delivery_agent(). In
+    verify mode no bounce or defer log is written, and statuses are
+    logged as "deliverable" / "undeliverable".
+
     job.conn_time is the connection set-up part of the delays (c);
     agents that connect somewhere set it. job.ctx is the service's
     context (ctx.service_name, ctx.args: the master.cf arguments after
@@ -65,6 +75,7 @@ from mta.common.attr_proto import encode, read_attrs, write_attrs
 from mta.common.deliver_request import (
     MSG_DONE,
     POOL_IDLE,
+    REQ_FLAG_VERIFY,
     DeliveryRequest,
     RequestError,
     RequestRecipient,
@@ -91,6 +102,8 @@ from mta.queue.queue_file import (
 )
 
 Deliver = Callable[["DeliveryJob"], Awaitable[None]]
+VERIFY_WORD_OK = "deliverable"  # maillog status of a verified recipient
+VERIFY_WORD_BAD = "undeliverable"  # ... and of one that would bounce
 
 
 REUSE_IDLE = 2 * POOL_IDLE  # seconds an agent waits for the next request on a connection
@@ -124,6 +137,7 @@ class DeliveryJob:
         self._message: QueueMessage | None = None
         self.quiet: set[int] = set()  # offsets done before this request: not logged again
         self._data: bytes | None = None  # the queue file, read once
+        self.verify = bool(req.flags & REQ_FLAG_VERIFY)  # find out, do not deliver
 
     # ---- reading the message
     def message(self) -> QueueMessage:
@@ -222,6 +236,8 @@ class DeliveryJob:
         ]
         failed = [st for st in ordered if st.action == ACTION_FAILED]
         delayed = [st for st in ordered if st.action == ACTION_DELAYED]
+        if self.verify:
+            failed = delayed = []  # qmgr reports probe results; nobody is notified
         if failed:
             logfile.append(
                 self.queue_dir, "bounce", self.req.queue_id, failed, self.hash_depth, self.hashed
@@ -247,6 +263,12 @@ class DeliveryJob:
                 if st.done:
                     st.action, st.dsn, st.status_word = ACTION_DELAYED, "4.3.0", ""
                     st.reason = f"cannot record delivery status: {exc}"
+        if self.verify:
+            for st in self.statuses.values():
+                if st.action == ACTION_FAILED:
+                    st.status_word = VERIFY_WORD_BAD
+                elif st.done:
+                    st.status_word = VERIFY_WORD_OK
         now = time.time()
         req = self.req
         conn = max(0.0, min(self.conn_time, now - self.started))
@@ -271,12 +293,19 @@ class DeliveryJob:
         await write_attrs(writer, done)
 
 
+async def verify_by_transport(job: DeliveryJob) -> None:
+    """The verify mode of an agent that has none of its own: each recipient is deliverable."""
+    for rcpt in job.pending():
+        job.sent(rcpt, f"delivers via the {job.req.transport or 'default'} transport")
+
+
 async def handle_request(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     ctx,
     deliver: Deliver,
     idle: float | None = None,
+    verify: Deliver | None = None,
 ) -> bool:
     """Serve one delivery request; True when the connection may carry another.
 
@@ -308,7 +337,10 @@ async def handle_request(
     else:
         job.skip_done(msg)
         try:
-            await deliver(job)
+            if job.verify and not getattr(deliver, "verifies", False):
+                await (verify or verify_by_transport)(job)
+            else:
+                await deliver(job)
         except asyncio.CancelledError:
             job.defer_all("delivery agent was stopped", "4.3.0")
             await job.finish(writer)
@@ -321,7 +353,11 @@ async def handle_request(
 
 
 async def serve_connection(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx, deliver: Deliver
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    ctx,
+    deliver: Deliver,
+    verify: Deliver | None = None,
 ) -> None:
     """Serve requests on one connection from qmgr until it closes or stays idle.
 
@@ -329,7 +365,7 @@ async def serve_connection(
     agent (deliver_request.POOL_IDLE); this end closes one that has been
     idle for REUSE_IDLE seconds, longer than qmgr would keep it."""
     idle = None
-    while await handle_request(reader, writer, ctx, deliver, idle):
+    while await handle_request(reader, writer, ctx, deliver, idle, verify):
         idle = REUSE_IDLE
 
 
@@ -340,11 +376,14 @@ def run_delivery_agent(
     *,
     max_clients: int = 0,
     busy_at: int = 1,
+    verify: Deliver | None = None,
 ) -> NoReturn:
-    """Serve delivery requests with deliver() until the master says stop."""
+    """Serve delivery requests with deliver() until the master says stop.
+
+    verify: what answers a verify-mode request when deliver() does not."""
     from mta.master.multi_server import run_multi_server
 
     async def handler(reader, writer, ctx) -> None:
-        await serve_connection(reader, writer, ctx, deliver)
+        await serve_connection(reader, writer, ctx, deliver, verify)
 
     run_multi_server(service, handler, argv, max_clients=max_clients, busy_at=busy_at)

@@ -89,11 +89,35 @@ discard   unix  -       -       n       -       -       discard
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 scache    unix  -       -       n       -       1       scache
+verify    unix  -       -       n       -       1       verify
 """
 
 
-# master.cf as versions before the delivery path generated it: an untouched
-# copy is replaced by the current one, so an old instance starts delivering
+# master.cf as earlier versions generated it: an untouched copy is replaced
+# by the current one, so an old instance gets the services added since
+MASTER_CF_TEXT_0_2 = """\
+# mta embedded default instance: services run by the master.
+# ==========================================================================
+# service type  private unpriv  chroot  wakeup  maxproc command + args
+# ==========================================================================
+127.0.0.1:{smtp} inet n   -       n       -       -       smtpd
+127.0.0.1:{qmqp} inet n   -       n       -       -       qmqpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      fifo  n       -       n       300     1       qmgr
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+lmtp      unix  -       -       n       -       -       lmtp
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+discard   unix  -       -       n       -       -       discard
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+scache    unix  -       -       n       -       1       scache
+"""
+
+
 MASTER_CF_TEXT_0_1 = """\
 # mta embedded default instance: services run by the master.
 # ==========================================================================
@@ -123,6 +147,7 @@ def ensure_instance() -> str:
             old = f.read()
     except FileNotFoundError:
         old = None
-    if old is None or old == MASTER_CF_TEXT_0_1.format(smtp=SMTP_PORT, qmqp=QMQP_PORT):
+    earlier = (MASTER_CF_TEXT_0_1, MASTER_CF_TEXT_0_2)
+    if old is None or old in [t.format(smtp=SMTP_PORT, qmqp=QMQP_PORT) for t in earlier]:
         write_atomically(master_cf, current)
     return top

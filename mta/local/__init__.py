@@ -555,6 +555,48 @@ def deliver_sync(job: DeliveryJob) -> None:
     del msg
 
 
+def verify_sync(job: DeliveryJob) -> None:
+    """Verify mode (address probes, sendmail -bv): say where each recipient would go.
+
+    An alias or a known user is deliverable ("aliased to ...", "delivers
+    to mailbox", "delivers to luser_relay"); an unknown user bounces as
+    it would in a delivery. Nothing is written and no command runs."""
+    try:
+        agent = agent_for(job.cfg)
+    except (MapError, ConfigError, ValueError) as exc:
+        job.defer_all(f"mail system configuration error: {exc}", "4.3.5", relay=LOCAL_RELAY)
+        return
+    for rcpt in job.pending():
+        r = split_recipient(rcpt.address, agent.delimiters, agent.owner_special)
+        try:
+            match = agent.aliases.lookup(r.local)
+            if match is None and r.local != r.user:
+                match = agent.aliases.lookup(r.user)
+        except MapRetry as exc:
+            job.defer(rcpt, f"temporary lookup failure: {exc}", "4.3.0", relay=LOCAL_RELAY)
+            continue
+        except MapError as exc:
+            job.defer(rcpt, f"mail system configuration error: {exc}", "4.3.5", LOCAL_RELAY)
+            continue
+        if match is not None:
+            job.sent(rcpt, f"aliased to {match.value.strip()}", relay=LOCAL_RELAY)
+            continue
+        try:
+            pwd.getpwnam(r.user)
+        except KeyError:
+            if (job.cfg.raw("luser_relay") or "").strip():
+                job.sent(rcpt, "delivers to luser_relay", relay=LOCAL_RELAY)
+            else:
+                job.bounce(rcpt, f'unknown user: "{r.user}"', "5.1.1", relay=LOCAL_RELAY)
+            continue
+        job.sent(rcpt, "delivers to mailbox", relay=LOCAL_RELAY)
+
+
+async def verify(job: DeliveryJob) -> None:
+    """The agent's verify function (see run_delivery_agent)."""
+    await asyncio.get_running_loop().run_in_executor(None, verify_sync, job)
+
+
 async def deliver(job: DeliveryJob) -> None:
     """The agent's deliver(): the blocking work runs in the default executor."""
     await asyncio.get_running_loop().run_in_executor(None, deliver_sync, job)

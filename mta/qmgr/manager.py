@@ -69,6 +69,7 @@ from mta import log
 from mta.bounce import logfile
 from mta.common.deliver_request import (
     REQ_FLAG_BOUNCE,
+    REQ_FLAG_VERIFY,
     DeliveryRequest,
     DeliveryResult,
     RequestRecipient,
@@ -91,7 +92,13 @@ from mta.queue.queue_file import (
     set_flags,
     set_warn_time,
 )
-from mta.queue.rec_type import DSN_NOTIFY_DELAY, DSN_NOTIFY_SUCCESS, QF_TRACE
+from mta.queue.rec_type import (
+    DSN_NOTIFY_DELAY,
+    DSN_NOTIFY_SUCCESS,
+    QF_TRACE,
+    QF_VERIFY,
+    QF_VERIFY_MTA,
+)
 from mta.trivial_rewrite.resolve import Resolver
 
 from .kernel import Scheduler
@@ -119,6 +126,7 @@ class ActiveMessage:
     had_logs: bool = True  # bounce/defer logs may exist from earlier attempts
     succeeded: list[RecipientStatus] = field(default_factory=list)  # NOTIFY=SUCCESS, to tell
     traced: list[RecipientStatus] = field(default_factory=list)  # sendmail -v: every status
+    probed: list[RecipientStatus] = field(default_factory=list)  # probe results, for verify
 
 
 @dataclass
@@ -161,6 +169,7 @@ class QueueManager:
         self.deferred_full_flush = False  # ... and it was a flush
         self.dead_reason: dict[tuple[str, str], str] = {}
         self.cleanup = None  # built on the first notice: it opens every cleanup table
+        self.verify_client = None  # built on the first probe result
         self.flow = FlowTokens(self.queue_dir)  # in_flow_delay tokens for the intake
         self.notify_classes = {c.lower() for c in cfg.get_list("notify_classes")}
         # unlink() waits on the file system's journal (a fraction of a
@@ -401,7 +410,8 @@ class QueueManager:
             recipients=batch.recipients,
             arrival=msg.arrival,
             active_time=am.active_time,
-            flags=REQ_FLAG_BOUNCE if not msg.sender else 0,
+            flags=(REQ_FLAG_BOUNCE if not msg.sender else 0)
+            | (REQ_FLAG_VERIFY if msg.flags & QF_VERIFY else 0),
             attrs=msg.attrs,
             content_offset=msg.content_offset,
             content_size=msg.content_size,
@@ -435,6 +445,8 @@ class QueueManager:
     def _note(self, am: ActiveMessage, st: RecipientStatus) -> None:
         if am.msg.flags & QF_TRACE:
             am.traced.append(st)
+        if am.msg.flags & QF_VERIFY_MTA:
+            am.probed.append(st)
         if st.action == ACTION_DELAYED:
             am.delayed[st.offset] = st
         elif st.action == ACTION_FAILED:
@@ -465,6 +477,8 @@ class QueueManager:
             am.delayed[st.offset] = st
             if msg.flags & QF_TRACE:
                 am.traced.append(st)
+            if msg.flags & QF_VERIFY_MTA:
+                am.probed.append(st)
 
     def _batch_done(self, am: ActiveMessage) -> None:
         am.batches_out -= 1
@@ -488,6 +502,12 @@ class QueueManager:
             self.send_success_notice(am)
         if am.traced:
             self.send_trace_report(am)
+        if am.msg.flags & QF_VERIFY:
+            # probes and sendmail -bv: one attempt, then the message goes
+            if am.probed:
+                self.report_probe(am)
+            self.finish(am)
+            return
         now = time.time()
         if am.delayed:
             if self._expired(am.msg, now):
@@ -503,7 +523,7 @@ class QueueManager:
         logs = am.had_logs or am.bounced or am.delayed
         failed = (
             logfile.read(self.queue_dir, "bounce", queue_id, self.hash_depth, self.hashed)
-            if logs
+            if logs and not am.msg.flags & QF_VERIFY
             else []
         )
         if failed and not self.send_notice(am, failed):
@@ -615,6 +635,32 @@ class QueueManager:
                 set_flags(am.path, msg.flags)
             except (OSError, QueueFileError) as exc:
                 log.warning("%s: cannot clear the report request: %s", msg.queue_id, exc)
+
+    def report_probe(self, am: ActiveMessage) -> None:
+        """Send each result of an address probe to the verify service (in the background)."""
+        statuses, am.probed = am.probed, []
+        task = asyncio.create_task(self._report_probe(am.msg.queue_id, statuses))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _report_probe(self, queue_id: str, statuses: list[RecipientStatus]) -> None:
+        from mta.common.verify_clnt import VerifyClient, VerifyError
+        from mta.verify.cache import STATUS_BOUNCE, STATUS_DEFER, STATUS_OK
+
+        if self.verify_client is None:
+            self.verify_client = VerifyClient(self.cfg)
+        for st in statuses:
+            if st.action == ACTION_FAILED:
+                status = STATUS_BOUNCE
+            elif st.action == ACTION_DELAYED:
+                status = STATUS_DEFER
+            else:
+                status = STATUS_OK
+            try:
+                await self.verify_client.update(st.orig or st.address, status, st.reason)
+            except VerifyError as exc:
+                log.warning("%s: cannot report the probe result: %s", queue_id, exc)
+                return
 
     def _cleanup(self):
         if self.cleanup is None:

@@ -44,5 +44,8 @@ DSN_NOTIFY_DELAY = 8  # NOTIFY=DELAY
 QF_8BIT = 1  # the content has 8-bit data (BODY=8BITMIME or found so)
 QF_SMTPUTF8 = 2  # the envelope or headers need SMTPUTF8
 QF_TRACE = 4  # sendmail -v: mail the sender a report of the first delivery attempt
+QF_VERIFY_MTA = 8  # an address probe from the verify service: find out, never deliver
+QF_VERIFY_USER = 16  # sendmail -bv: find out, never deliver, report to the sender
+QF_VERIFY = QF_VERIFY_MTA | QF_VERIFY_USER  # either kind of verification
 
 SIZE_FIELD_WIDTH = 15  # each size record field is this wide, so it can be rewritten in place

@@ -277,5 +277,9 @@ async def deliver_lmtp(job: DeliveryJob) -> None:
     await deliver_over(job, True)
 
 
+deliver.verifies = True  # Session.transact() stops after RCPT TO for a probe
+deliver_lmtp.verifies = True
+
+
 def make_deliver(lmtp: bool):
     return deliver_lmtp if lmtp else deliver

@@ -26,7 +26,9 @@ DESCRIPTION
     RSET first when the session was reused, MAIL FROM with SIZE,
     BODY=8BITMIME, SMTPUTF8 and the DSN parameters RET and ENVID when
     the server offers them, RCPT TO per recipient (with NOTIFY and
-    ORCPT under DSN), DATA, the content, and the final dot. With
+    ORCPT under DSN), DATA, the content, and the final dot (for an
+    address probe, job.verify, RSET instead of DATA: a recipient the
+    server accepts is deliverable). With
     PIPELINING every command up to DATA goes out in one write. Each
     recipient ends on the job with sent() (action "relayed" when the
     server lacks DSN, else "delivered"), defer() for a 4xx reply or
@@ -545,7 +547,9 @@ class Session:
         )
         for r in rcpts:
             cmds.append((self._rcpt_command(r), "RCPT TO", st.rcpt_timeout, STAGE_RCPT))
-        cmds.append((b"DATA", "DATA", st.data_init_timeout, STAGE_DATA))
+        verify = getattr(job, "verify", False)  # a probe: stop after RCPT TO
+        if not verify:
+            cmds.append((b"DATA", "DATA", st.data_init_timeout, STAGE_DATA))
         if pipelining:
             self.write(b"".join(c[0] + b"\r\n" for c in cmds))
         self.uses += 1
@@ -580,11 +584,15 @@ class Session:
                     continue
                 if reply.klass == 2:
                     accepted.append(r)
+                    if verify:
+                        job.sent(r, self.said(reply, name), relay=relay, dsn=reply.dsn)
                 else:
                     self._fail(job, r, reply, name)
         if mail_reply is not None:
             for r in rcpts:
                 self._fail(job, r, mail_reply, "MAIL FROM")
+        if verify:
+            return await self._reset()
         if not accepted and not pipelining:
             return True  # DATA was never sent
         reply, name = await reply_to()
@@ -619,6 +627,16 @@ class Session:
                 else:
                     self._fail(job, a, reply, "end of DATA")
         return True
+
+    async def _reset(self) -> bool:
+        """End a transaction that sends no DATA (a probe); True when the session is usable."""
+        try:
+            self.write(b"RSET\r\n")
+            reply = await self.read_reply(self.st.rset_timeout, STAGE_RSET)
+        except SessionError:
+            self.close()
+            return False
+        return reply.klass == 2
 
     async def quit(self) -> None:
         if self.closed:

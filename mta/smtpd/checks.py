@@ -47,8 +47,11 @@ DESCRIPTION
     reject_non_fqdn_recipient, reject_unknown_sender_domain,
     reject_unknown_recipient_domain, reject_unlisted_sender,
     reject_unlisted_recipient, reject_unknown_client_hostname,
-    reject_unknown_reverse_client_hostname, and the names listed in
-    smtpd_restriction_classes (each a parameter holding a list).
+    reject_unknown_reverse_client_hostname, reject_unverified_sender
+    (unverified_sender_reject_code / _defer_code),
+    reject_unverified_recipient (unverified_recipient_reject_code /
+    _defer_code), and the names listed in smtpd_restriction_classes
+    (each a parameter holding a list).
     Pre-2.3 Postfix aliases are accepted (reject_invalid_hostname ...).
 
     Access tables (access(5)) are searched in Postfix's order: a client
@@ -84,6 +87,16 @@ DESCRIPTION
     through on_warn(stage, verdict). A table that fails temporarily
     answers "451 4.3.0 <name>: Temporary lookup failure"; a broken one
     "451 4.3.5 Server configuration error".
+
+    reject_unverified_* ask the verify service (common/verify_clnt.py),
+    polling address_verify_poll_count times, address_verify_poll_delay
+    apart, while the first probe for the address is on its way. An
+    undeliverable address gets "<addr>: Recipient address rejected:
+    undeliverable address: REASON" with the reject code; one not known
+    yet, or a verify service that does not answer, "...: unverified
+    address: REASON" with the defer code, through
+    unverified_*_tempfail_action. unverified_*_reject_reason replaces
+    the text after "rejected:".
 
     After the recipient lists, smtpd_reject_unlisted_recipient = yes
     applies reject_unlisted_recipient once more unless it already ran:
@@ -188,6 +201,8 @@ RESTRICT_SIMPLE = frozenset(
         "reject_unlisted_recipient",
         "reject_unknown_client_hostname",
         "reject_unknown_reverse_client_hostname",
+        "reject_unverified_sender",
+        "reject_unverified_recipient",
     }
 )
 # one of these must be in the relay or the recipient restrictions
@@ -408,6 +423,10 @@ class SmtpdChecks:
                 "unknown_virtual_alias_reject_code",
                 "unknown_virtual_mailbox_reject_code",
                 "multi_recipient_bounce_reject_code",
+                "unverified_sender_reject_code",
+                "unverified_sender_defer_code",
+                "unverified_recipient_reject_code",
+                "unverified_recipient_defer_code",
             )
         }
         self.soft_bounce = cfg.get_bool("soft_bounce")
@@ -422,6 +441,13 @@ class SmtpdChecks:
         self.reject_unlisted_sender = cfg.get_bool("smtpd_reject_unlisted_sender")
         self.address_tempfail = self._tempfail_action("unknown_address_tempfail_action")
         self.helo_tempfail = self._tempfail_action("unknown_helo_hostname_tempfail_action")
+        self.verify_tempfail = {
+            kind: self._tempfail_action(f"unverified_{kind}_tempfail_action")
+            for kind in ("sender", "recipient")
+        }
+        self.verify_polls = max(1, cfg.get_int("address_verify_poll_count"))
+        self.verify_delay = cfg.get_time("address_verify_poll_delay")
+        self._verify_client = None
         try:
             self.mynetworks = AddrList.from_param(cfg, "mynetworks")
         except MapError as exc:
@@ -890,6 +916,14 @@ class SmtpdChecks:
             if not ctx.recipient:
                 return None
             return await self._address_check(ctx, name, arg, ctx.recipient, SMTPD_NAME_RECIPIENT)
+        if name == "reject_unverified_sender":
+            if not st.sender or st.sender.lower() == self.probe_sender():
+                return None  # the null sender, and our own probes' sender, are never probed
+            return await self._verify(ctx, "sender", st.sender, SMTPD_NAME_SENDER)
+        if name == "reject_unverified_recipient":
+            if not ctx.recipient:
+                return None
+            return await self._verify(ctx, "recipient", ctx.recipient, SMTPD_NAME_RECIPIENT)
         if name == "check_etrn_access":
             domain = ctx.etrn_domain.lower()
             if not domain:
@@ -902,6 +936,64 @@ class SmtpdChecks:
             return await self._search(ctx, arg, keys, domain, SMTPD_NAME_ETRN)
         log.warning('unknown smtpd restriction: "%s"', name)
         raise _Abort(self._server_error())
+
+    # ------------------------------------------------------------ address verification
+    def probe_sender(self) -> str:
+        from mta.verify.server import probe_sender
+
+        return probe_sender(self.cfg).lower()
+
+    async def _verify(self, ctx: _Ctx, kind: str, addr: str, subject: str):
+        """reject_unverified_sender / reject_unverified_recipient.
+
+        Asks the verify service, polling address_verify_poll_count times
+        address_verify_poll_delay apart while a probe is on its way. A
+        deliverable address passes; an undeliverable one gets
+        unverified_KIND_reject_code; one still not known (or a verify
+        service that does not answer) gets unverified_KIND_defer_code
+        through unverified_KIND_tempfail_action (250 there lets it pass)."""
+        import asyncio
+
+        from mta.common.verify_clnt import VerifyClient, VerifyError
+        from mta.verify.cache import STATUS_BOUNCE, STATUS_OK, STATUS_TODO
+
+        if self._verify_client is None:
+            self._verify_client = VerifyClient(self.cfg)
+        status, text = STATUS_TODO, ""
+        for poll in range(self.verify_polls):
+            try:
+                status, text = await self._verify_client.query(addr)
+            except VerifyError as exc:
+                log.warning("%s", exc)
+                status, text = -1, "Address verification service is unavailable"
+                break
+            if status != STATUS_TODO:
+                break
+            if poll + 1 < self.verify_polls:
+                await asyncio.sleep(self.verify_delay)
+        if status == STATUS_OK:
+            return None
+        reason = self.cfg.get(f"unverified_{kind}_reject_reason").strip()
+        prefix = f"<{addr}>: {subject} rejected:"
+        if status == STATUS_BOUNCE:
+            return self._reject(
+                ctx,
+                self.codes[f"unverified_{kind}_reject_code"],
+                "5.1.1",
+                subject,
+                f"{prefix} {reason or 'undeliverable address: ' + text}",
+            )
+        code = self.codes[f"unverified_{kind}_defer_code"]
+        if code == 250:
+            return None
+        return self._tempfail(
+            ctx,
+            self.verify_tempfail[kind],
+            code,
+            "4.1.1",
+            subject,
+            f"{prefix} {reason or 'unverified address: ' + text}",
+        )
 
     # ------------------------------------------------------------ client
     def _unknown_client(self, ctx: _Ctx, name: str, what: str):

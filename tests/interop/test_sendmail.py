@@ -105,11 +105,27 @@ def test_ignored_sendmail_options_are_accepted(cdir):
     assert r.returncode == 0, r.stderr
 
 
-@pytest.mark.parametrize("flag", ["-qSx.example", "-bv"])
-def test_later_services_answer_unavailable(cdir, flag):
-    r = sendmail(cdir, flag, "a@x.example")
+def test_qs_is_not_implemented_as_in_postfix(cdir):
+    r = sendmail(cdir, "-qSx.example")
     assert r.returncode == 69
-    assert r.stderr.startswith(b"sendmail: fatal:") and b"not available" in r.stderr
+    assert r.stderr.startswith(b"sendmail: fatal:") and b"not implemented" in r.stderr
+
+
+def test_bv_queues_a_verify_request_and_reads_no_message(cdir):
+    from mta.queue.rec_type import QF_TRACE, QF_VERIFY_USER
+
+    r = sendmail(cdir, "-bv", "-f", "me@here.example", "a@x.example", stdin=b"Subject: no\n\n")
+    assert r.returncode == 0, r.stderr
+    (path,) = maildrop(cdir)
+    msg = read_queue_file(path)
+    assert msg.flags & QF_VERIFY_USER and msg.flags & QF_TRACE
+    assert (msg.sender, [x.address for x in msg.recipients]) == ("me@here.example", ["a@x.example"])
+    assert b"Subject: no" not in b"\n".join(iter_content(path))
+
+
+def test_bv_without_recipients_is_a_usage_error(cdir):
+    r = sendmail(cdir, "-bv")
+    assert r.returncode == 64 and b"no recipient addresses found" in r.stderr
 
 
 @pytest.mark.parametrize("flag", ["-q", "-q1h"])

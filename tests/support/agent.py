@@ -66,14 +66,17 @@ def request_for(msg, nexthop: str, transport: str = "test", queue: str = "active
     )
 
 
-def run_agent(deliver_fn, cfg, req: DeliveryRequest, tmp_path: Path, timeout: float = 30):
-    """Serve deliver_fn on a socket in tmp_path, send req, return the DeliveryResult."""
+def run_agent(
+    deliver_fn, cfg, req: DeliveryRequest, tmp_path: Path, timeout: float = 30, verify=None
+):
+    """Serve deliver_fn (and verify_fn for verify requests) on a socket in tmp_path,
+    send req, return the DeliveryResult."""
     path = str(tmp_path / f"agent.{time.monotonic_ns()}")
     log.init("agent", cfg)  # lines go to the instance's maillog_file
 
     async def handler(reader, writer, ctx):
         try:
-            await handle_request(reader, writer, ctx, deliver_fn)
+            await handle_request(reader, writer, ctx, deliver_fn, verify=verify)
         finally:
             writer.close()
 

@@ -275,3 +275,27 @@ def test_split_recipient_extension_and_owner_special():
     assert split_recipient("owner-list@x", "-").user == "owner-list"
     assert split_recipient("list-request@x", "-").user == "list-request"
     assert split_recipient("a-b@x", "-").user == "a"
+
+
+def test_verify_mode_reports_where_mail_would_go_and_writes_nothing(tmp_path):
+    from mta.common.deliver_request import REQ_FLAG_VERIFY
+    from mta.local import verify
+
+    extra = aliases(tmp_path, "staff: root, other@far.example\n")
+    cdir, cfg, msg = setup(
+        tmp_path,
+        extra,
+        rcpts=("staff@mx.test.example", "root@mx.test.example", "nosuchuser@mx.test.example"),
+    )
+    req = request_for(msg, HOST, transport="local", flags=REQ_FLAG_VERIFY)
+    result = run_agent(deliver, cfg, req, tmp_path, verify=verify)
+    got = {
+        st.address.split("@")[0]: (st.action, st.status_word, st.reason) for st in result.statuses
+    }
+    assert got["staff"] == ("delivered", "deliverable", "aliased to root, other@far.example")
+    assert got["root"] == ("delivered", "deliverable", "delivers to mailbox")
+    assert got["nosuchuser"] == ("failed", "undeliverable", 'unknown user: "nosuchuser"')
+    assert os.listdir(tmp_path / "mail") == []  # no mailbox was written
+    assert forwarded(cdir) == []  # and nothing was forwarded
+    logs = [os.path.join(cfg.get("queue_directory"), d) for d in ("bounce", "defer")]
+    assert not [f for d in logs for _, _, fs in os.walk(d) for f in fs]  # no bounce log

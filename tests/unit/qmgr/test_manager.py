@@ -580,3 +580,100 @@ def test_sendmail_v_report_of_the_first_attempt_only(tmp_path):
         if q == stuck_id
     )
     assert not read_queue_file(path).flags & QF_TRACE
+
+
+def queue_flagged(cfg, rcpts, flags, sender="a@example.org"):
+    from mta.queue.queue_file import QueueFileWriter, Recipient
+
+    w = QueueFileWriter(cfg.get("queue_directory"), "incoming")
+    w.write_envelope(sender, [Recipient(address=r) for r in rcpts], flags=flags)
+    w.write_content(b"Subject: verify\n\n")
+    return w.commit()
+
+
+VERIFY_MAIN = (
+    "default_transport = retry:4.4.4 try later\n"
+    "transport_maps = inline:{{ok.example=discard:fine}, {bad.example=error:5.1.1 no such user}}\n"
+)
+
+
+def test_sendmail_bv_reports_each_recipient_and_delivers_nothing(tmp_path):
+    from mta.queue.rec_type import QF_TRACE, QF_VERIFY_USER
+
+    cfg = instance(tmp_path, VERIFY_MAIN)
+    qid = queue_flagged(
+        cfg, ["u@ok.example", "v@bad.example", "w@far.example"], QF_TRACE | QF_VERIFY_USER
+    )
+    agents = [
+        serve_agent(cfg, "retry", make_deliver(retry=True)),
+        serve_agent(cfg, "error", make_deliver(retry=False)),
+        serve_agent(cfg, "discard", discard_deliver),
+    ]
+    try:
+        run_qmgr(cfg, lambda qm: f"{qid}: removed" in (tmp_path / "maillog").read_text())
+    finally:
+        for a in agents:
+            a.stop()
+    text = (tmp_path / "maillog").read_text()
+    assert "to=<u@ok.example>" in text and "status=deliverable (fine)" in text
+    assert "to=<v@bad.example>" in text and "status=undeliverable (no such user)" in text
+    assert "non-delivery notification" not in text  # the report says it all
+    assert qid not in files(cfg, "deferred")  # one attempt, then it goes
+    (report,) = notices_in(cfg, "Mail Delivery Status Report")
+    fields = report.get_payload()[1].get_payload()[1:]
+    got = {f["Final-Recipient"].split(";")[1].strip(): f["Action"] for f in fields}
+    assert got == {
+        "u@ok.example": "deliverable",
+        "v@bad.example": "undeliverable",
+        "w@far.example": "delayed",
+    }
+
+
+def test_probe_results_go_to_the_verify_service_and_the_probe_goes(tmp_path):
+    from mta.queue.rec_type import QF_VERIFY_MTA
+    from mta.verify.cache import (
+        STATUS_BOUNCE,
+        STATUS_DEFER,
+        STATUS_OK,
+        MemoryStore,
+        Policy,
+        VerifyCache,
+    )
+    from mta.verify.server import VerifyService
+
+    cfg = instance(tmp_path, VERIFY_MAIN)
+    cache = VerifyCache(MemoryStore(), Policy.of(cfg))
+    verify = HandlerServer(
+        os.path.join(cfg.get("queue_directory"), "private", "verify"),
+        VerifyService(cfg, cache).handle_client,
+        cfg,
+    )
+    ids = [
+        queue_flagged(cfg, [r], QF_VERIFY_MTA, sender="double-bounce@example.org")
+        for r in ("u@ok.example", "v@bad.example", "w@far.example")
+    ]
+    agents = [
+        serve_agent(cfg, "retry", make_deliver(retry=True)),
+        serve_agent(cfg, "error", make_deliver(retry=False)),
+        serve_agent(cfg, "discard", discard_deliver),
+    ]
+
+    def done(qm):
+        return all(cache.get(a) for a in ("u@ok.example", "v@bad.example", "w@far.example"))
+
+    try:
+        run_qmgr(cfg, done)
+    finally:
+        for a in agents:
+            a.stop()
+        verify.stop()
+    assert cache.get("u@ok.example").status == STATUS_OK
+    bad = cache.get("v@bad.example")
+    assert (bad.status, bad.text) == (STATUS_BOUNCE, "no such user")
+    assert cache.get("w@far.example").status == STATUS_DEFER
+    text = (tmp_path / "maillog").read_text()
+    assert all(f"{q}: removed" in text for q in ids)
+    assert files(cfg, "deferred") == [] and files(cfg, "incoming") == []
+    assert "notification" not in text  # probes are never bounced or reported
+    logs = [os.path.join(cfg.get("queue_directory"), d) for d in ("bounce", "defer")]
+    assert not [f for d in logs if os.path.isdir(d) for _, _, fs in os.walk(d) for f in fs]

@@ -1,0 +1,99 @@
+"""common.verify_clnt - ask the verify service about an address, or tell it a result
+
+SYNOPSIS
+    from mta.common.verify_clnt import VerifyClient, VerifyError
+    client = VerifyClient(cfg)
+    status, text = await client.query("user@example.com")
+    await client.update("user@example.com", STATUS_OK, "250 2.1.5 Ok")
+    client.close()
+
+DESCRIPTION
+    One connection to private/$address_verify_service_name, opened on
+    first use and kept; requests on it go one at a time. A broken
+    connection is opened again once per request. Statuses are those of
+    mta/verify/cache.py. VerifyError says the service cannot be reached
+    or did not answer within the time limit (ipc_timeout, at most
+    VERIFY_TIMEOUT seconds); the caller treats that as a temporary
+    failure.
+
+SECURITY
+    Talks only to the local verify service. Addresses come from SMTP
+    clients; they travel as attr_proto values, never as commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from mta.common.attr_proto import read_attrs, write_attrs
+from mta.queue.paths import service_socket_path
+
+VERIFY_TIMEOUT = 30.0  # seconds for one request, at most
+
+
+class VerifyError(Exception):
+    """The verify service cannot be reached or gave no usable answer."""
+
+
+class VerifyClient:
+    """A kept connection to the verify service; see the module docstring."""
+
+    def __init__(self, cfg, socket_path: str | None = None) -> None:
+        self.path = socket_path or service_socket_path(
+            cfg.get("queue_directory"), cfg.get("address_verify_service_name"), True
+        )
+        try:
+            self.timeout = float(min(cfg.get_time("ipc_timeout"), VERIFY_TIMEOUT))
+        except Exception:  # noqa: BLE001 - a bad ipc_timeout is reported elsewhere
+            self.timeout = VERIFY_TIMEOUT
+        self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._lock: asyncio.Lock | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn[1].close()
+            self._conn = None
+
+    async def _once(self, req: dict[str, str]) -> dict[str, str]:
+        if self._conn is None:
+            self._conn = await asyncio.open_unix_connection(self.path)
+        reader, writer = self._conn
+        await write_attrs(writer, req)
+        reply = await read_attrs(reader)
+        if reply is None:
+            raise ConnectionError("the verify service closed the connection")
+        return reply
+
+    async def request(self, req: dict[str, str]) -> dict[str, str]:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            last: BaseException | None = None
+            for _ in range(2):
+                try:
+                    reply = await asyncio.wait_for(self._once(req), self.timeout)
+                except (OSError, ValueError, asyncio.TimeoutError) as exc:
+                    last = exc
+                    self.close()
+                    continue
+                if reply.get("status") != "0":
+                    raise VerifyError(
+                        f"verify service: request failed (status {reply.get('status')})"
+                    )
+                return reply
+            what = type(last).__name__ if isinstance(last, asyncio.TimeoutError) else last
+            raise VerifyError(f"verify service {self.path}: {what}")
+
+    async def query(self, address: str) -> tuple[int, str]:
+        """(status, text) of address; a probe goes out when nothing is known."""
+        reply = await self.request({"request": "query", "address": address})
+        try:
+            return int(reply.get("addr_status", "")), reply.get("text", "")
+        except ValueError:
+            raise VerifyError("verify service: malformed reply") from None
+
+    async def update(self, address: str, status: int, text: str) -> None:
+        """Record the result of a probe for address."""
+        await self.request(
+            {"request": "update", "address": address, "addr_status": str(status), "text": text}
+        )
