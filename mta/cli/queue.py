@@ -20,8 +20,8 @@ DESCRIPTION
     -i QUEUE_ID makes one deferred message due at once and asks qmgr to
     scan the deferred queue; a message in another queue is already on
     its way (or on hold), which the command says. -s SITE makes the
-    deferred mail for SITE due now (mta/flush), when SITE is in
-    fast_flush_domains, as sendmail -qRSITE and ETRN do.
+    deferred mail listed in SITE's fast flush log due now (mta/flush),
+    when SITE is in fast_flush_domains, as sendmail -qRSITE and ETRN do.
 
     mailq and sendmail -bp print the same listing.
 

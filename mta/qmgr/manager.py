@@ -52,6 +52,13 @@ DESCRIPTION
     delay_warning_time) gets the sender one delay warning for the
     recipients whose NOTIFY allows it, and the time is cleared in place.
 
+    Fast flush. A message moved to deferred/ has its queue id appended
+    to the log of each fast_flush_domains site among its delayed
+    recipients (mta/flush), which ETRN, sendmail -qR and mta queue -s
+    read instead of the whole deferred queue. Every FLUSH_REFRESH_EVERY
+    seconds a worker thread refreshes stale logs and purges old empty
+    ones; when that made mail due, deferred/ is scanned.
+
 SECURITY
     Runs as mail_owner. Reads queue files written by cleanup (untrusted
     addresses inside, parsed by the record kernel); never reads message
@@ -79,6 +86,7 @@ from mta.common.deliver_request import (
 from mta.common.dsn import ACTION_DELAYED, ACTION_FAILED, RecipientStatus, status_line
 from mta.common.mail_flow import FLOW_RESERVE, FlowTokens
 from mta.common.worker import Worker
+from mta.flush import FlushLogs, refresh_logs
 from mta.qmgr.scan import iter_queue
 from mta.qmgr.settings import TransportSettings, load_transports
 from mta.queue import paths
@@ -111,6 +119,7 @@ TRIGGER_WAKEUP = ord("W")  # the master's periodic wakeup
 
 IDLE_RESCAN = 1.0  # seconds between incoming scans when nothing pokes qmgr
 FORGET_EVERY = 60.0  # seconds between clean-ups of idle destinations
+FLUSH_REFRESH_EVERY = 1000.0  # seconds between fast flush log refreshes (Postfix's wakeup)
 SUSPENDED = "delivery temporarily suspended"
 
 
@@ -172,6 +181,10 @@ class QueueManager:
         self.verify_client = None  # built on the first probe result
         self.flow = FlowTokens(self.queue_dir)  # in_flow_delay tokens for the intake
         self.notify_classes = {c.lower() for c in cfg.get_list("notify_classes")}
+        self.flush_logs = FlushLogs(cfg)  # per-site logs of deferred mail (ETRN)
+        self.flush_refresh_every = FLUSH_REFRESH_EVERY
+        self.last_flush_refresh = time.monotonic()
+        self.flush_refreshing = False  # a refresh runs on a worker thread
         # unlink() waits on the file system's journal (a fraction of a
         # millisecond under load); done on its own thread it never holds up
         # the loop. A file not yet removed when qmgr dies has every
@@ -229,6 +242,9 @@ class QueueManager:
             if time.monotonic() - self.last_forget > FORGET_EVERY:
                 self.last_forget = time.monotonic()
                 self.sched.forget_idle()
+            if time.monotonic() - self.last_flush_refresh > self.flush_refresh_every:
+                self.last_flush_refresh = time.monotonic()
+                self.start_flush_refresh()
             timeout = self.run_delay - (time.time() - self.last_deferred_scan)
             nxt = self.sched.next_event(time.time())
             if nxt is not None:
@@ -706,6 +722,39 @@ class QueueManager:
             log.warning("%s: cannot set retry time: %s", am.msg.queue_id, exc)
         if self._move(am.path, "deferred", am.msg.queue_id) is None:
             log.warning("%s: vanished from the active queue", am.msg.queue_id)
+            return
+        if am.delayed:
+            self.flush_logs.add(am.msg.queue_id, (st.address for st in am.delayed.values()))
+
+    # ------------------------------------------------------------ fast flush logs
+    def start_flush_refresh(self) -> None:
+        """Refresh and purge the fast flush logs on a worker thread (it reads
+        envelopes); when that made mail due, scan deferred/."""
+        if self.flush_refreshing or self.loop is None:
+            return
+        self.flush_refreshing = True
+        fut = self.loop.run_in_executor(None, refresh_logs, self.cfg)
+        fut.add_done_callback(self._flush_refreshed)
+
+    def _flush_refreshed(self, fut: asyncio.Future) -> None:
+        self.flush_refreshing = False
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            log.warning("fast flush log refresh: %s: %s", type(exc).__name__, exc)
+            return
+        stats = fut.result()
+        if stats.refreshed or stats.purged:
+            log.info(
+                "fast flush logs: %d refreshed, %d purged, %d messages due",
+                stats.refreshed,
+                stats.purged,
+                stats.due,
+            )
+        if stats.due:
+            self.want_deferred = True
+            self.wake.set()
 
     def expire(self, am: ActiveMessage, pending: list | None) -> None:
         """Past its lifetime: bounce what is left with the last deferral reasons."""

@@ -738,8 +738,9 @@ class SmtpdSession(asyncio.Protocol):
         if self.server.flush_domains.match(domain.strip("[]")):
             from mta.flush import flush_site
 
-            # the deferred queue is read on a worker thread; the client
-            # hears at once that the run has started, as RFC 1985 has it
+            # the site's flush log and the envelopes it lists are read on
+            # a worker thread; the client hears at once that the run has
+            # started, as RFC 1985 has it
             task = asyncio.ensure_future(
                 self.server.executor.run(flush_site, self.server.cfg, domain)
             )

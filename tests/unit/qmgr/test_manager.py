@@ -47,11 +47,13 @@ def instance(tmp_path: Path, main_cf: str):
     return cfg
 
 
-def run_qmgr(cfg, until, timeout: float = 10.0) -> QueueManager:
-    """Run a QueueManager until until(qm) is true; return it."""
+def run_qmgr(cfg, until, timeout: float = 10.0, setup=None) -> QueueManager:
+    """Run a QueueManager (after setup(qm), if given) until until(qm) is true; return it."""
 
     async def main():
         qm = QueueManager(cfg)
+        if setup is not None:
+            setup(qm)
         task = asyncio.create_task(qm.run())
         deadline = time.monotonic() + timeout
         while not until(qm) and time.monotonic() < deadline:
@@ -104,6 +106,56 @@ def test_temporary_failure_defers_with_back_off(tmp_path):
     reasons = logfile.read(cfg.get("queue_directory"), "defer", m.queue_id)
     assert [(r.dsn, r.reason) for r in reasons] == [("4.4.4", "try later")]
     assert "status=deferred (try later)" in (tmp_path / "maillog").read_text()
+
+
+def test_deferral_adds_the_message_to_the_flush_log_of_eligible_sites(tmp_path):
+    from mta.flush import log_name
+
+    cfg = instance(
+        tmp_path,
+        "transport_maps = inline:{ {later.example=retry:4.4.4 busy},"
+        " {other.example=retry:4.4.4 busy}, ok.example=discard:taken }\n"
+        "fast_flush_domains = later.example, ok.example\n",
+    )
+    m = queue_message(cfg, ["u@later.example", "v@other.example", "w@ok.example"], "incoming")
+    m2 = queue_message(cfg, ["x@LATER.example"], queue="incoming")
+    agents = [
+        serve_agent(cfg, "retry", make_deliver(retry=True)),
+        serve_agent(cfg, "discard", discard_deliver),
+    ]
+    try:
+        run_qmgr(cfg, lambda qm: len(files(cfg, "deferred")) == 2 and not qm.active)
+    finally:
+        for a in agents:
+            a.stop()
+    fdir = Path(cfg.get("queue_directory")) / "flush"
+    assert os.listdir(fdir) == [log_name("later.example")]  # ok.example was delivered
+    assert sorted((fdir / "later.example").read_text().split()) == sorted([m.queue_id, m2.queue_id])
+
+
+def test_stale_flush_log_is_refreshed_by_qmgr_and_its_mail_delivered(tmp_path):
+    from mta.flush import FlushLogs, log_name
+
+    cfg = instance(
+        tmp_path, "default_transport = discard:flushed\nfast_flush_domains = later.example\n"
+    )
+    m = queue_message(cfg, ["u@later.example"], queue="deferred")
+    os.utime(m.path, (time.time(), time.time() + 3600))  # not due for an hour
+    FlushLogs(cfg).add(m.queue_id, ["u@later.example"])
+    flog = Path(cfg.get("queue_directory")) / "flush" / log_name("later.example")
+    os.utime(flog, (time.time() - 13 * 3600, time.time()))  # unread for 13h
+
+    def setup(qm):
+        qm.flush_refresh_every = 0.0
+
+    agent = serve_agent(cfg, "discard", discard_deliver)
+    try:
+        run_qmgr(cfg, lambda qm: not files(cfg, "deferred") and not qm.active, setup=setup)
+    finally:
+        agent.stop()
+    text = (tmp_path / "maillog").read_text()
+    assert f"{m.queue_id}: removed" in text
+    assert "fast flush logs: 1 refreshed, 0 purged, 1 messages due" in text
 
 
 def test_deferred_message_is_retried_when_due(tmp_path):
