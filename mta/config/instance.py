@@ -15,11 +15,11 @@ DESCRIPTION
     on port 6280 for loopback clients, and sendmail's mail is picked up
     from the maildrop queue. qmgr delivers through the smtp, lmtp,
     local, virtual, discard and error agents; local mailboxes are
-    files under mail/.
+    files under mail/. showq (public/showq) lists the queue for mailq.
 
     A master.cf that an earlier version generated and nobody edited is
     replaced by the current one (which adds qmgr and the delivery
-    agents); an edited one is left alone.
+    agents, then showq); an edited one is left alone.
 
 SECURITY
     Creates files as the invoking user, mode 0700 for the directory.
@@ -89,6 +89,7 @@ discard   unix  -       -       n       -       -       discard
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 scache    unix  -       -       n       -       1       scache
+showq     unix  n       -       n       -       -       showq
 """
 
 
@@ -107,6 +108,32 @@ proxymap  unix  -       -       n       -       -       proxymap
 """
 
 
+# master.cf as versions before the showq service generated it
+MASTER_CF_TEXT_0_2 = """\
+# mta embedded default instance: services run by the master.
+# ==========================================================================
+# service type  private unpriv  chroot  wakeup  maxproc command + args
+# ==========================================================================
+127.0.0.1:{smtp} inet n   -       n       -       -       smtpd
+127.0.0.1:{qmqp} inet n   -       n       -       -       qmqpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      fifo  n       -       n       300     1       qmgr
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+lmtp      unix  -       -       n       -       -       lmtp
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+discard   unix  -       -       n       -       -       discard
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+scache    unix  -       -       n       -       1       scache
+"""
+
+OLD_MASTER_CF_TEXTS = (MASTER_CF_TEXT_0_1, MASTER_CF_TEXT_0_2)  # replaced when untouched
+
+
 def ensure_instance() -> str:
     """Create the default instance if it is missing; return its directory."""
     top = instance_dir()
@@ -123,6 +150,7 @@ def ensure_instance() -> str:
             old = f.read()
     except FileNotFoundError:
         old = None
-    if old is None or old == MASTER_CF_TEXT_0_1.format(smtp=SMTP_PORT, qmqp=QMQP_PORT):
+    untouched = {t.format(smtp=SMTP_PORT, qmqp=QMQP_PORT) for t in OLD_MASTER_CF_TEXTS}
+    if old is None or old in untouched:
         write_atomically(master_cf, current)
     return top
