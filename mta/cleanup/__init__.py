@@ -31,6 +31,7 @@ from mta.cleanup.cleanup import (
     Cleanup,
     CleanupJob,
     CleanupResult,
+    Requeue,
 )
 
 __all__ = [
@@ -41,4 +42,5 @@ __all__ = [
     "Cleanup",
     "CleanupJob",
     "CleanupResult",
+    "Requeue",
 ]

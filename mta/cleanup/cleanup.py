@@ -3,7 +3,7 @@
 SYNOPSIS
     from mta.cleanup import Cleanup
     cleanup = Cleanup(cfg)                        # once per process
-    job = cleanup.open(sender, attrs, local_submit=False, flags=0)
+    job = cleanup.open(sender, attrs, local_submit=False, flags=0, requeue=None)
     job.add_recipient("user@example.com", orig="User@Example.COM", notify=0, dsn_orcpt="")
     job.write(chunk)                              # content as received, cut anywhere
     result = job.close("incoming")                # fsync + rename; may block: use a thread
@@ -48,6 +48,14 @@ DESCRIPTION
     cleanup.mime, up to mime_nesting_limit; without body_checks and
     MIME checks the body is streamed to the file untouched. A message
     with 8-bit bytes gets QF_8BIT.
+
+    Requeue. open(..., requeue=Requeue(arrival, warn_time, uid)) takes
+    a message that was in the queue before (mta super -r): the new file
+    records the old arrival time and delay-warning time, and the
+    Received: header at the top names the local user who requeued it
+    and the time of the requeue ("by HOST (mta, from userid N)"), as
+    Postfix's pickup does for requeued mail. Rewriting, mapping and the
+    checks run as they do for new mail.
 
     Result. close() returns CleanupResult(action, queue_id, reply, hold,
     size, nrcpt): "queued" once the file is fsynced and renamed (into
@@ -214,24 +222,47 @@ class Cleanup:
         )
 
     def open(
-        self, sender: str, attrs: dict, *, local_submit: bool = False, flags: int = 0
+        self,
+        sender: str,
+        attrs: dict,
+        *,
+        local_submit: bool = False,
+        flags: int = 0,
+        requeue: Requeue | None = None,
     ) -> CleanupJob:
         """Start a message from sender; attrs as in the module docstring."""
-        return CleanupJob(self, sender, attrs, local_submit, flags)
+        return CleanupJob(self, sender, attrs, local_submit, flags, requeue)
+
+
+@dataclass
+class Requeue:
+    """What a message fed again from the queue (postsuper -r) keeps of its old file."""
+
+    arrival: float  # the original arrival time, recorded again
+    warn_time: float  # when its delay warning is due; 0: none (any more)
+    uid: int  # the user who requeued it, named in the Received: header
 
 
 class CleanupJob:
     """One message on its way into the queue; see the module docstring."""
 
     def __init__(
-        self, cleanup: Cleanup, sender: str, attrs: dict, local_submit: bool, flags: int
+        self,
+        cleanup: Cleanup,
+        sender: str,
+        attrs: dict,
+        local_submit: bool,
+        flags: int,
+        requeue: Requeue | None = None,
     ) -> None:
         c = self.c = cleanup
         self.attrs = {k: str(v) for k, v in attrs.items() if v not in (None, "")}
         self.full_name = self.attrs.pop("full_name", "")
         self.local_submit = local_submit
         self.flags = flags
-        self.arrival = time.time()
+        self.requeue = requeue
+        self.now = time.time()
+        self.arrival = requeue.arrival if requeue else self.now
         self.recipients: list[Recipient] = []
         self.dups: set = set()
         self.rcpt_input = 0  # recipients as given, for Received: "for"
@@ -269,7 +300,8 @@ class CleanupJob:
                 hash_depth=c.hash_depth,
                 hashed=c.hashed,
                 line_limit=c.line_limit,
-                when=self.arrival,
+                when=self.now,
+                arrival=self.arrival,
             )
             self.queue_id = self.writer.queue_id
         except OSError as exc:
@@ -553,13 +585,19 @@ class CleanupJob:
             self._expand(c.addr.always_bcc, c.addr.always_bcc, R.DSN_NOTIFY_NEVER, "")
         added = self._missing_headers()
         rcpt_for = self.first_rcpt if self.rcpt_input == 1 else None
+        # a requeued message was received long ago: the new header says
+        # who put it through cleanup again, and when
+        trace = {"uid": str(self.requeue.uid)} if self.requeue else self.attrs
         received = received_header(
-            self.attrs, self.queue_id, c.myhostname, c.mail_name, rcpt_for, self.arrival
+            trace, self.queue_id, c.myhostname, c.mail_name, rcpt_for, self.now
         ).encode("utf-8", "surrogateescape")
         if self.writer is None or self.stopped:
             return
         attrs = {k: v for k, v in self.attrs.items()}
-        warn = self.arrival + c.delay_warning_time if c.delay_warning_time > 0 else 0
+        if self.requeue:
+            warn = self.requeue.warn_time
+        else:
+            warn = self.arrival + c.delay_warning_time if c.delay_warning_time > 0 else 0
         self.writer.write_envelope(
             self.sender, self.recipients, attrs, self.full_name, 0, warn_time=warn
         )

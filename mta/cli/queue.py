@@ -3,6 +3,7 @@
 SYNOPSIS
     mta queue [-c CONFIG_DIR] [-v] [-p]        # the listing, as mailq
     mta queue -j                               # one JSON object per message
+    mta queue --showq [-p|-j]                  # the same, through the showq service
     mta queue -f                               # deliver all deferred mail now
     mta queue -i QUEUE_ID                      # deliver this message now
     mta queue -s SITE                          # deliver SITE's deferred mail now
@@ -23,54 +24,81 @@ DESCRIPTION
     deferred mail listed in SITE's fast flush log due now (mta/flush),
     when SITE is in fast_flush_domains, as sendmail -qRSITE and ETRN do.
 
-    mailq and sendmail -bp print the same listing.
+    A user who may read the queue directories (root, mail_owner, the
+    user of the embedded instance) gets the listing read directly. Any
+    other user gets it from the showq service on public/showq (mta
+    showq), which reads the queue as mail_owner and sends back the same
+    bytes; --showq asks the service even when the queue is readable.
+    When the service does not answer either, one line on stderr says
+    why and the exit status is 69 (EX_UNAVAILABLE), as postqueue's
+    "mail system is down".
+
+    mailq and sendmail -bp print the same listing, the same way.
 
 SECURITY
-    Reads the queue, so it runs as root or mail_owner (or the user who
-    runs the embedded instance). Postfix's showq service for other
-    users is not there yet.
+    Reads the queue as the invoking user when it may; otherwise only
+    copies what the showq service sends. -f, -i and -s change retry
+    times, so they need the rights of root or mail_owner.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
 from mta.cli.common import load_or_report, make_parser
-from mta.queue.showq import (
-    format_entry,
-    format_footer,
-    format_header,
-    iter_entries,
-)
+from mta.queue.showq import QUEUES, iter_entries, iter_listing
 
 EX_UNAVAILABLE = 69
 PROGRESS_EVERY = 1000  # messages between progress updates
 
 
 def list_queue(cfg, as_json: bool, out=None) -> int:
-    """Print the listing (or the JSON lines) of every queued message."""
+    """Print the listing (or the JSON lines) of every queued message, read directly."""
     out = out or sys.stdout
     counter = _Counter(sys.stderr)  # a count, not a bar: the total is not known ahead
-    count = total = 0
-    header_done = False
-    for entry in iter_entries(cfg):
-        count += 1
-        total += entry.message_size
-        counter.tick(count)
-        if as_json:
-            out.write(json.dumps(entry.as_json(), ensure_ascii=False) + "\n")
-            continue
-        if not header_done:
-            out.write(format_header())
-            header_done = True
-        out.write(format_entry(entry))
+    for text in iter_listing(counter.count(iter_entries(cfg)), as_json):
+        out.write(text)
     counter.done()
-    if not as_json:
-        out.write(format_footer(total, count))
     out.flush()
+    return 0
+
+
+def queue_readable(cfg) -> bool:
+    """True when this user may read the queues the listing walks (or they do not exist)."""
+    queue_dir = cfg.get("queue_directory")
+    if not os.path.isdir(queue_dir):
+        return True  # no queue at all: nothing to list
+    if not os.access(queue_dir, os.X_OK):
+        return False
+    for name in QUEUES:
+        path = os.path.join(queue_dir, name)
+        if os.path.isdir(path) and not os.access(path, os.R_OK | os.X_OK):
+            return False
+    return True
+
+
+def show_queue(cfg, as_json: bool, me: str, use_showq: bool = False) -> int:
+    """The listing for this user: read directly when allowed, else from the showq service.
+
+    me: the program name that begins an error line ("mta queue", "mailq")."""
+    if not use_showq and queue_readable(cfg):
+        return list_queue(cfg, as_json)
+    from mta.common.showq_clnt import ShowqError, fetch_listing
+
+    sys.stdout.flush()
+    try:
+        fetch_listing(cfg, as_json, sys.stdout.buffer)
+    except ShowqError as exc:
+        why = "" if use_showq else "the queue is not readable and "
+        sys.stderr.write(
+            f"{me}: fatal: cannot list the queue: {why}"
+            f"the showq service does not answer ({exc}): the mail system is down\n"
+        )
+        return EX_UNAVAILABLE
+    finally:
+        sys.stdout.buffer.flush()
     return 0
 
 
@@ -81,6 +109,12 @@ class _Counter:
         self.stream = stream
         self.on = stream.isatty()
         self.last = 0.0
+
+    def count(self, entries):
+        """Pass entries through, counting them."""
+        for n, entry in enumerate(entries, 1):
+            self.tick(n)
+            yield entry
 
     def tick(self, n: int) -> None:
         if self.on and n % PROGRESS_EVERY == 0 and time.monotonic() - self.last > 0.1:
@@ -98,7 +132,6 @@ def flush_one(cfg, queue_id: str) -> tuple[int, str]:
     """postqueue -i: make queue_id due now; (exit status, message)."""
     from mta.common.trigger import TRIGGER_DEFERRED, trigger_qmgr
     from mta.queue.queue_file import find_queue_file, queue_layout
-    from mta.queue.showq import QUEUES
 
     queue_dir, depth, hashed = queue_layout(cfg)
     found = find_queue_file(queue_dir, queue_id, QUEUES, depth, hashed)
@@ -138,6 +171,11 @@ def main(argv: list[str], command: str = "queue") -> int:
     group.add_argument("-f", action="store_true", help="deliver all deferred mail now")
     group.add_argument("-i", metavar="QUEUE_ID", help="deliver this deferred message now")
     group.add_argument("-s", metavar="SITE", help="deliver the mail for SITE now")
+    parser.add_argument(
+        "--showq",
+        action="store_true",
+        help="list through the showq service even when the queue is readable",
+    )
     args = parser.parse_args(argv)
     cfg = load_or_report(args, command)
     if cfg is None:
@@ -160,6 +198,6 @@ def main(argv: list[str], command: str = "queue") -> int:
             sys.stderr.write(f"mta {command}: {'fatal: ' if status else ''}{text}\n")
         return status
     try:
-        return list_queue(cfg, args.j)
+        return show_queue(cfg, args.j, f"mta {command}", args.showq)
     except BrokenPipeError:
         return 0

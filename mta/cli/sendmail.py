@@ -295,10 +295,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if opts["q"] is not None:
         return flush_deferred(opts)
     if opts["mode"] == "p":
-        from mta.cli.queue import list_queue
+        from mta.cli.queue import show_queue
 
         try:
-            return list_queue(load_config(opts.get("C")), as_json=False)
+            return show_queue(load_config(opts.get("C")), False, prog)
         except ConfigError as exc:
             return fail(EX_CONFIG, str(exc))
     if opts["mode"] == "i":

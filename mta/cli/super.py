@@ -34,24 +34,48 @@ DESCRIPTION
 
     -d removes the queue file and its bounce, defer and trace logs. -h
     moves a message to hold/, where qmgr leaves it alone; -H moves it
-    back to deferred/ with its retry time now and asks qmgr to look. -r
-    moves it to incoming/ and drops its defer log, so qmgr takes it in
-    at once and resolves every recipient again (a transport_maps change
-    then applies; recipients already delivered stay delivered). -p
-    removes temporary files (a leading dot and ".tmp") older than one
+    back to deferred/ with its retry time now and asks qmgr to look.
+
+    -r passes a message through cleanup again, in this process, as
+    postsuper -r does by way of maildrop and pickup: the recipients not
+    yet done are rewritten, mapped (canonical, virtual aliases) and
+    resolved again, and header and body checks run again, all under
+    the configuration of now; the message gets a new queue id and keeps
+    its sender, arrival time, delay-warning time, RET and ENVID, each
+    recipient's ORCPT and NOTIFY, and its content, under one more
+    Received: header naming the user who requeued it. The rewriting
+    context (local or remote) is the one the message came in with;
+    REDIRECT and FILTER decisions of the old checks are dropped. The
+    log says "NEWID: uid=N from=<sender> orig_id=OLDID", then
+    "OLDID: requeued". The old file first moves to hold/, so that qmgr
+    leaves it alone; it and its bounce, defer and trace logs are removed
+    only once the new file is fsynced and renamed into place, so a
+    crash can duplicate the message but never lose it (after a crash
+    the old copy waits on hold). When cleanup refuses the message now (a
+    new header_checks REJECT, a table that does not answer), it goes back
+    to incoming/ or deferred/ where it was, or stays on hold, with a
+    warning. A message in maildrop/ is left alone, since pickup feeds it
+    to cleanup anyway.
+
+    -p removes temporary files (a leading dot and ".tmp") older than one
     hour, which a crash left behind. -s moves queue files that sit in
     the wrong hash directory of their queue to the right one, and moves
     files whose name is no queue id to corrupt/.
 
     All of it is safe while the mail system runs: a message qmgr holds
-    in its active window and that is deleted or held here meanwhile is
-    dropped by qmgr when its delivery ends (its done marks or retry time
-    cannot be written any more), without touching anything else.
+    in its active window and that is deleted, held or requeued here
+    meanwhile is dropped by qmgr when its delivery ends (its done marks
+    or retry time cannot be written any more), without touching
+    anything else. As with Postfix, a recipient whose delivery was under
+    way while -r copied the message may get it twice.
 
 SECURITY
     Changes the queue, so it runs as root or mail_owner (or the user of
     the embedded instance). Queue ids from the command line or stdin
-    must have the form of a queue id before they become paths.
+    must have the form of a queue id before they become paths. -r
+    reads message content, which is untrusted, and writes the new queue
+    file with the effective uid and gid of the old file's owner, so
+    that root makes no queue file that mail_owner cannot read.
 """
 
 from __future__ import annotations
@@ -63,18 +87,29 @@ import time
 from mta import log
 from mta.bounce import logfile
 from mta.cli.common import load_or_report, make_parser
+from mta.config import ConfigError
+from mta.maps import MapError
+from mta.master.privs import effective_ids
 from mta.qmgr.scan import iter_queue
 from mta.queue.queue_file import (
     FORCE_EXPIRE_MODE,
     TMP_SUFFIX,
+    QueueFileError,
     find_queue_file,
     fsync_dir,
+    iter_content,
+    parse_queue_file,
     queue_layout,
     queue_path,
+    read_file,
 )
 from mta.queue.queue_id import is_queue_id
 
 QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
+REQUEUE_QUEUES = ("hold", "incoming", "active", "deferred")  # maildrop goes to cleanup anyway
+REQUEUE_TRIES = 3  # looks for a message that qmgr moves between queues meanwhile
+REQUEUE_DROPPED_ATTRS = ("redirect", "filter")  # check actions: cleanup decides them again
+CONTENT_CHUNK = 1 << 16  # bytes handed to cleanup per write
 STALE_TMP = 3600  # seconds after which a temporary file is left over for good
 SUMMARY = {
     "d": "Deleted",
@@ -98,8 +133,19 @@ class Queue:
     """The queue directories of one instance and the moves between them."""
 
     def __init__(self, cfg) -> None:
+        self.cfg = cfg
         self.layout = queue_layout(cfg)
         self.dir, self.depth, self.hashed = self.layout
+        self._cleanup = None
+
+    @property
+    def cleanup(self):
+        """The cleanup library, made on first use (only -r needs it)."""
+        if self._cleanup is None:
+            from mta.cleanup import Cleanup
+
+            self._cleanup = Cleanup(self.cfg)
+        return self._cleanup
 
     def path(self, queue: str, queue_id: str) -> str:
         return queue_path(self.layout, queue, queue_id)
@@ -153,12 +199,109 @@ def _release(q: Queue, queue_id: str, queue: str, path: str) -> bool:
 
 
 def _requeue(q: Queue, queue_id: str, queue: str, path: str) -> bool:
-    if queue in ("incoming", "maildrop"):
-        return False  # about to be taken in anyway
-    if q.move(path, "incoming", queue_id) is None:
+    """Feed the message through cleanup into a new queue file; drop the old one."""
+    from mta.cleanup import ACTION_DISCARDED, ACTION_QUEUED
+
+    if queue == "maildrop":
+        return False  # pickup hands it to cleanup anyway
+    held = _claim(q, queue_id, queue, path)
+    if held is None:
+        return False  # finished meanwhile
+    queue, held = held
+    try:
+        result, sender, uid = _feed_cleanup(q, held)
+    except QueueFileError as exc:
+        _put_back(q, queue_id, queue, held, f"damaged queue file: {exc}")
         return False
-    logfile.remove(q.dir, queue_id, kinds=("defer",), hash_depth=q.depth, hashed=q.hashed)
+    except OSError as exc:
+        _put_back(q, queue_id, queue, held, exc.strerror or str(exc))
+        return False
+    if result.action not in (ACTION_QUEUED, ACTION_DISCARDED):
+        _put_back(q, queue_id, queue, held, result.reply or result.action)
+        return False
+    # the new file is durable (or cleanup threw the message away): only
+    # now may the old one go
+    os.unlink(held)
+    fsync_dir(os.path.dirname(held))
+    logfile.remove(q.dir, queue_id, hash_depth=q.depth, hashed=q.hashed)
+    if result.action == ACTION_QUEUED:
+        log.info("%s: uid=%d from=<%s> orig_id=%s", result.queue_id, uid, sender, queue_id)
     return True
+
+
+def _claim(q: Queue, queue_id: str, queue: str, path: str) -> tuple[str, str] | None:
+    """Put the message on hold, where qmgr leaves it alone while cleanup reads it.
+
+    Returns (the queue it came from, its path in hold/); None when it is
+    gone. A message qmgr is delivering is dropped by qmgr when its
+    delivery ends, as after -h; a crash from here on leaves it on hold."""
+    for _ in range(REQUEUE_TRIES):
+        if queue == "hold":
+            return queue, path
+        held = q.move(path, "hold", queue_id)
+        if held is not None:
+            return queue, held
+        found = q.find(queue_id, REQUEUE_QUEUES)  # qmgr moved it meanwhile
+        if found is None:
+            return None
+        queue, path = found
+    return None
+
+
+def _feed_cleanup(q: Queue, path: str):
+    """(cleanup's result, the sender, the uid named in Received:) for the file at path.
+
+    The new file belongs to the owner of the old one: root runs this as
+    mail_owner, as postsuper does."""
+    from mta.cleanup import Requeue
+
+    data = read_file(path)
+    msg = parse_queue_file(data, path)
+    attrs = {k: v for k, v in msg.attrs.items() if k not in REQUEUE_DROPPED_ATTRS}
+    attrs["full_name"] = msg.full_name
+    st = os.stat(path)
+    cleanup = q.cleanup  # tables open with the caller's rights
+    with effective_ids(st.st_uid, st.st_gid):
+        uid = os.geteuid()
+        job = cleanup.open(
+            msg.sender,
+            attrs,
+            local_submit=attrs.get("protocol") == "local",  # the same rewriting context
+            flags=msg.flags,
+            requeue=Requeue(msg.arrival, msg.warn_time, uid),
+        )
+        try:
+            for rcpt in msg.recipients:
+                if not rcpt.done:
+                    job.add_recipient(
+                        rcpt.address,
+                        orig=rcpt.orig or rcpt.address,
+                        notify=rcpt.notify,
+                        dsn_orcpt=rcpt.dsn_orcpt,
+                    )
+            chunk: list[bytes] = []
+            size = 0
+            for line in iter_content(path, msg, data):
+                chunk.append(line)
+                size += len(line) + 1
+                if size >= CONTENT_CHUNK:
+                    job.write(b"\n".join(chunk) + b"\n")
+                    chunk, size = [], 0
+            if chunk:
+                job.write(b"\n".join(chunk) + b"\n")
+        except BaseException:
+            job.abort()
+            raise
+        return job.close(), msg.sender, uid
+
+
+def _put_back(q: Queue, queue_id: str, queue: str, held: str, why: str) -> None:
+    """Requeueing failed: return the message where it was; an active one stays on hold."""
+    where = "left on hold"
+    if queue in ("incoming", "deferred") and q.move(held, queue, queue_id) is not None:
+        where = f"back in {queue}"
+    log.warning("%s: cannot requeue: %s; %s", queue_id, why, where)
+    sys.stderr.write(f"mta super: warning: {queue_id}: cannot requeue: {why}; {where}\n")
 
 
 def _expire(q: Queue, queue_id: str, queue: str, path: str) -> bool:
@@ -315,6 +458,12 @@ def main(argv: list[str], command: str = "super") -> int:
         n = purge_temporary(q)
         if n:
             sys.stderr.write(f"mta {command}: Removed: {n} temporary file{'s' if n != 1 else ''}\n")
+    if args.r:
+        try:
+            q.cleanup  # noqa: B018 - opens the tables now, so a bad one stops -r at once
+        except (ConfigError, MapError, OSError) as exc:
+            sys.stderr.write(f"mta {command}: fatal: cannot requeue: {exc}\n")
+            return 1
     released = False
     for op in ACTIONS:
         ids = getattr(args, op)

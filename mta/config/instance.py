@@ -15,11 +15,12 @@ DESCRIPTION
     on port 6280 for loopback clients, and sendmail's mail is picked up
     from the maildrop queue. qmgr delivers through the smtp, lmtp,
     local, virtual, discard and error agents; local mailboxes are
-    files under mail/.
+    files under mail/. showq (public/showq) lists the queue for mailq;
+    verify answers reject_unverified_* and sends their probes.
 
     A master.cf that an earlier version generated and nobody edited is
     replaced by the current one (which adds qmgr and the delivery
-    agents); an edited one is left alone.
+    agents, then showq and verify); an edited one is left alone.
 
 SECURITY
     Creates files as the invoking user, mode 0700 for the directory.
@@ -89,12 +90,27 @@ discard   unix  -       -       n       -       -       discard
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 scache    unix  -       -       n       -       1       scache
+showq     unix  n       -       n       -       -       showq
 verify    unix  -       -       n       -       1       verify
 """
 
 
-# master.cf as earlier versions generated it: an untouched copy is replaced
-# by the current one, so an old instance gets the services added since
+# master.cf as versions before the delivery path generated it: an untouched
+# copy is replaced by the current one, so an old instance starts delivering
+MASTER_CF_TEXT_0_1 = """\
+# mta embedded default instance: services run by the master.
+# ==========================================================================
+# service type  private unpriv  chroot  wakeup  maxproc command + args
+# ==========================================================================
+127.0.0.1:{smtp} inet n   -       n       -       -       smtpd
+127.0.0.1:{qmqp} inet n   -       n       -       -       qmqpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+proxymap  unix  -       -       n       -       -       proxymap
+"""
+
+
+# master.cf as versions before the showq and verify services generated it
 MASTER_CF_TEXT_0_2 = """\
 # mta embedded default instance: services run by the master.
 # ==========================================================================
@@ -117,18 +133,7 @@ retry     unix  -       -       n       -       -       error
 scache    unix  -       -       n       -       1       scache
 """
 
-
-MASTER_CF_TEXT_0_1 = """\
-# mta embedded default instance: services run by the master.
-# ==========================================================================
-# service type  private unpriv  chroot  wakeup  maxproc command + args
-# ==========================================================================
-127.0.0.1:{smtp} inet n   -       n       -       -       smtpd
-127.0.0.1:{qmqp} inet n   -       n       -       -       qmqpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-proxymap  unix  -       -       n       -       -       proxymap
-"""
+OLD_MASTER_CF_TEXTS = (MASTER_CF_TEXT_0_1, MASTER_CF_TEXT_0_2)  # replaced when untouched
 
 
 def ensure_instance() -> str:
@@ -147,7 +152,7 @@ def ensure_instance() -> str:
             old = f.read()
     except FileNotFoundError:
         old = None
-    earlier = (MASTER_CF_TEXT_0_1, MASTER_CF_TEXT_0_2)
-    if old is None or old in [t.format(smtp=SMTP_PORT, qmqp=QMQP_PORT) for t in earlier]:
+    untouched = {t.format(smtp=SMTP_PORT, qmqp=QMQP_PORT) for t in OLD_MASTER_CF_TEXTS}
+    if old is None or old in untouched:
         write_atomically(master_cf, current)
     return top

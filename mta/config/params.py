@@ -360,6 +360,7 @@ PARAMS: dict[str, Param] = _table([
     ("service_throttle_time", "time", "60s",
      "pause before a service that failed to start is tried again"),
     ("setgid_group", "str", "postdrop", "group that may write into maildrop"),
+    ("showq_service_name", "str", "showq", "name of the queue listing service in master.cf"),
     ("show_user_unknown_table_name", "bool", "yes", 'name the table in "user unknown" replies'),
     ("smtp_address_preference", "str", "any", "address family tried first: any, ipv4, ipv6"),
     ("smtp_always_send_ehlo", "bool", "yes", "always greet with EHLO"),

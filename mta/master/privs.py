@@ -4,13 +4,17 @@ SYNOPSIS
     from mta.master.privs import lookup_user, drop_privileges
     user = lookup_user(cfg.get("mail_owner"))    # User(name, uid, gid)
     drop_privileges(user)                         # only when running as root
+    with effective_ids(uid, gid): ...             # for a while, when root
 
 DESCRIPTION
     lookup_user() resolves an account name (or a numeric uid) to its
     uid and primary gid. drop_privileges() sets the group, the
     supplementary groups of the account and then the user, in that
-    order, and verifies that root cannot be regained. running_as_root()
-    tells whether the effective uid is 0.
+    order, and verifies that root cannot be regained. effective_ids()
+    sets only the effective gid and uid, for the files a block creates,
+    and returns to root after it (a root command that writes queue
+    files for mail_owner). running_as_root() tells whether the
+    effective uid is 0.
 
 SECURITY
     Runs as root in the master and at the start of an unprivileged
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 import os
 import pwd
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -62,3 +68,21 @@ def drop_privileges(user: User) -> None:
         except PermissionError:
             return
         raise PrivsError(f"could regain root after switching to {user.name}")
+
+
+@contextmanager
+def effective_ids(uid: int, gid: int) -> Iterator[None]:
+    """Run the block with effective uid and gid set, when root; root again after."""
+    if not running_as_root() or uid == 0:
+        yield
+        return
+    old_gid = os.getegid()
+    os.setegid(gid)
+    try:
+        os.seteuid(uid)
+        try:
+            yield
+        finally:
+            os.seteuid(0)
+    finally:
+        os.setegid(old_gid)

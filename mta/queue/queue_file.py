@@ -228,16 +228,20 @@ class QueueFileWriter:
         hashed: tuple = HASH_QUEUE_NAMES_DEFAULT,
         line_limit: int = 2048,
         when: float | None = None,
+        arrival: float | None = None,
     ) -> None:
+        """when: the creation time, which the queue id encodes (default now);
+        arrival: the arrival time the file records (default when)."""
         self.queue_dir = queue_dir
         self.queue = queue
         self.hash_depth = hash_depth
         self.hashed = tuple(hashed)
-        self.arrival = time.time() if when is None else when
+        self.created = time.time() if when is None else when
+        self.arrival = self.created if arrival is None else arrival
         top = os.path.join(queue_dir, queue)
         self.tmp_path = os.path.join(top, f".{os.getpid()}.{time.monotonic_ns()}{TMP_SUFFIX}")
         self.fd = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        self.queue_id = make_queue_id(self.arrival, os.fstat(self.fd).st_ino)
+        self.queue_id = make_queue_id(self.created, os.fstat(self.fd).st_ino)
         self.buf = bytearray()
         self.written = 0  # bytes already in the file
         self.nrcpt = 0

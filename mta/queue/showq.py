@@ -1,9 +1,9 @@
 """queue.showq - list the mail queue, as mailq and postqueue -p/-j show it
 
 SYNOPSIS
-    from mta.queue.showq import iter_entries, format_entry, format_footer
-    for entry in iter_entries(cfg):
-        sys.stdout.write(format_entry(entry))          # or json.dumps(entry.as_json())
+    from mta.queue.showq import iter_entries, iter_listing, format_entry, format_footer
+    for text in iter_listing(iter_entries(cfg), as_json=False):
+        sys.stdout.write(text)                         # what mailq prints, piece by piece
 
 DESCRIPTION
     iter_entries() walks the queues Postfix's showq reads (maildrop,
@@ -31,6 +31,10 @@ DESCRIPTION
     format_footer() gives "-- N Kbytes in M Requests." or "Mail queue
     is empty".
 
+    iter_listing() turns entries into the text mailq prints (header,
+    one piece per message, footer) or into postqueue -j's lines, one
+    piece per message; both mta queue and the showq service print it.
+
     QueueEntry.as_json() gives postqueue -j's object: queue_name,
     queue_id, arrival_time, message_size, forced_expire, sender
     (MAILER-DAEMON for the null sender, as Postfix writes it),
@@ -43,8 +47,9 @@ SECURITY
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from mta.bounce import logfile
@@ -125,6 +130,22 @@ def iter_entries(cfg, queues: tuple[str, ...] = QUEUES) -> Iterator[QueueEntry]:
             entry = read_entry(layout, queue, queue_id, path)
             if entry is not None:
                 yield entry
+
+
+def iter_listing(entries: Iterable[QueueEntry], as_json: bool) -> Iterator[str]:
+    """The listing of entries, one piece per message (and the header and footer)."""
+    count = total = 0
+    for entry in entries:
+        if as_json:
+            yield json.dumps(entry.as_json(), ensure_ascii=False) + "\n"
+            continue
+        if count == 0:
+            yield format_header()
+        count += 1
+        total += entry.message_size
+        yield format_entry(entry)
+    if not as_json:
+        yield format_footer(total, count)
 
 
 def format_header() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import smtplib
 
 import pytest
@@ -70,15 +71,35 @@ def test_hold_release_requeue_delete_while_mail_flows(mail_system):
     assert wait_for(lambda: queued(inst) == {qid: "deferred"}, 10)
     r = inst.mta("super", "-r", qid)
     assert r.returncode == 0 and "Requeued: 1 message" in r.stderr
-    inst.wait_log(r"status=deferred \(busy\)", 15, count=3)
+    # through cleanup again: a new queue id, tried at once
+    text = inst.wait_log(rf"orig_id={qid}", 15)
+    new_qid = re.search(rf"(\w+): uid=\d+ from=<sender@ok\.example> orig_id={qid}", text)[1]
+    assert new_qid != qid and f"{qid}: requeued" in text
+    inst.wait_log(rf"{new_qid}: to=<x@later\.example>.*status=deferred \(busy\)", 15)
 
-    assert wait_for(lambda: queued(inst) == {qid: "deferred"}, 10)
+    assert wait_for(lambda: queued(inst) == {new_qid: "deferred"}, 10)
     r = inst.mta("super", "-d", "ALL")
     assert r.returncode == 0 and "Deleted: 1 message" in r.stderr
     assert queued(inst) == {}
     assert inst.mta("queue").stdout == "Mail queue is empty\n"
     send(inst, "z@ok.example")
     inst.wait_log(r"status=sent \(accepted\)", 15, count=2)
+
+
+def test_requeue_applies_a_canonical_map_added_meanwhile_and_delivers(mail_system):
+    inst = mail_system
+    send(inst, "x@later.example")
+    inst.wait_log(r"status=deferred \(busy\)", 15)
+    assert wait_for(lambda: list(queued(inst).values()) == ["deferred"], 10)
+    (qid,) = queued(inst)
+    with open(os.path.join(inst.dir, "main.cf"), "a") as f:
+        f.write("canonical_maps = inline:{ x@later.example=x@ok.example }\n")
+    r = inst.mta("super", "-r", "ALL")
+    assert r.returncode == 0 and "Requeued: 1 message" in r.stderr
+    text = inst.wait_log(r"to=<x@ok\.example>, orig_to=<x@later\.example>.*status=sent", 15)
+    new_qid = re.search(rf"(\w+): uid=\d+ from=<sender@ok\.example> orig_id={qid}", text)[1]
+    assert f"{new_qid}: to=<x@ok.example>" in text
+    assert wait_for(lambda: queued(inst) == {}, 10)
 
 
 def test_force_expire_bounces_a_deferred_message_at_once(mail_system):

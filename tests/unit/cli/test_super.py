@@ -11,6 +11,14 @@ from mta.bounce import logfile
 from mta.cli import super as su
 from mta.common.dsn import ACTION_DELAYED, RecipientStatus
 from mta.config import load_config
+from mta.queue import rec_type as R
+from mta.queue.queue_file import (
+    QueueFileWriter,
+    Recipient,
+    mark_done,
+    read_content,
+    read_queue_file,
+)
 from mta.queue.showq import iter_entries
 from tests.support.agent import queue_message
 from tests.support.instance import make_instance
@@ -92,14 +100,114 @@ def test_hold_and_release(inst, capsys):
     assert "Released from hold: 1 message" in err
 
 
-def test_requeue_moves_to_incoming_and_forgets_deferral_reasons(inst, capsys):
+CONTENT = (
+    b"Subject: old\nFrom: <sender@s.example>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n"
+    b"Message-Id: <1@s.example>\n\nbody line\n"
+)
+
+
+def write_message(cfg, queue="deferred", when=None, attrs=None, body=None):
+    """A queue file with DSN details: ORCPT and NOTIFY on the first recipient."""
+    w = QueueFileWriter(cfg.get("queue_directory"), queue, when=when)
+    rcpts = [
+        Recipient("a@x.example", dsn_orcpt="rfc822;A@X.example", notify=R.DSN_NOTIFY_FAILURE),
+        Recipient("done@x.example"),
+        Recipient("c@x.example", orig="old-c@x.example"),
+    ]
+    w.write_envelope(
+        "sender@s.example",
+        rcpts,
+        attrs if attrs is not None else {"protocol": "local", "ret": "HDRS", "envid": "env-7"},
+        warn_time=(when or time.time()) + 7200,
+    )
+    w.write_content(body or CONTENT)
+    qid = w.commit()
+    path = su.Queue(cfg).path(queue, qid)
+    msg = read_queue_file(path)
+    mark_done(path, [msg.recipients[1].offset])
+    return read_queue_file(path)
+
+
+def only_message(cfg):
+    (entry,) = iter_entries(cfg)
+    msg = read_queue_file(su.Queue(cfg).path(entry.queue_name, entry.queue_id))
+    return entry.queue_name, msg
+
+
+def test_requeue_makes_a_new_queue_file_with_the_same_envelope(inst, capsys):
     cdir, cfg = inst
-    m = queue_message(cfg, ["a@x.example"], queue="deferred")
-    defer_log(cfg, m)
-    assert run(cdir, "-r", m.queue_id) == 0
-    assert where(cfg) == {m.queue_id: "incoming"}
-    assert logfile.read(cfg.get("queue_directory"), "defer", m.queue_id) == []
+    arrival = time.time() - 3600
+    old = write_message(cfg, when=arrival)
+    defer_log(cfg, old)
+    assert run(cdir, "-r", old.queue_id) == 0
     assert "Requeued: 1 message" in capsys.readouterr().err
+    queue, new = only_message(cfg)
+    assert queue == "incoming" and new.queue_id != old.queue_id
+    assert new.sender == "sender@s.example"
+    assert int(new.arrival) == int(arrival) and int(new.warn_time) == int(old.warn_time)
+    assert new.attrs["ret"] == "HDRS" and new.attrs["envid"] == "env-7"
+    got = [(r.address, r.orig, r.dsn_orcpt, r.notify, r.done) for r in new.recipients]
+    assert got == [
+        ("a@x.example", "", "rfc822;A@X.example", R.DSN_NOTIFY_FAILURE, False),
+        ("c@x.example", "old-c@x.example", "", 0, False),
+    ]
+    content, _ = read_content(new.path, new)
+    head, _, rest = content.partition(b"\n\tid ")
+    assert head.startswith(b"Received: by mx.test.example (") and b"from userid" in head
+    assert rest.split(b"\n", 1)[1] == CONTENT
+    assert logfile.read(cfg.get("queue_directory"), "defer", old.queue_id) == []
+    log = (Path(cdir).parent / "maillog").read_text()
+    assert (
+        f"{new.queue_id}: uid={os.geteuid()} from=<sender@s.example> orig_id={old.queue_id}" in log
+    )
+    assert f"{old.queue_id}: requeued" in log
+
+
+def test_requeue_applies_rewriting_configured_after_queueing(inst, capsys):
+    cdir, cfg = inst
+    old = write_message(cfg, queue="active")
+    with open(os.path.join(cdir, "main.cf"), "a") as f:
+        f.write("canonical_maps = inline:{ c@x.example=c@new.example }\n")
+    assert run(cdir, "-r", "ALL") == 0
+    queue, new = only_message(load_config(cdir))
+    assert queue == "incoming" and new.queue_id != old.queue_id
+    assert [(r.address, r.orig) for r in new.recipients] == [
+        ("a@x.example", ""),
+        ("c@new.example", "old-c@x.example"),
+    ]
+
+
+def test_requeue_refused_by_cleanup_puts_the_message_back(inst, capsys):
+    cdir, cfg = inst
+    old = write_message(cfg, queue="deferred")
+    checks = Path(cdir) / "header_checks"
+    checks.write_text("/^Subject: old/ REJECT no more\n")
+    with open(os.path.join(cdir, "main.cf"), "a") as f:
+        f.write(f"header_checks = regexp:{checks}\n")
+    assert run(cdir, "-r", old.queue_id) == 0
+    err = capsys.readouterr().err
+    assert f"{old.queue_id}: cannot requeue: 5.7.1 no more; back in deferred" in err
+    assert "Requeued" not in err
+    assert where(cfg) == {old.queue_id: "deferred"}
+    assert read_queue_file(old.path).recipients[1].done
+
+
+def test_requeue_with_a_broken_table_stops_before_touching_anything(inst, capsys):
+    cdir, cfg = inst
+    old = write_message(cfg, queue="deferred")
+    with open(os.path.join(cdir, "main.cf"), "a") as f:
+        f.write("canonical_maps = inline:{ broken\n")
+    assert run(cdir, "-r", old.queue_id) == 1
+    assert "fatal: cannot requeue" in capsys.readouterr().err
+    assert where(cfg) == {old.queue_id: "deferred"}
+
+
+def test_requeue_leaves_maildrop_to_pickup(inst, capsys):
+    cdir, cfg = inst
+    m = queue_message(cfg, ["a@x.example"], queue="maildrop")
+    assert run(cdir, "-r", "ALL") == 0
+    assert where(cfg) == {m.queue_id: "maildrop"}
+    assert "Requeued" not in capsys.readouterr().err
 
 
 def test_purge_removes_only_old_temporary_files(inst):
