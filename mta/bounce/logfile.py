@@ -14,7 +14,9 @@ DESCRIPTION
     queue listing read them back. Each entry is a block of "name=value"
     lines ended by an empty line: recipient, orig_to, dsn_orcpt,
     notify, offset, status (the enhanced code), action, relay, reason,
-    when. Values are folded to one line.
+    when, and when they are set word (the maillog word, "deliverable"
+    for sendmail -bv) and dsn_passed (the next hop took the DSN
+    request). Values are folded to one line.
 
     append() writes with O_APPEND in one write and fdatasync()s before
     it returns, so an entry that was appended survives a crash. read()
@@ -72,6 +74,10 @@ def encode_entry(st: RecipientStatus, when: float | None = None) -> bytes:
         f"reason={_fold(st.reason)}",
         f"when={time.time() if when is None else when:.3f}",
     ]
+    if st.status_word:
+        lines.append(f"word={_fold(st.status_word)}")
+    if st.dsn_passed:
+        lines.append("dsn_passed=1")
     return ("\n".join(lines) + "\n\n").encode("utf-8", "surrogateescape")
 
 
@@ -120,6 +126,8 @@ def _decode_entry(block: str) -> RecipientStatus | None:
             orig=fields.get("orig_to", ""),
             dsn_orcpt=fields.get("dsn_orcpt", ""),
             notify=int(fields.get("notify", "0") or 0),
+            status_word=fields.get("word", ""),
+            dsn_passed=fields.get("dsn_passed") == "1",
         )
     except (KeyError, ValueError):
         return None

@@ -27,8 +27,11 @@ DESCRIPTION
     that destination) and defers what is left.
 
     When deliver() returns, job.finish() makes the outcome durable in
-    this order: failed recipients are appended to bounce/QUEUEID and
-    delayed ones to defer/QUEUEID (both fsynced), then the delivered
+    this order: the statuses a notice will report are appended to
+    trace/QUEUEID (every one for sendmail -v, REQ_FLAG_RECORD; else the
+    delivered recipients that asked for NOTIFY=SUCCESS and whose next
+    hop did not take that request), failed recipients to bounce/QUEUEID
+    and delayed ones to defer/QUEUEID (all fsynced), then the delivered
     and bounced recipients are marked done in the queue file with one
     fdatasync, then every status is logged in Postfix's form
     ("QUEUEID: to=<...>, relay=..., delay=..., delays=a/b/c/d,
@@ -75,6 +78,7 @@ from mta.common.attr_proto import encode, read_attrs, write_attrs
 from mta.common.deliver_request import (
     MSG_DONE,
     POOL_IDLE,
+    REQ_FLAG_RECORD,
     REQ_FLAG_VERIFY,
     DeliveryRequest,
     RequestError,
@@ -87,6 +91,7 @@ from mta.common.dsn import (
     ACTION_FAILED,
     RecipientStatus,
     status_line,
+    wants_success_notice,
 )
 from mta.common.worker import BlockingPool
 from mta.queue.queue_file import (
@@ -238,6 +243,16 @@ class DeliveryJob:
         delayed = [st for st in ordered if st.action == ACTION_DELAYED]
         if self.verify:
             failed = delayed = []  # qmgr reports probe results; nobody is notified
+        if self.req.flags & REQ_FLAG_RECORD:
+            traced = [st for st in ordered if st.offset not in self.quiet]
+        else:
+            traced = [
+                st for st in ordered if wants_success_notice(st) and st.offset not in self.quiet
+            ]
+        if traced:
+            logfile.append(
+                self.queue_dir, "trace", self.req.queue_id, traced, self.hash_depth, self.hashed
+            )
         if failed:
             logfile.append(
                 self.queue_dir, "bounce", self.req.queue_id, failed, self.hash_depth, self.hashed
@@ -253,6 +268,12 @@ class DeliveryJob:
     async def finish(self, writer: asyncio.StreamWriter | None) -> None:
         """Make the outcome durable, log it and report it to qmgr."""
         self.defer_all("delivery agent gave no status", "4.3.0")
+        if self.verify:
+            for st in self.statuses.values():
+                if st.action == ACTION_FAILED:
+                    st.status_word = VERIFY_WORD_BAD
+                elif st.done:
+                    st.status_word = VERIFY_WORD_OK
         try:
             await _durable_pool().run(self._make_durable)
         except (OSError, QueueFileError) as exc:
@@ -263,12 +284,6 @@ class DeliveryJob:
                 if st.done:
                     st.action, st.dsn, st.status_word = ACTION_DELAYED, "4.3.0", ""
                     st.reason = f"cannot record delivery status: {exc}"
-        if self.verify:
-            for st in self.statuses.values():
-                if st.action == ACTION_FAILED:
-                    st.status_word = VERIFY_WORD_BAD
-                elif st.done:
-                    st.status_word = VERIFY_WORD_OK
         now = time.time()
         req = self.req
         conn = max(0.0, min(self.conn_time, now - self.started))

@@ -53,8 +53,9 @@ from mta.common.attr_proto import encode, read_attrs
 from mta.common.dsn import ACTIONS, RecipientStatus
 
 REQ_FLAG_BOUNCE = 1 << 0  # the message is a notice: never bounce it again
-REQ_FLAG_VERIFY = 1 << 1  # address probe: find out, do not deliver (issue 5)
+REQ_FLAG_VERIFY = 1 << 1  # address probe or sendmail -bv: find out, do not deliver
 REQ_FLAG_EXPIRED = 1 << 2  # the message is past its lifetime
+REQ_FLAG_RECORD = 1 << 3  # sendmail -v: every status goes to the trace log
 
 MSG_RCPT = "rcpt"  # agent -> qmgr: one recipient is finished
 MSG_DONE = "done"  # agent -> qmgr: the request is finished

@@ -43,6 +43,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mta.queue.rec_type import DSN_NOTIFY_SUCCESS
+
 ACTION_DELIVERED = "delivered"  # final delivery or handed on with DSN
 ACTION_RELAYED = "relayed"  # handed to a next hop that does not speak DSN
 ACTION_EXPANDED = "expanded"  # aliased or forwarded to other addresses
@@ -102,6 +104,15 @@ class RecipientStatus:
             notify=rcpt.notify,
             status_word=word,
         )
+
+
+def wants_success_notice(st: RecipientStatus) -> bool:
+    """Whether the sender gets a success notice for st (NOTIFY=SUCCESS, done here)."""
+    return (
+        bool(st.notify & DSN_NOTIFY_SUCCESS)
+        and st.action in (ACTION_DELIVERED, ACTION_RELAYED, ACTION_EXPANDED)
+        and not st.dsn_passed
+    )
 
 
 def dsn_from_reply(code: int, text: str) -> str:

@@ -47,7 +47,12 @@ DESCRIPTION
 
     Notices (mta/bounce/notice.py, queued through cleanup): recipients
     delivered with NOTIFY=SUCCESS get the sender a success notice, unless
-    the next hop took the DSN request itself; a message deferred after
+    the next hop took the DSN request itself, and sendmail -v gets the
+    sender a report of the first attempt; both are built from the
+    message's trace log, which the agents write before they mark a
+    recipient done, so a qmgr that stops in between sends them when the
+    message comes back, and a notice that cannot be queued keeps the
+    message (and its log) for the next attempt. A message deferred after
     the delay-warning time in its file (cleanup sets it from
     delay_warning_time) gets the sender one delay warning for the
     recipients whose NOTIFY allows it, and the time is cleared in place.
@@ -76,6 +81,7 @@ from mta import log
 from mta.bounce import logfile
 from mta.common.deliver_request import (
     REQ_FLAG_BOUNCE,
+    REQ_FLAG_RECORD,
     REQ_FLAG_VERIFY,
     DeliveryRequest,
     DeliveryResult,
@@ -83,7 +89,13 @@ from mta.common.deliver_request import (
     close_spares,
     deliver,
 )
-from mta.common.dsn import ACTION_DELAYED, ACTION_FAILED, RecipientStatus, status_line
+from mta.common.dsn import (
+    ACTION_DELAYED,
+    ACTION_FAILED,
+    RecipientStatus,
+    status_line,
+    wants_success_notice,
+)
 from mta.common.mail_flow import FLOW_RESERVE, FlowTokens
 from mta.common.worker import Worker
 from mta.flush import FlushLogs, refresh_logs
@@ -102,7 +114,6 @@ from mta.queue.queue_file import (
 )
 from mta.queue.rec_type import (
     DSN_NOTIFY_DELAY,
-    DSN_NOTIFY_SUCCESS,
     QF_TRACE,
     QF_VERIFY,
     QF_VERIFY_MTA,
@@ -133,8 +144,7 @@ class ActiveMessage:
     bounced: int = 0
     nrcpt: int = 0  # recipients not done when it became active
     had_logs: bool = True  # bounce/defer logs may exist from earlier attempts
-    succeeded: list[RecipientStatus] = field(default_factory=list)  # NOTIFY=SUCCESS, to tell
-    traced: list[RecipientStatus] = field(default_factory=list)  # sendmail -v: every status
+    traced: bool = False  # the trace log has entries to report (success, sendmail -v)
     probed: list[RecipientStatus] = field(default_factory=list)  # probe results, for verify
 
 
@@ -427,7 +437,8 @@ class QueueManager:
             arrival=msg.arrival,
             active_time=am.active_time,
             flags=(REQ_FLAG_BOUNCE if not msg.sender else 0)
-            | (REQ_FLAG_VERIFY if msg.flags & QF_VERIFY else 0),
+            | (REQ_FLAG_VERIFY if msg.flags & QF_VERIFY else 0)
+            | (REQ_FLAG_RECORD if msg.flags & QF_TRACE else 0),
             attrs=msg.attrs,
             content_offset=msg.content_offset,
             content_size=msg.content_size,
@@ -459,16 +470,14 @@ class QueueManager:
         return self.dead_reason.get((dest.transport.name, dest.key), "destination failed")
 
     def _note(self, am: ActiveMessage, st: RecipientStatus) -> None:
-        if am.msg.flags & QF_TRACE:
-            am.traced.append(st)
+        if am.msg.flags & QF_TRACE or wants_success_notice(st):
+            am.traced = True  # the agent put it in the trace log
         if am.msg.flags & QF_VERIFY_MTA:
             am.probed.append(st)
         if st.action == ACTION_DELAYED:
             am.delayed[st.offset] = st
         elif st.action == ACTION_FAILED:
             am.bounced += 1
-        elif st.notify & DSN_NOTIFY_SUCCESS and not st.dsn_passed:
-            am.succeeded.append(st)
 
     def _defer_batch(self, batch: Batch, reason: str) -> None:
         self._defer_recipients(batch.message, batch.recipients, reason, "4.4.1")
@@ -479,20 +488,21 @@ class QueueManager:
     ) -> None:
         """Defer recipients on qmgr's own account: log, defer log, remember."""
         statuses = [RecipientStatus.of(r, ACTION_DELAYED, dsn, reason) for r in rcpts]
-        try:
-            logfile.append(
-                self.queue_dir, "defer", am.msg.queue_id, statuses, self.hash_depth, self.hashed
-            )
-        except OSError as exc:
-            log.warning("%s: cannot update defer log: %s", am.msg.queue_id, exc)
+        kinds = ("defer", "trace") if am.msg.flags & QF_TRACE else ("defer",)
+        for kind in kinds:
+            try:
+                logfile.append(
+                    self.queue_dir, kind, am.msg.queue_id, statuses, self.hash_depth, self.hashed
+                )
+            except OSError as exc:
+                log.warning("%s: cannot update %s log: %s", am.msg.queue_id, kind, exc)
+        am.traced = am.traced or bool(am.msg.flags & QF_TRACE)
         now = time.time()
         msg = am.msg
         delays = (max(0.0, am.active_time - msg.arrival), max(0.0, now - am.active_time), 0, 0)
         for st in statuses:
             log.info("%s", status_line(msg.queue_id, st, delays))
             am.delayed[st.offset] = st
-            if msg.flags & QF_TRACE:
-                am.traced.append(st)
             if msg.flags & QF_VERIFY_MTA:
                 am.probed.append(st)
 
@@ -514,10 +524,9 @@ class QueueManager:
         if self.incoming_full or self.deferred_full:
             self.want_incoming = self.want_incoming or self.incoming_full
             self.wake.set()
-        if am.succeeded:
-            self.send_success_notice(am)
-        if am.traced:
-            self.send_trace_report(am)
+        reported = True
+        if am.traced or am.had_logs:
+            reported = self.send_traced(am)
         if am.msg.flags & QF_VERIFY:
             # probes and sendmail -bv: one attempt, then the message goes
             if am.probed:
@@ -530,6 +539,9 @@ class QueueManager:
                 self.expire(am, None)
                 return
             self.defer_message(am, now)
+            return
+        if not reported:
+            self.defer_message(am, now)  # the trace log stays: the notices go next time
             return
         self.finish(am)
 
@@ -635,22 +647,37 @@ class QueueManager:
             )
         return True
 
-    def send_success_notice(self, am: ActiveMessage) -> None:
-        """Tell the sender about the recipients delivered with NOTIFY=SUCCESS."""
-        statuses, am.succeeded = am.succeeded, []
-        self._notice(am, statuses, "success", "sender delivery status notification")
+    def send_traced(self, am: ActiveMessage) -> bool:
+        """Notices from the trace log: success notices, and the sendmail -v report.
 
-    def send_trace_report(self, am: ActiveMessage) -> None:
-        """sendmail -v: the sender gets what happened to every recipient, once."""
-        statuses, am.traced = am.traced, []
+        The log is removed once they are queued; False when one could not
+        be, and the log stays for the next attempt (a notice may then go
+        twice, never not at all). The -v report covers the first attempt
+        only: its request flag is cleared in the queue file after it."""
         msg = am.msg
-        self._notice(am, statuses, "verify", "sender delivery status notification")
-        msg.flags &= ~QF_TRACE  # the first attempt only
-        if am.delayed:
-            try:
-                set_flags(am.path, msg.flags)
-            except (OSError, QueueFileError) as exc:
-                log.warning("%s: cannot clear the report request: %s", msg.queue_id, exc)
+        entries = logfile.read(self.queue_dir, "trace", msg.queue_id, self.hash_depth, self.hashed)
+        am.traced = False
+        if not entries:
+            return True
+        label = "sender delivery status notification"
+        success = [st for st in entries if wants_success_notice(st)]
+        ok = not success or self._notice(am, success, "success", label)
+        if msg.flags & QF_TRACE:
+            ok = self._notice(am, entries, "verify", label) and ok
+        if not ok:
+            return False
+        try:
+            logfile.remove(self.queue_dir, msg.queue_id, ("trace",), self.hash_depth, self.hashed)
+        except OSError as exc:
+            log.warning("%s: cannot remove the trace log: %s", msg.queue_id, exc)
+        if msg.flags & QF_TRACE:
+            msg.flags &= ~QF_TRACE
+            if am.delayed:
+                try:
+                    set_flags(am.path, msg.flags)
+                except (OSError, QueueFileError) as exc:
+                    log.warning("%s: cannot clear the report request: %s", msg.queue_id, exc)
+        return True
 
     def report_probe(self, am: ActiveMessage) -> None:
         """Send each result of an address probe to the verify service (in the background)."""

@@ -729,3 +729,68 @@ def test_probe_results_go_to_the_verify_service_and_the_probe_goes(tmp_path):
     assert "notification" not in text  # probes are never bounced or reported
     logs = [os.path.join(cfg.get("queue_directory"), d) for d in ("bounce", "defer")]
     assert not [f for d in logs if os.path.isdir(d) for _, _, fs in os.walk(d) for f in fs]
+
+
+def trace_log(cfg, queue_id):
+    return logfile.read(cfg.get("queue_directory"), "trace", queue_id)
+
+
+def test_sendmail_v_report_survives_a_qmgr_that_stopped_before_sending_it(tmp_path):
+    from mta.common.deliver_request import REQ_FLAG_RECORD
+    from mta.queue.rec_type import QF_TRACE
+    from tests.support.agent import request_for, run_agent
+
+    # the report goes to the sender at example.org, whose transport has no agent:
+    # it stays queued where the test can read it
+    cfg = instance(
+        tmp_path,
+        "default_transport = retry:4.4.4 later\ntransport_maps = inline:{ok.example=discard:fine}\n",
+    )
+    qid = queue_flagged(cfg, ["u@ok.example"], QF_TRACE)
+    # the agent delivered and wrote the trace log; then qmgr went away
+    active = os.path.join(cfg.get("queue_directory"), "active")
+    os.makedirs(active, exist_ok=True)
+    (path,) = [p for q, p in iter_queue(cfg.get("queue_directory"), "incoming", 1, ()) if q == qid]
+    os.rename(path, os.path.join(active, qid))
+    msg = read_queue_file(os.path.join(active, qid))
+    req = request_for(msg, "fine", transport="discard", flags=REQ_FLAG_RECORD)
+    result = run_agent(discard_deliver, cfg, req, tmp_path)
+    assert [st.action for st in result.statuses] == ["delivered"]
+    assert [st.address for st in trace_log(cfg, qid)] == ["u@ok.example"]
+    # a new qmgr finds the message done, sends the report from the log, then removes it
+    run_qmgr(cfg, lambda qm: f"{qid}: removed" in (tmp_path / "maillog").read_text())
+    (report,) = notices_in(cfg, "Mail Delivery Status Report")
+    status = report.get_payload()[1].get_payload()[1]
+    assert (status["Final-Recipient"], status["Action"]) == ("rfc822; u@ok.example", "delivered")
+    assert trace_log(cfg, qid) == []
+
+
+def test_success_notice_that_cannot_be_queued_is_sent_at_the_next_attempt(tmp_path):
+    from mta.queue.rec_type import DSN_NOTIFY_SUCCESS
+
+    main = (
+        "default_transport = retry:4.4.4 later\ntransport_maps = inline:{ok.example=discard:fine}\n"
+    )
+    (tmp_path / "refuse").write_text("/^Subject: Successful/ REJECT not now\n")
+    cfg = instance(tmp_path, main + f"header_checks = regexp:{tmp_path / 'refuse'}\n")
+    m = queue_message(cfg, ["u@ok.example"], queue="incoming", notify=DSN_NOTIFY_SUCCESS)
+    agent = serve_agent(cfg, "discard", discard_deliver)
+    try:
+        run_qmgr(cfg, lambda qm: m.queue_id in files(cfg, "deferred"))
+        text = (tmp_path / "maillog").read_text()
+        assert f"{m.queue_id}: cannot queue sender delivery status notification" in text
+        assert [st.address for st in trace_log(cfg, m.queue_id)] == ["u@ok.example"]
+        assert notices_in(cfg, "Successful Mail Delivery Report") == []
+        # the cause goes away; at the next attempt the notice goes and the message with it
+        cfg = instance(tmp_path, main)
+        (path,) = [
+            p
+            for q, p in iter_queue(cfg.get("queue_directory"), "deferred", 1, ("deferred",))
+            if q == m.queue_id
+        ]
+        os.utime(path, (time.time(), time.time() - 1))
+        run_qmgr(cfg, lambda qm: f"{m.queue_id}: removed" in (tmp_path / "maillog").read_text())
+    finally:
+        agent.stop()
+    assert len(notices_in(cfg, "Successful Mail Delivery Report")) == 1
+    assert trace_log(cfg, m.queue_id) == []
