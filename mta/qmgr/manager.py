@@ -57,6 +57,14 @@ DESCRIPTION
     delay_warning_time) gets the sender one delay warning for the
     recipients whose NOTIFY allows it, and the time is cleared in place.
 
+    Probes. A message from the verify service (QF_VERIFY_MTA) is
+    resolved with the address_verify_* routing parameters (transport
+    maps, relayhost, the *_transport defaults), handed to the agents in
+    verify mode, and removed after its one attempt without any notice;
+    each result goes back to the verify service. A sendmail -bv message
+    (QF_VERIFY_USER) gets the same single attempt, with normal routing,
+    and its report goes to the sender.
+
     Fast flush. A message moved to deferred/ has its queue id appended
     to the log of each fast_flush_domains site among its delayed
     recipients (mta/flush), which ETRN, sendmail -qR and mta queue -s
@@ -132,6 +140,15 @@ IDLE_RESCAN = 1.0  # seconds between incoming scans when nothing pokes qmgr
 FORGET_EVERY = 60.0  # seconds between clean-ups of idle destinations
 FLUSH_REFRESH_EVERY = 1000.0  # seconds between fast flush log refreshes (Postfix's wakeup)
 SUSPENDED = "delivery temporarily suspended"
+# parameters that address probes take from address_verify_NAME instead
+PROBE_ROUTING = (
+    "transport_maps",
+    "relayhost",
+    "default_transport",
+    "local_transport",
+    "virtual_transport",
+    "relay_transport",
+)
 
 
 @dataclass
@@ -189,6 +206,7 @@ class QueueManager:
         self.dead_reason: dict[tuple[str, str], str] = {}
         self.cleanup = None  # built on the first notice: it opens every cleanup table
         self.verify_client = None  # built on the first probe result
+        self._probe_resolver: Resolver | None = None  # built for the first probe
         self.flow = FlowTokens(self.queue_dir)  # in_flow_delay tokens for the intake
         self.notify_classes = {c.lower() for c in cfg.get_list("notify_classes")}
         self.flush_logs = FlushLogs(cfg)  # per-site logs of deferred mail (ETRN)
@@ -378,8 +396,9 @@ class QueueManager:
             self.expire(am, pending)
             return
         groups: dict[tuple[str, str], list[RequestRecipient]] = {}
+        resolver = self.probe_resolver() if msg.flags & QF_VERIFY_MTA else self.resolver
         for r in pending:
-            res = self.resolver.resolve(r.address)
+            res = resolver.resolve(r.address)
             groups.setdefault((res.transport, res.nexthop), []).append(
                 RequestRecipient(r.address, r.offset, r.orig, r.dsn_orcpt, r.notify)
             )
@@ -397,6 +416,17 @@ class QueueManager:
                     self._defer_batch(batch, f"{SUSPENDED}: {self._dead_reason(dest)}")
                 else:
                     self.sched.push(dest, batch)
+
+    def probe_resolver(self) -> Resolver:
+        """The resolver for address probes: address_verify_* routing in place of the usual."""
+        if self._probe_resolver is None:
+            cfg = self.cfg
+            self._probe_resolver = Resolver(
+                cfg.with_overrides(
+                    {name: cfg.get(f"address_verify_{name}") for name in PROBE_ROUTING}
+                )
+            )
+        return self._probe_resolver
 
     def _destination(self, ts: TransportSettings, key: str):
         return self.sched.destination(

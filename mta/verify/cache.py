@@ -230,8 +230,10 @@ class VerifyCache:
         limit = p.positive_refresh if entry.status == STATUS_OK else p.negative_refresh
         return now - entry.updated > limit
 
-    def query(self, address: str, now: float) -> tuple[int, str, bool]:
-        """(status, text, whether to send a probe now); a probe sent is noted."""
+    def query(self, address: str, now: float, allow_probe: bool = True) -> tuple[int, str, bool]:
+        """(status, text, whether to send a probe now); a probe sent is noted.
+
+        allow_probe=False: the caller may send none now (too many are out)."""
         entry = self.get(address)
         if entry is None or self._expired(entry, now):
             status, text = STATUS_TODO, TEXT_IN_PROGRESS
@@ -240,7 +242,7 @@ class VerifyCache:
             status, text = entry.status, entry.text
             want = self._stale(entry, now)
         pending = entry is not None and entry.probed and now - entry.probed < PROBE_TTL
-        if not want or pending:
+        if not want or pending or not allow_probe:
             return status, text, False
         if entry is None or self._expired(entry, now):
             entry = Entry(STATUS_TODO, int(now), 0, TEXT_IN_PROGRESS)

@@ -19,12 +19,18 @@ DESCRIPTION
 
     A query that the cache says needs a probe queues one through
     cleanup, in-process: sender address_verify_sender (qualified with
-    $myorigin; empty or "<>" for the null sender), the address as the
+    $myorigin; empty or "<>" for the null sender; with a nonzero
+    address_verify_sender_ttl its local part gets a hexadecimal suffix
+    that changes that often, against address harvesting), the address as the
     only recipient, a few header lines and no body, and the queue-file
     flag QF_VERIFY_MTA. qmgr hands such a message to the delivery
     agents as a probe (they find out, they do not deliver), sends each
     result back here with "update", and removes the probe whatever
     happened: probes are never retried, bounced or reported.
+
+    At most address_verify_pending_request_limit probes are out at
+    once (sent, no result yet, younger than PROBE_TTL); past that a query
+    answers from the cache, or "in progress", and sends nothing.
 
     The service keeps the cache open for its whole life, and removes
     expired entries every address_verify_cache_cleanup_interval. It must
@@ -49,7 +55,15 @@ from mta import log
 from mta.common.attr_proto import read_attrs, write_attrs
 from mta.queue.rec_type import QF_VERIFY_MTA
 
-from .cache import STATUS_BOUNCE, STATUS_DEFER, STATUS_OK, StoreError, VerifyCache
+from .cache import (
+    PROBE_TTL,
+    STATUS_BOUNCE,
+    STATUS_DEFER,
+    STATUS_OK,
+    StoreError,
+    VerifyCache,
+    fold,
+)
 
 ADDRESS_MAX = 1000  # characters in an address to verify
 VERIFY_STAT_OK = "0"  # the request was served
@@ -58,14 +72,19 @@ VERIFY_STAT_FAIL = "2"  # the cache could not be used
 PROBE_SUBJECT = "probe"  # the Subject of a probe message, which nobody reads
 
 
-def probe_sender(cfg) -> str:
-    """The envelope sender of probes: address_verify_sender, qualified."""
+def probe_sender(cfg, now: float | None = None) -> str:
+    """The envelope sender of probes: address_verify_sender, qualified, and with
+    address_verify_sender_ttl set, a local part that changes that often."""
     sender = cfg.get("address_verify_sender").strip()
     if sender in ("", "<>"):
         return ""
-    if "@" not in sender:
-        sender = f"{sender}@{cfg.get('myorigin')}"
-    return sender
+    local, at, domain = sender.rpartition("@")
+    if not at:
+        local, domain = sender, cfg.get("myorigin")
+    ttl = cfg.get_time("address_verify_sender_ttl")
+    if ttl > 0:
+        local += format(int((time.time() if now is None else now) // ttl), "x")
+    return f"{local}@{domain}"
 
 
 def send_probe(cfg, cleanup, address: str) -> str:
@@ -98,6 +117,8 @@ class VerifyService:
         self.next_cleanup = time.time() + self.cleanup_every if self.cleanup_every else 0.0
         self._cleanup = None
         self.probes: set[asyncio.Task] = set()
+        self.pending: dict[str, float] = {}  # address -> when its probe went out
+        self.pending_limit = cfg.get_int("address_verify_pending_request_limit")
         self.probe_lock = asyncio.Lock()  # one cleanup job at a time
 
     def _cleanup_service(self):
@@ -134,6 +155,24 @@ class VerifyService:
             time.time() - started,
         )
 
+    def room_for_probe(self, address: str, now: float) -> bool:
+        """Whether a probe may go out: fewer than address_verify_pending_request_limit
+        are out (one that has not come back within PROBE_TTL no longer counts)."""
+        if not self.pending_limit or len(self.pending) < self.pending_limit:
+            return True
+        for key, sent in list(self.pending.items()):
+            if now - sent > PROBE_TTL:
+                del self.pending[key]
+        if len(self.pending) < self.pending_limit:
+            return True
+        if fold(address) not in self.pending:
+            log.warning(
+                "address_verify_pending_request_limit %d reached: not probing <%s> now",
+                self.pending_limit,
+                address,
+            )
+        return False
+
     def serve(self, msg: dict[str, str]) -> dict[str, str]:
         """One request, one reply (see the module docstring)."""
         request = msg.get("request", "")
@@ -144,8 +183,10 @@ class VerifyService:
         self.maybe_clean(now)
         try:
             if request == "query":
-                status, text, want = self.cache.query(address, now)
+                want = self.room_for_probe(address, now)
+                status, text, want = self.cache.query(address, now, allow_probe=want)
                 if want:
+                    self.pending[fold(address)] = now
                     task = asyncio.get_running_loop().create_task(self.probe(address))
                     self.probes.add(task)
                     task.add_done_callback(self.probes.discard)
@@ -158,6 +199,7 @@ class VerifyService:
                 if status not in (STATUS_OK, STATUS_DEFER, STATUS_BOUNCE):
                     return {"status": VERIFY_STAT_BAD}
                 self.cache.update(address, status, msg.get("text", ""), now)
+                self.pending.pop(fold(address), None)
                 return {"status": VERIFY_STAT_OK}
         except StoreError as exc:
             log.warning("verify cache: %s", exc)

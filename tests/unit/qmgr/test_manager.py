@@ -794,3 +794,34 @@ def test_success_notice_that_cannot_be_queued_is_sent_at_the_next_attempt(tmp_pa
         agent.stop()
     assert len(notices_in(cfg, "Successful Mail Delivery Report")) == 1
     assert trace_log(cfg, m.queue_id) == []
+
+
+def test_probes_follow_the_address_verify_routing(tmp_path):
+    from mta.queue.rec_type import QF_VERIFY_MTA
+
+    cfg = instance(
+        tmp_path,
+        "transport_maps = inline:{{ok.example=retry:4.4.4 normal route}}\n"
+        "address_verify_transport_maps = inline:{{ok.example=discard:probe route}}\n",
+    )
+    probe = queue_flagged(cfg, ["u@ok.example"], QF_VERIFY_MTA, sender="double-bounce@x.example")
+    normal = queue_flagged(cfg, ["u@ok.example"], 0)
+    agents = [
+        serve_agent(cfg, "retry", make_deliver(retry=True)),
+        serve_agent(cfg, "discard", discard_deliver),
+    ]
+    try:
+        run_qmgr(
+            cfg,
+            lambda qm: (
+                f"{probe}: removed" in (tmp_path / "maillog").read_text()
+                and normal in files(cfg, "deferred")
+            ),
+        )
+    finally:
+        for a in agents:
+            a.stop()
+    text = (tmp_path / "maillog").read_text()
+    assert f"{probe}: to=<u@ok.example>, relay=none" in text
+    assert "status=deliverable (probe route)" in text
+    assert f"{normal}: to=<u@ok.example>" in text and "normal route" in text

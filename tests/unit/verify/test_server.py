@@ -120,3 +120,39 @@ def test_probe_sender_forms(tmp_path):
     assert sender("postmaster") == "postmaster@o.example"
     assert sender("probe@x.example") == "probe@x.example"
     assert sender("<>") == ""
+
+
+def test_probe_sender_ttl_changes_the_local_part(tmp_path):
+    (tmp_path / "main.cf").write_text("myorigin = o.example\naddress_verify_sender_ttl = 1h\n")
+    cfg = load_config(str(tmp_path))
+    t = 1_800_000_000 - 1_800_000_000 % 3600
+    first = probe_sender(cfg, now=t)
+    assert first == f"double-bounce{t // 3600:x}@o.example"
+    assert probe_sender(cfg, now=t + 3599) == first
+    assert probe_sender(cfg, now=t + 3600) != first
+
+
+def test_pending_request_limit_holds_back_probes(tmp_path):
+    cfg = load_config(
+        str(make_instance(tmp_path, main_cf="address_verify_pending_request_limit = 1\n"))
+    )
+    svc = VerifyService(cfg)
+    srv = HandlerServer(str(tmp_path / "verify.sock"), svc.handle_client, cfg)
+
+    def probes():
+        time.sleep(0.3)  # probes are queued in the background
+        return len(incoming_files(tmp_path / "etc"))
+
+    try:
+        run = lambda fn: client_run(cfg, srv.path, fn)  # noqa: E731
+        assert run(lambda c: c.query("one@far.example")) == (STATUS_TODO, TEXT_IN_PROGRESS)
+        assert probes() == 1
+        # the limit is reached: an answer, but no probe
+        assert run(lambda c: c.query("two@far.example")) == (STATUS_TODO, TEXT_IN_PROGRESS)
+        assert probes() == 1
+        # the first result frees the room
+        run(lambda c: c.update("one@far.example", STATUS_OK, "250 ok"))
+        run(lambda c: c.query("two@far.example"))
+        assert probes() == 2
+    finally:
+        srv.stop()
