@@ -118,7 +118,7 @@ from mta.common.trigger import TRIGGER_INCOMING, Kicker
 from mta.maps import MapRetry, open_map
 from mta.queue import rec_type as R
 from mta.queue.paths import service_socket_path
-from mta.queue.queue_file import QueueFileWriter, Recipient
+from mta.queue.queue_file import QueueFileWriter, Recipient, iter_content
 from mta.trivial_rewrite.resolve import OwnAddresses
 from mta.trivial_rewrite.rewrite import Rewriter
 
@@ -126,6 +126,8 @@ ACTION_QUEUED = "queued"  # in the queue, durable
 ACTION_DISCARDED = "discarded"  # accepted and thrown away
 ACTION_REJECTED = "rejected"  # refused for good
 ACTION_DEFERRED = "deferred"  # refused for now
+
+COPY_CHUNK = 1 << 16  # bytes of a copied queue file handed to write() at a time
 
 REPLY_WRITE_ERROR = "4.3.0 queue file write error"
 REPLY_LOOKUP_ERROR = "4.3.0 temporary lookup failure"
@@ -399,6 +401,28 @@ class CleanupJob:
             return
         if bcc:
             self._expand(bcc, bcc, R.DSN_NOTIFY_NEVER, "")
+
+    def copy_message(self, msg, path: str, data: bytes | None = None) -> None:
+        """Take the recipients not yet done and the content of a queue file
+        (pickup's maildrop files, postsuper -r); QueueFileError when damaged."""
+        for rcpt in msg.recipients:
+            if not rcpt.done:
+                self.add_recipient(
+                    rcpt.address,
+                    orig=rcpt.orig or rcpt.address,
+                    notify=rcpt.notify,
+                    dsn_orcpt=rcpt.dsn_orcpt,
+                )
+        chunk: list[bytes] = []
+        size = 0
+        for line in iter_content(path, msg, data):
+            chunk.append(line)
+            size += len(line) + 1
+            if size >= COPY_CHUNK:
+                self.write(b"\n".join(chunk) + b"\n")
+                chunk, size = [], 0
+        if chunk:
+            self.write(b"\n".join(chunk) + b"\n")
 
     # ---- content
 

@@ -97,7 +97,6 @@ from mta.queue.queue_file import (
     QueueFileError,
     find_queue_file,
     fsync_dir,
-    iter_content,
     parse_queue_file,
     queue_layout,
     queue_path,
@@ -109,7 +108,6 @@ QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 REQUEUE_QUEUES = ("hold", "incoming", "active", "deferred")  # maildrop goes to cleanup anyway
 REQUEUE_TRIES = 3  # looks for a message that qmgr moves between queues meanwhile
 REQUEUE_DROPPED_ATTRS = ("redirect", "filter")  # check actions: cleanup decides them again
-CONTENT_CHUNK = 1 << 16  # bytes handed to cleanup per write
 STALE_TMP = 3600  # seconds after which a temporary file is left over for good
 SUMMARY = {
     "d": "Deleted",
@@ -271,24 +269,7 @@ def _feed_cleanup(q: Queue, path: str):
             requeue=Requeue(msg.arrival, msg.warn_time, uid),
         )
         try:
-            for rcpt in msg.recipients:
-                if not rcpt.done:
-                    job.add_recipient(
-                        rcpt.address,
-                        orig=rcpt.orig or rcpt.address,
-                        notify=rcpt.notify,
-                        dsn_orcpt=rcpt.dsn_orcpt,
-                    )
-            chunk: list[bytes] = []
-            size = 0
-            for line in iter_content(path, msg, data):
-                chunk.append(line)
-                size += len(line) + 1
-                if size >= CONTENT_CHUNK:
-                    job.write(b"\n".join(chunk) + b"\n")
-                    chunk, size = [], 0
-            if chunk:
-                job.write(b"\n".join(chunk) + b"\n")
+            job.copy_message(msg, path, data)
         except BaseException:
             job.abort()
             raise

@@ -42,8 +42,6 @@ from mta.queue.queue_file import (
 )
 from mta.queue.queue_id import is_queue_id
 
-CONTENT_CHUNK = 1 << 16  # bytes handed to cleanup per write
-
 
 class Pickup:
     """One pickup process's state: the configuration and a cleanup library."""
@@ -92,23 +90,7 @@ class Pickup:
         attrs["full_name"] = msg.full_name
         job = self.cleanup.open(msg.sender, attrs, local_submit=True, flags=msg.flags)
         try:
-            for rcpt in msg.recipients:
-                job.add_recipient(
-                    rcpt.address,
-                    orig=rcpt.orig or rcpt.address,
-                    notify=rcpt.notify,
-                    dsn_orcpt=rcpt.dsn_orcpt,
-                )
-            chunk: list[bytes] = []
-            size = 0
-            for line in iter_content(path, msg):
-                chunk.append(line)
-                size += len(line) + 1
-                if size >= CONTENT_CHUNK:
-                    job.write(b"\n".join(chunk) + b"\n")
-                    chunk, size = [], 0
-            if chunk:
-                job.write(b"\n".join(chunk) + b"\n")
+            job.copy_message(msg, path)
             result = job.close()
         except QueueFileError as exc:
             job.abort()
