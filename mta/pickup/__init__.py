@@ -35,7 +35,6 @@ from mta.queue.paths import QUEUE_HOLD, QUEUE_MAILDROP
 from mta.queue.queue_file import (
     QueueFileError,
     fsync_dir,
-    iter_content,
     move_to_corrupt,
     move_to_queue,
     read_queue_file,
