@@ -7,6 +7,7 @@ SYNOPSIS
     for msg in reader.feed(chunk): ...                 # push style, no I/O
     attr_proto.send(sock, msg); reply = attr_proto.recv(sock)
     await attr_proto.write_attrs(writer, msg); msg = await attr_proto.read_attrs(reader)
+    await attr_proto.serve_requests(reader, writer, answer)   # a service's request loop
 
 DESCRIPTION
     One message is a sequence of "name NUL value NUL" pairs ended by one
@@ -29,6 +30,7 @@ SECURITY
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -157,3 +159,34 @@ async def write_attrs(writer: asyncio.StreamWriter, attrs: dict[str, str]) -> No
     """Write one message and wait until the transport drains."""
     writer.write(encode(attrs))
     await writer.drain()
+
+
+async def serve_requests(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    answer: Callable[[dict[str, str]], dict[str, str]],
+    what: str = "request",
+) -> None:
+    """Answer each message on a connection with answer(message) until the peer
+    closes it or sends bytes that do not decode (one warning naming what);
+    then close it. The request/reply loop of proxymap, verify and the like."""
+    from mta import log
+
+    try:
+        while True:
+            try:
+                msg = await read_attrs(reader)
+            except ValueError as exc:
+                log.warning("malformed %s: %s; closing connection", what, exc)
+                break
+            if msg is None:
+                break
+            await write_attrs(writer, answer(msg))
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        try:
+            writer.close()
+            await writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass

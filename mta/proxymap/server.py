@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 
 from mta import log
-from mta.common.attr_proto import read_attrs, write_attrs
+from mta.common.attr_proto import serve_requests
 from mta.maps import MapError, MapRetry, open_map, split_spec
 
 PROXY_STAT_FOUND = "0"  # key found, value follows
@@ -96,22 +96,5 @@ def _answer(req: dict[str, str], cfg, approved: set[str]) -> dict[str, str]:
 async def handle_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx) -> None:
     """Serve lookup requests on one connection until it closes or misbehaves."""
     cfg = ctx.cfg
-    try:
-        approved = approved_tables(cfg)
-        while True:
-            try:
-                req = await read_attrs(reader)
-            except ValueError as exc:
-                log.warning("malformed request: %s; closing connection", exc)
-                break
-            if req is None:
-                break
-            await write_attrs(writer, _answer(req, cfg, approved))
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        try:
-            writer.close()
-            await writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
+    approved = approved_tables(cfg)
+    await serve_requests(reader, writer, lambda req: _answer(req, cfg, approved), "request")

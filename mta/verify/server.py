@@ -52,7 +52,7 @@ import asyncio
 import time
 
 from mta import log
-from mta.common.attr_proto import read_attrs, write_attrs
+from mta.common.attr_proto import serve_requests
 from mta.queue.rec_type import QF_VERIFY_MTA
 
 from .cache import (
@@ -208,15 +208,4 @@ class VerifyService:
 
     async def handle_client(self, reader, writer, ctx=None) -> None:
         """Serve one client connection until it closes."""
-        try:
-            while True:
-                try:
-                    msg = await read_attrs(reader)
-                except ValueError as exc:
-                    log.warning("malformed verify request: %s", exc)
-                    return
-                if msg is None:
-                    return
-                await write_attrs(writer, self.serve(msg))
-        finally:
-            writer.close()
+        await serve_requests(reader, writer, self.serve, "verify request")

@@ -587,13 +587,9 @@ def test_double_bounce_is_discarded_without_2bounce_and_a_postmaster_notice_alwa
 
 
 def queue_traced(cfg, rcpt):
-    from mta.queue.queue_file import QueueFileWriter, Recipient
     from mta.queue.rec_type import QF_TRACE
 
-    w = QueueFileWriter(cfg.get("queue_directory"), "incoming")
-    w.write_envelope("a@example.org", [Recipient(address=rcpt)], flags=QF_TRACE)
-    w.write_content(b"Subject: traced\n\nhello\n")
-    return w.commit()
+    return queue_flagged(cfg, [rcpt], QF_TRACE)
 
 
 def test_sendmail_v_report_of_the_first_attempt_only(tmp_path):
