@@ -4,7 +4,7 @@ SYNOPSIS
     from mta.smtpd.transcript import Transcript, notify_mask, make_error_notice
     mask = notify_mask(cfg)                  # notify_classes as NOTIFY_* bits
     t = Transcript() if mask & NOTIFY_RING else None
-    t.client(line); t.server(reply_bytes); t.note(text)
+    t.client(line); t.server(reply_bytes); t.note("text")
     data = make_error_notice(cfg, "host[addr]", NOTIFY_PROTOCOL, t)
 
 DESCRIPTION
@@ -31,15 +31,18 @@ DESCRIPTION
     end (QUIT, the client gone, a timeout), queues at most one notice
     when that mask meets notify_mask(cfg).
 
-    Transcript is the bounded record: a ring of TRANSCRIPT_LINES slots,
-    each holding a reference to the command line as it came (without
-    CRLF) or to the reply bytes as they were queued, with a parallel
-    bytearray saying which side it was. Recording is two stores into
-    preallocated slots, O(1), and copies nothing; a line longer than
-    TRANSCRIPT_LINE_BYTES is cut when it is stored, so the ring holds at
-    most TRANSCRIPT_LINES * TRANSCRIPT_LINE_BYTES bytes however long the
-    session. Message content (DATA lines, BDAT chunks) never enters it:
-    one note line stands for it.
+    Transcript is the bounded record: a deque of at most
+    TRANSCRIPT_LINES entries, each a reference to the command line as
+    it came (bytes without CRLF), to the reply bytes as they were queued
+    (ending in CRLF), or a note of ours (str). Recording is one append
+    in C that drops the oldest entry when the ring is full: O(1), and
+    the reply is not copied. A command line is cut to
+    TRANSCRIPT_LINE_BYTES when it is stored (a slice that copies only a
+    longer line); a reply is kept whole, as it is our own text, bounded
+    by line_length_limit where it quotes the client, and cut when it is
+    shown. Message
+    content (DATA lines, BDAT chunks) never enters it: one note stands
+    for it.
 
     When to record. With protocol or policy in notify_classes
     (NOTIFY_RING), the session makes the ring at connect and records
@@ -60,7 +63,8 @@ DESCRIPTION
     naming the classes, then the transcript, "C: " before the client's
     lines and "S: " before the server's, oldest first. Bytes that are
     not printable ASCII are shown as \\xNN. The body is cut at
-    TRANSCRIPT_BYTES, dropping the oldest lines.
+    TRANSCRIPT_BYTES, dropping the oldest lines; a first line says so,
+    and says when the ring was full.
 
 SECURITY
     The transcript holds untrusted client input; it is escaped into
@@ -76,6 +80,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 
 NOTIFY_RESOURCE = 1  # a resource problem kept mail out
 NOTIFY_SOFTWARE = 2  # a software or configuration problem kept mail out
@@ -90,16 +95,14 @@ NOTIFY_CLASS_NAMES = {
     "policy": NOTIFY_POLICY,
 }
 
-TRANSCRIPT_LINES = 100  # slots in the ring
-TRANSCRIPT_LINE_BYTES = 512  # bytes of one line kept (a multi-line reply is one entry)
+TRANSCRIPT_LINES = 100  # entries in the ring (a multi-line reply is one entry)
+TRANSCRIPT_LINE_BYTES = 512  # bytes of a command line kept, and of a reply line shown
 TRANSCRIPT_BYTES = 16384  # bytes of transcript in a notice
 
-SIDE_CLIENT = 67  # ord("C"): a command line from the client
-SIDE_SERVER = 83  # ord("S"): reply bytes from the server
-SIDE_NOTE = 45  # ord("-"): a remark of ours, such as content left out
-
-NOTE_CONTENT = b"(message content not shown)"  # stands for DATA content
-_PREFIX = {SIDE_CLIENT: "C: ", SIDE_SERVER: "S: ", SIDE_NOTE: "-- "}
+NOTE_CONTENT = "(message content not shown)"  # stands for DATA content
+_PREFIX_CLIENT = "C: "
+_PREFIX_SERVER = "S: "
+_PREFIX_NOTE = "-- "
 _CUT_MARK = " ...(cut)"
 
 
@@ -116,51 +119,35 @@ def class_names(mask: int) -> list[str]:
     return [name for name, bit in NOTIFY_CLASS_NAMES.items() if mask & bit]
 
 
-class Transcript:
-    """A fixed ring of the last lines of a session; see the module docstring."""
+class Transcript(deque):
+    """The last lines of a session, oldest first; see the module docstring.
 
-    __slots__ = ("lines", "sides", "count", "size")
+    A deque with maxlen, so that appending is one C call and the oldest
+    entry falls out by itself. An entry's type and ending say whose it
+    is: a command line is bytes without CRLF, a reply is bytes ending
+    in CRLF (the reply lines exactly as queued), a note is str."""
+
+    __slots__ = ()
 
     def __init__(self, size: int = TRANSCRIPT_LINES) -> None:
-        self.size = size
-        self.lines: list[bytes | None] = [None] * size
-        self.sides = bytearray(size)
-        self.count = 0  # lines recorded since the start; count - size were dropped
+        super().__init__((), size)
 
     def client(self, line: bytes) -> None:
-        """Record a command line (without CRLF)."""
-        slot = self.count % self.size
-        self.lines[slot] = line[:TRANSCRIPT_LINE_BYTES]
-        self.sides[slot] = SIDE_CLIENT
-        self.count += 1
+        """Record a command line (without CRLF), cut to TRANSCRIPT_LINE_BYTES."""
+        self.append(line[:TRANSCRIPT_LINE_BYTES])
 
-    def server(self, reply: bytes) -> None:
-        """Record reply bytes as queued for the client (CRLF-ended, perhaps several lines)."""
-        slot = self.count % self.size
-        self.lines[slot] = reply[:TRANSCRIPT_LINE_BYTES]
-        self.sides[slot] = SIDE_SERVER
-        self.count += 1
+    # reply bytes as queued for the client: CRLF-ended, perhaps several lines;
+    # the server's own text, so bounded, and kept whole to keep the CRLF
+    server = deque.append
 
-    def note(self, text: bytes) -> None:
+    def note(self, text: str) -> None:
         """Record a remark that is neither side's words (content left out)."""
-        slot = self.count % self.size
-        self.lines[slot] = text[:TRANSCRIPT_LINE_BYTES]
-        self.sides[slot] = SIDE_NOTE
-        self.count += 1
+        self.append(text)
 
     @property
-    def dropped(self) -> int:
-        """Entries that fell out of the ring."""
-        return max(0, self.count - self.size)
-
-    def entries(self) -> list[tuple[int, bytes]]:
-        """(side, bytes) of the entries kept, oldest first."""
-        start = self.dropped
-        out = []
-        for n in range(start, self.count):
-            slot = n % self.size
-            out.append((self.sides[slot], self.lines[slot] or b""))
-        return out
+    def full(self) -> bool:
+        """Has the ring filled up, so that older lines may have fallen out?"""
+        return len(self) == self.maxlen
 
     def render(self, limit: int = TRANSCRIPT_BYTES) -> list[str]:
         """The transcript as printable ASCII lines, oldest first, at most limit bytes.
@@ -168,15 +155,17 @@ class Transcript:
         Multi-line replies become one line per reply line. When the lines
         do not fit, the oldest go and a first line says how many."""
         lines: list[str] = []
-        for side, data in self.entries():
-            prefix = _PREFIX.get(side, "?: ")
-            cut = len(data) >= TRANSCRIPT_LINE_BYTES
-            parts = data.split(b"\r\n")
-            if side == SIDE_SERVER and parts and not parts[-1]:
-                parts.pop()  # the CRLF that ended the reply
-            for i, part in enumerate(parts):
-                text = prefix + show_bytes(part)
-                if cut and i == len(parts) - 1:
+        for entry in self:
+            if isinstance(entry, str):
+                lines.append(_PREFIX_NOTE + entry)
+                continue
+            if entry.endswith(b"\r\n"):
+                prefix, parts = _PREFIX_SERVER, entry[:-2].split(b"\r\n")
+            else:
+                prefix, parts = _PREFIX_CLIENT, [entry]
+            for part in parts:
+                text = prefix + show_bytes(part[:TRANSCRIPT_LINE_BYTES])
+                if len(part) >= TRANSCRIPT_LINE_BYTES:
                     text += _CUT_MARK
                 lines.append(text)
         size = sum(len(line) + 1 for line in lines)
@@ -184,10 +173,11 @@ class Transcript:
         while size > limit and first < len(lines):
             size -= len(lines[first]) + 1
             first += 1
-        dropped = self.dropped + first
         kept = lines[first:]
-        if dropped:
-            kept.insert(0, f"-- ({dropped} earlier lines not kept)")
+        if first:
+            kept.insert(0, f"-- ({first} earlier lines left out to fit)")
+        if self.full:
+            kept.insert(0, f"-- (only the last {self.maxlen} commands and replies are kept)")
         return kept
 
 

@@ -36,9 +36,9 @@ def test_ring_keeps_only_the_last_lines():
     t = Transcript(size=4)
     for n in range(10):
         t.client(b"NOOP %d" % n)
-    assert t.count == 10 and t.dropped == 6
+    assert t.full
     assert t.render() == [
-        "-- (6 earlier lines not kept)",
+        "-- (only the last 4 commands and replies are kept)",
         "C: NOOP 6",
         "C: NOOP 7",
         "C: NOOP 8",
@@ -46,17 +46,18 @@ def test_ring_keeps_only_the_last_lines():
     ]
 
 
-def test_ring_holds_a_fixed_number_of_slots():
+def test_ring_holds_a_fixed_number_of_entries():
     t = Transcript(size=8)
     for n in range(1000):
         t.client(b"RCPT TO:<u%d@x.example>" % n)
-    assert len(t.lines) == 8 and len(t.sides) == 8
+        t.server(b"250 2.1.5 Ok\r\n")
+    assert len(t) == 8 and t.maxlen == 8
 
 
 def test_long_line_is_cut_when_recorded():
     t = Transcript()
     t.client(b"X" * 5000)
-    assert len(t.lines[0]) == TRANSCRIPT_LINE_BYTES
+    assert len(t[0]) == TRANSCRIPT_LINE_BYTES
     (line,) = t.render()
     assert line.endswith(" ...(cut)") and len(line) < TRANSCRIPT_LINE_BYTES + 20
 
@@ -65,7 +66,7 @@ def test_short_line_is_kept_without_a_copy():
     t = Transcript()
     line = b"MAIL FROM:<a@b.example>"
     t.client(line)
-    assert t.lines[0] is line
+    assert t[0] is line
 
 
 def test_render_drops_oldest_lines_to_fit_the_byte_limit():
@@ -74,7 +75,8 @@ def test_render_drops_oldest_lines_to_fit_the_byte_limit():
         t.client(b"VRFY %02d" % n + b"y" * 90)
     lines = t.render(limit=1000)
     assert sum(len(x) + 1 for x in lines[1:]) <= 1000
-    assert lines[0].startswith("-- (") and lines[-1].startswith("C: VRFY 49")
+    assert lines[0] == "-- (41 earlier lines left out to fit)"
+    assert lines[-1].startswith("C: VRFY 49")
 
 
 def test_message_content_stands_as_one_note():
@@ -89,6 +91,14 @@ def test_message_content_stands_as_one_note():
         "-- (message content not shown)",
         "C: .",
     ]
+
+
+def test_long_reply_is_cut_when_shown():
+    t = Transcript()
+    t.server(b"550 " + b"z" * 3000 + b"\r\n")
+    (line,) = t.render()
+    assert line.startswith("S: 550 zzz") and line.endswith(" ...(cut)")
+    assert len(line) < TRANSCRIPT_LINE_BYTES + 20
 
 
 def test_unprintable_bytes_are_escaped():
