@@ -1,7 +1,7 @@
 """bounce.notice - non-delivery notices (RFC 3464 multipart/report) and sending them
 
 SYNOPSIS
-    from mta.bounce.notice import make_notice, send_notice, notice_recipients
+    from mta.bounce.notice import make_notice, send_notice, notice_recipients, open_notice
     sender, recipients, data = make_notice(cfg, msg, content_path, failed)
     queue_id = send_notice(cfg, msg, content_path, failed)     # None: nobody to tell
 
@@ -55,6 +55,12 @@ DESCRIPTION
     in turn it is dropped, never copied again. When cleanup does not
     queue it, NoticeError carries cleanup's reply and the caller keeps
     the bounce log to try again.
+
+    open_notice() is the part that any notice shares: a cleanup job
+    from the null sender with the recipients and the message written,
+    marked with NOTICE_ATTR for a postmaster notice, that the caller
+    closes (at once, or finish() on an event loop and commit() on a
+    thread, as smtpd does for its error notices).
 
 SECURITY
     Reasons and the returned content come from remote servers and
@@ -355,6 +361,20 @@ def notice_recipients(failed: Iterable[RecipientStatus]) -> list[RecipientStatus
     return [st for st in failed if not st.notify or st.notify & R.DSN_NOTIFY_FAILURE]
 
 
+def open_notice(cleanup, recipients: list[str], data: bytes, postmaster: bool):
+    """A cleanup job holding a notice from the null sender, ready for close().
+
+    postmaster: mark it with NOTICE_ATTR, so that when it fails in turn
+    it is dropped rather than noticed again."""
+    flags = 0 if data.isascii() else R.QF_8BIT
+    attrs = {NOTICE_ATTR: "postmaster"} if postmaster else {}
+    job = cleanup.open("", attrs, flags=flags)
+    for rcpt in recipients:
+        job.add_recipient(rcpt)
+    job.write(data)
+    return job
+
+
 def send_notice(
     cfg,
     msg: QueueMessage,
@@ -376,13 +396,8 @@ def send_notice(
     wanted = list(failed) if to or kind != "failure" else notice_recipients(failed)
     if not wanted:
         return None
-    sender, recipients, data = make_notice(cfg, msg, content_path, wanted, kind, to, headers_only)
-    flags = 0 if data.isascii() else R.QF_8BIT
-    attrs = {NOTICE_ATTR: "postmaster"} if to else {}
-    job = (cleanup or Cleanup(cfg)).open(sender, attrs, flags=flags)
-    for rcpt in recipients:
-        job.add_recipient(rcpt)
-    job.write(data)
+    _, recipients, data = make_notice(cfg, msg, content_path, wanted, kind, to, headers_only)
+    job = open_notice(cleanup or Cleanup(cfg), recipients, data, postmaster=bool(to))
     result = job.close("incoming")
     if result.action != ACTION_QUEUED:
         raise NoticeError(result.reply or result.action)

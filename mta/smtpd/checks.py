@@ -86,7 +86,9 @@ DESCRIPTION
     the next restriction's reject into a "reject_warning" log line,
     through on_warn(stage, verdict). A table that fails temporarily
     answers "451 4.3.0 <name>: Temporary lookup failure"; a broken one
-    "451 4.3.5 Server configuration error".
+    "451 4.3.5 Server configuration error". Verdict.error_class says
+    which notify_classes bit a refusal belongs to: policy, except
+    resource for the first and software for the second.
 
     reject_unverified_* ask the verify service (common/verify_clnt.py),
     polling address_verify_poll_count times, address_verify_poll_delay
@@ -141,6 +143,7 @@ from mta.common.match_list import AddrList
 from mta.config.errors import ConfigError
 from mta.maps import MapError, MapRetry, Maps, open_map
 from mta.smtpd import dns as smtpd_dns
+from mta.smtpd.transcript import NOTIFY_POLICY, NOTIFY_RESOURCE, NOTIFY_SOFTWARE
 
 SMTPD_NAME_CLIENT = "Client host"  # reply subjects, as Postfix words them
 SMTPD_NAME_REV_CLIENT = "Unverified Client host"
@@ -267,6 +270,7 @@ class Verdict:
     reply: str
     kind: str  # "reject" (5xx) or "defer" (4xx)
     disconnect: bool = False  # 421/521 from an access table: hang up after the reply
+    error_class: int = NOTIFY_POLICY  # notify_classes bit: policy, resource or software
 
 
 class _Abort(Exception):
@@ -798,12 +802,13 @@ class SmtpdChecks:
 
     @staticmethod
     def _server_error() -> Verdict:
-        return Verdict("451 4.3.5 Server configuration error", "defer")
+        return Verdict("451 4.3.5 Server configuration error", "defer", False, NOTIFY_SOFTWARE)
 
     def _lookup_error(self, name: str, exc: Exception) -> _Abort:
         if isinstance(exc, MapRetry):
             log.warning("%s: %s", name, exc)
-            return _Abort(Verdict(f"451 4.3.0 <{name}>: Temporary lookup failure", "defer"))
+            reply = f"451 4.3.0 <{name}>: Temporary lookup failure"
+            return _Abort(Verdict(reply, "defer", False, NOTIFY_RESOURCE))
         log.warning("%s: table lookup problem: %s", name, exc)
         return _Abort(self._server_error())
 

@@ -13,6 +13,12 @@ DESCRIPTION
     queue files are fsynced so that a slow disk delays only the session
     that waits for it.
 
+    send_error_notice() queues the notice a session asks for at its end
+    when it ran into trouble of a kind in notify_classes (see
+    smtpd/transcript.py), to error_notice_recipient through the same
+    cleanup library, and logs "QUEUEID: notice to RCPT: CLASSES errors
+    from HOST[ADDR]".
+
     The client name is the reverse lookup of its address confirmed by a
     forward lookup (through the system resolver, so /etc/hosts counts),
     or "unknown"; results are cached for a minute.
@@ -37,6 +43,7 @@ from mta.common.mail_flow import FlowGate
 from mta.common.match_list import AddrList, DomainList
 from mta.common.worker import BlockingPool
 from mta.smtpd.checks import SessionState, SmtpdChecks
+from mta.smtpd.transcript import class_names, make_error_notice, notify_mask
 
 NAME_CACHE_TTL = 60.0  # seconds a client host name stays cached
 NAME_CACHE_MAX = 10000  # entries before the cache is emptied
@@ -86,6 +93,9 @@ class SmtpdServer:
         self.bare_exclusions = AddrList(cfg.get_list("smtpd_forbid_bare_newline_exclusions"), cfg)
         self.peername_lookup = cfg.get_bool("smtpd_peername_lookup")
         self.flush_domains = DomainList.from_param(cfg, "fast_flush_domains")
+        self.notify_mask = notify_mask(cfg)
+        self.error_rcpt = cfg.get("error_notice_recipient").strip()
+        self.notice_tasks: set[asyncio.Task] = set()
         self.checks = SmtpdChecks(cfg)
         self.cleanup = cleanup if cleanup is not None else Cleanup(cfg)
         self.executor = BlockingPool(FSYNC_THREADS, "fsync")
@@ -156,6 +166,47 @@ class SmtpdServer:
         return SessionState(
             client_addr=addr, client_name=name, client_port=port, reverse_name=reverse
         )
+
+    def send_error_notice(self, client: str, mask: int, transcript) -> None:
+        """Queue the postmaster's notice about a session with client; see smtpd.transcript.
+
+        The queue file is written here, on the loop, and fsynced on a
+        worker thread; the queue id is logged when it is safe."""
+        from mta.bounce.notice import open_notice
+
+        what = ", ".join(class_names(mask))
+        try:
+            data = make_error_notice(self.cfg, client, mask, transcript)
+            job = open_notice(self.cleanup, [self.error_rcpt], data, postmaster=True)
+            result = job.finish("incoming")
+        except Exception as exc:  # noqa: BLE001 - a notice must not break the session's end
+            log.warning("cannot queue error notice about %s: %s", client, exc)
+            return
+        if result is not None:
+            self._log_error_notice(client, what, result)
+            return
+        task = asyncio.ensure_future(self.executor.run(job.commit))
+        self.notice_tasks.add(task)  # a task nobody holds may be collected before it ends
+        task.add_done_callback(self.notice_tasks.discard)
+        task.add_done_callback(
+            lambda done: self._log_error_notice(client, what, done.exception() or done.result())
+        )
+
+    def _log_error_notice(self, client: str, what: str, result) -> None:
+        if isinstance(result, BaseException):
+            log.warning("cannot queue error notice about %s: %s", client, result)
+        elif result.action != "queued":
+            log.warning(
+                "cannot queue error notice about %s: %s", client, result.reply or result.action
+            )
+        else:
+            log.info(
+                "%s: notice to %s: %s errors from %s",
+                result.queue_id,
+                self.error_rcpt,
+                what,
+                client,
+            )
 
     def session_started(self, session) -> None:
         self.sessions.add(session)

@@ -29,6 +29,15 @@ DESCRIPTION
     exclusions) and smtpd_forbid_unauth_pipelining (554 and disconnect
     when a client sends ahead where RFC 2920 forbids it).
 
+    Each error reply notes its notify_classes class (resource,
+    software, protocol, policy; see smtpd/transcript.py for which is
+    which). When the session ends and it ran into a class in
+    notify_classes, the server queues one notice with the session's
+    transcript to error_notice_recipient. The transcript is a fixed
+    ring kept from connect only when protocol or policy is enabled;
+    otherwise it starts at the first such error, and a clean session
+    records nothing.
+
 SECURITY
     Sees untrusted network input; every reply is built from fixed text
     and addresses that passed the parser. Runs as mail_owner.
@@ -44,9 +53,27 @@ from __future__ import annotations
 import asyncio
 
 from mta import log
+from mta.cleanup.cleanup import (
+    REPLY_ALIAS_ERROR,
+    REPLY_HOPS,
+    REPLY_LOOKUP_ERROR,
+    REPLY_NO_RCPT,
+    REPLY_TOO_BIG,
+    REPLY_WRITE_ERROR,
+)
 from mta.queue import rec_type as R
 from mta.smtpd.address import AddressError, decode_xtext, parse_path
 from mta.smtpd.checks import SessionState
+from mta.smtpd.transcript import (
+    NOTE_CONTENT,
+    NOTIFY_POLICY,
+    NOTIFY_PROTOCOL,
+    NOTIFY_RESOURCE,
+    NOTIFY_RING,
+    NOTIFY_SOFTWARE,
+    TRANSCRIPT_LINE_BYTES,
+    Transcript,
+)
 from mta.smtpd.wire import DataStream, LineTooLong, parse_command, parse_esmtp_params, split_lines
 
 PAUSE_INPUT_AT = 1 << 20  # stop reading a client whose unprocessed input passes this
@@ -58,6 +85,20 @@ MODE_SKIP = 3  # discarding the rest of an over-long command line
 # commands after which the client must wait for the reply (RFC 2920 section 3.1)
 SYNC_COMMANDS = frozenset({b"EHLO", b"HELO", b"DATA", b"QUIT", b"NOOP", b"VRFY", b"ETRN", b"HELP"})
 JUNK_COMMANDS = frozenset({b"NOOP", b"VRFY", b"ETRN", b"RSET"})
+
+LINE_END_OF_DATA = b"."  # what the client sent to end DATA content
+
+# notify_classes bit of a message that cleanup did not queue, by its reply;
+# content refused by header or body checks is policy, the size and hop
+# limits are bounce-class trouble that smtpd does not report
+CLEANUP_CLASSES = {
+    REPLY_WRITE_ERROR: NOTIFY_RESOURCE,
+    REPLY_LOOKUP_ERROR: NOTIFY_RESOURCE,
+    REPLY_ALIAS_ERROR: NOTIFY_SOFTWARE,
+    REPLY_TOO_BIG: 0,
+    REPLY_HOPS: 0,
+    REPLY_NO_RCPT: 0,
+}
 
 NOTIFY_BITS = {
     b"NEVER": R.DSN_NOTIFY_NEVER,
@@ -98,6 +139,11 @@ class SmtpdSession(asyncio.Protocol):
         self.junk = 0
         self.counts: dict[str, int] = {}
         self.last_command = "CONNECT"
+        self.line = b""  # the command line being answered, for a transcript
+        self.trouble = 0  # NOTIFY_* bits of what went wrong in this session
+        # the whole session is recorded only when protocol or policy
+        # errors are reported; otherwise from the first trouble on
+        self.transcript = Transcript() if server.notify_mask & NOTIFY_RING else None
         self.st: SessionState | None = None
         self.session_actions: list = []
         self.reset_transaction()
@@ -142,7 +188,21 @@ class SmtpdSession(asyncio.Protocol):
 
     # ------------------------------------------------------------ output
     def reply(self, text: str) -> None:
-        self.replies.append(text.encode("utf-8", "replace") + b"\r\n")
+        data = text.encode("utf-8", "replace") + b"\r\n"
+        self.replies.append(data)
+        if self.transcript is not None:
+            self.transcript.append(data)  # Transcript.server(), without the lookup
+
+    def note(self, error_class: int) -> None:
+        """Remember trouble of error_class (NOTIFY_*) for the notice at the session's end.
+
+        The first trouble of a class in notify_classes starts the
+        transcript, with the command being answered, if none is kept."""
+        self.trouble |= error_class
+        if self.transcript is None and error_class & self.server.notify_mask:
+            self.transcript = Transcript()
+            if self.line:
+                self.transcript.client(self.line)
 
     def flush(self) -> None:
         if self.replies and not self.transport.is_closing():
@@ -230,7 +290,7 @@ class SmtpdSession(asyncio.Protocol):
                 verdict = await self.server.checks.client(self.st)
                 if verdict is not None:
                     self.log_reject("CONNECT", verdict)
-                    self.reject_stage = verdict.reply
+                    self.reject_stage = verdict
                 self.session_actions = list(self.st.actions)
             self.reply(f"220 {self.server.banner}")
             await self.loop()
@@ -239,6 +299,7 @@ class SmtpdSession(asyncio.Protocol):
                 log.info("lost connection after %s from %s", self.last_command, self.client_text)
         except Exception as exc:  # noqa: BLE001 - one bad session must not stop the server
             log.warning("%s: unexpected error: %s: %s", self.client_text, type(exc).__name__, exc)
+            self.note(NOTIFY_SOFTWARE)
             self.reply("421 4.3.0 Error: internal error")
         finally:
             self.finish()
@@ -257,6 +318,8 @@ class SmtpdSession(asyncio.Protocol):
             counts = "".join(f" {k}={v}" for k, v in self.counts.items())
             total = sum(self.counts.values())
             log.info("disconnect from %s%s commands=%d", self.client_text, counts, total)
+            if self.trouble & self.server.notify_mask:
+                self.server.send_error_notice(self.client_text, self.trouble, self.transcript)
         self.server.session_ended(self)
 
     async def loop(self) -> None:
@@ -296,6 +359,10 @@ class SmtpdSession(asyncio.Protocol):
         for index, line in enumerate(lines):
             if index == bare and self.server.forbid_bare_newline(self.st):
                 log.info("bare <LF> received from %s after %s", self.client_text, self.last_command)
+                self.line = line
+                if self.transcript is not None:
+                    self.transcript.client(line)
+                self.note(NOTIFY_PROTOCOL)
                 self.reply(f"521 5.5.2 {self.server.hostname} Error: bare <LF> received")
                 return False
             pos = raw.index(b"\n", pos) + 1
@@ -310,6 +377,9 @@ class SmtpdSession(asyncio.Protocol):
                 return True
         if too_long:
             self.mode = MODE_SKIP  # the rest of the long line goes, what follows it stays
+            self.line = bytes(self.inbuf[:TRANSCRIPT_LINE_BYTES])
+            if self.transcript is not None:
+                self.transcript.client(self.line)
             return await self.error("500 5.5.0 Error: line too long")
         return True
 
@@ -317,15 +387,21 @@ class SmtpdSession(asyncio.Protocol):
         """Log and answer a restriction's verdict; False when the session must end."""
         self.log_reject(stage, verdict)
         if verdict.disconnect:
+            self.note(verdict.error_class)
             self.reply(verdict.reply)
             return False
-        return await self.error(verdict.reply)
+        return await self.error(verdict.reply, verdict.error_class)
 
-    async def error(self, text: str) -> bool:
-        """Reply with an error, counting toward the error limits; False to end."""
+    async def error(self, text: str, error_class: int = NOTIFY_PROTOCOL) -> bool:
+        """Reply with an error, counting toward the error limits; False to end.
+
+        error_class: the notify_classes bit the error belongs to (0: none)."""
         self.errors += 1
+        if error_class:
+            self.note(error_class)
         if self.errors >= self.server.hard_error_limit:
             log.info("too many errors after %s from %s", self.last_command, self.client_text)
+            self.note(NOTIFY_PROTOCOL)
             self.reply(f"421 4.7.0 {self.server.hostname} Error: too many errors")
             return False
         if self.errors > self.server.soft_error_limit and self.server.error_sleep:
@@ -336,6 +412,10 @@ class SmtpdSession(asyncio.Protocol):
 
     async def command(self, line: bytes, more: bool) -> bool:
         """Handle one command line; False when the session must end."""
+        self.line = line
+        if self.transcript is not None:
+            # Transcript.client() inlined: this runs for every command
+            self.transcript.append(line[:TRANSCRIPT_LINE_BYTES])
         verb, arg = parse_command(line)
         name = verb.decode("ascii", "replace")
         handler = COMMANDS.get(verb)
@@ -354,12 +434,14 @@ class SmtpdSession(asyncio.Protocol):
                 self.errors += 1
                 if self.errors >= self.server.hard_error_limit:
                     log.info("too many errors after %s from %s", name, self.client_text)
+                    self.note(NOTIFY_PROTOCOL)
                     self.reply(f"421 4.7.0 {self.server.hostname} Error: too many errors")
                     return False
         if more and (verb in SYNC_COMMANDS or not self.st.esmtp):
             self.st.pipelining_violation = True
             if self.server.forbid_unauth_pipelining:
                 log.info("improper command pipelining after %s from %s", name, self.client_text)
+                self.note(NOTIFY_PROTOCOL)
                 self.reply("554 5.5.0 Error: SMTP protocol synchronization")
                 return False
         return await handler(self, arg)
@@ -379,6 +461,8 @@ class SmtpdSession(asyncio.Protocol):
                 return await self.refuse("HELO", verdict)
         if esmtp:
             self.replies.append(self.server.ehlo_reply)
+            if self.transcript is not None:
+                self.transcript.server(self.server.ehlo_reply)
         else:
             self.reply(f"250 {self.server.hostname}")
         return True
@@ -392,7 +476,7 @@ class SmtpdSession(asyncio.Protocol):
         if self.sender is not None:
             return await self.error("503 5.5.1 Error: nested MAIL command")
         if self.reject_stage is not None:
-            return await self.error(self.reject_stage)
+            return await self.error(self.reject_stage.reply, self.reject_stage.error_class)
         if arg[:5].upper() != b"FROM:":
             return await self.error("501 5.5.4 Syntax: MAIL FROM:<address>")
         try:
@@ -407,9 +491,9 @@ class SmtpdSession(asyncio.Protocol):
             params[key] = value
         size = params.get(b"SIZE")
         if size is not None and self.server.size_limit and int(size) > self.server.size_limit:
-            return await self.error("552 5.3.4 Message size exceeds fixed limit")
+            return await self.error("552 5.3.4 Message size exceeds fixed limit", NOTIFY_POLICY)
         if not self.server.room_for(int(size or 0)):
-            return await self.error("452 4.3.1 Insufficient system storage")
+            return await self.error("452 4.3.1 Insufficient system storage", NOTIFY_RESOURCE)
         self.st.sender = sender
         if not self.server.checks.delay_reject:
             verdict = await self.server.checks.sender(self.st)
@@ -478,7 +562,7 @@ class SmtpdSession(asyncio.Protocol):
                 name = key.decode("ascii", "replace")
                 return await self.error(f"555 5.5.4 Unsupported option: {name}")
         if len(self.recipients) >= self.server.recipient_limit:
-            return await self.error("452 4.5.3 Error: too many recipients")
+            return await self.error("452 4.5.3 Error: too many recipients", NOTIFY_POLICY)
         self.st.recipient = rcpt
         verdict = await self.server.checks.recipient(self.st)
         if verdict is not None:
@@ -576,6 +660,9 @@ class SmtpdSession(asyncio.Protocol):
                     self.job.write(content)
                 if self.stream.bare_lf and self.server.forbid_bare_newline(self.st):
                     log.info("bare <LF> received from %s after DATA", self.client_text)
+                    if self.transcript is not None:
+                        self.transcript.note(NOTE_CONTENT)
+                    self.note(NOTIFY_PROTOCOL)
                     self.reply(f"521 5.5.2 {self.server.hostname} Error: bare <LF> received")
                     raise SessionClosed("bare lf")
                 if done:
@@ -583,9 +670,13 @@ class SmtpdSession(asyncio.Protocol):
             await self.wait_input()
         self.mode = MODE_COMMAND
         self.last_command = "END-OF-MESSAGE"
+        self.line = LINE_END_OF_DATA
+        if self.transcript is not None:
+            self.transcript.note(NOTE_CONTENT)
+            self.transcript.client(LINE_END_OF_DATA)
         if self.stream.too_big:
             self.reset_transaction()
-            await self.error("552 5.3.4 Message size exceeds fixed limit")
+            await self.error("552 5.3.4 Message size exceeds fixed limit", 0)
             return
         await self.end_message()
 
@@ -614,7 +705,7 @@ class SmtpdSession(asyncio.Protocol):
             log.warning("queue file write error: %s", exc)
             job.abort()
             self.reset_transaction()
-            await self.error("451 4.3.0 Error: queue file write error")
+            await self.error("451 4.3.0 Error: queue file write error", NOTIFY_RESOURCE)
             return
         except BaseException:
             job.abort()
@@ -628,7 +719,7 @@ class SmtpdSession(asyncio.Protocol):
             reply = result.reply
             if not reply[:3].isdigit():
                 reply = ("451 " if result.action == "deferred" else "550 ") + reply
-            await self.error(reply)
+            await self.error(reply, CLEANUP_CLASSES.get(result.reply, NOTIFY_POLICY))
 
     async def do_bdat(self, arg: bytes) -> bool:
         words = arg.split()
@@ -644,6 +735,7 @@ class SmtpdSession(asyncio.Protocol):
         if self.sender is None or not self.recipients:
             # the chunk must still be read and thrown away
             self.bdat_left, self.bdat_last, self.job = size, last, None
+            self.bdat_class = NOTIFY_PROTOCOL
             self.bdat_reply = (
                 "503 5.5.1 Error: need MAIL command"
                 if self.sender is None
@@ -658,6 +750,7 @@ class SmtpdSession(asyncio.Protocol):
             if verdict is not None:
                 self.log_reject("DATA", verdict)
                 self.bdat_left, self.bdat_last, self.bdat_reply = size, last, verdict.reply
+                self.bdat_class = verdict.error_class
                 self.mode = MODE_BDAT
                 return True
             self.bdat_seen = True
@@ -686,14 +779,14 @@ class SmtpdSession(asyncio.Protocol):
         if self.bdat_reply is not None:
             if self.job is not None:
                 self.reset_transaction()
-            await self.error(self.bdat_reply)
+            await self.error(self.bdat_reply, self.bdat_class)
             return
         if not self.bdat_last:
             self.reply(f"250 2.0.0 Ok: {self.bdat_size} bytes")
             return
         if self.bdat_too_big:
             self.reset_transaction()
-            await self.error("552 5.3.4 Message size exceeds fixed limit")
+            await self.error("552 5.3.4 Message size exceeds fixed limit", 0)
             return
         await self.end_message()
 
@@ -714,7 +807,7 @@ class SmtpdSession(asyncio.Protocol):
 
     async def do_vrfy(self, arg: bytes) -> bool:
         if self.server.disable_vrfy:
-            return await self.error("502 5.5.1 VRFY command is disabled")
+            return await self.error("502 5.5.1 VRFY command is disabled", NOTIFY_POLICY)
         if not arg:
             return await self.error("501 5.5.4 Syntax: VRFY address")
         try:
@@ -747,7 +840,7 @@ class SmtpdSession(asyncio.Protocol):
             task.add_done_callback(_log_flush_error)
             self.reply("250 Queuing started")
             return True
-        return await self.error(f"459 4.3.0 <{domain}>: service unavailable")
+        return await self.error(f"459 4.3.0 <{domain}>: service unavailable", 0)
 
     async def do_help(self, arg: bytes) -> bool:
         self.reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY ETRN")

@@ -10,6 +10,8 @@ DESCRIPTION
     local pipe. The client counts as 127.0.0.1 for the access checks,
     and messages go to maildrop/ through mta.postdrop instead of
     straight to cleanup, so this works while the mail system is stopped.
+    No notify_classes notices are sent about these sessions: the user
+    who runs the program reads every reply.
 
 SECURITY
     Runs as the invoking user; the input is untrusted like any client's.
@@ -65,6 +67,8 @@ async def _serve(cfg) -> int:
     # A program on a pipe writes its whole conversation at once; that is no
     # smuggling attempt, so pipelining rules do not apply here.
     server.forbid_unauth_pipelining = False
+    # The user sees every reply on the pipe: no error notices to the postmaster.
+    server.notify_mask = 0
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     session = SmtpdSession(server)

@@ -21,6 +21,7 @@ from mta.smtpd.checks import (
     split_dsn,
     valid_hostname,
 )
+from mta.smtpd.transcript import NOTIFY_POLICY, NOTIFY_RESOURCE, NOTIFY_SOFTWARE
 from tests.support.dns_server import DnsServer
 
 BASE = (
@@ -547,6 +548,16 @@ def test_unknown_restriction_in_table_result_is_a_server_error(make):
 def test_temporary_table_failure_defers(make):
     checks = make("smtpd_sender_restrictions = check_sender_access fail:down\n")
     assert reply(rcpt(checks)) == "451 4.3.0 <a@sender.example>: Temporary lookup failure"
+
+
+def test_refusals_carry_their_notify_class(make):
+    assert rcpt(make(), recipient="victim@elsewhere.example").error_class == NOTIFY_POLICY
+    broken = make(
+        "smtpd_sender_restrictions = check_sender_access inline:{ b.example=bogus_thing }\n"
+    )
+    assert rcpt(broken, sender="a@b.example").error_class == NOTIFY_SOFTWARE
+    down = make("smtpd_sender_restrictions = check_sender_access fail:down\n")
+    assert rcpt(down).error_class == NOTIFY_RESOURCE
 
 
 # ---------------------------------------------------------------- syntax restrictions
