@@ -307,11 +307,12 @@ def make_notice(
     # as Postfix: the whole message unless the sender asked for RET=HDRS
     full = msg.attrs.get("ret", "").upper() != "HDRS" and not headers_only
     whole = headers + [b""] + body
+    what = "Undelivered Message" if kind in ("failure", "delay") else "Message"
     if full and sum(len(line) + 1 for line in whole) <= limit:
-        returned, rtype, rdesc = whole, "message/rfc822", "Undelivered Message"
+        returned, rtype, rdesc = whole, "message/rfc822", what
     else:
         returned = _cut(headers, limit)
-        rtype, rdesc = "text/rfc822-headers", "Undelivered Message Headers"
+        rtype, rdesc = "text/rfc822-headers", f"{what} Headers"
     returned_bytes = b"".join(line.rstrip(b"\r") + b"\n" for line in returned)
     letter = _letter(cfg, kind, failed, intro)
     if charset.lower() in ("us-ascii", "ascii"):
