@@ -31,8 +31,10 @@ DESCRIPTION
     and the file's mode from the same open file. A larger file is not
     read past its envelope when the size record's recipient count says
     no recipient follows the content and the file ends with its end
-    record; anything unusual goes through the full parser, which gives
-    the same answer read_queue_file() would.
+    record (damage inside the content of such a file goes unnoticed
+    here; the delivery agents still find it). Anything unusual goes
+    through the full parser, which gives the answer read_queue_file()
+    would.
 
     mark_done() finishes recipients by overwriting the type byte of each
     recipient record with "D" and syncing once, so a recipient marked
