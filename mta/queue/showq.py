@@ -78,6 +78,8 @@ MARKS = {"active": "*", "hold": "!"}
 ID_WIDTH = 17  # the queue id and its mark
 ADDR_COLUMN = ID_WIDTH + 1 + 8 + 1 + 19 + 1  # recipients line up under the sender
 REASON_RIGHT = 78  # a delay reason ends in this column, unless it is longer
+ADDR_INDENT = " " * ADDR_COLUMN
+ARRIVAL_MEMO = 4096  # arrival times whose text format_entry() keeps
 LOGGED_QUEUES = ("deferred", "active", "hold")  # messages there may have a defer log
 LISTING_BATCH = 1 << 15  # iter_listing() gathers about this many characters per piece
 
@@ -216,18 +218,27 @@ def format_header() -> str:
 def format_entry(entry: QueueEntry) -> str:
     """One message in the sendmail-style listing, with its blank line after."""
     mark = MARKS.get(entry.queue_name, "") or ("#" if entry.forced_expire else "")
-    qid = entry.queue_id + mark
+    qid = (entry.queue_id + mark).ljust(ID_WIDTH)
     if entry.damaged:
-        return f"{qid:<{ID_WIDTH}} (damaged queue file)\n\n"
-    when = time.strftime("%a %b %e %H:%M:%S", time.localtime(entry.arrival_time))
-    lines = [f"{qid:<{ID_WIDTH}} {entry.message_size:>8} {when:<19} {show_sender(entry.sender)}"]
+        return f"{qid} (damaged queue file)\n\n"
+    when = _arrival_text.get(entry.arrival_time)
+    if when is None:
+        if len(_arrival_text) >= ARRIVAL_MEMO:
+            _arrival_text.clear()
+        when = time.strftime("%a %b %e %H:%M:%S", time.localtime(entry.arrival_time)).ljust(19)
+        _arrival_text[entry.arrival_time] = when
+    lines = [f"{qid} {entry.message_size:>8} {when} {show_sender(entry.sender)}\n"]
     last_reason = None
     for address, reason in entry.recipients:
         if reason and reason != last_reason:
-            lines.append(f"{'(' + reason + ')':>{REASON_RIGHT}}")
+            lines.append(f"({reason})".rjust(REASON_RIGHT) + "\n")
         last_reason = reason
-        lines.append(" " * ADDR_COLUMN + address)
-    return "\n".join(lines) + "\n\n"
+        lines.append(ADDR_INDENT + address + "\n")
+    lines.append("\n")
+    return "".join(lines)
+
+
+_arrival_text: dict[int, str] = {}  # arrival time -> its column, for messages that came together
 
 
 def show_sender(sender: str) -> str:
