@@ -45,10 +45,10 @@ def fill_mta(top: Path, n: int) -> str:
     qdir = cfg.get("queue_directory")
     for i in range(n):
         w = QueueFileWriter(qdir, "deferred")
-        w.write_envelope(f"s{i}@src.example", [Recipient(address=f"r{i}@remote.example")], {})
+        rcpt = Recipient(address=f"r{i}@remote.example")
+        w.write_envelope(f"s{i}@src.example", [rcpt], {})  # sets rcpt.offset
         w.write_content(BODY)
         qid = w.commit()
-        rcpt = Recipient(address=f"r{i}@remote.example", offset=0)
         st = RecipientStatus.of(rcpt, ACTION_DELAYED, "4.4.1", REASON)
         logfile.append(qdir, "defer", qid, [st])
     return str(cdir)

@@ -4,6 +4,7 @@ REC_TYPE_NORM: int
 REC_TYPE_CONT: int
 MAX_LENGTH_BYTES: int
 MAX_RECORD: int
+MAX_DIGITS: int
 
 def encode_length(n: int) -> bytes: ...
 def encode_record(rtype: int, payload: bytes | bytearray | memoryview) -> bytes: ...
@@ -16,6 +17,9 @@ def decode_records(
 def content_text(
     buf: bytes | bytearray | memoryview, start: int = 0, line_end: bytes = b"\n"
 ) -> tuple[bytes, int]: ...
+def scan_envelope(
+    buf: bytes | bytearray | memoryview, whole: bool = True
+) -> tuple[int, int, int, int, str, list[tuple[int, str]]] | None: ...
 
 class ContentEncoder:
     limit: int

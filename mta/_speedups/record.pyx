@@ -2,13 +2,16 @@
 """record - queue file records, compiled twin of record_ref.py
 
 Same API and results as record_ref: encode_length, encode_record,
-decode_records, content_text and ContentEncoder. The content encoder scans each chunk
-with memchr for line ends and writes records straight into one output
-bytearray, so a message costs a few calls per chunk, not per line.
+decode_records, content_text, scan_envelope and ContentEncoder. The content
+encoder scans each chunk with memchr for line ends and writes records straight
+into one output bytearray, so a message costs a few calls per chunk, not per
+line. scan_envelope walks the records in C and makes Python objects only for
+the sender and the recipients not done.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memchr, memcpy
 
 from mta._speedups.record_ref import RecordError
@@ -17,12 +20,30 @@ REC_TYPE_NORM = 0x4E
 REC_TYPE_CONT = 0x4C
 MAX_LENGTH_BYTES = 5
 MAX_RECORD = 1 << 30
+MAX_DIGITS = 15
 
 cdef enum:
     C_NORM = 0x4E
     C_CONT = 0x4C
     C_MESG = 0x4D
     C_XTRA = 0x58
+    C_SIZE = 0x43
+    C_TIME = 0x54
+    C_ATTR = 0x41
+    C_FULL = 0x46
+    C_FROM = 0x53
+    C_ORCP = 0x4F
+    C_DSN_ORCPT = 0x6F
+    C_DSN_NOTIFY = 0x6E
+    C_RCPT = 0x52
+    C_DONE = 0x44
+    C_WARN = 0x57
+    C_END = 0x45
+
+cdef enum ScanSection:
+    S_ENVELOPE = 0
+    S_CONTENT          # between M and X
+    S_EXTRA            # after X
 
 
 cdef inline Py_ssize_t _put_record(bytearray out, int rtype, const unsigned char *p,
@@ -255,3 +276,115 @@ def content_text(buf, Py_ssize_t start=0, bytes line_end=b"\n"):
                 w += ends
         pos = at + length
     return out, longest
+
+
+cdef int _numbers(const unsigned char *p, Py_ssize_t n, long long *out, int count) noexcept:
+    """Parse count blank-separated numbers (ASCII digits, at most MAX_DIGITS each)
+    into out; 0 when payload is just that, -1 otherwise."""
+    cdef Py_ssize_t i = 0
+    cdef int k = 0, digits
+    cdef long long value
+    while True:
+        while i < n and p[i] == 32:
+            i += 1
+        if i == n:
+            break
+        value = 0
+        digits = 0
+        while i < n and 48 <= p[i] <= 57:
+            value = value * 10 + (p[i] - 48)
+            digits += 1
+            i += 1
+            if digits > 15:
+                return -1
+        if digits == 0 or k == count:
+            return -1
+        out[k] = value
+        k += 1
+    return 0 if k == count else -1
+
+
+def scan_envelope(buf, bint whole=True):
+    cdef const unsigned char[::1] view = buf
+    cdef Py_ssize_t n = view.shape[0]
+    if n == 0:
+        return None
+    cdef const unsigned char *p = &view[0]
+    if p[0] != C_SIZE:
+        return None
+    cdef Py_ssize_t pos = 0, at = 0, length, following, i
+    cdef Py_ssize_t sender_at = 0, sender_len = 0, seen = 0
+    cdef long long sizes[4]
+    cdef long long when[2]
+    cdef long long arrival = 0
+    cdef unsigned char rtype
+    cdef ScanSection section = S_ENVELOPE
+    cdef list pending = []
+    while True:
+        if pos >= n:
+            return None  # no end record, or (first piece) no content yet
+        rtype = p[pos]
+        try:
+            length = _record_at(p, pos, n, whole, &at)
+        except RecordError:
+            return None
+        if length < 0:
+            return None
+        following = at + length
+        if pos == 0:
+            if _numbers(p + at, length, sizes, 4) < 0:
+                return None
+        elif rtype == C_NORM or rtype == C_CONT:
+            pass  # content, wherever it is
+        elif section == S_CONTENT:
+            if rtype != C_XTRA:
+                return None
+            section = S_EXTRA
+        elif rtype == C_RCPT:
+            seen += 1
+            pending.append(
+                (pos, PyUnicode_DecodeUTF8(<const char *>p + at, length, "surrogateescape"))
+            )
+        elif rtype == C_DONE:
+            seen += 1
+        elif rtype == C_ORCP or rtype == C_DSN_ORCPT:
+            pass
+        elif rtype == C_DSN_NOTIFY:
+            if length == 0:
+                return None
+            for i in range(at, following):
+                if not 48 <= p[i] <= 57:
+                    return None
+        elif rtype == C_WARN:
+            if length and _numbers(p + at, length, when, 1) < 0:
+                return None
+        elif rtype == C_ATTR:
+            if length == 0 or memchr(p + at, 61, length) == NULL:
+                return None
+        elif rtype == C_END:
+            if not whole or following != n or section != S_EXTRA:
+                return None
+            break
+        elif section != S_ENVELOPE:
+            return None
+        elif rtype == C_TIME:
+            if _numbers(p + at, length, when, 2) < 0:
+                return None
+            # as Python computes int(sec + usec / 1_000_000): both below 2**53
+            arrival = <long long>(<double>when[0] + <double>when[1] / 1e6)
+        elif rtype == C_FULL:
+            pass
+        elif rtype == C_FROM:
+            sender_at = at
+            sender_len = length
+        elif rtype == C_MESG:
+            if pos != sizes[0]:
+                return None
+            section = S_CONTENT
+            if not whole:
+                break
+        else:
+            return None
+        pos = following
+    sender = PyUnicode_DecodeUTF8(<const char *>p + sender_at, sender_len, "surrogateescape")
+    return (arrival, sizes[1], sizes[2], seen, sender, pending)

@@ -7,6 +7,7 @@ SYNOPSIS
     records, used = decode_records(buf, 0, final=True)   # [(offset, type, payload)]
     enc = ContentEncoder(2048)
     out = enc.feed(b"Subject: hi\r\nbody line") + enc.flush()
+    summary = scan_envelope(file_bytes, whole=True)      # or None: ask the full parser
 
 DESCRIPTION
     A queue file is a sequence of records. Each record is one type byte,
@@ -29,17 +30,49 @@ DESCRIPTION
     Content that does not end in a line end gets its last piece as an
     "N" record at flush(), so a trailing partial line is not lost.
 
+    scan_envelope() is the queue listing's reader: from a queue file, or
+    from its first piece (whole=False), it returns
+    (arrival, content_size, nrcpt, seen, sender, pending): the arrival
+    time in whole seconds, the content size and recipient count from the
+    size record, how many recipient records it saw (R and D), the sender,
+    and [(offset, address)] of the recipients not done (R), in file order.
+    It accepts only a plain, well-formed file, the way the writer makes
+    it: a size record of four blank-separated numbers first, the
+    envelope (T with two numbers, A with "=", F, S, O, o, n with digits,
+    W empty or a number, R, D), the M record where the size record says,
+    content (N, L), X, the extracted section (R, D, O, o, n, A, W), and E
+    as the very last record; numbers are ASCII digits and blanks, at most
+    15 digits each. Content records are passed over wherever they are.
+    Anything else gives None, and the caller asks the full parser, which
+    says what is wrong (or accepts a file the scan found unusual). With
+    whole=False the scan stops after the M record, and gives None when
+    buf ends before it; the content and the extracted section are then
+    not looked at (see seen and nrcpt).
+
 SECURITY
     Parses queue files, which only mail system programs write; a damaged
     file must raise RecordError, never crash or loop.
 """
 
+REC_TYPE_SIZE = 0x43  # "C": content offset, content size, recipients, flags
+REC_TYPE_TIME = 0x54  # "T": arrival time, "seconds microseconds"
+REC_TYPE_ATTR = 0x41  # "A": an attribute, "name=value"
+REC_TYPE_FULL = 0x46  # "F": the sender's full name
+REC_TYPE_FROM = 0x53  # "S": the envelope sender
+REC_TYPE_ORCP = 0x4F  # "O": the next recipient as first received
+REC_TYPE_DSN_ORCPT = 0x6F  # "o": DSN ORCPT of the next recipient
+REC_TYPE_DSN_NOTIFY = 0x6E  # "n": DSN NOTIFY bits of the next recipient, decimal
+REC_TYPE_RCPT = 0x52  # "R": a recipient still to deliver
+REC_TYPE_DONE = 0x44  # "D": a recipient finished
+REC_TYPE_WARN = 0x57  # "W": when the delay warning is due
+REC_TYPE_END = 0x45  # "E": the end of the file
 REC_TYPE_NORM = 0x4E  # "N": a content line, complete
 REC_TYPE_CONT = 0x4C  # "L": a piece of a content line, more follows
 REC_TYPE_MESG = 0x4D  # "M": the content starts after this record
 REC_TYPE_XTRA = 0x58  # "X": the content ended before this record
 MAX_LENGTH_BYTES = 5  # a length takes at most 5 bytes (35 bits)
 MAX_RECORD = 1 << 30  # no record is larger than 1 GiB
+MAX_DIGITS = 15  # scan_envelope() leaves longer numbers to the full parser
 
 
 class RecordError(ValueError):
@@ -177,3 +210,133 @@ class ContentEncoder:
         out += encode_record(REC_TYPE_NORM, partial)
         self.partial = bytearray()
         return bytes(out)
+
+
+def _record_at(buf, pos, final):
+    """(payload offset, payload length) of the record at pos; None when it runs
+    past the end of buf and final is false. RecordError when malformed."""
+    n = len(buf)
+    i = pos + 1
+    length = 0
+    shift = 0
+    while True:
+        if i >= n:
+            if final:
+                raise RecordError(f"truncated record length at offset {pos}")
+            return None
+        byte = buf[i]
+        i += 1
+        length |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+        if shift >= 7 * MAX_LENGTH_BYTES:
+            raise RecordError(f"bad record length at offset {pos}")
+    if length > MAX_RECORD:
+        raise RecordError(f"record too large ({length} bytes) at offset {pos}")
+    if i + length > len(buf):
+        if final:
+            raise RecordError(f"truncated record at offset {pos}")
+        return None
+    return i, length
+
+
+def _numbers(payload, count):
+    """count numbers, ASCII digits separated (and maybe led and followed) by blanks;
+    None when payload is anything else or a number has more than MAX_DIGITS digits."""
+    fields = payload.split(b" ")
+    out = [int(f) for f in fields if f.isdigit() and len(f) <= MAX_DIGITS]
+    if len(out) != count or len(out) != sum(1 for f in fields if f):
+        return None
+    return out
+
+
+_ENVELOPE, _CONTENT, _EXTRA = range(3)
+_ANY_SECTION = (REC_TYPE_ORCP, REC_TYPE_DSN_ORCPT)
+
+
+def scan_envelope(buf, whole=True):
+    """The listing's view of a queue file, or None; see the module docstring."""
+    buf = bytes(buf)
+    n = len(buf)
+    if n == 0 or buf[0] != REC_TYPE_SIZE:
+        return None
+    pos = 0
+    section = _ENVELOPE
+    content_offset = content_size = nrcpt = -1
+    arrival = 0
+    seen = 0
+    sender = b""
+    pending = []
+    while True:
+        if pos >= n:
+            return None  # no end record, or (first piece) no content yet
+        rtype = buf[pos]
+        try:
+            found = _record_at(buf, pos, whole)
+        except RecordError:
+            return None
+        if found is None:
+            return None
+        at, length = found
+        payload = buf[at : at + length]
+        following = at + length
+        if pos == 0:
+            sizes = _numbers(payload, 4)
+            if sizes is None:
+                return None
+            content_offset, content_size, nrcpt, _ = sizes
+        elif rtype in (REC_TYPE_NORM, REC_TYPE_CONT):
+            pass  # content, wherever it is
+        elif section == _CONTENT:
+            if rtype != REC_TYPE_XTRA:
+                return None
+            section = _EXTRA
+        elif rtype == REC_TYPE_RCPT:
+            seen += 1
+            pending.append((pos, payload.decode("utf-8", "surrogateescape")))
+        elif rtype == REC_TYPE_DONE:
+            seen += 1
+        elif rtype in _ANY_SECTION:
+            pass
+        elif rtype == REC_TYPE_DSN_NOTIFY:
+            if not payload.isdigit():
+                return None
+        elif rtype == REC_TYPE_WARN:
+            if payload and _numbers(payload, 1) is None:
+                return None
+        elif rtype == REC_TYPE_ATTR:
+            if b"=" not in payload:
+                return None
+        elif rtype == REC_TYPE_END:
+            if not whole or following != n or section != _EXTRA:
+                return None
+            break
+        elif section != _ENVELOPE:
+            return None
+        elif rtype == REC_TYPE_TIME:
+            when = _numbers(payload, 2)
+            if when is None:
+                return None
+            arrival = int(when[0] + when[1] / 1_000_000)
+        elif rtype == REC_TYPE_FULL:
+            pass
+        elif rtype == REC_TYPE_FROM:
+            sender = payload
+        elif rtype == REC_TYPE_MESG:
+            if pos != content_offset:
+                return None
+            section = _CONTENT
+            if not whole:
+                break
+        else:
+            return None
+        pos = following
+    return (
+        arrival,
+        content_size,
+        nrcpt,
+        seen,
+        sender.decode("utf-8", "surrogateescape"),
+        pending,
+    )

@@ -4,6 +4,7 @@ SYNOPSIS
     from mta.bounce import logfile
     logfile.append(queue_dir, "bounce", queue_id, [status, ...])   # durable
     for status in logfile.read(queue_dir, "defer", queue_id): ...
+    reasons = logfile.read_reasons(path)                       # {offset: reason}
     logfile.remove(queue_dir, queue_id)                          # all three
 
 DESCRIPTION
@@ -23,6 +24,11 @@ DESCRIPTION
     skips damaged entries (a log is advice, not the message) and reports
     how many it skipped through the on_damage callback.
 
+    read_reasons() is the queue listing's reader: the reason of the last
+    entry for each recipient offset, as latest_by_recipient(read(...))
+    gives it, from the log entry kernel (latest_reasons()) without
+    building the statuses; a missing or unreadable log gives {}.
+
     Logs of queues named in hash_queue_names live in the same hashed
     subdirectories as queue files would.
 
@@ -30,6 +36,9 @@ SECURITY
     Reasons come from remote servers and commands; they are stored as
     text with control characters folded, and read back without being
     interpreted.
+
+SEE ALSO
+    mta/_speedups/logentry.pyx (latest_reasons), logentry_ref.py (reference)
 """
 
 from __future__ import annotations
@@ -38,8 +47,19 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
+from mta._speedups import NO_EXTENSIONS
+from mta._speedups.logentry_ref import latest_reasons as latest_reasons_ref
 from mta.common.dsn import ACTIONS, RecipientStatus
 from mta.queue.queue_file import HASH_QUEUE_NAMES_DEFAULT, queue_dir_for
+
+latest_reasons_c = None
+if not NO_EXTENSIONS:
+    try:
+        from mta._speedups.logentry import latest_reasons as latest_reasons_c
+    except ImportError:
+        pass
+
+latest_reasons = latest_reasons_c or latest_reasons_ref
 
 LOG_QUEUES = ("bounce", "defer", "trace")  # the per-message log directories
 LOG_MODE = 0o600
@@ -165,6 +185,27 @@ def read(
     if damaged and on_damage is not None:
         on_damage(path, damaged)
     return out
+
+
+def read_reasons(path: str) -> dict[int, str]:
+    """{recipient offset: reason of its last entry} of the log at path; {} when
+    there is none or it cannot be read. Damaged entries are passed over."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return {}
+    try:
+        pieces = []
+        while True:
+            piece = os.read(fd, 1 << 16)
+            if not piece:
+                break
+            pieces.append(piece)
+    except OSError:
+        return {}
+    finally:
+        os.close(fd)
+    return latest_reasons(b"".join(pieces))
 
 
 def latest_by_recipient(entries: Iterable[RecipientStatus]) -> dict[int, RecipientStatus]:

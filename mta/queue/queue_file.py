@@ -7,6 +7,7 @@ SYNOPSIS
     w.write_content(chunk); ...
     qid = w.commit()                      # durable: only now may the client hear 250
     msg = read_queue_file(path)           # envelope, recipients with offsets
+    env = read_envelope(path)             # what the queue listing needs, quickly
     mark_done(path, [rcpt.offset, ...])   # one byte per recipient, then fdatasync
 
 DESCRIPTION
@@ -24,6 +25,16 @@ DESCRIPTION
     recipients inside the envelope or extracted sections) and raises
     QueueFileError on any damage; move_to_corrupt() files such a message
     under corrupt/ for inspection.
+
+    read_envelope() is the queue listing's reader: one read of the first
+    ENVELOPE_CHUNK bytes, the record kernel's scan_envelope() over them,
+    and the file's mode from the same open file. A larger file is not
+    read past its envelope when the size record's recipient count says
+    no recipient follows the content and the file ends with its end
+    record (damage inside the content of such a file goes unnoticed
+    here; the delivery agents still find it). Anything unusual goes
+    through the full parser, which gives the answer read_queue_file()
+    would.
 
     mark_done() finishes recipients by overwriting the type byte of each
     recipient record with "D" and syncing once, so a recipient marked
@@ -46,6 +57,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from mta._speedups import NO_EXTENSIONS, durable_ref
 from mta._speedups.record_ref import ContentEncoder as ContentEncoder_ref
@@ -53,10 +65,11 @@ from mta._speedups.record_ref import RecordError
 from mta._speedups.record_ref import content_text as content_text_ref
 from mta._speedups.record_ref import decode_records as decode_records_ref
 from mta._speedups.record_ref import encode_record as encode_record_ref
+from mta._speedups.record_ref import scan_envelope as scan_envelope_ref
 from mta.queue import rec_type as R
 from mta.queue.queue_id import is_queue_id, make_queue_id
 
-ContentEncoder_c = decode_records_c = encode_record_c = content_text_c = None
+ContentEncoder_c = decode_records_c = encode_record_c = content_text_c = scan_envelope_c = None
 durable_c = None
 if not NO_EXTENSIONS:
     try:
@@ -65,6 +78,7 @@ if not NO_EXTENSIONS:
         from mta._speedups.record import content_text as content_text_c
         from mta._speedups.record import decode_records as decode_records_c
         from mta._speedups.record import encode_record as encode_record_c
+        from mta._speedups.record import scan_envelope as scan_envelope_c
     except ImportError:
         pass
 
@@ -72,6 +86,7 @@ ContentEncoder = ContentEncoder_c or ContentEncoder_ref
 decode_records = decode_records_c or decode_records_ref
 encode_record = encode_record_c or encode_record_ref
 content_text = content_text_c or content_text_ref
+scan_envelope = scan_envelope_c or scan_envelope_ref
 durable = durable_c or durable_ref
 
 FILE_MODE = 0o600  # queue files are for mail_owner only
@@ -79,6 +94,8 @@ WRITE_BUFFER = 1 << 16  # flush records to the file in pieces of this size
 TMP_SUFFIX = ".tmp"  # temporary files end in this; readers skip them
 SIZE_PAYLOAD_LEN = 4 * R.SIZE_FIELD_WIDTH + 3  # four fixed-width fields and blanks
 HASH_QUEUE_NAMES_DEFAULT = ("deferred", "defer")
+ENVELOPE_CHUNK = 1 << 14  # read_envelope() reads this much first
+END_RECORD = bytes((R.REC_TYPE_END, 0))  # the last two bytes of every queue file
 
 
 class QueueFileError(Exception):
@@ -463,6 +480,62 @@ def read_queue_file(path: str) -> QueueMessage:
     msg = parse_queue_file(data, path)
     msg.forced_expire = bool(mode & FORCE_EXPIRE_MODE)
     return msg
+
+
+class Envelope(NamedTuple):
+    """What the queue listing shows of a message (read_envelope())."""
+
+    arrival: int  # whole seconds
+    content_size: int
+    sender: str
+    pending: list[tuple[int, str]]  # (offset, address) of each recipient not done
+    forced_expire: bool
+
+
+def read_envelope(path: str) -> Envelope:
+    """The listing's view of the queue file at path, read no further than needed.
+
+    FileNotFoundError when it is gone; QueueFileError when damaged or unreadable."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise QueueFileError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        st = os.fstat(fd)
+        data = os.read(fd, ENVELOPE_CHUNK)
+        size = st.st_size
+        if len(data) < size:
+            found = scan_envelope(data, False)
+            # no recipient after the content, and the file is whole
+            if found is not None and found[2] == found[3]:
+                if os.pread(fd, 2, size - 2) == END_RECORD:
+                    return Envelope(found[0], found[1], found[4], found[5], _expired(st))
+            data += _read_rest(fd)
+        found = scan_envelope(data, True)
+    except OSError as exc:
+        raise QueueFileError(f"{path}: cannot read: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    if found is not None:
+        return Envelope(found[0], found[1], found[4], found[5], _expired(st))
+    msg = parse_queue_file(data, path)  # says what is wrong, or takes what the scan would not
+    pending = [(r.offset, r.address) for r in msg.recipients if not r.done]
+    return Envelope(int(msg.arrival), msg.content_size, msg.sender, pending, _expired(st))
+
+
+def _read_rest(fd: int) -> bytes:
+    pieces = []
+    while True:
+        piece = os.read(fd, 1 << 20)
+        if not piece:
+            return b"".join(pieces)
+        pieces.append(piece)
+
+
+def _expired(st: os.stat_result) -> bool:
+    return bool(st.st_mode & FORCE_EXPIRE_MODE)
 
 
 def parse_queue_file(data: bytes, path: str) -> QueueMessage:

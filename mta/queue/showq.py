@@ -14,6 +14,12 @@ DESCRIPTION
     its last deferral from the message's defer log. Memory stays
     bounded whatever the queue's size: nothing is kept between files.
 
+    Each queue file is read only as far as its envelope
+    (queue_file.read_envelope(): one read, the record kernel's scan),
+    and the defer log is opened only for a message with recipients to
+    show in the deferred, active or hold queue; a message without one
+    costs a failed open, nothing more.
+
     A file that vanishes while the listing runs (delivered meanwhile)
     is passed over; a damaged one is listed with its id and the word
     "(damaged queue file)" instead of a sender, so the administrator
@@ -32,29 +38,38 @@ DESCRIPTION
     is empty".
 
     iter_listing() turns entries into the text mailq prints (header,
-    one piece per message, footer) or into postqueue -j's lines, one
-    piece per message; both mta queue and the showq service print it.
+    messages, footer) or into postqueue -j's lines, in pieces of whole
+    messages of about LISTING_BATCH characters, so the caller writes in
+    bulk and still streams; both mta queue and the showq service print
+    it.
 
     QueueEntry.as_json() gives postqueue -j's object: queue_name,
     queue_id, arrival_time, message_size, forced_expire, sender
     (MAILER-DAEMON for the null sender, as Postfix writes it),
     recipients (address, and delay_reason when there is one).
+    format_json() gives the line json.dumps(entry.as_json(),
+    ensure_ascii=False) would, without building the object.
 
 SECURITY
     Reads queue files and logs, so it needs mail_owner's (or root's)
     read access to the queue; it never writes.
+
+SEE ALSO
+    mta/queue/queue_file.py (read_envelope), mta/bounce/logfile.py
+    (read_reasons), mta/_speedups/record.pyx (scan_envelope)
 """
 
 from __future__ import annotations
 
-import json
+import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 
 from mta.bounce import logfile
 from mta.qmgr.scan import iter_queue
-from mta.queue.queue_file import QueueFileError, queue_layout, read_queue_file
+from mta.queue.queue_file import QueueFileError, queue_layout, read_envelope
 
 QUEUES = ("maildrop", "hold", "incoming", "active", "deferred")  # as Postfix's showq reads them
 MARKS = {"active": "*", "hold": "!"}
@@ -63,6 +78,10 @@ MARKS = {"active": "*", "hold": "!"}
 ID_WIDTH = 17  # the queue id and its mark
 ADDR_COLUMN = ID_WIDTH + 1 + 8 + 1 + 19 + 1  # recipients line up under the sender
 REASON_RIGHT = 78  # a delay reason ends in this column, unless it is longer
+ADDR_INDENT = " " * ADDR_COLUMN
+ARRIVAL_MEMO = 4096  # arrival times whose text format_entry() keeps
+LOGGED_QUEUES = ("deferred", "active", "hold")  # messages there may have a defer log
+LISTING_BATCH = 1 << 15  # iter_listing() gathers about this many characters per piece
 
 
 @dataclass
@@ -94,58 +113,102 @@ class QueueEntry:
         }
 
 
-def read_entry(layout: tuple, queue: str, queue_id: str, path: str) -> QueueEntry | None:
+def read_entry(
+    layout: tuple,
+    queue: str,
+    queue_id: str,
+    path: str,
+    defer_path: Callable[[str], str] | None = None,
+) -> QueueEntry | None:
     """The entry for one queue file; None when it is gone.
 
-    layout: (queue_directory, hash_queue_depth, hash_queue_names)."""
+    layout: (queue_directory, hash_queue_depth, hash_queue_names);
+    defer_path: where a queue id's defer log is (default log_path_of(layout, "defer"))."""
     entry = QueueEntry(queue, queue_id)
     try:
-        msg = read_queue_file(path)
+        env = read_envelope(path)
     except FileNotFoundError:
         return None
-    except (OSError, QueueFileError):
+    except QueueFileError:
         entry.damaged = True
         return entry
-    entry.arrival_time = int(msg.arrival)
-    entry.message_size = msg.content_size
-    entry.sender = msg.sender
-    entry.forced_expire = msg.forced_expire
-    pending = [r for r in msg.recipients if not r.done]
-    reasons: dict[int, str] = {}
-    if pending and queue in ("deferred", "active", "hold"):
-        try:
-            logged = logfile.read(layout[0], "defer", queue_id, layout[1], layout[2])
-        except (OSError, ValueError):
-            logged = []
-        reasons = {o: st.reason for o, st in logfile.latest_by_recipient(logged).items()}
-    entry.recipients = [(r.address, reasons.get(r.offset, "")) for r in pending]
+    entry.arrival_time = env.arrival
+    entry.message_size = env.content_size
+    entry.sender = env.sender
+    entry.forced_expire = env.forced_expire
+    if env.pending and queue in LOGGED_QUEUES:
+        where = (defer_path or log_path_of(layout, "defer"))(queue_id)
+        reasons = logfile.read_reasons(where)
+        entry.recipients = [(address, reasons.get(o, "")) for o, address in env.pending]
+    else:
+        entry.recipients = [(address, "") for _, address in env.pending]
     return entry
+
+
+def log_path_of(layout: tuple, kind: str) -> Callable[[str], str]:
+    """A function from queue id to logfile.log_path() of kind, with the layout worked out once."""
+    queue_dir, depth, hashed = layout
+    top = os.path.join(queue_dir, kind)
+    if kind not in hashed or depth <= 0:
+        return lambda queue_id: top + "/" + queue_id
+    stop = -depth - 1
+    return lambda queue_id: "/".join((top, *queue_id[:stop:-1], queue_id))
 
 
 def iter_entries(cfg, queues: tuple[str, ...] = QUEUES) -> Iterator[QueueEntry]:
     """Every message in queues, read one file at a time."""
     layout = queue_layout(cfg)
+    defer_path = log_path_of(layout, "defer")
     for queue in queues:
         for queue_id, path in iter_queue(layout[0], queue, layout[1], layout[2]):
-            entry = read_entry(layout, queue, queue_id, path)
+            entry = read_entry(layout, queue, queue_id, path, defer_path)
             if entry is not None:
                 yield entry
 
 
 def iter_listing(entries: Iterable[QueueEntry], as_json: bool) -> Iterator[str]:
-    """The listing of entries, one piece per message (and the header and footer)."""
-    count = total = 0
+    """The listing of entries (with the header and footer), in pieces of whole
+    messages of about LISTING_BATCH characters."""
+    count = total = size = 0
+    batch: list[str] = []
     for entry in entries:
         if as_json:
-            yield json.dumps(entry.as_json(), ensure_ascii=False) + "\n"
-            continue
-        if count == 0:
-            yield format_header()
-        count += 1
-        total += entry.message_size
-        yield format_entry(entry)
+            text = format_json(entry)
+        else:
+            if count == 0:
+                batch.append(format_header())
+            count += 1
+            total += entry.message_size
+            text = format_entry(entry)
+        batch.append(text)
+        size += len(text)
+        if size >= LISTING_BATCH:
+            yield "".join(batch)
+            batch = []
+            size = 0
     if not as_json:
-        yield format_footer(total, count)
+        batch.append(format_footer(total, count))
+    if batch:
+        yield "".join(batch)
+
+
+def format_json(entry: QueueEntry) -> str:
+    """entry as one line of postqueue -j: json.dumps(entry.as_json(), ensure_ascii=False)."""
+    rcpts = ", ".join(
+        f'{{"address": {encode_basestring(address)}, "delay_reason": {encode_basestring(reason)}}}'
+        if reason
+        else f'{{"address": {encode_basestring(address)}}}'
+        for address, reason in entry.recipients
+    )
+    return (
+        f'{{"queue_name": {encode_basestring(entry.queue_name)}, '
+        f'"queue_id": {encode_basestring(entry.queue_id)}, '
+        f'"arrival_time": {int.__repr__(entry.arrival_time)}, '
+        f'"message_size": {int.__repr__(entry.message_size)}, '
+        f'"forced_expire": {"true" if entry.forced_expire else "false"}, '
+        f'"sender": {encode_basestring(show_sender(entry.sender))}, '
+        f'"recipients": [{rcpts}]}}\n'
+    )
 
 
 def format_header() -> str:
@@ -155,18 +218,27 @@ def format_header() -> str:
 def format_entry(entry: QueueEntry) -> str:
     """One message in the sendmail-style listing, with its blank line after."""
     mark = MARKS.get(entry.queue_name, "") or ("#" if entry.forced_expire else "")
-    qid = entry.queue_id + mark
+    qid = (entry.queue_id + mark).ljust(ID_WIDTH)
     if entry.damaged:
-        return f"{qid:<{ID_WIDTH}} (damaged queue file)\n\n"
-    when = time.strftime("%a %b %e %H:%M:%S", time.localtime(entry.arrival_time))
-    lines = [f"{qid:<{ID_WIDTH}} {entry.message_size:>8} {when:<19} {show_sender(entry.sender)}"]
+        return f"{qid} (damaged queue file)\n\n"
+    when = _arrival_text.get(entry.arrival_time)
+    if when is None:
+        if len(_arrival_text) >= ARRIVAL_MEMO:
+            _arrival_text.clear()
+        when = time.strftime("%a %b %e %H:%M:%S", time.localtime(entry.arrival_time)).ljust(19)
+        _arrival_text[entry.arrival_time] = when
+    lines = [f"{qid} {entry.message_size:>8} {when} {show_sender(entry.sender)}\n"]
     last_reason = None
     for address, reason in entry.recipients:
         if reason and reason != last_reason:
-            lines.append(f"{'(' + reason + ')':>{REASON_RIGHT}}")
+            lines.append(f"({reason})".rjust(REASON_RIGHT) + "\n")
         last_reason = reason
-        lines.append(" " * ADDR_COLUMN + address)
-    return "\n".join(lines) + "\n\n"
+        lines.append(ADDR_INDENT + address + "\n")
+    lines.append("\n")
+    return "".join(lines)
+
+
+_arrival_text: dict[int, str] = {}  # arrival time -> its column, for messages that came together
 
 
 def show_sender(sender: str) -> str:

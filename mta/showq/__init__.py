@@ -15,7 +15,8 @@ DESCRIPTION
     and the service sends back, as plain bytes, exactly what "mta queue
     -p" (text) or "mta queue -j" (json) prints when it reads the queue
     itself (mta.queue.showq.iter_listing), then closes the connection.
-    Each message is read, written and drained before the next one is
+    Each piece of the listing (whole messages, about LISTING_BATCH
+    characters) is written and drained before the next messages are
     read, so memory stays bounded whatever the size of the queue and a
     slow reader only slows the walk. Times in the text listing are in
     the service's time zone.

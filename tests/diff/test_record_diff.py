@@ -4,11 +4,12 @@ import os
 import random
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mta._speedups import record_ref
 from mta.queue import queue_file
+from tests.support import queue_blobs
 
 ENCODERS = [pytest.param(record_ref.ContentEncoder, id="ref")]
 DECODERS = [pytest.param(record_ref.decode_records, id="ref")]
@@ -214,3 +215,68 @@ def test_content_text_c_agrees_with_ref(records, start, cut, line_end):
             return "error"
 
     assert run(queue_file.content_text_c) == run(record_ref.content_text)
+
+
+SCANS = [pytest.param(record_ref.scan_envelope, id="ref")]
+if queue_file.scan_envelope_c is not None:
+    SCANS.append(pytest.param(queue_file.scan_envelope_c, id="c"))
+
+
+def writer_file(tmp_path, content=b"Subject: t\n\nhello\n", extracted=()):
+    w = queue_file.QueueFileWriter(str(tmp_path), ".", arrival=1700000000.25)
+    rcpts = [queue_file.Recipient("one@example.net"), queue_file.Recipient("two@example.net")]
+    w.write_envelope("s@example.org", rcpts, {"protocol": "ESMTP"}, warn_time=1700003600)
+    w.write_content(content)
+    for address in extracted:
+        w.add_recipient(queue_file.Recipient(address))
+    w.commit()
+    with open(w.path, "rb") as f:
+        return f.read(), [r.offset for r in rcpts]
+
+
+@pytest.mark.parametrize("scan", SCANS)
+def test_scan_envelope_of_a_written_file(scan, tmp_path):
+    blob, (one, two) = writer_file(tmp_path, extracted=["three@example.net"])
+    arrival, size, nrcpt, seen, sender, pending = scan(blob, True)
+    assert (arrival, size, nrcpt, seen, sender) == (1700000000, 18, 3, 3, "s@example.org")
+    assert [a for _, a in pending] == ["one@example.net", "two@example.net", "three@example.net"]
+    assert [o for o, _ in pending][:2] == [one, two]
+
+
+@pytest.mark.parametrize("scan", SCANS)
+def test_scan_envelope_first_piece_stops_at_the_content(scan, tmp_path):
+    blob, _ = writer_file(tmp_path, extracted=["three@example.net"])
+    mesg = blob.index(b"M\x00N")
+    assert scan(blob[: mesg + 1], False) is None  # the M record is not whole yet
+    arrival, _, nrcpt, seen, _, pending = scan(blob[: mesg + 2], False)
+    assert (nrcpt, seen, len(pending)) == (3, 2, 2)  # the third follows the content
+    assert scan(blob[: mesg + 2], True) is None  # as a whole file it has no end
+
+
+@pytest.mark.parametrize("scan", SCANS)
+def test_scan_envelope_leaves_the_unusual_to_the_full_parser(scan, tmp_path):
+    blob, _ = writer_file(tmp_path)
+    assert scan(blob, True) is not None
+    assert scan(blob.replace(b" ", b"\t", 1), True) is None  # size fields split by a tab
+    assert scan(blob[:-2], True) is None  # no end record
+    assert scan(blob + b"E\x00", True) is None  # something after it
+    assert scan(b"", True) is None
+
+
+@pytest.mark.skipif(queue_file.scan_envelope_c is None, reason="extension not built")
+@given(blob=queue_blobs.queue_files(), cut=st.integers(0, 300))
+@settings(max_examples=500)
+def test_scan_envelope_c_agrees_with_ref(blob, cut):
+    for piece, whole in ((blob, True), (blob, False), (blob[:cut], False)):
+        assert queue_file.scan_envelope_c(piece, whole) == record_ref.scan_envelope(piece, whole)
+
+
+@pytest.mark.skipif(queue_file.scan_envelope_c is None, reason="extension not built")
+@pytest.mark.parametrize("seed", range(200))
+def test_scan_envelope_c_agrees_with_ref_on_junk(seed):
+    rnd = random.Random(seed)
+    head = record_ref.encode_record(ord("C"), b"%15d %15d %15d %15d" % (80, 5, 1, 0))
+    junk = bytes(rnd.choice(b"CTAFSRDMNLXE\x00\x01\x05= 0123456789\xff") for _ in range(120))
+    for blob in (junk, head + junk):
+        for whole in (True, False):
+            assert queue_file.scan_envelope_c(blob, whole) == record_ref.scan_envelope(blob, whole)
