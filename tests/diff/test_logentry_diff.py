@@ -69,6 +69,22 @@ def test_blank_lines_and_stray_newlines(latest_reasons):
     assert latest_reasons(b"") == {} and latest_reasons(b"\n") == {}
 
 
+def test_optional_fields_agree_with_the_full_reader(tmp_path, latest_reasons):
+    from mta.common.dsn import RecipientStatus
+
+    statuses = [
+        RecipientStatus("a@x", 7, "delayed", "4.0.0", "first", status_word="deferred"),
+        RecipientStatus("b@x", 9, "delayed", "4.0.0", "second", dsn_passed=True),
+    ]
+    logfile.append(str(tmp_path), "defer", "Q1", statuses, 1, ())
+    with open(logfile.log_path(str(tmp_path), "defer", "Q1", 1, ()), "rb") as f:
+        data = f.read()
+    full = logfile.read(str(tmp_path), "defer", "Q1", 1, ())
+    assert (
+        latest_reasons(data) == {st.offset: st.reason for st in full} == {7: "first", 9: "second"}
+    )
+
+
 lines = st.sampled_from(
     [
         b"recipient=r",
@@ -86,6 +102,8 @@ lines = st.sampled_from(
         b"reason=why",
         b"reason=\xe2\x82",
         b"reason=",
+        b"word=deliverable",
+        b"dsn_passed=1",
         b"junk",
         b"=",
         b"",
