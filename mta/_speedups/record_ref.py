@@ -106,28 +106,10 @@ def decode_records(buf, start=0, final=False, skip_content=False):
     n = len(buf)
     while pos < n:
         rtype = buf[pos]
-        i = pos + 1
-        length = 0
-        shift = 0
-        while True:
-            if i >= n:
-                if final:
-                    raise RecordError(f"truncated record length at offset {pos}")
-                return records, pos
-            byte = buf[i]
-            i += 1
-            length |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                break
-            shift += 7
-            if shift >= 7 * MAX_LENGTH_BYTES:
-                raise RecordError(f"bad record length at offset {pos}")
-        if length > MAX_RECORD:
-            raise RecordError(f"record too large ({length} bytes) at offset {pos}")
-        if i + length > n:
-            if final:
-                raise RecordError(f"truncated record at offset {pos}")
+        found = _record_at(buf, pos, final)
+        if found is None:
             return records, pos
+        i, length = found
         if not (skip_content and (rtype == REC_TYPE_NORM or rtype == REC_TYPE_CONT)):
             records.append((pos, rtype, bytes(buf[i : i + length])))
         pos = i + length

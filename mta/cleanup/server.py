@@ -45,7 +45,7 @@ import binascii
 
 from mta import log
 from mta.cleanup.cleanup import Cleanup, CleanupJob
-from mta.common.attr_proto import read_attrs, write_attrs
+from mta.common.attr_proto import close_writer, read_attrs, write_attrs
 
 CLEANUP_STAT_OK = "0"  # request done
 CLEANUP_STAT_BAD = "4"  # malformed or out-of-turn request
@@ -152,8 +152,4 @@ async def handle_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     except (ConnectionError, OSError):
         pass
     finally:
-        try:
-            writer.close()
-            await writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
+        await close_writer(writer)

@@ -185,8 +185,13 @@ async def serve_requests(
     except (ConnectionError, OSError):
         pass
     finally:
-        try:
-            writer.close()
-            await writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
+        await close_writer(writer)
+
+
+async def close_writer(writer: asyncio.StreamWriter) -> None:
+    """Close a connection and wait until it is closed; a peer already gone is fine."""
+    try:
+        writer.close()
+        await writer.wait_closed()
+    except (ConnectionError, OSError):
+        pass
