@@ -38,7 +38,11 @@ DESCRIPTION
     open_store() opens the table address_verify_map names: lmdb:PATH
     (the file PATH.lmdb, read and written in place by this one process)
     or, when the parameter is empty, a dict in memory that lives as
-    long as the verify service. cleanup() deletes expired entries;
+    long as the verify service. An administrator may read the file
+    with "mta map -q/-s lmdb:PATH" and delete an entry with "mta map -d
+    KEY lmdb:PATH" (the address is then probed again): that writes a
+    new file, which the store notices by its inode within LMDB_RECHECK
+    seconds and opens instead. cleanup() deletes expired entries;
     the service runs it every address_verify_cache_cleanup_interval.
 
 SECURITY
@@ -52,6 +56,7 @@ SEE ALSO
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -65,6 +70,7 @@ PROBE_TTL = 1000  # seconds: a pending probe older than this is sent again
 TEXT_IN_PROGRESS = "Address verification in progress"
 TEXT_MAX = 1000  # characters of a result text that are kept
 LMDB_SUFFIX = ".lmdb"
+LMDB_RECHECK = 1.0  # seconds between checks whether the cache file was replaced
 
 
 class StoreError(Exception):
@@ -145,20 +151,56 @@ class LmdbStore:
 
         self._lmdb = lmdb
         self.path = path
+        self.map_size = map_size
+        self.env = None
+        self._open()
+
+    def _open(self) -> None:
+        lmdb = self._lmdb
+        if self.env is not None:
+            self.env.close()  # the same path may not be open twice in one process
+            self.env = None
+        self.checked = time.monotonic()
         try:
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             self.env = lmdb.open(
-                path, subdir=False, map_size=map_size, max_dbs=0, lock=True, metasync=False
+                self.path,
+                subdir=False,
+                map_size=self.map_size,
+                max_dbs=0,
+                lock=True,
+                metasync=False,
             )
+            st = os.stat(self.path)
         except (OSError, lmdb.Error) as exc:
-            raise StoreError(f"{path}: {exc}") from None
+            raise StoreError(f"{self.path}: {exc}") from None
+        self.identity = (st.st_dev, st.st_ino)
+
+    def _recheck(self) -> None:
+        """Reopen the file when someone replaced it ("mta map -d KEY" writes a new
+        one and renames it into place); looked at once a second at most."""
+        now = time.monotonic()
+        if self.env is None:
+            self._open()  # a reopen that failed: try again (StoreError if it still fails)
+            return
+        if now - self.checked < LMDB_RECHECK:
+            return
+        self.checked = now
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            st = None
+        if st is None or (st.st_dev, st.st_ino) != self.identity:
+            self._open()
 
     def get(self, key: str) -> str | None:
+        self._recheck()
         with self.env.begin() as txn:
             raw = txn.get(key.encode("utf-8", "surrogateescape"))
         return None if raw is None else raw.decode("utf-8", "replace")
 
     def _write(self, fn) -> None:
+        self._recheck()
         for _ in range(8):
             try:
                 with self.env.begin(write=True) as txn:
@@ -179,6 +221,7 @@ class LmdbStore:
         self._write(lambda txn: txn.delete(k))
 
     def items(self) -> Iterator[tuple[str, str]]:
+        self._recheck()
         with self.env.begin() as txn:
             pairs = [
                 (k.decode("utf-8", "replace"), v.decode("utf-8", "replace"))

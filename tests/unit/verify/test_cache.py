@@ -144,3 +144,29 @@ def test_open_store_by_parameter(tmp_path):
     (tmp_path / "main.cf").write_text("address_verify_map = btree:/var/lib/x\n")
     with pytest.raises(StoreError, match="address_verify_map: unsupported table"):
         open_store(load_config(str(tmp_path)))
+
+
+def test_an_entry_deleted_with_mta_map_is_probed_again(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    import mta.verify.cache as cache_mod
+
+    def mta_map(*args):
+        cmd = [sys.executable, "-m", "mta", "map", "-c", str(tmp_path), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+    (tmp_path / "main.cf").write_text("")
+    monkeypatch.setattr(cache_mod, "LMDB_RECHECK", 0.0)
+    table = f"lmdb:{tmp_path / 'verify_cache'}"
+    cache = VerifyCache(LmdbStore(str(tmp_path / "verify_cache.lmdb"), 1 << 20), POLICY)
+    cache.update("gone@x.example", STATUS_BOUNCE, "550 no", T0)
+    cache.update("kept@x.example", STATUS_OK, "250 ok", T0)
+    assert mta_map("-q", "kept@x.example", table).stdout.strip() == f"0:0:{T0}:250 ok"
+    # the administrator deletes one entry; like postmap -d, that writes a new file
+    assert mta_map("-d", "gone@x.example", table).returncode == 0
+    assert cache.query("gone@x.example", T0 + 1) == (STATUS_TODO, TEXT_IN_PROGRESS, True)
+    assert cache.query("kept@x.example", T0 + 1)[:2] == (STATUS_OK, "250 ok")
+    # what the service writes after that lands in the file others read
+    cache.update("new@x.example", STATUS_OK, "250 fine", T0 + 2)
+    assert mta_map("-q", "new@x.example", table).stdout.strip() == f"0:0:{T0 + 2}:250 fine"
