@@ -43,7 +43,7 @@ from mta.common.mail_flow import FlowGate
 from mta.common.match_list import AddrList, DomainList
 from mta.common.worker import BlockingPool
 from mta.smtpd.checks import SessionState, SmtpdChecks
-from mta.smtpd.transcript import class_names, make_error_notice, notify_mask
+from mta.smtpd.transcript import class_names, make_error_notice, notice_recipient, notify_mask
 
 NAME_CACHE_TTL = 60.0  # seconds a client host name stays cached
 NAME_CACHE_MAX = 10000  # entries before the cache is emptied
@@ -94,7 +94,6 @@ class SmtpdServer:
         self.peername_lookup = cfg.get_bool("smtpd_peername_lookup")
         self.flush_domains = DomainList.from_param(cfg, "fast_flush_domains")
         self.notify_mask = notify_mask(cfg)
-        self.error_rcpt = cfg.get("error_notice_recipient").strip()
         self.notice_tasks: set[asyncio.Task] = set()
         self.checks = SmtpdChecks(cfg)
         self.cleanup = cleanup if cleanup is not None else Cleanup(cfg)
@@ -177,22 +176,25 @@ class SmtpdServer:
         what = ", ".join(class_names(mask))
         try:
             data = make_error_notice(self.cfg, client, mask, transcript)
-            job = open_notice(self.cleanup, [self.error_rcpt], data, postmaster=True)
+            rcpt = notice_recipient(self.cfg, mask)
+            job = open_notice(self.cleanup, [rcpt], data, postmaster=True)
             result = job.finish("incoming")
         except Exception as exc:  # noqa: BLE001 - a notice must not break the session's end
             log.warning("cannot queue error notice about %s: %s", client, exc)
             return
         if result is not None:
-            self._log_error_notice(client, what, result)
+            self._log_error_notice(client, what, result, rcpt)
             return
         task = asyncio.ensure_future(self.executor.run(job.commit))
         self.notice_tasks.add(task)  # a task nobody holds may be collected before it ends
         task.add_done_callback(self.notice_tasks.discard)
         task.add_done_callback(
-            lambda done: self._log_error_notice(client, what, done.exception() or done.result())
+            lambda done: self._log_error_notice(
+                client, what, done.exception() or done.result(), rcpt
+            )
         )
 
-    def _log_error_notice(self, client: str, what: str, result) -> None:
+    def _log_error_notice(self, client: str, what: str, result, rcpt: str) -> None:
         if isinstance(result, BaseException):
             log.warning("cannot queue error notice about %s: %s", client, result)
         elif result.action != "queued":
@@ -203,7 +205,7 @@ class SmtpdServer:
             log.info(
                 "%s: notice to %s: %s errors from %s",
                 result.queue_id,
-                self.error_rcpt,
+                rcpt,
                 what,
                 client,
             )

@@ -66,6 +66,7 @@ from mta.smtpd.address import AddressError, decode_xtext, parse_path
 from mta.smtpd.checks import SessionState
 from mta.smtpd.transcript import (
     NOTE_CONTENT,
+    NOTIFY_BOUNCE,
     NOTIFY_POLICY,
     NOTIFY_PROTOCOL,
     NOTIFY_RESOURCE,
@@ -90,13 +91,13 @@ LINE_END_OF_DATA = b"."  # what the client sent to end DATA content
 
 # notify_classes bit of a message that cleanup did not queue, by its reply;
 # content refused by header or body checks is policy, the size and hop
-# limits are bounce-class trouble that smtpd does not report
+# limits are the bounce class
 CLEANUP_CLASSES = {
     REPLY_WRITE_ERROR: NOTIFY_RESOURCE,
     REPLY_LOOKUP_ERROR: NOTIFY_RESOURCE,
     REPLY_ALIAS_ERROR: NOTIFY_SOFTWARE,
-    REPLY_TOO_BIG: 0,
-    REPLY_HOPS: 0,
+    REPLY_TOO_BIG: NOTIFY_BOUNCE,
+    REPLY_HOPS: NOTIFY_BOUNCE,
     REPLY_NO_RCPT: 0,
 }
 
@@ -676,7 +677,7 @@ class SmtpdSession(asyncio.Protocol):
             self.transcript.client(LINE_END_OF_DATA)
         if self.stream.too_big:
             self.reset_transaction()
-            await self.error("552 5.3.4 Message size exceeds fixed limit", 0)
+            await self.error("552 5.3.4 Message size exceeds fixed limit", NOTIFY_BOUNCE)
             return
         await self.end_message()
 
@@ -786,7 +787,7 @@ class SmtpdSession(asyncio.Protocol):
             return
         if self.bdat_too_big:
             self.reset_transaction()
-            await self.error("552 5.3.4 Message size exceeds fixed limit", 0)
+            await self.error("552 5.3.4 Message size exceeds fixed limit", NOTIFY_BOUNCE)
             return
         await self.end_message()
 

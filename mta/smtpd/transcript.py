@@ -25,7 +25,11 @@ DESCRIPTION
       policy    a request refused by the restrictions (smtpd_*_
                 restrictions, access tables), a message too large for
                 message_size_limit, too many recipients, content refused
-                by header or body checks.
+                by header or body checks;
+      bounce    a message refused whole after its content came: larger
+                than message_size_limit, or too many Received: hops (552,
+                554 5.4.6); this notice goes to bounce_notice_recipient
+                instead.
 
     The session keeps a bitmask of the classes it ran into and, at its
     end (QUIT, the client gone, a timeout), queues at most one notice
@@ -86,6 +90,7 @@ NOTIFY_RESOURCE = 1  # a resource problem kept mail out
 NOTIFY_SOFTWARE = 2  # a software or configuration problem kept mail out
 NOTIFY_PROTOCOL = 4  # the client broke the protocol
 NOTIFY_POLICY = 8  # the restrictions refused a request
+NOTIFY_BOUNCE = 16  # a message refused whole (too big, too many hops): it "bounced" here
 NOTIFY_RING = NOTIFY_PROTOCOL | NOTIFY_POLICY  # classes that want the whole session
 
 NOTIFY_CLASS_NAMES = {
@@ -93,6 +98,7 @@ NOTIFY_CLASS_NAMES = {
     "software": NOTIFY_SOFTWARE,
     "protocol": NOTIFY_PROTOCOL,
     "policy": NOTIFY_POLICY,
+    "bounce": NOTIFY_BOUNCE,
 }
 
 TRANSCRIPT_LINES = 100  # entries in the ring (a multi-line reply is one entry)
@@ -112,6 +118,13 @@ def notify_mask(cfg) -> int:
     for name in cfg.get_list("notify_classes"):
         mask |= NOTIFY_CLASS_NAMES.get(name.lower(), 0)
     return mask
+
+
+def notice_recipient(cfg, mask: int) -> str:
+    """bounce_notice_recipient when a message bounced in the session, else
+    error_notice_recipient (one notice either way, as Postfix sends)."""
+    name = "bounce_notice_recipient" if mask & NOTIFY_BOUNCE else "error_notice_recipient"
+    return cfg.get(name).strip()
 
 
 def class_names(mask: int) -> list[str]:
@@ -222,7 +235,7 @@ def make_error_notice(cfg, client: str, mask: int, transcript: Transcript | None
         shown = ["-- (no transcript was kept)"]
     top = [
         f"From: {MAILER_DAEMON}@{host} ({NOTICE_FROM_NAME})",
-        f"To: {cfg.get('error_notice_recipient')}",
+        f"To: {notice_recipient(cfg, mask)}",
         f"Subject: {cfg.get('mail_name')} SMTP server: errors from {client}",
         f"Date: {mail_date(now)}",
         f"Message-Id: <{time.time_ns():x}.{os.getpid()}@{host}>",

@@ -221,3 +221,36 @@ def test_data_and_bdat_content_never_enter_the_transcript(smtpd):
     assert lines.count("-- (message content not shown)") == 1
     assert f"C: BDAT {len(chunk)} LAST" in lines
     assert len(queued(smtpd.cdir)) == 3
+
+
+@pytest.mark.main_cf(
+    "notify_classes = bounce\nmessage_size_limit = 2000\n"
+    "bounce_notice_recipient = bounces@mx.test.example\n"
+)
+def test_bounce_class_sends_a_message_refused_for_size_to_bounce_notice_recipient(smtpd):
+    big = b"Subject: big\r\n\r\n" + b"x" * 3000 + b"\r\n"
+    with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
+        s.ehlo("client.example")
+        s.mail("a@mx.test.example")  # no SIZE=: the limit strikes at the end of DATA
+        s.rcpt("user@mx.test.example")
+        assert s.data(big)[0] == 552
+    wait_for(lambda: notices(smtpd.cdir))
+    sessions_ended(smtpd, 1)
+    ((msg, data),) = notices(smtpd.cdir)
+    assert [r.address for r in msg.recipients] == ["bounces@mx.test.example"]
+    mail = parse(data)
+    assert mail["To"] == "bounces@mx.test.example"
+    assert "552 5.3.4 Message size exceeds fixed limit" in mail.get_content()
+    assert b"xxxx" not in data  # never the content
+
+
+@pytest.mark.main_cf("message_size_limit = 2000\n")
+def test_without_the_bounce_class_a_refused_message_sends_nothing(smtpd):
+    big = b"Subject: big\r\n\r\n" + b"x" * 3000 + b"\r\n"
+    with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
+        s.ehlo("client.example")
+        s.mail("a@mx.test.example")  # no SIZE=: the limit strikes at the end of DATA
+        s.rcpt("user@mx.test.example")
+        assert s.data(big)[0] == 552
+    sessions_ended(smtpd, 1)
+    assert notices(smtpd.cdir) == []

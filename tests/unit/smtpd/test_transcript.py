@@ -6,6 +6,7 @@ import email.policy
 from mta.config import load_config
 from mta.smtpd.transcript import (
     NOTE_CONTENT,
+    NOTIFY_BOUNCE,
     NOTIFY_POLICY,
     NOTIFY_PROTOCOL,
     NOTIFY_RESOURCE,
@@ -109,7 +110,7 @@ def test_unprintable_bytes_are_escaped():
 def test_notify_mask_reads_the_smtpd_classes(tmp_path):
     assert notify_mask(cfg(tmp_path)) == NOTIFY_RESOURCE | NOTIFY_SOFTWARE
     mask = notify_mask(cfg(tmp_path, "notify_classes = Protocol, policy, bounce, delay\n"))
-    assert mask == NOTIFY_PROTOCOL | NOTIFY_POLICY
+    assert mask == NOTIFY_PROTOCOL | NOTIFY_POLICY | NOTIFY_BOUNCE  # delay is qmgr's
 
 
 def test_class_names_follow_the_documented_order():
@@ -148,5 +149,5 @@ def test_cleanup_refusals_are_classified_by_their_reply():
 
     assert CLEANUP_CLASSES[REPLY_WRITE_ERROR] == NOTIFY_RESOURCE
     assert CLEANUP_CLASSES[REPLY_LOOKUP_ERROR] == NOTIFY_RESOURCE
-    assert CLEANUP_CLASSES[REPLY_TOO_BIG] == 0  # a bounce matter, not reported by smtpd
+    assert CLEANUP_CLASSES[REPLY_TOO_BIG] == NOTIFY_BOUNCE
     assert CLEANUP_CLASSES.get("5.7.1 message content rejected", NOTIFY_POLICY) == NOTIFY_POLICY
