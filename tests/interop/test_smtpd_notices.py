@@ -223,17 +223,22 @@ def test_data_and_bdat_content_never_enter_the_transcript(smtpd):
     assert len(queued(smtpd.cdir)) == 3
 
 
+def send_too_big(port):
+    """A message over message_size_limit, without SIZE=: refused at the end of DATA."""
+    big = b"Subject: big\r\n\r\n" + b"x" * 3000 + b"\r\n"
+    with smtplib.SMTP("127.0.0.1", port) as s:
+        s.ehlo("client.example")
+        s.mail("a@mx.test.example")
+        s.rcpt("user@mx.test.example")
+        assert s.data(big)[0] == 552
+
+
 @pytest.mark.main_cf(
     "notify_classes = bounce\nmessage_size_limit = 2000\n"
     "bounce_notice_recipient = bounces@mx.test.example\n"
 )
 def test_bounce_class_sends_a_message_refused_for_size_to_bounce_notice_recipient(smtpd):
-    big = b"Subject: big\r\n\r\n" + b"x" * 3000 + b"\r\n"
-    with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
-        s.ehlo("client.example")
-        s.mail("a@mx.test.example")  # no SIZE=: the limit strikes at the end of DATA
-        s.rcpt("user@mx.test.example")
-        assert s.data(big)[0] == 552
+    send_too_big(smtpd.port)
     wait_for(lambda: notices(smtpd.cdir))
     sessions_ended(smtpd, 1)
     ((msg, data),) = notices(smtpd.cdir)
@@ -246,11 +251,6 @@ def test_bounce_class_sends_a_message_refused_for_size_to_bounce_notice_recipien
 
 @pytest.mark.main_cf("message_size_limit = 2000\n")
 def test_without_the_bounce_class_a_refused_message_sends_nothing(smtpd):
-    big = b"Subject: big\r\n\r\n" + b"x" * 3000 + b"\r\n"
-    with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
-        s.ehlo("client.example")
-        s.mail("a@mx.test.example")  # no SIZE=: the limit strikes at the end of DATA
-        s.rcpt("user@mx.test.example")
-        assert s.data(big)[0] == 552
+    send_too_big(smtpd.port)
     sessions_ended(smtpd, 1)
     assert notices(smtpd.cdir) == []
