@@ -97,7 +97,10 @@ PARAMS: dict[str, Param] = _table([
      "$local_recipient_maps $mydestination $virtual_alias_maps $virtual_alias_domains "
      "$virtual_mailbox_maps $virtual_mailbox_domains $relay_recipient_maps $relay_domains "
      "$canonical_maps $sender_canonical_maps $recipient_canonical_maps $relocated_maps "
-     "$transport_maps $mynetworks $alias_maps",
+     "$transport_maps $mynetworks $alias_maps $address_verify_transport_maps "
+     "$sender_dependent_relayhost_maps $sender_dependent_default_transport_maps "
+     "$address_verify_sender_dependent_relayhost_maps "
+     "$address_verify_sender_dependent_default_transport_maps",
      "tables the proxymap service may open for reading"),
     ("max_idle", "time", "100s", "how long an idle service process waits for a client"),
     ("max_use", "int", "100", "connections a service process handles before it exits",
@@ -137,6 +140,11 @@ PARAMS: dict[str, Param] = _table([
     ("address_verify_relayhost", "str", "$relayhost", "relayhost for address verification probes"),
     ("address_verify_sender", "str", "$double_bounce_sender",
      "envelope sender of verification probes"),
+    ("address_verify_sender_dependent_default_transport_maps", "maps",
+     "$sender_dependent_default_transport_maps",
+     "sender_dependent_default_transport_maps for address verification probes"),
+    ("address_verify_sender_dependent_relayhost_maps", "maps", "$sender_dependent_relayhost_maps",
+     "sender_dependent_relayhost_maps for address verification probes"),
     ("address_verify_sender_ttl", "time", "0s",
      "how often the probe sender changes (a time-dependent local part); 0: never"),
     ("address_verify_service_name", "str", "verify", "the verify service's name in master.cf"),
@@ -231,7 +239,11 @@ PARAMS: dict[str, Param] = _table([
     ("double_bounce_sender", "str", "double-bounce",
      "sender of notices that must never be bounced"),
     ("duplicate_filter_limit", "int", "1000", "recipients remembered to drop duplicates"),
+    ("empty_address_default_transport_maps_lookup_key", "str", "<>",
+     "sender_dependent_default_transport_maps key of the null sender"),
     ("empty_address_recipient", "str", "MAILER-DAEMON", "where mail to the empty address goes"),
+    ("empty_address_relayhost_maps_lookup_key", "str", "<>",
+     "sender_dependent_relayhost_maps key of the null sender"),
     ("enable_long_queue_ids", "bool", "yes", "long, time-sortable queue ids (always on in mta)"),
     ("enable_original_recipient", "bool", "yes", "keep the recipient as first received (ORCPT)"),
     ("error_notice_recipient", "str", "postmaster", "who is told about mail system errors"),
@@ -371,6 +383,9 @@ PARAMS: dict[str, Param] = _table([
     ("sender_canonical_classes", "list", "envelope_sender, header_sender",
      "which sender addresses sender_canonical_maps rewrite"),
     ("sender_canonical_maps", "maps", "", "sender address rewriting"),
+    ("sender_dependent_default_transport_maps", "maps", "",
+     "default_transport by envelope sender"),
+    ("sender_dependent_relayhost_maps", "maps", "", "relayhost by envelope sender"),
     ("service_name", "str", "", "name of the master.cf service that runs"),
     ("service_throttle_time", "time", "60s",
      "pause before a service that failed to start is tried again"),

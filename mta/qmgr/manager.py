@@ -16,7 +16,8 @@ DESCRIPTION
     into active/ while the active window has room
     (qmgr_message_active_limit messages, qmgr_message_recipient_limit
     recipients), reads its envelope, logs "from=<...>, size=N, nrcpt=M
-    (queue active)", resolves each recipient not yet done through
+    (queue active)", resolves each recipient not yet done (with the
+    envelope sender, for the sender_dependent_* maps) through
     trivial-rewrite (in process, cached) and files the recipients under
     their transport and next hop in batches of the transport's
     recipient limit. A damaged file goes to corrupt/. A scan of
@@ -59,7 +60,8 @@ DESCRIPTION
 
     Probes. A message from the verify service (QF_VERIFY_MTA) is
     resolved with the address_verify_* routing parameters (transport
-    maps, relayhost, the *_transport defaults), handed to the agents in
+    maps, relayhost, the *_transport defaults, the sender-dependent
+    maps), handed to the agents in
     verify mode, and removed after its one attempt without any notice;
     each result goes back to the verify service. A sendmail -bv message
     (QF_VERIFY_USER) gets the same single attempt, with normal routing,
@@ -148,6 +150,8 @@ PROBE_ROUTING = (
     "local_transport",
     "virtual_transport",
     "relay_transport",
+    "sender_dependent_relayhost_maps",
+    "sender_dependent_default_transport_maps",
 )
 
 
@@ -398,7 +402,7 @@ class QueueManager:
         groups: dict[tuple[str, str], list[RequestRecipient]] = {}
         resolver = self.probe_resolver() if msg.flags & QF_VERIFY_MTA else self.resolver
         for r in pending:
-            res = resolver.resolve(r.address)
+            res = resolver.resolve(r.address, msg.sender)
             groups.setdefault((res.transport, res.nexthop), []).append(
                 RequestRecipient(r.address, r.offset, r.orig, r.dsn_orcpt, r.notify)
             )

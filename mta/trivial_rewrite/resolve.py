@@ -23,7 +23,12 @@ DESCRIPTION
 
     Each *_transport value is "transport[:nexthop]". The next hop comes
     from that value, else (relay and default only) from relayhost, else
-    it is the recipient domain. For a local domain, "user%site@local"
+    it is the recipient domain. Given the envelope sender, the
+    sender_dependent_default_transport_maps answer replaces
+    default_transport and the sender_dependent_relayhost_maps answer
+    replaces relayhost (searched as user+ext@domain, user@domain,
+    @domain; the null sender as empty_address_*_maps_lookup_key; DUNNO
+    means no answer). For a local domain, "user%site@local"
     (allow_percent_hack) is resolved again as "user@site". Then
     transport_maps may change transport and next hop (transport.py),
     and relocated_maps turns the address into a bounce through the
@@ -146,6 +151,11 @@ class Resolver:
         self.relay_transport = split_transport(cfg.get("relay_transport"))
         self.default_transport = split_transport(cfg.get("default_transport"))
         self.relayhost = cfg.get("relayhost").strip()
+        self.sender_relayhost = Maps.from_param(cfg, "sender_dependent_relayhost_maps")
+        self.sender_transport = Maps.from_param(cfg, "sender_dependent_default_transport_maps")
+        self.sender_dependent = bool(self.sender_relayhost or self.sender_transport)
+        self.null_relayhost_key = cfg.get("empty_address_relayhost_maps_lookup_key")
+        self.null_transport_key = cfg.get("empty_address_default_transport_maps_lookup_key")
         self.transport_maps = TransportTable(cfg)
         self.relocated = Maps.from_param(cfg, "relocated_maps")
         self.delimiter = cfg.get("recipient_delimiter")
@@ -192,21 +202,41 @@ class Resolver:
 
     # ---- resolution
 
-    def resolve(self, addr: str) -> Resolved:
-        """Resolve addr (standard form); see the module docstring."""
-        hit = self._cache.get(addr)
+    def resolve(self, addr: str, sender: str | None = None) -> Resolved:
+        """Resolve addr (standard form); see the module docstring.
+
+        sender: the envelope sender, for sender_dependent_*_maps (None: no
+        sender to go by, as when smtpd classifies an address)."""
+        if not self.sender_dependent or sender is None:
+            sender = None
+            key = addr
+        else:
+            key = f"{addr}\0{sender}"
+        hit = self._cache.get(key)
         if hit is not None:
             return hit
-        result = self._resolve(addr)
+        result = self._resolve(addr, sender)
         if len(self._cache) >= RESOLVE_CACHE_SIZE:
             self._cache = {}
-        self._cache[addr] = result
+        self._cache[key] = result
         return result
+
+    def _by_sender(self, maps: Maps, sender: str, null_key: str) -> str | None:
+        """A sender_dependent_* table's answer for sender; None for none or DUNNO."""
+        if not maps:
+            return None
+        if sender:
+            value = find_address(maps, sender, self.delimiter, local=False)
+        else:
+            value = maps.lookup(null_key)
+        if value is None or value.strip().upper() == "DUNNO":
+            return None
+        return value.strip()
 
     def _error(self, addr: str, text: str, klass: str = CLASS_DEFAULT) -> Resolved:
         return Resolved(ERROR_TRANSPORT, text, addr, klass, frozenset({"error"}))
 
-    def _resolve(self, addr: str) -> Resolved:
+    def _resolve(self, addr: str, sender: str | None = None) -> Resolved:
         flags: set[str] = set()
         if not addr:
             addr = f"{self.empty_recipient}@{self.myhostname}"
@@ -253,10 +283,21 @@ class Resolver:
             transport, nexthop = self.virtual_transport
             nexthop = nexthop or domain
         else:
-            transport, nexthop = (
-                self.relay_transport if klass == CLASS_RELAY else self.default_transport
-            )
-            nexthop = nexthop or self.relayhost or domain
+            relayhost = self.relayhost
+            if klass == CLASS_RELAY:
+                transport, nexthop = self.relay_transport
+            else:
+                transport, nexthop = self.default_transport
+            if sender is not None:
+                if klass != CLASS_RELAY:
+                    value = self._by_sender(self.sender_transport, sender, self.null_transport_key)
+                    if value:
+                        transport, nexthop = split_transport(value)
+                relayhost = (
+                    self._by_sender(self.sender_relayhost, sender, self.null_relayhost_key)
+                    or relayhost
+                )
+            nexthop = nexthop or relayhost or domain
         if self.transport_maps:
             transport, nexthop, matched = self.transport_maps.apply(
                 transport, nexthop, addr, domain

@@ -821,3 +821,31 @@ def test_probes_follow_the_address_verify_routing(tmp_path):
     assert f"{probe}: to=<u@ok.example>, relay=none" in text
     assert "status=deliverable (probe route)" in text
     assert f"{normal}: to=<u@ok.example>" in text and "normal route" in text
+
+
+def test_routing_follows_the_envelope_sender(tmp_path):
+    cfg = instance(
+        tmp_path,
+        "default_transport = retry:4.4.4 normal route\n"
+        "sender_dependent_default_transport_maps = inline:{{@bulk.example=discard:bulk route}}\n",
+    )
+    bulk = queue_flagged(cfg, ["u@far.example"], 0, sender="news@bulk.example")
+    other = queue_flagged(cfg, ["u@far.example"], 0, sender="me@example.org")
+    agents = [
+        serve_agent(cfg, "retry", make_deliver(retry=True)),
+        serve_agent(cfg, "discard", discard_deliver),
+    ]
+    try:
+        run_qmgr(
+            cfg,
+            lambda qm: (
+                f"{bulk}: removed" in (tmp_path / "maillog").read_text()
+                and other in files(cfg, "deferred")
+            ),
+        )
+    finally:
+        for a in agents:
+            a.stop()
+    text = (tmp_path / "maillog").read_text()
+    assert f"{bulk}: to=<u@far.example>, relay=none" in text and "status=sent (bulk route)" in text
+    assert "normal route" in text

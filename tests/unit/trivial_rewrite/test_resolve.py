@@ -202,3 +202,49 @@ def test_relocated_user_bounces(make_cfg):
     assert r.transport == "error"
     assert r.nexthop == "5.1.6 User has moved to new@elsewhere.org"
     assert {"relocated", "error"} <= r.flags
+
+
+SENDER_MAPS = (
+    "relayhost = [default-relay.example]\nrecipient_delimiter = +\n"
+    "sender_dependent_relayhost_maps = inline:{ "
+    "{bulk@news.example=[news-relay.example]:2525}, {@promo.example=[promo-relay.example]}, "
+    "{quiet@promo.example=DUNNO}, {<>=[bounce-relay.example]} }\n"
+    "sender_dependent_default_transport_maps = inline:{ {@ip2.example=smtp-ip2:} }\n"
+)
+
+
+def test_sender_dependent_relayhost_by_address_then_domain(make_cfg):
+    r = Resolver(make_cfg(SENDER_MAPS))
+    hop = lambda sender: r.resolve("you@far.example", sender).nexthop  # noqa: E731
+    assert hop("bulk@news.example") == "[news-relay.example]:2525"
+    assert hop("bulk+list7@news.example") == "[news-relay.example]:2525"  # extension dropped
+    assert hop("other@news.example") == "[default-relay.example]"
+    assert hop("anyone@promo.example") == "[promo-relay.example]"
+    assert hop("quiet@promo.example") == "[default-relay.example]"  # DUNNO: no answer
+    assert hop("") == "[bounce-relay.example]"  # the null sender's key, <>
+    # no sender to go by (smtpd classifying an address): the global relayhost
+    assert r.resolve("you@far.example").nexthop == "[default-relay.example]"
+
+
+def test_sender_dependent_default_transport_keeps_relayhost_when_it_names_no_hop(make_cfg):
+    r = Resolver(make_cfg(SENDER_MAPS))
+    got = r.resolve("you@far.example", "me@ip2.example")
+    assert (got.transport, got.nexthop) == ("smtp-ip2", "[default-relay.example]")
+    assert r.resolve("you@far.example", "me@other.example").transport == "smtp"
+
+
+def test_sender_dependent_maps_leave_local_and_transport_maps_alone(make_cfg):
+    r = Resolver(
+        make_cfg(SENDER_MAPS + "transport_maps = inline:{ pinned.example=smtp:[pinned.example] }\n")
+    )
+    local = r.resolve("joe@mx.example.com", "bulk@news.example")
+    assert (local.transport, local.nexthop) == ("local", "mx.example.com")
+    pinned = r.resolve("you@pinned.example", "bulk@news.example")
+    assert pinned.nexthop == "[pinned.example]"  # transport_maps has the last word
+
+
+def test_sender_dependent_answers_are_cached_per_sender(make_cfg):
+    r = Resolver(make_cfg(SENDER_MAPS))
+    first = r.resolve("you@far.example", "bulk@news.example")
+    assert r.resolve("you@far.example", "x@promo.example").nexthop == "[promo-relay.example]"
+    assert r.resolve("you@far.example", "bulk@news.example") is first
