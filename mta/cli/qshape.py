@@ -2,7 +2,8 @@
 
 SYNOPSIS
     mta qshape [-c CONFIG_DIR] [-s] [-p] [-m MIN_SUBDOMAINS] [-b BUCKETS]
-               [-t MINUTES] [-l] [-w WIDTH] [--plot FILE.png] [QUEUE ...]
+               [-t MINUTES] [-l] [-w WIDTH] [-N BATCH_MSGS] [-n TOP_DOMAINS]
+               [--json] [--plot FILE.png] [QUEUE ...]
 
 DESCRIPTION
     Counts the recipients still to be delivered in the named queues
@@ -19,6 +20,17 @@ DESCRIPTION
     -p adds rows for parent domains (".example.com", never a top-level
     domain) that have at least -m distinct subdomains (5) in the queue.
 
+    On a terminal, as Postfix's qshape does, the table is shown every
+    -N messages (1000) while the queue is read, so a large queue gives
+    a usable picture early, and the intermediate and final tables show
+    only the top -n domains (20). Output to a file or a pipe is the
+    whole table, once.
+
+    --json prints the same counts as one JSON object instead, for
+    scripts: {"buckets": [labels], "total": {"total": N, "buckets":
+    [...]}, "domains": [{"domain": D, "total": N, "buckets": [...]},
+    ...]}, domains largest first.
+
     --plot FILE.png draws the same table as a stacked bar chart (needs
     matplotlib, the "bench" extra).
 
@@ -29,18 +41,20 @@ SECURITY
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import Counter, defaultdict
 
 from mta.cli.common import load_or_report, make_parser
 from mta.qmgr.scan import iter_queue
-from mta.queue.queue_file import QueueFileError, queue_layout, read_queue_file
+from mta.queue.queue_file import QueueFileError, queue_layout, read_envelope
 
 DEFAULT_QUEUES = ("incoming", "active")
 QUEUE_NAMES = ("maildrop", "incoming", "active", "deferred", "hold")
 MIN_DOMAIN_WIDTH = 18
 MIN_COLUMN_WIDTH = 2
+CLEAR_SCREEN = "\033[H\033[2J"  # before each intermediate table on a terminal
 
 
 def bucket_limits(count: int, minutes: int, linear: bool) -> list[int]:
@@ -91,28 +105,49 @@ class Shape:
                 self.rows[parent] = row
 
 
-def collect(cfg, queues, senders: bool, limits: list[int], now: float | None = None) -> Shape:
+def collect(
+    cfg,
+    queues,
+    senders: bool,
+    limits: list[int],
+    now: float | None = None,
+    batch: int = 0,
+    progress=None,
+) -> Shape:
+    """Count the queues; progress(shape) after every batch messages when given."""
     now = time.time() if now is None else now
     shape = Shape(limits)
     queue_dir, depth, hashed = queue_layout(cfg)
+    seen = 0
     for queue in queues:
         for _qid, path in iter_queue(queue_dir, queue, depth, hashed):
             try:
-                msg = read_queue_file(path)
+                env = read_envelope(path)
             except (OSError, QueueFileError):
                 continue
-            age = max(0.0, now - (msg.arrival or now)) / 60
+            age = max(0.0, now - (env.arrival or now)) / 60
             if senders:
-                shape.add(domain_of(msg.sender) if msg.sender else "MAILER-DAEMON", age)
-                continue
-            counts = Counter(domain_of(r.address) for r in msg.recipients if not r.done)
-            for domain, n in counts.items():
-                shape.add(domain, age, n)
+                shape.add(domain_of(env.sender) if env.sender else "MAILER-DAEMON", age)
+            else:
+                counts = Counter(domain_of(address) for _, address in env.pending)
+                for domain, n in counts.items():
+                    shape.add(domain, age, n)
+            seen += 1
+            if progress is not None and batch and seen % batch == 0:
+                progress(shape)
     return shape
 
 
-def render(shape: Shape, width: int, labels: list[str]) -> str:
-    rows = sorted(shape.rows.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
+def ranked(shape: Shape) -> list[tuple[str, list[int]]]:
+    """The domain rows, largest first (then by name)."""
+    return sorted(shape.rows.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
+
+
+def render(shape: Shape, width: int, labels: list[str], top: int = 0) -> str:
+    """The qshape table; top > 0 shows only that many domain rows."""
+    rows = ranked(shape)
+    if top > 0:
+        rows = rows[:top]
     header = ["T", *labels]
     body = [("TOTAL", shape.total)] + [(d, counts) for d, counts in rows]
     widths = [len(h) for h in header]
@@ -133,13 +168,26 @@ def render(shape: Shape, width: int, labels: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def as_json(shape: Shape, labels: list[str]) -> str:
+    """The counts as one JSON object (see the module docstring)."""
+    doc = {
+        "buckets": labels,
+        "total": {"total": sum(shape.total), "buckets": shape.total},
+        "domains": [
+            {"domain": name, "total": sum(counts), "buckets": counts}
+            for name, counts in ranked(shape)
+        ],
+    }
+    return json.dumps(doc) + "\n"
+
+
 def plot(shape: Shape, labels: list[str], path: str, senders: bool, top: int = 10) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = sorted(shape.rows.items(), key=lambda kv: (-sum(kv[1]), kv[0]))[:top]
+    rows = ranked(shape)[:top]
     fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * max(1, len(rows))))
     left = [0] * len(rows)
     names = [name for name, _ in rows]
@@ -164,6 +212,21 @@ def main(argv: list[str], command: str = "qshape") -> int:
     parser.add_argument("-t", type=int, default=5, metavar="MINUTES", help="first bucket (5)")
     parser.add_argument("-l", action="store_true", help="buckets grow linearly, not doubling")
     parser.add_argument("-w", type=int, default=80, metavar="WIDTH", help="terminal width (80)")
+    parser.add_argument(
+        "-N",
+        type=int,
+        default=1000,
+        metavar="BATCH_MSGS",
+        help="on a terminal, show the table every BATCH_MSGS messages (1000)",
+    )
+    parser.add_argument(
+        "-n",
+        type=int,
+        default=20,
+        metavar="TOP_DOMAINS",
+        help="on a terminal, show only the top TOP_DOMAINS domains (20)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the counts as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the table as a chart")
     parser.add_argument("queues", nargs="*", metavar="QUEUE", help=", ".join(QUEUE_NAMES))
     args = parser.parse_args(argv)
@@ -177,10 +240,31 @@ def main(argv: list[str], command: str = "qshape") -> int:
         return 1
     limits = bucket_limits(args.b, args.t, args.l)
     labels = [str(x) for x in limits] + [f"{limits[-1] if limits else 0}+"]
-    shape = collect(cfg, tuple(args.queues) or DEFAULT_QUEUES, args.s, limits)
+    width = max(80, args.w)
+    terminal = sys.stdout.isatty() and not args.json
+    top = args.n if terminal else 0
+
+    shown = []  # intermediate tables drawn: the final one replaces them
+
+    def show_batch(shape: Shape) -> None:
+        sys.stdout.write(CLEAR_SCREEN + render(shape, width, labels, top))
+        sys.stdout.flush()
+        shown.append(True)
+
+    shape = collect(
+        cfg,
+        tuple(args.queues) or DEFAULT_QUEUES,
+        args.s,
+        limits,
+        batch=max(0, args.N),
+        progress=show_batch if terminal else None,
+    )
     if args.p:
         shape.add_parents(args.m)
-    sys.stdout.write(render(shape, max(80, args.w), labels))
+    if args.json:
+        sys.stdout.write(as_json(shape, labels))
+    else:
+        sys.stdout.write((CLEAR_SCREEN if shown else "") + render(shape, width, labels, top))
     if args.plot:
         plot(shape, labels, args.plot, args.s)
     return 0

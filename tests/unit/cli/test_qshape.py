@@ -97,3 +97,53 @@ def test_unknown_queue_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit) as info:
         qshape.main(["-c", cdir, "nosuchqueue"])
     assert info.value.code == 2
+
+
+def test_json_has_the_same_counts_as_the_table(tmp_path, capsys):
+    import json
+
+    cdir, _ = setup(tmp_path)
+    assert qshape.main(["-c", cdir, "--json", "deferred"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["buckets"][0] == "5" and doc["buckets"][-1] == "1280+"
+    assert doc["total"] == {"total": 11, "buckets": [11] + [0] * 9}
+    assert len(doc["buckets"]) == len(doc["total"]["buckets"]) == 10
+    assert [(d["domain"], d["total"]) for d in doc["domains"]] == [
+        ("one.example", 5),
+        ("two.example", 5),
+        ("sub.one.example", 1),
+    ]
+
+
+def test_on_a_terminal_batches_show_and_only_the_top_domains(tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    cdir, _ = setup(tmp_path)
+    main, sub = pty.openpty()
+    proc = subprocess.run(
+        [sys.executable, "-m", "mta", "qshape", "-c", cdir, "-N", "2", "-n", "1", "deferred"],
+        stdout=sub,
+        stderr=subprocess.PIPE,
+        timeout=30,
+    )
+    os.close(sub)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main)
+    assert proc.returncode == 0, proc.stderr
+    text = out.decode()
+    # 6 of the 7 messages make three batches of 2, then the final table replaces them
+    assert text.count(qshape.CLEAR_SCREEN) == 4
+    final = rows(text.rsplit(qshape.CLEAR_SCREEN, 1)[1])
+    assert [r[0] for r in final[1:]] == ["TOTAL", "one.example"]  # -n 1: the top domain only
+    assert final[1][1] == "11"  # the total still counts everything
