@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from mta import log
@@ -39,6 +40,24 @@ def serve_agent(cfg, name: str, deliver_fn) -> HandlerServer:
             writer.close()
 
     return HandlerServer(path, handler, cfg)
+
+
+AGENTS = {
+    "retry": make_deliver(retry=True),
+    "error": make_deliver(retry=False),
+    "discard": discard_deliver,
+}
+
+
+@contextmanager
+def agents(cfg, *names: str):
+    """The named agents of AGENTS on their sockets while the block runs."""
+    servers = [serve_agent(cfg, name, AGENTS[name]) for name in names]
+    try:
+        yield
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def instance(tmp_path: Path, main_cf: str):
@@ -119,15 +138,8 @@ def test_deferral_adds_the_message_to_the_flush_log_of_eligible_sites(tmp_path):
     )
     m = queue_message(cfg, ["u@later.example", "v@other.example", "w@ok.example"], "incoming")
     m2 = queue_message(cfg, ["x@LATER.example"], queue="incoming")
-    agents = [
-        serve_agent(cfg, "retry", make_deliver(retry=True)),
-        serve_agent(cfg, "discard", discard_deliver),
-    ]
-    try:
+    with agents(cfg, "retry", "discard"):
         run_qmgr(cfg, lambda qm: len(files(cfg, "deferred")) == 2 and not qm.active)
-    finally:
-        for a in agents:
-            a.stop()
     fdir = Path(cfg.get("queue_directory")) / "flush"
     assert os.listdir(fdir) == [log_name("later.example")]  # ok.example was delivered
     assert sorted((fdir / "later.example").read_text().split()) == sorted([m.queue_id, m2.queue_id])
@@ -439,12 +451,8 @@ def test_delay_warning_is_sent_once_when_due(tmp_path):
     )
     qid = queue_with_warning(cfg, ["u@remote.example"], time.time() - 1)
     quiet = queue_with_warning(cfg, ["v@remote.example"], time.time() - 1, DSN_NOTIFY_FAILURE)
-    agents = [serve_agent(cfg, "retry", make_deliver(retry=True))]
-    try:
+    with agents(cfg, "retry"):
         run_qmgr(cfg, lambda qm: len(files(cfg, "deferred")) == 2 and not qm.active)
-    finally:
-        for a in agents:
-            a.stop()
     log_text = (tmp_path / "maillog").read_text()
     assert f"{qid}: sender delay notification:" in log_text
     assert f"{quiet}: sender delay notification" not in log_text  # NOTIFY without DELAY
@@ -603,19 +611,12 @@ def test_sendmail_v_report_of_the_first_attempt_only(tmp_path):
     )
     sent_id = queue_traced(cfg, "u@ok.example")
     stuck_id = queue_traced(cfg, "v@remote.example")
-    agents = [
-        serve_agent(cfg, "retry", make_deliver(retry=True)),
-        serve_agent(cfg, "discard", discard_deliver),
-    ]
-    try:
+    with agents(cfg, "retry", "discard"):
         run_qmgr(
             cfg,
             lambda qm: (tmp_path / "maillog").read_text().count(f"{stuck_id}: to=") >= 2,
             timeout=15,
         )
-    finally:
-        for a in agents:
-            a.stop()
     text = (tmp_path / "maillog").read_text()
     assert text.count(f"{sent_id}: sender delivery status notification") == 1
     assert text.count(f"{stuck_id}: sender delivery status notification") == 1  # once
@@ -652,16 +653,8 @@ def test_sendmail_bv_reports_each_recipient_and_delivers_nothing(tmp_path):
     qid = queue_flagged(
         cfg, ["u@ok.example", "v@bad.example", "w@far.example"], QF_TRACE | QF_VERIFY_USER
     )
-    agents = [
-        serve_agent(cfg, "retry", make_deliver(retry=True)),
-        serve_agent(cfg, "error", make_deliver(retry=False)),
-        serve_agent(cfg, "discard", discard_deliver),
-    ]
-    try:
+    with agents(cfg, "retry", "error", "discard"):
         run_qmgr(cfg, lambda qm: f"{qid}: removed" in (tmp_path / "maillog").read_text())
-    finally:
-        for a in agents:
-            a.stop()
     text = (tmp_path / "maillog").read_text()
     assert "to=<u@ok.example>" in text and "status=deliverable (fine)" in text
     assert "to=<v@bad.example>" in text and "status=undeliverable (no such user)" in text
@@ -700,21 +693,15 @@ def test_probe_results_go_to_the_verify_service_and_the_probe_goes(tmp_path):
         queue_flagged(cfg, [r], QF_VERIFY_MTA, sender="double-bounce@example.org")
         for r in ("u@ok.example", "v@bad.example", "w@far.example")
     ]
-    agents = [
-        serve_agent(cfg, "retry", make_deliver(retry=True)),
-        serve_agent(cfg, "error", make_deliver(retry=False)),
-        serve_agent(cfg, "discard", discard_deliver),
-    ]
 
     def done(qm):
         return all(cache.get(a) for a in ("u@ok.example", "v@bad.example", "w@far.example"))
 
-    try:
-        run_qmgr(cfg, done)
-    finally:
-        for a in agents:
-            a.stop()
-        verify.stop()
+    with agents(cfg, "retry", "error", "discard"):
+        try:
+            run_qmgr(cfg, done)
+        finally:
+            verify.stop()
     assert cache.get("u@ok.example").status == STATUS_OK
     bad = cache.get("v@bad.example")
     assert (bad.status, bad.text) == (STATUS_BOUNCE, "no such user")
@@ -802,11 +789,7 @@ def test_probes_follow_the_address_verify_routing(tmp_path):
     )
     probe = queue_flagged(cfg, ["u@ok.example"], QF_VERIFY_MTA, sender="double-bounce@x.example")
     normal = queue_flagged(cfg, ["u@ok.example"], 0)
-    agents = [
-        serve_agent(cfg, "retry", make_deliver(retry=True)),
-        serve_agent(cfg, "discard", discard_deliver),
-    ]
-    try:
+    with agents(cfg, "retry", "discard"):
         run_qmgr(
             cfg,
             lambda qm: (
@@ -814,9 +797,6 @@ def test_probes_follow_the_address_verify_routing(tmp_path):
                 and normal in files(cfg, "deferred")
             ),
         )
-    finally:
-        for a in agents:
-            a.stop()
     text = (tmp_path / "maillog").read_text()
     assert f"{probe}: to=<u@ok.example>, relay=none" in text
     assert "status=deliverable (probe route)" in text
@@ -831,11 +811,7 @@ def test_routing_follows_the_envelope_sender(tmp_path):
     )
     bulk = queue_flagged(cfg, ["u@far.example"], 0, sender="news@bulk.example")
     other = queue_flagged(cfg, ["u@far.example"], 0, sender="me@example.org")
-    agents = [
-        serve_agent(cfg, "retry", make_deliver(retry=True)),
-        serve_agent(cfg, "discard", discard_deliver),
-    ]
-    try:
+    with agents(cfg, "retry", "discard"):
         run_qmgr(
             cfg,
             lambda qm: (
@@ -843,9 +819,6 @@ def test_routing_follows_the_envelope_sender(tmp_path):
                 and other in files(cfg, "deferred")
             ),
         )
-    finally:
-        for a in agents:
-            a.stop()
     text = (tmp_path / "maillog").read_text()
     assert f"{bulk}: to=<u@far.example>, relay=none" in text and "status=sent (bulk route)" in text
     assert "normal route" in text
