@@ -136,20 +136,19 @@ def test_unreachable_destination_is_deferred_and_the_probe_discarded(mail_system
 
 def test_results_survive_a_restart_in_the_lmdb_cache(tmp_path, sink):
     inst = make_system(tmp_path, sink)
-    assert inst.mta("start").returncode == 0
-    try:
-        assert rcpt(inst, "good2@sink.example")[0] == 250
-        assert rcpt(inst, "bad2@sink.example")[0] == 550
-    finally:
-        inst.stop()
+
+    def answers() -> tuple[int, int]:
+        """Start the mail system, ask for one good and one bad address, stop it."""
+        assert inst.mta("start").returncode == 0
+        try:
+            return rcpt(inst, "good2@sink.example")[0], rcpt(inst, "bad2@sink.example")[0]
+        finally:
+            inst.stop()
+
+    assert answers() == (250, 550)
     assert os.path.exists(os.path.join(inst.top, "data", "verify_cache.lmdb"))
     probes = len(sink.rcpts)
-    assert inst.mta("start").returncode == 0
-    try:
-        assert rcpt(inst, "good2@sink.example")[0] == 250
-        assert rcpt(inst, "bad2@sink.example")[0] == 550
-    finally:
-        inst.stop()
+    assert answers() == (250, 550)
     assert len(sink.rcpts) == probes  # answered from the cache, no new probes
 
 
