@@ -547,7 +547,7 @@ class Session:
         )
         for r in rcpts:
             cmds.append((self._rcpt_command(r), "RCPT TO", st.rcpt_timeout, STAGE_RCPT))
-        verify = getattr(job, "verify", False)  # a probe: stop after RCPT TO
+        verify = job.verify  # a probe: stop after RCPT TO
         if not verify:
             cmds.append((b"DATA", "DATA", st.data_init_timeout, STAGE_DATA))
         if pipelining:

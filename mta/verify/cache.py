@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 STATUS_OK = 0  # deliverable
@@ -273,21 +273,23 @@ class VerifyCache:
         limit = p.positive_refresh if entry.status == STATUS_OK else p.negative_refresh
         return now - entry.updated > limit
 
-    def query(self, address: str, now: float, allow_probe: bool = True) -> tuple[int, str, bool]:
+    def query(
+        self, address: str, now: float, may_probe: Callable[[], bool] | None = None
+    ) -> tuple[int, str, bool]:
         """(status, text, whether to send a probe now); a probe sent is noted.
 
-        allow_probe=False: the caller may send none now (too many are out)."""
+        may_probe: asked only when a probe is due; False holds it back (too
+        many are out)."""
         entry = self.get(address)
-        if entry is None or self._expired(entry, now):
-            status, text = STATUS_TODO, TEXT_IN_PROGRESS
-            want = True
+        unknown = entry is None or self._expired(entry, now)
+        if unknown:
+            status, text, want = STATUS_TODO, TEXT_IN_PROGRESS, True
         else:
-            status, text = entry.status, entry.text
-            want = self._stale(entry, now)
+            status, text, want = entry.status, entry.text, self._stale(entry, now)
         pending = entry is not None and entry.probed and now - entry.probed < PROBE_TTL
-        if not want or pending or not allow_probe:
+        if not want or pending or (may_probe is not None and not may_probe()):
             return status, text, False
-        if entry is None or self._expired(entry, now):
+        if unknown:
             entry = Entry(STATUS_TODO, int(now), 0, TEXT_IN_PROGRESS)
         else:
             entry.probed = int(now)

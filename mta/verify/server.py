@@ -158,19 +158,19 @@ class VerifyService:
     def room_for_probe(self, address: str, now: float) -> bool:
         """Whether a probe may go out: fewer than address_verify_pending_request_limit
         are out (one that has not come back within PROBE_TTL no longer counts)."""
-        if not self.pending_limit or len(self.pending) < self.pending_limit:
+        pending = self.pending  # oldest first: each probe is (re)inserted at the end
+        while pending:
+            oldest = next(iter(pending))
+            if now - pending[oldest] <= PROBE_TTL:
+                break
+            del pending[oldest]
+        if not self.pending_limit or len(pending) < self.pending_limit:
             return True
-        for key, sent in list(self.pending.items()):
-            if now - sent > PROBE_TTL:
-                del self.pending[key]
-        if len(self.pending) < self.pending_limit:
-            return True
-        if fold(address) not in self.pending:
-            log.warning(
-                "address_verify_pending_request_limit %d reached: not probing <%s> now",
-                self.pending_limit,
-                address,
-            )
+        log.warning(
+            "address_verify_pending_request_limit %d reached: not probing <%s> now",
+            self.pending_limit,
+            address,
+        )
         return False
 
     def serve(self, msg: dict[str, str]) -> dict[str, str]:
@@ -183,10 +183,13 @@ class VerifyService:
         self.maybe_clean(now)
         try:
             if request == "query":
-                want = self.room_for_probe(address, now)
-                status, text, want = self.cache.query(address, now, allow_probe=want)
+                status, text, want = self.cache.query(
+                    address, now, lambda: self.room_for_probe(address, now)
+                )
                 if want:
-                    self.pending[fold(address)] = now
+                    key = fold(address)
+                    self.pending.pop(key, None)  # keep the dict in sending order
+                    self.pending[key] = now
                     task = asyncio.get_running_loop().create_task(self.probe(address))
                     self.probes.add(task)
                     task.add_done_callback(self.probes.discard)
