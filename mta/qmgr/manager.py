@@ -504,6 +504,7 @@ class QueueManager:
         return self.dead_reason.get((dest.transport.name, dest.key), "destination failed")
 
     def _note(self, am: ActiveMessage, st: RecipientStatus) -> None:
+        """Remember one recipient's status until the message is complete."""
         if am.msg.flags & QF_TRACE or wants_success_notice(st):
             am.traced = True  # the agent put it in the trace log
         if am.msg.flags & QF_VERIFY_MTA:
@@ -530,15 +531,12 @@ class QueueManager:
                 )
             except OSError as exc:
                 log.warning("%s: cannot update %s log: %s", am.msg.queue_id, kind, exc)
-        am.traced = am.traced or bool(am.msg.flags & QF_TRACE)
         now = time.time()
         msg = am.msg
         delays = (max(0.0, am.active_time - msg.arrival), max(0.0, now - am.active_time), 0, 0)
         for st in statuses:
             log.info("%s", status_line(msg.queue_id, st, delays))
-            am.delayed[st.offset] = st
-            if msg.flags & QF_VERIFY_MTA:
-                am.probed.append(st)
+            self._note(am, st)  # as if an agent had deferred it
 
     def _batch_done(self, am: ActiveMessage) -> None:
         am.batches_out -= 1
