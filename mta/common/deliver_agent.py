@@ -249,18 +249,11 @@ class DeliveryJob:
             traced = [
                 st for st in ordered if wants_success_notice(st) and st.offset not in self.quiet
             ]
-        if traced:
-            logfile.append(
-                self.queue_dir, "trace", self.req.queue_id, traced, self.hash_depth, self.hashed
-            )
-        if failed:
-            logfile.append(
-                self.queue_dir, "bounce", self.req.queue_id, failed, self.hash_depth, self.hashed
-            )
-        if delayed:
-            logfile.append(
-                self.queue_dir, "defer", self.req.queue_id, delayed, self.hash_depth, self.hashed
-            )
+        for kind, entries in (("trace", traced), ("bounce", failed), ("defer", delayed)):
+            if entries:
+                logfile.append(
+                    self.queue_dir, kind, self.req.queue_id, entries, self.hash_depth, self.hashed
+                )
         done = [st.offset for st in ordered if st.done]
         if done:
             mark_done(self.path, done)
