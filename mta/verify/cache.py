@@ -136,6 +136,10 @@ class MemoryStore:
     def delete(self, key: str) -> None:
         self.data.pop(key, None)
 
+    def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            self.data.pop(key, None)
+
     def items(self) -> Iterator[tuple[str, str]]:
         return iter(list(self.data.items()))
 
@@ -217,17 +221,25 @@ class LmdbStore:
         self._write(lambda txn: txn.put(k, v))
 
     def delete(self, key: str) -> None:
-        k = key.encode("utf-8", "surrogateescape")
-        self._write(lambda txn: txn.delete(k))
+        self.delete_many([key])
+
+    def delete_many(self, keys: list[str]) -> None:
+        """Delete keys in one transaction (one sync, not one per key)."""
+        raw = [key.encode("utf-8", "surrogateescape") for key in keys]
+
+        def delete(txn) -> None:
+            for k in raw:
+                txn.delete(k)
+
+        if raw:
+            self._write(delete)
 
     def items(self) -> Iterator[tuple[str, str]]:
+        """Every entry, read in one transaction as the caller iterates."""
         self._recheck()
         with self.env.begin() as txn:
-            pairs = [
-                (k.decode("utf-8", "replace"), v.decode("utf-8", "replace"))
-                for k, v in txn.cursor()
-            ]
-        return iter(pairs)
+            for k, v in txn.cursor():
+                yield k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "replace")
 
     def close(self) -> None:
         self.env.close()
@@ -317,12 +329,12 @@ class VerifyCache:
 
     def cleanup(self, now: float) -> int:
         """Delete expired and damaged entries; how many went."""
-        gone = 0
+        gone = []
         for key, raw in self.store.items():
             entry = Entry.decode(raw)
             if entry is None or (
                 self._expired(entry, now) and not (entry.probed and now - entry.probed < PROBE_TTL)
             ):
-                self.store.delete(key)
-                gone += 1
-        return gone
+                gone.append(key)
+        self.store.delete_many(gone)
+        return len(gone)

@@ -132,6 +132,9 @@ def test_lmdb_store_persists_across_opens(tmp_path):
     again = VerifyCache(LmdbStore(path, 1 << 16), POLICY)
     assert again.query("a@x.example", T0 + 1) == (STATUS_OK, "250 ok", False)
     assert again.get("user1999@x.example").status == STATUS_BOUNCE
+    # cleanup: the 2,000 bounces expire after 3 days, the good address after 31
+    assert again.cleanup(T0 + 4 * DAY) == 2000
+    assert [k for k, _ in again.store.items()] == ["a@x.example"]
 
 
 def test_open_store_by_parameter(tmp_path):
