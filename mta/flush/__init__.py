@@ -74,7 +74,7 @@ from mta.common.match_list import DomainList
 from mta.common.trigger import TRIGGER_DEFERRED, trigger_qmgr
 from mta.maps.maps import MapError
 from mta.queue.paths import QUEUE_DEFERRED, QUEUE_FLUSH
-from mta.queue.queue_file import QueueFileError, queue_layout, queue_path, read_queue_file
+from mta.queue.queue_file import QueueFileError, queue_layout, queue_path, read_envelope
 from mta.queue.queue_id import is_queue_id
 
 FLUSH_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._[]:")  # kept as is in names
@@ -236,13 +236,13 @@ def _pending_here(path: str, name: str) -> bool:
     """Whether the queue file at path has a recipient not yet done whose site has
     the log name name."""
     try:
-        msg = read_queue_file(path)
+        env = read_envelope(path)  # the envelope only: the content is not needed
     except FileNotFoundError:
         return False
     except (OSError, QueueFileError) as exc:
         log.verbose("flush: %s: %s", path, exc)
         return False
-    for site in {normalize_site(_domain(r.address)) for r in msg.recipients if not r.done}:
+    for site in {normalize_site(_domain(address)) for _, address in env.pending}:
         try:
             if site and encode_site(site) == name:
                 return True
