@@ -20,7 +20,9 @@ DESCRIPTION
     Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY ETRN HELP;
     extensions PIPELINING SIZE VRFY ETRN ENHANCEDSTATUSCODES 8BITMIME DSN
     SMTPUTF8 CHUNKING (minus smtpd_discard_ehlo_keywords). Replies and
-    limits follow Postfix: message_size_limit, smtpd_recipient_limit,
+    limits follow Postfix: message_size_limit, smtpd_recipient_limit
+    (452 4.5.3 for each recipient past it; past
+    smtpd_recipient_overshoot_limit more each also counts as an error),
     smtpd_timeout, line_length_limit, smtpd_soft_error_limit (then
     smtpd_error_sleep_time before each error reply),
     smtpd_hard_error_limit (then 421 and disconnect),
@@ -260,6 +262,7 @@ class SmtpdSession(asyncio.Protocol):
             job.abort()  # a message in progress is thrown away, its file too
         self.sender: str | None = None
         self.recipients: list[tuple[str, int, str]] = []  # (address, notify, orcpt)
+        self.rcpt_overshoot = 0  # RCPTs refused for smtpd_recipient_limit
         self.job = None
         self.mail_params: dict[bytes, bytes | None] = {}
         self.body_8bit = False
@@ -562,7 +565,13 @@ class SmtpdSession(asyncio.Protocol):
             else:
                 name = key.decode("ascii", "replace")
                 return await self.error(f"555 5.5.4 Unsupported option: {name}")
-        if len(self.recipients) >= self.server.recipient_limit:
+        if self.server.recipient_limit and len(self.recipients) >= self.server.recipient_limit:
+            # Postfix: up to smtpd_recipient_overshoot_limit of these are no
+            # error; past it each counts, so a flood ends at the hard limit
+            self.rcpt_overshoot += 1
+            if self.rcpt_overshoot <= self.server.recipient_overshoot_limit:
+                self.reply("452 4.5.3 Error: too many recipients")
+                return True
             return await self.error("452 4.5.3 Error: too many recipients", NOTIFY_POLICY)
         self.st.recipient = rcpt
         verdict = await self.server.checks.recipient(self.st)

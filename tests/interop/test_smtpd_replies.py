@@ -1,0 +1,86 @@
+"""smtpd replies as Postfix gives them: recipient limits, VRFY, reject footers, HELO text."""
+
+import smtplib
+
+import pytest
+
+from mta.queue.queue_file import read_queue_file
+from tests.support.instance import RawClient, SmtpdThread, incoming_files, make_instance
+
+pytestmark = pytest.mark.interop
+
+MESSAGE = b"Subject: test\r\nFrom: a@sender.example\r\n\r\nHello.\r\n"
+
+
+@pytest.fixture
+def smtpd(tmp_path, request):
+    marker = request.node.get_closest_marker("main_cf")
+    cdir = make_instance(tmp_path, marker.args[0] if marker else "")
+    server = SmtpdThread(cdir)
+    server.cdir = cdir
+    yield server
+    server.close()
+
+
+def greet(client, verb=b"EHLO"):
+    assert client.reply().startswith("220 mx.test.example ESMTP")
+    client.send(verb + b" client.example\r\n")
+    return client.reply()
+
+
+def maillog(smtpd) -> str:
+    return (smtpd.cdir.parent / "maillog").read_text()
+
+
+# ---------------------------------------------------------------- recipient limits
+
+
+def test_recipients_past_the_limit_get_452_and_the_rest_is_queued(smtpd):
+    with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
+        s.ehlo("client.example")
+        s.mail("a@sender.example")
+        # more over the limit than smtpd_hard_error_limit (20) errors
+        codes = [s.rcpt(f"u{i}@mx.test.example") for i in range(1030)]
+        code, text = s.data(MESSAGE)
+    assert [c for c, _ in codes[:1000]] == [250] * 1000
+    assert codes[1000:] == [(452, b"4.5.3 Error: too many recipients")] * 30
+    assert code == 250, text
+    (path,) = incoming_files(smtpd.cdir)
+    rcpts = [r.address for r in read_queue_file(path).recipients]
+    assert rcpts == [f"u{i}@mx.test.example" for i in range(1000)]
+
+
+@pytest.mark.main_cf(
+    "smtpd_recipient_limit = 2\nsmtpd_recipient_overshoot_limit = 3\nsmtpd_hard_error_limit = 2\n"
+)
+def test_recipients_past_the_overshoot_limit_count_as_errors(smtpd):
+    client = RawClient(smtpd.port)
+    greet(client)
+    client.send(b"MAIL FROM:<a@sender.example>\r\n")
+    assert client.reply() == "250 2.1.0 Ok"
+    replies = []
+    for i in range(6):
+        client.send(b"RCPT TO:<u%d@mx.test.example>\r\n" % i)
+        replies.append(client.reply())
+    assert replies == ["250 2.1.5 Ok"] * 2 + ["452 4.5.3 Error: too many recipients"] * 4
+    # the fourth over the limit was the first error, this one the second
+    client.send(b"RCPT TO:<u9@mx.test.example>\r\n")
+    assert client.reply() == "421 4.7.0 mx.test.example Error: too many errors"
+    assert client.closed()
+
+
+@pytest.mark.main_cf(
+    "smtpd_recipient_limit = 1\nsmtpd_recipient_overshoot_limit = 1\nsmtpd_hard_error_limit = 2\n"
+)
+def test_the_overshoot_count_starts_again_with_each_message(smtpd):
+    client = RawClient(smtpd.port)
+    greet(client)
+    for _ in range(3):
+        client.send(b"MAIL FROM:<a@sender.example>\r\n")
+        assert client.reply() == "250 2.1.0 Ok"
+        client.send(b"RCPT TO:<u@mx.test.example>\r\nRCPT TO:<v@mx.test.example>\r\n")
+        assert client.reply() == "250 2.1.5 Ok"
+        assert client.reply() == "452 4.5.3 Error: too many recipients"
+        client.send(b"RSET\r\n")
+        assert client.reply() == "250 2.0.0 Ok"
+    client.close()
