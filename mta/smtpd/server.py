@@ -89,6 +89,9 @@ class SmtpdServer:
         self.junk_limit = cfg.get_int("smtpd_junk_command_limit")
         self.helo_required = cfg.get_bool("smtpd_helo_required")
         self.disable_vrfy = cfg.get_bool("disable_vrfy_command")
+        self.smtputf8 = cfg.get_bool("smtputf8_enable")
+        # sendmail -bs: no recipient lookups for VRFY, as Postfix's stand-alone mode
+        self.stand_alone = False
         self.forbid_unauth_pipelining = cfg.get_bool("smtpd_forbid_unauth_pipelining")
         self._forbid_bare = cfg.get_bool("smtpd_forbid_bare_newline")
         self.bare_exclusions = AddrList(cfg.get_list("smtpd_forbid_bare_newline_exclusions"), cfg)
@@ -120,7 +123,7 @@ class SmtpdServer:
                 continue
             if keyword == "SIZE":
                 keyword = f"SIZE {self.size_limit}" if self.size_limit else "SIZE"
-            elif keyword == "SMTPUTF8" and not self.cfg.get_bool("smtputf8_enable"):
+            elif keyword == "SMTPUTF8" and not self.smtputf8:
                 continue
             lines.append(keyword)
         out = [f"250-{x}" for x in lines[:-1]] + [f"250 {lines[-1]}"]

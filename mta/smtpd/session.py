@@ -31,6 +31,12 @@ DESCRIPTION
     exclusions) and smtpd_forbid_unauth_pipelining (554 and disconnect
     when a client sends ahead where RFC 2920 forbids it).
 
+    VRFY answers 252 only for an address the relay and recipient
+    restrictions (and smtpd_reject_unlisted_recipient) would take at
+    RCPT TO, and their refusal otherwise (550 5.1.1 for an unknown
+    local user), as Postfix; 502 5.5.1 with disable_vrfy_command. In
+    sendmail -bs mode (stand_alone) there is no lookup.
+
     Each error reply notes its notify_classes class (resource,
     software, protocol, policy; see smtpd/transcript.py for which is
     which). When the session ends and it ran into a class in
@@ -818,13 +824,31 @@ class SmtpdSession(asyncio.Protocol):
     async def do_vrfy(self, arg: bytes) -> bool:
         if self.server.disable_vrfy:
             return await self.error("502 5.5.1 VRFY command is disabled", NOTIFY_POLICY)
-        if not arg:
-            return await self.error("501 5.5.4 Syntax: VRFY address")
+        words = arg.split()
+        if self.server.smtputf8 and len(words) > 1 and words[-1].upper() == b"SMTPUTF8":
+            words.pop()  # RFC 6531 section 3.7.4.1
+        if not words:
+            hint = " [SMTPUTF8]" if self.server.smtputf8 else ""
+            return await self.error(f"501 5.5.4 Syntax: VRFY address{hint}")
+        arg = b" ".join(words)
         try:
             addr, _ = parse_path(arg if arg.startswith(b"<") else b"<" + arg + b">")
         except AddressError:
+            addr = ""
+        if not addr:
             return await self.error("501 5.1.3 Bad recipient address syntax")
-        self.reply(f"252 2.0.0 {addr}")
+        if not self.server.stand_alone:
+            # the recipient restrictions answer, as they would at RCPT TO:
+            # an unknown local user gets 550 5.1.1 instead of 252
+            saved = self.st.recipient
+            self.st.recipient = addr
+            try:
+                verdict = await self.server.checks.recipient(self.st)
+                if verdict is not None:
+                    return await self.refuse("VRFY", verdict)
+            finally:
+                self.st.recipient = saved
+        self.reply(f"252 2.0.0 {arg.decode('utf-8', 'replace')}")
         return True
 
     async def do_etrn(self, arg: bytes) -> bool:
@@ -863,7 +887,7 @@ class SmtpdSession(asyncio.Protocol):
         extra = []
         if st.sender is not None:
             extra.append(f"from=<{st.sender}>")
-        if stage == "RCPT" and st.recipient:
+        if stage in ("RCPT", "VRFY") and st.recipient:
             extra.append(f"to=<{st.recipient}>")
         extra.append(f"proto={st.protocol}")
         if st.helo_name:

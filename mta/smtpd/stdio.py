@@ -127,6 +127,7 @@ async def _serve(cfg) -> int:
 
     server = SmtpdServer(cfg, cleanup=MaildropSubmitter(cfg))
     server.peername_lookup = False
+    server.stand_alone = True
     # A program on a pipe writes its whole conversation at once; that is no
     # smuggling attempt, so pipelining rules do not apply here.
     server.forbid_unauth_pipelining = False

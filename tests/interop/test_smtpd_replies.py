@@ -1,5 +1,6 @@
 """smtpd replies as Postfix gives them: recipient limits, VRFY, reject footers, HELO text."""
 
+import re
 import smtplib
 
 import pytest
@@ -83,4 +84,60 @@ def test_the_overshoot_count_starts_again_with_each_message(smtpd):
         assert client.reply() == "452 4.5.3 Error: too many recipients"
         client.send(b"RSET\r\n")
         assert client.reply() == "250 2.0.0 Ok"
+    client.close()
+
+
+# ---------------------------------------------------------------- VRFY
+
+KNOWN_USERS = "local_recipient_maps = inline:{known=yes}\n"
+
+
+@pytest.mark.main_cf(KNOWN_USERS)
+def test_vrfy_looks_the_recipient_up(smtpd):
+    client = RawClient(smtpd.port)
+    greet(client)
+    cases = [
+        (b"VRFY known@mx.test.example", "252 2.0.0 known@mx.test.example"),
+        (b"VRFY <known@mx.test.example>", "252 2.0.0 <known@mx.test.example>"),
+        (
+            b"VRFY nobody@mx.test.example",
+            "550 5.1.1 <nobody@mx.test.example>: Recipient address rejected: "
+            "User unknown in local recipient table",
+        ),
+        (b"VRFY postmaster", "252 2.0.0 postmaster"),
+        (b"VRFY someone@elsewhere.example", "252 2.0.0 someone@elsewhere.example"),
+        (b"VRFY known@mx.test.example SMTPUTF8", "252 2.0.0 known@mx.test.example"),
+        (b"VRFY", "501 5.5.4 Syntax: VRFY address [SMTPUTF8]"),
+        (b"VRFY <>", "501 5.1.3 Bad recipient address syntax"),
+        (b"VRFY <a b@c", "501 5.1.3 Bad recipient address syntax"),
+    ]
+    for line, expected in cases:
+        client.send(line + b"\r\n")
+        assert client.reply() == expected, line
+    client.close()
+    assert re.search(
+        r"NOQUEUE: reject: VRFY from \S+\[127\.0\.0\.1\]: 550 5\.1\.1 <nobody@mx\.test\.example>"
+        r".*; to=<nobody@mx\.test\.example> proto=ESMTP helo=<client\.example>",
+        maillog(smtpd),
+    )
+
+
+@pytest.mark.main_cf(KNOWN_USERS)
+def test_vrfy_applies_the_relay_restrictions(smtpd):
+    client = RawClient(smtpd.port, source="127.0.0.2")
+    greet(client)
+    client.send(b"VRFY someone@elsewhere.example\r\n")
+    assert client.reply() == "454 4.7.1 <someone@elsewhere.example>: Relay access denied"
+    client.send(b"VRFY known@mx.test.example\r\n")
+    assert client.reply() == "252 2.0.0 known@mx.test.example"
+    client.close()
+
+
+@pytest.mark.main_cf("disable_vrfy_command = yes\n")
+def test_vrfy_can_be_disabled(smtpd):
+    client = RawClient(smtpd.port)
+    ehlo = greet(client)
+    assert "VRFY" not in ehlo.split()
+    client.send(b"VRFY known@mx.test.example\r\n")
+    assert client.reply() == "502 5.5.1 VRFY command is disabled"
     client.close()
