@@ -70,7 +70,7 @@ from mta.cleanup.cleanup import (
     REPLY_WRITE_ERROR,
 )
 from mta.queue import rec_type as R
-from mta.smtpd.address import AddressError, decode_xtext, parse_path
+from mta.smtpd.address import AddressError, decode_xtext, parse_path, printable_arg
 from mta.smtpd.checks import SessionState
 from mta.smtpd.transcript import (
     NOTE_CONTENT,
@@ -459,10 +459,12 @@ class SmtpdSession(asyncio.Protocol):
     # ------------------------------------------------------------ commands
     async def do_helo(self, arg: bytes, esmtp: bool = False) -> bool:
         verb = "EHLO" if esmtp else "HELO"
-        if not arg:
+        # control bytes never reach logs or the Received: header
+        name = printable_arg(arg)
+        if not name:
             return await self.error(f"501 5.5.4 Syntax: {verb} hostname")
         self.reset_transaction()
-        self.st.helo_name = arg.decode("utf-8", "replace").split()[0]
+        self.st.helo_name = name
         self.st.esmtp = esmtp
         self.st.protocol = "ESMTP" if esmtp else "SMTP"
         if not self.server.checks.delay_reject:

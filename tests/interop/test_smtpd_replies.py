@@ -5,7 +5,7 @@ import smtplib
 
 import pytest
 
-from mta.queue.queue_file import read_queue_file
+from mta.queue.queue_file import iter_content, read_queue_file
 from tests.support.instance import RawClient, SmtpdThread, incoming_files, make_instance
 
 pytestmark = pytest.mark.interop
@@ -141,3 +141,35 @@ def test_vrfy_can_be_disabled(smtpd):
     client.send(b"VRFY known@mx.test.example\r\n")
     assert client.reply() == "502 5.5.1 VRFY command is disabled"
     client.close()
+
+
+# ---------------------------------------------------------------- HELO text
+
+
+@pytest.mark.parametrize(
+    ("helo", "shown"),
+    [
+        (b"evil\x00host\r.example", "evil?host?.example"),
+        (b"a\x1b[31m\x7f.example", "a?[31m?.example"),
+        (b"two  \twords\x0b", "two words?"),
+        (b"bad\xffutf8.example", "bad?utf8.example"),
+    ],
+)
+def test_helo_control_bytes_never_reach_received(smtpd, helo, shown):
+    client = RawClient(smtpd.port)
+    assert client.reply().startswith("220 ")
+    client.send(b"EHLO " + helo + b"\r\n")
+    assert client.reply().startswith("250-mx.test.example")
+    client.send(b"MAIL FROM:<a@sender.example>\r\nRCPT TO:<u@mx.test.example>\r\nDATA\r\n")
+    assert [client.reply() for _ in range(3)][-1].startswith("354")
+    client.send(MESSAGE + b".\r\n")
+    assert client.reply().startswith("250 2.0.0 Ok: queued as")
+    client.close()
+    (path,) = incoming_files(smtpd.cdir)
+    assert read_queue_file(path).attrs["helo_name"] == shown
+    received = b"\n".join(iter_content(path)).split(b"\n\n")[0].split(b"\n")[:2]
+    assert received[0].startswith(b"Received: from " + shown.encode() + b" (")
+    header = b"\n".join(received)
+    assert not any((c < 0x20 and c not in b"\n\t") or c == 0x7F for c in header), header
+    log = maillog(smtpd)
+    assert not any((ord(c) < 0x20 and c != "\n") or c == "\x7f" for c in log)
