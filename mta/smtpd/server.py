@@ -43,6 +43,7 @@ from mta.common.mail_flow import FlowGate
 from mta.common.match_list import AddrList, DomainList
 from mta.common.worker import BlockingPool
 from mta.smtpd.checks import SessionState, SmtpdChecks
+from mta.smtpd.footer import ReplyFooter
 from mta.smtpd.transcript import class_names, make_error_notice, notice_recipient, notify_mask
 
 NAME_CACHE_TTL = 60.0  # seconds a client host name stays cached
@@ -100,6 +101,7 @@ class SmtpdServer:
         self.notify_mask = notify_mask(cfg)
         self.notice_tasks: set[asyncio.Task] = set()
         self.checks = SmtpdChecks(cfg)
+        self.footer = ReplyFooter(cfg)
         self.cleanup = cleanup if cleanup is not None else Cleanup(cfg)
         self.executor = BlockingPool(FSYNC_THREADS, "fsync")
         self.ehlo_reply = self.build_ehlo_reply()

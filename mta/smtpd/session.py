@@ -197,10 +197,26 @@ class SmtpdSession(asyncio.Protocol):
 
     # ------------------------------------------------------------ output
     def reply(self, text: str) -> None:
+        if text[:1] in ("4", "5") and self.server.footer:
+            text = self.server.footer.apply(text, self.footer_attrs())
         data = text.encode("utf-8", "replace") + b"\r\n"
         self.replies.append(data)
         if self.transcript is not None:
             self.transcript.append(data)  # Transcript.server(), without the lookup
+
+    def footer_attrs(self) -> dict[str, str]:
+        """The session attributes smtpd_reject_footer may name."""
+        st = self.st
+        if st is None:
+            return {}
+        return {
+            "client_address": st.client_addr,
+            "client_port": str(st.client_port),
+            "client_name": st.client_name,
+            "reverse_client_name": st.reverse_name,
+            "client": f"{st.client_name}[{st.client_addr}]",
+            "helo_name": st.helo_name,
+        }
 
     def note(self, error_class: int) -> None:
         """Remember trouble of error_class (NOTIFY_*) for the notice at the session's end.

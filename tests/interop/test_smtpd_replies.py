@@ -173,3 +173,59 @@ def test_helo_control_bytes_never_reach_received(smtpd, helo, shown):
     assert not any((c < 0x20 and c not in b"\n\t") or c == 0x7F for c in header), header
     log = maillog(smtpd)
     assert not any((ord(c) < 0x20 and c != "\n") or c == "\x7f" for c in log)
+
+
+# ---------------------------------------------------------------- smtpd_reject_footer
+
+FOOTER = (
+    "smtpd_reject_footer = \\c; see https://help.example/ ($client_address)"
+    "\\nCall $server_name about ${helo_name}$$\n"
+)
+
+
+@pytest.mark.main_cf(FOOTER)
+def test_reject_footer_follows_every_4xx_and_5xx_reply(smtpd):
+    client = RawClient(smtpd.port, source="127.0.0.2")
+    assert greet(client).startswith("250-mx.test.example")
+    client.send(b"MAIL FROM:<a@outside.example>\r\n")
+    assert client.reply() == "250 2.1.0 Ok"
+    client.send(b"RCPT TO:<victim@elsewhere.example>\r\n")
+    assert client.reply() == (
+        "454-4.7.1 <victim@elsewhere.example>: Relay access denied;"
+        " see https://help.example/ (127.0.0.2)\n"
+        "454 4.7.1 Call mx.test.example about client.example$"
+    )
+    client.send(b"BOGUS\r\n")
+    assert client.reply() == (
+        "502-5.5.2 Error: command not recognized; see https://help.example/ (127.0.0.2)\n"
+        "502 5.5.2 Call mx.test.example about client.example$"
+    )
+    client.send(b"NOOP\r\n")
+    assert client.reply() == "250 2.0.0 Ok"
+    client.close()
+    # the footer is for the client, not for the log
+    assert "help.example" not in maillog(smtpd)
+
+
+def test_reject_footer_maps_pick_a_footer_by_reply(tmp_path):
+    cdir = make_instance(
+        tmp_path,
+        "smtpd_reject_footer = generic footer\n"
+        "smtpd_reject_footer_maps = regexp:${config_directory}/footers\n",
+    )
+    (cdir / "footers").write_text("/Relay access denied/ relaying: ask $$server_name\n")
+    server = SmtpdThread(cdir)
+    try:
+        client = RawClient(server.port, source="127.0.0.2")
+        greet(client)
+        client.send(b"MAIL FROM:<a@outside.example>\r\nRCPT TO:<v@elsewhere.example>\r\n")
+        assert client.reply() == "250 2.1.0 Ok"
+        assert client.reply() == (
+            "454-4.7.1 <v@elsewhere.example>: Relay access denied\n"
+            "454 4.7.1 relaying: ask mx.test.example"
+        )
+        client.send(b"BOGUS\r\n")
+        assert client.reply() == "502-5.5.2 Error: command not recognized\n502 5.5.2 generic footer"
+        client.close()
+    finally:
+        server.close()
