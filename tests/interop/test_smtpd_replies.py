@@ -229,3 +229,37 @@ def test_reject_footer_maps_pick_a_footer_by_reply(tmp_path):
         client.close()
     finally:
         server.close()
+
+
+# ---------------------------------------------------------------- strict MIME checks
+
+
+@pytest.mark.main_cf("strict_8bitmime = yes\nstrict_mime_encoding_domain = yes\n")
+def test_strict_mime_checks_refuse_content_through_smtpd(smtpd):
+    def send(content: bytes) -> tuple[int, bytes]:
+        with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
+            s.ehlo("client.example")
+            s.mail("a@sender.example", ["BODY=8BITMIME"])
+            s.rcpt("u@mx.test.example")
+            return s.data(content)
+
+    assert send(b"Subject: caf\xc3\xa9\r\n\r\nbody\r\n") == (
+        550,
+        b"5.6.0 improper use of 8-bit data in message header",
+    )
+    assert send(b"Subject: s\r\n\r\ncaf\xc3\xa9\r\n") == (
+        550,
+        b"5.6.0 improper use of 8-bit data in message body",
+    )
+    assert send(
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n"
+    ) == (550, b"5.6.0 invalid message/* or multipart/* encoding domain")
+    assert incoming_files(smtpd.cdir) == []
+    code, _ = send(
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n\r\ncaf\xc3\xa9\r\n"
+    )
+    assert code == 250
+    assert len(incoming_files(smtpd.cdir)) == 1
+    assert "reject: mime-error improper use of 8-bit data in message body" in maillog(smtpd)
