@@ -255,3 +255,16 @@ def test_bs_speaks_smtp_whatever_stdin_and_stdout_are(cdir, tmp_path, stdin_kind
     msg = read_queue_file(path)
     assert [x.address for x in msg.recipients] == ["you@y.example"]
     assert b"hi" in list(iter_content(path))
+
+
+def test_bs_vrfy_does_no_recipient_lookup(tmp_path):
+    # stand-alone, as Postfix's sendmail -bs: the user's program gets 252,
+    # whatever local_recipient_maps would say at the SMTP port
+    cdir = make_instance(tmp_path, "local_recipient_maps = inline:{known=yes}\n")
+    r = subprocess.run(
+        [*SENDMAIL, "-C", str(cdir), "-bs"],
+        input=b"EHLO local.example\r\nVRFY stranger@mx.test.example\r\nQUIT\r\n",
+        capture_output=True,
+        timeout=30,
+    )
+    assert b"\r\n252 2.0.0 stranger@mx.test.example\r\n" in r.stdout, r.stdout
