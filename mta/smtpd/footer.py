@@ -51,7 +51,7 @@ from mta import log
 from mta.maps import MapError, MapRetry, Maps
 
 _DSN_RE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?= |$)")
-_MACRO_RE = re.compile(r"\$(?:\$|([A-Za-z0-9_]+)|\{([^{}]*)\}|\(([^()]*)\))")
+_NAME_RE = re.compile(r"[A-Za-z0-9_]+")
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 
 
@@ -80,39 +80,55 @@ def unescape(text: str) -> str:
     return "".join(out)
 
 
-def expand_macros(template: str, attrs: Mapping[str, str], allowed: frozenset[str]) -> str:
-    """Expand $name forms of template (see DESCRIPTION); FooterError when malformed."""
+def _closing(template: str, start: int, open_c: str, close_c: str) -> int:
+    """Index of the bracket that closes the one at start; FooterError when none."""
+    depth = 0
+    for i in range(start, len(template)):
+        if template[i] == open_c:
+            depth += 1
+        elif template[i] == close_c:
+            depth -= 1
+            if depth == 0:
+                return i
+    raise FooterError(f"unbalanced {open_c} in {template[start - 1 :]!r}")
 
-    def one(m: re.Match) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        body = m.group(1) or m.group(2) or m.group(3) or ""
+
+def expand_macros(template: str, attrs: Mapping[str, str], allowed: frozenset[str]) -> str:
+    """Expand the $name forms of template (see DESCRIPTION); FooterError when malformed."""
+    out = []
+    i = 0
+    while True:
+        j = template.find("$", i)
+        if j < 0:
+            out.append(template[i:])
+            return "".join(out)
+        out.append(template[i:j])
+        nxt = template[j + 1 : j + 2]
+        if nxt == "$":
+            out.append("$")
+            i = j + 2
+            continue
+        if nxt in ("{", "("):
+            end = _closing(template, j + 1, nxt, "}" if nxt == "{" else ")")
+            body, i = template[j + 2 : end], end + 1
+        else:
+            m = _NAME_RE.match(template, j + 1)
+            if m is None:
+                raise FooterError(f"bad $ form in {template[j:]!r}")
+            body, i = m.group(), m.end()
         name, op, alt = body, "", ""
-        for sep in ("?", ":"):
-            if sep in body:
-                name, _, alt = body.partition(sep)
-                op = sep
-                break
-        if not re.fullmatch(r"[A-Za-z0-9_]+", name):
-            raise FooterError(f"bad attribute name in {m.group(0)!r}")
+        cut = min((body.find(c) for c in "?:" if c in body), default=-1)
+        if cut >= 0:
+            name, op, alt = body[:cut], body[cut], body[cut + 1 :]
+        if not _NAME_RE.fullmatch(name):
+            raise FooterError(f"bad attribute name {name!r}")
         value = attrs.get(name, "")
         if op == "?":
-            return expand_macros(alt, attrs, allowed) if value else ""
-        if op == ":":
-            return "" if value else expand_macros(alt, attrs, allowed)
-        return "".join(c if c in allowed else "_" for c in value)
-
-    pos = 0
-    out = []
-    for m in _MACRO_RE.finditer(template):
-        out.append(template[pos : m.start()])
-        out.append(one(m))
-        pos = m.end()
-    rest = template[pos:]
-    if "$" in rest:
-        raise FooterError(f"unbalanced or bad $ form in {rest!r}")
-    out.append(rest)
-    return "".join(out)
+            out.append(expand_macros(alt, attrs, allowed) if value else "")
+        elif op == ":":
+            out.append("" if value else expand_macros(alt, attrs, allowed))
+        else:
+            out.append("".join(c if c in allowed else "_" for c in value))
 
 
 class ReplyFooter:

@@ -33,6 +33,7 @@ def test_unescape_reads_octal_and_letters():
         ("${helo_name?helo $helo_name}", "helo h.example"),
         ("${sender?yes}${sender:none}", "none"),
         ("$$5 $unknown.", "$5 ."),
+        ("${helo_name?from ${helo_name} (${client_address})}", "from h.example (192.0.2.7)"),
     ],
 )
 def test_expand_macros(template, expected):
