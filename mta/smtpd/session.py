@@ -37,6 +37,11 @@ DESCRIPTION
     local user), as Postfix; 502 5.5.1 with disable_vrfy_command. In
     sendmail -bs mode (stand_alone) there is no lookup.
 
+    Every 4xx and 5xx reply gets smtpd_reject_footer (or the footer
+    smtpd_reject_footer_maps finds for it) through smtpd/footer.py.
+    The HELO/EHLO name is kept printable (smtpd/address.py
+    printable_arg) before it reaches logs and the Received: header.
+
     Each error reply notes its notify_classes class (resource,
     software, protocol, policy; see smtpd/transcript.py for which is
     which). When the session ends and it ran into a class in
