@@ -151,3 +151,11 @@ def test_internal_mail_is_not_checked(instance):
 def test_disable_mime_input_processing_turns_the_checks_off(instance):
     inst = instance(BOTH + "disable_mime_input_processing = yes\n")
     assert inst.run(EIGHT_BIT_HEADER).result.action == "queued"
+
+
+def test_notices_are_not_checked(instance):
+    from mta.bounce.notice import open_notice
+
+    inst = instance(BOTH)
+    job = open_notice(inst.cleanup, ["postmaster@example.org"], EIGHT_BIT_HEADER, postmaster=True)
+    assert job.close().action == "queued"
