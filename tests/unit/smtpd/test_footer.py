@@ -71,4 +71,3 @@ def test_success_replies_and_bad_templates_get_no_footer(tmp_path):
 
 def test_no_footer_configured_is_false(tmp_path):
     assert not footer(tmp_path, "")
-
