@@ -47,7 +47,9 @@ DESCRIPTION
     body line decided); BCC adds a recipient. MIME structure comes from
     cleanup.mime, up to mime_nesting_limit; without body_checks and
     MIME checks the body is streamed to the file untouched. A message
-    with 8-bit bytes gets QF_8BIT.
+    with 8-bit bytes gets QF_8BIT. strict_7bit_headers,
+    strict_8bitmime_body, strict_8bitmime and strict_mime_encoding_domain
+    are cleanup.mime_strict's, for all but internal (notice) mail.
 
     Requeue. open(..., requeue=Requeue(arrival, warn_time, uid)) takes
     a message that was in the queue before (mta super -r): the new file
@@ -113,6 +115,7 @@ from mta.cleanup.mime import (
     is_mime_header,
     parse_content_type,
 )
+from mta.cleanup.mime_strict import StrictMime
 from mta.common.match_list import AddrList
 from mta.common.trigger import TRIGGER_INCOMING, Kicker
 from mta.maps import MapRetry, open_map
@@ -217,6 +220,7 @@ class Cleanup:
         self.rewriter = Rewriter(cfg)
         self.addr = AddressMapper(cfg, self.rewriter)
         self.checks = ContentChecks(cfg)
+        self.strict = StrictMime(cfg)
         self.local_clients = LocalClients(cfg, OwnAddresses(cfg))
         self.qmgr_kicker = Kicker(
             service_socket_path(cfg.get("queue_directory"), cfg.get("queue_service_name"), False),
@@ -231,9 +235,13 @@ class Cleanup:
         local_submit: bool = False,
         flags: int = 0,
         requeue: Requeue | None = None,
+        internal: bool = False,
     ) -> CleanupJob:
-        """Start a message from sender; attrs as in the module docstring."""
-        return CleanupJob(self, sender, attrs, local_submit, flags, requeue)
+        """Start a message from sender; attrs as in the module docstring.
+
+        internal: mail the system made (a notice), exempt from the strict
+        MIME checks as Postfix exempts its own bounces."""
+        return CleanupJob(self, sender, attrs, local_submit, flags, requeue, internal)
 
 
 @dataclass
@@ -256,6 +264,7 @@ class CleanupJob:
         local_submit: bool,
         flags: int,
         requeue: Requeue | None = None,
+        internal: bool = False,
     ) -> None:
         c = self.c = cleanup
         self.attrs = {k: str(v) for k, v in attrs.items() if v not in (None, "")}
@@ -293,6 +302,7 @@ class CleanupJob:
         self.part_kind = _PART_MULTIPART
         self.part_type: tuple[str, bytes | None] = ("", None)
         self.part_bytes = 0
+        self.strict = c.strict.start(self._mime_error) if c.strict and not internal else None
         self.writer: QueueFileWriter | None = None
         self.queue_id = "NOQUEUE"
         try:
@@ -334,6 +344,20 @@ class CleanupJob:
     def _lookup_error(self, exc: Exception) -> None:
         log.warning("%s: table lookup problem: %s", self.queue_id, exc)
         self._fail(ACTION_DEFERRED, REPLY_LOOKUP_ERROR)
+
+    def _mime_error(self, detail: str, line: bytes) -> None:
+        """Log a strict MIME check's finding as Postfix's cleanup does."""
+        addr = self.attrs.get("client_address", "")
+        client = f"{self.attrs.get('client_name') or 'unknown'}[{addr}]" if addr else "local"
+        log.info(
+            "%s: reject: mime-error %s: %s from %s; from=<%s> to=<%s>",
+            self.queue_id,
+            detail.partition(" ")[2],
+            line[:100].decode("utf-8", "replace"),
+            client,
+            self.sender_in,
+            self.first_rcpt or "unknown",
+        )
 
     @property
     def stopped(self) -> bool:
@@ -518,6 +542,8 @@ class CleanupJob:
     def _primary_header(self, name: bytes, raw: bytes, hid: int) -> None:
         if self.stopped:
             return
+        if self.strict is not None:
+            self.strict.header(hid, raw)
         table = "mime_header_checks" if is_mime_header(name) else "header_checks"
         keep, prepend, replacement = self._act(
             self._check(table, H.unfold(raw)), "header", H.unfold(raw)
@@ -645,7 +671,11 @@ class CleanupJob:
         need_mime_checks = c.checks.has("mime_header_checks") or c.checks.has(
             "nested_header_checks"
         )
-        self.line_mode = c.checks.has("body_checks") or (mime and need_mime_checks)
+        self.line_mode = (
+            c.checks.has("body_checks") or (mime and need_mime_checks) or self.strict is not None
+        )
+        if self.strict is not None:
+            self.strict.headers_done()
         if not self.line_mode:
             return
         if mime:
@@ -657,6 +687,8 @@ class CleanupJob:
 
     def _open_part(self, kind: str) -> None:
         self.part_parser = H.HeaderParser(self.c.header_limit)
+        if self.strict is not None:
+            self.strict.entity_start()
         self.part_kind = kind
         self.part_type = ("", None)
         self.part_bytes = 0
@@ -681,6 +713,8 @@ class CleanupJob:
             self.writer.write_content(b"\n".join(out) + b"\n")
 
     def _part_header(self, name: bytes, raw: bytes, hid: int, out: list[bytes]) -> None:
+        if self.strict is not None:
+            self.strict.header(hid, raw)
         if is_mime_header(name):
             table = "mime_header_checks"
         else:
@@ -704,6 +738,8 @@ class CleanupJob:
             if not parser.done:
                 return
             self.part_parser = None
+            if self.strict is not None:
+                self.strict.headers_done()
             kind, boundary = self.part_type
             if parser.blank:
                 out.append(b"")
@@ -727,7 +763,11 @@ class CleanupJob:
                     self._open_part(_PART_MULTIPART)
                 else:
                     self.part_bytes = 0
+                    if self.strict is not None:
+                        self.strict.epilog()
                 return
+        if self.strict is not None:
+            self.strict.body_line(line)
         if self._body_check(line, out):
             out.append(line)
 
@@ -790,6 +830,8 @@ class CleanupJob:
             self._lookup_error(exc)
         except OSError as exc:
             self._write_error(exc)
+        if self.strict is not None and self.strict.error is not None:
+            self._fail(ACTION_REJECTED, self.strict.error)  # after any other refusal
         if self.error is None and not self.discard and not self.recipients:
             self._fail(ACTION_REJECTED, REPLY_NO_RCPT)
         if self.error is not None:

@@ -9,12 +9,13 @@ SYNOPSIS
 
 DESCRIPTION
     One connection to private/$address_verify_service_name, opened on
-    first use and kept; requests on it go one at a time. A broken
-    connection is opened again once per request. Statuses are those of
-    mta/verify/cache.py. VerifyError says the service cannot be reached
-    or did not answer within the time limit (ipc_timeout, at most
-    VERIFY_TIMEOUT seconds); the caller treats that as a temporary
-    failure.
+    first use and kept; requests on it go one at a time. A kept
+    connection that broke is opened again once per request. Statuses
+    are those of mta/verify/cache.py. VerifyError says the service
+    cannot be reached (at once, when nobody serves the socket) or did
+    not answer within ipc_timeout, at most IPC_REPLY_LIMIT seconds
+    (after which requests fail at once for a while); see
+    mta/common/ipc.py. The caller treats it as a temporary failure.
 
 SECURITY
     Talks only to the local verify service. Addresses come from SMTP
@@ -25,10 +26,9 @@ from __future__ import annotations
 
 import asyncio
 
+from mta.common import ipc
 from mta.common.attr_proto import read_attrs, write_attrs
 from mta.queue.paths import service_socket_path
-
-VERIFY_TIMEOUT = 30.0  # seconds for one request, at most
 
 
 class VerifyError(Exception):
@@ -42,10 +42,7 @@ class VerifyClient:
         self.path = socket_path or service_socket_path(
             cfg.get("queue_directory"), cfg.get("address_verify_service_name"), True
         )
-        try:
-            self.timeout = float(min(cfg.get_time("ipc_timeout"), VERIFY_TIMEOUT))
-        except Exception:  # noqa: BLE001 - a bad ipc_timeout is reported elsewhere
-            self.timeout = VERIFY_TIMEOUT
+        self.timeout = ipc.reply_timeout(cfg)
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._lock: asyncio.Lock | None = None
 
@@ -55,8 +52,6 @@ class VerifyClient:
             self._conn = None
 
     async def _once(self, req: dict[str, str]) -> dict[str, str]:
-        if self._conn is None:
-            self._conn = await asyncio.open_unix_connection(self.path)
         reader, writer = self._conn
         await write_attrs(writer, req)
         reply = await read_attrs(reader)
@@ -68,21 +63,40 @@ class VerifyClient:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            last: BaseException | None = None
-            for _ in range(2):
+            reply = await self._exchange(req)
+            if reply.get("status") != "0":
+                raise VerifyError(f"verify service: request failed (status {reply.get('status')})")
+            return reply
+
+    async def _exchange(self, req: dict[str, str]) -> dict[str, str]:
+        path = self.path
+        if ipc.is_down(path):
+            raise VerifyError(f"verify service {path}: {ipc.down_text(path)}")
+        while True:
+            fresh = self._conn is None
+            if fresh:
                 try:
-                    reply = await asyncio.wait_for(self._once(req), self.timeout)
-                except (OSError, ValueError, asyncio.TimeoutError) as exc:
-                    last = exc
-                    self.close()
-                    continue
-                if reply.get("status") != "0":
-                    raise VerifyError(
-                        f"verify service: request failed (status {reply.get('status')})"
+                    self._conn = await asyncio.wait_for(
+                        asyncio.open_unix_connection(path), self.timeout
                     )
-                return reply
-            what = type(last).__name__ if isinstance(last, asyncio.TimeoutError) else last
-            raise VerifyError(f"verify service {self.path}: {what}")
+                except asyncio.TimeoutError:
+                    ipc.mark_down(path, self.timeout)
+                    raise VerifyError(f"verify service {path}: connect timed out") from None
+                except OSError as exc:
+                    raise VerifyError(f"verify service {path}: {ipc.connect_error(exc)}") from None
+            try:
+                return await asyncio.wait_for(self._once(req), self.timeout)
+            except asyncio.TimeoutError:
+                self.close()
+                ipc.mark_down(path, self.timeout)
+                raise VerifyError(
+                    f"verify service {path}: {ipc.timeout_text(self.timeout)}"
+                ) from None
+            except (OSError, ValueError) as exc:
+                self.close()
+                if fresh:
+                    raise VerifyError(f"verify service {path}: {exc}") from None
+                # a kept connection went stale: once more on a new one
 
     async def query(self, address: str) -> tuple[int, str]:
         """(status, text) of address; a probe goes out when nothing is known."""

@@ -476,6 +476,7 @@ PARAMS: dict[str, Param] = _table([
     ("smtpd_recipient_overshoot_limit", "int", "1000", "extra recipients counted as errors"),
     ("smtpd_recipient_restrictions", "list", "", "restrictions on RCPT TO, after the relay check"),
     ("smtpd_reject_footer", "str", "", "text added to every reject reply"),
+    ("smtpd_reject_footer_maps", "maps", "", "reject footers looked up by the whole reply"),
     ("smtpd_reject_unlisted_recipient", "bool", "yes",
      "reject recipients that are no valid local, virtual or relay address"),
     ("smtpd_reject_unlisted_sender", "bool", "no", "reject senders that are no valid address here"),

@@ -16,10 +16,15 @@ DESCRIPTION
     the service opens the table with the same case folding.
 
     One connection per table object, opened at the first lookup (so a
-    table can be named before proxymap runs). When a request fails on
-    the connection, the table reconnects and tries once more; if that
-    fails too the lookup raises MapRetry, and the caller defers.
-    A refused table or request raises MapError.
+    table can be named before proxymap runs). The waits follow
+    mta/common/ipc.py: a socket nobody serves (no such file, connection
+    refused) raises MapRetry at once; a reply is awaited at most
+    ipc_timeout, never longer than IPC_REPLY_LIMIT (5s), and after such a
+    timeout lookups raise MapRetry at once for IPC_DOWN_HOLD (10s). Only a
+    kept connection that broke (proxymap exited after max_idle) is opened
+    again and the request repeated, once. The caller turns MapRetry into
+    a temporary failure (smtpd: 451 4.3.0 Temporary lookup failure). A
+    refused table or request raises MapError.
 
     The socket path is $queue_directory/private/proxymap unless the
     caller passes socket_path (tests).
@@ -34,7 +39,7 @@ from __future__ import annotations
 import os
 import socket
 
-from mta.common import attr_proto
+from mta.common import attr_proto, ipc
 from mta.maps.maps import Dict, MapError, MapRetry, register
 
 PROXY_STAT_FOUND = "0"  # key found, value follows
@@ -42,7 +47,6 @@ PROXY_STAT_NOKEY = "1"  # key not found
 PROXY_STAT_RETRY = "2"  # temporary failure, try again later
 PROXY_STAT_DENY = "3"  # table not listed in proxy_read_maps
 PROXY_STAT_BAD = "4"  # malformed request
-PROXY_TIMEOUT = 100.0  # seconds to wait for one reply when ipc_timeout is unknown
 
 
 def proxymap_socket(cfg) -> str:
@@ -66,13 +70,7 @@ class ProxyDict(Dict):
         # partial lookups (user, @domain) go through only when the inner type allows them
         self.fixed = inner_kind not in ("regexp", "pcre", "cidr")
         self.socket_path = socket_path or proxymap_socket(cfg)
-        timeout = PROXY_TIMEOUT
-        if cfg is not None:
-            try:
-                timeout = float(min(cfg.get_time("ipc_timeout"), PROXY_TIMEOUT))
-            except Exception:  # noqa: BLE001 - a bad ipc_timeout is reported elsewhere
-                pass
-        self.timeout = timeout
+        self.timeout = ipc.reply_timeout(cfg) if cfg is not None else ipc.IPC_REPLY_LIMIT
         self._sock: socket.socket | None = None
         self._reader: attr_proto.AttrReader | None = None
 
@@ -86,21 +84,35 @@ class ProxyDict(Dict):
             raise
         self._sock, self._reader = sock, attr_proto.AttrReader()
 
+    def _retry(self, why: str) -> MapRetry:
+        return MapRetry(f"{self.spec}: proxymap service {self.socket_path}: {why}")
+
     def _request(self, req: dict[str, str]) -> dict[str, str]:
-        last: Exception | None = None
-        for _ in range(2):
-            try:
-                if self._sock is None:
+        path = self.socket_path
+        if ipc.is_down(path):
+            raise self._retry(ipc.down_text(path))
+        while True:
+            fresh = self._sock is None
+            if fresh:
+                try:
                     self._connect()
+                except OSError as exc:
+                    raise self._retry(ipc.connect_error(exc)) from None
+            try:
                 attr_proto.send(self._sock, req)
                 reply = attr_proto.recv(self._sock, self._reader)
                 if reply is None:
                     raise ConnectionError("proxymap closed the connection")
                 return reply
-            except (OSError, ValueError) as exc:
-                last = exc
+            except TimeoutError:
                 self.close()
-        raise MapRetry(f"{self.spec}: proxymap service {self.socket_path}: {last}")
+                ipc.mark_down(path, self.timeout)
+                raise self._retry(ipc.timeout_text(self.timeout)) from None
+            except (OSError, ValueError) as exc:
+                self.close()
+                if fresh:
+                    raise self._retry(str(exc)) from None
+                # a kept connection went stale: once more on a new one
 
     def lookup(self, key: str) -> str | None:
         reply = self._request(

@@ -1,9 +1,10 @@
-"""smtpd.address - the address argument of MAIL FROM and RCPT TO, and xtext
+"""smtpd.address - the address argument of MAIL FROM and RCPT TO, xtext, HELO text
 
 SYNOPSIS
     from mta.smtpd.address import parse_path, decode_xtext, AddressError
     addr, end = parse_path(b"<user@example.org> SIZE=100")   # ("user@example.org", 18)
     decode_xtext(b"rfc822+3Buser@x")                          # "rfc822;user@x"
+    printable_arg(b"host\x00name  x")                          # "host?name x"
 
 DESCRIPTION
     parse_path() reads an RFC 5321 reverse-path or forward-path at the
@@ -19,6 +20,12 @@ DESCRIPTION
 
     decode_xtext() undoes RFC 3461 xtext ("+XX" hex escapes); None when
     the text is not valid xtext.
+
+    printable_arg() turns a free-text argument (HELO/EHLO) into the text
+    that goes into logs and the Received: header: words separated by
+    blanks are joined by one space, as Postfix collapses them, and every
+    control character, byte that is not UTF-8 or other non-printable
+    character becomes "?", as Postfix's printable() does.
 
 SECURITY
     Parses untrusted client input; never raises anything but
@@ -62,3 +69,10 @@ def decode_xtext(text: bytes) -> str | None:
         return out.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def printable_arg(arg: bytes, replacement: str = "?") -> str:
+    """The words of arg joined by one space, each non-printable character replaced."""
+    words = arg.replace(b"\t", b" ").split(b" ")
+    text = b" ".join(w for w in words if w).decode("utf-8", "replace")
+    return "".join(c if c.isprintable() and c != "\ufffd" else replacement for c in text)

@@ -627,6 +627,8 @@ class SmtpdChecks:
 
     async def recipient(self, st: SessionState) -> Verdict | None:
         """The relay and recipient restrictions; with delay_reject client, helo, sender first."""
+        if st.recipient.lower() == "postmaster":
+            return None  # RFC 5321 section 4.5.1: accepted without a domain, always
         ctx = _Ctx(st, "RCPT")
         token = _current.set(ctx)
         try:

@@ -43,6 +43,7 @@ from mta.common.mail_flow import FlowGate
 from mta.common.match_list import AddrList, DomainList
 from mta.common.worker import BlockingPool
 from mta.smtpd.checks import SessionState, SmtpdChecks
+from mta.smtpd.footer import ReplyFooter
 from mta.smtpd.transcript import class_names, make_error_notice, notice_recipient, notify_mask
 
 NAME_CACHE_TTL = 60.0  # seconds a client host name stays cached
@@ -82,12 +83,16 @@ class SmtpdServer:
         self.in_flow_delay = float(cfg.get_time("in_flow_delay"))
         self.flow = FlowGate(self.queue_dir)
         self.recipient_limit = cfg.get_int("smtpd_recipient_limit")
+        self.recipient_overshoot_limit = cfg.get_int("smtpd_recipient_overshoot_limit")
         self.soft_error_limit = cfg.get_int("smtpd_soft_error_limit")
         self.hard_error_limit = cfg.get_int("smtpd_hard_error_limit")
         self.error_sleep = cfg.get_time("smtpd_error_sleep_time")
         self.junk_limit = cfg.get_int("smtpd_junk_command_limit")
         self.helo_required = cfg.get_bool("smtpd_helo_required")
         self.disable_vrfy = cfg.get_bool("disable_vrfy_command")
+        self.smtputf8 = cfg.get_bool("smtputf8_enable")
+        # sendmail -bs: no recipient lookups for VRFY, as Postfix's stand-alone mode
+        self.stand_alone = False
         self.forbid_unauth_pipelining = cfg.get_bool("smtpd_forbid_unauth_pipelining")
         self._forbid_bare = cfg.get_bool("smtpd_forbid_bare_newline")
         self.bare_exclusions = AddrList(cfg.get_list("smtpd_forbid_bare_newline_exclusions"), cfg)
@@ -96,6 +101,7 @@ class SmtpdServer:
         self.notify_mask = notify_mask(cfg)
         self.notice_tasks: set[asyncio.Task] = set()
         self.checks = SmtpdChecks(cfg)
+        self.footer = ReplyFooter(cfg)
         self.cleanup = cleanup if cleanup is not None else Cleanup(cfg)
         self.executor = BlockingPool(FSYNC_THREADS, "fsync")
         self.ehlo_reply = self.build_ehlo_reply()
@@ -119,7 +125,7 @@ class SmtpdServer:
                 continue
             if keyword == "SIZE":
                 keyword = f"SIZE {self.size_limit}" if self.size_limit else "SIZE"
-            elif keyword == "SMTPUTF8" and not self.cfg.get_bool("smtputf8_enable"):
+            elif keyword == "SMTPUTF8" and not self.smtputf8:
                 continue
             lines.append(keyword)
         out = [f"250-{x}" for x in lines[:-1]] + [f"250 {lines[-1]}"]

@@ -20,7 +20,9 @@ DESCRIPTION
     Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY ETRN HELP;
     extensions PIPELINING SIZE VRFY ETRN ENHANCEDSTATUSCODES 8BITMIME DSN
     SMTPUTF8 CHUNKING (minus smtpd_discard_ehlo_keywords). Replies and
-    limits follow Postfix: message_size_limit, smtpd_recipient_limit,
+    limits follow Postfix: message_size_limit, smtpd_recipient_limit
+    (452 4.5.3 for each recipient past it; past
+    smtpd_recipient_overshoot_limit more each also counts as an error),
     smtpd_timeout, line_length_limit, smtpd_soft_error_limit (then
     smtpd_error_sleep_time before each error reply),
     smtpd_hard_error_limit (then 421 and disconnect),
@@ -28,6 +30,17 @@ DESCRIPTION
     disconnect on a bare LF, except for smtpd_forbid_bare_newline_
     exclusions) and smtpd_forbid_unauth_pipelining (554 and disconnect
     when a client sends ahead where RFC 2920 forbids it).
+
+    VRFY answers 252 only for an address the relay and recipient
+    restrictions (and smtpd_reject_unlisted_recipient) would take at
+    RCPT TO, and their refusal otherwise (550 5.1.1 for an unknown
+    local user), as Postfix; 502 5.5.1 with disable_vrfy_command. In
+    sendmail -bs mode (stand_alone) there is no lookup.
+
+    Every 4xx and 5xx reply gets smtpd_reject_footer (or the footer
+    smtpd_reject_footer_maps finds for it) through smtpd/footer.py.
+    The HELO/EHLO name is kept printable (smtpd/address.py
+    printable_arg) before it reaches logs and the Received: header.
 
     Each error reply notes its notify_classes class (resource,
     software, protocol, policy; see smtpd/transcript.py for which is
@@ -62,7 +75,7 @@ from mta.cleanup.cleanup import (
     REPLY_WRITE_ERROR,
 )
 from mta.queue import rec_type as R
-from mta.smtpd.address import AddressError, decode_xtext, parse_path
+from mta.smtpd.address import AddressError, decode_xtext, parse_path, printable_arg
 from mta.smtpd.checks import SessionState
 from mta.smtpd.transcript import (
     NOTE_CONTENT,
@@ -189,10 +202,26 @@ class SmtpdSession(asyncio.Protocol):
 
     # ------------------------------------------------------------ output
     def reply(self, text: str) -> None:
+        if text[:1] in ("4", "5") and self.server.footer:
+            text = self.server.footer.apply(text, self.footer_attrs())
         data = text.encode("utf-8", "replace") + b"\r\n"
         self.replies.append(data)
         if self.transcript is not None:
             self.transcript.append(data)  # Transcript.server(), without the lookup
+
+    def footer_attrs(self) -> dict[str, str]:
+        """The session attributes smtpd_reject_footer may name."""
+        st = self.st
+        if st is None:
+            return {}
+        return {
+            "client_address": st.client_addr,
+            "client_port": str(st.client_port),
+            "client_name": st.client_name,
+            "reverse_client_name": st.reverse_name,
+            "client": f"{st.client_name}[{st.client_addr}]",
+            "helo_name": st.helo_name,
+        }
 
     def note(self, error_class: int) -> None:
         """Remember trouble of error_class (NOTIFY_*) for the notice at the session's end.
@@ -260,6 +289,7 @@ class SmtpdSession(asyncio.Protocol):
             job.abort()  # a message in progress is thrown away, its file too
         self.sender: str | None = None
         self.recipients: list[tuple[str, int, str]] = []  # (address, notify, orcpt)
+        self.rcpt_overshoot = 0  # RCPTs refused for smtpd_recipient_limit
         self.job = None
         self.mail_params: dict[bytes, bytes | None] = {}
         self.body_8bit = False
@@ -450,10 +480,12 @@ class SmtpdSession(asyncio.Protocol):
     # ------------------------------------------------------------ commands
     async def do_helo(self, arg: bytes, esmtp: bool = False) -> bool:
         verb = "EHLO" if esmtp else "HELO"
-        if not arg:
+        # control bytes never reach logs or the Received: header
+        name = printable_arg(arg)
+        if not name:
             return await self.error(f"501 5.5.4 Syntax: {verb} hostname")
         self.reset_transaction()
-        self.st.helo_name = arg.decode("utf-8", "replace").split()[0]
+        self.st.helo_name = name
         self.st.esmtp = esmtp
         self.st.protocol = "ESMTP" if esmtp else "SMTP"
         if not self.server.checks.delay_reject:
@@ -562,7 +594,13 @@ class SmtpdSession(asyncio.Protocol):
             else:
                 name = key.decode("ascii", "replace")
                 return await self.error(f"555 5.5.4 Unsupported option: {name}")
-        if len(self.recipients) >= self.server.recipient_limit:
+        if self.server.recipient_limit and len(self.recipients) >= self.server.recipient_limit:
+            # Postfix: up to smtpd_recipient_overshoot_limit of these are no
+            # error; past it each counts, so a flood ends at the hard limit
+            self.rcpt_overshoot += 1
+            if self.rcpt_overshoot <= self.server.recipient_overshoot_limit:
+                self.reply("452 4.5.3 Error: too many recipients")
+                return True
             return await self.error("452 4.5.3 Error: too many recipients", NOTIFY_POLICY)
         self.st.recipient = rcpt
         verdict = await self.server.checks.recipient(self.st)
@@ -809,13 +847,31 @@ class SmtpdSession(asyncio.Protocol):
     async def do_vrfy(self, arg: bytes) -> bool:
         if self.server.disable_vrfy:
             return await self.error("502 5.5.1 VRFY command is disabled", NOTIFY_POLICY)
-        if not arg:
-            return await self.error("501 5.5.4 Syntax: VRFY address")
+        words = arg.split()
+        if self.server.smtputf8 and len(words) > 1 and words[-1].upper() == b"SMTPUTF8":
+            words.pop()  # RFC 6531 section 3.7.4.1
+        if not words:
+            hint = " [SMTPUTF8]" if self.server.smtputf8 else ""
+            return await self.error(f"501 5.5.4 Syntax: VRFY address{hint}")
+        arg = b" ".join(words)
         try:
             addr, _ = parse_path(arg if arg.startswith(b"<") else b"<" + arg + b">")
         except AddressError:
+            addr = ""
+        if not addr:
             return await self.error("501 5.1.3 Bad recipient address syntax")
-        self.reply(f"252 2.0.0 {addr}")
+        if not self.server.stand_alone:
+            # the recipient restrictions answer, as they would at RCPT TO:
+            # an unknown local user gets 550 5.1.1 instead of 252
+            saved = self.st.recipient
+            self.st.recipient = addr
+            try:
+                verdict = await self.server.checks.recipient(self.st)
+                if verdict is not None:
+                    return await self.refuse("VRFY", verdict)
+            finally:
+                self.st.recipient = saved
+        self.reply(f"252 2.0.0 {arg.decode('utf-8', 'replace')}")
         return True
 
     async def do_etrn(self, arg: bytes) -> bool:
@@ -854,7 +910,7 @@ class SmtpdSession(asyncio.Protocol):
         extra = []
         if st.sender is not None:
             extra.append(f"from=<{st.sender}>")
-        if stage == "RCPT" and st.recipient:
+        if stage in ("RCPT", "VRFY") and st.recipient:
             extra.append(f"to=<{st.recipient}>")
         extra.append(f"proto={st.protocol}")
         if st.helo_name:

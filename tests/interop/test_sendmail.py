@@ -186,3 +186,85 @@ def test_v_asks_for_a_delivery_report(cdir):
     r = sendmail(cdir, "-v", "a@x.example", stdin=b"Subject: v\n\nbody\n")
     assert r.returncode == 0, r.stderr
     assert read_queue_file(maildrop(cdir)[0]).flags & QF_TRACE
+
+
+BS_SCRIPT = (
+    b"EHLO local.example\r\nMAIL FROM:<me@x.example>\r\nRCPT TO:<you@y.example>\r\n"
+    b"DATA\r\nSubject: bs\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+)
+
+
+def run_bs(cdir, tmp_path, stdin_kind: str, stdout_kind: str) -> bytes:
+    """sendmail -bs with standard input and output of the kinds named; what it wrote."""
+    script = tmp_path / "script"
+    script.write_bytes(BS_SCRIPT)
+    out_file = tmp_path / "replies"
+    master = None
+    if stdout_kind == "file":
+        stdout = open(out_file, "wb")
+    elif stdout_kind == "devnull":
+        stdout = open(os.devnull, "wb")
+    elif stdout_kind == "tty":
+        master, slave = os.openpty()
+        stdout = os.fdopen(slave, "wb")
+    else:
+        stdout = subprocess.PIPE
+    stdin = open(script, "rb") if stdin_kind == "file" else None
+    try:
+        r = subprocess.run(
+            [*SENDMAIL, "-C", str(cdir), "-bs"],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            input=None if stdin_kind == "file" else BS_SCRIPT,
+            timeout=30,
+        )
+    finally:
+        if stdin is not None:
+            stdin.close()
+        if stdout is not subprocess.PIPE:
+            stdout.close()
+    assert r.returncode == 0, r.stderr
+    assert b"Traceback" not in r.stderr
+    if stdout_kind == "file":
+        return out_file.read_bytes()
+    if stdout_kind == "tty":
+        data = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO once the other end is closed and drained
+                break
+            if not chunk:
+                break
+            data += chunk
+        os.close(master)
+        return data
+    return r.stdout or b""
+
+
+@pytest.mark.parametrize("stdin_kind", ["pipe", "file"])
+@pytest.mark.parametrize("stdout_kind", ["pipe", "file", "tty", "devnull"])
+def test_bs_speaks_smtp_whatever_stdin_and_stdout_are(cdir, tmp_path, stdin_kind, stdout_kind):
+    replies = run_bs(cdir, tmp_path, stdin_kind, stdout_kind)
+    if stdout_kind != "devnull":
+        assert replies.startswith(b"220 mx.test.example ESMTP")
+        assert b"\n250 2.0.0 Ok: queued as " in replies
+        assert replies.rstrip().endswith(b"221 2.0.0 Bye")
+    (path,) = maildrop(cdir)
+    msg = read_queue_file(path)
+    assert [x.address for x in msg.recipients] == ["you@y.example"]
+    assert b"hi" in list(iter_content(path))
+
+
+def test_bs_vrfy_does_no_recipient_lookup(tmp_path):
+    # stand-alone, as Postfix's sendmail -bs: the user's program gets 252,
+    # whatever local_recipient_maps would say at the SMTP port
+    cdir = make_instance(tmp_path, "local_recipient_maps = inline:{known=yes}\n")
+    r = subprocess.run(
+        [*SENDMAIL, "-C", str(cdir), "-bs"],
+        input=b"EHLO local.example\r\nVRFY stranger@mx.test.example\r\nQUIT\r\n",
+        capture_output=True,
+        timeout=30,
+    )
+    assert b"\r\n252 2.0.0 stranger@mx.test.example\r\n" in r.stdout, r.stdout

@@ -110,6 +110,41 @@ def test_client_reports_a_missing_service(tmp_path, cfg):
         client_run(cfg, str(tmp_path / "nothing"), lambda c: c.query("a@x.example"))
 
 
+def test_client_fails_at_once_on_a_missing_service(tmp_path, cfg):
+    began = time.monotonic()
+    with pytest.raises(VerifyError, match="connect: No such file or directory"):
+        client_run(cfg, str(tmp_path / "nothing"), lambda c: c.query("a@x.example"))
+    assert time.monotonic() - began < 0.5
+
+
+def test_client_gives_up_on_a_stuck_service_and_then_fails_at_once(tmp_path):
+    from mta.common import ipc
+
+    cfg = load_config(str(make_instance(tmp_path, main_cf="ipc_timeout = 1s\n")))
+    path = str(tmp_path / "stuck.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(5)  # taken, never answered: a service master cannot start
+
+    async def twice(client):
+        out = []
+        for _ in range(2):
+            began = time.monotonic()
+            try:
+                await client.query("a@x.example")
+            except VerifyError as exc:
+                out.append((str(exc), time.monotonic() - began))
+        return out
+
+    try:
+        (first, took1), (second, took2) = client_run(cfg, path, twice)
+    finally:
+        listener.close()
+        ipc.mark_up(path)
+    assert "no reply within 1s" in first and 0.9 < took1 < 2.5
+    assert "not asked again" in second and took2 < 0.1
+
+
 def test_probe_sender_forms(tmp_path):
     def sender(value):
         d = tmp_path / value.replace("<", "").replace(">", "").replace("@", "_") / "c"
