@@ -167,6 +167,9 @@ def encode_status(st: RecipientStatus) -> dict[str, str]:
         "relay": st.relay,
         "word": st.status_word,
         "dsn_passed": "1" if st.dsn_passed else "",
+        "diag_type": st.diag_type,
+        "diag_text": st.diag_text,
+        "remote_mta": st.remote_mta,
     }
 
 
@@ -181,6 +184,9 @@ def decode_status(msg: dict[str, str], req: DeliveryRequest | None = None) -> Re
             relay=msg.get("relay", "none"),
             status_word=msg.get("word", ""),
             dsn_passed=msg.get("dsn_passed") == "1",
+            diag_type=msg.get("diag_type", ""),
+            diag_text=msg.get("diag_text", ""),
+            remote_mta=msg.get("remote_mta", ""),
         )
     except (KeyError, ValueError) as exc:
         raise RequestError(f"bad recipient status: {exc}") from None

@@ -835,9 +835,8 @@ class QueueManager:
             prev = am.delayed.get(r.offset) or last.get(r.offset)
             reason = prev.reason if prev else "message expired before it could be delivered"
             dsn = prev.dsn if prev else "4.4.7"
-            statuses.append(
-                RecipientStatus.of(r, ACTION_FAILED, dsn, reason, prev.relay if prev else "none")
-            )
+            st = RecipientStatus.of(r, ACTION_FAILED, dsn, reason, prev.relay if prev else "none")
+            statuses.append(st.diagnostic_of(prev) if prev else st)
         try:
             logfile.append(
                 self.queue_dir, "bounce", msg.queue_id, statuses, self.hash_depth, self.hashed

@@ -184,9 +184,10 @@ async def _open(target, st):
 
 def _give_up(job: DeliveryJob, err: SessionError, relay: str) -> None:
     if err.dsn.startswith("5"):
-        job.bounce_all(err.reason, err.dsn, relay)
+        job.bounce_all(err.reason, err.dsn, relay, err.reply, err.mta)
     else:
-        job.defer_all(err.reason, err.dsn if err.dsn.startswith("4") else "4.4.2", relay)
+        dsn = err.dsn if err.dsn.startswith("4") else "4.4.2"
+        job.defer_all(err.reason, dsn, relay, err.reply, err.mta)
 
 
 async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
@@ -262,7 +263,7 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
         job.defer_all("no server could be tried", "4.4.1")
     elif site_only:
         dsn = last.dsn if last.dsn.startswith("4") else "4.4.1"
-        job.hop_failed(dsn, last.reason, last_relay)
+        job.hop_failed(dsn, last.reason, last_relay, last.reply, last.mta)
     else:
         _give_up(job, last, last_relay)
 

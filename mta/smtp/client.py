@@ -90,12 +90,22 @@ STAGE_QUIT = "sending QUIT"
 class SessionError(Exception):
     """The session failed; the recipients without a status are the caller's."""
 
-    def __init__(self, dsn: str, reason: str, site: bool = False, final: bool = False) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        reason: str,
+        site: bool = False,
+        final: bool = False,
+        reply: str = "",
+        mta: str = "",
+    ) -> None:
         super().__init__(reason)
         self.dsn = dsn
         self.reason = reason
         self.site = site  # the server never became usable
         self.final = final  # content was sent: do not try another server
+        self.reply = reply  # the server's reply, when the reason quotes one
+        self.mta = mta  # the host name of that server
 
 
 class TlsFailed(SessionError):
@@ -382,7 +392,11 @@ class Session:
             if reply.klass == 5 and st.skip_5xx_greeting:
                 dsn = "4" + dsn[1:]
             raise SessionError(
-                dsn, f"host {self.hostaddr} refused to talk to me: {reply.text}", site=True
+                dsn,
+                f"host {self.hostaddr} refused to talk to me: {reply.text}",
+                site=True,
+                reply=reply.text,
+                mta=self.target.host,
             )
         await self.ehlo()
         if (
@@ -414,6 +428,8 @@ class Session:
                 reply.dsn if reply.klass == 4 else "4" + reply.dsn[1:],
                 self.said(reply, verb.decode()),
                 site=True,
+                reply=reply.text,
+                mta=self.target.host,
             )
         self.features = {}
         if verb != b"HELO":
@@ -491,20 +507,19 @@ class Session:
 
     def _fail(self, job, rcpt, reply: Reply, command: str) -> None:
         reason = self.said(reply, command)
+        host = self.target.host
         if reply.klass == 5:
-            job.bounce(rcpt, reason, reply.dsn, self.target.relay)
+            job.bounce(rcpt, reason, reply.dsn, self.target.relay, reply.text, host)
         else:
-            job.defer(
-                rcpt,
-                reason,
-                "4" + reply.dsn[1:] if reply.klass != 4 else reply.dsn,
-                self.target.relay,
-            )
+            dsn = "4" + reply.dsn[1:] if reply.klass != 4 else reply.dsn
+            job.defer(rcpt, reason, dsn, self.target.relay, reply.text, host)
 
     def _abort_421(self, reply: Reply, command: str) -> None:
         """The server is going away: end the session; the caller has the open recipients."""
         self.close()
-        raise SessionError(reply.dsn, self.said(reply, command))
+        raise SessionError(
+            reply.dsn, self.said(reply, command), reply=reply.text, mta=self.target.host
+        )
 
     async def transact(self, job, out: Outgoing, rcpts: list) -> bool:
         """One mail transaction; True when the session may be used again."""
@@ -615,7 +630,8 @@ class Session:
             if reply.code == 421 and not st.lmtp:
                 self.close()
                 for a in accepted:
-                    job.defer(a, self.said(reply, "end of DATA"), reply.dsn, relay)
+                    reason = self.said(reply, "end of DATA")
+                    job.defer(a, reason, reply.dsn, relay, reply.text, self.target.host)
                 return False
             targets = [r] if st.lmtp else accepted
             for a in targets:
