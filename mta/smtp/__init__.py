@@ -37,6 +37,12 @@ DESCRIPTION
     between the smtp processes, with their EHLO keywords, age and use
     count. TLS sessions stay in their process.
 
+    The TLS level (smtp_tls_security_level, lmtp_tls_security_level)
+    is checked before anything else: a level that needs peer
+    verification is not implemented and defers the mail with a
+    warning; "encrypt" never falls back to plain text, and never uses
+    a kept plain-text session.
+
     job.conn_time is the time until the session was ready (connected,
     greeted, TLS and EHLO done); near zero for a reused session.
 
@@ -172,7 +178,9 @@ async def _finish_session(job, st, key, session, reusable: bool) -> None:
 
 
 async def _open(target, st):
-    """connect(), and again without TLS when the TLS handshake fails."""
+    """connect(), and again without TLS when the TLS handshake fails and TLS is optional."""
+    if st.tls_required:
+        return await connect(target, st, True)
     allow_tls = _no_tls.get(target.relay, 0) < time.monotonic()
     try:
         return await connect(target, st, allow_tls)
@@ -195,11 +203,17 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
     st = Settings.of(job.cfg, lmtp)
     if not job.pending():
         return
+    refusal = st.tls_refusal()
+    if refusal is not None:
+        dsn, reason = refusal
+        log.warning("%s: %s", job.req.queue_id, reason)
+        job.defer_all(reason, dsn)
+        return
     out = Outgoing(job, st.line_length_limit)
     key = (lmtp, job.req.nexthop.lower())
 
-    # a kept session first
-    shared = True
+    # a kept session first (the shared cache holds plain-text sessions only)
+    shared = not st.tls_required
     while job.pending():
         session = session_cache.take(key)
         if session is None and shared:
@@ -207,6 +221,9 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
             shared = session is not None
         if session is None:
             break
+        if st.tls_required and not session.tls:
+            session.close()  # kept under a weaker setting: never used for this one
+            continue
         job.conn_time = time.time() - job.started
         try:
             reusable = await session.transact(job, out, job.pending())

@@ -16,7 +16,15 @@ DESCRIPTION
     session.features. With smtp_tls_security_level "may" and a server
     that offers STARTTLS the session switches to TLS without checking
     the certificate and greets again; TlsFailed reports a failed
-    handshake so that the caller can connect again without TLS.
+    handshake so that the caller can connect again without TLS. With
+    "encrypt" TLS is required (any certificate): a server that does
+    not offer STARTTLS ends the session with "TLS is required, but was
+    not offered by host ..." (4.7.4), one that refuses it or fails the
+    handshake with a 4.x.x error, and the caller must not retry in
+    plain text. Settings.tls_refusal() names the levels that verify
+    the peer (fingerprint, verify, secure, dane, dane-only), which are
+    not implemented: mail for them is deferred (4.7.5), never sent to
+    an unverified peer; an unknown level is a configuration error.
 
     Outgoing holds the content as it goes out: CRLF line ends, lines
     longer than smtp_line_length_limit broken with CRLF and a blank,
@@ -71,7 +79,9 @@ from mta.smtp.nexthop import Target
 from mta.smtp.reply import REPLY_LINE_LIMIT, REPLY_MAX_LINES, Reply, ReplyError, ReplyParser
 
 SMTP_READ_SIZE = 65536  # bytes asked of the socket per read
+TLS_LEVEL_NONE = frozenset({"", "none"})  # plain text
 TLS_LEVELS = frozenset({"may", "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure"})
+TLS_VERIFY_LEVELS = frozenset({"dane", "dane-only", "fingerprint", "verify", "secure"})  # not yet
 
 # what the client was doing, for "timed out while ..." and "lost connection ... while ..."
 STAGE_GREETING = "receiving the initial server greeting"
@@ -156,6 +166,29 @@ class Settings:
     reuse_count_limit: int
     reuse_time_limit: float
     line_length_limit: int
+
+    @property
+    def tls_required(self) -> bool:
+        """The level demands TLS: no plain-text session, no plain-text retry."""
+        return self.tls_level in TLS_LEVELS and self.tls_level != "may"
+
+    def tls_refusal(self) -> tuple[str, str] | None:
+        """(dsn, reason) when the TLS level cannot be served at all, else None.
+
+        The verification levels need certificate, fingerprint or DANE
+        checks that this client does not make yet; delivering anyway
+        would hand the mail to a peer nobody verified."""
+        name = _param(self.lmtp, "tls_security_level")
+        level = self.tls_level
+        if level in TLS_VERIFY_LEVELS:
+            return (
+                "4.7.5",
+                f"TLS level {level} ({name}) is not implemented: deferring rather "
+                f"than delivering to an unverified peer",
+            )
+        if level not in TLS_LEVELS and level not in TLS_LEVEL_NONE:
+            return "4.3.5", f"mail system configuration error: invalid {name} value: {level}"
+        return None
 
     _memo = {}  # (id(cfg), lmtp) -> (cfg, Settings)
 
@@ -399,7 +432,14 @@ class Session:
                 mta=self.target.host,
             )
         await self.ehlo()
-        if (
+        if st.tls_required:
+            if "STARTTLS" not in self.features:
+                raise SessionError(
+                    "4.7.4", f"TLS is required, but was not offered by host {self.hostaddr}"
+                )
+            await self.starttls()
+            await self.ehlo()
+        elif (
             allow_tls
             and st.tls_level in TLS_LEVELS
             and "STARTTLS" in self.features
@@ -448,6 +488,13 @@ class Session:
             self.close()
             raise TlsFailed(exc.dsn, f"Cannot start TLS: {exc.reason}", site=True) from None
         if reply.code != 220:
+            if st.tls_required:
+                raise SessionError(
+                    "4" + reply.dsn[1:],
+                    f"TLS is required, but host {self.hostaddr} refused to start TLS: {reply.text}",
+                    reply=reply.text,
+                    mta=self.target.host,
+                )
             return  # not now: carry on in plain text
         if self.replies or self.parser.pending():
             self.close()
