@@ -16,7 +16,9 @@ DESCRIPTION
     into active/ while the active window has room
     (qmgr_message_active_limit messages, qmgr_message_recipient_limit
     recipients), reads its envelope, logs "from=<...>, size=N, nrcpt=M
-    (queue active)", resolves each recipient not yet done (with the
+    (queue active)", applies a REDIRECT action (mta/qmgr/redirect.py:
+    the redirect address replaces all recipients), resolves each
+    recipient not yet done (with the
     envelope sender, for the sender_dependent_* maps) through
     trivial-rewrite (in process, cached) and files the recipients under
     their transport and next hop in batches of the transport's
@@ -109,6 +111,7 @@ from mta.common.dsn import (
 from mta.common.mail_flow import FLOW_RESERVE, FlowTokens
 from mta.common.worker import Worker
 from mta.flush import FlushLogs, refresh_logs
+from mta.qmgr.redirect import Routing
 from mta.qmgr.scan import iter_queue
 from mta.qmgr.settings import TransportSettings, load_transports
 from mta.queue import paths
@@ -192,6 +195,7 @@ class QueueManager:
         self.run_delay = max(1.0, float(cfg.get_time("queue_run_delay")))
         self.ipc_timeout = float(cfg.get_time("qmgr_daemon_timeout"))
         self.resolver = Resolver(cfg)
+        self.routing = Routing(cfg)
         self.transports = load_transports(cfg)
         self.sched = Scheduler()
         self.active: dict[str, ActiveMessage] = {}
@@ -401,11 +405,9 @@ class QueueManager:
             return
         groups: dict[tuple[str, str], list[RequestRecipient]] = {}
         resolver = self.probe_resolver() if msg.flags & QF_VERIFY_MTA else self.resolver
-        for r in pending:
+        for r in self.routing.recipients(msg, pending):  # REDIRECT, FILTER: qmgr/redirect.py
             res = resolver.resolve(r.address, msg.sender)
-            groups.setdefault((res.transport, res.nexthop), []).append(
-                RequestRecipient(r.address, r.offset, r.orig, r.dsn_orcpt, r.notify)
-            )
+            groups.setdefault((res.transport, res.nexthop), []).append(r)
         for (transport, nexthop), rcpts in groups.items():
             ts = self.transports.get(transport)
             self.sched.set_transport(transport, ts.process_limit)
