@@ -37,6 +37,11 @@ DESCRIPTION
     between the smtp processes, with their EHLO keywords, age and use
     count. TLS sessions stay in their process.
 
+    smtp_generic_maps (lmtp_generic_maps) maps the sender, the
+    recipients and the header addresses as the message goes out
+    (mta/smtp/generic.py); a table that fails for now defers the
+    request.
+
     The TLS level (smtp_tls_security_level, lmtp_tls_security_level)
     is checked before anything else: a level that needs peer
     verification is not implemented and defers the mail with a
@@ -55,7 +60,7 @@ STANDARDS
 
 SEE ALSO
     mta/smtp/client.py (one session), mta/smtp/nexthop.py (where to
-    connect), mta/smtp/scache.py (session cache), mta/smtp/reply.py.
+    connect), mta/smtp/generic.py (generic(5)), mta/smtp/scache.py (session cache), mta/smtp/reply.py.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ import time
 
 from mta import log
 from mta.common.deliver_agent import DeliveryJob
+from mta.maps import MapRetry
 from mta.scache import scache_find, scache_save
 from mta.smtp.client import (
     Outgoing,
@@ -77,7 +83,9 @@ from mta.smtp.client import (
     StaleSession,
     TlsFailed,
     connect,
+    param_name,
 )
+from mta.smtp.generic import GenericMapper
 from mta.smtp.nexthop import NexthopError, Target, resolve_nexthop
 from mta.smtp.scache import SessionCache
 
@@ -209,7 +217,11 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
         log.warning("%s: %s", job.req.queue_id, reason)
         job.defer_all(reason, dsn)
         return
-    out = Outgoing(job, st.line_length_limit)
+    try:
+        out = Outgoing(job, st.line_length_limit, GenericMapper.of(job.cfg, lmtp))
+    except MapRetry as exc:
+        job.defer_all(f"{param_name(lmtp, 'generic_maps')} lookup error: {exc}", "4.3.0")
+        return
     key = (lmtp, job.req.nexthop.lower())
 
     # a kept session first (the shared cache holds plain-text sessions only)

@@ -75,6 +75,7 @@ from dataclasses import dataclass
 from mta.common.dsn import ACTION_DELIVERED, ACTION_RELAYED
 from mta.config.params import PARAMS
 from mta.queue import rec_type as R
+from mta.smtp.generic import GenericMapper
 from mta.smtp.nexthop import Target
 from mta.smtp.reply import REPLY_LINE_LIMIT, REPLY_MAX_LINES, Reply, ReplyError, ReplyParser
 
@@ -126,7 +127,7 @@ class StaleSession(Exception):
     """A reused session turned out to be dead before anything happened in it."""
 
 
-def _param(lmtp: bool, name: str) -> str:
+def param_name(lmtp: bool, name: str) -> str:
     if lmtp:
         alt = "lmtp_lhlo_timeout" if name == "helo_timeout" else f"lmtp_{name}"
         if alt in PARAMS:
@@ -178,7 +179,7 @@ class Settings:
         The verification levels need certificate, fingerprint or DANE
         checks that this client does not make yet; delivering anyway
         would hand the mail to a peer nobody verified."""
-        name = _param(self.lmtp, "tls_security_level")
+        name = param_name(self.lmtp, "tls_security_level")
         level = self.tls_level
         if level in TLS_VERIFY_LEVELS:
             return (
@@ -199,7 +200,7 @@ class Settings:
             return memo[1]
 
         def p(name: str) -> str:
-            return _param(lmtp, name)
+            return param_name(lmtp, name)
 
         connect_timeout = cfg.get_time(p("connect_timeout")) or 30
         st = cls(
@@ -239,22 +240,39 @@ class Settings:
 
 
 class Outgoing:
-    """The message as it goes on the wire: dot-stuffed, CRLF line ends, the final dot."""
+    """The message as it goes on the wire: dot-stuffed, CRLF line ends, the final dot.
 
-    def __init__(self, job, line_limit: int = 0) -> None:
+    With a generic mapper (smtp_generic_maps) the sender, the recipients
+    and the primary address headers go out mapped; MapRetry passes to
+    the caller."""
+
+    def __init__(self, job, line_limit: int = 0, generic: GenericMapper | None = None) -> None:
         msg = job.message()
-        data, longest = job.content_text(b"\r\n")
-        if 0 < line_limit < longest:
-            lines = fold_long_lines(list(job.content_lines()), line_limit)
+        self.mapped: dict[int, str] = {}  # recipient offset -> address sent in RCPT TO
+        if generic is None:
+            data, longest = job.content_text(b"\r\n")
+            if 0 < line_limit < longest:
+                lines = fold_long_lines(list(job.content_lines()), line_limit)
+                data = b"".join(line + b"\r\n" for line in lines)
+            self.sender = job.req.sender
+        else:
+            lines = generic.header_lines(list(job.content_lines()))
+            if line_limit > 0 and any(len(line) > line_limit for line in lines):
+                lines = fold_long_lines(lines, line_limit)
             data = b"".join(line + b"\r\n" for line in lines)
+            self.sender = generic.address(job.req.sender)
+            self.mapped = {r.offset: generic.address(r.address) for r in job.pending()}
         self.size = len(data)
         self.eightbit = bool(msg.flags & R.QF_8BIT) or not data.isascii()
         self.smtputf8 = bool(msg.flags & R.QF_SMTPUTF8)
-        self.sender = job.req.sender
         self.attrs = job.req.attrs
         self._raw = data
         self.payload = stuff_dots(data)
         self._payload7: bytes | None = None
+
+    def address_of(self, rcpt) -> str:
+        """The address RCPT TO names for rcpt (generic-mapped, or its own)."""
+        return self.mapped.get(rcpt.offset, rcpt.address)
 
     def payload_7bit(self) -> bytes:
         """The content with 8-bit text parts made quoted-printable (for servers without 8BITMIME)."""
@@ -541,8 +559,8 @@ class Session:
                 cmd += b" ENVID=" + xtext(envid)
         return cmd
 
-    def _rcpt_command(self, rcpt) -> bytes:
-        cmd = b"RCPT TO:<" + rcpt.address.encode("utf-8") + b">"
+    def _rcpt_command(self, out: Outgoing, rcpt) -> bytes:
+        cmd = b"RCPT TO:<" + out.address_of(rcpt).encode("utf-8") + b">"
         if "DSN" in self.features:
             if rcpt.notify:
                 cmd += b" NOTIFY=" + _notify_words(rcpt.notify)
@@ -573,7 +591,9 @@ class Session:
         st = self.st
         relay = self.target.relay
         feats = self.features
-        envelope_utf8 = not out.sender.isascii() or any(not r.address.isascii() for r in rcpts)
+        envelope_utf8 = not out.sender.isascii() or any(
+            not out.address_of(r).isascii() for r in rcpts
+        )
         if envelope_utf8 and ("SMTPUTF8" not in feats or not st.smtputf8_enable):
             for r in rcpts:
                 job.bounce(
@@ -608,7 +628,7 @@ class Session:
             (self._mail_command(out, body, envelope_utf8), "MAIL FROM", st.mail_timeout, STAGE_MAIL)
         )
         for r in rcpts:
-            cmds.append((self._rcpt_command(r), "RCPT TO", st.rcpt_timeout, STAGE_RCPT))
+            cmds.append((self._rcpt_command(out, r), "RCPT TO", st.rcpt_timeout, STAGE_RCPT))
         verify = job.verify  # a probe: stop after RCPT TO
         if not verify:
             cmds.append((b"DATA", "DATA", st.data_init_timeout, STAGE_DATA))
