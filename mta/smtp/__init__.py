@@ -37,6 +37,16 @@ DESCRIPTION
     between the smtp processes, with their EHLO keywords, age and use
     count. TLS sessions stay in their process.
 
+    smtp_fallback_relay: when the next hop's servers could not take
+    the mail (none reachable, a 4xx or 5xx greeting, a session ended
+    before the content went out) or its domain was not found, the
+    fallback relays are tried in order, each resolved as a next hop
+    (domain, host:port, [host]:port). Never for LMTP, after the content
+    was sent, for a null MX or a mail loop, for a domain this host is
+    an MX host of, or for the next hop itself. When they fail too the
+    recipients are deferred with the last reason; a fallback relay
+    that cannot be found defers, it never bounces.
+
     smtp_generic_maps (lmtp_generic_maps) maps the sender, the
     recipients and the header addresses as the message goes out
     (mta/smtp/generic.py); a table that fails for now defers the
@@ -70,6 +80,7 @@ import json
 import os
 import socket
 import time
+from dataclasses import dataclass
 
 from mta import log
 from mta.common.deliver_agent import DeliveryJob
@@ -86,12 +97,13 @@ from mta.smtp.client import (
     param_name,
 )
 from mta.smtp.generic import GenericMapper
-from mta.smtp.nexthop import NexthopError, Target, resolve_nexthop
+from mta.smtp.nexthop import NexthopError, Target, Targets, resolve_nexthop
 from mta.smtp.scache import SessionCache
 
 session_cache = SessionCache()
 _no_tls: dict[str, float] = {}  # relay -> until when TLS is not tried again
 NO_TLS_RETRY = 3600  # seconds a server whose TLS handshake failed is spoken to in plain text
+FALLBACK_NOT_FOUND = frozenset({"5.4.4"})  # next hop not found: the fallback relays may know it
 LOCAL_IDLE_PER_KEY = 64  # idle sessions per next hop kept before the surplus goes to scache
 
 
@@ -173,7 +185,7 @@ async def _scache_give(job, st: Settings, key: tuple, session: Session) -> bool:
 
 
 async def _finish_session(job, st, key, session, reusable: bool) -> None:
-    if reusable and session.alive() and _cacheable(st, job.req.nexthop, session):
+    if reusable and session.alive() and _cacheable(st, key[1], session):
         # this process keeps a few idle sessions per next hop; the surplus
         # goes to the shared cache, where the other smtp processes find it
         if session_cache.count(key) >= LOCAL_IDLE_PER_KEY and await _scache_give(
@@ -251,17 +263,57 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
         return
 
     try:
-        targets = await resolve_nexthop(job.req.nexthop, job.cfg, lmtp)
+        targets: Targets | None = await resolve_nexthop(job.req.nexthop, job.cfg, lmtp)
+        missed: NexthopError | None = None
     except NexthopError as exc:
-        if exc.dsn.startswith("5"):
-            job.bounce_all(exc.reason, exc.dsn)
-        else:
-            job.defer_all(exc.reason, exc.dsn)
+        targets, missed = None, exc
+    tries = _Tries()
+    if targets is not None and await _try_site(job, st, key, out, targets, tries):
         return
-    sessions = 0
+    fallbacks = _fallback_relays(job, lmtp, targets, missed, tries)
+    for relay in fallbacks:
+        if not job.pending():
+            return
+        try:
+            relay_targets = await resolve_nexthop(relay, job.cfg, lmtp)
+        except NexthopError as exc:
+            tries.missed = exc
+            continue
+        if await _try_site(job, st, (lmtp, relay.lower()), out, relay_targets, tries):
+            return
+    if not job.pending():
+        return
+    last = tries.last
+    if last is None:
+        gone = tries.missed if fallbacks else missed
+        if gone is None:
+            job.defer_all("no server could be tried", "4.4.1")
+        elif gone.dsn.startswith("5") and not fallbacks:
+            job.bounce_all(gone.reason, gone.dsn)
+        else:  # a fallback relay that cannot be found is this site's problem: wait
+            job.defer_all(gone.reason, "4" + gone.dsn[1:])
+    elif tries.site_only:
+        dsn = last.dsn if last.dsn.startswith("4") else "4.4.1"
+        job.hop_failed(dsn, last.reason, tries.last_relay, last.reply, last.mta)
+    else:
+        _give_up(job, last, tries.last_relay)
+
+
+@dataclass
+class _Tries:
+    """What the sessions of one request ran into, across the next hop and its fallbacks."""
+
     last: SessionError | None = None
-    last_relay = "none"
-    site_only = True
+    last_relay: str = "none"
+    site_only: bool = True  # no server became usable
+    final: bool = False  # content was sent: no other server may be tried
+    missed: NexthopError | None = None  # the last fallback relay that could not be resolved
+
+
+async def _try_site(job, st: Settings, key: tuple, out: Outgoing, targets, tries: _Tries) -> bool:
+    """Try targets in order (up to smtp_mx_session_limit sessions); True when a
+    transaction ran to its end, so that every recipient has its status."""
+    sessions = 0
     session_limit = st.mx_session_limit if st.mx_session_limit > 0 else len(targets)
     for target in targets:
         if sessions >= session_limit or not job.pending():
@@ -269,7 +321,7 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
         try:
             session = await _open(target, st)
         except SessionError as exc:
-            last, last_relay = exc, target.relay
+            tries.last, tries.last_relay = exc, target.relay
             continue
         sessions += 1
         job.conn_time = time.time() - job.started
@@ -280,21 +332,33 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
             continue
         except SessionError as exc:
             session.close()
-            last, last_relay, site_only = exc, target.relay, False
+            tries.last, tries.last_relay, tries.site_only = exc, target.relay, False
             if exc.final:
-                break
+                tries.final = True
+                return False
             continue
         await _finish_session(job, st, key, session, reusable)
-        return
-    if not job.pending():
-        return
-    if last is None:
-        job.defer_all("no server could be tried", "4.4.1")
-    elif site_only:
-        dsn = last.dsn if last.dsn.startswith("4") else "4.4.1"
-        job.hop_failed(dsn, last.reason, last_relay, last.reply, last.mta)
-    else:
-        _give_up(job, last, last_relay)
+        return True
+    return False
+
+
+def _fallback_relays(
+    job, lmtp: bool, targets: Targets | None, missed: NexthopError | None, tries: _Tries
+) -> list[str]:
+    """The smtp_fallback_relay destinations to try now, in order; [] when none apply.
+
+    Not for LMTP, not after the content went out, not when the next hop
+    failed for good (null MX, a loop, a malformed next hop) rather than
+    being unknown or unreachable, not when this host is one of its MX
+    hosts (the fallback could send it back), and never the next hop itself."""
+    if lmtp or tries.final:
+        return []
+    if missed is not None and missed.dsn not in FALLBACK_NOT_FOUND and missed.dsn[:1] != "4":
+        return []
+    if targets is not None and targets.mx_self:
+        return []
+    here = job.req.nexthop.strip().lower()
+    return [r for r in job.cfg.get_list("smtp_fallback_relay") if r.strip().lower() != here]
 
 
 async def deliver(job: DeliveryJob) -> None:
