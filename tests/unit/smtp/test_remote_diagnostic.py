@@ -121,3 +121,49 @@ def test_log_entry_written_before_the_diagnostic_fields_still_reads(tmp_path):
     (block,) = status_blocks(data)[1:]
     assert block["Remote-MTA"] == "dns; mx.example"
     assert block["Diagnostic-Code"].startswith("X-Mta; host mx.example[192.0.2.1] said:")
+
+
+def test_expired_deferral_keeps_the_remote_reply_in_the_notice(tmp_path):
+    """A 450, then the message expires: qmgr's bounce carries the last remote reply."""
+    import os
+    import time
+
+    from mta import log
+    from mta.queue.queue_file import iter_content, read_queue_file
+    from tests.unit.qmgr.test_manager import run_qmgr, serve_agent
+
+    handler = SinkHandler(reject={"later@remote.test": SOFT})
+    ctl, _ = sink(handler)
+    try:
+        cfg = load_config(
+            str(
+                make_instance(
+                    tmp_path,
+                    f"smtp_tcp_port = {ctl.port}\ninet_protocols = ipv4\n"
+                    "smtp_host_lookup = native\ndefault_transport = smtp:[localhost]\n"
+                    "maximal_queue_lifetime = 1s\n",
+                    "qmgr fifo n - n 300 1 qmgr\nsmtp unix - - n - - smtp\n",
+                )
+            )
+        )
+        m = queue_message(cfg, ["later@remote.test"], queue="active")
+        first = run_agent(deliver, cfg, request_for(m, "[localhost]"), tmp_path)
+        assert [s.action for s in first.statuses] == ["delayed"]
+        time.sleep(1.2)
+        log.init("qmgr", cfg)
+        agent = serve_agent(cfg, "smtp", deliver)
+        try:  # qmgr takes the message back from active/, finds it expired
+            run_qmgr(cfg, lambda qm: not os.path.exists(m.path) and not qm.active)
+        finally:
+            agent.stop()
+    finally:
+        ctl.stop()
+    assert len(handler.messages) == 0
+    text = (tmp_path / "maillog").read_text()
+    notice_id = text.split(f"{m.queue_id}: sender non-delivery notification: ")[1].split()[0]
+    notice = read_queue_file(os.path.join(cfg.get("queue_directory"), "incoming", notice_id))
+    data = b"\n".join(iter_content(notice.path, notice))
+    (block,) = status_blocks(data)[1:]
+    assert block["Action"] == "failed"
+    assert block["Remote-MTA"] == "dns; localhost"
+    assert block["Diagnostic-Code"] == f"smtp; {SOFT}"
