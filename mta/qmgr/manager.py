@@ -405,7 +405,11 @@ class QueueManager:
             return
         groups: dict[tuple[str, str], list[RequestRecipient]] = {}
         resolver = self.probe_resolver() if msg.flags & QF_VERIFY_MTA else self.resolver
-        for r in self.routing.recipients(msg, pending):  # REDIRECT, FILTER: qmgr/redirect.py
+        routed = self.routing.recipients(msg, pending)  # REDIRECT, FILTER: qmgr/redirect.py
+        if not routed:
+            self.complete(am)
+            return
+        for r in routed:
             res = resolver.resolve(r.address, msg.sender)
             groups.setdefault((res.transport, res.nexthop), []).append(r)
         for (transport, nexthop), rcpts in groups.items():

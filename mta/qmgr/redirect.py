@@ -17,7 +17,10 @@ DESCRIPTION
     user@$myorigin), keeping its original address (orig_to= in the
     log), its ORCPT and its NOTIFY, and its place in the queue file,
     so that its done mark ends the message; the other recipients are
-    not delivered and leave with the message. A REDIRECT address that
+    not delivered and leave with the message. A redirected message
+    with a recipient marked done has had its delivery (a crash came
+    before the file was removed): recipients() returns nothing, and
+    the message is finished without a second delivery. A REDIRECT address that
     is empty after canonicalization is ignored with a warning.
 
     FILTER needs the content-filter machinery, which is not built yet.
@@ -65,6 +68,8 @@ class Routing:
                 filt,
             )
         target = self.redirect_target(msg)
+        if target and any(r.done for r in msg.recipients):
+            return []  # only the redirect's own recipient is ever marked done: it is over
         if target and pending:
             first = pending[0]
             return [

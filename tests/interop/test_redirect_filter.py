@@ -19,7 +19,10 @@ pytestmark = pytest.mark.interop
 def system(tmp_path_factory):
     top = tmp_path_factory.mktemp("redirect")
     ctl, handler = sink()
-    (top / "access").write_text("a@remote.example REDIRECT other@redirect.example\n")
+    (top / "access").write_text(
+        "a@remote.example REDIRECT other@redirect.example\n"
+        f"f@remote.example FILTER smtp:[127.0.0.1]:{ctl.port}\n"
+    )
     (top / "header_checks").write_text(
         "/^Subject: redirect me/ REDIRECT hdr@redirect.example\n"
         f"/^Subject: filter me/ FILTER smtp:[127.0.0.1]:{ctl.port}\n"
@@ -102,3 +105,18 @@ def test_filter_holds_the_message_and_release_delivers_it_with_a_warning(system)
     assert f"warning: {qid}: FILTER smtp:[127.0.0.1]" in text
     assert re.search(rf"{qid}: FILTER \S+ is not implemented; delivering without the filter", text)
     assert received_by(handler, "filter me") == [["e@remote.example"]]
+
+
+def test_access_table_filter_holds_the_message(system):
+    inst, handler = system
+    held = r"warning: (\w+): FILTER smtp:\S+ is not implemented; message placed on hold"
+    before = len(re.findall(held, inst.log()))
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s:
+        s.sendmail(
+            "sender@ok.example", ["f@remote.example"], b"Subject: access filter\r\n\r\nb\r\n"
+        )
+    text = inst.wait_log(held, 20, count=before + 1)
+    qid = re.findall(held, text)[-1]
+    listing = inst.mta("queue", "-p").stdout
+    assert re.search(rf"^{qid}!.*\n\s+f@remote\.example", listing, re.M), listing
+    assert not received_by(handler, "access filter")

@@ -68,3 +68,20 @@ def test_bounced_redirect_notice_names_the_target_and_the_original_recipient(tmp
     assert b"Final-Recipient: rfc822; t@trap.example" in body
     assert b"Original-Recipient: rfc822; A@One.Example" in body
     assert b"two.example" not in body
+
+
+def test_redirect_already_delivered_is_not_delivered_again(tmp_path):
+    """A crash after the redirect target's done mark and before removal: no second copy."""
+    from mta.queue.queue_file import mark_done
+
+    cfg = instance(tmp_path, "default_transport = error:5.3.0 should not be tried\n")
+    m = queue_redirected(cfg, "t@trap.example")
+    mark_done(m.path, [m.recipients[0].offset])
+    agent = serve_agent(cfg, "error", make_deliver(retry=False))
+    try:
+        run_qmgr(cfg, lambda qm: not os.path.exists(m.path) and not qm.active)
+    finally:
+        agent.stop()
+    text = (tmp_path / "maillog").read_text()
+    assert f"{m.queue_id}: removed" in text
+    assert "to=<" not in text
