@@ -17,7 +17,11 @@ DESCRIPTION
     are tried in order: a failed connection, greeting or EHLO, a
     timeout, a lost connection, a malformed reply or a 421 moves on to
     the next address, for the recipients that are still open, until
-    smtp_mx_session_limit sessions were used. When no server could be
+    smtp_mx_session_limit sessions were used. A recipient that a
+    server refuses with a 4xx reply is deferred with that reply, and
+    the next server (the next MX host, then the fallback relays) tries
+    it again in the same request; a server that did so is not asked
+    again. When no server could be
     reached at all the request ends with job.hop_failed(), so that qmgr
     counts it against the destination; otherwise the recipients still
     open are deferred (or bounced, for a 5xx) with the last reason.
@@ -80,7 +84,7 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mta import log
 from mta.common.deliver_agent import DeliveryJob
@@ -235,6 +239,7 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
         job.defer_all(f"{param_name(lmtp, 'generic_maps')} lookup error: {exc}", "4.3.0")
         return
     key = (lmtp, job.req.nexthop.lower())
+    tries = _Tries()
 
     # a kept session first (the shared cache holds plain-text sessions only)
     shared = not st.tls_required
@@ -250,7 +255,7 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
             continue
         job.conn_time = time.time() - job.started
         try:
-            reusable = await session.transact(job, out, job.pending())
+            reusable = await session.transact(job, out, out.recipients_for(job))
         except StaleSession:
             continue
         except SessionError as exc:
@@ -260,19 +265,21 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
                 return
             break
         await _finish_session(job, st, key, session, reusable)
-        return
+        if not out.retry:
+            return
+        tries.soft_relays.add(session.target.relay)  # the other servers may take the rest
+        break
 
     try:
         targets: Targets | None = await resolve_nexthop(job.req.nexthop, job.cfg, lmtp)
         missed: NexthopError | None = None
     except NexthopError as exc:
         targets, missed = None, exc
-    tries = _Tries()
     if targets is not None and await _try_site(job, st, key, out, targets, tries):
         return
     fallbacks = _fallback_relays(job, lmtp, targets, missed, tries)
     for relay in fallbacks:
-        if not job.pending():
+        if not out.recipients_for(job):
             return
         try:
             relay_targets = await resolve_nexthop(relay, job.cfg, lmtp)
@@ -308,16 +315,20 @@ class _Tries:
     site_only: bool = True  # no server became usable
     final: bool = False  # content was sent: no other server may be tried
     missed: NexthopError | None = None  # the last fallback relay that could not be resolved
+    soft_relays: set[str] = field(default_factory=set)  # servers that gave a recipient 4xx
 
 
 async def _try_site(job, st: Settings, key: tuple, out: Outgoing, targets, tries: _Tries) -> bool:
     """Try targets in order (up to smtp_mx_session_limit sessions); True when a
-    transaction ran to its end, so that every recipient has its status."""
+    transaction ran to its end and no recipient is left for another server
+    (every one has its status, none only deferred by a 4xx reply)."""
     sessions = 0
     session_limit = st.mx_session_limit if st.mx_session_limit > 0 else len(targets)
     for target in targets:
-        if sessions >= session_limit or not job.pending():
+        if sessions >= session_limit or not out.recipients_for(job):
             break
+        if target.relay in tries.soft_relays:
+            continue  # it deferred these recipients already in this request
         try:
             session = await _open(target, st)
         except SessionError as exc:
@@ -326,7 +337,7 @@ async def _try_site(job, st: Settings, key: tuple, out: Outgoing, targets, tries
         sessions += 1
         job.conn_time = time.time() - job.started
         try:
-            reusable = await session.transact(job, out, job.pending())
+            reusable = await session.transact(job, out, out.recipients_for(job))
         except StaleSession:  # cannot happen on a fresh session; be safe
             session.close()
             continue
@@ -338,7 +349,9 @@ async def _try_site(job, st: Settings, key: tuple, out: Outgoing, targets, tries
                 return False
             continue
         await _finish_session(job, st, key, session, reusable)
-        return True
+        if not out.retry:
+            return True
+        tries.soft_relays.add(target.relay)
     return False
 
 

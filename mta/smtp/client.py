@@ -242,6 +242,10 @@ class Settings:
 class Outgoing:
     """The message as it goes on the wire: dot-stuffed, CRLF line ends, the final dot.
 
+    retry holds the recipients a server refused with a 4xx reply: they
+    are deferred with that reply, and the next server (another MX host,
+    a fallback relay) may try them again (recipients_for()).
+
     With a generic mapper (smtp_generic_maps) the sender, the recipients
     and the primary address headers go out mapped; MapRetry passes to
     the caller."""
@@ -249,6 +253,7 @@ class Outgoing:
     def __init__(self, job, line_limit: int = 0, generic: GenericMapper | None = None) -> None:
         msg = job.message()
         self.mapped: dict[int, str] = {}  # recipient offset -> address sent in RCPT TO
+        self.retry: set[int] = set()  # offsets deferred by a 4xx reply: another server may try
         if generic is None:
             data, longest = job.content_text(b"\r\n")
             if 0 < line_limit < longest:
@@ -269,6 +274,12 @@ class Outgoing:
         self._raw = data
         self.payload = stuff_dots(data)
         self._payload7: bytes | None = None
+
+    def recipients_for(self, job) -> list:
+        """The recipients the next transaction is for: those without a status, and
+        those only deferred by a 4xx reply, in request order."""
+        done = job.statuses
+        return [r for r in job.req.recipients if r.offset not in done or r.offset in self.retry]
 
     def address_of(self, rcpt) -> str:
         """The address RCPT TO names for rcpt (generic-mapped, or its own)."""
@@ -570,7 +581,7 @@ class Session:
                     cmd += b" ORCPT=" + kind.encode("ascii", "replace") + b";" + xtext(addr)
         return cmd
 
-    def _fail(self, job, rcpt, reply: Reply, command: str) -> None:
+    def _fail(self, job, out: Outgoing, rcpt, reply: Reply, command: str) -> None:
         reason = self.said(reply, command)
         host = self.target.host
         if reply.klass == 5:
@@ -578,6 +589,7 @@ class Session:
         else:
             dsn = "4" + reply.dsn[1:] if reply.klass != 4 else reply.dsn
             job.defer(rcpt, reason, dsn, self.target.relay, reply.text, host)
+            out.retry.add(rcpt.offset)  # another server may take it
 
     def _abort_421(self, reply: Reply, command: str) -> None:
         """The server is going away: end the session; the caller has the open recipients."""
@@ -591,6 +603,7 @@ class Session:
         st = self.st
         relay = self.target.relay
         feats = self.features
+        out.retry.difference_update(r.offset for r in rcpts)
         envelope_utf8 = not out.sender.isascii() or any(
             not out.address_of(r).isascii() for r in rcpts
         )
@@ -669,10 +682,10 @@ class Session:
                     if verify:
                         job.sent(r, self.said(reply, name), relay=relay, dsn=reply.dsn)
                 else:
-                    self._fail(job, r, reply, name)
+                    self._fail(job, out, r, reply, name)
         if mail_reply is not None:
             for r in rcpts:
-                self._fail(job, r, mail_reply, "MAIL FROM")
+                self._fail(job, out, r, mail_reply, "MAIL FROM")
         if verify:
             return await self._reset()
         if not accepted and not pipelining:
@@ -687,7 +700,7 @@ class Session:
             return True
         if reply.code != 354:
             for r in accepted:
-                self._fail(job, r, reply, "DATA")
+                self._fail(job, out, r, reply, "DATA")
             return True
         self.write(payload)
         await self.drain(st.data_xfer_timeout, STAGE_CONTENT)
@@ -708,7 +721,7 @@ class Session:
                         a, reply.text, relay=relay, dsn=reply.dsn, action=action, dsn_passed=passed
                     )
                 else:
-                    self._fail(job, a, reply, "end of DATA")
+                    self._fail(job, out, a, reply, "end of DATA")
         return True
 
     async def _reset(self) -> bool:

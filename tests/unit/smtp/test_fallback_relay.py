@@ -8,7 +8,7 @@ from mta.smtp import deliver, deliver_lmtp
 from tests.support.agent import queue_message, request_for, run_agent
 from tests.support.dns_server import DnsServer
 from tests.support.instance import make_instance
-from tests.unit.smtp.peers import ScriptServer, free_port, read_line, sink
+from tests.unit.smtp.peers import ScriptServer, SinkHandler, free_port, read_line, sink
 
 ZONE = {
     "down.example": {"MX": ["10 mx.down.example."]},
@@ -16,6 +16,9 @@ ZONE = {
     "nullmx.example": {"MX": ["0 ."]},
     "self.example": {"MX": ["10 mx2.self.example.", "20 mx.test.example."]},
     "loop.example": {"MX": ["10 mx.test.example."]},
+    "two.example": {"MX": ["10 mx1.two.example.", "20 mx2.two.example."]},
+    "mx1.two.example": {"A": ["127.0.0.1"]},
+    "mx2.two.example": {"A": ["127.0.0.2"]},
     "mx2.self.example": {"A": ["127.0.0.1"]},
 }
 
@@ -190,3 +193,62 @@ def test_lmtp_does_not_use_the_smtp_fallback(tmp_path, fallback):
     )
     assert [s.action for s in result.statuses] == ["delayed"]
     assert handler.messages == []
+
+
+GREYLIST = "450 4.2.0 <{}>: Recipient address rejected: Greylisted"
+
+
+def greylisting(*addresses: str) -> SinkHandler:
+    return SinkHandler(reject={a: GREYLIST.format(a) for a in addresses})
+
+
+def test_recipient_greylisted_by_the_destination_goes_to_the_fallback(tmp_path):
+    primary_ctl, primary = sink(greylisting("u@down.example"))
+    fallback_ctl, fallback = sink()
+    try:
+        cfg = config(tmp_path, f"[127.0.0.1]:{fallback_ctl.port}", port=primary_ctl.port)
+        msg = queue_message(cfg, ["u@down.example", "v@down.example"])
+        result = run_agent(deliver, cfg, request_for(msg, "down.example"), tmp_path)
+    finally:
+        primary_ctl.stop()
+        fallback_ctl.stop()
+    assert [s.action for s in result.statuses] == ["relayed", "relayed"]
+    assert [m[1] for m in primary.messages] == [["v@down.example"]]
+    assert [m[1] for m in fallback.messages] == [["u@down.example"]]
+    assert result.statuses[0].relay == f"127.0.0.1[127.0.0.1]:{fallback_ctl.port}"
+
+
+def test_recipient_refused_for_now_everywhere_keeps_the_destination_reply(tmp_path):
+    primary_ctl, _ = sink(greylisting("u@down.example"))
+    try:
+        cfg = config(tmp_path, f"[127.0.0.1]:{free_port()}", port=primary_ctl.port)
+        msg = queue_message(cfg, ["u@down.example"])
+        result = run_agent(deliver, cfg, request_for(msg, "down.example"), tmp_path)
+    finally:
+        primary_ctl.stop()
+    (st,) = result.statuses
+    assert (st.action, st.dsn) == ("delayed", "4.2.0")
+    assert st.reason.startswith("host mx.down.example[127.0.0.1] said: 450 4.2.0")
+    assert st.diag_text == GREYLIST.format("u@down.example")
+
+
+def test_recipient_greylisted_by_one_mx_host_goes_to_the_next(tmp_path):
+    """mx1 (127.0.0.1) greylists, mx2 (127.0.0.2, same port) takes it."""
+    first_ctl, first = sink(greylisting("u@two.example"))
+    from aiosmtpd.controller import Controller
+
+    second = SinkHandler()
+    second_ctl = Controller(second, hostname="127.0.0.2", port=first_ctl.port)
+    second_ctl.start()
+    try:
+        cfg = config(tmp_path, "", port=first_ctl.port)
+        msg = queue_message(cfg, ["u@two.example"])
+        result = run_agent(deliver, cfg, request_for(msg, "two.example"), tmp_path)
+    finally:
+        first_ctl.stop()
+        second_ctl.stop()
+    (st,) = result.statuses
+    assert st.action == "relayed"
+    assert st.relay == f"mx2.two.example[127.0.0.2]:{first_ctl.port}"
+    assert first.messages == []
+    assert [m[1] for m in second.messages] == [["u@two.example"]]
