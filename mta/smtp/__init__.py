@@ -74,7 +74,8 @@ STANDARDS
 
 SEE ALSO
     mta/smtp/client.py (one session), mta/smtp/nexthop.py (where to
-    connect), mta/smtp/generic.py (generic(5)), mta/smtp/scache.py (session cache), mta/smtp/reply.py.
+    connect), mta/smtp/generic.py (generic(5)), mta/smtp/scache.py
+    (session cache), mta/smtp/reply.py.
 """
 
 from __future__ import annotations
