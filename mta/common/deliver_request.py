@@ -157,7 +157,7 @@ class DeliveryRequest:
 
 
 def encode_status(st: RecipientStatus) -> dict[str, str]:
-    return {
+    out = {
         "type": MSG_RCPT,
         "offset": str(st.offset),
         "recipient": st.address,
@@ -167,10 +167,12 @@ def encode_status(st: RecipientStatus) -> dict[str, str]:
         "relay": st.relay,
         "word": st.status_word,
         "dsn_passed": "1" if st.dsn_passed else "",
-        "diag_type": st.diag_type,
-        "diag_text": st.diag_text,
-        "remote_mta": st.remote_mta,
     }
+    if st.diag_type:  # a remote server's reply, for the notice
+        out["diag_type"] = st.diag_type
+        out["diag_text"] = st.diag_text
+        out["remote_mta"] = st.remote_mta
+    return out
 
 
 def decode_status(msg: dict[str, str], req: DeliveryRequest | None = None) -> RecipientStatus:
