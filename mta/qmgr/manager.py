@@ -397,18 +397,15 @@ class QueueManager:
             msg.content_size,
             len(msg.recipients),
         )
-        if not pending:
-            self.complete(am)
-            return
-        if msg.forced_expire or self._expired(msg, now):
-            self.expire(am, pending)
-            return
-        groups: dict[tuple[str, str], list[RequestRecipient]] = {}
-        resolver = self.probe_resolver() if msg.flags & QF_VERIFY_MTA else self.resolver
         routed = self.routing.recipients(msg, pending)  # REDIRECT, FILTER: qmgr/redirect.py
         if not routed:
             self.complete(am)
             return
+        if msg.forced_expire or self._expired(msg, now):
+            self.expire(am, routed)
+            return
+        groups: dict[tuple[str, str], list[RequestRecipient]] = {}
+        resolver = self.probe_resolver() if msg.flags & QF_VERIFY_MTA else self.resolver
         for r in routed:
             res = resolver.resolve(r.address, msg.sender)
             groups.setdefault((res.transport, res.nexthop), []).append(r)

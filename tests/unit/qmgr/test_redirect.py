@@ -85,3 +85,22 @@ def test_redirect_already_delivered_is_not_delivered_again(tmp_path):
     text = (tmp_path / "maillog").read_text()
     assert f"{m.queue_id}: removed" in text
     assert "to=<" not in text
+
+
+def test_expired_redirected_message_bounces_the_redirect_target_only(tmp_path):
+    import time
+
+    cfg = instance(
+        tmp_path,
+        "default_transport = error:5.3.0 should not be tried\nmaximal_queue_lifetime = 1s\n",
+    )
+    m = queue_redirected(cfg, "t@trap.example")
+    time.sleep(1.2)
+    run_qmgr(cfg, lambda qm: not os.path.exists(m.path) and not qm.active)
+    text = (tmp_path / "maillog").read_text()
+    assert f"{m.queue_id}: from=<writer@origin.example>, status=expired" in text
+    notice_id = text.split(f"{m.queue_id}: sender non-delivery notification: ")[1].split()[0]
+    notice = read_queue_file(os.path.join(cfg.get("queue_directory"), "incoming", notice_id))
+    body = b"\n".join(iter_content(notice.path, notice))
+    assert body.count(b"Final-Recipient:") == 1
+    assert b"Final-Recipient: rfc822; t@trap.example" in body
