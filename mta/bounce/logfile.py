@@ -16,8 +16,11 @@ DESCRIPTION
     lines ended by an empty line: recipient, orig_to, dsn_orcpt,
     notify, offset, status (the enhanced code), action, relay, reason,
     when, and when they are set word (the maillog word, "deliverable"
-    for sendmail -bv) and dsn_passed (the next hop took the DSN
-    request). Values are folded to one line.
+    for sendmail -bv), dsn_passed (the next hop took the DSN
+    request), and diag_type, diag_text and remote_mta (a remote
+    server's reply and name, for the notice's Diagnostic-Code: and
+    Remote-MTA:). Values are folded to one line. Entries written
+    before a field existed read back with that field empty.
 
     append() writes with O_APPEND in one write and fdatasync()s before
     it returns, so an entry that was appended survives a crash. read()
@@ -98,6 +101,11 @@ def encode_entry(st: RecipientStatus, when: float | None = None) -> bytes:
         lines.append(f"word={_fold(st.status_word)}")
     if st.dsn_passed:
         lines.append("dsn_passed=1")
+    if st.diag_type:
+        lines.append(f"diag_type={_fold(st.diag_type)}")
+        lines.append(f"diag_text={_fold(st.diag_text)}")
+    if st.remote_mta:
+        lines.append(f"remote_mta={_fold(st.remote_mta)}")
     return ("\n".join(lines) + "\n\n").encode("utf-8", "surrogateescape")
 
 
@@ -148,6 +156,9 @@ def _decode_entry(block: str) -> RecipientStatus | None:
             notify=int(fields.get("notify", "0") or 0),
             status_word=fields.get("word", ""),
             dsn_passed=fields.get("dsn_passed") == "1",
+            diag_type=fields.get("diag_type", ""),
+            diag_text=fields.get("diag_text", ""),
+            remote_mta=fields.get("remote_mta", ""),
         )
     except (KeyError, ValueError):
         return None

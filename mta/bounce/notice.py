@@ -25,9 +25,12 @@ DESCRIPTION
         Original-Envelope-Id when ENVID was given, Arrival-Date), then
         per recipient Final-Recipient: rfc822; ADDRESS,
         Original-Recipient when the recipient came with ORCPT, Action,
-        Status, Remote-MTA: dns; HOST when the relay was a host, and
-        Diagnostic-Code: smtp; REPLY for a server's reply (or "X-Mta;
-        TEXT" for a reason that is not an SMTP reply);
+        Status, Remote-MTA: dns; HOST for the server that answered
+        (the status's remote_mta, else the host of its relay), and
+        Diagnostic-Code: smtp; REPLY with the server's own reply when
+        a server gave one (the status's diag_text; the reason, "host
+        H said: ...", stays in the letter), or "X-Mta; REASON" for a
+        reason made here;
       - part 3: the original message as message/rfc822 unless the
         sender asked for RET=HDRS (as Postfix does when RET is absent),
         when it fits in bounce_size_limit bytes; otherwise its header
@@ -150,6 +153,17 @@ def _remote_mta(relay: str) -> str:
     return m.group(1) if m else ""
 
 
+def _diagnostic(st: RecipientStatus) -> str:
+    """ "smtp; REPLY" for a remote server's reply, "X-Mta; REASON" for a reason of our own."""
+    if st.diag_type and st.diag_text:
+        return f"{_clean(st.diag_type)}; {_clean(st.diag_text)}"
+    reason = _clean(st.reason)
+    if not reason:
+        return ""
+    # a log entry from before diag_text existed, or an agent that quotes a bare reply
+    return f"{'smtp' if _SMTP_REPLY.match(reason) else 'X-Mta'}; {reason}"
+
+
 def _address_field(value: str) -> str:
     """ "rfc822; addr" from "rfc822;addr" or a bare address."""
     kind, semi, addr = value.partition(";")
@@ -259,13 +273,12 @@ def _delivery_status(cfg, msg: QueueMessage, action: str, statuses) -> str:
         own = st.status_word if st.status_word in VERIFY_ACTIONS else st.action
         rows.append(f"Action: {action or own}")
         rows.append(f"Status: {st.dsn}")
-        host = _remote_mta(st.relay)
+        host = st.remote_mta or _remote_mta(st.relay)
         if host:
-            rows.append(f"Remote-MTA: dns; {host}")
-        reason = _clean(st.reason)
-        if reason:
-            dtype = "smtp" if _SMTP_REPLY.match(reason) else "X-Mta"
-            rows.append(f"Diagnostic-Code: {dtype}; {reason}")
+            rows.append(f"Remote-MTA: dns; {_clean(host)}")
+        diag = _diagnostic(st)
+        if diag:
+            rows.append(f"Diagnostic-Code: {diag}")
         blocks.append("\n".join(rows))
     return _ascii("\n\n".join(blocks)) + "\n"
 

@@ -44,7 +44,11 @@ DESCRIPTION
     Postfix's log lines). A REJECT or DISCARD stops inspection; HOLD
     puts the file in hold/; REDIRECT and FILTER become the envelope
     attributes "redirect" and "filter" (in the extracted section when a
-    body line decided); BCC adds a recipient. MIME structure comes from
+    body line decided; qmgr acts on them, mta/qmgr/redirect.py); BCC
+    adds a recipient. Content filters are not implemented yet: a message
+    with a FILTER action (from a check here or from smtpd) goes to hold/
+    with a warning, so that it is never delivered unscanned unless the
+    operator releases it. MIME structure comes from
     cleanup.mime, up to mime_nesting_limit; without body_checks and
     MIME checks the body is streamed to the file untouched. A message
     with 8-bit bytes gets QF_8BIT. strict_7bit_headers,
@@ -842,6 +846,17 @@ class CleanupJob:
             return self._result(ACTION_DISCARDED)
         writer = self.writer
         target = "hold" if (self.hold or queue == "hold") else queue
+        content_filter = self.late_attrs.get("filter") or self.attrs.get("filter")
+        if content_filter and target != "hold":
+            # no content filters yet: wait for the operator rather than skip the scan
+            log.warning(
+                "%s: FILTER %s is not implemented; message placed on hold rather than "
+                "delivered unfiltered (mta super -H %s delivers it without the filter)",
+                self.queue_id,
+                content_filter,
+                self.queue_id,
+            )
+            target = "hold"
         self.hold = target == "hold"
         try:
             for rcpt in self.late_rcpts:

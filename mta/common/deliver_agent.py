@@ -184,9 +184,20 @@ class DeliveryJob:
         return [r for r in self.req.recipients if r.offset not in self.statuses]
 
     def _set(
-        self, rcpt: RequestRecipient, action: str, dsn: str, reason: str, relay: str, word: str
+        self,
+        rcpt: RequestRecipient,
+        action: str,
+        dsn: str,
+        reason: str,
+        relay: str,
+        word: str,
+        reply: str = "",
+        mta: str = "",
     ) -> None:
-        self.statuses[rcpt.offset] = RecipientStatus.of(rcpt, action, dsn, reason, relay, word)
+        st = RecipientStatus.of(rcpt, action, dsn, reason, relay, word)
+        if reply:  # a remote server's own reply: Diagnostic-Code: smtp; ...
+            st.diag_type, st.diag_text, st.remote_mta = "smtp", reply, mta
+        self.statuses[rcpt.offset] = st
 
     def sent(
         self,
@@ -206,32 +217,54 @@ class DeliveryJob:
         self.statuses[rcpt.offset].dsn_passed = dsn_passed
 
     def defer(
-        self, rcpt: RequestRecipient, reason: str, dsn: str = "4.0.0", relay: str = "none"
+        self,
+        rcpt: RequestRecipient,
+        reason: str,
+        dsn: str = "4.0.0",
+        relay: str = "none",
+        reply: str = "",
+        mta: str = "",
     ) -> None:
-        """A temporary failure: the recipient stays queued."""
-        self._set(rcpt, ACTION_DELAYED, dsn, reason, relay, "")
+        """A temporary failure: the recipient stays queued.
+
+        reply, mta: the remote server's reply as it came and the server's
+        host name, when the reason quotes one (the notice's Diagnostic-Code:
+        smtp and Remote-MTA: fields)."""
+        self._set(rcpt, ACTION_DELAYED, dsn, reason, relay, "", reply, mta)
 
     def bounce(
-        self, rcpt: RequestRecipient, reason: str, dsn: str = "5.0.0", relay: str = "none"
+        self,
+        rcpt: RequestRecipient,
+        reason: str,
+        dsn: str = "5.0.0",
+        relay: str = "none",
+        reply: str = "",
+        mta: str = "",
     ) -> None:
-        """A permanent failure: the recipient bounces."""
-        self._set(rcpt, ACTION_FAILED, dsn, reason, relay, "")
+        """A permanent failure: the recipient bounces (reply, mta: as for defer())."""
+        self._set(rcpt, ACTION_FAILED, dsn, reason, relay, "", reply, mta)
 
-    def defer_all(self, reason: str, dsn: str = "4.0.0", relay: str = "none") -> None:
+    def defer_all(
+        self, reason: str, dsn: str = "4.0.0", relay: str = "none", reply: str = "", mta: str = ""
+    ) -> None:
         for rcpt in self.pending():
-            self.defer(rcpt, reason, dsn, relay)
+            self.defer(rcpt, reason, dsn, relay, reply, mta)
 
-    def bounce_all(self, reason: str, dsn: str = "5.0.0", relay: str = "none") -> None:
+    def bounce_all(
+        self, reason: str, dsn: str = "5.0.0", relay: str = "none", reply: str = "", mta: str = ""
+    ) -> None:
         for rcpt in self.pending():
-            self.bounce(rcpt, reason, dsn, relay)
+            self.bounce(rcpt, reason, dsn, relay, reply, mta)
 
-    def hop_failed(self, dsn: str, reason: str, relay: str = "none") -> None:
+    def hop_failed(
+        self, dsn: str, reason: str, relay: str = "none", reply: str = "", mta: str = ""
+    ) -> None:
         """The next hop itself failed: defer what is left and tell qmgr."""
         self.hop_dsn, self.hop_reason = dsn, reason
         if dsn.startswith("5"):
-            self.bounce_all(reason, dsn, relay)
+            self.bounce_all(reason, dsn, relay, reply, mta)
         else:
-            self.defer_all(reason, dsn, relay)
+            self.defer_all(reason, dsn, relay, reply, mta)
 
     # ---- the end
     def _make_durable(self) -> None:

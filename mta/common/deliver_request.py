@@ -157,7 +157,7 @@ class DeliveryRequest:
 
 
 def encode_status(st: RecipientStatus) -> dict[str, str]:
-    return {
+    out = {
         "type": MSG_RCPT,
         "offset": str(st.offset),
         "recipient": st.address,
@@ -168,6 +168,11 @@ def encode_status(st: RecipientStatus) -> dict[str, str]:
         "word": st.status_word,
         "dsn_passed": "1" if st.dsn_passed else "",
     }
+    if st.diag_type:  # a remote server's reply, for the notice
+        out["diag_type"] = st.diag_type
+        out["diag_text"] = st.diag_text
+        out["remote_mta"] = st.remote_mta
+    return out
 
 
 def decode_status(msg: dict[str, str], req: DeliveryRequest | None = None) -> RecipientStatus:
@@ -181,6 +186,9 @@ def decode_status(msg: dict[str, str], req: DeliveryRequest | None = None) -> Re
             relay=msg.get("relay", "none"),
             status_word=msg.get("word", ""),
             dsn_passed=msg.get("dsn_passed") == "1",
+            diag_type=msg.get("diag_type", ""),
+            diag_text=msg.get("diag_text", ""),
+            remote_mta=msg.get("remote_mta", ""),
         )
     except (KeyError, ValueError) as exc:
         raise RequestError(f"bad recipient status: {exc}") from None

@@ -14,6 +14,12 @@ DESCRIPTION
     (aliased or forwarded), delayed (a temporary failure: the recipient
     stays in the queue), failed (a permanent failure: it bounces).
 
+    When the reason quotes a remote server, diag_type is "smtp",
+    diag_text the server's reply as it came, and remote_mta the name
+    of that server: the notice's Diagnostic-Code: and Remote-MTA:
+    fields (RFC 3464 2.3.5, 2.3.6). The reason stays the sentence
+    people read ("host mx[192.0.2.1] said: ...").
+
     status_line() writes the Postfix maillog form of a result:
     "QUEUEID: to=<a>, orig_to=<b>, relay=R, delay=D, delays=a/b/c/d,
     dsn=X.Y.Z, status=sent (reason)". The four delays are: before the
@@ -82,10 +88,19 @@ class RecipientStatus:
     notify: int = 0
     status_word: str = ""  # overrides the maillog word ("expired" ...)
     dsn_passed: bool = False  # the next hop took the DSN request: it notifies, not us
+    diag_type: str = ""  # "smtp" when diag_text is a remote server's reply (RFC 3464 2.3.6)
+    diag_text: str = ""  # that reply, "550 5.1.1 <u@example.com>: no such user"
+    remote_mta: str = ""  # the host name of the server that gave it (Remote-MTA:)
 
     @property
     def done(self) -> bool:
         return self.action in DONE_ACTIONS
+
+    def diagnostic_of(self, other: RecipientStatus) -> RecipientStatus:
+        """Take other's remote diagnostic (when a deferral becomes a bounce); returns self."""
+        self.diag_type, self.diag_text = other.diag_type, other.diag_text
+        self.remote_mta = other.remote_mta
+        return self
 
     @classmethod
     def of(

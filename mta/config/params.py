@@ -288,6 +288,7 @@ PARAMS: dict[str, Param] = _table([
     ("lmtp_data_done_timeout", "time", "600s", "LMTP: wait for the replies to the final dot"),
     ("lmtp_data_init_timeout", "time", "120s", "LMTP: wait for the reply to DATA"),
     ("lmtp_data_xfer_timeout", "time", "180s", "LMTP: wait while sending message content"),
+    ("lmtp_generic_maps", "maps", "", "outbound LMTP address rewriting (generic(5))"),
     ("lmtp_lhlo_name", "str", "$myhostname", "name sent with LHLO"),
     ("lmtp_lhlo_timeout", "time", "300s", "LMTP: wait for the greeting and the LHLO reply"),
     ("lmtp_mail_timeout", "time", "300s", "LMTP: wait for the reply to MAIL FROM"),

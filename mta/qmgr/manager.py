@@ -16,7 +16,9 @@ DESCRIPTION
     into active/ while the active window has room
     (qmgr_message_active_limit messages, qmgr_message_recipient_limit
     recipients), reads its envelope, logs "from=<...>, size=N, nrcpt=M
-    (queue active)", resolves each recipient not yet done (with the
+    (queue active)", applies a REDIRECT action (mta/qmgr/redirect.py:
+    the redirect address replaces all recipients), resolves each
+    recipient not yet done (with the
     envelope sender, for the sender_dependent_* maps) through
     trivial-rewrite (in process, cached) and files the recipients under
     their transport and next hop in batches of the transport's
@@ -109,6 +111,7 @@ from mta.common.dsn import (
 from mta.common.mail_flow import FLOW_RESERVE, FlowTokens
 from mta.common.worker import Worker
 from mta.flush import FlushLogs, refresh_logs
+from mta.qmgr.redirect import Routing
 from mta.qmgr.scan import iter_queue
 from mta.qmgr.settings import TransportSettings, load_transports
 from mta.queue import paths
@@ -192,6 +195,7 @@ class QueueManager:
         self.run_delay = max(1.0, float(cfg.get_time("queue_run_delay")))
         self.ipc_timeout = float(cfg.get_time("qmgr_daemon_timeout"))
         self.resolver = Resolver(cfg)
+        self.routing = Routing(cfg)
         self.transports = load_transports(cfg)
         self.sched = Scheduler()
         self.active: dict[str, ActiveMessage] = {}
@@ -393,19 +397,18 @@ class QueueManager:
             msg.content_size,
             len(msg.recipients),
         )
-        if not pending:
+        routed = self.routing.recipients(msg, pending)  # REDIRECT, FILTER: qmgr/redirect.py
+        if not routed:
             self.complete(am)
             return
         if msg.forced_expire or self._expired(msg, now):
-            self.expire(am, pending)
+            self.expire(am, routed)
             return
         groups: dict[tuple[str, str], list[RequestRecipient]] = {}
         resolver = self.probe_resolver() if msg.flags & QF_VERIFY_MTA else self.resolver
-        for r in pending:
+        for r in routed:
             res = resolver.resolve(r.address, msg.sender)
-            groups.setdefault((res.transport, res.nexthop), []).append(
-                RequestRecipient(r.address, r.offset, r.orig, r.dsn_orcpt, r.notify)
-            )
+            groups.setdefault((res.transport, res.nexthop), []).append(r)
         for (transport, nexthop), rcpts in groups.items():
             ts = self.transports.get(transport)
             self.sched.set_transport(transport, ts.process_limit)
@@ -835,9 +838,8 @@ class QueueManager:
             prev = am.delayed.get(r.offset) or last.get(r.offset)
             reason = prev.reason if prev else "message expired before it could be delivered"
             dsn = prev.dsn if prev else "4.4.7"
-            statuses.append(
-                RecipientStatus.of(r, ACTION_FAILED, dsn, reason, prev.relay if prev else "none")
-            )
+            st = RecipientStatus.of(r, ACTION_FAILED, dsn, reason, prev.relay if prev else "none")
+            statuses.append(st.diagnostic_of(prev) if prev else st)
         try:
             logfile.append(
                 self.queue_dir, "bounce", msg.queue_id, statuses, self.hash_depth, self.hashed

@@ -17,7 +17,11 @@ DESCRIPTION
     are tried in order: a failed connection, greeting or EHLO, a
     timeout, a lost connection, a malformed reply or a 421 moves on to
     the next address, for the recipients that are still open, until
-    smtp_mx_session_limit sessions were used. When no server could be
+    smtp_mx_session_limit sessions were used. A recipient that a
+    server refuses with a 4xx reply is deferred with that reply, and
+    the next server (the next MX host, then the fallback relays) tries
+    it again in the same request; a server that did so is not asked
+    again. When no server could be
     reached at all the request ends with job.hop_failed(), so that qmgr
     counts it against the destination; otherwise the recipients still
     open are deferred (or bounced, for a 5xx) with the last reason.
@@ -37,6 +41,27 @@ DESCRIPTION
     between the smtp processes, with their EHLO keywords, age and use
     count. TLS sessions stay in their process.
 
+    smtp_fallback_relay: when the next hop's servers could not take
+    the mail (none reachable, a 4xx or 5xx greeting, a session ended
+    before the content went out) or its domain was not found, the
+    fallback relays are tried in order, each resolved as a next hop
+    (domain, host:port, [host]:port). Never for LMTP, after the content
+    was sent, for a null MX or a mail loop, for a domain this host is
+    an MX host of, or for the next hop itself. When they fail too the
+    recipients are deferred with the last reason; a fallback relay
+    that cannot be found defers, it never bounces.
+
+    smtp_generic_maps (lmtp_generic_maps) maps the sender, the
+    recipients and the header addresses as the message goes out
+    (mta/smtp/generic.py); a table that fails for now defers the
+    request.
+
+    The TLS level (smtp_tls_security_level, lmtp_tls_security_level)
+    is checked before anything else: a level that needs peer
+    verification is not implemented and defers the mail with a
+    warning; "encrypt" never falls back to plain text, and never uses
+    a kept plain-text session.
+
     job.conn_time is the time until the session was ready (connected,
     greeted, TLS and EHLO done); near zero for a reused session.
 
@@ -49,7 +74,8 @@ STANDARDS
 
 SEE ALSO
     mta/smtp/client.py (one session), mta/smtp/nexthop.py (where to
-    connect), mta/smtp/scache.py (session cache), mta/smtp/reply.py.
+    connect), mta/smtp/generic.py (generic(5)), mta/smtp/scache.py
+    (session cache), mta/smtp/reply.py.
 """
 
 from __future__ import annotations
@@ -59,9 +85,11 @@ import json
 import os
 import socket
 import time
+from dataclasses import dataclass, field
 
 from mta import log
 from mta.common.deliver_agent import DeliveryJob
+from mta.maps import MapRetry
 from mta.scache import scache_find, scache_save
 from mta.smtp.client import (
     Outgoing,
@@ -71,13 +99,16 @@ from mta.smtp.client import (
     StaleSession,
     TlsFailed,
     connect,
+    param_name,
 )
-from mta.smtp.nexthop import NexthopError, Target, resolve_nexthop
+from mta.smtp.generic import GenericMapper
+from mta.smtp.nexthop import NexthopError, Target, Targets, resolve_nexthop
 from mta.smtp.scache import SessionCache
 
 session_cache = SessionCache()
 _no_tls: dict[str, float] = {}  # relay -> until when TLS is not tried again
 NO_TLS_RETRY = 3600  # seconds a server whose TLS handshake failed is spoken to in plain text
+FALLBACK_NOT_FOUND = frozenset({"5.4.4"})  # next hop not found: the fallback relays may know it
 LOCAL_IDLE_PER_KEY = 64  # idle sessions per next hop kept before the surplus goes to scache
 
 
@@ -159,7 +190,7 @@ async def _scache_give(job, st: Settings, key: tuple, session: Session) -> bool:
 
 
 async def _finish_session(job, st, key, session, reusable: bool) -> None:
-    if reusable and session.alive() and _cacheable(st, job.req.nexthop, session):
+    if reusable and session.alive() and _cacheable(st, key[1], session):
         # this process keeps a few idle sessions per next hop; the surplus
         # goes to the shared cache, where the other smtp processes find it
         if session_cache.count(key) >= LOCAL_IDLE_PER_KEY and await _scache_give(
@@ -172,7 +203,9 @@ async def _finish_session(job, st, key, session, reusable: bool) -> None:
 
 
 async def _open(target, st):
-    """connect(), and again without TLS when the TLS handshake fails."""
+    """connect(), and again without TLS when the TLS handshake fails and TLS is optional."""
+    if st.tls_required:
+        return await connect(target, st, True)
     allow_tls = _no_tls.get(target.relay, 0) < time.monotonic()
     try:
         return await connect(target, st, allow_tls)
@@ -184,9 +217,10 @@ async def _open(target, st):
 
 def _give_up(job: DeliveryJob, err: SessionError, relay: str) -> None:
     if err.dsn.startswith("5"):
-        job.bounce_all(err.reason, err.dsn, relay)
+        job.bounce_all(err.reason, err.dsn, relay, err.reply, err.mta)
     else:
-        job.defer_all(err.reason, err.dsn if err.dsn.startswith("4") else "4.4.2", relay)
+        dsn = err.dsn if err.dsn.startswith("4") else "4.4.2"
+        job.defer_all(err.reason, dsn, relay, err.reply, err.mta)
 
 
 async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
@@ -194,11 +228,22 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
     st = Settings.of(job.cfg, lmtp)
     if not job.pending():
         return
-    out = Outgoing(job, st.line_length_limit)
+    refusal = st.tls_refusal()
+    if refusal is not None:
+        dsn, reason = refusal
+        log.warning("%s: %s", job.req.queue_id, reason)
+        job.defer_all(reason, dsn)
+        return
+    try:
+        out = Outgoing(job, st.line_length_limit, GenericMapper.of(job.cfg, lmtp))
+    except MapRetry as exc:
+        job.defer_all(f"{param_name(lmtp, 'generic_maps')} lookup error: {exc}", "4.3.0")
+        return
     key = (lmtp, job.req.nexthop.lower())
+    tries = _Tries()
 
-    # a kept session first
-    shared = True
+    # a kept session first (the shared cache holds plain-text sessions only)
+    shared = not st.tls_required
     while job.pending():
         session = session_cache.take(key)
         if session is None and shared:
@@ -206,9 +251,12 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
             shared = session is not None
         if session is None:
             break
+        if st.tls_required and not session.tls:
+            session.close()  # kept under a weaker setting: never used for this one
+            continue
         job.conn_time = time.time() - job.started
         try:
-            reusable = await session.transact(job, out, job.pending())
+            reusable = await session.transact(job, out, out.recipients_for(job))
         except StaleSession:
             continue
         except SessionError as exc:
@@ -218,53 +266,113 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
                 return
             break
         await _finish_session(job, st, key, session, reusable)
-        return
+        if not out.retry:
+            return
+        tries.soft_relays.add(session.target.relay)  # the other servers may take the rest
+        break
 
     try:
-        targets = await resolve_nexthop(job.req.nexthop, job.cfg, lmtp)
+        targets: Targets | None = await resolve_nexthop(job.req.nexthop, job.cfg, lmtp)
+        missed: NexthopError | None = None
     except NexthopError as exc:
-        if exc.dsn.startswith("5"):
-            job.bounce_all(exc.reason, exc.dsn)
-        else:
-            job.defer_all(exc.reason, exc.dsn)
+        targets, missed = None, exc
+    if targets is not None and await _try_site(job, st, key, out, targets, tries):
         return
-    sessions = 0
+    fallbacks = _fallback_relays(job, lmtp, targets, missed, tries)
+    for relay in fallbacks:
+        if not out.recipients_for(job):
+            return
+        try:
+            relay_targets = await resolve_nexthop(relay, job.cfg, lmtp)
+        except NexthopError as exc:
+            tries.missed = exc
+            continue
+        if await _try_site(job, st, (lmtp, relay.lower()), out, relay_targets, tries):
+            return
+    if not job.pending():
+        return
+    last = tries.last
+    if last is None:
+        gone = tries.missed if fallbacks else missed
+        if gone is None:
+            job.defer_all("no server could be tried", "4.4.1")
+        elif gone.dsn.startswith("5") and not fallbacks:
+            job.bounce_all(gone.reason, gone.dsn)
+        else:  # a fallback relay that cannot be found is this site's problem: wait
+            job.defer_all(gone.reason, "4" + gone.dsn[1:])
+    elif tries.site_only:
+        dsn = last.dsn if last.dsn.startswith("4") else "4.4.1"
+        job.hop_failed(dsn, last.reason, tries.last_relay, last.reply, last.mta)
+    else:
+        _give_up(job, last, tries.last_relay)
+
+
+@dataclass
+class _Tries:
+    """What the sessions of one request ran into, across the next hop and its fallbacks."""
+
     last: SessionError | None = None
-    last_relay = "none"
-    site_only = True
+    last_relay: str = "none"
+    site_only: bool = True  # no server became usable
+    final: bool = False  # content was sent: no other server may be tried
+    missed: NexthopError | None = None  # the last fallback relay that could not be resolved
+    soft_relays: set[str] = field(default_factory=set)  # servers that gave a recipient 4xx
+
+
+async def _try_site(job, st: Settings, key: tuple, out: Outgoing, targets, tries: _Tries) -> bool:
+    """Try targets in order (up to smtp_mx_session_limit sessions); True when a
+    transaction ran to its end and no recipient is left for another server
+    (every one has its status, none only deferred by a 4xx reply)."""
+    sessions = 0
     session_limit = st.mx_session_limit if st.mx_session_limit > 0 else len(targets)
     for target in targets:
-        if sessions >= session_limit or not job.pending():
+        if sessions >= session_limit or not out.recipients_for(job):
             break
+        if target.relay in tries.soft_relays:
+            continue  # it deferred these recipients already in this request
         try:
             session = await _open(target, st)
         except SessionError as exc:
-            last, last_relay = exc, target.relay
+            tries.last, tries.last_relay = exc, target.relay
             continue
         sessions += 1
         job.conn_time = time.time() - job.started
         try:
-            reusable = await session.transact(job, out, job.pending())
+            reusable = await session.transact(job, out, out.recipients_for(job))
         except StaleSession:  # cannot happen on a fresh session; be safe
             session.close()
             continue
         except SessionError as exc:
             session.close()
-            last, last_relay, site_only = exc, target.relay, False
+            tries.last, tries.last_relay, tries.site_only = exc, target.relay, False
             if exc.final:
-                break
+                tries.final = True
+                return False
             continue
         await _finish_session(job, st, key, session, reusable)
-        return
-    if not job.pending():
-        return
-    if last is None:
-        job.defer_all("no server could be tried", "4.4.1")
-    elif site_only:
-        dsn = last.dsn if last.dsn.startswith("4") else "4.4.1"
-        job.hop_failed(dsn, last.reason, last_relay)
-    else:
-        _give_up(job, last, last_relay)
+        if not out.retry:
+            return True
+        tries.soft_relays.add(target.relay)
+    return False
+
+
+def _fallback_relays(
+    job, lmtp: bool, targets: Targets | None, missed: NexthopError | None, tries: _Tries
+) -> list[str]:
+    """The smtp_fallback_relay destinations to try now, in order; [] when none apply.
+
+    Not for LMTP, not after the content went out, not when the next hop
+    failed for good (null MX, a loop, a malformed next hop) rather than
+    being unknown or unreachable, not when this host is one of its MX
+    hosts (the fallback could send it back), and never the next hop itself."""
+    if lmtp or tries.final:
+        return []
+    if missed is not None and missed.dsn not in FALLBACK_NOT_FOUND and missed.dsn[:1] != "4":
+        return []
+    if targets is not None and targets.mx_self:
+        return []
+    here = job.req.nexthop.strip().lower()
+    return [r for r in job.cfg.get_list("smtp_fallback_relay") if r.strip().lower() != here]
 
 
 async def deliver(job: DeliveryJob) -> None:

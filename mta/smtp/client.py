@@ -16,7 +16,15 @@ DESCRIPTION
     session.features. With smtp_tls_security_level "may" and a server
     that offers STARTTLS the session switches to TLS without checking
     the certificate and greets again; TlsFailed reports a failed
-    handshake so that the caller can connect again without TLS.
+    handshake so that the caller can connect again without TLS. With
+    "encrypt" TLS is required (any certificate): a server that does
+    not offer STARTTLS ends the session with "TLS is required, but was
+    not offered by host ..." (4.7.4), one that refuses it or fails the
+    handshake with a 4.x.x error, and the caller must not retry in
+    plain text. Settings.tls_refusal() names the levels that verify
+    the peer (fingerprint, verify, secure, dane, dane-only), which are
+    not implemented: mail for them is deferred (4.7.5), never sent to
+    an unverified peer; an unknown level is a configuration error.
 
     Outgoing holds the content as it goes out: CRLF line ends, lines
     longer than smtp_line_length_limit broken with CRLF and a blank,
@@ -67,11 +75,14 @@ from dataclasses import dataclass
 from mta.common.dsn import ACTION_DELIVERED, ACTION_RELAYED
 from mta.config.params import PARAMS
 from mta.queue import rec_type as R
+from mta.smtp.generic import GenericMapper
 from mta.smtp.nexthop import Target
 from mta.smtp.reply import REPLY_LINE_LIMIT, REPLY_MAX_LINES, Reply, ReplyError, ReplyParser
 
 SMTP_READ_SIZE = 65536  # bytes asked of the socket per read
+TLS_LEVEL_NONE = frozenset({"", "none"})  # plain text
 TLS_LEVELS = frozenset({"may", "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure"})
+TLS_VERIFY_LEVELS = frozenset({"dane", "dane-only", "fingerprint", "verify", "secure"})  # not yet
 
 # what the client was doing, for "timed out while ..." and "lost connection ... while ..."
 STAGE_GREETING = "receiving the initial server greeting"
@@ -90,12 +101,22 @@ STAGE_QUIT = "sending QUIT"
 class SessionError(Exception):
     """The session failed; the recipients without a status are the caller's."""
 
-    def __init__(self, dsn: str, reason: str, site: bool = False, final: bool = False) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        reason: str,
+        site: bool = False,
+        final: bool = False,
+        reply: str = "",
+        mta: str = "",
+    ) -> None:
         super().__init__(reason)
         self.dsn = dsn
         self.reason = reason
         self.site = site  # the server never became usable
         self.final = final  # content was sent: do not try another server
+        self.reply = reply  # the server's reply, when the reason quotes one
+        self.mta = mta  # the host name of that server
 
 
 class TlsFailed(SessionError):
@@ -106,7 +127,7 @@ class StaleSession(Exception):
     """A reused session turned out to be dead before anything happened in it."""
 
 
-def _param(lmtp: bool, name: str) -> str:
+def param_name(lmtp: bool, name: str) -> str:
     if lmtp:
         alt = "lmtp_lhlo_timeout" if name == "helo_timeout" else f"lmtp_{name}"
         if alt in PARAMS:
@@ -147,6 +168,29 @@ class Settings:
     reuse_time_limit: float
     line_length_limit: int
 
+    @property
+    def tls_required(self) -> bool:
+        """The level demands TLS: no plain-text session, no plain-text retry."""
+        return self.tls_level in TLS_LEVELS and self.tls_level != "may"
+
+    def tls_refusal(self) -> tuple[str, str] | None:
+        """(dsn, reason) when the TLS level cannot be served at all, else None.
+
+        The verification levels need certificate, fingerprint or DANE
+        checks that this client does not make yet; delivering anyway
+        would hand the mail to a peer nobody verified."""
+        name = param_name(self.lmtp, "tls_security_level")
+        level = self.tls_level
+        if level in TLS_VERIFY_LEVELS:
+            return (
+                "4.7.5",
+                f"TLS level {level} ({name}) is not implemented: deferring rather "
+                f"than delivering to an unverified peer",
+            )
+        if level not in TLS_LEVELS and level not in TLS_LEVEL_NONE:
+            return "4.3.5", f"mail system configuration error: invalid {name} value: {level}"
+        return None
+
     _memo = {}  # (id(cfg), lmtp) -> (cfg, Settings)
 
     @classmethod
@@ -156,7 +200,7 @@ class Settings:
             return memo[1]
 
         def p(name: str) -> str:
-            return _param(lmtp, name)
+            return param_name(lmtp, name)
 
         connect_timeout = cfg.get_time(p("connect_timeout")) or 30
         st = cls(
@@ -196,22 +240,50 @@ class Settings:
 
 
 class Outgoing:
-    """The message as it goes on the wire: dot-stuffed, CRLF line ends, the final dot."""
+    """The message as it goes on the wire: dot-stuffed, CRLF line ends, the final dot.
 
-    def __init__(self, job, line_limit: int = 0) -> None:
+    retry holds the recipients a server refused with a 4xx reply: they
+    are deferred with that reply, and the next server (another MX host,
+    a fallback relay) may try them again (recipients_for()).
+
+    With a generic mapper (smtp_generic_maps) the sender, the recipients
+    and the primary address headers go out mapped; MapRetry passes to
+    the caller."""
+
+    def __init__(self, job, line_limit: int = 0, generic: GenericMapper | None = None) -> None:
         msg = job.message()
-        data, longest = job.content_text(b"\r\n")
-        if 0 < line_limit < longest:
-            lines = fold_long_lines(list(job.content_lines()), line_limit)
+        self.mapped: dict[int, str] = {}  # recipient offset -> address sent in RCPT TO
+        self.retry: set[int] = set()  # offsets deferred by a 4xx reply: another server may try
+        if generic is None:
+            data, longest = job.content_text(b"\r\n")
+            if 0 < line_limit < longest:
+                lines = fold_long_lines(list(job.content_lines()), line_limit)
+                data = b"".join(line + b"\r\n" for line in lines)
+            self.sender = job.req.sender
+        else:
+            lines = generic.header_lines(list(job.content_lines()))
+            if line_limit > 0 and any(len(line) > line_limit for line in lines):
+                lines = fold_long_lines(lines, line_limit)
             data = b"".join(line + b"\r\n" for line in lines)
+            self.sender = generic.address(job.req.sender)
+            self.mapped = {r.offset: generic.address(r.address) for r in job.pending()}
         self.size = len(data)
         self.eightbit = bool(msg.flags & R.QF_8BIT) or not data.isascii()
         self.smtputf8 = bool(msg.flags & R.QF_SMTPUTF8)
-        self.sender = job.req.sender
         self.attrs = job.req.attrs
         self._raw = data
         self.payload = stuff_dots(data)
         self._payload7: bytes | None = None
+
+    def recipients_for(self, job) -> list:
+        """The recipients the next transaction is for: those without a status, and
+        those only deferred by a 4xx reply, in request order."""
+        done = job.statuses
+        return [r for r in job.req.recipients if r.offset not in done or r.offset in self.retry]
+
+    def address_of(self, rcpt) -> str:
+        """The address RCPT TO names for rcpt (generic-mapped, or its own)."""
+        return self.mapped.get(rcpt.offset, rcpt.address)
 
     def payload_7bit(self) -> bytes:
         """The content with 8-bit text parts made quoted-printable (for servers without 8BITMIME)."""
@@ -382,10 +454,21 @@ class Session:
             if reply.klass == 5 and st.skip_5xx_greeting:
                 dsn = "4" + dsn[1:]
             raise SessionError(
-                dsn, f"host {self.hostaddr} refused to talk to me: {reply.text}", site=True
+                dsn,
+                f"host {self.hostaddr} refused to talk to me: {reply.text}",
+                site=True,
+                reply=reply.text,
+                mta=self.target.host,
             )
         await self.ehlo()
-        if (
+        if st.tls_required:
+            if "STARTTLS" not in self.features:
+                raise SessionError(
+                    "4.7.4", f"TLS is required, but was not offered by host {self.hostaddr}"
+                )
+            await self.starttls()
+            await self.ehlo()
+        elif (
             allow_tls
             and st.tls_level in TLS_LEVELS
             and "STARTTLS" in self.features
@@ -414,6 +497,8 @@ class Session:
                 reply.dsn if reply.klass == 4 else "4" + reply.dsn[1:],
                 self.said(reply, verb.decode()),
                 site=True,
+                reply=reply.text,
+                mta=self.target.host,
             )
         self.features = {}
         if verb != b"HELO":
@@ -432,6 +517,13 @@ class Session:
             self.close()
             raise TlsFailed(exc.dsn, f"Cannot start TLS: {exc.reason}", site=True) from None
         if reply.code != 220:
+            if st.tls_required:
+                raise SessionError(
+                    "4" + reply.dsn[1:],
+                    f"TLS is required, but host {self.hostaddr} refused to start TLS: {reply.text}",
+                    reply=reply.text,
+                    mta=self.target.host,
+                )
             return  # not now: carry on in plain text
         if self.replies or self.parser.pending():
             self.close()
@@ -478,8 +570,8 @@ class Session:
                 cmd += b" ENVID=" + xtext(envid)
         return cmd
 
-    def _rcpt_command(self, rcpt) -> bytes:
-        cmd = b"RCPT TO:<" + rcpt.address.encode("utf-8") + b">"
+    def _rcpt_command(self, out: Outgoing, rcpt) -> bytes:
+        cmd = b"RCPT TO:<" + out.address_of(rcpt).encode("utf-8") + b">"
         if "DSN" in self.features:
             if rcpt.notify:
                 cmd += b" NOTIFY=" + _notify_words(rcpt.notify)
@@ -489,29 +581,32 @@ class Session:
                     cmd += b" ORCPT=" + kind.encode("ascii", "replace") + b";" + xtext(addr)
         return cmd
 
-    def _fail(self, job, rcpt, reply: Reply, command: str) -> None:
+    def _fail(self, job, out: Outgoing, rcpt, reply: Reply, command: str) -> None:
         reason = self.said(reply, command)
+        host = self.target.host
         if reply.klass == 5:
-            job.bounce(rcpt, reason, reply.dsn, self.target.relay)
+            job.bounce(rcpt, reason, reply.dsn, self.target.relay, reply.text, host)
         else:
-            job.defer(
-                rcpt,
-                reason,
-                "4" + reply.dsn[1:] if reply.klass != 4 else reply.dsn,
-                self.target.relay,
-            )
+            dsn = "4" + reply.dsn[1:] if reply.klass != 4 else reply.dsn
+            job.defer(rcpt, reason, dsn, self.target.relay, reply.text, host)
+            out.retry.add(rcpt.offset)  # another server may take it
 
     def _abort_421(self, reply: Reply, command: str) -> None:
         """The server is going away: end the session; the caller has the open recipients."""
         self.close()
-        raise SessionError(reply.dsn, self.said(reply, command))
+        raise SessionError(
+            reply.dsn, self.said(reply, command), reply=reply.text, mta=self.target.host
+        )
 
     async def transact(self, job, out: Outgoing, rcpts: list) -> bool:
         """One mail transaction; True when the session may be used again."""
         st = self.st
         relay = self.target.relay
         feats = self.features
-        envelope_utf8 = not out.sender.isascii() or any(not r.address.isascii() for r in rcpts)
+        out.retry.difference_update(r.offset for r in rcpts)
+        envelope_utf8 = not out.sender.isascii() or any(
+            not out.address_of(r).isascii() for r in rcpts
+        )
         if envelope_utf8 and ("SMTPUTF8" not in feats or not st.smtputf8_enable):
             for r in rcpts:
                 job.bounce(
@@ -546,7 +641,7 @@ class Session:
             (self._mail_command(out, body, envelope_utf8), "MAIL FROM", st.mail_timeout, STAGE_MAIL)
         )
         for r in rcpts:
-            cmds.append((self._rcpt_command(r), "RCPT TO", st.rcpt_timeout, STAGE_RCPT))
+            cmds.append((self._rcpt_command(out, r), "RCPT TO", st.rcpt_timeout, STAGE_RCPT))
         verify = job.verify  # a probe: stop after RCPT TO
         if not verify:
             cmds.append((b"DATA", "DATA", st.data_init_timeout, STAGE_DATA))
@@ -587,10 +682,10 @@ class Session:
                     if verify:
                         job.sent(r, self.said(reply, name), relay=relay, dsn=reply.dsn)
                 else:
-                    self._fail(job, r, reply, name)
+                    self._fail(job, out, r, reply, name)
         if mail_reply is not None:
             for r in rcpts:
-                self._fail(job, r, mail_reply, "MAIL FROM")
+                self._fail(job, out, r, mail_reply, "MAIL FROM")
         if verify:
             return await self._reset()
         if not accepted and not pipelining:
@@ -605,7 +700,7 @@ class Session:
             return True
         if reply.code != 354:
             for r in accepted:
-                self._fail(job, r, reply, "DATA")
+                self._fail(job, out, r, reply, "DATA")
             return True
         self.write(payload)
         await self.drain(st.data_xfer_timeout, STAGE_CONTENT)
@@ -615,7 +710,8 @@ class Session:
             if reply.code == 421 and not st.lmtp:
                 self.close()
                 for a in accepted:
-                    job.defer(a, self.said(reply, "end of DATA"), reply.dsn, relay)
+                    reason = self.said(reply, "end of DATA")
+                    job.defer(a, reason, reply.dsn, relay, reply.text, self.target.host)
                 return False
             targets = [r] if st.lmtp else accepted
             for a in targets:
@@ -625,7 +721,7 @@ class Session:
                         a, reply.text, relay=relay, dsn=reply.dsn, action=action, dsn_passed=passed
                     )
                 else:
-                    self._fail(job, a, reply, "end of DATA")
+                    self._fail(job, out, a, reply, "end of DATA")
         return True
 
     async def _reset(self) -> bool:

@@ -26,7 +26,8 @@ DESCRIPTION
     explicit inet_interfaces list), only the hosts with a better
     preference are kept; when none is better, the mail loops back to
     this host (5.4.6). At most smtp_mx_address_limit addresses are
-    returned (0: no limit).
+    returned (0: no limit). The answer (Targets, a list) says in
+    mx_self whether this host was among the MX hosts.
 
     Host addresses come from DNS (A, then AAAA) when smtp_host_lookup
     says dns, from the system's resolver (getaddrinfo) when it says
@@ -259,7 +260,15 @@ def _own_addresses(cfg) -> set[str]:
     return out
 
 
-async def resolve_nexthop(nexthop: str, cfg, lmtp: bool = False) -> list[Target]:
+class Targets(list):
+    """resolve_nexthop()'s answer: the targets, best first; mx_self is true when
+    this host is one of the next hop's MX hosts (the list then holds only the
+    better ones), so that no fallback relay is used for it."""
+
+    mx_self: bool = False
+
+
+async def resolve_nexthop(nexthop: str, cfg, lmtp: bool = False) -> Targets:
     """The targets to try for a next hop, best first; NexthopError when there are none."""
     port_param = "lmtp_tcp_port" if lmtp else "smtp_tcp_port"
     try:
@@ -268,7 +277,7 @@ async def resolve_nexthop(nexthop: str, cfg, lmtp: bool = False) -> list[Target]
         raise NexthopError("4.3.5", f"{port_param}: {exc}") from None
     hop = parse_nexthop(nexthop, default_port, lmtp)
     if hop.unix:
-        return [Target("localhost", hop.host, 0, unix=True)]
+        return Targets([Target("localhost", hop.host, 0, unix=True)])
     myhostname = cfg.get("myhostname").lower()
     hosts: list[tuple[int, str]]
     if hop.use_mx and not _is_address(hop.host):
@@ -336,7 +345,9 @@ async def resolve_nexthop(nexthop: str, cfg, lmtp: bool = False) -> list[Target]
         )
     if limit > 0:
         targets = targets[:limit]
-    return targets
+    out = Targets(targets)
+    out.mx_self = own_pref is not None
+    return out
 
 
 def _shuffle_equal(hosts: list[tuple[int, str]]) -> list[tuple[int, str]]:

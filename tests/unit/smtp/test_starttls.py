@@ -1,15 +1,18 @@
 """Opportunistic STARTTLS (smtp_tls_security_level = may) and the plain-text fallback."""
 
+import asyncio
 import ssl
 import subprocess
 
 import pytest
 
+from mta.bounce import logfile
 from mta.config import load_config
-from mta.smtp import deliver
+from mta.queue.queue_file import read_queue_file
+from mta.smtp import deliver, deliver_lmtp
 from tests.support.agent import queue_message, request_for, run_agent
 from tests.support.instance import make_instance
-from tests.unit.smtp.peers import ScriptServer, SinkHandler, read_line, sink
+from tests.unit.smtp.peers import ScriptServer, SinkHandler, lmtp_sink, read_line, sink
 
 
 class TlsRecorder(SinkHandler):
@@ -120,3 +123,149 @@ def test_failed_handshake_falls_back_to_plain_text(tmp_path):
     assert result.statuses[0].action == "relayed"
     assert srv.connections == 2
     assert "Cannot start TLS" in (tmp_path / "maillog").read_text()
+
+
+# ---------------------------------------------------------------- levels that demand TLS
+
+
+def deferred_reasons(cfg, msg):
+    return [
+        (st.dsn, st.reason)
+        for st in logfile.read(cfg.get("queue_directory"), "defer", msg.queue_id)
+    ]
+
+
+def test_encrypt_defers_when_starttls_is_not_offered(tmp_path):
+    handler = TlsRecorder()
+    ctl, _ = sink(handler)  # no tls_context: no STARTTLS in the EHLO reply
+    try:
+        cfg = cfg_for(tmp_path, ctl.port, "encrypt")
+        msg = queue_message(cfg, ["u@example.com"])
+        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
+    finally:
+        ctl.stop()
+    assert handler.messages == []  # nothing went out in plain text
+    assert [(s.action, s.dsn) for s in result.statuses] == [("delayed", "4.7.4")]
+    reason = "TLS is required, but was not offered by host 127.0.0.1[127.0.0.1]"
+    assert deferred_reasons(cfg, msg) == [("4.7.4", reason)]
+    assert not any(r.done for r in read_queue_file(msg.path).recipients)
+
+
+def test_encrypt_delivers_over_tls_when_offered(tmp_path, server_tls):
+    handler = TlsRecorder()
+    ctl, _ = sink(handler, tls_context=server_tls)
+    try:
+        cfg = cfg_for(tmp_path, ctl.port, "encrypt")
+        msg = queue_message(cfg, ["u@example.com"])
+        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
+    finally:
+        ctl.stop()
+    assert result.statuses[0].action == "relayed"
+    assert handler.tls == [True]
+
+
+def test_encrypt_never_retries_in_plain_text_after_a_failed_handshake(tmp_path):
+    async def script(reader, writer, received):
+        writer.write(b"220 raw.example ESMTP\r\n")
+        await read_line(reader, received)
+        writer.write(b"250-raw.example\r\n250 STARTTLS\r\n")
+        if await read_line(reader, received) == b"STARTTLS\r\n":
+            writer.write(b"220 go ahead\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.2)  # the client is in its handshake by now
+            writer.write(b"this is not a TLS server hello at all\r\n" * 4)
+            await writer.drain()
+
+    srv = ScriptServer(script)
+    try:
+        cfg = cfg_for(tmp_path, srv.port, "encrypt")
+        msg = queue_message(cfg, ["u@example.com"])
+        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
+    finally:
+        srv.stop()
+    assert srv.connections == 1
+    assert b"MAIL FROM" not in b"".join(srv.received)
+    (st,) = result.statuses
+    assert (st.action, st.dsn) == ("delayed", "4.7.5")
+    assert st.reason.startswith("Cannot start TLS: handshake failure with 127.0.0.1[127.0.0.1]")
+
+
+def test_encrypt_defers_when_starttls_is_refused(tmp_path):
+    async def script(reader, writer, received):
+        writer.write(b"220 raw.example ESMTP\r\n")
+        await read_line(reader, received)
+        writer.write(b"250-raw.example\r\n250 STARTTLS\r\n")
+        if await read_line(reader, received) == b"STARTTLS\r\n":
+            writer.write(b"454 4.7.0 TLS not available due to local problem\r\n")
+            await read_line(reader, received)
+            writer.write(b"250 ok\r\n")
+
+    srv = ScriptServer(script)
+    try:
+        cfg = cfg_for(tmp_path, srv.port, "encrypt")
+        msg = queue_message(cfg, ["u@example.com"])
+        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
+    finally:
+        srv.stop()
+    assert b"MAIL FROM" not in b"".join(srv.received)
+    (st,) = result.statuses
+    assert (st.action, st.dsn) == ("delayed", "4.7.0")
+    assert st.reason == (
+        "TLS is required, but host 127.0.0.1[127.0.0.1] refused to start TLS: "
+        "454 4.7.0 TLS not available due to local problem"
+    )
+
+
+@pytest.mark.parametrize("level", ["fingerprint", "verify", "secure", "dane", "dane-only"])
+def test_verification_level_defers_without_connecting(tmp_path, server_tls, level):
+    handler = TlsRecorder()
+    ctl, _ = sink(handler, tls_context=server_tls)  # even a server that offers TLS
+    try:
+        cfg = cfg_for(tmp_path, ctl.port, level)
+        msg = queue_message(cfg, ["u@example.com"])
+        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
+    finally:
+        ctl.stop()
+    assert handler.messages == []
+    (st,) = result.statuses
+    assert (st.action, st.dsn) == ("delayed", "4.7.5")
+    assert st.reason == (
+        f"TLS level {level} (smtp_tls_security_level) is not implemented: "
+        "deferring rather than delivering to an unverified peer"
+    )
+    assert deferred_reasons(cfg, msg) == [("4.7.5", st.reason)]
+    assert f"warning: {msg.queue_id}: TLS level {level}" in (tmp_path / "maillog").read_text()
+
+
+def test_unknown_level_is_a_configuration_error_not_plain_text(tmp_path):
+    handler = TlsRecorder()
+    ctl, _ = sink(handler)
+    try:
+        cfg = cfg_for(tmp_path, ctl.port, "encrpyt")
+        msg = queue_message(cfg, ["u@example.com"])
+        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
+    finally:
+        ctl.stop()
+    assert handler.messages == []
+    assert [(s.action, s.dsn) for s in result.statuses] == [("delayed", "4.3.5")]
+
+
+def test_lmtp_encrypt_defers_when_starttls_is_not_offered(tmp_path):
+    ctl, handler = lmtp_sink()
+    try:
+        cfg = load_config(
+            str(
+                make_instance(
+                    tmp_path,
+                    f"lmtp_tcp_port = {ctl.port}\nlmtp_tls_security_level = encrypt\n",
+                )
+            )
+        )
+        msg = queue_message(cfg, ["u@example.com"])
+        result = run_agent(deliver_lmtp, cfg, request_for(msg, "inet:127.0.0.1"), tmp_path)
+    finally:
+        ctl.stop()
+    assert handler.messages == []
+    (st,) = result.statuses
+    assert (st.action, st.dsn) == ("delayed", "4.7.4")
+    assert st.reason == "TLS is required, but was not offered by host 127.0.0.1[127.0.0.1]"

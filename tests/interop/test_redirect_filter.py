@@ -1,0 +1,122 @@
+"""REDIRECT and FILTER under the real master: smtpd access tables and header_checks.
+
+REDIRECT replaces every recipient of the message (qmgr); FILTER, which has
+no content-filter machinery behind it yet, puts the message on hold rather
+than deliver it unscanned, and a release delivers it with a warning."""
+
+import re
+import smtplib
+
+import pytest
+
+from tests.support.running import relay_system, wait_for
+from tests.unit.smtp.peers import sink
+
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    top = tmp_path_factory.mktemp("redirect")
+    ctl, handler = sink()
+    (top / "access").write_text(
+        "a@remote.example REDIRECT other@redirect.example\n"
+        f"f@remote.example FILTER smtp:[127.0.0.1]:{ctl.port}\n"
+    )
+    (top / "header_checks").write_text(
+        "/^Subject: redirect me/ REDIRECT hdr@redirect.example\n"
+        f"/^Subject: filter me/ FILTER smtp:[127.0.0.1]:{ctl.port}\n"
+    )
+    inst = relay_system(
+        top,
+        "smtp unix - - n - - smtp\n",
+        transport_maps=f"inline:{{ {{remote.example=smtp:[127.0.0.1]:{ctl.port}}}, "
+        f"{{redirect.example=smtp:[127.0.0.1]:{ctl.port}}} }}",
+        smtpd_recipient_restrictions=f"check_recipient_access texthash:{top}/access, "
+        "permit_mynetworks, reject",
+        header_checks=f"regexp:{top}/header_checks",
+    )
+    r = inst.mta("start")
+    assert r.returncode == 0, r.stderr
+    try:
+        yield inst, handler
+    finally:
+        inst.stop()
+        ctl.stop()
+
+
+def queue_id_of(text: str, rcpt: str) -> str:
+    m = re.search(rf"(\w+): to=<{re.escape(rcpt)}>", text)
+    assert m, text
+    return m.group(1)
+
+
+def received_by(handler, subject: str) -> list[list[str]]:
+    return [rcpts for _, rcpts, data, _ in handler.messages if subject.encode() in data]
+
+
+def test_access_table_redirect_replaces_every_recipient(system):
+    inst, handler = system
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s:
+        s.sendmail(
+            "sender@ok.example",
+            ["a@remote.example", "b@remote.example"],
+            b"Subject: access redirect\r\n\r\nbody\r\n",
+        )
+    assert wait_for(lambda: received_by(handler, "access redirect"), 20)
+    text = inst.wait_log(r"to=<other@redirect\.example>.*status=sent", 20)
+    qid = queue_id_of(text, "other@redirect.example")
+    inst.wait_log(rf"{qid}: removed", 20)
+    assert received_by(handler, "access redirect") == [["other@redirect.example"]]
+    line = next(ln for ln in inst.log().splitlines() if f"{qid}: to=<other@" in ln)
+    assert "orig_to=<a@remote.example>" in line
+    assert not re.search(rf"{qid}: to=<[ab]@remote\.example>", inst.log())
+
+
+def test_header_checks_redirect_replaces_every_recipient(system):
+    inst, handler = system
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s:
+        s.sendmail(
+            "sender@ok.example",
+            ["c@remote.example", "d@remote.example"],
+            b"Subject: redirect me\r\n\r\nbody\r\n",
+        )
+    assert wait_for(lambda: received_by(handler, "redirect me"), 20)
+    text = inst.wait_log(r"to=<hdr@redirect\.example>.*status=sent", 20)
+    qid = queue_id_of(text, "hdr@redirect.example")
+    inst.wait_log(rf"{qid}: removed", 20)
+    assert received_by(handler, "redirect me") == [["hdr@redirect.example"]]
+    assert not re.search(rf"{qid}: to=<[cd]@remote\.example>", inst.log())
+
+
+def test_filter_holds_the_message_and_release_delivers_it_with_a_warning(system):
+    inst, handler = system
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s:
+        s.sendmail("sender@ok.example", ["e@remote.example"], b"Subject: filter me\r\n\r\nbody\r\n")
+    text = inst.wait_log(r"FILTER smtp:\S+ is not implemented; message placed on hold", 20)
+    qid = re.search(r"warning: (\w+): FILTER smtp:\S+ is not implemented", text).group(1)
+    listing = inst.mta("queue", "-p").stdout
+    assert re.search(rf"^{qid}!", listing, re.M), listing  # "!": on hold
+    assert not received_by(handler, "filter me")
+    r = inst.mta("super", "-H", qid)
+    assert r.returncode == 0, r.stderr
+    assert wait_for(lambda: received_by(handler, "filter me"), 20)
+    text = inst.wait_log(rf"{qid}: removed", 20)
+    assert f"warning: {qid}: FILTER smtp:[127.0.0.1]" in text
+    assert re.search(rf"{qid}: FILTER \S+ is not implemented; delivering without the filter", text)
+    assert received_by(handler, "filter me") == [["e@remote.example"]]
+
+
+def test_access_table_filter_holds_the_message(system):
+    inst, handler = system
+    held = r"warning: (\w+): FILTER smtp:\S+ is not implemented; message placed on hold"
+    before = len(re.findall(held, inst.log()))
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s:
+        s.sendmail(
+            "sender@ok.example", ["f@remote.example"], b"Subject: access filter\r\n\r\nb\r\n"
+        )
+    text = inst.wait_log(held, 20, count=before + 1)
+    qid = re.findall(held, text)[-1]
+    listing = inst.mta("queue", "-p").stdout
+    assert re.search(rf"^{qid}!.*\n\s+f@remote\.example", listing, re.M), listing
+    assert not received_by(handler, "access filter")
