@@ -29,9 +29,10 @@ DESCRIPTION
     services finish their current clients first. abort stops at once
     (SIGQUIT: the master kills its children). reload makes the master
     re-read its configuration (SIGHUP). status says whether the mail
-    system runs and exits 0 when it does, 1 when not. flush asks qmgr
-    to retry deferred mail, for users on authorized_flush_users (root
-    and mail_owner always).
+    system runs and exits 0 when it does, 1 when not.
+
+    flush asks qmgr to retry deferred mail now, for users on
+    authorized_flush_users (root and mail_owner always may).
 
     Messages go to stderr and, when maillog_file is set, to the log,
     tagged SYSLOG_NAME/mta-script as Postfix's postfix-script does.
