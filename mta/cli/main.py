@@ -45,7 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "map": ("mta.cli.map", "build and query lookup tables (postmap)"),
     "alias": ("mta.cli.alias", "build and query alias tables (postalias, newaliases)"),
     "lock": ("mta.cli.lock", "lock a mailbox and run a command (postlock)"),
-    "log": ("mta.cli.log", "write a line to the mail log (postlog)"),
+    "log": ("mta.cli.log", "write a line to the mail log (postlog), or read it (--tail, -f)"),
     "cat": ("mta.cli.cat", "show queue files (postcat)"),
     "queue": ("mta.cli.queue", "list the mail queue or flush it (postqueue, mailq)"),
     "qshape": ("mta.cli.qshape", "show the queue by domain and age (qshape)"),
