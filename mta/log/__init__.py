@@ -78,7 +78,15 @@ def init(service: str, cfg=None, *, stdout: bool = False, verbose: int = 0) -> N
     path = cfg.get("maillog_file") if cfg is not None else ""
     _state["stdout"] = stdout or os.environ.get("MTA_LOG_STDOUT") == "1"
     if path and not (_state["stdout"] and _stdout_is(path)):
-        _state["fd"] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            _state["fd"] = os.open(
+                path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+            )
+        except OSError as exc:
+            if not _state["stdout"]:
+                raise
+            # the foreground keeps its log on stdout rather than not starting
+            warning("open %s: %s; logging to stdout only", path, exc.strerror)
     elif not path and not _state["stdout"]:
         fac = cfg.get("syslog_facility") if cfg is not None else "mail"
         _state["facility"] = FACILITIES.get(fac, 2)
