@@ -16,7 +16,8 @@ DESCRIPTION
     With no FILE, a queue file is read from standard input.
 
     A damaged file prints what could be read, then one line
-    "mta cat: error: NAME: what is wrong", and the exit status is 1.
+    "mta cat: warning: NAME: what is wrong"; the other files are shown
+    all the same, and the exit status is 1.
 
 SECURITY
     Reads queue files; run it as root or mail_owner. Queue ids from the
@@ -183,12 +184,12 @@ def main(argv: list[str], command: str = "cat") -> int:
                 with open(path, "rb") as f:
                     data = f.read()
         except OSError as exc:
-            sys.stderr.write(f"mta {command}: error: {name}: {exc.strerror}\n")
+            sys.stderr.write(f"mta {command}: warning: {name}: {exc.strerror}\n")
             status = 1
             continue
         error = printer.show(name, data)
         sys.stdout.flush()
         if error:
-            sys.stderr.write(f"mta {command}: error: {name}: {error}\n")
+            sys.stderr.write(f"mta {command}: warning: {name}: {error}\n")
             status = 1
     return status

@@ -1,15 +1,22 @@
-"""cli.common - what every subcommand shares: -c, -v, config loading
+"""cli.common - what every subcommand shares: -c, -v, config loading, error lines
 
 SYNOPSIS
-    from mta.cli.common import make_parser, load
+    from mta.cli.common import make_parser, load, fatal, warning
     parser = make_parser("conf", "show or edit parameters")
     args = parser.parse_args(argv)
     cfg = load(args)
+    return fatal("conf", "no such parameter: x")    # "mta conf: fatal: ...", 1
 
 DESCRIPTION
     make_parser() adds -c CONFIG_DIR and -v (repeatable) to an argparse
     parser named "mta COMMAND". load() resolves the configuration
     directory as mta.config.resolve_config_dir does and returns a Config.
+
+    Every command reports a problem in one style, Postfix's: one line
+    "mta COMMAND: fatal: TEXT" on stderr and a non-zero exit (fatal()),
+    or "mta COMMAND: warning: TEXT" when it carries on (warning()). A
+    command-line error found by argparse keeps argparse's usage line and
+    then says "mta COMMAND: fatal: TEXT", exit status 2.
 
 SECURITY
     Runs with the invoker's privileges.
@@ -19,13 +26,33 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from mta.config import Config, load_config
 from mta.config.errors import ConfigError
 
 
+def fatal(command: str, text: str, status: int = 1) -> int:
+    """Write "mta COMMAND: fatal: TEXT" on stderr; return status for the caller to exit with."""
+    sys.stderr.write(f"mta {command}: fatal: {text}\n")
+    return status
+
+
+def warning(command: str, text: str) -> None:
+    """Write "mta COMMAND: warning: TEXT" on stderr."""
+    sys.stderr.write(f"mta {command}: warning: {text}\n")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors in the "mta COMMAND: fatal: ..." form."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: fatal: {message}\n")
+
+
 def make_parser(command: str, description: str, **kw) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"mta {command}", description=description, **kw)
+    parser = Parser(prog=f"mta {command}", description=description, **kw)
     parser.add_argument(
         "-c",
         dest="config_dir",
@@ -47,5 +74,5 @@ def load_or_report(args: argparse.Namespace, command: str) -> Config | None:
     try:
         return load(args)
     except ConfigError as exc:
-        sys.stderr.write(f"mta {command}: fatal: {exc}\n")
+        fatal(command, str(exc))
         return None

@@ -4,8 +4,10 @@ SYNOPSIS
     mta lock [-c CONFIG_DIR] [-l LOCK_STYLE] [-v] FILE COMMAND [ARGS...]
 
 DESCRIPTION
-    As postlock(1): FILE is opened for appending (created 0600 when
-    missing) and locked the way the local delivery agent locks a
+    As postlock(1): FILE (a relative name is taken from the current
+    directory, as every other command takes it, not from the instance
+    directory) is opened for appending (created 0600 when missing) and
+    locked the way the local delivery agent locks a
     mailbox (mailbox_delivery_lock, or the styles given with -l, comma
     separated: fcntl, flock, dotlock), with deliver_lock_attempts tries
     deliver_lock_delay apart and stale_lock_time for dot-locks; then

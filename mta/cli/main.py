@@ -3,6 +3,7 @@
 SYNOPSIS
     mta [-c CONFIG_DIR] [-v] COMMAND [ARGS...]
     mta COMMAND --help
+    mta --version
 
 DESCRIPTION
     Subcommands mirror Postfix's tools and keep their flags: start,
@@ -13,7 +14,9 @@ DESCRIPTION
     embedded default instance when nothing does.
 
     A configuration error prints one line, "mta COMMAND: fatal: FILE,
-    line N: ...", and exits 1.
+    line N: ...", and exits 1; so does a file the command cannot open or
+    write ("mta COMMAND: fatal: FILE: REASON"), never a traceback.
+    --version prints "mta VERSION".
 
 SECURITY
     Runs with the invoker's privileges; the master drops them later.
@@ -24,6 +27,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+import mta
+from mta.cli.common import fatal
 from mta.config.errors import ConfigError
 
 # name -> (module, one-line summary); each module has main(argv, command) -> int
@@ -40,7 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "map": ("mta.cli.map", "build and query lookup tables (postmap)"),
     "alias": ("mta.cli.alias", "build and query alias tables (postalias, newaliases)"),
     "lock": ("mta.cli.lock", "lock a mailbox and run a command (postlock)"),
-    "log": ("mta.cli.log", "write a line to the mail log (postlog)"),
+    "log": ("mta.cli.log", "write a line to the mail log (postlog), or read it (--tail, -f)"),
     "cat": ("mta.cli.cat", "show queue files (postcat)"),
     "queue": ("mta.cli.queue", "list the mail queue or flush it (postqueue, mailq)"),
     "qshape": ("mta.cli.qshape", "show the queue by domain and age (qshape)"),
@@ -63,6 +68,7 @@ def _help() -> str:
         "                 else the embedded instance in ~/.local/state/mta)",
         "  -v             more verbose logging",
         "  -h, --help     this help; 'mta COMMAND --help' for a command",
+        "  --version      the version of mta",
     ]
     return "\n".join(lines) + "\n"
 
@@ -75,6 +81,9 @@ def run(argv: list[str]) -> int:
         arg = argv[i]
         if arg in ("-h", "--help"):
             sys.stdout.write(_help())
+            return 0
+        if arg == "--version":
+            sys.stdout.write(f"mta {mta.__version__}\n")
             return 0
         if arg == "-c":
             if i + 1 >= len(argv):
@@ -106,12 +115,14 @@ def run(argv: list[str]) -> int:
     try:
         return module.main(passthrough + rest, command)
     except ConfigError as exc:
-        sys.stderr.write(f"mta {command}: fatal: {exc}\n")
-        return 1
+        return fatal(command, str(exc))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 1
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return fatal(command, f"{where}{exc.strerror or exc}")
 
 
 def main() -> None:

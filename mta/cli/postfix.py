@@ -19,14 +19,20 @@ DESCRIPTION
 
     start runs check, refuses when a master already holds master.pid,
     then starts the master as a daemon (double fork, new session, stdio
-    on /dev/null) and returns once it is ready. start-fg runs the master
-    in this process, logging to stdout, until SIGINT or SIGTERM.
+    on /dev/null) and returns once it is ready, saying where SMTP
+    listens and where local mail is delivered; when the master gives up
+    instead, the reason it logged (a port already in use ...) is shown.
+    start-fg says the same and runs the master in this process, logging
+    to stdout and maillog_file, until SIGINT or SIGTERM.
 
     stop asks the master to stop (SIGTERM) and waits until it is gone:
     services finish their current clients first. abort stops at once
     (SIGQUIT: the master kills its children). reload makes the master
     re-read its configuration (SIGHUP). status says whether the mail
     system runs and exits 0 when it does, 1 when not.
+
+    flush asks qmgr to retry deferred mail now, for users on
+    authorized_flush_users (root and mail_owner always may).
 
     Messages go to stderr and, when maillog_file is set, to the log,
     tagged SYSLOG_NAME/mta-script as Postfix's postfix-script does.
@@ -49,8 +55,10 @@ import sys
 import time
 
 from mta import log
+from mta.cli import startup
 from mta.cli.common import load, make_parser
 from mta.common.trigger import TRIGGER_FLUSH, trigger_qmgr
+from mta.common.user_acl import FLUSH_ACL, AccessDenied, check_user
 from mta.config import Config, ConfigError
 from mta.config.master_cf import read_master_cf
 from mta.master.master import MASTER_KILL_WAIT, MASTER_STOP_GRACE, Master, plan_service
@@ -217,9 +225,13 @@ def start(cfg: Config, script: Script, verbose: int) -> int:
     if running_pid(pid_path) is not None:
         return script.fatal("the mail system is already running")
     script.info("starting the mail system")
+    mark = startup.log_size(cfg)
     fd = _daemonize(cfg, verbose)
     if not _wait_ready(fd, START_TIMEOUT):
-        return script.fatal(f"mail system startup failed; see {_log_hint(cfg)}")
+        why = startup.failure_reason(cfg, mark) or f"see {_log_hint(cfg)}"
+        return script.fatal(f"mail system startup failed: {why}")
+    for line in startup.where_lines(cfg):
+        script.info(line)
     return 0
 
 
@@ -227,6 +239,8 @@ def start_fg(cfg: Config, script: Script, verbose: int) -> int:
     check(cfg, script)
     if running_pid(paths.master_pid_path(cfg)) is not None:
         return script.fatal("the mail system is already running")
+    for line in startup.where_lines(cfg):
+        script.info(line)
     return Master(cfg.config_dir, foreground=True, verbose=verbose).run()
 
 
@@ -295,6 +309,11 @@ def flush_queue(cfg: Config) -> bool:
 
 
 def flush(cfg: Config, script: Script) -> int:
+    try:
+        check_user(cfg, FLUSH_ACL)
+    except AccessDenied as exc:
+        script.fatal(str(exc))
+        return exc.status
     if not flush_queue(cfg):
         return script.fatal("cannot flush the mail queue: the mail system is down")
     return 0

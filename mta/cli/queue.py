@@ -35,6 +35,11 @@ DESCRIPTION
 
     mailq and sendmail -bp print the same listing, the same way.
 
+    Only users on authorized_mailq_users may see the listing, only users
+    on authorized_flush_users may use -f, -i and -s; root and mail_owner
+    always may. Anybody else gets "User NAME(UID) is not allowed to view
+    the mail queue" (or "flush the mail queue") and exit status 77.
+
 SECURITY
     Reads the queue as the invoking user when it may; otherwise only
     copies what the showq service sends. -f, -i and -s change retry
@@ -47,7 +52,8 @@ import os
 import sys
 import time
 
-from mta.cli.common import load_or_report, make_parser
+from mta.cli.common import fatal, load_or_report, make_parser
+from mta.common.user_acl import FLUSH_ACL, MAILQ_ACL, AccessDenied, check_user
 from mta.queue.showq import QUEUES, iter_entries, iter_listing
 
 EX_UNAVAILABLE = 69
@@ -83,6 +89,11 @@ def show_queue(cfg, as_json: bool, me: str, use_showq: bool = False) -> int:
     """The listing for this user: read directly when allowed, else from the showq service.
 
     me: the program name that begins an error line ("mta queue", "mailq")."""
+    try:
+        check_user(cfg, MAILQ_ACL)
+    except AccessDenied as exc:
+        sys.stderr.write(f"{me}: fatal: {exc}\n")
+        return exc.status
     if not use_showq and queue_readable(cfg):
         return list_queue(cfg, as_json)
     from mta.common.showq_clnt import ShowqError, fetch_listing
@@ -180,23 +191,24 @@ def main(argv: list[str], command: str = "queue") -> int:
     cfg = load_or_report(args, command)
     if cfg is None:
         return 1
+    if args.f or args.i or args.s:
+        try:
+            check_user(cfg, FLUSH_ACL)
+        except AccessDenied as exc:
+            return fatal(command, str(exc), exc.status)
     if args.f:
         from mta.cli.postfix import flush_queue
 
         if not flush_queue(cfg):
-            sys.stderr.write(f"mta {command}: fatal: cannot flush: the mail system is down\n")
-            return EX_UNAVAILABLE
+            return fatal(command, "cannot flush: the mail system is down", EX_UNAVAILABLE)
         return 0
-    if args.i:
-        status, text = flush_one(cfg, args.i)
+    if args.i or args.s:
+        status, text = flush_one(cfg, args.i) if args.i else flush_one_site(cfg, args.s)
+        if status:
+            return fatal(command, text, status)
         if text:
-            sys.stderr.write(f"mta {command}: {'warning: ' if status else ''}{text}\n")
-        return status
-    if args.s:
-        status, text = flush_one_site(cfg, args.s)
-        if text:
-            sys.stderr.write(f"mta {command}: {'fatal: ' if status else ''}{text}\n")
-        return status
+            sys.stderr.write(f"mta {command}: {text}\n")
+        return 0
     try:
         return show_queue(cfg, args.j, f"mta {command}", args.showq)
     except BrokenPipeError:

@@ -34,13 +34,22 @@ DESCRIPTION
     mail system is down); -qRsite only the mail for site (mta queue -s);
     -qIqueue_id one message (mta queue -i). -qSsite is not implemented,
     as in Postfix: it says so and exits 69 (EX_UNAVAILABLE).
-    -bp and the name mailq print the queue listing (mta queue).
+    -bp and the name mailq print the queue listing (mta queue). Under
+    the name mailq only -C config_dir and -v are accepted; any other
+    option is refused with the usage line and exit status 64, as
+    postqueue refuses what it does not know.
     -bi, -I and the name newaliases build every table of alias_database
     (mta alias, postalias) and exit with its status.
 
+    A user who is not on authorized_submit_users may not submit mail
+    (the -bm, -t, -bs and -bv modes), one not on authorized_flush_users
+    may not use -q, one not on authorized_mailq_users may not list the
+    queue (root and mail_owner always may): "sendmail: fatal: User
+    NAME(UID) is not allowed to submit mail" and exit status 77.
+
     Exit status follows sysexits.h: 0 queued, 64 usage, 65 bad message
     data, 69 unavailable, 73 cannot create the queue file, 75 temporary
-    failure, 78 configuration error.
+    failure, 77 not allowed, 78 configuration error.
 
 SECURITY
     Runs as the invoking user; reads untrusted input and writes only a
@@ -53,6 +62,7 @@ import os
 import pwd
 import sys
 
+from mta.common.user_acl import FLUSH_ACL, SUBMIT_ACL, AccessDenied, check_user
 from mta.config import ConfigError, load_config
 from mta.queue import rec_type as R
 from mta.trivial_rewrite.address import parse_addr_list
@@ -72,6 +82,8 @@ USAGE = (
     "usage: sendmail [-t] [-i] [-f sender] [-F name] [-N notify] [-R ret] [-V envid]\n"
     "                [-C config_dir] [-bm | -bs | -bp | -bv | -bi] [recipient ...]\n"
 )
+MAILQ_USAGE = "usage: mailq [-C config_dir] [-v]\n"
+MAILQ_OPTIONS = ("-bp", "-v")  # all mailq takes besides -C config_dir
 
 NOTIFY_WORDS = {
     "never": R.DSN_NOTIFY_NEVER,
@@ -85,9 +97,23 @@ class UsageError(Exception):
     pass
 
 
-def fail(status: int, text: str) -> int:
-    sys.stderr.write(f"sendmail: fatal: {text}\n")
+def fail(status: int, text: str, prog: str = "sendmail") -> int:
+    sys.stderr.write(f"{prog}: fatal: {text}\n")
     return status
+
+
+def check_mailq_args(argv: list[str]) -> None:
+    """mailq takes -C config_dir and -v only: UsageError names anything else."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-C":
+            i += 2
+            continue
+        if not (arg.startswith("-C") or arg in MAILQ_OPTIONS or arg in ("--help", "-?")):
+            what = "invalid option" if arg.startswith("-") else "unexpected argument"
+            raise UsageError(f"{what} {arg}")
+        i += 1
 
 
 def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
@@ -264,8 +290,11 @@ def flush_deferred(opts: dict) -> int:
 
     try:
         cfg = load_config(opts.get("C"))
+        check_user(cfg, FLUSH_ACL)
     except ConfigError as exc:
         return fail(EX_CONFIG, str(exc))
+    except AccessDenied as exc:
+        return fail(exc.status, str(exc))
     if opts["q"][:1] in ("R", "I"):
         from mta.cli.queue import flush_one, flush_one_site
 
@@ -281,10 +310,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     prog = os.path.basename(prog or sys.argv[0] or "sendmail")
     try:
+        if prog == "mailq":
+            check_mailq_args(argv)
         opts, recipients = parse_args(argv)
     except UsageError as exc:
-        sys.stderr.write(f"sendmail: {exc}\n{USAGE}")
-        return EX_USAGE
+        who, usage = ("mailq", MAILQ_USAGE) if prog == "mailq" else ("sendmail", USAGE)
+        return fail(EX_USAGE, f"{exc}\n{usage.rstrip()}", who)
     if opts["mode"] == "help":
         sys.stdout.write(USAGE + __doc__.split("DESCRIPTION", 1)[1].split("SECURITY")[0])
         return EX_OK
@@ -309,6 +340,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return fail(EX_USAGE, f"-b{opts['mode']} is not supported; use mta start")
     try:
         cfg = load_config(opts.get("C"))
+        check_user(cfg, SUBMIT_ACL)
         if opts["mode"] == "s":
             return run_smtp_on_stdio(cfg)
         if opts["mode"] == "v":
@@ -318,9 +350,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return submit(cfg, opts, recipients, data)
     except ConfigError as exc:
         return fail(EX_CONFIG, str(exc))
+    except AccessDenied as exc:
+        return fail(exc.status, str(exc))
     except UsageError as exc:
-        sys.stderr.write(f"sendmail: {exc}\n")
-        return EX_USAGE
+        return fail(EX_USAGE, str(exc))
 
 
 def entry() -> None:

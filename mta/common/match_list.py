@@ -1,12 +1,13 @@
 """common.match_list - Postfix match lists: mydestination, relay_domains, mynetworks ...
 
 SYNOPSIS
-    from mta.common.match_list import DomainList, AddrList
+    from mta.common.match_list import DomainList, AddrList, NameList
     dests = DomainList(cfg.get_list("mydestination"), cfg, parent_matches=False)
     dests.match("example.com")                                  # -> bool
     nets = AddrList(cfg.get_list("mynetworks"), cfg)
     nets.match("192.0.2.7", name="mail.example.com")            # -> bool
     DomainList.from_param(cfg, "relay_domains")                 # parent_matches from config
+    NameList(cfg.get_list("authorized_submit_users"), cfg).match("alice")
 
 DESCRIPTION
     A match list is a list of items tried in order; the first item that
@@ -22,6 +23,8 @@ DESCRIPTION
         192.0.2.0/24    (AddrList) a network; also [2001:db8::]/32,
         [::1], 192.0.2.7 a single address
 
+    NameList (user names: authorized_submit_users ...) compares whole
+    names only: neither a pattern nor a table key matches a part of one.
     Domain table lookups try the name, then its parents on fixed-string
     tables ("example.com" or ".example.com" style as above). AddrList
     tries a table with the host name (as a domain) and then the address.
@@ -182,6 +185,18 @@ class AddrList(_MatchList):
                 hit = (bool(low) and self._match_table(what, low)) or (
                     bool(text) and what.lookup(text) is not None
                 )
+            if hit:
+                return not negate
+        return False
+
+
+class NameList(_MatchList):
+    """A list of plain names (authorized_submit_users ...): whole names, no parents."""
+
+    def match(self, name: str) -> bool:
+        low = name.lower()
+        for negate, kind, what in self.entries:
+            hit = what.lookup(low) is not None if kind == "table" else low == what
             if hit:
                 return not negate
         return False

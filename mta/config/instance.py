@@ -18,9 +18,19 @@ DESCRIPTION
     files under mail/. showq (public/showq) lists the queue for mailq;
     verify answers reject_unverified_* and sends their probes.
 
-    A master.cf that an earlier version generated and nobody edited is
-    replaced by the current one (which adds qmgr and the delivery
-    agents, then showq and verify); an edited one is left alone.
+    Mail for the invoking user is local under the names a newcomer
+    types: USER@localhost, USER@localhost.$mydomain, USER@$myhostname
+    and, when the host name is not fully qualified, USER@HOSTNAME
+    (mydestination); local_recipient_maps keeps its default (the
+    password file and alias_maps), so other local parts get 550 5.1.1.
+    The instance's aliases file sends postmaster, root, MAILER-DAEMON
+    and abuse to the user; alias_maps and alias_database name it, and it
+    is built into aliases.lmdb on first use ("newaliases" rebuilds it).
+
+    A master.cf or main.cf that an earlier version generated and nobody
+    edited is replaced by the current one (master.cf gains qmgr and the
+    delivery agents, then showq and verify; main.cf the aliases and the
+    short host name); an edited one is left alone.
 
 SECURITY
     Creates files as the invoking user, mode 0700 for the directory.
@@ -30,11 +40,14 @@ from __future__ import annotations
 
 import os
 import pwd
+import socket
 
+from mta.config.errors import ConfigError
 from mta.config.main_cf import write_atomically
 
 SMTP_PORT = 2525  # smtpd of the embedded instance, on 127.0.0.1
 QMQP_PORT = 6280  # qmqpd of the embedded instance (Postfix's 628 needs root)
+INSTANCE_ALIASES = ("postmaster", "root", "MAILER-DAEMON", "abuse")  # all go to the user
 
 
 def instance_dir() -> str:
@@ -51,7 +64,47 @@ def _user() -> str:
         return str(os.getuid())
 
 
+def _short_hostname() -> str:
+    """The host name as "hostname" prints it, when it is not a fully qualified one."""
+    name = socket.gethostname().lower()
+    return name if name and "." not in name else ""
+
+
 def main_cf_text(top: str) -> str:
+    short = _short_hostname()
+    return f"""\
+# mta embedded default instance, generated on first use.
+# Edit with "mta conf -e name=value"; see "mta conf -d" for every default.
+queue_directory = {top}/spool
+data_directory = {top}/data
+mail_spool_directory = {top}/mail
+maillog_file = {top}/maillog
+mail_owner = {_user()}
+inet_interfaces = loopback-only
+mynetworks_style = host
+mynetworks = 127.0.0.0/8 [::1]/128
+relay_domains =
+qmqpd_authorized_clients = 127.0.0.1
+# local mail: you@localhost, you@localhost.$mydomain, you@$myhostname{", you@" + short if short else ""}
+mydestination = $myhostname, localhost.$mydomain, localhost{", " + short if short else ""}
+# postmaster, root, MAILER-DAEMON and abuse go to you; after editing, run "newaliases"
+alias_maps = lmdb:{top}/aliases
+alias_database = lmdb:{top}/aliases
+"""
+
+
+def aliases_text() -> str:
+    user = _user()
+    lines = [
+        "# aliases(5) of the mta embedded instance: mail for these names goes to you.",
+        '# After editing, run "newaliases" (or "mta alias FILE") to rebuild aliases.lmdb.',
+    ]
+    lines += [f"{name}: {user}" for name in INSTANCE_ALIASES if name != user]
+    return "\n".join(lines) + "\n"
+
+
+# main.cf as versions before the aliases file generated it: upgraded when untouched
+def main_cf_text_0_3(top: str) -> str:
     return f"""\
 # mta embedded default instance, generated on first use.
 # Edit with "mta conf -e name=value"; see "mta conf -d" for every default.
@@ -143,8 +196,14 @@ def ensure_instance() -> str:
     for sub in ("spool", "data", "mail"):
         os.makedirs(os.path.join(top, sub), mode=0o700, exist_ok=True)
     main_cf = os.path.join(top, "main.cf")
-    if not os.path.exists(main_cf):
+    try:
+        with open(main_cf, encoding="utf-8") as f:
+            old_main = f.read()
+    except FileNotFoundError:
+        old_main = None
+    if old_main is None or old_main == main_cf_text_0_3(top):
         write_atomically(main_cf, main_cf_text(top))
+    _ensure_aliases(os.path.join(top, "aliases"))
     master_cf = os.path.join(top, "master.cf")
     current = MASTER_CF_TEXT.format(smtp=SMTP_PORT, qmqp=QMQP_PORT)
     try:
@@ -156,3 +215,18 @@ def ensure_instance() -> str:
     if old is None or old in untouched:
         write_atomically(master_cf, current)
     return top
+
+
+def _ensure_aliases(path: str) -> None:
+    """Write the instance's aliases file and build aliases.lmdb, each when missing."""
+    if not os.path.exists(path):
+        write_atomically(path, aliases_text())
+    if not os.path.exists(path + ".lmdb"):
+        # only on first use: the build needs LMDB, which other commands may never load
+        from mta.local.aliases_file import build_alias_lmdb
+        from mta.maps import MapError
+
+        try:
+            build_alias_lmdb(path)
+        except MapError as exc:
+            raise ConfigError(f"cannot build the alias database: {exc}", path=path) from None

@@ -10,9 +10,12 @@ DESCRIPTION
     Each event is one line: "Mon DD HH:MM:SS host SYSLOG_NAME/SERVICE[PID]: text",
     the form tools that read Postfix logs expect. Lines go to
     maillog_file when it is set (appended with O_APPEND, one write per
-    line, so processes never interleave within a line), to stdout when
-    init(..., stdout=True) (start-fg), and otherwise to syslog through
-    /dev/log with facility syslog_facility. warning(), error(), fatal()
+    line, so processes never interleave within a line), to stdout as
+    well when init(..., stdout=True) or MTA_LOG_STDOUT=1 (start-fg and
+    the services it runs), so the maillog is whole in the foreground
+    too; a process whose stdout already is the maillog (the services of
+    a daemon master) writes each line once. With neither, lines go to
+    syslog through /dev/log with facility syslog_facility. warning(), error(), fatal()
     and panic() prefix "warning: " and so on, as Postfix does; fatal()
     exits the process with status 1 after logging.
 
@@ -72,15 +75,30 @@ def init(service: str, cfg=None, *, stdout: bool = False, verbose: int = 0) -> N
     if _state["fd"] is not None:
         os.close(_state["fd"])
         _state["fd"] = None
-    _state["stdout"] = stdout
     path = cfg.get("maillog_file") if cfg is not None else ""
-    if stdout or os.environ.get("MTA_LOG_STDOUT") == "1":
-        _state["stdout"] = True
-    elif path:
-        _state["fd"] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-    else:
+    _state["stdout"] = stdout or os.environ.get("MTA_LOG_STDOUT") == "1"
+    if path and not (_state["stdout"] and _stdout_is(path)):
+        try:
+            _state["fd"] = os.open(
+                path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+            )
+        except OSError as exc:
+            if not _state["stdout"]:
+                raise
+            # the foreground keeps its log on stdout rather than not starting
+            warning("open %s: %s; logging to stdout only", path, exc.strerror)
+    elif not path and not _state["stdout"]:
         fac = cfg.get("syslog_facility") if cfg is not None else "mail"
         _state["facility"] = FACILITIES.get(fac, 2)
+
+
+def _stdout_is(path: str) -> bool:
+    """True when standard output already is the file at path (a daemon master's child)."""
+    try:
+        out, there = os.fstat(1), os.stat(path)
+    except OSError:
+        return False
+    return (out.st_dev, out.st_ino) == (there.st_dev, there.st_ino)
 
 
 _stamp = [-1, ""]  # the last second formatted, and its text
@@ -97,8 +115,8 @@ def format_line(text: str, when: float | None = None) -> str:
 class _Background:
     """A thread that writes queued log lines, several per write when they pile up."""
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
+    def __init__(self, fds: list[int]) -> None:
+        self.fds = fds
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.thread = threading.Thread(target=self.run, name="log", daemon=True)
         self.thread.start()
@@ -116,7 +134,7 @@ class _Background:
                 except queue.Empty:
                     item = b""
                     break
-            _write_all(self.fd, b"".join(batch))
+            _write_all(self.fds, b"".join(batch))
             if item is None:
                 return
 
@@ -140,8 +158,8 @@ class _LoopBuffer:
     once, whole.
     """
 
-    def __init__(self, fd: int, loop) -> None:
-        self.fd = fd
+    def __init__(self, fds: list[int], loop) -> None:
+        self.fds = fds
         self.loop = loop
         self.thread = threading.get_ident()
         self.lines: list[bytes] = []
@@ -149,7 +167,7 @@ class _LoopBuffer:
 
     def put(self, data: bytes) -> None:
         if threading.get_ident() != self.thread or self.loop.is_closed():
-            _write_all(self.fd, data)
+            _write_all(self.fds, data)
             return
         self.lines.append(data)
         if not self.scheduled:
@@ -161,19 +179,21 @@ class _LoopBuffer:
         if self.lines:
             data = b"".join(self.lines)
             self.lines.clear()
-            _write_all(self.fd, data)
+            _write_all(self.fds, data)
 
     def stop(self) -> None:
         self.flush()
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        try:
-            n = os.write(fd, data)
-        except OSError:
-            return
-        data = data[n:]
+def _write_all(fds: list[int], data: bytes) -> None:
+    for fd in fds:
+        rest = data
+        while rest:
+            try:
+                n = os.write(fd, rest)
+            except OSError:
+                break
+            rest = rest[n:]
 
 
 def start_background() -> None:
@@ -186,20 +206,20 @@ def start_background() -> None:
     """
     if _state.get("background") is not None:
         return
-    fd = _state["fd"]
-    if fd is None and _state["stdout"]:
+    fds = [] if _state["fd"] is None else [_state["fd"]]
+    if _state["stdout"]:
         sys.stdout.flush()
-        fd = sys.stdout.fileno()
-    if fd is None:
+        fds.append(sys.stdout.fileno())
+    if not fds:
         return  # syslog: datagrams to /dev/log do not wait on a disk
     try:
         import asyncio
 
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        _state["background"] = _Background(fd)
+        _state["background"] = _Background(fds)
     else:
-        _state["background"] = _LoopBuffer(fd, loop)
+        _state["background"] = _LoopBuffer(fds, loop)
     atexit.register(flush)
 
 
@@ -216,17 +236,19 @@ def _emit(text: str, severity: int) -> None:
     if writer is not None:
         writer.put(format_line(text).encode("utf-8", "replace"))
         return
+    line = format_line(text)
+    written = False
     if _state["fd"] is not None:
         try:
-            os.write(_state["fd"], format_line(text).encode("utf-8", "replace"))
-            return
+            os.write(_state["fd"], line.encode("utf-8", "replace"))
+            written = True
         except OSError:
             pass
-    if _state["stdout"] or _state["fd"] is not None:
-        sys.stdout.write(format_line(text))
+    if _state["stdout"] or (_state["fd"] is not None and not written):
+        sys.stdout.write(line)
         sys.stdout.flush()
-        return
-    _syslog(text, severity)
+    elif not written:
+        _syslog(text, severity)
 
 
 def _syslog(text: str, severity: int) -> None:

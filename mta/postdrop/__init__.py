@@ -20,6 +20,10 @@ DESCRIPTION
     header checks and the rest happen later, when pickup hands the file
     to cleanup.
 
+    As Postfix's postdrop, a user who is not on authorized_submit_users
+    may not queue mail: MaildropSubmitter() raises AccessDenied ("User
+    NAME(UID) is not allowed to submit mail").
+
 SECURITY
     Runs with the invoking user's privileges; writes only new files in
     maildrop/. The uid is recorded so pickup can log who submitted.
@@ -31,6 +35,7 @@ import os
 from dataclasses import dataclass
 
 from mta.common.trigger import send_trigger
+from mta.common.user_acl import SUBMIT_ACL, check_user
 from mta.queue.paths import QUEUE_MAILDROP, service_socket_path
 from mta.queue.queue_file import QueueFileWriter, Recipient
 
@@ -99,6 +104,7 @@ class MaildropSubmitter:
     """Opens maildrop jobs for one configuration."""
 
     def __init__(self, cfg) -> None:
+        check_user(cfg, SUBMIT_ACL)
         self.queue_dir = cfg.get("queue_directory")
         self.pickup_path = service_socket_path(self.queue_dir, "pickup", private=False)
 

@@ -89,4 +89,4 @@ def test_truncated_file_prints_what_it_can_and_fails(instance, capsys, tmp_path)
     rc, out, err = run(capsys, str(broken))
     assert rc == 1
     assert "sender: a@example.org" in out
-    assert err.startswith(f"mta cat: error: {broken}: truncated")
+    assert err.startswith(f"mta cat: warning: {broken}: truncated")

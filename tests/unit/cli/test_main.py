@@ -77,3 +77,37 @@ def test_c_before_after_and_from_environment_agree(tmp_path):
     assert conf(["-c", str(tmp_path), "conf", "-n"]) == expected
     assert conf(["conf", "-c", str(tmp_path), "-n"]) == expected
     assert conf(["conf", "-n"], {"MTA_CONFIG_DIR": str(tmp_path)}) == expected
+
+
+def test_version_prints_the_package_version(capsys):
+    import mta
+
+    assert cli_main.run(["--version"]) == 0
+    assert capsys.readouterr().out == f"mta {mta.__version__}\n"
+
+
+def test_argparse_errors_read_as_fatal_lines(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exc:
+        cli_main.run(["kick", "-c", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: mta kick")
+    assert err.endswith(
+        "mta kick: fatal: the following arguments are required: CLASS, SERVICE, REQUEST\n"
+    )
+
+
+def test_an_os_error_is_one_fatal_line_not_a_traceback(monkeypatch, tmp_path, capsys):
+    missing = str(tmp_path / "missing")
+
+    class Opens:
+        @staticmethod
+        def main(argv, command):
+            open(missing)
+
+    monkeypatch.setitem(sys.modules, "mta.cli.opens", Opens)
+    monkeypatch.setitem(cli_main.COMMANDS, "opens", ("mta.cli.opens", "test"))
+    assert cli_main.run(["opens"]) == 1
+    assert capsys.readouterr().err == f"mta opens: fatal: {missing}: No such file or directory\n"

@@ -47,3 +47,54 @@ def test_edited_master_cf_is_left_alone(tmp_path, monkeypatch):
     path.write_text(mine)
     ensure_instance()
     assert path.read_text() == mine
+
+
+def test_first_use_ships_aliases_built_into_the_alias_database(tmp_path, monkeypatch):
+    import getpass
+
+    from mta.config import load_config
+    from mta.maps import open_map
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.delenv("MTA_CONFIG_DIR", raising=False)
+    top = tmp_path / "mta"
+    cfg = load_config()
+    spec = f"lmdb:{top}/aliases"
+    assert cfg.get("alias_maps") == cfg.get("alias_database") == spec
+    assert (top / "aliases.lmdb").exists()
+    user = getpass.getuser()
+    table = open_map(spec, cfg)
+    for name in ("postmaster", "MAILER-DAEMON", "abuse", "root"):
+        if name != user:  # "root: root" would only point at itself
+            assert table.lookup(name.lower()) == user, name
+
+
+def test_the_host_name_users_type_is_a_local_destination(tmp_path, monkeypatch):
+    import socket
+
+    from mta.common.match_list import DomainList
+    from mta.config import load_config
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.delenv("MTA_CONFIG_DIR", raising=False)
+    cfg = load_config()
+    local = DomainList(cfg.get_list("mydestination"), cfg, parent_matches=False)
+    for name in ("localhost", "localhost.localdomain", cfg.get("myhostname")):
+        assert local.match(name), name
+    assert local.match(socket.gethostname())
+    assert not local.match("example.com")
+
+
+def test_untouched_main_cf_without_aliases_is_upgraded(tmp_path, monkeypatch):
+    from mta.config.instance import main_cf_text, main_cf_text_0_3
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    top = tmp_path / "mta"
+    top.mkdir()
+    (top / "main.cf").write_text(main_cf_text_0_3(str(top)))
+    ensure_instance()
+    assert (top / "main.cf").read_text() == main_cf_text(str(top))
+    edited = main_cf_text_0_3(str(top)) + "relayhost = [smart]\n"
+    (top / "main.cf").write_text(edited)
+    ensure_instance()
+    assert (top / "main.cf").read_text() == edited
