@@ -41,10 +41,13 @@ class Config:
         config_dir: str,
         entries: dict[str, Entry] | None = None,
         overrides: dict[str, tuple[str, str, int]] | None = None,
+        *,
+        master_cf: str | None = None,
     ) -> None:
         self.config_dir = os.path.abspath(config_dir)
         self.main_cf = os.path.join(self.config_dir, "main.cf")
-        self.master_cf = os.path.join(self.config_dir, "master.cf")
+        # master.cf is read from elsewhere when a service runs on the master's snapshot
+        self.master_cf = master_cf or os.path.join(self.config_dir, "master.cf")
         self.entries: dict[str, Entry] = (
             entries if entries is not None else read_main_cf(self.main_cf)
         )
@@ -163,7 +166,7 @@ class Config:
         merged = dict(self.overrides)
         for k, v in overrides.items():
             merged[k] = (v, path, line)
-        return Config(self.config_dir, self.entries, merged)
+        return Config(self.config_dir, self.entries, merged, master_cf=self.master_cf)
 
     def known_names(self) -> Iterable[str]:
         return PARAMS.keys()
