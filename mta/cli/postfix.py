@@ -10,12 +10,18 @@ SYNOPSIS
     mta status   [-c DIR] [-v]
 
 DESCRIPTION
-    check validates main.cf and master.cf and creates the queue tree
-    under queue_directory (maildrop incoming active deferred hold
-    corrupt bounce defer trace flush saved private public pid) and
-    data_directory with Postfix's modes, owned by mail_owner when run
-    as root (pid stays root's); a directory with the wrong mode or owner
-    is reported as a warning and fixed.
+    check validates main.cf and master.cf as every service will use
+    them (mta.config.validate: values, address lists, tables opened,
+    master.cf fields; mta.master.service_check: smtpd's restriction
+    lists, built by smtpd's own parser) and prints one line per problem,
+    "mta check: fatal: FILE, line N: ..." (or "warning:" for a probable
+    typo or a parameter that is not implemented), also to the log. Any
+    fatal problem makes it exit 1 and stop there. Otherwise it creates
+    the queue tree under queue_directory (maildrop incoming active
+    deferred hold corrupt bounce defer trace flush saved private public
+    pid) and data_directory with Postfix's modes, owned by mail_owner
+    when run as root (pid stays root's); a directory with the wrong mode
+    or owner is reported as a warning and fixed.
 
     start runs check, refuses when a master already holds master.pid,
     then starts the master as a daemon (double fork, new session, stdio
@@ -24,8 +30,10 @@ DESCRIPTION
 
     stop asks the master to stop (SIGTERM) and waits until it is gone:
     services finish their current clients first. abort stops at once
-    (SIGQUIT: the master kills its children). reload makes the master
-    re-read its configuration (SIGHUP). status says whether the mail
+    (SIGQUIT: the master kills its children). reload validates as check
+    does and, only when nothing is fatal, makes the master re-read its
+    configuration (SIGHUP); a refused reload exits 1 and leaves the
+    master on the configuration it has. status says whether the mail
     system runs and exits 0 when it does, 1 when not.
 
     Messages go to stderr and, when maillog_file is set, to the log,
@@ -157,8 +165,8 @@ def validate(cfg: Config, script: Script) -> bool:
     if not problems:
         problems = config_problems(cfg, entries, open_tables=True)
         problems += _plan_problems(entries, cfg)
-        if not any(p.fatal for p in problems):
-            problems += service_problems(entries, cfg)
+        known = {str(p) for p in problems}
+        problems += [p for p in service_problems(entries, cfg) if str(p) not in known]
     for p in problems:
         script.problem(p)
     return not any(p.fatal for p in problems)

@@ -58,7 +58,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     # --- smtpd
     "debug_peer_level",             # no per-peer verbose logging
     "debug_peer_list",              # no per-peer verbose logging
-    "disable_vrfy_command",         # not consulted
     "smtpd_authorized_xclient_hosts",  # no XCLIENT
     "smtpd_client_connection_count_limit",  # no anvil: no per-client limits
     "smtpd_client_connection_rate_limit",   # no anvil

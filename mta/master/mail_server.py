@@ -13,7 +13,15 @@ DESCRIPTION
     from master.cf. start_service() loads the configuration with the
     overrides, initializes logging under the service's name, finds the
     listeners at descriptor 3 (and 5, 6 ... for "-s N") and returns a
-    ServiceContext. drop_privileges_if_asked() becomes mail_owner when
+    ServiceContext.
+
+    service_config() takes the live main.cf and master.cf when they
+    validate (config_problems without opening tables, then what the
+    service builds, service_check.py); otherwise the master's snapshot
+    (snapshot.py), with one warning naming the file, line and problem.
+    With neither, the service logs one fatal line and exits. A
+    ConfigError or MapError that escapes the service later is also one
+    fatal line (sys.excepthook), never a traceback. drop_privileges_if_asked() becomes mail_owner when
     "-u" was given and the process runs as root; the servers call it
     once their event loop exists, so everything they import later is
     already loaded.

@@ -24,8 +24,13 @@ DESCRIPTION
     get SIGTERM, finish their current clients and exit, and new
     processes start with the new configuration. A removed service loses
     its listeners and its processes finish the same way. When the new
-    files do not parse, the old configuration stays and the error is
-    logged.
+    files do not validate (mta.config.validate, fatal problems), the
+    old configuration stays and the errors are logged.
+
+    The texts of main.cf and master.cf the master took, at start and at
+    each reload, are kept in $queue_directory/pid/config (snapshot.py);
+    children find the directory in MTA_CONFIG_SNAPSHOT and run on it
+    when the live files do not validate.
 
     SIGTERM (and SIGINT in the foreground) stops the mail system: the
     listeners close, every child gets SIGTERM and may finish its
