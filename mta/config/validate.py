@@ -200,7 +200,8 @@ def _check_view(cfg, names, open_tables: bool, seen: set[str]) -> list[Problem]:
     return out
 
 
-def _unimplemented(cfg, name: str) -> Problem | None:
+def unimplemented_setting(cfg, name: str) -> Problem | None:
+    """A warning when name is not implemented and cfg sets it away from its default."""
     if name not in UNIMPLEMENTED:
         return None
     try:
@@ -236,7 +237,7 @@ def config_problems(
             continue
         out.append(Problem(f"unused parameter: {name}={e.value}", e.path, e.line, fatal=False))
     for name in cfg.entries:
-        problem = _unimplemented(cfg, name)
+        problem = unimplemented_setting(cfg, name)
         if problem is not None:
             out.append(problem)
     for s in services:
@@ -261,7 +262,7 @@ def config_problems(
                         fatal=False,
                     )
                 )
-            problem = _unimplemented(view, name)
+            problem = unimplemented_setting(view, name)
             if problem is not None:
                 out.append(problem)
     return out
