@@ -19,7 +19,9 @@ DESCRIPTION
         hold only addresses, networks without host bits, host names,
         /files and tables;
         each type:name in a table list or a match list names a table
-        type mta has, and with open_tables the table opens.
+        type mta has, and with open_tables the table opens (except the
+        ones services write, WRITTEN_TABLES; one of OPTIONAL_TABLES
+        that does not open is only a warning).
 
     Those are fatal. Warnings: a main.cf name that no parameter has and
     that no setting uses as $name (nor smtpd_restriction_classes lists),
@@ -58,6 +60,10 @@ ADDRESS_LISTS = (
     "smtpd_authorized_xclient_hosts",
     "smtpd_forbid_bare_newline_exclusions",
 )
+# tables a service or command writes: only their type is checked, never opened
+WRITTEN_TABLES = frozenset({"address_verify_map", "alias_database", "proxy_write_maps"})
+# tables whose absence only defers mail (local delivery), as in Postfix: a warning
+OPTIONAL_TABLES = frozenset({"alias_maps"})
 # master.cf commands whose service names get TRANSPORT_* parameters
 DELIVERY_AGENTS = frozenset({"smtp", "lmtp", "local", "virtual", "pipe", "error", "discard"})
 
@@ -129,41 +135,43 @@ def _where(cfg, name: str) -> tuple[str | None, int | None]:
     return path or cfg.main_cf, line
 
 
-def _table_problem(spec: str, cfg, open_tables: bool) -> str | None:
-    """Why the table spec is bad, or None."""
+def _table_problem(spec: str, cfg, open_tables: bool) -> tuple[str, bool] | None:
+    """(why the table spec is bad, whether it merely did not open), or None."""
     kind, name = split_spec(spec, cfg)
     if kind == "proxy":  # the proxymap service may not run now: check what it would open
         kind, name = split_spec(name, cfg)
         if kind == "proxy":
-            return f"{spec}: proxy: of proxy: is not allowed"
+            return f"{spec}: proxy: of proxy: is not allowed", False
     if kind not in table_types():
-        return f"{spec}: unsupported dictionary type: {kind}"
+        return f"{spec}: unsupported dictionary type: {kind}", False
     if open_tables:
         try:
             open_map(f"{kind}:{name}", cfg)
         except MapError as exc:
-            return str(exc)
+            return str(exc), True
         except (OSError, ValueError) as exc:
-            return f"{spec}: {exc}"
+            return f"{spec}: {exc}", True
     return None
 
 
-def _value_problems(cfg, name: str, open_tables: bool) -> list[str]:
+def _value_problems(cfg, name: str, open_tables: bool) -> list[tuple[str, bool]]:
     """Problems of one parameter's value in one view (raises ConfigError for kinds)."""
     p = PARAMS.get(name) or per_transport_default(name)
-    out: list[str] = []
+    open_tables = open_tables and name not in WRITTEN_TABLES
+    out: list[tuple[str, bool]] = []  # (why, fatal)
     if p is not None and p.kind != "str":
         cfg.get_typed(name)
     value = cfg.get(name)
     if name in ADDRESS_LISTS:
-        out.extend(_address_problems(value))
+        out.extend((why, True) for why in _address_problems(value))
     if p is not None and p.kind in ("list", "maps"):
         for item in split_list(value):
             spec = item[1:] if item.startswith("!") else item
             if p.kind == "maps" or (_TABLE_RE.match(spec) and not spec.startswith("[")):
-                why = _table_problem(spec, cfg, open_tables)
-                if why:
-                    out.append(why)
+                found = _table_problem(spec, cfg, open_tables)
+                if found:
+                    why, not_opened = found
+                    out.append((why, not (not_opened and name in OPTIONAL_TABLES)))
     return out
 
 
@@ -192,8 +200,8 @@ def _check_view(cfg, names, open_tables: bool, seen: set[str]) -> list[Problem]:
                 seen.add(str(problem))
                 out.append(problem)
             continue
-        for why in reasons:
-            problem = Problem(f"parameter {name}: {why}", path, line)
+        for why, fatal in reasons:
+            problem = Problem(f"parameter {name}: {why}", path, line, fatal)
             if str(problem) not in seen:
                 seen.add(str(problem))
                 out.append(problem)

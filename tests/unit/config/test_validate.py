@@ -153,3 +153,18 @@ def test_an_unimplemented_parameter_in_an_override_is_warned(make, tmp_path):
         f"{tmp_path / 'master.cf'}, line 1: smtpd_sasl_auth_enable is not implemented: "
         "the setting smtpd_sasl_auth_enable = yes has no effect"
     ]
+
+
+def test_a_table_a_service_writes_is_not_opened(make, tmp_path):
+    cfg = make(f"address_verify_map = lmdb:{tmp_path}/verify_cache\n")
+    assert lines(cfg, open_tables=True) == []
+    cfg = make("address_verify_map = nosuch:/x\n")
+    assert "unsupported dictionary type: nosuch" in lines(cfg, fatal=True)[0]
+
+
+def test_an_alias_table_that_does_not_open_is_a_warning(make, tmp_path):
+    cfg = make(f"alias_maps = lmdb:{tmp_path}/aliases\n")
+    assert lines(cfg, fatal=True, open_tables=True) == []
+    [warning] = lines(cfg, fatal=False, open_tables=True)
+    assert warning.startswith(f"{tmp_path / 'main.cf'}, line 1: parameter alias_maps: ")
+    assert "aliases.lmdb" in warning
