@@ -15,6 +15,10 @@ DESCRIPTION
     the set honest: a declared parameter must be read by the code or be
     listed here, and a listed one must not be read.
 
+    AS_IF gives, for some of them, the value mta behaves as when it
+    differs from the default: setting exactly that value ("biff = no",
+    as Debian's main.cf does) is not warned, since it is in force.
+
 SECURITY
     Static data.
 """
@@ -140,3 +144,9 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "trigger_timeout",              # not consulted
 })
 # fmt: on
+
+# the value mta behaves as, where that is not the default: setting it is no warning
+AS_IF: dict[str, str] = {
+    "biff": "no",  # there is no comsat notification
+    "smtpd_tls_security_level": "none",  # smtpd offers no STARTTLS
+}

@@ -48,7 +48,7 @@ from mta.common.match_list import AddrList
 from mta.config.errors import ConfigError
 from mta.config.master_cf import ServiceEntry, read_master_cf
 from mta.config.params import PARAMS, per_transport_default
-from mta.config.unimplemented import UNIMPLEMENTED
+from mta.config.unimplemented import AS_IF, UNIMPLEMENTED
 from mta.config.values import split_list
 from mta.maps import MapError, open_map, split_spec, table_types
 
@@ -217,7 +217,7 @@ def unimplemented_setting(cfg, name: str) -> Problem | None:
         default = cfg.expand(cfg.default(name) or "")
     except ConfigError:
         return None
-    if value.strip() == default.strip():
+    if value.strip() in (default.strip(), AS_IF.get(name)):
         return None
     path, line = _where(cfg, name)
     return Problem(

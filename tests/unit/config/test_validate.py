@@ -168,3 +168,7 @@ def test_an_alias_table_that_does_not_open_is_a_warning(make, tmp_path):
     [warning] = lines(cfg, fatal=False, open_tables=True)
     assert warning.startswith(f"{tmp_path / 'main.cf'}, line 1: parameter alias_maps: ")
     assert "aliases.lmdb" in warning
+
+
+def test_setting_the_value_mta_behaves_as_is_no_warning(make):
+    assert lines(make("biff = no\nsmtpd_tls_security_level = none\n")) == []
