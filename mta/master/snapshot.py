@@ -24,9 +24,10 @@ DESCRIPTION
     running service down.
 
 SECURITY
-    Written by the master, possibly as root, mode 0644 in a directory
-    of mode 0755 that only the master writes; read by children before
-    they drop privileges.
+    Written by the master, possibly as root, in a directory of mode
+    0755 that only the master writes; each copy has its original's mode
+    (at most 0644), so a main.cf readable only by root stays so. Read by
+    children before they drop privileges.
 """
 
 from __future__ import annotations
@@ -64,9 +65,17 @@ def read_config(config_dir: str) -> tuple[Config, str, str]:
     return cfg, main_text, master_text
 
 
-def _replace(path: str, text: str) -> None:
+def _mode(original: str) -> int:
+    """The copy is never more readable than the file it copies."""
+    try:
+        return os.stat(original).st_mode & SNAPSHOT_FILE_MODE
+    except OSError:
+        return SNAPSHOT_FILE_MODE
+
+
+def _replace(path: str, text: str, mode: int) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, SNAPSHOT_FILE_MODE)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(text)
@@ -91,8 +100,8 @@ def write_snapshot(cfg, main_text: str, master_text: str) -> str:
     except FileExistsError:
         pass
     # master.cf first: a child that reads between the two sees the older main.cf
-    _replace(os.path.join(directory, "master.cf"), master_text)
-    _replace(os.path.join(directory, "main.cf"), main_text)
+    _replace(os.path.join(directory, "master.cf"), master_text, _mode(cfg.master_cf))
+    _replace(os.path.join(directory, "main.cf"), main_text, _mode(cfg.main_cf))
     return directory
 
 

@@ -110,3 +110,16 @@ def test_a_configuration_error_after_start_is_one_fatal_line(tmp_path):
     assert r.returncode == 1
     assert "Traceback" not in r.stdout + r.stderr
     assert "fatal: /etc/mta/main.cf, line 7: parameter x: bad thing" in r.stdout + r.stderr
+
+
+def test_the_copy_is_no_more_readable_than_the_original(tmp_path):
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    (conf / "main.cf").write_text(f"queue_directory = {tmp_path}/spool\n")
+    (conf / "master.cf").write_text(MASTER_CF)
+    os.chmod(conf / "main.cf", 0o600)
+    os.makedirs(tmp_path / "spool" / "pid")
+    cfg, main_text, master_text = read_config(str(conf))
+    snapshot = write_snapshot(cfg, main_text, master_text)
+    assert os.stat(os.path.join(snapshot, "main.cf")).st_mode & 0o777 == 0o600
+    assert os.stat(os.path.join(snapshot, "master.cf")).st_mode & 0o777 == 0o644
