@@ -15,6 +15,9 @@ DESCRIPTION
 
         a value of a known kind converts (int, size, time, bool, list)
         and its $names expand without a loop;
+        a parameter with a fixed set of values (CHOICES: mynetworks_style,
+        smtp_tls_security_level ...) has one of them, and a concurrency
+        feedback is a number or N/concurrency;
         the address lists (mynetworks, qmqpd_authorized_clients ...)
         hold only addresses, networks without host bits, host names,
         /files and tables;
@@ -44,6 +47,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mta._speedups.scheduler_ref import parse_feedback
 from mta.common.match_list import AddrList
 from mta.config.errors import ConfigError
 from mta.config.master_cf import ServiceEntry, read_master_cf
@@ -59,6 +63,42 @@ ADDRESS_LISTS = (
     "qmqpd_authorized_clients",
     "smtpd_authorized_xclient_hosts",
     "smtpd_forbid_bare_newline_exclusions",
+)
+# parameters that take one word (or, for lists, words) out of a fixed set; "" is the default
+CHOICES: dict[str, tuple[str, ...]] = {
+    "mynetworks_style": ("host", "subnet", "class"),
+    "inet_protocols": ("all", "ipv4", "ipv6"),
+    "smtp_address_preference": ("any", "ipv4", "ipv6"),
+    "smtp_host_lookup": ("dns", "native"),
+    "header_from_format": ("standard", "obsolete"),
+    "notify_classes": (
+        "bounce",
+        "2bounce",
+        "data",
+        "delay",
+        "policy",
+        "protocol",
+        "resource",
+        "software",
+    ),
+    "smtpd_tls_security_level": ("", "none", "may", "encrypt"),
+    "smtp_tls_security_level": (
+        "",
+        "none",
+        "may",
+        "encrypt",
+        "dane",
+        "dane-only",
+        "fingerprint",
+        "verify",
+        "secure",
+    ),
+}
+CHOICES["lmtp_tls_security_level"] = CHOICES["smtp_tls_security_level"]
+# TRANSPORT_ suffixes written in qmgr's feedback notation ("1", "1/concurrency")
+FEEDBACK_SUFFIXES = (
+    "_destination_concurrency_positive_feedback",
+    "_destination_concurrency_negative_feedback",
 )
 # tables a service or command writes: only their type is checked, never opened
 WRITTEN_TABLES = frozenset({"address_verify_map", "alias_database", "proxy_write_maps"})
@@ -162,6 +202,19 @@ def _value_problems(cfg, name: str, open_tables: bool) -> list[tuple[str, bool]]
     if p is not None and p.kind != "str":
         cfg.get_typed(name)
     value = cfg.get(name)
+    if name in CHOICES:
+        words = split_list(value) if p is not None and p.kind == "list" else [value.strip()]
+        allowed = CHOICES[name]
+        for word in words:
+            if word.lower() not in allowed:
+                out.append(
+                    (f'bad value "{word}" (expected {" or ".join(a for a in allowed if a)})', True)
+                )
+    if name.endswith(FEEDBACK_SUFFIXES):
+        try:
+            parse_feedback(value)
+        except ValueError as exc:
+            out.append((str(exc), True))
     if name in ADDRESS_LISTS:
         out.extend((why, True) for why in _address_problems(value))
     if p is not None and p.kind in ("list", "maps"):

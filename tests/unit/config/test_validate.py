@@ -172,3 +172,30 @@ def test_an_alias_table_that_does_not_open_is_a_warning(make, tmp_path):
 
 def test_setting_the_value_mta_behaves_as_is_no_warning(make):
     assert lines(make("biff = no\nsmtpd_tls_security_level = none\n")) == []
+
+
+def test_a_word_outside_its_fixed_set_is_fatal(make, tmp_path):
+    cfg = make(
+        "mynetworks_style = hosts\nnotify_classes = resource, sofware\n"
+        "smtp_tls_security_level = Encrypt\n"
+    )
+    assert lines(cfg, fatal=True) == [
+        f'{tmp_path / "main.cf"}, line 1: parameter mynetworks_style: bad value "hosts" '
+        "(expected host or subnet or class)",
+        f'{tmp_path / "main.cf"}, line 2: parameter notify_classes: bad value "sofware" '
+        "(expected bounce or 2bounce or data or delay or policy or protocol or resource "
+        "or software)",
+    ]
+
+
+def test_a_bad_concurrency_feedback_is_fatal(make, tmp_path):
+    cfg = make(
+        "default_destination_concurrency_negative_feedback = 1/concurency\n"
+        "relay_destination_concurrency_positive_feedback = 1/concurrency\n"
+    )
+    got = lines(cfg, fatal=True)
+    assert len(got) == 1
+    assert got[0].startswith(
+        f"{tmp_path / 'main.cf'}, line 1: parameter "
+        "default_destination_concurrency_negative_feedback: bad feedback value"
+    )
