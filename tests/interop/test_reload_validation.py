@@ -122,3 +122,38 @@ def test_reload_with_a_typo_warns_and_goes_ahead(mail_system):
         r.stderr,
     ), r.stderr
     inst.wait_log(r"mta/master\[\d+\]: reload -- version")
+
+
+def test_a_new_proxymap_runs_on_the_snapshot_after_a_refused_reload(tmp_path):
+    # smtpd asks proxymap for relay_recipient_maps at each RCPT TO, as in the report
+    inst = relay_system(
+        tmp_path,
+        SERVICES,
+        transport_maps="inline:{ ok.example=discard:kept }",
+        relay_domains="ok.example",
+        relay_recipient_maps="proxy:inline:{ {a@ok.example=x}, {b@ok.example=x} }",
+    )
+    try:
+        assert inst.mta("start").returncode == 0
+        send(inst, "a@ok.example")
+        delivered(inst, "a@ok.example")
+        assert inst.mta("conf", "-e", "ipc_timeout=never").returncode == 0
+        r = inst.mta("reload")
+        assert r.returncode == 1 and "parameter ipc_timeout" in r.stderr, r.stderr
+        kill_children(inst, "proxymap")
+        kill_children(inst, "smtpd")
+        with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s:
+            s.ehlo()
+            s.mail("sender@ok.example")
+            assert s.rcpt("nobody@ok.example")[0] == 550  # the table is still asked
+        send(inst, "b@ok.example")
+        delivered(inst, "b@ok.example")
+        log = inst.log()
+        assert re.search(
+            r"mta/proxymap\[\d+\]: warning: .*parameter ipc_timeout: .*"
+            r"running on the configuration the master validated last",
+            log,
+        ), log
+        assert "throttling" not in log and "Traceback" not in log
+    finally:
+        inst.stop()
