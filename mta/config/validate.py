@@ -329,6 +329,6 @@ def config_problems(
     return out
 
 
-def config_errors(cfg) -> list[Problem]:
-    """The fatal problems only, without opening tables (what a service checks at start)."""
-    return [p for p in config_problems(cfg) if p.fatal]
+def config_errors(cfg, services: list[ServiceEntry] | None = None) -> list[Problem]:
+    """The fatal problems only, without opening tables (what master and services check)."""
+    return [p for p in config_problems(cfg, services) if p.fatal]

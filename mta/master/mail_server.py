@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 
 from mta import log
 from mta.config import Config, ConfigError, load_config, resolve_config_dir
-from mta.config.validate import config_problems
+from mta.config.validate import config_errors
 from mta.maps import MapError
 from mta.master import master_proto as mp
 from mta.master.privs import PrivsError, drop_privileges, lookup_user, running_as_root
@@ -176,7 +176,7 @@ def _listeners(nsock: int) -> list[socket.socket | int]:
 
 def _checked(cfg: Config, args: ServiceArgs, program: str) -> Config:
     """cfg under the service's overrides, once it passed the checks; ConfigError if not."""
-    errors = [p for p in config_problems(cfg) if p.fatal]
+    errors = config_errors(cfg)
     if errors:
         raise ConfigError(str(errors[0]))
     if args.overrides:

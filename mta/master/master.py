@@ -65,7 +65,7 @@ from mta import log
 from mta.common.trigger import send_trigger
 from mta.config import ConfigError, load_config
 from mta.config.master_cf import ServiceEntry, parse_master_cf
-from mta.config.validate import config_problems
+from mta.config.validate import config_errors
 from mta.master import listen, registry
 from mta.master import master_proto as mp
 from mta.master.pidfile import AlreadyRunning, PidLock
@@ -125,7 +125,7 @@ class Master:
         cfg, main_text, master_text = read_config(config_dir)
         cfg.validate()
         entries = parse_master_cf(master_text, cfg.master_cf, cfg.get_int("default_process_limit"))
-        errors = [p for p in config_problems(cfg, entries) if p.fatal]
+        errors = config_errors(cfg, entries)
         if errors:
             for problem in errors[1:]:
                 log.error("%s", problem)
