@@ -121,12 +121,13 @@ def test_a_typo_and_an_unimplemented_parameter_are_warnings(make, capsys):
     ]
 
 
-def test_start_refuses_a_bad_configuration(make, capsys, tmp_path):
+@pytest.mark.parametrize("command", ["start", "start-fg"])
+def test_start_refuses_a_bad_configuration(make, capsys, tmp_path, command):
     conf = make("mynetworks = 10.0.0.1/8\n")
-    rc = postfix.main(["-c", str(conf)], "start")
+    rc = postfix.main(["-c", str(conf)], command)
     _, err = capsys.readouterr()
     assert rc == 1
-    assert "mta start: fatal: " in err and "10.0.0.1/8" in err
+    assert f"mta {command}: fatal: " in err and "10.0.0.1/8" in err
     assert not os.path.exists(tmp_path / "spool" / "pid" / "master.pid")
 
 
