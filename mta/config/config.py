@@ -13,8 +13,9 @@ DESCRIPTION
     value as "FILE, line N: parameter NAME: reason", naming the place the
     raw value came from (the table default is named as such).
 
-    validate() checks every known parameter that main.cf sets, so a typo
-    in a value stops "mta start" and "mta check" before anything runs.
+    validate() raises for the first bad value among the parameters main.cf
+    and the overrides set; mta.config.validate finds every problem of the
+    configuration (tables, address lists, typos) for "mta check".
 
 SECURITY
     Reads the administrator's files only.
