@@ -21,10 +21,11 @@ DESCRIPTION
     (snapshot.py), with one warning naming the file, line and problem.
     With neither, the service logs one fatal line and exits. A
     ConfigError or MapError that escapes the service later is also one
-    fatal line (sys.excepthook), never a traceback. drop_privileges_if_asked() becomes mail_owner when
-    "-u" was given and the process runs as root; the servers call it
-    once their event loop exists, so everything they import later is
-    already loaded.
+    fatal line (sys.excepthook), never a traceback.
+
+    drop_privileges_if_asked() becomes mail_owner when "-u" was given
+    and the process runs as root; the servers call it once their event
+    loop exists, so everything they import later is already loaded.
 
     The context reports to the master on the status pipe at descriptor
     4; when the master is gone (the write fails) it calls the
