@@ -19,6 +19,10 @@ DESCRIPTION
     differs from the default: setting exactly that value ("biff = no",
     as Debian's main.cf does) is not warned, since it is in force.
 
+    REFUSED gives values that ask for more security than mta can give:
+    serving them with less would weaken what the operator asked for, so
+    they are fatal problems (start and reload refuse), not warnings.
+
 SECURITY
     Static data.
 """
@@ -149,4 +153,9 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
 AS_IF: dict[str, str] = {
     "biff": "no",  # there is no comsat notification
     "smtpd_tls_security_level": "none",  # smtpd offers no STARTTLS
+}
+
+# values that demand what mta cannot do: refused rather than served with less security
+REFUSED: dict[str, tuple[str, ...]] = {
+    "smtpd_tls_security_level": ("encrypt",),  # would take mail in plain text
 }

@@ -26,7 +26,9 @@ DESCRIPTION
         ones services write, WRITTEN_TABLES; one of OPTIONAL_TABLES
         that does not open is only a warning).
 
-    Those are fatal. Warnings: a main.cf name that no parameter has and
+    Those are fatal, and so is a parameter set to a value that asks for
+    more security than mta can give (mta.config.unimplemented.REFUSED:
+    smtpd_tls_security_level = encrypt). Warnings: a main.cf name that no parameter has and
     that no setting uses as $name (nor smtpd_restriction_classes lists),
     which is probably a typo, and a parameter from
     mta.config.unimplemented set to something other than its default.
@@ -52,7 +54,7 @@ from mta.common.match_list import AddrList
 from mta.config.errors import ConfigError
 from mta.config.master_cf import ServiceEntry, read_master_cf
 from mta.config.params import PARAMS, per_transport_default
-from mta.config.unimplemented import AS_IF, UNIMPLEMENTED
+from mta.config.unimplemented import AS_IF, REFUSED, UNIMPLEMENTED
 from mta.config.values import split_list
 from mta.maps import MapError, open_map, split_spec, table_types
 
@@ -273,6 +275,13 @@ def unimplemented_setting(cfg, name: str) -> Problem | None:
     if value.strip() in (default.strip(), AS_IF.get(name)):
         return None
     path, line = _where(cfg, name)
+    if value.strip().lower() in REFUSED.get(name, ()):
+        return Problem(
+            f"{name} = {value.strip()} is not implemented, and mta would give less "
+            "security than it asks for; refused",
+            path,
+            line,
+        )
     return Problem(
         f"{name} is not implemented: the setting {name} = {cfg.raw(name)} has no effect",
         path,

@@ -24,7 +24,7 @@ import pytest
 
 import mta
 from mta.config.params import PARAMS, PER_TRANSPORT
-from mta.config.unimplemented import AS_IF, UNIMPLEMENTED
+from mta.config.unimplemented import AS_IF, REFUSED, UNIMPLEMENTED
 
 ROOT = os.path.dirname(os.path.abspath(mta.__file__))
 NOT_READERS = {"config/params.py", "config/unimplemented.py", "config/validate.py"}
@@ -127,6 +127,7 @@ def test_no_parameter_marked_not_implemented_is_read(read):
 def test_every_name_marked_not_implemented_is_declared():
     assert not sorted(UNIMPLEMENTED - set(PARAMS))
     assert set(AS_IF) <= UNIMPLEMENTED
+    assert set(REFUSED) <= UNIMPLEMENTED
 
 
 def test_the_scan_sees_reads_and_ignores_docstrings_and_comments():

@@ -199,3 +199,11 @@ def test_a_bad_concurrency_feedback_is_fatal(make, tmp_path):
         f"{tmp_path / 'main.cf'}, line 1: parameter "
         "default_destination_concurrency_negative_feedback: bad feedback value"
     )
+
+
+def test_a_setting_that_demands_what_mta_cannot_give_is_refused(make, tmp_path):
+    cfg = make("", "submission inet n - n - - smtpd -o smtpd_tls_security_level=encrypt\n")
+    assert lines(cfg, fatal=True) == [
+        f"{tmp_path / 'master.cf'}, line 1: smtpd_tls_security_level = encrypt is not "
+        "implemented, and mta would give less security than it asks for; refused"
+    ]
