@@ -28,8 +28,11 @@ DESCRIPTION
     as service/type/name = value. -m lists the lookup table types.
 
     A NAME that is no parameter gets "warning: NAME: unknown parameter";
-    with -n, a main.cf setting that no parameter uses gets "warning:
-    FILE: unused parameter: name=value", as postconf does.
+    with -n, a main.cf setting that no parameter uses (nor another
+    setting as $name) gets "warning: FILE: unused parameter: name=value",
+    as postconf does, and one of a parameter that is not implemented yet
+    (mta.config.unimplemented) "warning: FILE, line N: NAME is not
+    implemented: ...".
 
 SECURITY
     Reads and writes only main.cf in the configuration directory; runs
@@ -49,10 +52,7 @@ from mta.config.errors import ConfigError
 from mta.config.main_cf import NAME_RE, edit_main_cf
 from mta.config.master_cf import ServiceEntry, read_master_cf
 from mta.config.params import PARAMS, PER_TRANSPORT
-
-# master.cf commands that are delivery agents: their service names get
-# TRANSPORT_* parameters (smtp_destination_concurrency_limit ...).
-DELIVERY_AGENTS = frozenset({"smtp", "lmtp", "local", "virtual", "pipe", "error", "discard"})
+from mta.config.validate import referenced_names, transport_names, unimplemented_setting
 
 # Lookup table types known to mta.maps, listed by -m when that package is absent.
 TABLE_TYPES = ("cidr", "inline", "lmdb", "pcre", "proxy", "regexp", "static", "texthash")
@@ -66,11 +66,6 @@ def _services(cfg: Config) -> list[ServiceEntry]:
     if not os.path.exists(cfg.master_cf):
         return []
     return read_master_cf(cfg.master_cf, cfg.get_int("default_process_limit"))
-
-
-def transport_names(services: list[ServiceEntry]) -> set[str]:
-    """Service names of the delivery agents in master.cf."""
-    return {s.name for s in services if s.command in DELIVERY_AGENTS and s.type == "unix"}
 
 
 def known_names(services: list[ServiceEntry]) -> list[str]:
@@ -118,8 +113,15 @@ def show_params(cfg: Config, args, command: str) -> int:
     else:
         names = known
     if args.nondefault or not args.names:
+        used = referenced_names(cfg, services)  # a name used as $name is no typo
         for entry in cfg.unknown_settings(transport_names(services)):
-            _warn(command, f"{entry.path}: unused parameter: {entry.name}={entry.value}")
+            if entry.name not in used:
+                _warn(command, f"{entry.path}: unused parameter: {entry.name}={entry.value}")
+    if args.nondefault:
+        for name in cfg.entries:
+            problem = unimplemented_setting(cfg, name)
+            if problem is not None:
+                _warn(command, str(problem))
     if args.nondefault and args.names:
         names = [n for n in names if n in cfg.entries]
     values = {name: _value(cfg, name, args) for name in names}

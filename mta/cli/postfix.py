@@ -10,12 +10,18 @@ SYNOPSIS
     mta status   [-c DIR] [-v]
 
 DESCRIPTION
-    check validates main.cf and master.cf and creates the queue tree
-    under queue_directory (maildrop incoming active deferred hold
-    corrupt bounce defer trace flush saved private public pid) and
-    data_directory with Postfix's modes, owned by mail_owner when run
-    as root (pid stays root's); a directory with the wrong mode or owner
-    is reported as a warning and fixed.
+    check validates main.cf and master.cf as every service will use
+    them (mta.config.validate: values, address lists, tables opened,
+    master.cf fields; mta.master.service_check: smtpd's restriction
+    lists, built by smtpd's own parser) and prints one line per problem,
+    "mta check: fatal: FILE, line N: ..." (or "warning:" for a probable
+    typo or a parameter that is not implemented), also to the log. Any
+    fatal problem makes it exit 1 and stop there. Otherwise it creates
+    the queue tree under queue_directory (maildrop incoming active
+    deferred hold corrupt bounce defer trace flush saved private public
+    pid) and data_directory with Postfix's modes, owned by mail_owner
+    when run as root (pid stays root's); a directory with the wrong mode
+    or owner is reported as a warning and fixed.
 
     start runs check, refuses when a master already holds master.pid,
     then starts the master as a daemon (double fork, new session, stdio
@@ -27,8 +33,10 @@ DESCRIPTION
 
     stop asks the master to stop (SIGTERM) and waits until it is gone:
     services finish their current clients first. abort stops at once
-    (SIGQUIT: the master kills its children). reload makes the master
-    re-read its configuration (SIGHUP). status says whether the mail
+    (SIGQUIT: the master kills its children). reload validates as check
+    does and, only when nothing is fatal, makes the master re-read its
+    configuration (SIGHUP); a refused reload exits 1 and leaves the
+    master on the configuration it has. status says whether the mail
     system runs and exits 0 when it does, 1 when not.
 
     flush asks qmgr to retry deferred mail now, for users on
@@ -60,10 +68,11 @@ from mta.cli.common import load, make_parser
 from mta.common.trigger import TRIGGER_FLUSH, trigger_qmgr
 from mta.common.user_acl import FLUSH_ACL, AccessDenied, check_user
 from mta.config import Config, ConfigError
-from mta.config.master_cf import read_master_cf
+from mta.config.validate import Problem, config_problems, read_services
 from mta.master.master import MASTER_KILL_WAIT, MASTER_STOP_GRACE, Master, plan_service
 from mta.master.pidfile import running_pid
 from mta.master.privs import PrivsError, User, lookup_user, running_as_root
+from mta.master.service_check import service_problems
 from mta.queue import paths
 
 INTAKE_COMMANDS = frozenset({"smtpd", "pickup", "qmqpd"})  # services that queue mail
@@ -86,7 +95,8 @@ DESCRIPTIONS = {
 class Script:
     """Messages of the mail system script: stderr, and the log when it is a file."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, command: str = "check") -> None:
+        self.command = command
         self.tag = f"{cfg.get('syslog_name')}/mta-script"
         self.to_log = bool(cfg.get("maillog_file"))
         if self.to_log:
@@ -110,6 +120,13 @@ class Script:
         if self.to_log:
             log.error("%s", msg)
         return 1
+
+    def problem(self, p: Problem) -> None:
+        """One configuration problem, "mta COMMAND: fatal: FILE, line N: ..." as postconf does."""
+        severity = "fatal" if p.fatal else "warning"
+        sys.stderr.write(f"mta {self.command}: {severity}: {p}\n")
+        if self.to_log:
+            (log.error if p.fatal else log.warning)("%s", p)
 
 
 # ---------------------------------------------------------------- check
@@ -135,12 +152,39 @@ def _ensure_dir(script: Script, path: str, mode: int, owner: User | None) -> Non
         os.chown(path, owner.uid, owner.gid)
 
 
-def check(cfg: Config, script: Script) -> None:
-    """Validate the configuration and create or repair the queue tree."""
-    cfg.validate()
-    entries = read_master_cf(cfg.master_cf, cfg.get_int("default_process_limit"))
+def _plan_problems(entries, cfg: Config) -> list[Problem]:
+    out = []
     for entry in entries:
-        plan_service(entry, cfg)  # a bad inet address or port stops here
+        try:
+            plan_service(entry, cfg)  # a bad inet address or port
+        except ConfigError as exc:
+            problem = Problem.from_error(exc)
+            out.append(problem if exc.path else Problem(problem.message, entry.path, entry.line))
+    return out
+
+
+def validate(cfg: Config, script: Script) -> bool:
+    """Report every problem of main.cf and master.cf; False when one is fatal.
+
+    Values, tables (opened), address lists, master.cf fields and what
+    each service builds at start (smtpd's restriction lists) are checked.
+    """
+    entries, problems = read_services(cfg)
+    if not problems:
+        problems = config_problems(cfg, entries, open_tables=True)
+        problems += _plan_problems(entries, cfg)
+        known = {str(p) for p in problems}
+        problems += [p for p in service_problems(entries, cfg) if str(p) not in known]
+    for p in problems:
+        script.problem(p)
+    return not any(p.fatal for p in problems)
+
+
+def check(cfg: Config, script: Script) -> int:
+    """Validate the configuration and create or repair the queue tree; 1 when invalid."""
+    if not validate(cfg, script):
+        return 1
+    entries, _ = read_services(cfg)
     commands = {e.command for e in entries}
     qmgr = cfg.get("queue_service_name")
     if commands & INTAKE_COMMANDS and not any(e.name == qmgr for e in entries):
@@ -166,6 +210,7 @@ def check(cfg: Config, script: Script) -> None:
             continue
         _ensure_dir(script, os.path.join(qdir, name), mode, mail_owner)
     _ensure_dir(script, cfg.get("data_directory"), paths.DATA_DIR_MODE, mail_owner)
+    return 0
 
 
 # ---------------------------------------------------------------- start
@@ -220,7 +265,8 @@ def _wait_ready(fd: int, timeout: float) -> bool:
 
 
 def start(cfg: Config, script: Script, verbose: int) -> int:
-    check(cfg, script)
+    if check(cfg, script):
+        return 1
     pid_path = paths.master_pid_path(cfg)
     if running_pid(pid_path) is not None:
         return script.fatal("the mail system is already running")
@@ -236,7 +282,8 @@ def start(cfg: Config, script: Script, verbose: int) -> int:
 
 
 def start_fg(cfg: Config, script: Script, verbose: int) -> int:
-    check(cfg, script)
+    if check(cfg, script):
+        return 1
     if running_pid(paths.master_pid_path(cfg)) is not None:
         return script.fatal("the mail system is already running")
     for line in startup.where_lines(cfg):
@@ -284,6 +331,10 @@ def stop(cfg: Config, script: Script, abort: bool) -> int:
 
 
 def reload(cfg: Config, script: Script) -> int:
+    if running_pid(paths.master_pid_path(cfg)) is None:
+        return script.fatal("the mail system is not running")
+    if not validate(cfg, script):
+        return 1  # the master keeps running on the configuration it has
     pid, _ = _signal_master(cfg, script, signal.SIGHUP)
     if pid < 0:
         return 1
@@ -323,11 +374,10 @@ def main(argv: list[str], command: str) -> int:
     parser = make_parser(command, DESCRIPTIONS.get(command, "control the mail system"))
     args = parser.parse_args(argv)
     cfg = load(args)
-    script = Script(cfg)
+    script = Script(cfg, command)
     try:
         if command == "check":
-            check(cfg, script)
-            return 0
+            return check(cfg, script)
         if command == "start":
             return start(cfg, script, args.verbose)
         if command == "start-fg":

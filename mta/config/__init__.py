@@ -8,7 +8,9 @@ DESCRIPTION
     params.py is the table of parameters; main_cf.py reads and edits
     main.cf; expand.py does $name expansion; master_cf.py reads master.cf;
     instance.py creates the embedded default instance; config.py puts
-    them together into the effective configuration.
+    them together into the effective configuration; validate.py finds
+    every problem of both files; unimplemented.py lists the parameters
+    that are declared but not acted on yet.
 
 SECURITY
     Reads the administrator's files only.

@@ -13,8 +13,9 @@ DESCRIPTION
     value as "FILE, line N: parameter NAME: reason", naming the place the
     raw value came from (the table default is named as such).
 
-    validate() checks every known parameter that main.cf sets, so a typo
-    in a value stops "mta start" and "mta check" before anything runs.
+    validate() raises for the first bad value among the parameters main.cf
+    and the overrides set; mta.config.validate finds every problem of the
+    configuration (tables, address lists, typos) for "mta check".
 
 SECURITY
     Reads the administrator's files only.
@@ -41,10 +42,13 @@ class Config:
         config_dir: str,
         entries: dict[str, Entry] | None = None,
         overrides: dict[str, tuple[str, str, int]] | None = None,
+        *,
+        master_cf: str | None = None,
     ) -> None:
         self.config_dir = os.path.abspath(config_dir)
         self.main_cf = os.path.join(self.config_dir, "main.cf")
-        self.master_cf = os.path.join(self.config_dir, "master.cf")
+        # master.cf is read from elsewhere when a service runs on the master's snapshot
+        self.master_cf = master_cf or os.path.join(self.config_dir, "master.cf")
         self.entries: dict[str, Entry] = (
             entries if entries is not None else read_main_cf(self.main_cf)
         )
@@ -163,7 +167,7 @@ class Config:
         merged = dict(self.overrides)
         for k, v in overrides.items():
             merged[k] = (v, path, line)
-        return Config(self.config_dir, self.entries, merged)
+        return Config(self.config_dir, self.entries, merged, master_cf=self.master_cf)
 
     def known_names(self) -> Iterable[str]:
         return PARAMS.keys()

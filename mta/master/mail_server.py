@@ -13,10 +13,19 @@ DESCRIPTION
     from master.cf. start_service() loads the configuration with the
     overrides, initializes logging under the service's name, finds the
     listeners at descriptor 3 (and 5, 6 ... for "-s N") and returns a
-    ServiceContext. drop_privileges_if_asked() becomes mail_owner when
-    "-u" was given and the process runs as root; the servers call it
-    once their event loop exists, so everything they import later is
-    already loaded.
+    ServiceContext.
+
+    service_config() takes the live main.cf and master.cf when they
+    validate (config_problems without opening tables, then what the
+    service builds, service_check.py); otherwise the master's snapshot
+    (snapshot.py), with one warning naming the file, line and problem.
+    With neither, the service logs one fatal line and exits. A
+    ConfigError or MapError that escapes the service later is also one
+    fatal line (sys.excepthook), never a traceback.
+
+    drop_privileges_if_asked() becomes mail_owner when "-u" was given
+    and the process runs as root; the servers call it once their event
+    loop exists, so everything they import later is already loaded.
 
     The context reports to the master on the status pipe at descriptor
     4; when the master is gone (the write fails) it calls the
@@ -42,9 +51,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mta import log
-from mta.config import ConfigError, load_config
+from mta.config import Config, ConfigError, load_config, resolve_config_dir
+from mta.config.validate import config_errors
+from mta.maps import MapError
 from mta.master import master_proto as mp
 from mta.master.privs import PrivsError, drop_privileges, lookup_user, running_as_root
+from mta.master.service_check import check_service
+from mta.master.snapshot import SNAPSHOT_ENV, load_snapshot
 
 SWITCH_INTERVAL = 0.0005  # seconds between forced GIL switches (Python's default: 0.005)
 
@@ -162,6 +175,53 @@ def _listeners(nsock: int) -> list[socket.socket | int]:
     return out
 
 
+def _checked(cfg: Config, args: ServiceArgs, program: str) -> Config:
+    """cfg under the service's overrides, once it passed the checks; ConfigError if not."""
+    errors = config_errors(cfg)
+    if errors:
+        raise ConfigError(str(errors[0]))
+    if args.overrides:
+        cfg = cfg.with_overrides(args.overrides)
+    cfg.validate()
+    check_service(program, cfg)
+    return cfg
+
+
+def service_config(args: ServiceArgs, program: str) -> tuple[Config, str | None]:
+    """The live configuration when it validates, else the master's snapshot.
+
+    Returns (cfg, None), or (snapshot cfg, the problem of the live files);
+    raises ConfigError when neither can be used.
+    """
+    try:
+        return _checked(load_config(args.config_dir), args, program), None
+    except ConfigError as exc:
+        problem = exc
+    snapshot = os.environ.get(SNAPSHOT_ENV)
+    if not snapshot:
+        raise problem
+    try:
+        cfg = load_snapshot(snapshot, resolve_config_dir(args.config_dir))
+        return _checked(cfg, args, program), str(problem)
+    except ConfigError:
+        raise problem from None
+
+
+def _fatal_config_errors(hook):
+    """sys.excepthook: a configuration error is one fatal log line, not a traceback."""
+
+    def excepthook(kind, value, tb) -> None:
+        if not isinstance(value, (ConfigError, MapError)):
+            hook(kind, value, tb)
+            return
+        try:
+            log.fatal("%s", value)
+        except SystemExit:
+            pass
+
+    return excepthook
+
+
 def start_service(
     service: str, argv: list[str] | None = None
 ) -> tuple[ServiceContext, list[socket.socket | int]]:
@@ -169,14 +229,18 @@ def start_service(
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = parse_service_argv(argv)
-        cfg = load_config(args.config_dir)
-        if args.overrides:
-            cfg = cfg.with_overrides(args.overrides)
-        cfg.validate()
+        cfg, problem = service_config(args, os.environ.get("MTA_PROGRAM") or service)
     except (ServiceUsage, ConfigError) as exc:
         log.init(service, None)
         log.fatal("%s", exc)
     log.init(service, cfg, verbose=args.verbose)
+    if problem is not None:
+        log.warning(
+            "%s; running on the configuration the master validated last (%s)",
+            problem,
+            os.environ.get(SNAPSHOT_ENV),
+        )
+    sys.excepthook = _fatal_config_errors(sys.excepthook)
     try:
         listeners = _listeners(args.nsock)
     except ServiceUsage as exc:

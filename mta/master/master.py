@@ -24,8 +24,13 @@ DESCRIPTION
     get SIGTERM, finish their current clients and exit, and new
     processes start with the new configuration. A removed service loses
     its listeners and its processes finish the same way. When the new
-    files do not parse, the old configuration stays and the error is
-    logged.
+    files do not validate (mta.config.validate, fatal problems), the
+    old configuration stays and the errors are logged.
+
+    The texts of main.cf and master.cf the master took, at start and at
+    each reload, are kept in $queue_directory/pid/config (snapshot.py);
+    children find the directory in MTA_CONFIG_SNAPSHOT and run on it
+    when the live files do not validate.
 
     SIGTERM (and SIGINT in the foreground) stops the mail system: the
     listeners close, every child gets SIGTERM and may finish its
@@ -59,11 +64,13 @@ import mta
 from mta import log
 from mta.common.trigger import send_trigger
 from mta.config import ConfigError, load_config
-from mta.config.master_cf import ServiceEntry, read_master_cf
+from mta.config.master_cf import ServiceEntry, parse_master_cf
+from mta.config.validate import config_errors
 from mta.master import listen, registry
 from mta.master import master_proto as mp
 from mta.master.pidfile import AlreadyRunning, PidLock
 from mta.master.privs import PrivsError, User, lookup_user
+from mta.master.snapshot import SNAPSHOT_ENV, read_config, write_snapshot
 from mta.master.spawn import build_child_argv, child_env, spawn_child
 from mta.master.supervise import (
     Child,
@@ -110,19 +117,34 @@ class Master:
         self.owner: User | None = None
         self.cfg = None
         self.main_cf_values: dict[str, str] = {}
+        self.snapshot: str | None = None  # directory of the validated configuration
 
     # ---------------------------------------------------------------- setup
-    def _load(self, cfg=None):
-        if cfg is None:
-            cfg = load_config(self.config_dir)
+    def _load(self, config_dir: str):
+        """Read and validate both files: (cfg, owner, plan, texts); ConfigError when bad."""
+        cfg, main_text, master_text = read_config(config_dir)
         cfg.validate()
-        entries = read_master_cf(cfg.master_cf, cfg.get_int("default_process_limit"))
+        entries = parse_master_cf(master_text, cfg.master_cf, cfg.get_int("default_process_limit"))
+        errors = config_errors(cfg, entries)
+        if errors:
+            for problem in errors[1:]:
+                log.error("%s", problem)
+            raise ConfigError(str(errors[0]))
         try:
             owner = lookup_user(cfg.get("mail_owner"))
         except PrivsError as exc:
             path, line = cfg.source("mail_owner")
             raise ConfigError(str(exc), path=path, line=line, param="mail_owner") from None
-        return cfg, owner, [plan_service(entry, cfg) for entry in entries]
+        plan = [plan_service(entry, cfg) for entry in entries]
+        return cfg, owner, plan, (main_text, master_text)
+
+    def _keep_snapshot(self, cfg, texts: tuple[str, str]) -> None:
+        """Write the configuration just taken where children fall back to it."""
+        try:
+            self.snapshot = write_snapshot(cfg, *texts)
+        except OSError as exc:
+            self.snapshot = None
+            log.warning("cannot keep a copy of the configuration: %s", exc)
 
     def _open_log_fd(self, cfg) -> None:
         old = self.log_fd
@@ -244,6 +266,8 @@ class Master:
         fds = [listen.listener_fd(item) for item in svc.listeners]
         argv = build_child_argv(svc.entry, svc.module, self.cfg.config_dir, self.verbose, len(fds))
         env = child_env(svc.entry, self.log_to_fd)
+        if self.snapshot:
+            env[SNAPSHOT_ENV] = self.snapshot
         try:
             pid = spawn_child(argv, env, fds, svc.status_w, self.log_fd, self.devnull)
         except OSError as exc:
@@ -375,11 +399,12 @@ class Master:
 
     def _reload(self) -> None:
         try:
-            cfg, owner, plan = self._load()
+            cfg, owner, plan, texts = self._load(self.cfg.config_dir)
         except ConfigError as exc:
             log.error("reload failed, keeping the old configuration: %s", exc)
             return
         self.cfg, self.owner = cfg, owner
+        self._keep_snapshot(cfg, texts)
         log.init("master", cfg, stdout=self.foreground, verbose=self.verbose)
         try:
             self._open_log_fd(cfg)
@@ -412,7 +437,7 @@ class Master:
         try:
             cfg = load_config(self.config_dir)
             log.init("master", cfg, stdout=self.foreground, verbose=self.verbose)
-            cfg, owner, plan = self._load(cfg)
+            cfg, owner, plan, texts = self._load(cfg.config_dir)
         except (ConfigError, OSError) as exc:
             if cfg is None or isinstance(exc, OSError):
                 log.init("master", None, stdout=self.foreground)
@@ -431,6 +456,7 @@ class Master:
         except OSError as exc:
             log.error("open lock file %s: %s", pid_path, exc.strerror)
             return 1
+        self._keep_snapshot(cfg, texts)
         try:
             self._open_log_fd(cfg)
             self._install_signals()

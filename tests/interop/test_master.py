@@ -322,7 +322,10 @@ def test_reload_with_a_bad_master_cf_keeps_the_old_configuration(make_instance):
     inst = make_instance(echo_cf(port))
     assert inst.mta("start").returncode == 0
     inst.write_master_cf("oops inet n - n\n")
-    assert inst.mta("reload").returncode == 0
+    r = inst.mta("reload")
+    assert r.returncode == 1  # refused: the master is not signalled
+    assert re.match(r"mta reload: fatal: .*master\.cf, line 1: ", r.stderr), r.stderr
+    os.kill(inst.master_pid(), signal.SIGHUP)  # a reload that skips "mta reload"
     inst.wait_log(r"error: reload failed, keeping the old configuration: .*master\.cf, line 1")
     c = Client(("127.0.0.1", port))
     assert c.hello()[2] == f"127.0.0.1:{port}"

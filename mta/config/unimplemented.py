@@ -1,0 +1,161 @@
+"""config.unimplemented - parameters mta knows by name but does not act on yet
+
+SYNOPSIS
+    from mta.config.unimplemented import UNIMPLEMENTED
+    if name in UNIMPLEMENTED and cfg.get(name) != default: warn(...)
+
+DESCRIPTION
+    Postfix's parameter table (params.py) is declared whole, so that a
+    Postfix main.cf reads without "unknown parameter" noise, but some of
+    its features are not built yet. A name in UNIMPLEMENTED is one that
+    no code reads: "mta check" and "mta start" warn "NAME is not
+    implemented" when main.cf or a master.cf -o override gives it a
+    value other than its default, so an operator never believes such a
+    setting is in force. tests/unit/config/test_unimplemented.py keeps
+    the set honest: a declared parameter must be read by the code or be
+    listed here, and a listed one must not be read.
+
+    AS_IF gives, for some of them, the value mta behaves as when it
+    differs from the default: setting exactly that value ("biff = no",
+    as Debian's main.cf does) is not warned, since it is in force.
+
+    REFUSED gives values that ask for more security than mta can give:
+    serving them with less would weaken what the operator asked for, so
+    they are fatal problems (start and reload refuse), not warnings.
+
+SECURITY
+    Static data.
+"""
+
+from __future__ import annotations
+
+# fmt: off
+UNIMPLEMENTED: frozenset[str] = frozenset({
+    # --- set or shown by the mail system itself; a main.cf value changes nothing
+    "compatibility_level",          # mta always behaves as Postfix's newest level
+    "enable_long_queue_ids",        # queue ids are always the long, time-sortable form
+    "mail_version",                 # informational
+    "process_name",                 # informational
+    # --- authorization of the local commands
+    "authorized_flush_users",       # mta flush/queue -f do not check the caller yet
+    "authorized_mailq_users",       # mailq does not check the caller yet
+    "authorized_submit_users",      # sendmail does not check the caller yet
+    "setgid_group",                 # there is no setgid postdrop
+    # --- local delivery and addressing
+    "allow_min_user",               # not consulted
+    "best_mx_transport",            # no MX-to-self detection
+    "biff",                         # no comsat notification
+    "virtual_alias_address_length_limit",  # no length cap on virtual alias results
+    # --- content inspection and filters
+    "content_filter",               # after-queue content filters
+    "default_filter_nexthop",       # goes with content_filter
+    "internal_mail_filter_classes",  # goes with content_filter
+    "smtpd_proxy_filter",           # before-queue content filter
+    "smtpd_milters",                # milters
+    "non_smtpd_milters",            # milters
+    "milter_default_action",        # milters
+    "detect_8bit_encoding_header",  # not consulted
+    "message_reject_characters",    # no per-character rejection
+    "message_strip_characters",     # no per-character stripping
+    "mime_boundary_length_limit",   # MIME boundaries are not length-checked
+    "receive_override_options",     # intake features cannot be switched off yet
+    "strict_7bit_headers",          # strict MIME checks
+    "strict_8bitmime",              # strict MIME checks
+    "strict_8bitmime_body",         # strict MIME checks
+    "strict_mime_encoding_domain",  # strict MIME checks
+    # --- smtpd
+    "debug_peer_level",             # no per-peer verbose logging
+    "debug_peer_list",              # no per-peer verbose logging
+    "smtpd_authorized_xclient_hosts",  # no XCLIENT
+    "smtpd_client_connection_count_limit",  # no anvil: no per-client limits
+    "smtpd_client_connection_rate_limit",   # no anvil
+    "smtpd_client_message_rate_limit",      # no anvil
+    "smtpd_client_port_logging",    # the client port is never logged
+    "smtpd_client_recipient_rate_limit",    # no anvil
+    "smtpd_expansion_filter",       # not consulted
+    "smtpd_forbid_bare_newline_reject_code",  # not consulted
+    "smtpd_log_access_permit_actions",  # permit actions are not logged
+    "smtpd_noop_commands",          # no extra NOOP-like commands
+    "smtpd_recipient_overshoot_limit",  # not consulted
+    "smtpd_reject_footer",          # no footer on reject replies
+    "broken_sasl_auth_clients",     # SMTP AUTH
+    "smtpd_sasl_auth_enable",       # SMTP AUTH
+    "smtpd_sasl_authenticated_header",  # SMTP AUTH
+    "smtpd_sasl_local_domain",      # SMTP AUTH
+    "smtpd_sasl_path",              # SMTP AUTH
+    "smtpd_sasl_security_options",  # SMTP AUTH
+    "smtpd_sasl_type",              # SMTP AUTH
+    "smtpd_starttls_timeout",       # inbound TLS
+    "smtpd_tls_CAfile",             # inbound TLS
+    "smtpd_tls_auth_only",          # inbound TLS
+    "smtpd_tls_cert_file",          # inbound TLS
+    "smtpd_tls_chain_files",        # inbound TLS
+    "smtpd_tls_ciphers",            # inbound TLS
+    "smtpd_tls_key_file",           # inbound TLS
+    "smtpd_tls_loglevel",           # inbound TLS
+    "smtpd_tls_mandatory_protocols",  # inbound TLS
+    "smtpd_tls_protocols",          # inbound TLS
+    "smtpd_tls_received_header",    # inbound TLS
+    "smtpd_tls_security_level",     # inbound TLS: no STARTTLS is offered
+    "smtpd_tls_session_cache_database",  # inbound TLS
+    # --- smtp client
+    "smtp_always_send_ehlo",        # not consulted (smtp_never_send_ehlo is)
+    "smtp_body_checks",             # no outbound content checks
+    "smtp_header_checks",           # no outbound content checks
+    "smtp_mime_header_checks",      # no outbound content checks
+    "smtp_nested_header_checks",    # no outbound content checks
+    "smtp_defer_if_no_mx_address_found",  # not consulted
+    "smtp_dns_support_level",       # no DNSSEC
+    "smtp_fallback_relay",          # no fallback relay
+    "smtp_generic_maps",            # no outbound address rewriting
+    "smtp_sasl_auth_enable",        # no client AUTH
+    "smtp_sasl_password_maps",      # no client AUTH
+    "smtp_sasl_security_options",   # no client AUTH
+    "smtp_tls_CAfile",              # no outbound TLS verification
+    "smtp_tls_CApath",              # no outbound TLS verification
+    "smtp_tls_cert_file",           # no client certificates
+    "smtp_tls_ciphers",             # outbound TLS
+    "smtp_tls_key_file",            # no client certificates
+    "smtp_tls_loglevel",            # outbound TLS
+    "smtp_tls_mandatory_protocols",  # outbound TLS
+    "smtp_tls_policy_maps",         # outbound TLS: no per-destination policy
+    "smtp_tls_protocols",           # outbound TLS
+    "smtp_tls_session_cache_database",  # outbound TLS
+    # --- queue manager and scheduler
+    "default_delivery_slot_cost",   # no preemptive scheduler
+    "default_delivery_slot_discount",  # no preemptive scheduler
+    "default_delivery_slot_loan",   # no preemptive scheduler
+    "default_minimum_delivery_slots",  # no preemptive scheduler
+    "default_extra_recipient_limit",   # no per-transport recipient memory limits
+    "default_recipient_limit",      # no per-transport recipient memory limits
+    "default_recipient_refill_delay",  # no per-transport recipient memory limits
+    "default_recipient_refill_limit",  # no per-transport recipient memory limits
+    "default_transport_rate_delay",  # no per-transport rate delay
+    "default_delivery_status_filter",  # delivery status is logged as reported
+    "default_verp_delimiters",      # no VERP
+    "delay_logging_resolution_limit",  # not consulted
+    "qmgr_clog_warn_time",          # no clog warnings
+    "qmgr_fudge_factor",            # no fudge factor
+    "qmgr_ipc_timeout",             # not consulted
+    "qmgr_message_recipient_minimum",  # no per-message recipient minimum
+    "transport_retry_time",         # not consulted
+    # --- processes and environment
+    "daemon_timeout",               # no watchdog on service requests yet
+    "fork_attempts",                # the master does not retry a failed fork
+    "fork_delay",                   # the master does not retry a failed fork
+    "import_environment",           # the environment of services is not filtered
+    "proxy_write_maps",             # proxymap serves reads only
+    "trigger_timeout",              # not consulted
+})
+# fmt: on
+
+# the value mta behaves as, where that is not the default: setting it is no warning
+AS_IF: dict[str, str] = {
+    "biff": "no",  # there is no comsat notification
+    "smtpd_tls_security_level": "none",  # smtpd offers no STARTTLS
+}
+
+# values that demand what mta cannot do: refused rather than served with less security
+REFUSED: dict[str, tuple[str, ...]] = {
+    "smtpd_tls_security_level": ("encrypt",),  # would take mail in plain text
+}

@@ -1,0 +1,138 @@
+"""mta check: every problem smtpd and the other services would meet, before anything runs."""
+
+import os
+import pwd
+import re
+
+import pytest
+
+from mta.cli import postfix
+
+MASTER_CF = (
+    "127.0.0.1:2525 inet n - n - - smtpd\nqmgr fifo n - n 300 1 qmgr\nsmtp unix - - n - - smtp\n"
+)
+
+
+@pytest.fixture
+def make(tmp_path):
+    def make(main: str = "", master: str = MASTER_CF):
+        conf = tmp_path / "etc"
+        conf.mkdir(exist_ok=True)
+        user = pwd.getpwuid(os.getuid()).pw_name
+        (conf / "main.cf").write_text(
+            f"queue_directory = {tmp_path}/spool\ndata_directory = {tmp_path}/data\n"
+            f"mail_owner = {user}\n" + main
+        )
+        (conf / "master.cf").write_text(master)
+        return conf
+
+    return make
+
+
+def check(capsys, conf):
+    rc = postfix.main(["-c", str(conf)], "check")
+    _, err = capsys.readouterr()
+    return rc, err
+
+
+def fatal_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("mta check: fatal: ")]
+
+
+def test_a_good_configuration_passes_and_creates_the_queue(make, capsys, tmp_path):
+    rc, err = check(capsys, make("smtpd_recipient_restrictions = permit_mynetworks, reject\n"))
+    assert (rc, err) == (0, "")
+    assert os.path.isdir(tmp_path / "spool" / "incoming")
+
+
+def test_an_unknown_restriction_fails_with_file_and_line(make, capsys, tmp_path):
+    conf = make("smtpd_recipient_restrictions = permit_mynetworks, reject_everyone\n")
+    rc, err = check(capsys, conf)
+    assert rc == 1
+    assert fatal_lines(err) == [
+        f"mta check: fatal: {conf}/main.cf, line 4: parameter smtpd_recipient_restrictions: "
+        'unknown restriction "reject_everyone"'
+    ]
+    assert not os.path.exists(tmp_path / "spool")  # nothing is created for a bad configuration
+
+
+def test_an_unknown_restriction_in_an_override_names_master_cf(make, capsys):
+    conf = make(
+        master=MASTER_CF + "submission inet n - n - - smtpd\n"
+        "  -o smtpd_client_restrictions=permit_sasl_authenticated,rejekt\n"
+    )
+    rc, err = check(capsys, conf)
+    assert rc == 1
+    assert fatal_lines(err) == [
+        f"mta check: fatal: {conf}/master.cf, line 4: parameter smtpd_client_restrictions: "
+        'unknown restriction "rejekt"'
+    ]
+
+
+def test_a_bad_netmask_fails(make, capsys):
+    conf = make("mynetworks = 127.0.0.1/33\n")
+    rc, err = check(capsys, conf)
+    assert rc == 1
+    assert fatal_lines(err) == [
+        f"mta check: fatal: {conf}/main.cf, line 4: parameter mynetworks: "
+        'bad network pattern "127.0.0.1/33": need network/prefix without host bits'
+    ]
+
+
+def test_a_missing_transport_map_fails(make, capsys, tmp_path):
+    conf = make(f"transport_maps = lmdb:{tmp_path}/transport\n")
+    rc, err = check(capsys, conf)
+    assert rc == 1
+    [line] = fatal_lines(err)
+    assert line.startswith(f"mta check: fatal: {conf}/main.cf, line 4: parameter transport_maps: ")
+    assert f"{tmp_path}/transport.lmdb" in line
+
+
+def test_an_unknown_table_type_fails(make, capsys):
+    conf = make("smtpd_client_restrictions = check_client_access nosuch:/etc/access\n")
+    rc, err = check(capsys, conf)
+    assert rc == 1
+    [line] = fatal_lines(err)
+    assert re.match(
+        rf"mta check: fatal: {re.escape(str(conf))}/main\.cf, line 4: .*"
+        "unsupported dictionary type: nosuch",
+        line,
+    ), line
+
+
+def test_every_bad_value_gets_its_own_line(make, capsys):
+    conf = make("message_size_limit = banana\nsmtpd_timeout = later\n")
+    rc, err = check(capsys, conf)
+    assert rc == 1
+    assert [line.split(": parameter ")[1].split(":")[0] for line in fatal_lines(err)] == [
+        "message_size_limit",
+        "smtpd_timeout",
+    ]
+
+
+def test_a_typo_and_an_unimplemented_parameter_are_warnings(make, capsys):
+    conf = make("mesage_size_limit = 10\ncontent_filter = scan:[127.0.0.1]:10025\n")
+    rc, err = check(capsys, conf)
+    assert rc == 0
+    assert err.splitlines() == [
+        f"mta check: warning: {conf}/main.cf, line 4: unused parameter: mesage_size_limit=10",
+        f"mta check: warning: {conf}/main.cf, line 5: content_filter is not implemented: "
+        "the setting content_filter = scan:[127.0.0.1]:10025 has no effect",
+    ]
+
+
+@pytest.mark.parametrize("command", ["start", "start-fg"])
+def test_start_refuses_a_bad_configuration(make, capsys, tmp_path, command):
+    conf = make("mynetworks = 10.0.0.1/8\n")
+    rc = postfix.main(["-c", str(conf)], command)
+    _, err = capsys.readouterr()
+    assert rc == 1
+    assert f"mta {command}: fatal: " in err and "10.0.0.1/8" in err
+    assert not os.path.exists(tmp_path / "spool" / "pid" / "master.pid")
+
+
+def test_reload_of_a_stopped_system_says_so_before_validating(make, capsys):
+    rc = postfix.main(["-c", str(make("message_size_limit = banana\n"))], "reload")
+    _, err = capsys.readouterr()
+    assert rc == 1
+    assert "the mail system is not running" in err

@@ -1,0 +1,209 @@
+"""config_problems(): every problem of main.cf and master.cf, with file and line."""
+
+import pytest
+
+from mta.config import Config
+from mta.config.validate import config_problems
+from mta.maps.dict_lmdb import build_lmdb
+
+MASTER_CF = "smtp inet n - n - - smtpd\nrelay unix - - n - - smtp\n"
+
+
+@pytest.fixture
+def make(tmp_path):
+    def make(main: str, master: str = MASTER_CF) -> Config:
+        (tmp_path / "main.cf").write_text(main)
+        (tmp_path / "master.cf").write_text(master)
+        return Config(str(tmp_path))
+
+    return make
+
+
+def lines(cfg, fatal=None, open_tables=False):
+    return [
+        str(p)
+        for p in config_problems(cfg, open_tables=open_tables)
+        if fatal is None or p.fatal == fatal
+    ]
+
+
+def test_a_clean_configuration_has_no_problem(make):
+    assert lines(make("myhostname = mx.example\nmessage_size_limit = 1000\n")) == []
+
+
+def test_every_bad_value_is_reported_not_only_the_first(make, tmp_path):
+    cfg = make("message_size_limit = banana\nsmtpd_timeout = soon\nsoft_bounce = maybe\n")
+    got = lines(cfg, fatal=True)
+    main = tmp_path / "main.cf"
+    assert got == [
+        f'{main}, line 1: parameter message_size_limit: bad size value "banana" '
+        "(expected a number of bytes)",
+        f'{main}, line 2: parameter smtpd_timeout: bad time value "soon" '
+        "(expected a number with unit s, m, h, d or w)",
+        f'{main}, line 3: parameter soft_bounce: bad boolean value "maybe" (expected yes or no)',
+    ]
+
+
+def test_a_bad_netmask_in_mynetworks_is_fatal(make, tmp_path):
+    got = lines(make("\nmynetworks = 127.0.0.0/8, 127.0.0.1/33\n"), fatal=True)
+    assert got == [
+        f"{tmp_path / 'main.cf'}, line 2: parameter mynetworks: "
+        'bad network pattern "127.0.0.1/33": need network/prefix without host bits'
+    ]
+
+
+def test_an_unknown_table_type_is_fatal(make, tmp_path):
+    got = lines(make("transport_maps = berkeley:/etc/transport\n"), fatal=True)
+    assert got == [
+        f"{tmp_path / 'main.cf'}, line 1: parameter transport_maps: "
+        "berkeley:/etc/transport: unsupported dictionary type: berkeley"
+    ]
+
+
+def test_a_table_in_a_match_list_is_checked_too(make):
+    got = lines(make("relay_domains = example.com, nosuch:/x\n"), fatal=True)
+    assert len(got) == 1 and "unsupported dictionary type: nosuch" in got[0]
+
+
+def test_a_missing_table_file_is_fatal_only_when_tables_are_opened(make, tmp_path):
+    cfg = make(f"transport_maps = lmdb:{tmp_path}/transport\n")
+    assert lines(cfg, fatal=True) == []
+    got = lines(cfg, fatal=True, open_tables=True)
+    assert len(got) == 1
+    assert got[0].startswith(f"{tmp_path / 'main.cf'}, line 1: parameter transport_maps: ")
+    assert "No such file or directory" in got[0]
+    build_lmdb(f"{tmp_path}/transport.lmdb", [("example.com", "smtp:[mx]")])
+    assert lines(cfg, fatal=True, open_tables=True) == []
+
+
+def test_proxy_tables_are_checked_through_to_the_table_they_name(make, tmp_path):
+    cfg = make(f"relay_recipient_maps = proxy:lmdb:{tmp_path}/nosuch\n")
+    got = lines(cfg, fatal=True, open_tables=True)
+    assert len(got) == 1 and "nosuch.lmdb" in got[0]
+
+
+def test_a_typo_is_warned_with_file_and_line(make, tmp_path):
+    got = lines(make("myhostname = mx.example\nmesage_size_limit = 10\n"), fatal=False)
+    assert got == [f"{tmp_path / 'main.cf'}, line 2: unused parameter: mesage_size_limit=10"]
+
+
+def test_a_name_used_as_dollar_name_is_no_typo(make):
+    cfg = make(
+        "my_checks = permit_mynetworks, reject\n"
+        "smtpd_recipient_restrictions = $my_checks\n"
+        "relay_extra = example.net\n",
+        MASTER_CF + "  -o relay_domains=${relay_extra}\n",
+    )
+    assert lines(cfg) == []
+
+
+def test_restriction_classes_and_transport_parameters_are_no_typos(make):
+    cfg = make(
+        "smtpd_restriction_classes = strict\nstrict = reject\n"
+        "relay_destination_concurrency_limit = 5\n"
+    )
+    assert lines(cfg) == []
+
+
+def test_a_transport_parameter_of_a_missing_transport_is_warned(make):
+    got = lines(make("nosuch_destination_concurrency_limit = 5\n"))
+    assert len(got) == 1 and "unused parameter: nosuch_destination_concurrency_limit=5" in got[0]
+
+
+def test_an_unknown_override_is_warned_at_its_master_cf_line(make, tmp_path):
+    got = lines(make("", MASTER_CF + "  -o smtpd_bogus=1\n"))
+    assert got == [
+        f"{tmp_path / 'master.cf'}, line 2: service relay/unix: unused parameter: smtpd_bogus=1"
+    ]
+
+
+def test_a_bad_override_value_is_fatal_at_its_master_cf_line(make, tmp_path):
+    got = lines(make("", "smtp inet n - n - - smtpd -o smtpd_timeout=xx\n"), fatal=True)
+    assert got == [
+        f'{tmp_path / "master.cf"}, line 1: parameter smtpd_timeout: bad time value "xx" '
+        "(expected a number with unit s, m, h, d or w)"
+    ]
+
+
+def test_an_override_that_breaks_a_main_cf_setting_is_found(make, tmp_path):
+    cfg = make(
+        "mynetworks = $extra_nets\nextra_nets = 10.0.0.0/8\n",
+        "smtp inet n - n - - smtpd -o extra_nets=10.0.0.1/8\n",
+    )
+    got = lines(cfg, fatal=True)
+    assert len(got) == 1 and 'bad network pattern "10.0.0.1/8"' in got[0]
+
+
+def test_a_master_cf_error_is_one_problem(make, tmp_path):
+    got = lines(make("", "smtp inet n -\n"))
+    assert len(got) == 1 and got[0].startswith(f"{tmp_path / 'master.cf'}, line 1: ")
+
+
+def test_an_unimplemented_parameter_set_away_from_its_default_is_warned(make, tmp_path):
+    got = lines(make("smtpd_tls_security_level = may\nbiff = yes\n"))
+    assert got == [
+        f"{tmp_path / 'main.cf'}, line 1: smtpd_tls_security_level is not implemented: "
+        "the setting smtpd_tls_security_level = may has no effect"
+    ]
+
+
+def test_an_unimplemented_parameter_in_an_override_is_warned(make, tmp_path):
+    got = lines(make("", "smtp inet n - n - - smtpd -o smtpd_sasl_auth_enable=yes\n"))
+    assert got == [
+        f"{tmp_path / 'master.cf'}, line 1: smtpd_sasl_auth_enable is not implemented: "
+        "the setting smtpd_sasl_auth_enable = yes has no effect"
+    ]
+
+
+def test_a_table_a_service_writes_is_not_opened(make, tmp_path):
+    cfg = make(f"address_verify_map = lmdb:{tmp_path}/verify_cache\n")
+    assert lines(cfg, open_tables=True) == []
+    cfg = make("address_verify_map = nosuch:/x\n")
+    assert "unsupported dictionary type: nosuch" in lines(cfg, fatal=True)[0]
+
+
+def test_an_alias_table_that_does_not_open_is_a_warning(make, tmp_path):
+    cfg = make(f"alias_maps = lmdb:{tmp_path}/aliases\n")
+    assert lines(cfg, fatal=True, open_tables=True) == []
+    [warning] = lines(cfg, fatal=False, open_tables=True)
+    assert warning.startswith(f"{tmp_path / 'main.cf'}, line 1: parameter alias_maps: ")
+    assert "aliases.lmdb" in warning
+
+
+def test_setting_the_value_mta_behaves_as_is_no_warning(make):
+    assert lines(make("biff = no\nsmtpd_tls_security_level = none\n")) == []
+
+
+def test_a_word_outside_its_fixed_set_is_fatal(make, tmp_path):
+    cfg = make(
+        "mynetworks_style = hosts\nnotify_classes = resource, sofware\n"
+        "smtp_tls_security_level = Encrypt\n"
+    )
+    assert lines(cfg, fatal=True) == [
+        f'{tmp_path / "main.cf"}, line 1: parameter mynetworks_style: bad value "hosts" '
+        "(expected host or subnet or class)",
+        f'{tmp_path / "main.cf"}, line 2: parameter notify_classes: bad value "sofware" '
+        "(expected bounce or 2bounce or data or delay or policy or protocol or resource "
+        "or software)",
+    ]
+
+
+def test_a_bad_concurrency_feedback_is_fatal(make, tmp_path):
+    cfg = make(
+        "default_destination_concurrency_negative_feedback = 1/concurency\n"
+        "relay_destination_concurrency_positive_feedback = 1/concurrency\n"
+    )
+    got = lines(cfg, fatal=True)
+    assert len(got) == 1
+    assert got[0].startswith(
+        f"{tmp_path / 'main.cf'}, line 1: parameter "
+        "default_destination_concurrency_negative_feedback: bad feedback value"
+    )
+
+
+def test_a_setting_that_demands_what_mta_cannot_give_is_refused(make, tmp_path):
+    cfg = make("", "submission inet n - n - - smtpd -o smtpd_tls_security_level=encrypt\n")
+    assert lines(cfg, fatal=True) == [
+        f"{tmp_path / 'master.cf'}, line 1: smtpd_tls_security_level = encrypt is not "
+        "implemented, and mta would give less security than it asks for; refused"
+    ]
