@@ -5,6 +5,7 @@ SYNOPSIS
     ctx, listeners = start_service("proxymap", sys.argv[1:])
     ctx.cfg, ctx.service_name, ctx.service_type, ctx.args
     ctx.report_taken(); ctx.report_available()
+    ctx.report_used()             # once: this process did its work
 
 DESCRIPTION
     parse_service_argv() reads the command line the master gives a
@@ -20,7 +21,10 @@ DESCRIPTION
 
     The context reports to the master on the status pipe at descriptor
     4; when the master is gone (the write fails) it calls the
-    on_master_gone hook the server installed.
+    on_master_gone hook the server installed. report_used() tells the
+    master, the first time only, that the process did the work it is
+    there for, so that its death later is not taken for a bad start
+    (the servers call it on the first trigger, connection or request).
 
     new_event_loop() returns a uvloop loop when uvloop is installed,
     else asyncio's, and shortens the interpreter's GIL switch interval to
@@ -122,6 +126,7 @@ class ServiceContext:
     unpriv: bool = False
     on_master_gone: Callable[[], None] | None = None
     status_ok: bool = True
+    used: bool = False  # report_used() was sent
 
     def _report(self, kind: bytes) -> None:
         if not self.status_ok:
@@ -138,6 +143,12 @@ class ServiceContext:
 
     def report_available(self) -> None:
         self._report(mp.STATUS_AVAIL)
+
+    def report_used(self) -> None:
+        """Tell the master once that this process is past its start-up."""
+        if not self.used:
+            self.used = True
+            self._report(mp.STATUS_USED)
 
 
 def _listeners(nsock: int) -> list[socket.socket | int]:

@@ -85,6 +85,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mta import log
@@ -227,6 +228,7 @@ class QueueManager:
         self.removals_queued = 0  # written by the loop only
         self.removals_done = 0  # written by the remover only
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.on_use: Callable[[], None] | None = None  # called at the first delivery request
 
     # ------------------------------------------------------------ control
     def trigger(self, data: bytes) -> None:
@@ -454,6 +456,9 @@ class QueueManager:
             if picked is None:
                 return
             dest, batch = picked
+            if self.on_use is not None:
+                self.on_use, on_use = None, self.on_use
+                on_use()
             task = asyncio.create_task(self._deliver(dest, batch))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
