@@ -19,7 +19,10 @@ DESCRIPTION
     fsyncs the directory, so that once commit() returns, a crash can
     neither lose the file nor leave only its temporary name. A writer
     that is aborted, or whose process dies, leaves at most a ".tmp"
-    file that readers never look at.
+    file that readers never look at. A hashed subdirectory that does
+    not exist yet is made by make_queue_dirs(), which fsyncs the parent
+    of every level it makes (hash_queue_depth 2 makes two), so the path
+    to a committed file survives a crash too.
 
     The reader checks the structure (size record first, end record last,
     recipients inside the envelope or extracted sections) and raises
@@ -175,6 +178,32 @@ def queue_path(layout: tuple, queue: str, queue_id: str) -> str:
 def fsync_dir(path: str) -> None:
     """Make a rename or unlink in directory path durable."""
     durable.fsync_dir(path)
+
+
+def make_queue_dirs(path: str, mode: int = 0o700, owner: tuple[int, int] | None = None) -> None:
+    """Create directory path and whatever is missing above it, durably.
+
+    Each directory made is fsynced into its parent before the next level
+    is made, so with hash_queue_depth 2 or more neither level is lost in a
+    crash (a file renamed into a lost directory would be lost with it).
+    owner (uid, gid): given to every directory made (root writing into
+    mail_owner's tree)."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:
+            pass  # made by another process: its entry may not be synced yet
+        else:
+            if owner is not None:
+                os.chown(directory, *owner)
+        fsync_dir(os.path.dirname(directory))
 
 
 class DirSyncer:
@@ -404,8 +433,7 @@ class QueueFileWriter:
             if os.path.isdir(target_dir) or not os.path.exists(self.tmp_path):
                 raise
             # a new hashed subdirectory must itself survive a crash
-            os.makedirs(target_dir, mode=0o700, exist_ok=True)
-            fsync_dir(os.path.dirname(target_dir))
+            make_queue_dirs(target_dir)
             os.rename(self.tmp_path, final)
         try:
             sync_dir_shared(target_dir)
@@ -705,7 +733,7 @@ def mark_done(path: str, offsets: list[int]) -> None:
 def move_to_queue(queue_dir: str, path: str, queue: str) -> str:
     """Move a queue file into another (unhashed) queue, durably; return its new path."""
     target_dir = os.path.join(queue_dir, queue)
-    os.makedirs(target_dir, mode=0o700, exist_ok=True)
+    make_queue_dirs(target_dir)
     target = os.path.join(target_dir, os.path.basename(path))
     os.rename(path, target)
     fsync_dir(target_dir)
