@@ -822,3 +822,36 @@ def test_routing_follows_the_envelope_sender(tmp_path):
     text = (tmp_path / "maillog").read_text()
     assert f"{bulk}: to=<u@far.example>, relay=none" in text and "status=sent (bulk route)" in text
     assert "normal route" in text
+
+
+def test_an_error_while_finishing_defers_the_message_and_it_is_retried(tmp_path, monkeypatch):
+    # the failure of item 11: qmgr could not read the bounce log the agent wrote
+    cfg = instance(
+        tmp_path,
+        "default_transport = error:5.1.2 domain is gone\n"
+        "minimal_backoff_time = 1s\nmaximal_backoff_time = 1s\nqueue_run_delay = 1s\n",
+    )
+    m = queue_message(cfg, ["u@gone.example"], sender="writer@origin.example", queue="incoming")
+    real_read, failures = logfile.read, []
+
+    def read_once_denied(queue_dir, kind, queue_id, *args, **kw):
+        if kind == "bounce" and queue_id == m.queue_id and not failures:
+            failures.append(queue_id)
+            raise PermissionError(13, "Permission denied", "bounce/" + queue_id)
+        return real_read(queue_dir, kind, queue_id, *args, **kw)
+
+    monkeypatch.setattr(logfile, "read", read_once_denied)
+    with agents(cfg, "error"):
+        qm = run_qmgr(cfg, lambda qm: bool(failures) and m.queue_id in files(cfg, "deferred"))
+        assert m.queue_id not in qm.active
+        text = (tmp_path / "maillog").read_text()
+        assert (
+            f"{m.queue_id}: cannot finish the delivery attempt: PermissionError: "
+            "[Errno 13] Permission denied: 'bounce/" in text
+        )
+        assert "message deferred" in text
+        # the next attempt reads the log and sends the notice
+        run_qmgr(cfg, lambda qm: not os.path.exists(m.path) and not files(cfg, "deferred"))
+    text = (tmp_path / "maillog").read_text()
+    assert f"{m.queue_id}: sender non-delivery notification: " in text
+    assert f"{m.queue_id}: removed" in text
