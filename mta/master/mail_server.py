@@ -16,8 +16,10 @@ DESCRIPTION
     listeners at descriptor 3 (and 5, 6 ... for "-s N") and returns a
     ServiceContext. drop_privileges_if_asked() becomes mail_owner when
     "-u" was given and the process runs as root; the servers call it
-    once their event loop exists, so everything they import later is
-    already loaded.
+    once their event loop exists. Before the drop it imports what the
+    loaded mta modules import inside functions (master/preload.py), so
+    a service keeps working when the installation is readable by root
+    only.
 
     The context reports to the master on the status pipe at descriptor
     4; when the master is gone (the write fails) it calls the
@@ -48,6 +50,7 @@ from dataclasses import dataclass, field
 from mta import log
 from mta.config import ConfigError, load_config
 from mta.master import master_proto as mp
+from mta.master.preload import preload_deferred_imports
 from mta.master.privs import PrivsError, drop_privileges, lookup_user, running_as_root
 
 SWITCH_INTERVAL = 0.0005  # seconds between forced GIL switches (Python's default: 0.005)
@@ -212,6 +215,7 @@ def drop_privileges_if_asked(ctx: ServiceContext) -> None:
     """Become mail_owner when master.cf says unprivileged and we are root."""
     if not ctx.unpriv or not running_as_root():
         return
+    preload_deferred_imports()
     try:
         drop_privileges(lookup_user(ctx.cfg.get("mail_owner")))
     except (PrivsError, OSError) as exc:

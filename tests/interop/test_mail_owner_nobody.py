@@ -1,7 +1,12 @@
 """The mail system with mail_owner = nobody under the real master, as root starts it
 on a server: the privileged local agent delivers to a user that exists, and bounces
 an unknown one; qmgr (as nobody) reads the bounce log the agent wrote as root, sends
-the notice and removes the message: nothing stays in active/."""
+the notice and removes the message: nothing stays in active/.
+
+The same again with mta installed where only root can read it (a copy of the package
+in a 0700 directory, as a virtualenv under /root): "mta check" names the directory,
+and the services still work, because they load what they import later before they
+give up root."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import tempfile
 
 import pytest
 
+import mta
 from tests.support.running import Instance, free_port, wait_for
 
 pytestmark = [
@@ -41,8 +47,8 @@ def top():
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def inst(top):
+@pytest.fixture(params=["shared", "root-only"])
+def inst(top, request):
     pwd.getpwnam(USER)  # KeyError: no such user on this machine
     spool = os.path.join(top, "mail")
     os.mkdir(spool)
@@ -66,6 +72,15 @@ def inst(top):
         },
     )
     inst.port, inst.spool = port, spool
+    inst.private = None
+    if request.param == "root-only":
+        private = os.path.join(top, "private")
+        os.mkdir(private, 0o700)
+        shutil.copytree(os.path.dirname(mta.__file__), os.path.join(private, "mta"))
+        inst.env["PYTHONPATH"] = inst.private = private
+        r = inst.mta("check")
+        assert r.returncode == 0, r.stderr
+        assert f"mail_owner nobody cannot read {private}" in r.stderr
     r = inst.mta("start")
     assert r.returncode == 0, r.stderr + inst.log()
     yield inst
