@@ -40,6 +40,11 @@ DESCRIPTION
     job.conn_time is the time until the session was ready (connected,
     greeted, TLS and EHLO done); near zero for a reused session.
 
+    The outcome of a transaction is made durable (job.settle(): logs and
+    done marks) as soon as the server has answered, before QUIT or the
+    hand-over to the session cache: a crash after that point does not
+    send those recipients again.
+
 SECURITY
     Runs unprivileged. Talks to remote servers (untrusted replies) and
     DNS (untrusted answers); reads the queue file read-only.
@@ -217,6 +222,7 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
                 _give_up(job, exc, session.target.relay)
                 return
             break
+        await job.settle()  # done marks before QUIT or caching: a crash then repeats nothing
         await _finish_session(job, st, key, session, reusable)
         return
 
@@ -254,6 +260,7 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
             if exc.final:
                 break
             continue
+        await job.settle()
         await _finish_session(job, st, key, session, reusable)
         return
     if not job.pending():
