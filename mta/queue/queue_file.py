@@ -44,7 +44,10 @@ DESCRIPTION
     done is never delivered again, even after a crash.
 
 SECURITY
-    Runs as mail_owner on files in the queue. Queue ids that come from
+    Runs as mail_owner on files in the queue; a process running as root
+    (the local agent forwarding a message through the cleanup library)
+    gives the file it writes the owner of its queue directory, so qmgr
+    can read it. Queue ids that come from
     users go through is_queue_id() before they become paths. File
     content is untrusted message data and is never interpreted here.
 
@@ -287,7 +290,13 @@ class QueueFileWriter:
         top = os.path.join(queue_dir, queue)
         self.tmp_path = os.path.join(top, f".{os.getpid()}.{time.monotonic_ns()}{TMP_SUFFIX}")
         self.fd = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        self.queue_id = make_queue_id(self.created, os.fstat(self.fd).st_ino)
+        st = os.fstat(self.fd)
+        if os.geteuid() == 0:
+            # root (the local agent forwarding a message) writes for mail_owner
+            owner = os.stat(top)
+            if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid):
+                os.fchown(self.fd, owner.st_uid, owner.st_gid)
+        self.queue_id = make_queue_id(self.created, st.st_ino)
         self.buf = bytearray()
         self.written = 0  # bytes already in the file
         self.nrcpt = 0

@@ -65,13 +65,21 @@ def inst(top, request):
             "myhostname": "mx.test.example",
             "mydestination": "mx.test.example",
             "mynetworks": "127.0.0.0/8",
-            "alias_maps": "",
+            "alias_maps": f"lmdb:{top}/aliases",
             "local_recipient_maps": "",
             "smtpd_peername_lookup": "no",
             "mail_spool_directory": spool,
+            # a delivery deferred by chance is tried again soon
+            "minimal_backoff_time": "2s",
+            "maximal_backoff_time": "4s",
+            "queue_run_delay": "2s",
         },
     )
     inst.port, inst.spool = port, spool
+    with open(os.path.join(top, "aliases"), "w") as f:
+        f.write(f"forwarded: {USER}\n")
+    r = inst.mta("alias", os.path.join(top, "aliases"))
+    assert r.returncode == 0, r.stderr
     inst.private = None
     if request.param == "root-only":
         private = os.path.join(top, "private")
@@ -100,6 +108,12 @@ def test_local_delivery_and_local_bounce_with_an_unprivileged_mail_owner(inst):
             ["nosuchuser@mx.test.example"],
             b"Subject: lost\r\n\r\nfor nobody we know\r\n",
         )
+        # an alias: the local agent (root) queues a new message through cleanup
+        s.sendmail(
+            f"{USER}@mx.test.example",
+            ["forwarded@mx.test.example"],
+            b"Subject: aliased\r\n\r\nthrough an alias\r\n",
+        )
 
     def mailbox() -> str:
         try:
@@ -110,13 +124,17 @@ def test_local_delivery_and_local_bounce_with_an_unprivileged_mail_owner(inst):
 
     # the delivered message and the non-delivery notice for the other land in the mailbox
     assert wait_for(
-        lambda: "for a user that exists" in mailbox() and "nosuchuser" in mailbox(), 30
+        lambda: all(
+            text in mailbox()
+            for text in ("for a user that exists", "nosuchuser", "through an alias")
+        ),
+        30,
     ), inst.log()[-4000:]
     assert wait_for(lambda: not queue_files(inst.queue, "active"), 15), inst.log()[-4000:]
     log = inst.log()
     assert "status=bounced" in log and "sender non-delivery notification" in log
     assert "Undelivered Mail Returned to Sender" in mailbox()
     assert os.stat(mbox).st_uid == pwd.getpwnam(USER).pw_uid
-    for queue in ("active", "incoming", "deferred", "bounce", "defer"):
+    for queue in ("active", "incoming", "deferred", "bounce", "defer", "corrupt"):
         assert queue_files(inst.queue, queue) == [], (queue, log[-4000:])
     assert "Traceback" not in log and "never retrieved" not in log
