@@ -18,10 +18,12 @@ DESCRIPTION
     that wants it handles that as it always did.
 
     The scan reads the source text, not a parse tree: about a
-    millisecond per module, once per process. Imports of the standard
-    library's own modules made inside the library are not followed;
-    "mta check" and the master's start say when the Python installation
-    is not readable by mail_owner at all (privs.python_unreadable()).
+    millisecond per module, once per process. Imports the standard
+    library makes inside itself are not followed, except the ones in
+    STDLIB_DEFERRED that every service reaches (asyncio's default
+    executor, the IDNA codec of host names); "mta check" and start say
+    when the Python installation is not readable by mail_owner at all
+    (privs.python_unreadable()).
 
 SECURITY
     Runs as root, before the drop, on the installed mta package only;
@@ -37,6 +39,13 @@ import sys
 _DEFERRED_IMPORT = re.compile(
     rb"^[ \t]+(?:from[ \t]+([A-Za-z_][\w.]*)[ \t]+import\b|import[ \t]+([A-Za-z_][\w.]*))",
     re.MULTILINE,
+)
+
+
+# modules the standard library loads on first use, that a service reaches
+STDLIB_DEFERRED = (
+    "concurrent.futures.thread",  # loop.run_in_executor(None, ...): the default executor
+    "encodings.idna",  # a host name given to socket functions as text
 )
 
 
@@ -61,6 +70,8 @@ def preload_deferred_imports(package: str = "mta") -> list[str]:
     """Import what loaded modules of package import later; return the names imported."""
     scanned: set[str] = set()
     tried: set[str] = set()
+    for name in STDLIB_DEFERRED:
+        importlib.import_module(name)
     loaded: list[str] = []
     while True:
         wanted: set[str] = set()

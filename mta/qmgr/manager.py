@@ -377,6 +377,19 @@ class QueueManager:
         except FileNotFoundError:
             return
         except (OSError, QueueFileError) as exc:
+            if isinstance(exc, OSError) or isinstance(exc.__cause__, OSError):
+                # unreadable is not damaged (a permission, an I/O error): try again later
+                log.warning("%s: %s; message deferred", queue_id, exc)
+                now = time.time()
+                try:
+                    os.utime(path, (now, now + self.min_backoff))
+                except OSError:
+                    pass  # not ours either: due again at the next deferred scan
+                try:
+                    self._move(path, "deferred", queue_id)
+                except OSError as err:
+                    log.warning("%s: cannot defer: %s", queue_id, err)
+                return
             log.warning("%s: %s; moving to corrupt", queue_id, exc)
             try:
                 move_to_corrupt(self.queue_dir, path)
