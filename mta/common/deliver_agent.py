@@ -31,10 +31,11 @@ DESCRIPTION
     job.settle() first: the statuses known so far are made durable at
     once, so a crash in what follows does not deliver those recipients
     again. When deliver() returns, job.finish() makes the rest of the
-    outcome durable in this order: the statuses a notice will report are appended to
-    trace/QUEUEID (every one for sendmail -v, REQ_FLAG_RECORD; else the
-    delivered recipients that asked for NOTIFY=SUCCESS and whose next
-    hop did not take that request), failed recipients to bounce/QUEUEID
+    outcome durable in this order: the statuses a notice will report
+    are appended to trace/QUEUEID (every one for sendmail -v,
+    REQ_FLAG_RECORD; else the delivered recipients that asked for
+    NOTIFY=SUCCESS and whose next hop did not take that request),
+    failed recipients to bounce/QUEUEID
     and delayed ones to defer/QUEUEID (all fsynced), then the delivered
     and bounced recipients are marked done in the queue file with one
     fdatasync, then every status is logged in Postfix's form

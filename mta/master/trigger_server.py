@@ -28,9 +28,9 @@ DESCRIPTION
     wakeup b"W"), the handler runs once at start as if that trigger had
     come, so that a process that replaces a dead one looks at the work
     left behind without waiting for the next trigger; it is not a use.
-    The process exits after max_idle
-    seconds without a trigger, after max_use triggers, when the master
-    goes away, and on SIGTERM once the current handler returns.
+    The process exits after max_idle seconds without a trigger, after
+    max_use triggers, when the master goes away, and on SIGTERM once
+    the current handler returns.
 
 SECURITY
     Trigger data comes from any process that may reach the socket or
