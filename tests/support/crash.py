@@ -50,8 +50,8 @@ def message(i: int) -> bytes:
 
 
 class Sender(threading.Thread):
-    """Sends count messages (SMTP to port, or sendmail -C config_dir with env), noting
-    when each was accepted; pause seconds between messages."""
+    """Sends count messages (SMTP to port, or sendmail -C config_dir with env); for
+    each one accepted, notes when its submission began; pause seconds between."""
 
     def __init__(self, count: int, port: int = 0, inst=None, pause: float = 0.0) -> None:
         super().__init__(daemon=True)
@@ -63,11 +63,13 @@ class Sender(threading.Thread):
         if self.port:
             with smtplib.SMTP("127.0.0.1", self.port, timeout=60) as s:
                 for i in range(self.count):
+                    began = time.monotonic()
                     s.sendmail("a@src.example", [f"r{i}@dst.example"], message(i))
-                    self.accepted[f"m{i}"] = time.monotonic()
+                    self.accepted[f"m{i}"] = began
                     time.sleep(self.pause)
             return
         for i in range(self.count):
+            began = time.monotonic()
             r = subprocess.run(
                 [*SENDMAIL, "-C", self.inst.dir, "-f", "a@src.example", f"r{i}@dst.example"],
                 input=message(i).replace(b"\r\n", b"\n"),
@@ -78,7 +80,7 @@ class Sender(threading.Thread):
             if r.returncode:
                 self.errors.append(r.stderr.decode(errors="replace"))
             else:
-                self.accepted[f"m{i}"] = time.monotonic()
+                self.accepted[f"m{i}"] = began
             time.sleep(self.pause)
 
 
@@ -96,8 +98,9 @@ def queue_empty(inst) -> bool:
 
 
 def tally(sink: CountingSink, sender: Sender, killed_at: float) -> dict:
-    """Lost, duplicated and stuck messages, and seconds from the kill to the first
-    arrival of a message accepted after it (the new process at work)."""
+    """Lost and duplicated messages, and seconds from the kill to the first arrival
+    of a message whose submission began after it (only a new process can have
+    handled that one)."""
     with sink.lock:
         seen, first = dict(sink.seen), dict(sink.first)
     after = [first[k] for k, t in sender.accepted.items() if t > killed_at and k in first]
