@@ -12,6 +12,7 @@ import threading
 import time
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 from mta.qmgr.scan import iter_queue
 from tests.support.running import free_port
@@ -19,16 +20,37 @@ from tests.support.running import free_port
 SENDMAIL = [sys.executable, "-m", "mta.cli.sendmail"]
 
 
-class CountingSink:
-    """aiosmtpd sink that counts arrivals per X-Test-Id and notes when each first came."""
+class SlowQuit(SMTP):
+    """A server that takes quit_delay seconds to answer QUIT (a busy remote MTA)."""
 
-    def __init__(self, delay: float = 0.01) -> None:
+    quit_delay = 0.0
+
+    async def smtp_QUIT(self, arg: str) -> None:
+        await asyncio.sleep(self.quit_delay)
+        await super().smtp_QUIT(arg)
+
+
+class SinkController(Controller):
+    quit_delay = 0.0
+
+    def factory(self):
+        server = SlowQuit(self.handler, **self.SMTP_kwargs)
+        server.quit_delay = self.quit_delay
+        return server
+
+
+class CountingSink:
+    """aiosmtpd sink that counts arrivals per X-Test-Id and notes when each first came;
+    it answers DATA after delay seconds and QUIT after quit_delay."""
+
+    def __init__(self, delay: float = 0.01, quit_delay: float = 0.0) -> None:
         self.seen: collections.Counter = collections.Counter()
         self.first: dict[str, float] = {}
         self.lock = threading.Lock()
         self.delay = delay
         self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller = SinkController(self, hostname="127.0.0.1", port=self.port)
+        self.controller.quit_delay = quit_delay
 
     async def handle_DATA(self, server, session, envelope):
         await asyncio.sleep(self.delay)
