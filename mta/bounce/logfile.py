@@ -23,7 +23,15 @@ DESCRIPTION
     before a field existed read back with that field empty.
 
     append() writes with O_APPEND in one write and fdatasync()s before
-    it returns, so an entry that was appended survives a crash. read()
+    it returns, so an entry that was appended survives a crash. A
+    process running as root (the privileged local, pipe or virtual
+    agent) gives a log it writes, and any hashed subdirectory it makes,
+    the owner of the log's queue directory (bounce/, defer/, trace/),
+    which is mail_owner: qmgr and the notices read and remove these logs
+    as mail_owner. fchown() of the open file is used rather than
+    switching the effective uid, because the agent's worker threads
+    deliver as other users at the same time and a process-wide uid
+    switch would race with them. read()
     skips damaged entries (a log is advice, not the message) and reports
     how many it skipped through the on_damage callback.
 
@@ -38,7 +46,8 @@ DESCRIPTION
 SECURITY
     Reasons come from remote servers and commands; they are stored as
     text with control characters folded, and read back without being
-    interpreted.
+    interpreted. Files and directories made as root are handed to the
+    owner of the queue directory they are in, never to anyone else.
 
 SEE ALSO
     mta/_speedups/logentry.pyx (latest_reasons), logentry_ref.py (reference)
@@ -53,7 +62,7 @@ from collections.abc import Callable, Iterable
 from mta._speedups import NO_EXTENSIONS
 from mta._speedups.logentry_ref import latest_reasons as latest_reasons_ref
 from mta.common.dsn import ACTIONS, RecipientStatus
-from mta.queue.queue_file import HASH_QUEUE_NAMES_DEFAULT, queue_dir_for
+from mta.queue.queue_file import HASH_QUEUE_NAMES_DEFAULT, make_queue_dirs, queue_dir_for
 
 latest_reasons_c = None
 if not NO_EXTENSIONS:
@@ -122,18 +131,35 @@ def append(
     if not data:
         return
     path = log_path(queue_dir, kind, queue_id, hash_depth, hashed)
+    owner = _tree_owner(queue_dir, kind)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_MODE)
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        make_queue_dirs(os.path.dirname(path), owner=owner)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_MODE)
     try:
+        if owner is not None:
+            st = os.fstat(fd)
+            if (st.st_uid, st.st_gid) != owner:
+                os.fchown(fd, *owner)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
         os.fdatasync(fd)
     finally:
         os.close(fd)
+
+
+def _tree_owner(queue_dir: str, kind: str) -> tuple[int, int] | None:
+    """(uid, gid) of queue_dir/kind when this process is root, else None (also
+    when that directory is missing: "mta check" makes it, owned by mail_owner)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        st = os.stat(os.path.join(queue_dir, kind))
+    except FileNotFoundError:
+        return None
+    return st.st_uid, st.st_gid
 
 
 def _decode_entry(block: str) -> RecipientStatus | None:

@@ -71,7 +71,13 @@ from mta.config import Config, ConfigError
 from mta.config.validate import Problem, config_problems, read_services
 from mta.master.master import MASTER_KILL_WAIT, MASTER_STOP_GRACE, Master, plan_service
 from mta.master.pidfile import running_pid
-from mta.master.privs import PrivsError, User, lookup_user, running_as_root
+from mta.master.privs import (
+    PrivsError,
+    User,
+    lookup_user,
+    python_unreadable,
+    running_as_root,
+)
 from mta.master.service_check import service_problems
 from mta.queue import paths
 
@@ -210,6 +216,13 @@ def check(cfg: Config, script: Script) -> int:
             continue
         _ensure_dir(script, os.path.join(qdir, name), mode, mail_owner)
     _ensure_dir(script, cfg.get("data_directory"), paths.DATA_DIR_MODE, mail_owner)
+    if root and any(e.unpriv for e in entries):
+        for path in python_unreadable(owner):
+            script.warning(
+                f"mail_owner {owner.name} cannot read {path}: unprivileged services may fail "
+                "to load code after they give up root; make the Python installation "
+                f"readable by {owner.name} or install mta where it can read it"
+            )
     return 0
 
 

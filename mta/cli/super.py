@@ -91,6 +91,7 @@ from mta.config import ConfigError
 from mta.maps import MapError
 from mta.master.privs import effective_ids
 from mta.qmgr.scan import iter_queue
+from mta.queue.purge import purge_temporary
 from mta.queue.queue_file import (
     FORCE_EXPIRE_MODE,
     TMP_SUFFIX,
@@ -108,7 +109,6 @@ QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 REQUEUE_QUEUES = ("hold", "incoming", "active", "deferred")  # maildrop goes to cleanup anyway
 REQUEUE_TRIES = 3  # looks for a message that qmgr moves between queues meanwhile
 REQUEUE_DROPPED_ATTRS = ("redirect", "filter")  # check actions: cleanup decides them again
-STALE_TMP = 3600  # seconds after which a temporary file is left over for good
 SUMMARY = {
     "d": "Deleted",
     "h": "Placed on hold",
@@ -351,25 +351,6 @@ def run_action(cfg, q: Queue, op: str, ids: list[str], queue: str | None, stdin)
     return done
 
 
-def purge_temporary(q: Queue, now: float | None = None) -> int:
-    """-p: remove temporary files older than STALE_TMP; how many."""
-    now = time.time() if now is None else now
-    removed = 0
-    for root, _dirs, files in os.walk(q.dir):
-        for name in files:
-            if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
-                continue
-            path = os.path.join(root, name)
-            try:
-                if now - os.lstat(path).st_mtime > STALE_TMP:
-                    os.unlink(path)
-                    removed += 1
-                    log.info("removed stale temporary file %s", path)
-            except FileNotFoundError:
-                continue
-    return removed
-
-
 def check_structure(q: Queue) -> tuple[int, int]:
     """-s: (files moved to their right hash directory, files moved to corrupt/)."""
     rehashed = corrupt = 0
@@ -436,7 +417,7 @@ def main(argv: list[str], command: str = "super") -> int:
                 f"mta {command}: Structure check: {rehashed} rehashed, {corrupt} to corrupt\n"
             )
     if args.p:
-        n = purge_temporary(q)
+        n = purge_temporary(q.dir)
         if n:
             sys.stderr.write(f"mta {command}: Removed: {n} temporary file{'s' if n != 1 else ''}\n")
     if args.r:

@@ -26,11 +26,16 @@ DESCRIPTION
     says the next hop itself failed (qmgr then slows down or suspends
     that destination) and defers what is left.
 
-    When deliver() returns, job.finish() makes the outcome durable in
-    this order: the statuses a notice will report are appended to
-    trace/QUEUEID (every one for sendmail -v, REQ_FLAG_RECORD; else the
-    delivered recipients that asked for NOTIFY=SUCCESS and whose next
-    hop did not take that request), failed recipients to bounce/QUEUEID
+    An agent that has more to do after some recipients are settled (an
+    smtp session to end with QUIT, or to hand to the cache) calls
+    job.settle() first: the statuses known so far are made durable at
+    once, so a crash in what follows does not deliver those recipients
+    again. When deliver() returns, job.finish() makes the rest of the
+    outcome durable in this order: the statuses a notice will report
+    are appended to trace/QUEUEID (every one for sendmail -v,
+    REQ_FLAG_RECORD; else the delivered recipients that asked for
+    NOTIFY=SUCCESS and whose next hop did not take that request),
+    failed recipients to bounce/QUEUEID
     and delayed ones to defer/QUEUEID (all fsynced), then the delivered
     and bounced recipients are marked done in the queue file with one
     fdatasync, then every status is logged in Postfix's form
@@ -143,6 +148,7 @@ class DeliveryJob:
         self.quiet: set[int] = set()  # offsets done before this request: not logged again
         self._data: bytes | None = None  # the queue file, read once
         self.verify = bool(req.flags & REQ_FLAG_VERIFY)  # find out, do not deliver
+        self.settled: set[int] = set()  # offsets whose status settle() made durable
 
     # ---- reading the message
     def message(self) -> QueueMessage:
@@ -267,11 +273,30 @@ class DeliveryJob:
             self.defer_all(reason, dsn, relay, reply, mta)
 
     # ---- the end
-    def _make_durable(self) -> None:
-        """Logs first, then done marks: a crash between them repeats, never loses."""
-        ordered = [
-            self.statuses[r.offset] for r in self.req.recipients if r.offset in self.statuses
+    def _unsettled(self) -> list[RecipientStatus]:
+        """Statuses not yet made durable, in request order."""
+        return [
+            self.statuses[r.offset]
+            for r in self.req.recipients
+            if r.offset in self.statuses and r.offset not in self.settled
         ]
+
+    async def settle(self) -> None:
+        """Make the statuses known so far durable now, before more work.
+
+        A failure is left to finish(), which tries again and reports what
+        did not stick as delayed."""
+        todo = [] if self.verify else self._unsettled()
+        if not todo:
+            return
+        try:
+            await _durable_pool().run(self._make_durable, todo)
+        except (OSError, QueueFileError):
+            return
+        self.settled.update(st.offset for st in todo)
+
+    def _make_durable(self, ordered: list[RecipientStatus]) -> None:
+        """Logs first, then done marks: a crash between them repeats, never loses."""
         failed = [st for st in ordered if st.action == ACTION_FAILED]
         delayed = [st for st in ordered if st.action == ACTION_DELAYED]
         if self.verify:
@@ -300,13 +325,14 @@ class DeliveryJob:
                     st.status_word = VERIFY_WORD_BAD
                 elif st.done:
                     st.status_word = VERIFY_WORD_OK
+        todo = self._unsettled()
         try:
-            await _durable_pool().run(self._make_durable)
+            await _durable_pool().run(self._make_durable, todo)
         except (OSError, QueueFileError) as exc:
             # the done marks did not stick: report everything as delayed so
             # qmgr keeps the message; a delivered recipient may be repeated
             log.warning("%s: cannot record delivery status: %s", self.req.queue_id, exc)
-            for st in self.statuses.values():
+            for st in todo:
                 if st.done:
                     st.action, st.dsn, st.status_word = ACTION_DELAYED, "4.3.0", ""
                     st.reason = f"cannot record delivery status: {exc}"

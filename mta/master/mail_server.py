@@ -5,6 +5,7 @@ SYNOPSIS
     ctx, listeners = start_service("proxymap", sys.argv[1:])
     ctx.cfg, ctx.service_name, ctx.service_type, ctx.args
     ctx.report_taken(); ctx.report_available()
+    ctx.report_used()             # once: this process did its work
 
 DESCRIPTION
     parse_service_argv() reads the command line the master gives a
@@ -25,11 +26,16 @@ DESCRIPTION
 
     drop_privileges_if_asked() becomes mail_owner when "-u" was given
     and the process runs as root; the servers call it once their event
-    loop exists, so everything they import later is already loaded.
+    loop exists. Before the drop it imports what the loaded mta modules
+    import inside functions (master/preload.py), so a service keeps
+    working when the installation is readable by root only.
 
     The context reports to the master on the status pipe at descriptor
     4; when the master is gone (the write fails) it calls the
-    on_master_gone hook the server installed.
+    on_master_gone hook the server installed. report_used() tells the
+    master, the first time only, that the process did the work it is
+    there for, so that its death later is not taken for a bad start
+    (the servers call it on the first trigger, connection or request).
 
     new_event_loop() returns a uvloop loop when uvloop is installed,
     else asyncio's, and shortens the interpreter's GIL switch interval to
@@ -55,6 +61,7 @@ from mta.config import Config, ConfigError, load_config, resolve_config_dir
 from mta.config.validate import config_errors
 from mta.maps import MapError
 from mta.master import master_proto as mp
+from mta.master.preload import preload_deferred_imports
 from mta.master.privs import PrivsError, drop_privileges, lookup_user, running_as_root
 from mta.master.service_check import check_service
 from mta.master.snapshot import SNAPSHOT_ENV, load_snapshot
@@ -135,6 +142,7 @@ class ServiceContext:
     unpriv: bool = False
     on_master_gone: Callable[[], None] | None = None
     status_ok: bool = True
+    used: bool = False  # report_used() was sent
 
     def _report(self, kind: bytes) -> None:
         if not self.status_ok:
@@ -151,6 +159,12 @@ class ServiceContext:
 
     def report_available(self) -> None:
         self._report(mp.STATUS_AVAIL)
+
+    def report_used(self) -> None:
+        """Tell the master once that this process is past its start-up."""
+        if not self.used:
+            self.used = True
+            self._report(mp.STATUS_USED)
 
 
 def _listeners(nsock: int) -> list[socket.socket | int]:
@@ -265,6 +279,7 @@ def drop_privileges_if_asked(ctx: ServiceContext) -> None:
     """Become mail_owner when master.cf says unprivileged and we are root."""
     if not ctx.unpriv or not running_as_root():
         return
+    preload_deferred_imports()
     try:
         drop_privileges(lookup_user(ctx.cfg.get("mail_owner")))
     except (PrivsError, OSError) as exc:

@@ -9,7 +9,9 @@ SYNOPSIS
 DESCRIPTION
     The master reads main.cf and master.cf, takes the lock on
     queue_directory/pid/master.pid (a second master on the same queue
-    fails at once), opens every listener, starts the services that run
+    fails at once), removes the temporary files a crash left in the
+    queue (queue/purge.py, as "mta super -p" and Postfix's start do),
+    opens every listener, starts the services that run
     from the beginning (a wakeup time, or qmgr and pickup), and then
     waits: for a client on a listener of a service with no idle process,
     for status records from the children, for a child's exit, for a
@@ -80,6 +82,7 @@ from mta.master.supervise import (
     signal_children,
 )
 from mta.queue import paths
+from mta.queue.purge import purge_temporary
 
 FIRST_WAKEUP_DELAY = 1.0  # seconds after start before the first periodic wakeup
 MASTER_STOP_GRACE = 10.0  # seconds children may finish their clients on stop
@@ -457,6 +460,10 @@ class Master:
             log.error("open lock file %s: %s", pid_path, exc.strerror)
             return 1
         self._keep_snapshot(cfg, texts)
+        try:
+            purge_temporary(cfg.get("queue_directory"))
+        except OSError as exc:
+            log.warning("cannot purge temporary files: %s", exc)
         try:
             self._open_log_fd(cfg)
             self._install_signals()

@@ -11,9 +11,13 @@ DESCRIPTION
     listener ("-s N" on its command line) the others follow at 5, 6 ...
     On the status pipe a child writes fixed-size records: "T" and its
     pid when it takes its first client, "A" and its pid when it is idle
-    again. Every record is shorter than PIPE_BUF, so records of the
-    children sharing one pipe never interleave. The master counts a new
-    child as available until it says otherwise.
+    again, "U" and its pid once, when it first did the work it is there
+    for (took a trigger, accepted a connection, got a delivery request).
+    Every record is shorter than PIPE_BUF, so records of the children
+    sharing one pipe never interleave. The master counts a new child as
+    available until it says otherwise, and as used once it said "T" or
+    "U": a child that dies unused is a bad start and throttles the
+    service; one that dies after use is replaced at once.
 
     The master wakes a trigger service by connecting to its socket (or
     opening its fifo) and writing TRIGGER_WAKEUP.
@@ -33,6 +37,7 @@ MASTER_EXTRA_LISTEN_FD = 5  # second and further listeners, "-s N" in all
 
 STATUS_AVAIL = b"A"  # the child waits for a client
 STATUS_TAKEN = b"T"  # the child serves a client
+STATUS_USED = b"U"  # the child did its work once: a later death is no bad start
 STATUS_RECORD = struct.Struct("<cI")  # kind, pid: 5 bytes
 
 from mta.common.trigger import TRIGGER_WAKEUP  # noqa: E402,F401 - wakeup request written by the master

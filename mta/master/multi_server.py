@@ -19,7 +19,8 @@ DESCRIPTION
     ctx.service_type.
 
     It tells the master "taken" when its client count goes from 0 to 1
-    and "available" when it drops back to 0. It exits when it has been
+    and "available" when it drops back to 0, and "used" once, on its
+    first client, so that a later death restarts it without throttling. It exits when it has been
     idle for max_idle seconds, after max_use clients once they are done,
     when the master goes away, and on SIGTERM: it stops accepting, lets
     the current clients finish and exits 0. max_clients > 0 caps the
@@ -146,6 +147,7 @@ class MultiServer:
                 return
 
     def _client_started(self) -> None:
+        self.ctx.report_used()
         self.clients += 1
         if self.clients == 1 and self.idle_timer is not None:
             self.idle_timer.cancel()

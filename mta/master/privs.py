@@ -16,6 +16,13 @@ DESCRIPTION
     files for mail_owner). running_as_root() tells whether the
     effective uid is 0.
 
+    python_unreadable() names the directories of the running Python
+    installation (the standard library, site-packages, the mta package
+    and the rest of sys.path) that an account cannot read: a service
+    that loads code after it became mail_owner fails there. It asks a
+    child process that became that account, so permissions, groups and
+    ACLs all count as they will for the service.
+
 SECURITY
     Runs as root in the master and at the start of an unprivileged
     service; after drop_privileges() returns, the process has no way
@@ -26,9 +33,12 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+import mta
 
 
 class PrivsError(Exception):
@@ -86,3 +96,38 @@ def effective_ids(uid: int, gid: int) -> Iterator[None]:
             os.seteuid(0)
     finally:
         os.setegid(old_gid)
+
+
+def python_paths() -> list[str]:
+    """The directories this interpreter imports from, the mta package's first."""
+    found = [os.path.dirname(os.path.abspath(mta.__file__)), os.path.dirname(os.__file__)]
+    found += [os.path.abspath(p) for p in sys.path if p and os.path.isdir(p)]
+    return list(dict.fromkeys(found))
+
+
+def python_unreadable(user: User, paths: Iterable[str] | None = None) -> list[str]:
+    """Which of paths (default python_paths()) user cannot list and enter.
+
+    Only root can ask (it forks a child that becomes user); [] otherwise."""
+    paths = list(python_paths() if paths is None else paths)
+    if not running_as_root() or user.uid == 0 or not paths:
+        return []
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        status = 1
+        try:
+            os.close(r)
+            drop_privileges(user)
+            bad = [p for p in paths if not os.access(p, os.R_OK | os.X_OK)]
+            os.write(w, "\0".join(bad).encode("utf-8", "surrogateescape"))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise PrivsError(f"cannot check what {user.name} may read")
+    return data.decode("utf-8", "surrogateescape").split("\0") if data else []

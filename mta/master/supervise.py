@@ -17,10 +17,13 @@ DESCRIPTION
     client arrives.
 
     A child that exits abnormally (non-zero status or a signal) before
-    it ever took a client is a bad start: the service is throttled for
+    it was ever used (it reports "T" or "U" on its first trigger,
+    connection or request) is a bad start: the service is throttled for
     service_throttle_time, during which no process is started, and then
-    recovers by itself. A child that dies after serving is replaced on
-    demand, as in Postfix.
+    recovers by itself. A child that dies after it was used is replaced
+    at once (prespawned services) or on demand, as in Postfix. "U"
+    counts a use only; it changes neither the child's availability nor
+    the service's "used" flag of conditional wakeups.
 
     retire() takes every child out of the accounting (reload, removal):
     they finish their clients and exit on their own after SIGTERM.
@@ -136,6 +139,8 @@ class Service:
         elif kind == mp.STATUS_AVAIL and not child.available:
             child.available = True
             self.avail += 1
+        elif kind == mp.STATUS_USED:
+            child.use_count += 1
 
     def feed_status(self, data: bytes) -> None:
         self.status_buf += data

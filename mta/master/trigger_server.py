@@ -21,9 +21,16 @@ DESCRIPTION
     A trigger that is only the master's wakeup does not mark the
     service used, so that "wakeup N?" in master.cf stays quiet while
     nothing else happens; other triggers report taken and available to
-    the master around the handler. The process exits after max_idle
-    seconds without a trigger, after max_use triggers, when the master
-    goes away, and on SIGTERM once the current handler returns.
+    the master around the handler. The first trigger of any kind also
+    reports the process used (ctx.report_used()), as Postfix counts a
+    trigger server: if it dies later, the master starts another at once
+    instead of throttling the service. With initial (for example the
+    wakeup b"W"), the handler runs once at start as if that trigger had
+    come, so that a process that replaces a dead one looks at the work
+    left behind without waiting for the next trigger; it is not a use.
+    The process exits after max_idle seconds without a trigger, after
+    max_use triggers, when the master goes away, and on SIGTERM once
+    the current handler returns.
 
 SECURITY
     Trigger data comes from any process that may reach the socket or
@@ -65,8 +72,15 @@ def is_wakeup_only(data: bytes) -> bool:
 
 
 class TriggerServer:
-    def __init__(self, ctx: ServiceContext, handler: TriggerHandler, listeners: list) -> None:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        handler: TriggerHandler,
+        listeners: list,
+        initial: bytes | None = None,
+    ) -> None:
         self.ctx = ctx
+        self.initial = initial
         self.handler = handler
         self.listeners = listeners
         self.max_idle = ctx.cfg.get_time("max_idle")
@@ -138,6 +152,8 @@ class TriggerServer:
                 self.fifo_fds.append(item)
             else:
                 self.tasks.append(asyncio.create_task(self._accept_loop(item)))
+        if self.initial:
+            await self._run_handler(self.initial, counted=False)
         while True:
             try:
                 if self.max_idle > 0:
@@ -156,8 +172,10 @@ class TriggerServer:
         self.stop()
         return 0
 
-    async def _run_handler(self, data: bytes) -> None:
-        report = self.report_use and not is_wakeup_only(data)
+    async def _run_handler(self, data: bytes, counted: bool = True) -> None:
+        if counted:
+            self.ctx.report_used()
+        report = self.report_use and counted and not is_wakeup_only(data)
         if report:
             self.ctx.report_taken()
         try:
@@ -172,13 +190,18 @@ class TriggerServer:
 
 
 def run_trigger_server(
-    service: str, handler: TriggerHandler, argv: list[str] | None = None
+    service: str,
+    handler: TriggerHandler,
+    argv: list[str] | None = None,
+    initial: bytes | None = None,
 ) -> NoReturn:
-    """Run handler for each trigger on the master's listeners until told to stop."""
+    """Run handler for each trigger on the master's listeners until told to stop.
+
+    initial: a trigger the handler sees once at start (not counted as a use)."""
     ctx, listeners = start_service(service, argv)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    server = TriggerServer(ctx, handler, listeners)
+    server = TriggerServer(ctx, handler, listeners, initial)
     drop_privileges_if_asked(ctx)
     try:
         status = loop.run_until_complete(server.serve())

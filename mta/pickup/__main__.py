@@ -1,4 +1,8 @@
-"""python -m mta.pickup - the pickup service, as the master starts it."""
+"""python -m mta.pickup - the pickup service, as the master starts it.
+
+A new pickup process scans maildrop/ once at start (the initial wakeup),
+so that files a killed predecessor had not finished are picked up at once
+rather than at the next trigger."""
 
 from mta.cleanup import Cleanup
 from mta.master.trigger_server import run_trigger_server
@@ -14,4 +18,4 @@ def handle_trigger(data: bytes, ctx) -> None:
     pickup.scan()
 
 
-run_trigger_server("pickup", handle_trigger)
+run_trigger_server("pickup", handle_trigger, initial=b"W")

@@ -3,6 +3,11 @@
 The trigger listener (fifo or socket) feeds QueueManager.trigger(); the
 manager itself runs until SIGTERM or until the master goes away. Unlike
 other trigger services qmgr never exits on max_idle or max_use.
+
+qmgr reports itself used to the master on its first trigger (any, the
+master's wakeup included) or when it hands out its first delivery
+request, whichever comes first: a qmgr killed after that is restarted at
+once, not throttled as a bad start.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     server.max_idle = 0  # qmgr lives as long as the mail system
     server.max_use = 1 << 62
     server.report_use = False  # a trigger only sets a flag: never "busy" to the master
+    qm.on_use = ctx.report_used  # ... but the first delivery request is a use
 
     async def serve() -> int:
         log.start_background()

@@ -87,6 +87,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mta import log
@@ -118,6 +119,7 @@ from mta.queue import paths
 from mta.queue.queue_file import (
     QueueFileError,
     QueueMessage,
+    make_queue_dirs,
     mark_done,
     move_to_corrupt,
     queue_dir_for,
@@ -231,6 +233,7 @@ class QueueManager:
         self.removals_queued = 0  # written by the loop only
         self.removals_done = 0  # written by the remover only
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.on_use: Callable[[], None] | None = None  # called at the first delivery request
 
     # ------------------------------------------------------------ control
     def trigger(self, data: bytes) -> None:
@@ -321,7 +324,7 @@ class QueueManager:
         except FileNotFoundError as exc:
             if exc.filename2 is None and not os.path.exists(path):
                 return None
-            os.makedirs(directory, mode=0o700, exist_ok=True)
+            make_queue_dirs(directory)
             try:
                 os.rename(path, target)
             except FileNotFoundError:
@@ -378,6 +381,19 @@ class QueueManager:
         except FileNotFoundError:
             return
         except (OSError, QueueFileError) as exc:
+            if isinstance(exc, OSError) or isinstance(exc.__cause__, OSError):
+                # unreadable is not damaged (a permission, an I/O error): try again later
+                log.warning("%s: %s; message deferred", queue_id, exc)
+                now = time.time()
+                try:
+                    os.utime(path, (now, now + self.min_backoff))
+                except OSError:
+                    pass  # not ours either: due again at the next deferred scan
+                try:
+                    self._move(path, "deferred", queue_id)
+                except OSError as err:
+                    log.warning("%s: cannot defer: %s", queue_id, err)
+                return
             log.warning("%s: %s; moving to corrupt", queue_id, exc)
             try:
                 move_to_corrupt(self.queue_dir, path)
@@ -397,18 +413,31 @@ class QueueManager:
             msg.content_size,
             len(msg.recipients),
         )
-        routed = self.routing.recipients(msg, pending)  # REDIRECT, FILTER: qmgr/redirect.py
+        try:
+            routed = self.routing.recipients(msg, pending)  # REDIRECT, FILTER: qmgr/redirect.py
+        except Exception as exc:  # noqa: BLE001 - a message is deferred, never dropped
+            self.active_rcpts -= am.nrcpt
+            self._defer_after_error(am, "cannot redirect the recipients", exc)
+            return
         if not routed:
-            self.complete(am)
+            self._complete_safely(am)
             return
         if msg.forced_expire or self._expired(msg, now):
-            self.expire(am, routed)
+            try:
+                self.expire(am, routed)
+            except Exception as exc:  # noqa: BLE001 - a message is deferred, never dropped
+                self._defer_after_error(am, "cannot expire", exc)
             return
         groups: dict[tuple[str, str], list[RequestRecipient]] = {}
-        resolver = self.probe_resolver() if msg.flags & QF_VERIFY_MTA else self.resolver
-        for r in routed:
-            res = resolver.resolve(r.address, msg.sender)
-            groups.setdefault((res.transport, res.nexthop), []).append(r)
+        try:
+            resolver = self.probe_resolver() if msg.flags & QF_VERIFY_MTA else self.resolver
+            for r in routed:
+                res = resolver.resolve(r.address, msg.sender)
+                groups.setdefault((res.transport, res.nexthop), []).append(r)
+        except Exception as exc:  # noqa: BLE001 - a table that fails defers, never drops
+            self.active_rcpts -= am.nrcpt
+            self._defer_after_error(am, "cannot route the recipients", exc)
+            return
         for (transport, nexthop), rcpts in groups.items():
             ts = self.transports.get(transport)
             self.sched.set_transport(transport, ts.process_limit)
@@ -457,6 +486,9 @@ class QueueManager:
             if picked is None:
                 return
             dest, batch = picked
+            if self.on_use is not None:
+                self.on_use, on_use = None, self.on_use
+                on_use()
             task = asyncio.create_task(self._deliver(dest, batch))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -484,6 +516,27 @@ class QueueManager:
             result = await deliver(self.agent_path(batch.transport), req, self.ipc_timeout)
         except Exception as exc:  # noqa: BLE001 - never lose track of a batch
             result = DeliveryResult(error=f"{type(exc).__name__}: {exc}")
+        try:
+            self._take_result(dest, batch, req, result)
+        except Exception as exc:  # noqa: BLE001 - never lose track of a message
+            # the batch is over whatever went wrong: its recipients count as
+            # delayed, so the message comes back for them
+            log.warning(
+                "%s: error handling the delivery result: %s: %s",
+                msg.queue_id,
+                type(exc).__name__,
+                exc,
+            )
+            for r in batch.recipients:
+                if r.offset not in am.delayed:
+                    self._note(am, RecipientStatus.of(r, ACTION_DELAYED, "4.3.0", "qmgr error"))
+            self._batch_done(am)
+        self.dispatch()
+
+    def _take_result(self, dest, batch: Batch, req: DeliveryRequest, result) -> None:
+        """Feed an agent's answer to the scheduler and the message's bookkeeping."""
+        am = batch.message
+        msg = am.msg
         ok = not result.error and not result.hop_dsn
         if result.error:
             log.warning("%s: transport %s: %s", msg.queue_id, batch.transport, result.error)
@@ -501,7 +554,6 @@ class QueueManager:
             why = "mail transport unavailable" if result.error else "no status from agent"
             self._defer_recipients(am, missing, why, "4.3.0")
         self._batch_done(am)
-        self.dispatch()
 
     def _dead_reason(self, dest) -> str:
         return self.dead_reason.get((dest.transport.name, dest.key), "destination failed")
@@ -544,7 +596,31 @@ class QueueManager:
     def _batch_done(self, am: ActiveMessage) -> None:
         am.batches_out -= 1
         if am.batches_out == 0:
+            self._complete_safely(am)
+
+    def _complete_safely(self, am: ActiveMessage) -> None:
+        """complete(), and a deferral instead when it fails half way."""
+        try:
             self.complete(am)
+        except Exception as exc:  # noqa: BLE001 - a message is deferred, never dropped
+            self._defer_after_error(am, "cannot finish the delivery attempt", exc)
+
+    def _defer_after_error(self, am: ActiveMessage, what: str, exc: BaseException) -> None:
+        """An error took the message out of the active window: defer it for a retry.
+
+        Its logs stay as they are; the next attempt reads them again."""
+        queue_id = am.msg.queue_id
+        self.active.pop(queue_id, None)  # complete() may have got that far
+        log.warning("%s: %s: %s: %s; message deferred", queue_id, what, type(exc).__name__, exc)
+        try:
+            self.defer_message(am, time.time())
+        except Exception as err:  # noqa: BLE001 - the next qmgr start finds it in active/
+            log.warning(
+                "%s: cannot defer: %s: %s; left in the active queue until qmgr restarts",
+                queue_id,
+                type(err).__name__,
+                err,
+            )
 
     # ------------------------------------------------------------ completion
     def _expired(self, msg: QueueMessage, now: float) -> bool:

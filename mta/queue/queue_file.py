@@ -19,7 +19,10 @@ DESCRIPTION
     fsyncs the directory, so that once commit() returns, a crash can
     neither lose the file nor leave only its temporary name. A writer
     that is aborted, or whose process dies, leaves at most a ".tmp"
-    file that readers never look at.
+    file that readers never look at. A hashed subdirectory that does
+    not exist yet is made by make_queue_dirs(), which fsyncs the parent
+    of every level it makes (hash_queue_depth 2 makes two), so the path
+    to a committed file survives a crash too.
 
     The reader checks the structure (size record first, end record last,
     recipients inside the envelope or extracted sections) and raises
@@ -41,7 +44,10 @@ DESCRIPTION
     done is never delivered again, even after a crash.
 
 SECURITY
-    Runs as mail_owner on files in the queue. Queue ids that come from
+    Runs as mail_owner on files in the queue; a process running as root
+    (the local agent forwarding a message through the cleanup library)
+    gives the file it writes the owner of its queue directory, so qmgr
+    can read it. Queue ids that come from
     users go through is_queue_id() before they become paths. File
     content is untrusted message data and is never interpreted here.
 
@@ -177,6 +183,32 @@ def fsync_dir(path: str) -> None:
     durable.fsync_dir(path)
 
 
+def make_queue_dirs(path: str, mode: int = 0o700, owner: tuple[int, int] | None = None) -> None:
+    """Create directory path and whatever is missing above it, durably.
+
+    Each directory made is fsynced into its parent before the next level
+    is made, so with hash_queue_depth 2 or more neither level is lost in a
+    crash (a file renamed into a lost directory would be lost with it).
+    owner (uid, gid): given to every directory made (root writing into
+    mail_owner's tree)."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:
+            pass  # made by another process: its entry may not be synced yet
+        else:
+            if owner is not None:
+                os.chown(directory, *owner)
+        fsync_dir(os.path.dirname(directory))
+
+
 class DirSyncer:
     """Group commit for directory fsyncs.
 
@@ -258,7 +290,13 @@ class QueueFileWriter:
         top = os.path.join(queue_dir, queue)
         self.tmp_path = os.path.join(top, f".{os.getpid()}.{time.monotonic_ns()}{TMP_SUFFIX}")
         self.fd = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        self.queue_id = make_queue_id(self.created, os.fstat(self.fd).st_ino)
+        st = os.fstat(self.fd)
+        if os.geteuid() == 0:
+            # root (the local agent forwarding a message) writes for mail_owner
+            owner = os.stat(top)
+            if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid):
+                os.fchown(self.fd, owner.st_uid, owner.st_gid)
+        self.queue_id = make_queue_id(self.created, st.st_ino)
         self.buf = bytearray()
         self.written = 0  # bytes already in the file
         self.nrcpt = 0
@@ -404,8 +442,7 @@ class QueueFileWriter:
             if os.path.isdir(target_dir) or not os.path.exists(self.tmp_path):
                 raise
             # a new hashed subdirectory must itself survive a crash
-            os.makedirs(target_dir, mode=0o700, exist_ok=True)
-            fsync_dir(os.path.dirname(target_dir))
+            make_queue_dirs(target_dir)
             os.rename(self.tmp_path, final)
         try:
             sync_dir_shared(target_dir)
@@ -705,7 +742,7 @@ def mark_done(path: str, offsets: list[int]) -> None:
 def move_to_queue(queue_dir: str, path: str, queue: str) -> str:
     """Move a queue file into another (unhashed) queue, durably; return its new path."""
     target_dir = os.path.join(queue_dir, queue)
-    os.makedirs(target_dir, mode=0o700, exist_ok=True)
+    make_queue_dirs(target_dir)
     target = os.path.join(target_dir, os.path.basename(path))
     os.rename(path, target)
     fsync_dir(target_dir)

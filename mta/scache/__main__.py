@@ -29,6 +29,7 @@ async def serve(ctx, listeners) -> int:
             except OSError:
                 await asyncio.sleep(0.1)
                 continue
+            ctx.report_used()  # a later death is no bad start
             task = asyncio.create_task(serve_client(conn, store))
             tasks.add(task)
             task.add_done_callback(tasks.discard)

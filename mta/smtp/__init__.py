@@ -65,6 +65,11 @@ DESCRIPTION
     job.conn_time is the time until the session was ready (connected,
     greeted, TLS and EHLO done); near zero for a reused session.
 
+    The outcome of a transaction is made durable (job.settle(): logs and
+    done marks) as soon as the server has answered, before QUIT or the
+    hand-over to the session cache: a crash after that point does not
+    send those recipients again.
+
 SECURITY
     Runs unprivileged. Talks to remote servers (untrusted replies) and
     DNS (untrusted answers); reads the queue file read-only.
@@ -265,6 +270,7 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
                 _give_up(job, exc, session.target.relay)
                 return
             break
+        await job.settle()  # done marks before QUIT or caching: a crash then repeats nothing
         await _finish_session(job, st, key, session, reusable)
         if not out.retry:
             return
@@ -349,6 +355,7 @@ async def _try_site(job, st: Settings, key: tuple, out: Outgoing, targets, tries
                 tries.final = True
                 return False
             continue
+        await job.settle()
         await _finish_session(job, st, key, session, reusable)
         if not out.retry:
             return True

@@ -3,7 +3,6 @@ recipient marked done is never delivered again (an in-flight one may be)."""
 
 from __future__ import annotations
 
-import collections
 import os
 import signal
 import smtplib
@@ -11,35 +10,13 @@ import threading
 import time
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from mta.qmgr.scan import iter_queue
-from tests.support.running import free_port, relay_system, wait_for
+from tests.support.crash import CountingSink, queue_empty
+from tests.support.running import relay_system, wait_for
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
 MESSAGES = 120
-
-
-class CountingSink:
-    """aiosmtpd sink that counts arrivals per Message-Id, slowly enough to be caught."""
-
-    def __init__(self, delay: float = 0.01) -> None:
-        self.seen: collections.Counter = collections.Counter()
-        self.lock = threading.Lock()
-        self.delay = delay
-        self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-
-    async def handle_DATA(self, server, session, envelope):
-        import asyncio
-
-        await asyncio.sleep(self.delay)
-        for line in envelope.content.splitlines():
-            if line.lower().startswith(b"x-test-id:"):
-                with self.lock:
-                    self.seen[line.split(b":", 1)[1].strip().decode()] += 1
-        return "250 2.0.0 Ok"
 
 
 @pytest.fixture
@@ -70,13 +47,6 @@ def send_all(inst) -> None:
                 [f"r{i}@dst.example"],
                 f"X-Test-Id: m{i}\r\nSubject: {i}\r\n\r\nbody {i}\r\n".encode(),
             )
-
-
-def queue_empty(inst) -> bool:
-    hashed = ("deferred", "defer")
-    return not any(
-        list(iter_queue(inst.queue, q, 1, hashed)) for q in ("incoming", "active", "deferred")
-    )
 
 
 @pytest.mark.parametrize("victim", ["qmgr", "smtp"])

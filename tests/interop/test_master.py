@@ -512,3 +512,28 @@ def test_check_warns_when_mail_is_queued_but_nothing_delivers(make_instance):
     inst.write_master_cf(f"127.0.0.1:{port} inet n - n - - smtpd\nqmgr fifo n - n 300 1 qmgr\n")
     r = inst.mta("check")
     assert r.returncode == 0 and "no qmgr service" not in r.stderr
+
+
+def test_start_removes_stale_temporary_files_and_keeps_fresh_ones(make_instance):
+    # what a crash between create and rename leaves: Postfix's start runs postsuper -p
+    inst = make_instance(echo_cf(free_port()))
+    assert inst.mta("check").returncode == 0
+    old = time.time() - 2 * 3600
+    stale = [
+        os.path.join(inst.queue, "incoming", ".123.456.tmp"),
+        os.path.join(inst.queue, "maildrop", ".77.88.tmp"),
+        os.path.join(inst.queue, "deferred", "A", ".9.10.tmp"),
+    ]
+    fresh = os.path.join(inst.queue, "maildrop", ".99.100.tmp")  # a sendmail still writing
+    for path in [*stale, fresh]:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(b"half a message")
+    for path in stale:
+        os.utime(path, (old, old))
+    r = inst.mta("start")
+    assert r.returncode == 0, r.stderr
+    assert [p for p in stale if os.path.exists(p)] == []
+    assert os.path.exists(fresh)
+    log = inst.wait_log("removed stale temporary file", count=3)
+    assert f"removed stale temporary file {stale[0]}" in log

@@ -1,5 +1,10 @@
-"""bounce.logfile: read_reasons() gives what read() and latest_by_recipient() give."""
+"""bounce.logfile: read_reasons() gives what read() and latest_by_recipient() give;
+logs written as root belong to mail_owner."""
 
+import os
+import pwd
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -49,3 +54,22 @@ def test_read_reasons_agrees_with_read(tmp_path_factory, items):
     logged = logfile.read(str(qdir), "defer", path.name, 0)
     want = {o: st.reason for o, st in logfile.latest_by_recipient(logged).items()}
     assert logfile.read_reasons(str(path)) == want
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root writes logs for another user")
+def test_a_log_written_as_root_belongs_to_the_owner_of_its_queue(tmp_path):
+    # the privileged local agent writes bounce/defer logs that qmgr, as
+    # mail_owner, must read and remove
+    nobody = pwd.getpwnam("nobody")
+    qdir, qid = str(tmp_path), "5BRk4K3ZBvzvRh"
+    for kind in ("bounce", "defer"):
+        os.mkdir(os.path.join(qdir, kind), 0o700)
+        os.chown(os.path.join(qdir, kind), nobody.pw_uid, nobody.pw_gid)
+    logfile.append(qdir, "bounce", qid, [status(90, "no such user", ACTION_FAILED)])
+    logfile.append(qdir, "defer", qid, [status(90, "later")], hash_depth=2, hashed=("defer",))
+    bounce = os.stat(logfile.log_path(qdir, "bounce", qid))
+    assert (bounce.st_uid, bounce.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+    defer = logfile.log_path(qdir, "defer", qid, 2, ("defer",))
+    for path in (defer, os.path.dirname(defer), os.path.dirname(os.path.dirname(defer))):
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid), path

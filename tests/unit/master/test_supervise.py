@@ -107,3 +107,12 @@ def test_signature_ignores_position_in_file():
     assert service_signature(a) == service_signature(b)
     b.overrides["x"] = "y"
     assert service_signature(a) != service_signature(b)
+
+
+def test_used_record_counts_a_use_without_taking_the_child():
+    svc = service()
+    svc.add_child(10, 0.0)
+    svc.feed_status(mp.encode_status(mp.STATUS_USED, 10))
+    assert svc.children[10].use_count == 1
+    assert svc.avail == 1 and svc.children[10].available
+    assert not svc.used  # conditional wakeups still wait for a real client

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
+import shutil
+import tempfile
 import time
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 from mta import log
 from mta.bounce import logfile
@@ -15,6 +21,7 @@ from mta.common.dsn import RecipientStatus
 from mta.config import load_config
 from mta.discard import deliver as discard_deliver
 from mta.error import make_deliver
+from mta.master.preload import preload_deferred_imports
 from mta.qmgr.manager import QueueManager
 from mta.qmgr.scan import iter_queue
 from mta.queue.queue_file import read_queue_file
@@ -822,3 +829,73 @@ def test_routing_follows_the_envelope_sender(tmp_path):
     text = (tmp_path / "maillog").read_text()
     assert f"{bulk}: to=<u@far.example>, relay=none" in text and "status=sent (bulk route)" in text
     assert "normal route" in text
+
+
+def test_an_error_while_finishing_defers_the_message_and_it_is_retried(tmp_path, monkeypatch):
+    # the failure of item 11: qmgr could not read the bounce log the agent wrote
+    cfg = instance(
+        tmp_path,
+        "default_transport = error:5.1.2 domain is gone\n"
+        "minimal_backoff_time = 1s\nmaximal_backoff_time = 1s\nqueue_run_delay = 1s\n",
+    )
+    m = queue_message(cfg, ["u@gone.example"], sender="writer@origin.example", queue="incoming")
+    real_read, failures = logfile.read, []
+
+    def read_once_denied(queue_dir, kind, queue_id, *args, **kw):
+        if kind == "bounce" and queue_id == m.queue_id and not failures:
+            failures.append(queue_id)
+            raise PermissionError(13, "Permission denied", "bounce/" + queue_id)
+        return real_read(queue_dir, kind, queue_id, *args, **kw)
+
+    monkeypatch.setattr(logfile, "read", read_once_denied)
+    with agents(cfg, "error"):
+        qm = run_qmgr(cfg, lambda qm: bool(failures) and m.queue_id in files(cfg, "deferred"))
+        assert m.queue_id not in qm.active
+        text = (tmp_path / "maillog").read_text()
+        assert (
+            f"{m.queue_id}: cannot finish the delivery attempt: PermissionError: "
+            "[Errno 13] Permission denied: 'bounce/" in text
+        )
+        assert "message deferred" in text
+        # the next attempt reads the log and sends the notice
+        run_qmgr(cfg, lambda qm: not os.path.exists(m.path) and not files(cfg, "deferred"))
+    text = (tmp_path / "maillog").read_text()
+    assert f"{m.queue_id}: sender non-delivery notification: " in text
+    assert f"{m.queue_id}: removed" in text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become nobody")
+def test_an_unreadable_file_is_deferred_not_called_corrupt():
+    # a file qmgr (as mail_owner) may not read is not damaged: it waits in
+    # deferred/ for the administrator, it does not vanish into corrupt/
+    nobody = pwd.getpwnam("nobody")
+    top = Path(tempfile.mkdtemp(dir="/tmp"))  # tmp_path is in a 0700 directory
+    try:
+        os.chmod(top, 0o755)
+        cfg = instance(top, "default_transport = discard\n")
+        m = queue_message(cfg, ["u@remote.example"], queue="incoming")  # root's, 0600
+        for root, dirs, names in os.walk(top):
+            for name in [*dirs, *names]:
+                if os.path.join(root, name) != m.path:
+                    os.chown(os.path.join(root, name), nobody.pw_uid, nobody.pw_gid)
+        pid = os.fork()
+        if pid == 0:  # qmgr as mail_owner, as the service becomes it
+            code = 1
+            try:
+                preload_deferred_imports()
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+                run_qmgr(cfg, lambda qm: m.queue_id in files(cfg, "deferred"), timeout=5)
+                code = 0
+            except BaseException:  # noqa: BLE001 - shown in the test output
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        text = (top / "maillog").read_text()
+        assert files(cfg, "deferred") == [m.queue_id], text
+        text = (top / "maillog").read_text()
+        assert f"{m.queue_id}: " in text and "Permission denied; message deferred" in text
+    finally:
+        shutil.rmtree(top)

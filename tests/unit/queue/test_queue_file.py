@@ -205,3 +205,20 @@ def test_set_flags_rewrites_the_size_record_in_place(tmp_path):
     assert len(open(m.path, "rb").read()) == len(before)
     set_flags(m.path, 0)
     assert open(m.path, "rb").read() == before  # the flags field was all that changed
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root writes queue files for another user")
+def test_a_queue_file_written_as_root_belongs_to_the_owner_of_its_queue(tmp_path):
+    # the local agent (root) forwards through the cleanup library; qmgr reads as mail_owner
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    os.chown(incoming, nobody.pw_uid, nobody.pw_gid)
+    w = QueueFileWriter(str(tmp_path), "incoming")
+    w.write_envelope(sender="a@x.example", recipients=[Recipient("b@y.example")])
+    w.write_content(b"Subject: x\n\nbody\n")
+    qid = w.commit()
+    st = os.stat(incoming / qid)
+    assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)

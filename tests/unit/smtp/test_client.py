@@ -611,3 +611,37 @@ def test_bind_address_and_helo_name(tmp_path):
         ctl.stop()
     assert result.statuses[0].action == "relayed"
     assert peers == [("127.0.0.2", "out.test.example")]
+
+
+def test_recipients_are_marked_done_before_quit(tmp_path):
+    # a crash while the session ends must not send them again: by the time the
+    # server sees QUIT, the queue file already has the done marks
+    done_at_quit: list[bool] = []
+    message = {}
+
+    async def script(reader, writer, received):
+        writer.write(b"220 raw.example ESMTP\r\n")
+        await read_line(reader, received)
+        await ehlo_reply(writer)
+        while not (await read_line(reader, received)).startswith(b"DATA"):
+            pass
+        writer.write(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n")
+        while (await read_line(reader, received)) != b".\r\n":
+            pass
+        writer.write(b"250 2.0.0 Ok: queued\r\n")
+        assert (await read_line(reader, received)).startswith(b"QUIT")
+        recipients = read_queue_file(message["path"]).recipients
+        done_at_quit.append(all(r.done for r in recipients))
+        writer.write(b"221 2.0.0 Bye\r\n")
+        await writer.drain()
+
+    srv = scripted(script)
+    try:
+        cfg = config(tmp_path, srv.port, "smtp_connection_cache_on_demand = no\n")
+        msg = queue_message(cfg, ["a@example.com", "b@example.com"])
+        message["path"] = msg.path
+        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
+    finally:
+        srv.stop()
+    assert [st.action for st in result.statuses] == ["relayed", "relayed"]
+    assert done_at_quit == [True]
