@@ -144,6 +144,10 @@ AS_IF: dict[str, str] = {
 }
 
 # values that demand what mta cannot do: refused rather than served with less security
+# ("*": any value other than the default)
 REFUSED: dict[str, tuple[str, ...]] = {
     "smtpd_tls_security_level": ("encrypt",),  # would take mail in plain text
+    # a per-destination policy may demand TLS or a verified peer: ignored, mail for
+    # such a destination would go out under the global level, possibly in plain text
+    "smtp_tls_policy_maps": ("*",),
 }

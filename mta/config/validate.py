@@ -275,7 +275,8 @@ def unimplemented_setting(cfg, name: str) -> Problem | None:
     if value.strip() in (default.strip(), AS_IF.get(name)):
         return None
     path, line = _where(cfg, name)
-    if value.strip().lower() in REFUSED.get(name, ()):
+    refused = REFUSED.get(name, ())
+    if "*" in refused or value.strip().lower() in refused:
         return Problem(
             f"{name} = {value.strip()} is not implemented, and mta would give less "
             "security than it asks for; refused",

@@ -207,3 +207,11 @@ def test_a_setting_that_demands_what_mta_cannot_give_is_refused(make, tmp_path):
         f"{tmp_path / 'master.cf'}, line 1: smtpd_tls_security_level = encrypt is not "
         "implemented, and mta would give less security than it asks for; refused"
     ]
+
+
+def test_a_tls_policy_table_is_refused_since_its_levels_would_be_ignored(make, tmp_path):
+    cfg = make("smtp_tls_policy_maps = texthash:/etc/mta/tls_policy\n", "")
+    assert lines(cfg, fatal=True) == [
+        f"{tmp_path / 'main.cf'}, line 1: smtp_tls_policy_maps = texthash:/etc/mta/tls_policy "
+        "is not implemented, and mta would give less security than it asks for; refused"
+    ]
