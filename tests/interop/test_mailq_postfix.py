@@ -71,7 +71,7 @@ def send_load(port: int) -> None:
         s.sendmail("erin@src.example", ["frank@slow.example"], b"Subject: y\r\n\r\ny\r\n")
 
 
-FIRST = re.compile(r"^(\S+?)([*!]?)( *)(\d+) (.{19}) (.*)$")
+FIRST = re.compile(r"^(\S+?)([*!]?)( +)(\d+) (.{19}) (.*)$")
 
 
 def shape(listing: str) -> list:
