@@ -42,8 +42,10 @@ DESCRIPTION
     flush asks qmgr to retry deferred mail now, for users on
     authorized_flush_users (root and mail_owner always may).
 
-    Messages go to stderr and, when maillog_file is set, to the log,
-    tagged SYSLOG_NAME/mta-script as Postfix's postfix-script does.
+    Messages go to stderr as "mta COMMAND: ...", "mta COMMAND: warning:
+    ..." and "mta COMMAND: fatal: ...", the style of every mta command,
+    and, when maillog_file is set, to the log tagged SYSLOG_NAME/mta-script
+    as Postfix's postfix-script does.
 
 SECURITY
     Run by the administrator, as root or as the mail_owner of an
@@ -103,7 +105,7 @@ class Script:
 
     def __init__(self, cfg: Config, command: str = "check") -> None:
         self.command = command
-        self.tag = f"{cfg.get('syslog_name')}/mta-script"
+        self.tag = f"mta {command}"
         self.to_log = bool(cfg.get("maillog_file"))
         if self.to_log:
             try:

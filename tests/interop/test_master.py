@@ -66,7 +66,7 @@ def test_start_status_stop(make_instance):
     inst = make_instance(echo_cf(free_port()))
     r = inst.mta("start")
     assert r.returncode == 0, r.stderr
-    assert "mta/mta-script: starting the mail system" in r.stderr
+    assert "mta start: starting the mail system" in r.stderr
     pid = inst.master_pid()
     r = inst.mta("status")
     assert r.returncode == 0
@@ -139,7 +139,7 @@ def test_check_fixes_a_wrong_mode_with_a_warning(make_instance):
     os.chmod(os.path.join(inst.queue, "incoming"), 0o755)
     r = inst.mta("check")
     assert r.returncode == 0
-    assert "mta/mta-script: warning: bad mode 0755 (expected 0700):" in r.stderr
+    assert "mta check: warning: bad mode 0755 (expected 0700):" in r.stderr
     assert stat.S_IMODE(os.stat(os.path.join(inst.queue, "incoming")).st_mode) == 0o700
 
 
@@ -437,7 +437,7 @@ def test_port_in_use_fails_start_with_the_reason_in_the_log(make_instance):
     assert r.returncode == 1
     # the reason is on the terminal, not only in the log
     why = f"bind 127.0.0.1 port {port}: Address already in use"
-    assert f"mta/mta-script: fatal: mail system startup failed: {why}\n" in r.stderr
+    assert f"mta start: fatal: mail system startup failed: {why}\n" in r.stderr
     assert f"error: bind 127.0.0.1 port {port}: Address already in use" in inst.log()
     assert inst.master_pid() is None
 
