@@ -13,7 +13,10 @@ DESCRIPTION
     write FILE.lmdb.tmp.PID, fsync it, rename it over FILE.lmdb and fsync
     the directory, so a reader sees the old table or the new one, never a
     half-written one. A reader notices the rename by the file's inode and
-    mtime, checked at most once a second, and reopens.
+    mtime, checked at most once a second, and reopens: one thread reopens
+    while the others go on reading the old file, which closes when its
+    last reader is done. py-lmdb refuses a second open of one file in a
+    process, so open_map() hands every thread the same table.
 
     Keys are stored lower-cased (unless built with fold=False) and, like
     Postfix on Linux, with a terminating null byte by default, so tables
@@ -30,6 +33,7 @@ SECURITY
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -63,63 +67,74 @@ class LmdbDict(Dict):
     def __init__(self, spec: str, name: str, cfg=None, fold: bool = True) -> None:
         super().__init__(spec, name, fold)
         self.path = name + LMDB_SUFFIX
-        self._env: lmdb.Environment | None = None
+        # The open file and whether its keys end in a null byte, swapped as one.
+        self._current: tuple[lmdb.Environment, bool] | None = None
         self._ident: tuple[int, int] | None = None
         self._checked = 0.0
-        self._nul = True
-        self._open()
+        self._reopen = threading.Lock()
+        with self._reopen:
+            self._open()
 
     def _open(self) -> None:
+        """Open the file at path now (the caller holds _reopen)."""
         try:
             st = os.stat(self.path)
             env = lmdb.open(
                 self.path, readonly=True, lock=False, subdir=False, max_dbs=0, readahead=False
             )
         except (OSError, lmdb.Error) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            raise MapError(f"{self.spec}: open database {self.path}: {reason}") from None
-        old, self._env = self._env, env
-        if old is not None:
-            old.close()
-        self._ident = (st.st_ino, st.st_mtime_ns)
-        self._checked = time.monotonic()
+            raise MapError(self._open_error(exc)) from None
         with env.begin() as txn:
             cur = txn.cursor()
-            self._nul = not cur.first() or cur.key().endswith(b"\0")
+            nul = not cur.first() or cur.key().endswith(b"\0")
+        # The old file is not closed here: a thread may be reading it; it
+        # closes when the last reader lets go of it.
+        self._current = (env, nul)
+        self._ident = (st.st_ino, st.st_mtime_ns)
+        self._checked = time.monotonic()
 
-    def _recheck(self) -> None:
-        now = time.monotonic()
-        if now - self._checked < LMDB_RECHECK:
-            return
-        self._checked = now
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return  # keep serving the table we have
-        if (st.st_ino, st.st_mtime_ns) != self._ident:
-            self._open()
+    def _open_error(self, exc: Exception) -> str:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return f"{self.spec}: open database {self.path}: {reason}"
+
+    def _table(self) -> tuple[lmdb.Environment, bool]:
+        """The table to read now, reopened when the file was rebuilt (one thread reopens)."""
+        if time.monotonic() - self._checked >= LMDB_RECHECK:
+            with self._reopen:
+                if time.monotonic() - self._checked >= LMDB_RECHECK:
+                    self._checked = time.monotonic()
+                    try:
+                        st = os.stat(self.path)
+                    except OSError:
+                        st = None  # keep serving the table we have
+                    if st is not None and (st.st_ino, st.st_mtime_ns) != self._ident:
+                        self._open()
+        if self._current is None:
+            raise MapError(f"{self.spec}: table is closed")
+        return self._current
 
     def lookup(self, key: str) -> str | None:
-        self._recheck()
+        env, nul = self._table()
         if self.fold:
             key = fold_key(key)
         raw = key.encode("utf-8", "surrogateescape")
-        if self._nul:
+        if nul:
             raw += b"\0"
-        with self._env.begin(buffers=False) as txn:
+        with env.begin(buffers=False) as txn:
             value = txn.get(raw)
         return None if value is None else _decode(value)
 
     def items(self) -> Iterator[tuple[str, str]]:
-        self._recheck()
-        with self._env.begin() as txn:
+        env, _ = self._table()
+        with env.begin() as txn:
             for k, v in txn.cursor():
                 yield _decode(k), _decode(v)
 
     def close(self) -> None:
-        if self._env is not None:
-            self._env.close()
-            self._env = None
+        with self._reopen:
+            if self._current is not None:
+                self._current[0].close()
+                self._current = None
 
 
 register("lmdb", LmdbDict)
