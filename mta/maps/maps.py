@@ -25,6 +25,8 @@ DESCRIPTION
 
     Problems that do not stop a table (a skipped source line) go through
     warn(): to the mail log, or wherever set_warning_handler() says.
+    note_once() logs a remark once per process (hash: and btree: tables
+    say which file serves them), or wherever set_note_handler() says.
 
     MapError is a broken table or a bad name: its text is one line,
     "FILE, line N: reason" or "type:name: reason". MapRetry is a
@@ -103,6 +105,30 @@ def warn(text: str) -> None:
 def set_warning_handler(fn: Callable[[str], None] | None) -> None:
     """Send table warnings to fn (the CLI prints them); None restores the log."""
     _warn_handler[0] = fn or _log_warning
+
+
+def _log_note(text: str) -> None:
+    from mta import log
+
+    log.info("%s", text)
+
+
+_note_handler: list[Callable[[str], None]] = [_log_note]
+_noted: set[str] = set()
+
+
+def note_once(text: str) -> None:
+    """Log an informational note about tables, once per process for each text."""
+    with _CACHE_LOCK:
+        if text in _noted:
+            return
+        _noted.add(text)
+    _note_handler[0](text)
+
+
+def set_note_handler(fn: Callable[[str], None] | None) -> None:
+    """Send notes to fn (the CLI keeps them quiet); None restores the log."""
+    _note_handler[0] = fn or _log_note
 
 
 # type name -> constructor(spec, name, cfg, fold) -> Dict
