@@ -23,8 +23,10 @@ DESCRIPTION
     keys and values carry a terminating null byte.
 
     With no FILE, the tables of alias_database are built (this is what
-    newaliases and "sendmail -bi" do); only lmdb tables can be built,
-    others are skipped with a warning.
+    newaliases and "sendmail -bi" do); only lmdb tables can be built
+    (and hash: and btree:, which name the same FILE.lmdb, so Postfix's
+    "alias_database = hash:/etc/aliases" works), others are skipped
+    with a warning.
 
 SECURITY
     Runs with the invoker's privileges; writes only the tables named.
@@ -41,10 +43,26 @@ import sys
 
 from mta.cli import map as map_cli
 from mta.cli.common import load, make_parser
-from mta.cli.map import Fatal, _buildable, _map_size, _mode, _out, _stdin_keys, _warner
+from mta.cli.map import (
+    Fatal,
+    _buildable,
+    _map_size,
+    _mode,
+    _out,
+    _quiet,
+    _stdin_keys,
+    _warner,
+)
 from mta.local.aliases_file import build_alias_lmdb, parse_aliases
-from mta.maps import MapError, MapRetry, open_map, set_warning_handler, split_spec
-from mta.maps.dict_lmdb import LMDB_SUFFIX, update_lmdb
+from mta.maps import (
+    MapError,
+    MapRetry,
+    open_map,
+    set_note_handler,
+    set_warning_handler,
+    split_spec,
+)
+from mta.maps.dict_lmdb import LMDB_KINDS, LMDB_SUFFIX, update_lmdb
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
@@ -127,11 +145,11 @@ def do_build(args, cfg, warn, specs: list[str]) -> int:
 
 
 def alias_database_specs(cfg, warn) -> list[str]:
-    """The buildable tables of alias_database (lmdb); others are reported and skipped."""
+    """The buildable tables of alias_database (lmdb, hash, btree); others are reported and skipped."""
     out = []
     for spec in cfg.get_list("alias_database"):
         kind, name = split_spec(spec, cfg)
-        if kind != "lmdb":
+        if kind not in LMDB_KINDS:
             warn(f"{kind}:{name}: cannot build tables of type {kind}; skipped")
             continue
         out.append(f"{kind}:{name}")
@@ -154,6 +172,7 @@ def main(argv: list[str], command: str = "alias") -> int:
     cfg = load(args)
     warn = _warner(command)
     set_warning_handler(warn)
+    set_note_handler(_quiet)
     try:
         if args.query:
             return do_query(args, cfg)
@@ -170,6 +189,7 @@ def main(argv: list[str], command: str = "alias") -> int:
         return 1
     finally:
         set_warning_handler(None)
+        set_note_handler(None)
 
 
 def newaliases(config_dir: str | None = None) -> int:

@@ -6,6 +6,8 @@ SYNOPSIS
     mta map [-c DIR] [-f] -d KEY|- [TYPE:]FILE ...           delete keys
     mta map [-c DIR] [-f] [-r|-w] -i [TYPE:]FILE ...         add "key value" lines from stdin
     mta map [-c DIR] -s [TYPE:]NAME ...                      list every key and value
+    mta map [-c DIR] -h|-b -q - [TYPE:]NAME ... <MESSAGE      header/body lines as keys
+    mta map [-c DIR] -F [TYPE:]FILE ...                      values are files, stored in base64
 
 DESCRIPTION
     With no -q, -d, -i or -s, each FILE is read with postmap's source
@@ -17,8 +19,11 @@ DESCRIPTION
     line N: ..."; a duplicate key keeps its first value with a warning,
     or quietly its last value with -r, or quietly its first with -w.
     A fatal error ("mta map: fatal: ...", exit 1) leaves the old table.
-    Only lmdb (the default_database_type) can be built. The new file
-    gets the source file's group and other read permission (0644 with -p).
+    Only lmdb (the default_database_type) can be built, and hash: and
+    btree:, Postfix's Berkeley DB types, which build and read the same
+    FILE.lmdb, so "mta map hash:/etc/postfix/virtual" serves a main.cf
+    that names hash:/etc/postfix/virtual. The new file gets the source
+    file's group and other read permission (0644 with -p).
 
     -q KEY prints the first value found in the tables named and exits 0,
     or exits 1 when no table has the key; -q - reads keys from stdin,
@@ -32,12 +37,24 @@ DESCRIPTION
     lines read from stdin. Both copy the table, change the copy and
     rename it in, so readers never see a half-written table.
 
-    -s prints every "key<TAB>value" of lmdb, texthash and inline tables.
-    -f keeps keys as they are instead of folding them to lower case.
-    -N stores keys and values with a terminating null byte (the default,
-    as Postfix does on Linux), -n without. -o, -u and -U are accepted and
-    ignored. A progress bar appears on a terminal when the source is
-    large (over 1 MB or 10000 lines).
+    -s prints every "key<TAB>value" of lmdb (hash, btree), texthash and
+    inline tables. -f keeps keys as they are instead of folding them to
+    lower case. -N stores keys and values with a terminating null byte
+    (the default, as Postfix does on Linux), -n without. -o, -u and -U
+    are accepted and ignored. A progress bar appears on a terminal when
+    the source is large (over 1 MB or 10000 lines).
+
+    -h and -b, only with "-q -", read a message from stdin and look up
+    each logical header line (-h) and each body line (-b) as
+    header_checks and body_checks would (see cli/map_keys.py); found
+    keys print as "key<TAB>value". -m (MIME parsing) is refused: the
+    message would be split differently from what it asks for.
+
+    -F: when building (or with -i), each value is a list of file names
+    (separated by commas or whitespace); the files' contents, joined by
+    a newline, are stored base64-encoded. With -q or -s each value found
+    is base64-decoded before it is printed. Certificates for
+    tls_server_sni_maps are kept this way.
 
 SECURITY
     Runs with the invoker's privileges; reads the sources and writes the
@@ -50,18 +67,36 @@ SEE ALSO
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import os
+import re
 import sys
 
 from mta.cli.common import load, make_parser
-from mta.maps import MapError, MapRetry, open_map, set_warning_handler, split_spec
-from mta.maps.dict_lmdb import LMDB_DEFAULT_MAP_SIZE, LMDB_SUFFIX, build_lmdb, update_lmdb
+from mta.cli.map_keys import message_keys
+from mta.maps import (
+    MapError,
+    MapRetry,
+    open_map,
+    set_note_handler,
+    set_warning_handler,
+    split_spec,
+)
+from mta.maps.dict_lmdb import (
+    LMDB_DEFAULT_MAP_SIZE,
+    LMDB_KINDS,
+    LMDB_SUFFIX,
+    build_lmdb,
+    update_lmdb,
+)
 from mta.maps.text import parse_table_text, read_source
 from mta.util.progress import Progress
 
 MAP_PROGRESS_BYTES = 1 << 20  # sources larger than this get a progress bar
 MAP_PROGRESS_LINES = 10000  # ... or with more lines than this
-SEQUENCE_TYPES = ("lmdb", "texthash", "inline")  # types that -s can list
+SEQUENCE_TYPES = (*LMDB_KINDS, "texthash", "inline")  # types that -s can list
+MAP_USAGE = "[-bfFhimnNoprsuUvw] [-c config_dir] [-d key] [-q key] [map_type:]file..."
 
 
 class Fatal(Exception):
@@ -73,6 +108,10 @@ def _parser(command: str) -> argparse.ArgumentParser:
         command, "Build, query and update lookup tables, as postmap does.", add_help=False
     )
     p.add_argument("--help", action="help", help="show this help and exit")
+    p.add_argument("-b", dest="body", action="store_true", help="-q -: message body lines")
+    p.add_argument("-h", dest="headers", action="store_true", help="-q -: message header lines")
+    p.add_argument("-m", dest="mime", action="store_true", help="MIME parsing (not implemented)")
+    p.add_argument("-F", dest="files", action="store_true", help="values are files, in base64")
     p.add_argument("-f", dest="nofold", action="store_true", help="do not fold keys to lower case")
     p.add_argument("-i", dest="incremental", action="store_true", help="add entries from stdin")
     p.add_argument("-N", dest="nul", action="store_const", const=True, help="store null bytes")
@@ -116,7 +155,7 @@ def _map_size(cfg) -> int:
 
 def _buildable(spec: str, cfg) -> tuple[str, str]:
     kind, name = split_spec(spec, cfg)
-    if kind != "lmdb":
+    if kind not in LMDB_KINDS:
         raise Fatal(f"unsupported dictionary type: {kind} does not support bulk-mode creation.")
     return kind, name
 
@@ -128,16 +167,39 @@ def _warner(command: str):
     return warn
 
 
+def _query_keys(args) -> list[str]:
+    if args.query != "-":
+        return [args.query]
+    if args.headers or args.body:
+        text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+        return list(message_keys(text, headers=args.headers, body=args.body))
+    return _stdin_keys()
+
+
+def _shown(args, table, key: str, value: str) -> str:
+    """value as printed: base64-decoded with -F."""
+    if not args.files:
+        return value
+    try:
+        raw = base64.b64decode(value.encode("ascii", "surrogateescape"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        sys.stderr.write(
+            f"mta map: warning: table {table.spec}: key {key}: malformed BASE64 value: {value}\n"
+        )
+        raise Fatal(f"table {table.spec}: query error") from None
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def do_query(args, cfg) -> int:
     fold = not args.nofold
     tables = [open_map(spec, cfg, fold=fold) for spec in args.tables]
-    keys = _stdin_keys() if args.query == "-" else [args.query]
     found = False
-    for key in keys:
+    for key in _query_keys(args):
         for table in tables:
             value = table.lookup(key)
             if value is not None:
                 found = True
+                value = _shown(args, table, key, value)
                 _out(f"{key}\t{value}\n" if args.query == "-" else f"{value}\n")
                 break
     return 0 if found else 1
@@ -150,8 +212,29 @@ def do_show(args, cfg) -> int:
         if table.kind not in SEQUENCE_TYPES:
             raise Fatal(f"table {table.spec}: sequence operation is not supported")
         for key, value in table.items():
-            _out(f"{key}\t{value}\n")
+            _out(f"{key}\t{_shown(args, table, key, value)}\n")
     return 0
+
+
+def file_values(pairs: list[tuple[bytes, bytes]], where: str, warn) -> list[tuple[bytes, bytes]]:
+    """-F: each value names files; store their contents, newline-joined, in base64."""
+    out = []
+    for key, value in pairs:
+        parts = []
+        for name in re.split(rb"[\s,]+", value.strip()):
+            try:
+                with open(name, "rb") as fh:
+                    parts.append(fh.read())
+            except OSError as exc:
+                shown = name.decode("utf-8", "surrogateescape")
+                warn(
+                    f"{where}: key {key.decode('utf-8', 'replace')}: open {shown}: "
+                    f"{exc.strerror or exc}: skipping this entry"
+                )
+                break
+        else:
+            out.append((key, base64.b64encode(b"\n".join(parts))))
+    return out
 
 
 def _mode(source: str | None, plain: bool) -> int:
@@ -185,6 +268,8 @@ def do_incremental(args, cfg, warn, parse=None) -> int:
     pairs, warnings = (parse or parse_table_text)(data, not args.nofold)
     for line, msg in warnings:
         warn(f"stdin, line {line}: {msg}")
+    if getattr(args, "files", False):
+        pairs = file_values(pairs, "stdin", warn)
     for spec in args.tables:
         kind, name = _buildable(spec, cfg)
         path = name + LMDB_SUFFIX
@@ -211,6 +296,8 @@ def do_build(args, cfg, warn) -> int:
         pairs, warnings = parse_table_text(data, not args.nofold)
         for line, msg in warnings:
             warn(f"{name}, line {line}: {msg}")
+        if args.files:
+            pairs = file_values(pairs, name, warn)
         big = len(data) > MAP_PROGRESS_BYTES or data.count(b"\n") > MAP_PROGRESS_LINES
         bar = Progress(len(pairs) if big else 0, f"mta map: {name}{LMDB_SUFFIX}")
         try:
@@ -230,21 +317,41 @@ def do_build(args, cfg, warn) -> int:
     return 0
 
 
-def main(argv: list[str], command: str = "map") -> int:
-    args = _parser(command).parse_args(argv)
-    prog = f"mta {command}"
-    if not args.tables:
-        sys.stderr.write(
-            f"{prog}: fatal: usage: {prog} [-Nfinoprsuvw] [-q key] [-d key] [type:]file...\n"
-        )
-        return 1
+def _refusal(args) -> str | None:
+    """Why the flags cannot be served together, or None."""
     modes = [bool(args.query), bool(args.delete), args.incremental, args.show]
     if sum(modes) > 1:
-        sys.stderr.write(f"{prog}: fatal: use only one of -q, -d, -i and -s\n")
+        return "use only one of -q, -d, -i and -s"
+    if (args.headers or args.body or args.mime) and args.query != "-":
+        return 'specify -b -h or -m only with "-q -"'
+    if args.mime:
+        return "-m (MIME parsing of -b and -h keys) is not implemented"
+    if args.files and args.delete:
+        return "-F applies to building, -i, -q and -s, not to -d"
+    return None
+
+
+def main(argv: list[str], command: str = "map") -> int:
+    prog = f"mta {command}"
+    usage = f"{prog}: fatal: usage: {prog} {MAP_USAGE}\n"
+    try:
+        args = _parser(command).parse_args(argv)
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            return 0
+        sys.stderr.write(usage)
+        return 1
+    if not args.tables:
+        sys.stderr.write(usage)
+        return 1
+    why = _refusal(args)
+    if why is not None:
+        sys.stderr.write(f"{prog}: fatal: {why}\n{usage}")
         return 1
     cfg = load(args)
     warn = _warner(command)
     set_warning_handler(warn)
+    set_note_handler(_quiet)
     try:
         if args.query:
             return do_query(args, cfg)
@@ -263,3 +370,8 @@ def main(argv: list[str], command: str = "map") -> int:
         return 1
     finally:
         set_warning_handler(None)
+        set_note_handler(None)
+
+
+def _quiet(text: str) -> None:
+    """Notes (which file serves a hash: table) are for the mail log, not the terminal."""

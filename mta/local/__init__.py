@@ -74,6 +74,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import threading
 from dataclasses import dataclass, field
 
 from mta.common.deliver_agent import DeliveryJob
@@ -522,13 +523,19 @@ def combine(outcomes: list[Outcome]) -> Outcome:
 
 
 _AGENTS: dict[int, LocalAgent] = {}
+_AGENTS_LOCK = threading.Lock()  # deliveries start in worker threads
 
 
 def agent_for(cfg) -> LocalAgent:
+    """The agent for cfg, made once per process even when deliveries start together."""
     agent = _AGENTS.get(id(cfg))
-    if agent is None or agent.cfg is not cfg:
-        agent = _AGENTS[id(cfg)] = LocalAgent(cfg)
-    return agent
+    if agent is not None and agent.cfg is cfg:
+        return agent
+    with _AGENTS_LOCK:
+        agent = _AGENTS.get(id(cfg))
+        if agent is None or agent.cfg is not cfg:
+            agent = _AGENTS[id(cfg)] = LocalAgent(cfg)
+        return agent
 
 
 def deliver_sync(job: DeliveryJob) -> None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from mta.local.aliases_file import split_alias_value
 from mta.local.privs import Privs, default_privs
 from mta.maps import Dict, Maps, split_spec
-from mta.maps.dict_lmdb import LMDB_SUFFIX
+from mta.maps.dict_lmdb import LMDB_KINDS, LMDB_SUFFIX
 
 
 @dataclass
@@ -86,7 +86,7 @@ class AliasTables:
 
 def _table_file(table: Dict, cfg) -> str | None:
     kind, name = split_spec(table.spec, cfg)
-    if kind == "lmdb":
+    if kind in LMDB_KINDS:
         return name + LMDB_SUFFIX
     if kind in ("texthash", "regexp", "pcre", "cidr"):
         return name

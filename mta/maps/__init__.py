@@ -7,7 +7,8 @@ SYNOPSIS
 
 DESCRIPTION
     maps.py holds the interface (Dict), open_map(), Maps and the errors;
-    dict_lmdb.py (the default indexed type, built by "mta map"),
+    dict_lmdb.py (the default indexed type, built by "mta map"; it also
+    serves Postfix's hash: and btree: names from the same FILE.lmdb),
     dict_texthash.py, dict_inline.py (inline, static, fail),
     dict_regexp.py (regexp, pcre), dict_cidr.py and dict_proxy.py
     implement the types; text.py reads table sources.
@@ -26,8 +27,10 @@ from mta.maps.maps import (
     MapRetry,
     Maps,
     clear_cache,
+    note_once,
     open_map,
     register,
+    set_note_handler,
     set_warning_handler,
     split_spec,
     table_types,
@@ -39,8 +42,10 @@ __all__ = [
     "MapRetry",
     "Maps",
     "clear_cache",
+    "note_once",
     "open_map",
     "register",
+    "set_note_handler",
     "set_warning_handler",
     "split_spec",
     "table_types",

@@ -25,6 +25,8 @@ DESCRIPTION
 
     Problems that do not stop a table (a skipped source line) go through
     warn(): to the mail log, or wherever set_warning_handler() says.
+    note_once() logs a remark once per process (hash: and btree: tables
+    say which file serves them), or wherever set_note_handler() says.
 
     MapError is a broken table or a bad name: its text is one line,
     "FILE, line N: reason" or "type:name: reason". MapRetry is a
@@ -32,7 +34,9 @@ DESCRIPTION
     should defer, not reject.
 
     open_map() returns the same object for the same (spec, fold, config)
-    within a process; clear_cache() forgets them (tests, reload).
+    within a process, also to threads that ask at the same moment (a
+    table is opened under a lock); clear_cache() forgets them (tests,
+    reload).
 
 SECURITY
     Opens files the administrator named in main.cf. Lookup keys may be
@@ -45,6 +49,7 @@ SEE ALSO
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 
 OPEN_FLAG_FOLD = "fold"  # keyword: fold fixed-string keys to lower case
@@ -102,9 +107,36 @@ def set_warning_handler(fn: Callable[[str], None] | None) -> None:
     _warn_handler[0] = fn or _log_warning
 
 
+def _log_note(text: str) -> None:
+    from mta import log
+
+    log.info("%s", text)
+
+
+_note_handler: list[Callable[[str], None]] = [_log_note]
+_noted: set[str] = set()
+
+
+def note_once(text: str) -> None:
+    """Log an informational note about tables, once per process for each text."""
+    with _CACHE_LOCK:
+        if text in _noted:
+            return
+        _noted.add(text)
+    _note_handler[0](text)
+
+
+def set_note_handler(fn: Callable[[str], None] | None) -> None:
+    """Send notes to fn (the CLI keeps them quiet); None restores the log."""
+    _note_handler[0] = fn or _log_note
+
+
 # type name -> constructor(spec, name, cfg, fold) -> Dict
 _TYPES: dict[str, Callable[..., Dict]] = {}
 _CACHE: dict[tuple, Dict] = {}
+# Held while a table is opened: threads asking for one table at once get
+# one object (py-lmdb refuses to open a file twice in a process).
+_CACHE_LOCK = threading.RLock()
 
 
 def register(kind: str, factory: Callable[..., Dict]) -> None:
@@ -156,25 +188,32 @@ def open_map(spec: str, cfg=None, *, fold: bool = True) -> Dict:
     table = _CACHE.get(cache_key)
     if table is not None:
         return table
-    _load_types()
-    factory = _TYPES.get(kind)
-    if factory is None:
-        raise MapError(f"{full}: unsupported dictionary type: {kind}")
-    if not name:
-        raise MapError(f"{full}: missing table name")
-    table = factory(full, name, cfg, fold)
-    _CACHE[cache_key] = table
-    return table
+    with _CACHE_LOCK:
+        # Another thread may have opened it while this one waited.
+        table = _CACHE.get(cache_key)
+        if table is not None:
+            return table
+        _load_types()
+        factory = _TYPES.get(kind)
+        if factory is None:
+            raise MapError(f"{full}: unsupported dictionary type: {kind}")
+        if not name:
+            raise MapError(f"{full}: missing table name")
+        table = factory(full, name, cfg, fold)
+        _CACHE[cache_key] = table
+        return table
 
 
 def clear_cache() -> None:
     """Close and forget every table open_map() returned."""
-    for table in _CACHE.values():
+    with _CACHE_LOCK:
+        tables = list(_CACHE.values())
+        _CACHE.clear()
+    for table in tables:
         try:
             table.close()
         except Exception:  # noqa: BLE001 - closing is best effort
             pass
-    _CACHE.clear()
 
 
 def lookup_first(tables: Iterable[Dict], key: str, fixed_only: bool = False) -> str | None:

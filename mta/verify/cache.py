@@ -70,6 +70,7 @@ PROBE_TTL = 1000  # seconds: a pending probe older than this is sent again
 TEXT_IN_PROGRESS = "Address verification in progress"
 TEXT_MAX = 1000  # characters of a result text that are kept
 LMDB_SUFFIX = ".lmdb"
+LMDB_KINDS = ("lmdb", "hash", "btree")  # as mta.maps.dict_lmdb: types kept in FILE.lmdb
 LMDB_RECHECK = 1.0  # seconds between checks whether the cache file was replaced
 
 
@@ -251,10 +252,11 @@ def open_store(cfg) -> MemoryStore | LmdbStore:
     if not spec:
         return MemoryStore()
     kind, _, name = spec.partition(":")
-    if kind != "lmdb" or not name:
+    if kind not in LMDB_KINDS or not name:
         raise StoreError(
             f'address_verify_map: unsupported table "{spec}": use lmdb:PATH, or nothing for memory'
         )
+    # btree: (Postfix's default type here) and hash: name the same FILE.lmdb.
     return LmdbStore(name + LMDB_SUFFIX, cfg.get_size("lmdb_map_size"))
 
 

@@ -93,3 +93,22 @@ def test_registered_in_mta_command(capsys, cdir, tmp_path):
     assert mta_run(["-c", cdir, "alias", str(tmp_path / "aliases")]) == 0
     assert mta_run(["alias", "--help"]) == 0
     assert "postalias" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["hash", "btree"])
+def test_postfix_hash_and_btree_aliases_build_and_query(capsys, cdir, tmp_path, kind):
+    src = str(tmp_path / "aliases")
+    assert run(capsys, cdir, f"{kind}:{src}")[0] == 0
+    assert (tmp_path / "aliases.lmdb").exists()
+    assert run(capsys, cdir, "-q", "Postmaster", f"{kind}:{src}")[:2] == (0, "root\n")
+    assert run(capsys, cdir, "-q", "postmaster", f"lmdb:{src}")[:2] == (0, "root\n")
+
+
+def test_newaliases_builds_a_postfix_hash_alias_database(capsys, tmp_path):
+    conf = tmp_path / "conf2"
+    conf.mkdir()
+    (conf / "main.cf").write_text(f"alias_database = hash:{tmp_path / 'aliases'}\n")
+    (tmp_path / "aliases").write_text("postmaster: root\n")
+    rc, _, err = run(capsys, str(conf), command="newaliases")
+    assert (rc, err) == (0, "")
+    assert run(capsys, str(conf), "-q", "postmaster", f"hash:{tmp_path}/aliases")[1] == "root\n"

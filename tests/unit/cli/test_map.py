@@ -182,3 +182,108 @@ def test_progress_renders_percentage():
     assert "build [" in buf.getvalue() and "100%" in buf.getvalue()
     bar.close()
     assert buf.getvalue().endswith("\r")
+
+
+USAGE = (
+    "mta map: fatal: usage: mta map [-bfFhimnNoprsuUvw] [-c config_dir] [-d key] [-q key] "
+    "[map_type:]file...\n"
+)
+
+
+@pytest.mark.parametrize("kind", ["hash", "btree"])
+def test_postfix_hash_and_btree_build_the_lmdb_file(capsys, cdir, source, kind):
+    rc, _, err = run(capsys, cdir, f"{kind}:{source}")
+    assert rc == 0 and "served from" not in err  # the note is for the mail log
+    assert os.path.exists(source + ".lmdb")
+    assert run(capsys, cdir, "-q", "ALICE@example.com", f"{kind}:{source}")[:2] == (0, "alice\n")
+    assert run(capsys, cdir, "-q", "alice@example.com", f"lmdb:{source}")[:2] == (0, "alice\n")
+    rc, out, _ = run(capsys, cdir, "-s", f"{kind}:{source}")
+    assert rc == 0 and out.startswith("alice@example.com\talice\n")
+
+
+def test_hash_delete_and_incremental(capsys, cdir, source, monkeypatch):
+    run(capsys, cdir, f"hash:{source}")
+    assert run(capsys, cdir, "-d", "alice@example.com", f"hash:{source}")[0] == 0
+    rc = run(capsys, cdir, "-i", f"hash:{source}", stdin="n@x v\n", monkeypatch=monkeypatch)[0]
+    assert rc == 0
+    assert run(capsys, cdir, "-q", "alice@example.com", f"hash:{source}")[0] == 1
+    assert run(capsys, cdir, "-q", "n@x", f"hash:{source}")[:2] == (0, "v\n")
+
+
+MESSAGE = "Subject: hi\nX-Fold: a\n b\nTo: x\n\nbody one\nTo: not header\nbody two\n"
+
+
+@pytest.fixture
+def rules(tmp_path):
+    (tmp_path / "re").write_text(
+        "/^Subject: (.*)/ subj $1\n/^X-Fold: a\\n b/ folded\n/^body/ bodyline\n/^To:/ to\n"
+    )
+    return f"regexp:{tmp_path}/re"
+
+
+@pytest.mark.parametrize(
+    "flags,expected",
+    [
+        (["-h"], "Subject: hi\tsubj hi\nX-Fold: a\n b\tfolded\nTo: x\tto\n"),
+        (["-b"], "body one\tbodyline\nTo: not header\tto\nbody two\tbodyline\n"),
+        (
+            ["-b", "-h"],
+            "Subject: hi\tsubj hi\nX-Fold: a\n b\tfolded\nTo: x\tto\n"
+            "body one\tbodyline\nTo: not header\tto\nbody two\tbodyline\n",
+        ),
+    ],
+)
+def test_header_and_body_query_modes(capsys, cdir, rules, monkeypatch, flags, expected):
+    rc, out, err = run(
+        capsys, cdir, *flags, "-q", "-", rules, stdin=MESSAGE, monkeypatch=monkeypatch
+    )
+    assert (rc, out, err) == (0, expected, "")
+
+
+def test_header_mode_without_stdin_query_is_refused(capsys, cdir, rules):
+    rc, out, err = run(capsys, cdir, "-h", "-q", "x", rules)
+    assert (rc, out) == (1, "")
+    assert err == 'mta map: fatal: specify -b -h or -m only with "-q -"\n' + USAGE
+
+
+def test_mime_parsing_is_refused_with_the_usage_line(capsys, cdir, rules):
+    rc, out, err = run(capsys, cdir, "-m", "-h", "-q", "-", rules)
+    assert (rc, out) == (1, "")
+    assert err.startswith("mta map: fatal: -m (MIME parsing") and err.endswith(USAGE)
+
+
+def test_unknown_flag_gives_the_usage_line(capsys, cdir, source):
+    rc, _, err = run(capsys, cdir, "-Z", source)
+    assert rc == 1 and err.endswith(USAGE)
+
+
+def test_F_stores_files_in_base64_and_decodes_on_query(capsys, cdir, tmp_path):
+    (tmp_path / "a.pem").write_text("first\n")
+    (tmp_path / "b.pem").write_text("second\n")
+    src = tmp_path / "sni"
+    src.write_text(f"one {tmp_path}/a.pem\ntwo {tmp_path}/a.pem, {tmp_path}/b.pem\n")
+    assert run(capsys, cdir, "-F", f"hash:{src}")[:2] == (0, "")
+    # stored as postmap -F stores it: the files joined by a newline, in base64
+    assert run(capsys, cdir, "-q", "two", f"hash:{src}")[1] == "Zmlyc3QKCnNlY29uZAo=\n"
+    assert run(capsys, cdir, "-F", "-q", "two", f"hash:{src}")[1] == "first\n\nsecond\n\n"
+    rc, out, _ = run(capsys, cdir, "-F", "-s", f"hash:{src}")
+    assert (rc, out) == (0, "one\tfirst\n\ntwo\tfirst\n\nsecond\n\n")
+
+
+def test_F_skips_an_entry_whose_file_is_missing(capsys, cdir, tmp_path):
+    src = tmp_path / "sni"
+    src.write_text(f"k {tmp_path}/nope\n")
+    rc, _, err = run(capsys, cdir, "-F", f"lmdb:{src}")
+    assert rc == 0
+    assert err == (
+        f"mta map: warning: {src}: key k: open {tmp_path}/nope: No such file or directory: "
+        "skipping this entry\n"
+    )
+    assert run(capsys, cdir, "-q", "k", str(src))[0] == 1
+
+
+def test_F_query_of_a_value_that_is_not_base64_is_fatal(capsys, cdir, source):
+    run(capsys, cdir, source)
+    rc, out, err = run(capsys, cdir, "-F", "-q", "alice@example.com", source)
+    assert (rc, out) == (1, "")
+    assert "malformed BASE64 value: alice" in err and err.endswith("query error\n")

@@ -5,7 +5,7 @@ import os
 import lmdb
 import pytest
 
-from mta.maps import MapError, dict_lmdb, open_map
+from mta.maps import MapError, dict_lmdb, open_map, set_note_handler
 from mta.maps.dict_lmdb import build_lmdb, update_lmdb
 
 
@@ -77,3 +77,72 @@ def test_update_adds_and_deletes_by_copy(tmp_path):
 def test_items_lists_everything(tmp_path):
     build_lmdb(str(tmp_path / "t.lmdb"), [(b"b", b"2"), (b"a", b"1")])
     assert list(open_map(f"lmdb:{tmp_path}/t").items()) == [("a", "1"), ("b", "2")]
+
+
+@pytest.mark.parametrize("kind", ["hash", "btree"])
+def test_postfix_hash_and_btree_names_read_the_lmdb_file(tmp_path, kind):
+    build_lmdb(str(tmp_path / "virtual.lmdb"), [(b"a@example.com", b"b@example.net")])
+    table = open_map(f"{kind}:{tmp_path}/virtual")
+    assert table.kind == kind and table.spec == f"{kind}:{tmp_path}/virtual"
+    assert table.lookup("A@Example.com") == "b@example.net"
+    assert list(table.items()) == [("a@example.com", "b@example.net")]
+
+
+def test_hash_table_notes_once_which_file_serves_it(tmp_path):
+    build_lmdb(str(tmp_path / "t.lmdb"), [(b"k", b"v")])
+    notes = []
+    set_note_handler(notes.append)
+    try:
+        open_map(f"hash:{tmp_path}/t")
+        open_map(f"hash:{tmp_path}/t", fold=False)  # another object, same table: no new note
+        open_map(f"btree:{tmp_path}/t")
+    finally:
+        set_note_handler(None)
+    assert notes == [
+        f"hash:{tmp_path}/t is served from the LMDB file {tmp_path}/t.lmdb",
+        f"btree:{tmp_path}/t is served from the LMDB file {tmp_path}/t.lmdb",
+    ]
+
+
+def test_missing_hash_file_says_which_command_builds_it(tmp_path):
+    with pytest.raises(MapError) as err:
+        open_map(f"hash:{tmp_path}/virtual")
+    assert str(err.value) == (
+        f"hash:{tmp_path}/virtual: open database {tmp_path}/virtual.lmdb: No such file or "
+        f'directory (hash: tables are read from the LMDB file that "mta map hash:{tmp_path}/virtual" builds)'
+    )
+
+
+def test_hash_in_a_maps_parameter(tmp_path):
+    from mta.config import load_config
+    from mta.maps import Maps
+
+    build_lmdb(str(tmp_path / "virtual.lmdb"), [(b"a@example.com", b"b@example.net")])
+    (tmp_path / "main.cf").write_text(f"virtual_alias_maps = hash:{tmp_path}/virtual\n")
+    maps = Maps.from_param(load_config(str(tmp_path)), "virtual_alias_maps")
+    assert maps.lookup("a@example.com") == "b@example.net"
+
+
+def test_one_file_under_several_names_is_opened_once(tmp_path):
+    """lmdb:F, hash:F and an unfolded F share one open file (py-lmdb refuses a second open)."""
+    build_lmdb(str(tmp_path / "t.lmdb"), [(b"k", b"v")])
+    tables = [
+        open_map(f"lmdb:{tmp_path}/t"),
+        open_map(f"lmdb:{tmp_path}/t", fold=False),
+        open_map(f"hash:{tmp_path}/t"),
+        open_map(f"btree:{tmp_path}/t"),
+    ]
+    assert [t.lookup("k") for t in tables] == ["v"] * 4
+    tables[0].close()
+    assert tables[1].lookup("k") == "v"  # the others keep the file open
+
+
+def test_update_while_the_table_is_open_in_this_process(tmp_path):
+    path = str(tmp_path / "t.lmdb")
+    build_lmdb(path, [(b"a", b"1")])
+    table = open_map(f"lmdb:{tmp_path}/t")
+    assert table.lookup("a") == "1"
+    update_lmdb(path, puts=[(b"b", b"2")])
+    update_lmdb(path, deletes=[b"a"])
+    table._file.current(recheck=True)
+    assert (table.lookup("a"), table.lookup("b")) == (None, "2")

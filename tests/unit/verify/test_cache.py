@@ -144,9 +144,16 @@ def test_open_store_by_parameter(tmp_path):
     store.close()
     (tmp_path / "main.cf").write_text("address_verify_map =\n")
     assert isinstance(open_store(load_config(str(tmp_path))), MemoryStore)
-    (tmp_path / "main.cf").write_text("address_verify_map = btree:/var/lib/x\n")
+    (tmp_path / "main.cf").write_text("address_verify_map = texthash:/var/lib/x\n")
     with pytest.raises(StoreError, match="address_verify_map: unsupported table"):
         open_store(load_config(str(tmp_path)))
+
+
+def test_open_store_serves_postfix_btree_name_from_the_lmdb_file(tmp_path):
+    (tmp_path / "main.cf").write_text(f"address_verify_map = btree:{tmp_path}/verify_cache\n")
+    store = open_store(load_config(str(tmp_path)))
+    assert isinstance(store, LmdbStore) and store.path == f"{tmp_path}/verify_cache.lmdb"
+    store.close()
 
 
 def test_an_entry_deleted_with_mta_map_is_probed_again(tmp_path, monkeypatch):
