@@ -201,3 +201,48 @@ def test_source_warnings_name_the_same_lines(tmp_path, conf):
 
     ours = lines(mta_map(conf, f"texthash:{src}", "-q", "x").stderr)
     assert ours == lines(postmap(conf, "-q", "x", f"texthash:{src}").stderr) == ["6", "7"]
+
+
+MESSAGES = [
+    "Subject: hi\nX-Fold: a\n b\nTo: x\n\nbody one\nTo: not header\nbody two\n",
+    "Subject: hi\nX-Fold: a\n b\nnotheader\nbody1\n\nbody2\n",
+    "Subject: hi\n\n\nbody1\n",
+    "body1\nbody2",
+    " cont\nA: b\n\nx\n",
+    "Good : y\nGood\t: z\nX_a.b!#$%: y\n\nbody\n",
+    "From x@y Mon\nB: 2\n\nbody\n",
+    "A: 1\n\tcont\n  two\nB: 2\n\nbody\n",
+    "A: 1\n",
+    "",
+]
+MESSAGE_RULES = "/^/ any\n"
+
+
+@needs("regexp")
+@pytest.mark.parametrize("flags", ["-h", "-b", "-bh"])
+@pytest.mark.parametrize("message", range(len(MESSAGES)))
+def test_message_query_modes_agree(tmp_path, conf, flags, message):
+    """-h and -b turn a message into the same lookup keys as postmap's (without -m)."""
+    rules = tmp_path / "rules"
+    rules.write_text(MESSAGE_RULES)
+    text = MESSAGES[message]
+    ours = mta_map(conf, flags, "-q", "-", f"regexp:{rules}", stdin=text)
+    theirs = postmap(conf, flags, "-q", "-", f"regexp:{rules}", stdin=text)
+    assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout)
+
+
+@needs("hash")
+def test_F_base64_values_agree_with_postmap(tmp_path, conf):
+    """-F stores the same base64 text as postmap -F and decodes it the same way."""
+    (tmp_path / "a.pem").write_text("first\n")
+    (tmp_path / "b.pem").write_text("second\n")
+    text = f"one {tmp_path}/a.pem\ntwo {tmp_path}/a.pem, {tmp_path}/b.pem\n"
+    (tmp_path / "ours").write_text(text)
+    (tmp_path / "theirs").write_text(text)
+    assert mta_map(conf, "-F", f"hash:{tmp_path}/ours").returncode == 0
+    assert postmap(conf, "-F", f"hash:{tmp_path}/theirs").returncode == 0
+    for key in ("one", "two"):
+        stored = mta_map(conf, "-q", key, f"hash:{tmp_path}/ours").stdout
+        assert stored == postmap(conf, "-q", key, f"hash:{tmp_path}/theirs").stdout
+        decoded = mta_map(conf, "-F", "-q", key, f"hash:{tmp_path}/ours").stdout
+        assert decoded == postmap(conf, "-F", "-q", key, f"hash:{tmp_path}/theirs").stdout
