@@ -51,7 +51,12 @@ from __future__ import annotations
 
 import re
 
-from mta.common.addr_find import find_address_ext, split_extension
+from mta.common.addr_find import (
+    find_address_ext,
+    join_extension,
+    map_one_to_one,
+    split_extension,
+)
 from mta.maps import Maps
 from mta.trivial_rewrite import Rewriter
 from mta.trivial_rewrite.address import split_addr
@@ -66,15 +71,6 @@ _LIST_SPLIT = re.compile(r"[\s,]+")
 
 class ExpansionError(Exception):
     """Virtual alias expansion went past a limit; the message must wait."""
-
-
-def _join_ext(addr: str, ext: str | None, delimiter: str) -> str:
-    """Put address extension ext back into addr's local part."""
-    if not ext or not delimiter:
-        return addr
-    local, domain = split_addr(addr)
-    local = f"{local}{delimiter[0]}{ext}"
-    return local if domain is None else f"{local}@{domain}"
 
 
 class AddressMapper:
@@ -109,16 +105,9 @@ class AddressMapper:
         """The canonical(5) answer for addr, rewritten; None when there is none."""
         if not maps or not addr:
             return None
-        value, ext = find_address_ext(maps, addr, self.delimiter)
-        if value is None:
+        first = map_one_to_one(maps, addr, self.delimiter, propagate=self.propagate_canonical)
+        if first is None:
             return None
-        first = next((v for v in _LIST_SPLIT.split(value.strip()) if v), "")
-        if not first:
-            return None
-        if first.startswith("@"):
-            first = split_addr(addr)[0] + first
-        if self.propagate_canonical:
-            first = _join_ext(first, ext, self.delimiter)
         return self.rewriter.rewrite(first, "local")
 
     def canonicalize(self, addr: str, klass: str) -> str:
@@ -184,7 +173,7 @@ class AddressMapper:
             if item.startswith("@"):
                 item = local + item
             if self.propagate_virtual:
-                item = _join_ext(item, ext, self.delimiter)
+                item = join_extension(item, ext, self.delimiter)
             out.append(self.rewriter.rewrite(item, "local"))
         return out
 

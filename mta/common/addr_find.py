@@ -48,7 +48,11 @@ SEE ALSO
 
 from __future__ import annotations
 
+import re
+
 from mta.maps.maps import lookup_first
+
+_LIST_SPLIT = re.compile(r"[\s,]+")  # a table answer may list several addresses
 
 MAIL_ADDR_POSTMASTER = "postmaster"  # never split
 MAIL_ADDR_MAIL_DAEMON = "mailer-daemon"  # never split
@@ -118,6 +122,34 @@ def find_address_ext(
                 return value, ext
     value = _lookup(maps, "@" + domain, True)
     return value, None
+
+
+def map_one_to_one(
+    maps, addr: str, delimiter: str = "", *, propagate: bool, local: bool = True
+) -> str | None:
+    """The first address of maps' answer for addr, as canonical(5) and generic(5)
+    take it: an "@domain" answer keeps addr's local part, and with propagate an
+    extension the lookup ignored is put back. None when no table has addr."""
+    value, ext = find_address_ext(maps, addr, delimiter, local=local)
+    if value is None:
+        return None
+    first = next((v for v in _LIST_SPLIT.split(value.strip()) if v), "")
+    if not first:
+        return None
+    if first.startswith("@"):
+        first = _split(addr)[0] + first
+    if propagate:
+        first = join_extension(first, ext, delimiter)
+    return first
+
+
+def join_extension(addr: str, ext: str | None, delimiter: str) -> str:
+    """Put address extension ext back into addr's local part."""
+    if not ext or not delimiter:
+        return addr
+    local, domain = _split(addr)
+    local = f"{local}{delimiter[0]}{ext}"
+    return local if domain is None else f"{local}@{domain}"
 
 
 def find_address(maps, addr: str, delimiter: str = "", *, local: bool = True) -> str | None:

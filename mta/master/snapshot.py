@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 
 from mta.config import Config, ConfigError
-from mta.config.main_cf import parse_main_cf
+from mta.config.main_cf import parse_main_cf, write_atomically
 from mta.queue import paths
 
 SNAPSHOT_ENV = "MTA_CONFIG_SNAPSHOT"  # the children's pointer to the snapshot directory
@@ -73,21 +73,6 @@ def _mode(original: str) -> int:
         return SNAPSHOT_FILE_MODE
 
 
-def _replace(path: str, text: str, mode: int) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def snapshot_path(cfg) -> str:
     return os.path.join(paths.pid_directory(cfg), SNAPSHOT_DIR)
 
@@ -100,8 +85,8 @@ def write_snapshot(cfg, main_text: str, master_text: str) -> str:
     except FileExistsError:
         pass
     # master.cf first: a child that reads between the two sees the older main.cf
-    _replace(os.path.join(directory, "master.cf"), master_text, _mode(cfg.master_cf))
-    _replace(os.path.join(directory, "main.cf"), main_text, _mode(cfg.main_cf))
+    write_atomically(os.path.join(directory, "master.cf"), master_text, _mode(cfg.master_cf))
+    write_atomically(os.path.join(directory, "main.cf"), main_text, _mode(cfg.main_cf))
     return directory
 
 

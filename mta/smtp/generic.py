@@ -40,18 +40,14 @@ SEE ALSO
 
 from __future__ import annotations
 
-import re
-
 from mta.cleanup import header_parse as H
 from mta.cleanup.headers import ADDRESS_HEADERS, rewrite_address_header
-from mta.common.addr_find import find_address_ext
+from mta.common.addr_find import map_one_to_one
 from mta.common.match_list import DomainList
 from mta.maps import Maps
 from mta.trivial_rewrite.address import split_addr
 from mta.trivial_rewrite.resolve import OwnAddresses
 from mta.trivial_rewrite.rewrite import Rewriter
-
-_LIST_SPLIT = re.compile(r"[\s,]+")
 
 
 class GenericMapper:
@@ -96,18 +92,11 @@ class GenericMapper:
             return addr
         _, domain = split_addr(addr)
         local = domain is not None and self._local_site(domain)
-        value, ext = find_address_ext(self.maps, addr, self.delimiter, local=local)
-        if value is None:
+        first = map_one_to_one(
+            self.maps, addr, self.delimiter, propagate=self.propagate, local=local
+        )
+        if first is None:
             return addr
-        first = next((v for v in _LIST_SPLIT.split(value.strip()) if v), "")
-        if not first:
-            return addr
-        if first.startswith("@"):
-            first = split_addr(addr)[0] + first
-        if self.propagate and ext and self.delimiter:
-            user, dom = split_addr(first)
-            user += self.delimiter[0] + ext
-            first = user if dom is None else f"{user}@{dom}"
         return self.rewriter.rewrite(first, "local")
 
     def header_lines(self, lines: list[bytes]) -> list[bytes]:
