@@ -71,6 +71,7 @@ from mta.common.trigger import TRIGGER_FLUSH, trigger_qmgr
 from mta.common.user_acl import FLUSH_ACL, AccessDenied, check_user
 from mta.config import Config, ConfigError
 from mta.config.validate import Problem, config_problems, read_services
+from mta.maps import set_note_handler
 from mta.master.master import MASTER_KILL_WAIT, MASTER_STOP_GRACE, Master, plan_service
 from mta.master.pidfile import running_pid
 from mta.master.privs import (
@@ -161,13 +162,29 @@ def _ensure_dir(script: Script, path: str, mode: int, owner: User | None) -> Non
 
 
 def _plan_problems(entries, cfg: Config) -> list[Problem]:
+    """What the master would do with each master.cf service, said before it runs."""
     out = []
     for entry in entries:
+        if entry.chroot:
+            # a jail the operator asked for is never silently left out
+            out.append(
+                Problem(
+                    f"service {entry.key}: chroot is not supported (a service could not "
+                    "load Python inside the jail); set the chroot column to n",
+                    entry.path,
+                    entry.line,
+                )
+            )
         try:
-            plan_service(entry, cfg)  # a bad inet address or port
+            _, module, why = plan_service(entry, cfg)  # a bad inet address or port
         except ConfigError as exc:
             problem = Problem.from_error(exc)
             out.append(problem if exc.path else Problem(problem.message, entry.path, entry.line))
+            continue
+        if module is None:
+            out.append(
+                Problem(f"service {entry.key}: {why}; skipped", entry.path, entry.line, False)
+            )
     return out
 
 
@@ -179,7 +196,11 @@ def validate(cfg: Config, script: Script) -> bool:
     """
     entries, problems = read_services(cfg)
     if not problems:
-        problems = config_problems(cfg, entries, open_tables=True)
+        set_note_handler(script.info)  # "hash:FILE is served from ...": said as the command
+        try:
+            problems = config_problems(cfg, entries, open_tables=True)
+        finally:
+            set_note_handler(None)
         problems += _plan_problems(entries, cfg)
         known = {str(p) for p in problems}
         problems += [p for p in service_problems(entries, cfg) if str(p) not in known]

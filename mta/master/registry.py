@@ -78,6 +78,15 @@ COMMAND_ALIASES: dict[str, str] = {
 
 PRESPAWN_COMMANDS: frozenset[str] = frozenset({"qmgr", "oqmgr", "pickup", "tlsmgr"})
 
+# Postfix daemons whose work mta does inside the processes that need it
+IN_PROCESS_COMMANDS: dict[str, str] = {
+    "bounce": "notices and their logs are written by qmgr and the delivery agents",
+    "defer": "notices and their logs are written by qmgr and the delivery agents",
+    "trace": "notices and their logs are written by qmgr and the delivery agents",
+    "trivial-rewrite": "address rewriting runs inside smtpd, cleanup and qmgr",
+    "flush": "the fast flush logs are kept by qmgr and read by the flush commands",
+}
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(mta.__file__))
 
 
@@ -108,6 +117,8 @@ def resolve_command(command: str) -> tuple[str | None, str]:
         module = module_for_program(command)
         if _has_main(module):
             return module, ""
+        if command in IN_PROCESS_COMMANDS:
+            return None, f"not needed: {IN_PROCESS_COMMANDS[command]}"
         return None, f"command {command} is not available yet"
     return None, f"command {command} is not a known program"
 

@@ -136,3 +136,28 @@ def test_reload_of_a_stopped_system_says_so_before_validating(make, capsys):
     _, err = capsys.readouterr()
     assert rc == 1
     assert "the mail system is not running" in err
+
+
+def test_a_chroot_the_operator_asked_for_is_refused_not_dropped(make, capsys):
+    conf = make(master=MASTER_CF + "relay unix - - y - - smtp\n")
+    rc, err = check(capsys, conf)
+    assert rc == 1
+    assert fatal_lines(err) == [
+        f"mta check: fatal: {conf}/master.cf, line 4: service relay/unix: chroot is not "
+        "supported (a service could not load Python inside the jail); set the chroot column to n"
+    ]
+
+
+def test_postfix_services_mta_does_not_run_are_named_with_their_line(make, capsys):
+    conf = make(
+        master=MASTER_CF
+        + "tlsmgr unix - - n 1000? 1 tlsmgr\nrewrite unix - - n - - trivial-rewrite\n"
+    )
+    rc, err = check(capsys, conf)
+    assert rc == 0
+    assert err.splitlines() == [
+        f"mta check: warning: {conf}/master.cf, line 4: service tlsmgr/unix: "
+        "command tlsmgr is not available yet; skipped",
+        f"mta check: warning: {conf}/master.cf, line 5: service rewrite/unix: not needed: "
+        "address rewriting runs inside smtpd, cleanup and qmgr; skipped",
+    ]
