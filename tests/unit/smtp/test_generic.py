@@ -2,11 +2,11 @@
 
 from mta.config import load_config
 from mta.queue.queue_file import iter_content, read_queue_file
-from mta.smtp import deliver, deliver_lmtp
+from mta.smtp import deliver
 from mta.smtp.generic import GenericMapper
 from tests.support.agent import queue_message, request_for, run_agent
 from tests.support.instance import make_instance
-from tests.unit.smtp.peers import SinkHandler, lmtp_sink, sink
+from tests.unit.smtp.peers import SinkHandler, deliver_to_lmtp_sink, sink
 
 GENERIC = (
     "his@box.localdomain his.account@isp.example\n"
@@ -97,20 +97,13 @@ def test_receiver_sees_mapped_envelope_and_headers(tmp_path):
 
 def test_lmtp_generic_maps(tmp_path):
     (tmp_path / "generic").write_text(GENERIC)
-    ctl, handler = lmtp_sink()
-    try:
-        cfg = load_config(
-            str(
-                make_instance(
-                    tmp_path,
-                    f"lmtp_tcp_port = {ctl.port}\nlmtp_generic_maps = texthash:{tmp_path}/generic\n",
-                )
-            )
-        )
-        msg = queue_message(cfg, ["friend@old.example"], sender="his@box.localdomain", body=BODY)
-        result = run_agent(deliver_lmtp, cfg, request_for(msg, "inet:127.0.0.1"), tmp_path)
-    finally:
-        ctl.stop()
+    handler, result = deliver_to_lmtp_sink(
+        tmp_path,
+        f"lmtp_generic_maps = texthash:{tmp_path}/generic\n",
+        ["friend@old.example"],
+        sender="his@box.localdomain",
+        body=BODY,
+    )
     assert [s.action for s in result.statuses] == ["delivered"]
     ((sender, rcpts, data, _),) = handler.messages
     assert (sender, rcpts) == ("his.account@isp.example", ["friend@new.example"])
@@ -118,20 +111,13 @@ def test_lmtp_generic_maps(tmp_path):
 
 
 def test_smtp_generic_maps_do_not_apply_to_lmtp(tmp_path):
-    ctl, handler = lmtp_sink()
     (tmp_path / "generic").write_text(GENERIC)
-    try:
-        cfg = load_config(
-            str(
-                make_instance(
-                    tmp_path,
-                    f"lmtp_tcp_port = {ctl.port}\nsmtp_generic_maps = texthash:{tmp_path}/generic\n",
-                )
-            )
-        )
-        msg = queue_message(cfg, ["friend@old.example"], sender="his@box.localdomain", body=BODY)
-        run_agent(deliver_lmtp, cfg, request_for(msg, "inet:127.0.0.1"), tmp_path)
-    finally:
-        ctl.stop()
+    handler, _ = deliver_to_lmtp_sink(
+        tmp_path,
+        f"smtp_generic_maps = texthash:{tmp_path}/generic\n",
+        ["friend@old.example"],
+        sender="his@box.localdomain",
+        body=BODY,
+    )
     ((sender, rcpts, _, _),) = handler.messages
     assert (sender, rcpts) == ("his@box.localdomain", ["friend@old.example"])
