@@ -16,3 +16,9 @@ def smtpd(tmp_path, request):
     server.maillog = tmp_path / "maillog"
     yield server
     server.close()
+
+
+@pytest.fixture
+def cdir(tmp_path):
+    """The config directory of a fresh instance under tmp_path."""
+    return make_instance(tmp_path)
