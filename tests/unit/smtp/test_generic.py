@@ -95,15 +95,21 @@ def test_receiver_sees_mapped_envelope_and_headers(tmp_path):
     assert b"From: Him <his@box.localdomain>" in kept
 
 
-def test_lmtp_generic_maps(tmp_path):
+def lmtp_with_generic_maps(tmp_path, parameter: str):
+    """Deliver BODY from his@box.localdomain to friend@old.example by lmtp, with GENERIC
+    as the table of parameter; (LmtpHandler, agent result)."""
     (tmp_path / "generic").write_text(GENERIC)
-    handler, result = deliver_to_lmtp_sink(
+    return deliver_to_lmtp_sink(
         tmp_path,
-        f"lmtp_generic_maps = texthash:{tmp_path}/generic\n",
+        f"{parameter} = texthash:{tmp_path}/generic\n",
         ["friend@old.example"],
         sender="his@box.localdomain",
         body=BODY,
     )
+
+
+def test_lmtp_generic_maps(tmp_path):
+    handler, result = lmtp_with_generic_maps(tmp_path, "lmtp_generic_maps")
     assert [s.action for s in result.statuses] == ["delivered"]
     ((sender, rcpts, data, _),) = handler.messages
     assert (sender, rcpts) == ("his.account@isp.example", ["friend@new.example"])
@@ -111,13 +117,6 @@ def test_lmtp_generic_maps(tmp_path):
 
 
 def test_smtp_generic_maps_do_not_apply_to_lmtp(tmp_path):
-    (tmp_path / "generic").write_text(GENERIC)
-    handler, _ = deliver_to_lmtp_sink(
-        tmp_path,
-        f"smtp_generic_maps = texthash:{tmp_path}/generic\n",
-        ["friend@old.example"],
-        sender="his@box.localdomain",
-        body=BODY,
-    )
+    handler, _ = lmtp_with_generic_maps(tmp_path, "smtp_generic_maps")
     ((sender, rcpts, _, _),) = handler.messages
     assert (sender, rcpts) == ("his@box.localdomain", ["friend@old.example"])

@@ -113,12 +113,17 @@ def test_no_tls_without_security_level(tmp_path, server_tls):
     assert handler.tls == [False]
 
 
+async def offer_starttls(reader, writer, received, ehlo: bytes = b"250 STARTTLS\r\n") -> bytes:
+    """Greet, answer EHLO with 250-raw.example and the ehlo lines; the client's next line."""
+    writer.write(b"220 raw.example ESMTP\r\n")
+    await read_line(reader, received)
+    writer.write(b"250-raw.example\r\n" + ehlo)
+    return await read_line(reader, received)
+
+
 def test_failed_handshake_falls_back_to_plain_text(tmp_path):
     async def script(reader, writer, received):
-        writer.write(b"220 raw.example ESMTP\r\n")
-        await read_line(reader, received)
-        writer.write(b"250-raw.example\r\n250-STARTTLS\r\n250 8BITMIME\r\n")
-        line = await read_line(reader, received)
+        line = await offer_starttls(reader, writer, received, b"250-STARTTLS\r\n250 8BITMIME\r\n")
         if line == b"STARTTLS\r\n":
             writer.write(b"220 go ahead\r\nthis is not a TLS server hello at all\r\n" * 4)
             await writer.drain()
@@ -167,10 +172,7 @@ def test_encrypt_delivers_over_tls_when_offered(tmp_path, server_tls):
 
 def test_encrypt_never_retries_in_plain_text_after_a_failed_handshake(tmp_path):
     async def script(reader, writer, received):
-        writer.write(b"220 raw.example ESMTP\r\n")
-        await read_line(reader, received)
-        writer.write(b"250-raw.example\r\n250 STARTTLS\r\n")
-        if await read_line(reader, received) == b"STARTTLS\r\n":
+        if await offer_starttls(reader, writer, received) == b"STARTTLS\r\n":
             writer.write(b"220 go ahead\r\n")
             await writer.drain()
             await asyncio.sleep(0.2)  # the client is in its handshake by now
@@ -187,10 +189,7 @@ def test_encrypt_never_retries_in_plain_text_after_a_failed_handshake(tmp_path):
 
 def test_encrypt_defers_when_starttls_is_refused(tmp_path):
     async def script(reader, writer, received):
-        writer.write(b"220 raw.example ESMTP\r\n")
-        await read_line(reader, received)
-        writer.write(b"250-raw.example\r\n250 STARTTLS\r\n")
-        if await read_line(reader, received) == b"STARTTLS\r\n":
+        if await offer_starttls(reader, writer, received) == b"STARTTLS\r\n":
             writer.write(b"454 4.7.0 TLS not available due to local problem\r\n")
             await read_line(reader, received)
             writer.write(b"250 ok\r\n")
