@@ -82,14 +82,20 @@ async def busy(reader, writer, received):
     await writer.drain()
 
 
-def test_server_that_answers_4xx_falls_back(tmp_path, fallback):
-    srv = ScriptServer(busy)
-    ctl, handler = fallback
+def send_past(tmp_path, script, fallback_ctl):
+    """send to down.example, whose MX host runs script, with the fallback sink as
+    smtp_fallback_relay; returns (the script's ScriptServer, the agent's result)."""
+    srv = ScriptServer(script)
     try:
-        cfg = config(tmp_path, f"[127.0.0.1]:{ctl.port}", port=srv.port)
-        result = send(tmp_path, cfg, "down.example")
+        cfg = config(tmp_path, f"[127.0.0.1]:{fallback_ctl.port}", port=srv.port)
+        return srv, send(tmp_path, cfg, "down.example")
     finally:
         srv.stop()
+
+
+def test_server_that_answers_4xx_falls_back(tmp_path, fallback):
+    ctl, handler = fallback
+    srv, result = send_past(tmp_path, busy, ctl)
     assert srv.connections == 1
     assert [s.action for s in result.statuses] == ["relayed"]
     assert len(handler.messages) == 1
@@ -154,13 +160,8 @@ def test_no_fallback_after_the_content_was_sent(tmp_path, fallback):
             pass
         # no reply to the final dot: the message may have been delivered
 
-    srv = ScriptServer(drop_after_dot)
     ctl, handler = fallback
-    try:
-        cfg = config(tmp_path, f"[127.0.0.1]:{ctl.port}", port=srv.port)
-        result = send(tmp_path, cfg, "down.example")
-    finally:
-        srv.stop()
+    _, result = send_past(tmp_path, drop_after_dot, ctl)
     assert [s.action for s in result.statuses] == ["delayed"]
     assert handler.messages == []
 
