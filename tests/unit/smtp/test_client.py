@@ -189,13 +189,18 @@ async def pipelined_transaction(reader, writer, received, replies: bytes, done: 
     writer.write(done)
 
 
+async def pipelined_session(reader, writer, received, replies: bytes, done: bytes) -> None:
+    """Greet, answer EHLO offering PIPELINING, then pipelined_transaction()."""
+    writer.write(b"220 raw.example ESMTP\r\n")
+    await read_line(reader, received)
+    await ehlo_reply(writer)
+    await pipelined_transaction(reader, writer, received, replies, done)
+
+
 def test_pipelined_commands_arrive_before_any_reply(tmp_path):
     async def script(reader, writer, received):
-        writer.write(b"220 raw.example ESMTP\r\n")
-        await read_line(reader, received)
-        await ehlo_reply(writer)
         # answer nothing until DATA has arrived: only a pipelining client gets on
-        await pipelined_transaction(
+        await pipelined_session(
             reader,
             writer,
             received,
@@ -389,10 +394,7 @@ def test_session_is_reused_with_rset(tmp_path):
 
 def test_reused_session_closed_by_server_reconnects(tmp_path):
     async def script(reader, writer, received):
-        writer.write(b"220 raw.example ESMTP\r\n")
-        await read_line(reader, received)
-        await ehlo_reply(writer, (b"PIPELINING",))
-        await pipelined_transaction(
+        await pipelined_session(
             reader, writer, received, b"250 ok\r\n250 ok\r\n354 go\r\n", b"250 2.0.0 queued\r\n"
         )
         await writer.drain()
@@ -626,10 +628,7 @@ def test_recipients_are_marked_done_before_quit(tmp_path):
     message = {}
 
     async def script(reader, writer, received):
-        writer.write(b"220 raw.example ESMTP\r\n")
-        await read_line(reader, received)
-        await ehlo_reply(writer)
-        await pipelined_transaction(
+        await pipelined_session(
             reader,
             writer,
             received,
