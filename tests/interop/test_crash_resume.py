@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from tests.support.crash import CountingSink, Sender, queue_empty, queue_leftovers, tally
-from tests.support.running import relay_system, wait_for
+from tests.support.crash import Sender, queue_empty, queue_leftovers, relay_to_sink, tally
+from tests.support.running import wait_for
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
 
@@ -20,21 +20,13 @@ RESUME_LIMIT = 10.0  # seconds from the kill to the first delivery by the new pr
 
 
 def start_system(tmp_path, quit_delay: float = 0.0, **main: str):
-    sink = CountingSink(quit_delay=quit_delay)
-    sink.controller.start()
-    inst = relay_system(
+    return relay_to_sink(
         tmp_path,
         "smtp unix - - n - - smtp\npickup unix n - n 60 1 pickup\n",
-        relayhost=f"[127.0.0.1]:{sink.port}",
+        quit_delay,
         service_throttle_time="60s",
-        minimal_backoff_time="1s",
-        maximal_backoff_time="2s",
-        queue_run_delay="1s",
         **main,
     )
-    r = inst.mta("start")
-    assert r.returncode == 0, r.stderr
-    return inst, sink
 
 
 @pytest.fixture

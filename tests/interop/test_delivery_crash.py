@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from tests.support.crash import CountingSink, queue_empty
-from tests.support.running import relay_system, wait_for
+from tests.support.crash import queue_empty, relay_to_sink
+from tests.support.running import wait_for
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
@@ -21,19 +21,7 @@ MESSAGES = 120
 
 @pytest.fixture
 def system(tmp_path):
-    sink = CountingSink()
-    sink.controller.start()
-    inst = relay_system(
-        tmp_path,
-        "smtp unix - - n - - smtp\n",
-        relayhost=f"[127.0.0.1]:{sink.port}",
-        service_throttle_time="1s",
-        minimal_backoff_time="1s",
-        maximal_backoff_time="2s",
-        queue_run_delay="1s",
-    )
-    r = inst.mta("start")
-    assert r.returncode == 0, r.stderr
+    inst, sink = relay_to_sink(tmp_path, "smtp unix - - n - - smtp\n", service_throttle_time="1s")
     yield inst, sink
     inst.stop()
     sink.controller.stop()

@@ -55,18 +55,26 @@ def received_by(handler, subject: str) -> list[list[str]]:
     return [rcpts for _, rcpts, data, _ in handler.messages if subject.encode() in data]
 
 
+def submit(inst, rcpts: list[str], message: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s:
+        s.sendmail("sender@ok.example", rcpts, message)
+
+
+def redirected(inst, handler, rcpts: list[str], subject: str, target: str) -> str:
+    """Submit a message with subject to rcpts, wait until it went out to target and its
+    queue file is removed; returns its queue id."""
+    submit(inst, rcpts, f"Subject: {subject}\r\n\r\nbody\r\n".encode())
+    assert wait_for(lambda: received_by(handler, subject), 20)
+    text = inst.wait_log(rf"to=<{re.escape(target)}>.*status=sent", 20)
+    qid = queue_id_of(text, target)
+    inst.wait_log(rf"{qid}: removed", 20)
+    return qid
+
+
 def test_access_table_redirect_replaces_every_recipient(system):
     inst, handler = system
-    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s:
-        s.sendmail(
-            "sender@ok.example",
-            ["a@remote.example", "b@remote.example"],
-            b"Subject: access redirect\r\n\r\nbody\r\n",
-        )
-    assert wait_for(lambda: received_by(handler, "access redirect"), 20)
-    text = inst.wait_log(r"to=<other@redirect\.example>.*status=sent", 20)
-    qid = queue_id_of(text, "other@redirect.example")
-    inst.wait_log(rf"{qid}: removed", 20)
+    rcpts = ["a@remote.example", "b@remote.example"]
+    qid = redirected(inst, handler, rcpts, "access redirect", "other@redirect.example")
     assert received_by(handler, "access redirect") == [["other@redirect.example"]]
     line = next(ln for ln in inst.log().splitlines() if f"{qid}: to=<other@" in ln)
     assert "orig_to=<a@remote.example>" in line
@@ -75,24 +83,15 @@ def test_access_table_redirect_replaces_every_recipient(system):
 
 def test_header_checks_redirect_replaces_every_recipient(system):
     inst, handler = system
-    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s:
-        s.sendmail(
-            "sender@ok.example",
-            ["c@remote.example", "d@remote.example"],
-            b"Subject: redirect me\r\n\r\nbody\r\n",
-        )
-    assert wait_for(lambda: received_by(handler, "redirect me"), 20)
-    text = inst.wait_log(r"to=<hdr@redirect\.example>.*status=sent", 20)
-    qid = queue_id_of(text, "hdr@redirect.example")
-    inst.wait_log(rf"{qid}: removed", 20)
+    rcpts = ["c@remote.example", "d@remote.example"]
+    qid = redirected(inst, handler, rcpts, "redirect me", "hdr@redirect.example")
     assert received_by(handler, "redirect me") == [["hdr@redirect.example"]]
     assert not re.search(rf"{qid}: to=<[cd]@remote\.example>", inst.log())
 
 
 def test_filter_holds_the_message_and_release_delivers_it_with_a_warning(system):
     inst, handler = system
-    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s:
-        s.sendmail("sender@ok.example", ["e@remote.example"], b"Subject: filter me\r\n\r\nbody\r\n")
+    submit(inst, ["e@remote.example"], b"Subject: filter me\r\n\r\nbody\r\n")
     text = inst.wait_log(r"FILTER smtp:\S+ is not implemented; message placed on hold", 20)
     qid = re.search(r"warning: (\w+): FILTER smtp:\S+ is not implemented", text).group(1)
     listing = inst.mta("queue", "-p").stdout
@@ -111,10 +110,7 @@ def test_access_table_filter_holds_the_message(system):
     inst, handler = system
     held = r"warning: (\w+): FILTER smtp:\S+ is not implemented; message placed on hold"
     before = len(re.findall(held, inst.log()))
-    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s:
-        s.sendmail(
-            "sender@ok.example", ["f@remote.example"], b"Subject: access filter\r\n\r\nb\r\n"
-        )
+    submit(inst, ["f@remote.example"], b"Subject: access filter\r\n\r\nb\r\n")
     text = inst.wait_log(held, 20, count=before + 1)
     qid = re.findall(held, text)[-1]
     listing = inst.mta("queue", "-p").stdout

@@ -51,20 +51,27 @@ def delivered(inst, rcpt: str, timeout: float = 15) -> None:
     inst.wait_log(rf"to=<{re.escape(rcpt)}>.*status=sent \(kept\)", timeout)
 
 
+def edit_and_reload(inst, setting: str, returncode: int) -> str:
+    """mta conf -e setting (which must succeed), then mta reload, which must exit with
+    returncode; returns what reload wrote to stderr."""
+    assert inst.mta("conf", "-e", setting).returncode == 0
+    r = inst.mta("reload")
+    assert r.returncode == returncode, r.stderr
+    return r.stderr
+
+
 def test_reload_with_a_bad_value_is_refused_and_mail_still_flows(mail_system):
     inst = mail_system
     send(inst, "first@ok.example")
     delivered(inst, "first@ok.example")
-    assert inst.mta("conf", "-e", "message_size_limit=banana").returncode == 0
-    r = inst.mta("reload")
-    assert r.returncode == 1
+    stderr = edit_and_reload(inst, "message_size_limit=banana", 1)
     assert re.search(
         r"^mta reload: fatal: .*/main\.cf, line \d+: parameter message_size_limit: "
         r'bad size value "banana"',
-        r.stderr,
+        stderr,
         re.M,
-    ), r.stderr
-    assert "refreshing" not in r.stderr
+    ), stderr
+    assert "refreshing" not in stderr
     log = inst.wait_log(r"mta-script\[\d+\]: error: .*message_size_limit")
     assert "reload -- version" not in log  # the master was not signalled
     # new processes read the bad main.cf and run on the master's snapshot
@@ -95,15 +102,12 @@ def test_a_valid_edit_reaches_new_processes_without_reload(mail_system):
 def test_an_unknown_restriction_falls_back_without_a_traceback(mail_system):
     inst = mail_system
     send(inst, "first@ok.example")
-    edit = inst.mta("conf", "-e", "smtpd_recipient_restrictions=permit_mynetworks reject_bogus")
-    assert edit.returncode == 0
-    r = inst.mta("reload")
-    assert r.returncode == 1
+    stderr = edit_and_reload(inst, "smtpd_recipient_restrictions=permit_mynetworks reject_bogus", 1)
     assert re.search(
         r"mta reload: fatal: .*/main\.cf, line \d+: parameter smtpd_recipient_restrictions: "
         r'unknown restriction "reject_bogus"',
-        r.stderr,
-    ), r.stderr
+        stderr,
+    ), stderr
     kill_children(inst, "smtpd")
     send(inst, "third@ok.example")
     delivered(inst, "third@ok.example")
@@ -114,13 +118,11 @@ def test_an_unknown_restriction_falls_back_without_a_traceback(mail_system):
 
 def test_reload_with_a_typo_warns_and_goes_ahead(mail_system):
     inst = mail_system
-    assert inst.mta("conf", "-e", "mesage_size_limit=100").returncode == 0
-    r = inst.mta("reload")
-    assert r.returncode == 0, r.stderr
+    stderr = edit_and_reload(inst, "mesage_size_limit=100", 0)
     assert re.search(
         r"mta reload: warning: .*/main\.cf, line \d+: unused parameter: mesage_size_limit=100",
-        r.stderr,
-    ), r.stderr
+        stderr,
+    ), stderr
     inst.wait_log(r"mta/master\[\d+\]: reload -- version")
 
 
@@ -137,9 +139,8 @@ def test_a_new_proxymap_runs_on_the_snapshot_after_a_refused_reload(tmp_path):
         assert inst.mta("start").returncode == 0
         send(inst, "a@ok.example")
         delivered(inst, "a@ok.example")
-        assert inst.mta("conf", "-e", "ipc_timeout=never").returncode == 0
-        r = inst.mta("reload")
-        assert r.returncode == 1 and "parameter ipc_timeout" in r.stderr, r.stderr
+        stderr = edit_and_reload(inst, "ipc_timeout=never", 1)
+        assert "parameter ipc_timeout" in stderr, stderr
         kill_children(inst, "proxymap")
         kill_children(inst, "smtpd")
         with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as s:

@@ -2,32 +2,14 @@
 
 import os
 import subprocess
-import sys
 
 import pytest
 
 from mta.queue.queue_file import iter_content, read_queue_file
 from tests.support.instance import make_instance
+from tests.support.sendmail import SENDMAIL, maildrop, sendmail
 
 pytestmark = pytest.mark.interop
-
-SENDMAIL = [sys.executable, "-m", "mta.cli.sendmail"]
-
-
-@pytest.fixture
-def cdir(tmp_path):
-    return make_instance(tmp_path)
-
-
-def sendmail(cdir, *args, stdin=b""):
-    return subprocess.run(
-        [*SENDMAIL, "-C", str(cdir), *args], input=stdin, capture_output=True, timeout=30
-    )
-
-
-def maildrop(cdir):
-    d = cdir.parent / "spool" / "maildrop"
-    return sorted(str(d / f) for f in os.listdir(d) if not f.startswith("."))
 
 
 def test_recipients_on_the_command_line(cdir):

@@ -1,33 +1,14 @@
 """sendmail and mailq: who may submit, list and flush (authorized_*_users), and the
 options mailq takes."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.support.instance import make_instance
+from tests.support.sendmail import maildrop, sendmail
 
 pytestmark = pytest.mark.interop
-
-SENDMAIL = [sys.executable, "-m", "mta.cli.sendmail"]
-
-
-@pytest.fixture
-def cdir(tmp_path):
-    return make_instance(tmp_path)
-
-
-def sendmail(cdir, *args, stdin=b""):
-    return subprocess.run(
-        [*SENDMAIL, "-C", str(cdir), *args], input=stdin, capture_output=True, timeout=30
-    )
-
-
-def maildrop(cdir):
-    d = cdir.parent / "spool" / "maildrop"
-    return sorted(str(d / f) for f in os.listdir(d) if not f.startswith("."))
 
 
 def test_a_user_not_on_authorized_submit_users_cannot_submit(cdir):

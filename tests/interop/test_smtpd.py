@@ -10,28 +10,12 @@ import time
 import pytest
 
 from mta.queue.queue_file import iter_content, read_queue_file
-from tests.support.instance import RawClient, SmtpdThread, incoming_files, make_instance
+from tests.support.instance import RawClient, greet, incoming_files
 from tests.support.running import wait_for
 
 pytestmark = pytest.mark.interop
 
 MESSAGE = b"Subject: test\r\nFrom: a@sender.example\r\n\r\nHello.\r\n.leading dot\r\n"
-
-
-@pytest.fixture
-def smtpd(tmp_path, request):
-    marker = request.node.get_closest_marker("main_cf")
-    cdir = make_instance(tmp_path, marker.args[0] if marker else "")
-    server = SmtpdThread(cdir)
-    server.cdir = cdir
-    yield server
-    server.close()
-
-
-def greet(client, verb=b"EHLO"):
-    assert client.reply().startswith("220 mx.test.example ESMTP")
-    client.send(verb + b" client.example\r\n")
-    return client.reply()
 
 
 def test_smtplib_message_is_queued_durably(smtpd):

@@ -9,24 +9,13 @@ import pytest
 
 from mta.bounce.notice import NOTICE_ATTR
 from mta.queue.queue_file import iter_content, read_queue_file
-from tests.support.instance import RawClient, SmtpdThread, incoming_files, make_instance
+from tests.support.instance import RawClient, incoming_files
 from tests.support.running import wait_for
 
 pytestmark = pytest.mark.interop
 
 SECRET = b"the-body-must-never-show-up-in-a-notice"
 MESSAGE = b"Subject: test\r\nFrom: a@mx.test.example\r\n\r\n" + SECRET + b"\r\n"
-
-
-@pytest.fixture
-def smtpd(tmp_path, request):
-    marker = request.node.get_closest_marker("main_cf")
-    cdir = make_instance(tmp_path, marker.args[0] if marker else "")
-    server = SmtpdThread(cdir)
-    server.cdir = cdir
-    server.maillog = tmp_path / "maillog"
-    yield server
-    server.close()
 
 
 def queued(cdir):

@@ -6,31 +6,11 @@ import smtplib
 import pytest
 
 from mta.queue.queue_file import iter_content, read_queue_file
-from tests.support.instance import RawClient, SmtpdThread, incoming_files, make_instance
+from tests.support.instance import RawClient, SmtpdThread, greet, incoming_files, make_instance
 
 pytestmark = pytest.mark.interop
 
 MESSAGE = b"Subject: test\r\nFrom: a@sender.example\r\n\r\nHello.\r\n"
-
-
-@pytest.fixture
-def smtpd(tmp_path, request):
-    marker = request.node.get_closest_marker("main_cf")
-    cdir = make_instance(tmp_path, marker.args[0] if marker else "")
-    server = SmtpdThread(cdir)
-    server.cdir = cdir
-    yield server
-    server.close()
-
-
-def greet(client, verb=b"EHLO"):
-    assert client.reply().startswith("220 mx.test.example ESMTP")
-    client.send(verb + b" client.example\r\n")
-    return client.reply()
-
-
-def maillog(smtpd) -> str:
-    return (smtpd.cdir.parent / "maillog").read_text()
 
 
 # ---------------------------------------------------------------- recipient limits
@@ -118,7 +98,7 @@ def test_vrfy_looks_the_recipient_up(smtpd):
     assert re.search(
         r"NOQUEUE: reject: VRFY from \S+\[127\.0\.0\.1\]: 550 5\.1\.1 <nobody@mx\.test\.example>"
         r".*; to=<nobody@mx\.test\.example> proto=ESMTP helo=<client\.example>",
-        maillog(smtpd),
+        smtpd.maillog.read_text(),
     )
 
 
@@ -171,7 +151,7 @@ def test_helo_control_bytes_never_reach_received(smtpd, helo, shown):
     assert received[0].startswith(b"Received: from " + shown.encode() + b" (")
     header = b"\n".join(received)
     assert not any((c < 0x20 and c not in b"\n\t") or c == 0x7F for c in header), header
-    log = maillog(smtpd)
+    log = smtpd.maillog.read_text()
     assert not any((ord(c) < 0x20 and c != "\n") or c == "\x7f" for c in log)
 
 
@@ -204,7 +184,7 @@ def test_reject_footer_follows_every_4xx_and_5xx_reply(smtpd):
     assert client.reply() == "250 2.0.0 Ok"
     client.close()
     # the footer is for the client, not for the log
-    assert "help.example" not in maillog(smtpd)
+    assert "help.example" not in smtpd.maillog.read_text()
 
 
 def test_reject_footer_maps_pick_a_footer_by_reply(tmp_path):
@@ -262,4 +242,6 @@ def test_strict_mime_checks_refuse_content_through_smtpd(smtpd):
     )
     assert code == 250
     assert len(incoming_files(smtpd.cdir)) == 1
-    assert "reject: mime-error improper use of 8-bit data in message body" in maillog(smtpd)
+    assert (
+        "reject: mime-error improper use of 8-bit data in message body" in smtpd.maillog.read_text()
+    )

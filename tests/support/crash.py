@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
 from mta.qmgr.scan import iter_queue
-from tests.support.running import free_port
+from tests.support.running import free_port, relay_system
 
 SENDMAIL = [sys.executable, "-m", "mta.cli.sendmail"]
 
@@ -65,6 +65,26 @@ class CountingSink:
     def total(self) -> int:
         with self.lock:
             return sum(self.seen.values())
+
+
+def relay_to_sink(tmp_path, services: str, quit_delay: float = 0.0, **main: str):
+    """A started relay_system (master.cf services, main.cf main) whose relayhost is a new
+    CountingSink answering QUIT after quit_delay, retrying soon (backoff 1 to 2 s, a
+    queue run every second); returns (inst, sink). Stop both when done."""
+    sink = CountingSink(quit_delay=quit_delay)
+    sink.controller.start()
+    inst = relay_system(
+        tmp_path,
+        services,
+        relayhost=f"[127.0.0.1]:{sink.port}",
+        minimal_backoff_time="1s",
+        maximal_backoff_time="2s",
+        queue_run_delay="1s",
+        **main,
+    )
+    r = inst.mta("start")
+    assert r.returncode == 0, r.stderr
+    return inst, sink
 
 
 def message(i: int) -> bytes:

@@ -14,6 +14,9 @@ SYNOPSIS
         ...
         srv.queries                             # [(name, type), ...] in arrival order
 
+    # in a test module of the smtp client: a server per module, resolver pointed at it
+    dns_server, use_dns = zone_fixtures(zone)
+
 DESCRIPTION
     Answers UDP queries from the zone dict, one thread, on a random high
     port of 127.0.0.1. Keys are owner names (a trailing dot is optional,
@@ -29,7 +32,9 @@ DESCRIPTION
 
     Mail-delivery tests use it too: point a resolver at srv.nameserver
     through mta.smtpd.dns.set_nameservers() or the MTA_DNS_SERVER
-    environment variable of a child process.
+    environment variable of a child process. zone_fixtures(zone) gives a
+    test module both fixtures: dns_server (one DnsServer for the module)
+    and use_dns (autouse: mta.common.dns asks it, with short timeouts).
 
 SECURITY
     Listens only on the loopback address; for tests.
@@ -164,3 +169,22 @@ class DnsServer:
         if isinstance(texts, str):
             texts = [texts]
         return dns.rrset.from_text_list(name, DNS_TTL, dns.rdataclass.IN, rdtype, list(texts))
+
+
+def zone_fixtures(zone: dict, timeouts: tuple[float, float] = (0.5, 1.0)):
+    """(dns_server, use_dns): pytest fixtures to bind in a test module under those names."""
+    import pytest
+
+    from mta.common import dns as mta_dns
+
+    @pytest.fixture(scope="module")
+    def dns_server():
+        with DnsServer(zone) as srv:
+            yield srv
+
+    @pytest.fixture(autouse=True)
+    def use_dns(dns_server):
+        mta_dns.set_nameservers(dns_server.nameserver)
+        mta_dns.set_timeouts(*timeouts)
+
+    return dns_server, use_dns

@@ -126,3 +126,10 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def greet(client: RawClient, verb: bytes = b"EHLO") -> str:
+    """Read the test instance's 220 banner, send verb with client.example, return the reply."""
+    assert client.reply().startswith("220 mx.test.example ESMTP")
+    client.send(verb + b" client.example\r\n")
+    return client.reply()

@@ -29,8 +29,9 @@ def make(tmp_path):
     return make
 
 
-def check(capsys, conf):
-    rc = postfix.main(["-c", str(conf)], "check")
+def run_mta(capsys, conf, command: str = "check"):
+    """mta -c conf command (check unless told): its exit code and stderr."""
+    rc = postfix.main(["-c", str(conf)], command)
     _, err = capsys.readouterr()
     return rc, err
 
@@ -39,17 +40,22 @@ def fatal_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("mta check: fatal: ")]
 
 
+def failed_check(capsys, conf) -> list[str]:
+    """mta check on conf must exit 1; returns its fatal lines."""
+    rc, err = run_mta(capsys, conf)
+    assert rc == 1
+    return fatal_lines(err)
+
+
 def test_a_good_configuration_passes_and_creates_the_queue(make, capsys, tmp_path):
-    rc, err = check(capsys, make("smtpd_recipient_restrictions = permit_mynetworks, reject\n"))
+    rc, err = run_mta(capsys, make("smtpd_recipient_restrictions = permit_mynetworks, reject\n"))
     assert (rc, err) == (0, "")
     assert os.path.isdir(tmp_path / "spool" / "incoming")
 
 
 def test_an_unknown_restriction_fails_with_file_and_line(make, capsys, tmp_path):
     conf = make("smtpd_recipient_restrictions = permit_mynetworks, reject_everyone\n")
-    rc, err = check(capsys, conf)
-    assert rc == 1
-    assert fatal_lines(err) == [
+    assert failed_check(capsys, conf) == [
         f"mta check: fatal: {conf}/main.cf, line 4: parameter smtpd_recipient_restrictions: "
         'unknown restriction "reject_everyone"'
     ]
@@ -61,9 +67,7 @@ def test_an_unknown_restriction_in_an_override_names_master_cf(make, capsys):
         master=MASTER_CF + "submission inet n - n - - smtpd\n"
         "  -o smtpd_client_restrictions=permit_sasl_authenticated,rejekt\n"
     )
-    rc, err = check(capsys, conf)
-    assert rc == 1
-    assert fatal_lines(err) == [
+    assert failed_check(capsys, conf) == [
         f"mta check: fatal: {conf}/master.cf, line 4: parameter smtpd_client_restrictions: "
         'unknown restriction "rejekt"'
     ]
@@ -71,9 +75,7 @@ def test_an_unknown_restriction_in_an_override_names_master_cf(make, capsys):
 
 def test_a_bad_netmask_fails(make, capsys):
     conf = make("mynetworks = 127.0.0.1/33\n")
-    rc, err = check(capsys, conf)
-    assert rc == 1
-    assert fatal_lines(err) == [
+    assert failed_check(capsys, conf) == [
         f"mta check: fatal: {conf}/main.cf, line 4: parameter mynetworks: "
         'bad network pattern "127.0.0.1/33": need network/prefix without host bits'
     ]
@@ -81,18 +83,14 @@ def test_a_bad_netmask_fails(make, capsys):
 
 def test_a_missing_transport_map_fails(make, capsys, tmp_path):
     conf = make(f"transport_maps = lmdb:{tmp_path}/transport\n")
-    rc, err = check(capsys, conf)
-    assert rc == 1
-    [line] = fatal_lines(err)
+    [line] = failed_check(capsys, conf)
     assert line.startswith(f"mta check: fatal: {conf}/main.cf, line 4: parameter transport_maps: ")
     assert f"{tmp_path}/transport.lmdb" in line
 
 
 def test_an_unknown_table_type_fails(make, capsys):
     conf = make("smtpd_client_restrictions = check_client_access nosuch:/etc/access\n")
-    rc, err = check(capsys, conf)
-    assert rc == 1
-    [line] = fatal_lines(err)
+    [line] = failed_check(capsys, conf)
     assert re.match(
         rf"mta check: fatal: {re.escape(str(conf))}/main\.cf, line 4: .*"
         "unsupported dictionary type: nosuch",
@@ -102,9 +100,7 @@ def test_an_unknown_table_type_fails(make, capsys):
 
 def test_every_bad_value_gets_its_own_line(make, capsys):
     conf = make("message_size_limit = banana\nsmtpd_timeout = later\n")
-    rc, err = check(capsys, conf)
-    assert rc == 1
-    assert [line.split(": parameter ")[1].split(":")[0] for line in fatal_lines(err)] == [
+    assert [line.split(": parameter ")[1].split(":")[0] for line in failed_check(capsys, conf)] == [
         "message_size_limit",
         "smtpd_timeout",
     ]
@@ -112,7 +108,7 @@ def test_every_bad_value_gets_its_own_line(make, capsys):
 
 def test_a_typo_and_an_unimplemented_parameter_are_warnings(make, capsys):
     conf = make("mesage_size_limit = 10\ncontent_filter = scan:[127.0.0.1]:10025\n")
-    rc, err = check(capsys, conf)
+    rc, err = run_mta(capsys, conf)
     assert rc == 0
     assert err.splitlines() == [
         f"mta check: warning: {conf}/main.cf, line 4: unused parameter: mesage_size_limit=10",
@@ -124,16 +120,14 @@ def test_a_typo_and_an_unimplemented_parameter_are_warnings(make, capsys):
 @pytest.mark.parametrize("command", ["start", "start-fg"])
 def test_start_refuses_a_bad_configuration(make, capsys, tmp_path, command):
     conf = make("mynetworks = 10.0.0.1/8\n")
-    rc = postfix.main(["-c", str(conf)], command)
-    _, err = capsys.readouterr()
+    rc, err = run_mta(capsys, conf, command)
     assert rc == 1
     assert f"mta {command}: fatal: " in err and "10.0.0.1/8" in err
     assert not os.path.exists(tmp_path / "spool" / "pid" / "master.pid")
 
 
 def test_reload_of_a_stopped_system_says_so_before_validating(make, capsys):
-    rc = postfix.main(["-c", str(make("message_size_limit = banana\n"))], "reload")
-    _, err = capsys.readouterr()
+    rc, err = run_mta(capsys, make("message_size_limit = banana\n"), "reload")
     assert rc == 1
     assert "the mail system is not running" in err
 

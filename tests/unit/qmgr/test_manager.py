@@ -24,7 +24,7 @@ from mta.error import make_deliver
 from mta.master.preload import preload_deferred_imports
 from mta.qmgr.manager import QueueManager
 from mta.qmgr.scan import iter_queue
-from mta.queue.queue_file import read_queue_file
+from mta.queue.queue_file import iter_content, read_queue_file
 from tests.support.agent import queue_message
 from tests.support.instance import make_instance
 from tests.support.unix_server import HandlerServer
@@ -89,6 +89,18 @@ def run_qmgr(cfg, until, timeout: float = 10.0, setup=None) -> QueueManager:
         return qm
 
     return asyncio.run(main())
+
+
+def until_gone(m):
+    """run_qmgr's until: m's queue file is gone and nothing is left in the active set."""
+    return lambda qm: not os.path.exists(m.path) and not qm.active
+
+
+def sender_notice(cfg, maillog: str, queue_id: str):
+    """The non-delivery notice the maillog says was sent for queue_id, and its content."""
+    notice_id = maillog.split(f"{queue_id}: sender non-delivery notification: ")[1].split()[0]
+    notice = read_queue_file(os.path.join(cfg.get("queue_directory"), "incoming", notice_id))
+    return notice, b"\n".join(iter_content(notice.path, notice))
 
 
 def files(cfg, queue: str) -> list[str]:
@@ -245,22 +257,15 @@ def test_active_window_is_bounded(tmp_path):
 def test_bounce_sends_a_notice_and_removes_the_message(tmp_path):
     cfg = instance(tmp_path, "default_transport = error:5.1.2 domain is gone\n")
     m = queue_message(cfg, ["u@gone.example"], sender="writer@origin.example", queue="incoming")
-    agent = serve_agent(cfg, "error", make_deliver(retry=False))
-    try:
-        run_qmgr(cfg, lambda qm: not os.path.exists(m.path) and not qm.active)
-    finally:
-        agent.stop()
+    with agents(cfg, "error"):
+        run_qmgr(cfg, until_gone(m))
     text = (tmp_path / "maillog").read_text()
     assert "dsn=5.1.2, status=bounced (domain is gone)" in text
     assert f"{m.queue_id}: sender non-delivery notification: " in text
     assert f"{m.queue_id}: removed" in text
-    notice_id = text.split(f"{m.queue_id}: sender non-delivery notification: ")[1].split()[0]
-    from mta.queue.queue_file import iter_content, read_queue_file
-
-    notice = read_queue_file(os.path.join(cfg.get("queue_directory"), "incoming", notice_id))
+    notice, body = sender_notice(cfg, text, m.queue_id)
     assert notice.sender == ""  # notices go out with the null sender
     assert [r.address for r in notice.recipients] == ["writer@origin.example"]
-    body = b"\n".join(iter_content(notice.path, notice))
     assert b"report-type=delivery-status" in body
     assert b"Final-Recipient: rfc822; u@gone.example" in body
     assert not logfile.read(cfg.get("queue_directory"), "bounce", m.queue_id)
@@ -272,11 +277,8 @@ def test_expired_message_bounces_with_its_last_reason(tmp_path):
     )
     m = queue_message(cfg, ["u@slow.example"], sender="writer@origin.example", queue="incoming")
     time.sleep(1.2)
-    agent = serve_agent(cfg, "retry", make_deliver(retry=True))
-    try:
-        run_qmgr(cfg, lambda qm: not os.path.exists(m.path) and not qm.active)
-    finally:
-        agent.stop()
+    with agents(cfg, "retry"):
+        run_qmgr(cfg, until_gone(m))
     text = (tmp_path / "maillog").read_text()
     assert f"{m.queue_id}: from=<writer@origin.example>, status=expired, returned to sender" in text
     assert f"{m.queue_id}: sender non-delivery notification: " in text

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 
 from mta.config import load_config
-from mta.error import make_deliver
 from mta.qmgr.redirect import Routing
-from mta.queue.queue_file import QueueFileWriter, Recipient, iter_content, read_queue_file
+from mta.queue.queue_file import QueueFileWriter, Recipient, read_queue_file
 from tests.support.instance import make_instance
-from tests.unit.qmgr.test_manager import instance, run_qmgr, serve_agent
+from tests.unit.qmgr.test_manager import agents, instance, run_qmgr, sender_notice, until_gone
 
 
 def queue_redirected(cfg, redirect: str, queue: str = "incoming"):
@@ -53,18 +52,13 @@ def test_bounced_redirect_notice_names_the_target_and_the_original_recipient(tmp
         "default_transport = error:5.3.0 should not be tried\n",
     )
     m = queue_redirected(cfg, "t@trap.example")
-    agent = serve_agent(cfg, "error", make_deliver(retry=False))
-    try:
-        run_qmgr(cfg, lambda qm: not os.path.exists(m.path) and not qm.active)
-    finally:
-        agent.stop()
+    with agents(cfg, "error"):
+        run_qmgr(cfg, until_gone(m))
     text = (tmp_path / "maillog").read_text()
     assert f"{m.queue_id}: to=<t@trap.example>, orig_to=<A@One.Example>" in text
     assert "should not be tried" not in text
     assert f"{m.queue_id}: removed" in text
-    notice_id = text.split(f"{m.queue_id}: sender non-delivery notification: ")[1].split()[0]
-    notice = read_queue_file(os.path.join(cfg.get("queue_directory"), "incoming", notice_id))
-    body = b"\n".join(iter_content(notice.path, notice))
+    _, body = sender_notice(cfg, text, m.queue_id)
     assert b"Final-Recipient: rfc822; t@trap.example" in body
     assert b"Original-Recipient: rfc822; A@One.Example" in body
     assert b"two.example" not in body
@@ -77,11 +71,8 @@ def test_redirect_already_delivered_is_not_delivered_again(tmp_path):
     cfg = instance(tmp_path, "default_transport = error:5.3.0 should not be tried\n")
     m = queue_redirected(cfg, "t@trap.example")
     mark_done(m.path, [m.recipients[0].offset])
-    agent = serve_agent(cfg, "error", make_deliver(retry=False))
-    try:
-        run_qmgr(cfg, lambda qm: not os.path.exists(m.path) and not qm.active)
-    finally:
-        agent.stop()
+    with agents(cfg, "error"):
+        run_qmgr(cfg, until_gone(m))
     text = (tmp_path / "maillog").read_text()
     assert f"{m.queue_id}: removed" in text
     assert "to=<" not in text
@@ -96,11 +87,9 @@ def test_expired_redirected_message_bounces_the_redirect_target_only(tmp_path):
     )
     m = queue_redirected(cfg, "t@trap.example")
     time.sleep(1.2)
-    run_qmgr(cfg, lambda qm: not os.path.exists(m.path) and not qm.active)
+    run_qmgr(cfg, until_gone(m))
     text = (tmp_path / "maillog").read_text()
     assert f"{m.queue_id}: from=<writer@origin.example>, status=expired" in text
-    notice_id = text.split(f"{m.queue_id}: sender non-delivery notification: ")[1].split()[0]
-    notice = read_queue_file(os.path.join(cfg.get("queue_directory"), "incoming", notice_id))
-    body = b"\n".join(iter_content(notice.path, notice))
+    _, body = sender_notice(cfg, text, m.queue_id)
     assert body.count(b"Final-Recipient:") == 1
     assert b"Final-Recipient: rfc822; t@trap.example" in body

@@ -12,6 +12,10 @@ from aiosmtpd.lmtp import LMTP
 from mta import log
 from mta.common.deliver_agent import handle_request
 from mta.common.deliver_request import deliver
+from mta.config import load_config
+from mta.smtp import deliver_lmtp
+from tests.support.agent import queue_message, request_for, run_agent
+from tests.support.instance import make_instance
 from tests.support.unix_server import HandlerServer
 
 
@@ -163,3 +167,16 @@ def lmtp_sink(unix_path: str | None = None):
         ctl = LmtpController(handler, hostname="127.0.0.1", port=free_port())
     ctl.start()
     return ctl, handler
+
+
+def deliver_to_lmtp_sink(tmp_path, main_cf: str, recipients: list[str], **message):
+    """Queue one message under an instance (main_cf plus lmtp_tcp_port of a fresh lmtp_sink)
+    and run the lmtp client at inet:127.0.0.1; returns (LmtpHandler, agent result)."""
+    ctl, handler = lmtp_sink()
+    try:
+        cfg = load_config(str(make_instance(tmp_path, f"lmtp_tcp_port = {ctl.port}\n" + main_cf)))
+        msg = queue_message(cfg, recipients, **message)
+        result = run_agent(deliver_lmtp, cfg, request_for(msg, "inet:127.0.0.1"), tmp_path)
+    finally:
+        ctl.stop()
+    return handler, result

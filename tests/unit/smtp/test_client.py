@@ -178,18 +178,35 @@ async def ehlo_reply(writer, keywords=(b"PIPELINING",)):
     await writer.drain()
 
 
+async def pipelined_transaction(reader, writer, received, replies: bytes, done: bytes) -> None:
+    """Answer nothing until DATA has come (MAIL, RCPT and DATA pipelined), then write replies
+    (to those commands), read the message up to its dot and write done (to the end of data)."""
+    while not (await read_line(reader, received)).startswith(b"DATA"):
+        pass
+    writer.write(replies)
+    while (await read_line(reader, received)) != b".\r\n":
+        pass
+    writer.write(done)
+
+
+async def pipelined_session(reader, writer, received, replies: bytes, done: bytes) -> None:
+    """Greet, answer EHLO offering PIPELINING, then pipelined_transaction()."""
+    writer.write(b"220 raw.example ESMTP\r\n")
+    await read_line(reader, received)
+    await ehlo_reply(writer)
+    await pipelined_transaction(reader, writer, received, replies, done)
+
+
 def test_pipelined_commands_arrive_before_any_reply(tmp_path):
     async def script(reader, writer, received):
-        writer.write(b"220 raw.example ESMTP\r\n")
-        await read_line(reader, received)
-        await ehlo_reply(writer)
         # answer nothing until DATA has arrived: only a pipelining client gets on
-        while not (await read_line(reader, received)).startswith(b"DATA"):
-            pass
-        writer.write(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 nope\r\n354 go\r\n")
-        while (await read_line(reader, received)) != b".\r\n":
-            pass
-        writer.write(b"250 2.0.0 Ok: queued\r\n")
+        await pipelined_session(
+            reader,
+            writer,
+            received,
+            b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 nope\r\n354 go\r\n",
+            b"250 2.0.0 Ok: queued\r\n",
+        )
         await read_line(reader, received)
 
     srv = scripted(script)
@@ -377,15 +394,9 @@ def test_session_is_reused_with_rset(tmp_path):
 
 def test_reused_session_closed_by_server_reconnects(tmp_path):
     async def script(reader, writer, received):
-        writer.write(b"220 raw.example ESMTP\r\n")
-        await read_line(reader, received)
-        await ehlo_reply(writer, (b"PIPELINING",))
-        while not (await read_line(reader, received)).startswith(b"DATA"):
-            pass
-        writer.write(b"250 ok\r\n250 ok\r\n354 go\r\n")
-        while (await read_line(reader, received)) != b".\r\n":
-            pass
-        writer.write(b"250 2.0.0 queued\r\n")
+        await pipelined_session(
+            reader, writer, received, b"250 ok\r\n250 ok\r\n354 go\r\n", b"250 2.0.0 queued\r\n"
+        )
         await writer.drain()
         # then hang up without a word: the cached session is stale
 
@@ -562,12 +573,9 @@ def test_conn_time_is_logged_in_delays(tmp_path):
         writer.write(b"220 x ESMTP\r\n")
         await read_line(reader, received)
         await ehlo_reply(writer, (b"PIPELINING",))
-        while not (await read_line(reader, received)).startswith(b"DATA"):
-            pass
-        writer.write(b"250 ok\r\n250 ok\r\n354 go\r\n")
-        while (await read_line(reader, received)) != b".\r\n":
-            pass
-        writer.write(b"250 2.0.0 queued\r\n")
+        await pipelined_transaction(
+            reader, writer, received, b"250 ok\r\n250 ok\r\n354 go\r\n", b"250 2.0.0 queued\r\n"
+        )
         await read_line(reader, received)
 
     srv = ScriptServer(script)
@@ -620,15 +628,13 @@ def test_recipients_are_marked_done_before_quit(tmp_path):
     message = {}
 
     async def script(reader, writer, received):
-        writer.write(b"220 raw.example ESMTP\r\n")
-        await read_line(reader, received)
-        await ehlo_reply(writer)
-        while not (await read_line(reader, received)).startswith(b"DATA"):
-            pass
-        writer.write(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n")
-        while (await read_line(reader, received)) != b".\r\n":
-            pass
-        writer.write(b"250 2.0.0 Ok: queued\r\n")
+        await pipelined_session(
+            reader,
+            writer,
+            received,
+            b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n",
+            b"250 2.0.0 Ok: queued\r\n",
+        )
         assert (await read_line(reader, received)).startswith(b"QUIT")
         recipients = read_queue_file(message["path"]).recipients
         done_at_quit.append(all(r.done for r in recipients))

@@ -2,11 +2,10 @@
 
 import pytest
 
-from mta.common import dns as mta_dns
 from mta.config import load_config
 from mta.smtp import deliver, deliver_lmtp
 from tests.support.agent import queue_message, request_for, run_agent
-from tests.support.dns_server import DnsServer
+from tests.support.dns_server import zone_fixtures
 from tests.support.instance import make_instance
 from tests.unit.smtp.peers import ScriptServer, SinkHandler, free_port, read_line, sink
 
@@ -23,16 +22,7 @@ ZONE = {
 }
 
 
-@pytest.fixture(scope="module")
-def dns_server():
-    with DnsServer(ZONE) as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def use_dns(dns_server):
-    mta_dns.set_nameservers(dns_server.nameserver)
-    mta_dns.set_timeouts(0.5, 1.0)
+dns_server, use_dns = zone_fixtures(ZONE)
 
 
 @pytest.fixture
@@ -86,18 +76,26 @@ def test_unknown_domain_goes_to_the_fallback_instead_of_bouncing(tmp_path, fallb
     assert handler.messages[0][1] == ["u@gone.example"]
 
 
-def test_server_that_answers_4xx_falls_back(tmp_path, fallback):
-    async def busy(reader, writer, received):
-        writer.write(b"421 4.3.2 busy, try later\r\n")
-        await writer.drain()
+async def busy(reader, writer, received):
+    """A server that turns every client away with 421 in its greeting."""
+    writer.write(b"421 4.3.2 busy, try later\r\n")
+    await writer.drain()
 
-    srv = ScriptServer(busy)
-    ctl, handler = fallback
+
+def send_past(tmp_path, script, fallback_ctl):
+    """send to down.example, whose MX host runs script, with the fallback sink as
+    smtp_fallback_relay; returns (the script's ScriptServer, the agent's result)."""
+    srv = ScriptServer(script)
     try:
-        cfg = config(tmp_path, f"[127.0.0.1]:{ctl.port}", port=srv.port)
-        result = send(tmp_path, cfg, "down.example")
+        cfg = config(tmp_path, f"[127.0.0.1]:{fallback_ctl.port}", port=srv.port)
+        return srv, send(tmp_path, cfg, "down.example")
     finally:
         srv.stop()
+
+
+def test_server_that_answers_4xx_falls_back(tmp_path, fallback):
+    ctl, handler = fallback
+    srv, result = send_past(tmp_path, busy, ctl)
     assert srv.connections == 1
     assert [s.action for s in result.statuses] == ["relayed"]
     assert len(handler.messages) == 1
@@ -118,37 +116,26 @@ def test_unknown_fallback_relay_defers_an_unknown_domain(tmp_path):
     assert [(s.action, s.dsn[:1]) for s in result.statuses] == [("delayed", "4")]
 
 
-def test_null_mx_bounces_without_the_fallback(tmp_path, fallback):
+@pytest.mark.parametrize(
+    "domain,outcome",
+    [
+        ("nullmx.example", ("failed", "5.1.10")),
+        # mx.test.example (myhostname) is a backup MX of self.example: the better MX
+        # is down, and the fallback could hand the mail straight back to this host
+        ("self.example", ("delayed", "4.4.1")),
+        ("loop.example", ("failed", "5.4.6")),
+    ],
+    ids=["null_mx_bounces", "this_host_is_a_backup_mx", "mail_loops_back"],
+)
+def test_no_fallback_for(tmp_path, fallback, domain, outcome):
     ctl, handler = fallback
     cfg = config(tmp_path, f"[127.0.0.1]:{ctl.port}")
-    result = send(tmp_path, cfg, "nullmx.example", rcpt="u@nullmx.example")
-    assert [(s.action, s.dsn) for s in result.statuses] == [("failed", "5.1.10")]
-    assert handler.messages == []
-
-
-def test_no_fallback_for_a_domain_this_host_is_mx_for(tmp_path, fallback):
-    """mx.test.example (myhostname) is a backup MX of self.example: the better MX
-    is down, and the fallback could hand the mail straight back to this host."""
-    ctl, handler = fallback
-    cfg = config(tmp_path, f"[127.0.0.1]:{ctl.port}")
-    result = send(tmp_path, cfg, "self.example", rcpt="u@self.example")
-    assert [(s.action, s.dsn) for s in result.statuses] == [("delayed", "4.4.1")]
-    assert handler.messages == []
-
-
-def test_no_fallback_for_mail_that_loops_back(tmp_path, fallback):
-    ctl, handler = fallback
-    cfg = config(tmp_path, f"[127.0.0.1]:{ctl.port}")
-    result = send(tmp_path, cfg, "loop.example", rcpt="u@loop.example")
-    assert [(s.action, s.dsn) for s in result.statuses] == [("failed", "5.4.6")]
+    result = send(tmp_path, cfg, domain, rcpt=f"u@{domain}")
+    assert [(s.action, s.dsn) for s in result.statuses] == [outcome]
     assert handler.messages == []
 
 
 def test_mail_already_for_the_fallback_is_not_tried_twice(tmp_path):
-    async def busy(reader, writer, received):
-        writer.write(b"421 4.3.2 busy, try later\r\n")
-        await writer.drain()
-
     srv = ScriptServer(busy)
     try:
         hop = f"[127.0.0.1]:{srv.port}"
@@ -173,13 +160,8 @@ def test_no_fallback_after_the_content_was_sent(tmp_path, fallback):
             pass
         # no reply to the final dot: the message may have been delivered
 
-    srv = ScriptServer(drop_after_dot)
     ctl, handler = fallback
-    try:
-        cfg = config(tmp_path, f"[127.0.0.1]:{ctl.port}", port=srv.port)
-        result = send(tmp_path, cfg, "down.example")
-    finally:
-        srv.stop()
+    _, result = send_past(tmp_path, drop_after_dot, ctl)
     assert [s.action for s in result.statuses] == ["delayed"]
     assert handler.messages == []
 

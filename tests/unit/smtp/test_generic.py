@@ -2,11 +2,11 @@
 
 from mta.config import load_config
 from mta.queue.queue_file import iter_content, read_queue_file
-from mta.smtp import deliver, deliver_lmtp
+from mta.smtp import deliver
 from mta.smtp.generic import GenericMapper
 from tests.support.agent import queue_message, request_for, run_agent
 from tests.support.instance import make_instance
-from tests.unit.smtp.peers import SinkHandler, lmtp_sink, sink
+from tests.unit.smtp.peers import SinkHandler, deliver_to_lmtp_sink, sink
 
 GENERIC = (
     "his@box.localdomain his.account@isp.example\n"
@@ -95,22 +95,21 @@ def test_receiver_sees_mapped_envelope_and_headers(tmp_path):
     assert b"From: Him <his@box.localdomain>" in kept
 
 
-def test_lmtp_generic_maps(tmp_path):
+def lmtp_with_generic_maps(tmp_path, parameter: str):
+    """Deliver BODY from his@box.localdomain to friend@old.example by lmtp, with GENERIC
+    as the table of parameter; (LmtpHandler, agent result)."""
     (tmp_path / "generic").write_text(GENERIC)
-    ctl, handler = lmtp_sink()
-    try:
-        cfg = load_config(
-            str(
-                make_instance(
-                    tmp_path,
-                    f"lmtp_tcp_port = {ctl.port}\nlmtp_generic_maps = texthash:{tmp_path}/generic\n",
-                )
-            )
-        )
-        msg = queue_message(cfg, ["friend@old.example"], sender="his@box.localdomain", body=BODY)
-        result = run_agent(deliver_lmtp, cfg, request_for(msg, "inet:127.0.0.1"), tmp_path)
-    finally:
-        ctl.stop()
+    return deliver_to_lmtp_sink(
+        tmp_path,
+        f"{parameter} = texthash:{tmp_path}/generic\n",
+        ["friend@old.example"],
+        sender="his@box.localdomain",
+        body=BODY,
+    )
+
+
+def test_lmtp_generic_maps(tmp_path):
+    handler, result = lmtp_with_generic_maps(tmp_path, "lmtp_generic_maps")
     assert [s.action for s in result.statuses] == ["delivered"]
     ((sender, rcpts, data, _),) = handler.messages
     assert (sender, rcpts) == ("his.account@isp.example", ["friend@new.example"])
@@ -118,20 +117,6 @@ def test_lmtp_generic_maps(tmp_path):
 
 
 def test_smtp_generic_maps_do_not_apply_to_lmtp(tmp_path):
-    ctl, handler = lmtp_sink()
-    (tmp_path / "generic").write_text(GENERIC)
-    try:
-        cfg = load_config(
-            str(
-                make_instance(
-                    tmp_path,
-                    f"lmtp_tcp_port = {ctl.port}\nsmtp_generic_maps = texthash:{tmp_path}/generic\n",
-                )
-            )
-        )
-        msg = queue_message(cfg, ["friend@old.example"], sender="his@box.localdomain", body=BODY)
-        run_agent(deliver_lmtp, cfg, request_for(msg, "inet:127.0.0.1"), tmp_path)
-    finally:
-        ctl.stop()
+    handler, _ = lmtp_with_generic_maps(tmp_path, "smtp_generic_maps")
     ((sender, rcpts, _, _),) = handler.messages
     assert (sender, rcpts) == ("his@box.localdomain", ["friend@old.example"])

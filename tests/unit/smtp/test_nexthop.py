@@ -6,7 +6,7 @@ from mta.common import dns as mta_dns
 from mta.config import load_config
 from mta.smtp import deliver, nexthop
 from tests.support.agent import queue_message, request_for, run_agent
-from tests.support.dns_server import DnsServer
+from tests.support.dns_server import zone_fixtures
 from tests.support.instance import make_instance
 from tests.unit.smtp.peers import ScriptServer, read_line, sink
 
@@ -32,16 +32,7 @@ ZONE = {
 }
 
 
-@pytest.fixture(scope="module")
-def dns_server():
-    with DnsServer(ZONE) as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def use_dns(dns_server):
-    mta_dns.set_nameservers(dns_server.nameserver)
-    mta_dns.set_timeouts(0.5, 1.0)
+dns_server, use_dns = zone_fixtures(ZONE)
 
 
 def cfg_for(tmp_path, port=25, extra=""):

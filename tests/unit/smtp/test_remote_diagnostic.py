@@ -21,19 +21,19 @@ REFUSAL = "550 5.1.1 <bad@remote.test>: Recipient address rejected: User unknown
 SOFT = "450 4.2.0 <later@remote.test>: Recipient address rejected: Greylisted"
 
 
+def config(tmp_path, port: int, main_cf: str = "", master_cf: str = ""):
+    """An instance whose smtp client finds "localhost" (127.0.0.1) at port."""
+    main_cf = (
+        f"smtp_tcp_port = {port}\ninet_protocols = ipv4\nsmtp_host_lookup = native\n" + main_cf
+    )
+    return load_config(str(make_instance(tmp_path, main_cf, master_cf)))
+
+
 def deliver_to_refusing_server(tmp_path):
     handler = SinkHandler(reject={"bad@remote.test": REFUSAL, "later@remote.test": SOFT})
     ctl, _ = sink(handler)
     try:
-        cfg = load_config(
-            str(
-                make_instance(
-                    tmp_path,
-                    f"smtp_tcp_port = {ctl.port}\ninet_protocols = ipv4\n"
-                    "smtp_host_lookup = native\n",
-                )
-            )
-        )
+        cfg = config(tmp_path, ctl.port)
         msg = queue_message(cfg, ["good@remote.test", "bad@remote.test", "later@remote.test"])
         result = run_agent(deliver, cfg, request_for(msg, "[localhost]"), tmp_path)
     finally:
@@ -125,26 +125,19 @@ def test_log_entry_written_before_the_diagnostic_fields_still_reads(tmp_path):
 
 def test_expired_deferral_keeps_the_remote_reply_in_the_notice(tmp_path):
     """A 450, then the message expires: qmgr's bounce carries the last remote reply."""
-    import os
     import time
 
     from mta import log
-    from mta.queue.queue_file import iter_content, read_queue_file
-    from tests.unit.qmgr.test_manager import run_qmgr, serve_agent
+    from tests.unit.qmgr.test_manager import run_qmgr, sender_notice, serve_agent, until_gone
 
     handler = SinkHandler(reject={"later@remote.test": SOFT})
     ctl, _ = sink(handler)
     try:
-        cfg = load_config(
-            str(
-                make_instance(
-                    tmp_path,
-                    f"smtp_tcp_port = {ctl.port}\ninet_protocols = ipv4\n"
-                    "smtp_host_lookup = native\ndefault_transport = smtp:[localhost]\n"
-                    "maximal_queue_lifetime = 1s\n",
-                    "qmgr fifo n - n 300 1 qmgr\nsmtp unix - - n - - smtp\n",
-                )
-            )
+        cfg = config(
+            tmp_path,
+            ctl.port,
+            "default_transport = smtp:[localhost]\nmaximal_queue_lifetime = 1s\n",
+            "qmgr fifo n - n 300 1 qmgr\nsmtp unix - - n - - smtp\n",
         )
         m = queue_message(cfg, ["later@remote.test"], queue="active")
         first = run_agent(deliver, cfg, request_for(m, "[localhost]"), tmp_path)
@@ -153,16 +146,14 @@ def test_expired_deferral_keeps_the_remote_reply_in_the_notice(tmp_path):
         log.init("qmgr", cfg)
         agent = serve_agent(cfg, "smtp", deliver)
         try:  # qmgr takes the message back from active/, finds it expired
-            run_qmgr(cfg, lambda qm: not os.path.exists(m.path) and not qm.active)
+            run_qmgr(cfg, until_gone(m))
         finally:
             agent.stop()
     finally:
         ctl.stop()
     assert len(handler.messages) == 0
     text = (tmp_path / "maillog").read_text()
-    notice_id = text.split(f"{m.queue_id}: sender non-delivery notification: ")[1].split()[0]
-    notice = read_queue_file(os.path.join(cfg.get("queue_directory"), "incoming", notice_id))
-    data = b"\n".join(iter_content(notice.path, notice))
+    _, data = sender_notice(cfg, text, m.queue_id)
     (block,) = status_blocks(data)[1:]
     assert block["Action"] == "failed"
     assert block["Remote-MTA"] == "dns; localhost"

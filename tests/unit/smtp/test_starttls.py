@@ -9,10 +9,16 @@ import pytest
 from mta.bounce import logfile
 from mta.config import load_config
 from mta.queue.queue_file import read_queue_file
-from mta.smtp import deliver, deliver_lmtp
+from mta.smtp import deliver
 from tests.support.agent import queue_message, request_for, run_agent
 from tests.support.instance import make_instance
-from tests.unit.smtp.peers import ScriptServer, SinkHandler, lmtp_sink, read_line, sink
+from tests.unit.smtp.peers import (
+    ScriptServer,
+    SinkHandler,
+    deliver_to_lmtp_sink,
+    read_line,
+    sink,
+)
 
 
 class TlsRecorder(SinkHandler):
@@ -68,37 +74,56 @@ def cfg_for(tmp_path, port, level):
     )
 
 
-def test_starttls_used_when_offered(tmp_path, server_tls):
+def send_one(tmp_path, port, level):
+    """Queue one message for u@example.com and run the smtp client at [127.0.0.1]:port."""
+    cfg = cfg_for(tmp_path, port, level)
+    msg = queue_message(cfg, ["u@example.com"])
+    return cfg, msg, run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
+
+
+def send_to_sink(tmp_path, level, tls_context=None):
+    """send_one to an aiosmtpd sink (offering STARTTLS when given a tls_context)."""
     handler = TlsRecorder()
-    ctl, _ = sink(handler, tls_context=server_tls)
+    ctl, _ = sink(handler, tls_context=tls_context)
     try:
-        cfg = cfg_for(tmp_path, ctl.port, "may")
-        msg = queue_message(cfg, ["u@example.com"])
-        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
+        cfg, msg, result = send_one(tmp_path, ctl.port, level)
     finally:
         ctl.stop()
+    return handler, cfg, msg, result
+
+
+def send_to_script(tmp_path, level, script):
+    """send_one to a ScriptServer running script on each connection."""
+    srv = ScriptServer(script)
+    try:
+        cfg, msg, result = send_one(tmp_path, srv.port, level)
+    finally:
+        srv.stop()
+    return srv, cfg, msg, result
+
+
+def test_starttls_used_when_offered(tmp_path, server_tls):
+    handler, _, _, result = send_to_sink(tmp_path, "may", server_tls)
     assert result.statuses[0].action == "relayed"
     assert handler.tls == [True]
 
 
 def test_no_tls_without_security_level(tmp_path, server_tls):
-    handler = TlsRecorder()
-    ctl, _ = sink(handler, tls_context=server_tls)
-    try:
-        cfg = cfg_for(tmp_path, ctl.port, "none")
-        msg = queue_message(cfg, ["u@example.com"])
-        run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
-    finally:
-        ctl.stop()
+    handler, _, _, _ = send_to_sink(tmp_path, "none", server_tls)
     assert handler.tls == [False]
+
+
+async def offer_starttls(reader, writer, received, ehlo: bytes = b"250 STARTTLS\r\n") -> bytes:
+    """Greet, answer EHLO with 250-raw.example and the ehlo lines; the client's next line."""
+    writer.write(b"220 raw.example ESMTP\r\n")
+    await read_line(reader, received)
+    writer.write(b"250-raw.example\r\n" + ehlo)
+    return await read_line(reader, received)
 
 
 def test_failed_handshake_falls_back_to_plain_text(tmp_path):
     async def script(reader, writer, received):
-        writer.write(b"220 raw.example ESMTP\r\n")
-        await read_line(reader, received)
-        writer.write(b"250-raw.example\r\n250-STARTTLS\r\n250 8BITMIME\r\n")
-        line = await read_line(reader, received)
+        line = await offer_starttls(reader, writer, received, b"250-STARTTLS\r\n250 8BITMIME\r\n")
         if line == b"STARTTLS\r\n":
             writer.write(b"220 go ahead\r\nthis is not a TLS server hello at all\r\n" * 4)
             await writer.drain()
@@ -113,13 +138,7 @@ def test_failed_handshake_falls_back_to_plain_text(tmp_path):
         writer.write(b"250 2.0.0 queued\r\n")
         await read_line(reader, received)
 
-    srv = ScriptServer(script)
-    try:
-        cfg = cfg_for(tmp_path, srv.port, "may")
-        msg = queue_message(cfg, ["u@example.com"])
-        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
-    finally:
-        srv.stop()
+    srv, _, _, result = send_to_script(tmp_path, "may", script)
     assert result.statuses[0].action == "relayed"
     assert srv.connections == 2
     assert "Cannot start TLS" in (tmp_path / "maillog").read_text()
@@ -136,14 +155,8 @@ def deferred_reasons(cfg, msg):
 
 
 def test_encrypt_defers_when_starttls_is_not_offered(tmp_path):
-    handler = TlsRecorder()
-    ctl, _ = sink(handler)  # no tls_context: no STARTTLS in the EHLO reply
-    try:
-        cfg = cfg_for(tmp_path, ctl.port, "encrypt")
-        msg = queue_message(cfg, ["u@example.com"])
-        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
-    finally:
-        ctl.stop()
+    # no tls_context: no STARTTLS in the EHLO reply
+    handler, cfg, msg, result = send_to_sink(tmp_path, "encrypt")
     assert handler.messages == []  # nothing went out in plain text
     assert [(s.action, s.dsn) for s in result.statuses] == [("delayed", "4.7.4")]
     reason = "TLS is required, but was not offered by host 127.0.0.1[127.0.0.1]"
@@ -152,37 +165,21 @@ def test_encrypt_defers_when_starttls_is_not_offered(tmp_path):
 
 
 def test_encrypt_delivers_over_tls_when_offered(tmp_path, server_tls):
-    handler = TlsRecorder()
-    ctl, _ = sink(handler, tls_context=server_tls)
-    try:
-        cfg = cfg_for(tmp_path, ctl.port, "encrypt")
-        msg = queue_message(cfg, ["u@example.com"])
-        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
-    finally:
-        ctl.stop()
+    handler, _, _, result = send_to_sink(tmp_path, "encrypt", server_tls)
     assert result.statuses[0].action == "relayed"
     assert handler.tls == [True]
 
 
 def test_encrypt_never_retries_in_plain_text_after_a_failed_handshake(tmp_path):
     async def script(reader, writer, received):
-        writer.write(b"220 raw.example ESMTP\r\n")
-        await read_line(reader, received)
-        writer.write(b"250-raw.example\r\n250 STARTTLS\r\n")
-        if await read_line(reader, received) == b"STARTTLS\r\n":
+        if await offer_starttls(reader, writer, received) == b"STARTTLS\r\n":
             writer.write(b"220 go ahead\r\n")
             await writer.drain()
             await asyncio.sleep(0.2)  # the client is in its handshake by now
             writer.write(b"this is not a TLS server hello at all\r\n" * 4)
             await writer.drain()
 
-    srv = ScriptServer(script)
-    try:
-        cfg = cfg_for(tmp_path, srv.port, "encrypt")
-        msg = queue_message(cfg, ["u@example.com"])
-        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
-    finally:
-        srv.stop()
+    srv, _, _, result = send_to_script(tmp_path, "encrypt", script)
     assert srv.connections == 1
     assert b"MAIL FROM" not in b"".join(srv.received)
     (st,) = result.statuses
@@ -192,21 +189,12 @@ def test_encrypt_never_retries_in_plain_text_after_a_failed_handshake(tmp_path):
 
 def test_encrypt_defers_when_starttls_is_refused(tmp_path):
     async def script(reader, writer, received):
-        writer.write(b"220 raw.example ESMTP\r\n")
-        await read_line(reader, received)
-        writer.write(b"250-raw.example\r\n250 STARTTLS\r\n")
-        if await read_line(reader, received) == b"STARTTLS\r\n":
+        if await offer_starttls(reader, writer, received) == b"STARTTLS\r\n":
             writer.write(b"454 4.7.0 TLS not available due to local problem\r\n")
             await read_line(reader, received)
             writer.write(b"250 ok\r\n")
 
-    srv = ScriptServer(script)
-    try:
-        cfg = cfg_for(tmp_path, srv.port, "encrypt")
-        msg = queue_message(cfg, ["u@example.com"])
-        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
-    finally:
-        srv.stop()
+    srv, _, _, result = send_to_script(tmp_path, "encrypt", script)
     assert b"MAIL FROM" not in b"".join(srv.received)
     (st,) = result.statuses
     assert (st.action, st.dsn) == ("delayed", "4.7.0")
@@ -218,14 +206,8 @@ def test_encrypt_defers_when_starttls_is_refused(tmp_path):
 
 @pytest.mark.parametrize("level", ["fingerprint", "verify", "secure", "dane", "dane-only"])
 def test_verification_level_defers_without_connecting(tmp_path, server_tls, level):
-    handler = TlsRecorder()
-    ctl, _ = sink(handler, tls_context=server_tls)  # even a server that offers TLS
-    try:
-        cfg = cfg_for(tmp_path, ctl.port, level)
-        msg = queue_message(cfg, ["u@example.com"])
-        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
-    finally:
-        ctl.stop()
+    # even a server that offers TLS
+    handler, cfg, msg, result = send_to_sink(tmp_path, level, server_tls)
     assert handler.messages == []
     (st,) = result.statuses
     assert (st.action, st.dsn) == ("delayed", "4.7.5")
@@ -238,33 +220,15 @@ def test_verification_level_defers_without_connecting(tmp_path, server_tls, leve
 
 
 def test_unknown_level_is_a_configuration_error_not_plain_text(tmp_path):
-    handler = TlsRecorder()
-    ctl, _ = sink(handler)
-    try:
-        cfg = cfg_for(tmp_path, ctl.port, "encrpyt")
-        msg = queue_message(cfg, ["u@example.com"])
-        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
-    finally:
-        ctl.stop()
+    handler, cfg, msg, result = send_to_sink(tmp_path, "encrpyt")
     assert handler.messages == []
     assert [(s.action, s.dsn) for s in result.statuses] == [("delayed", "4.3.5")]
 
 
 def test_lmtp_encrypt_defers_when_starttls_is_not_offered(tmp_path):
-    ctl, handler = lmtp_sink()
-    try:
-        cfg = load_config(
-            str(
-                make_instance(
-                    tmp_path,
-                    f"lmtp_tcp_port = {ctl.port}\nlmtp_tls_security_level = encrypt\n",
-                )
-            )
-        )
-        msg = queue_message(cfg, ["u@example.com"])
-        result = run_agent(deliver_lmtp, cfg, request_for(msg, "inet:127.0.0.1"), tmp_path)
-    finally:
-        ctl.stop()
+    handler, result = deliver_to_lmtp_sink(
+        tmp_path, "lmtp_tls_security_level = encrypt\n", ["u@example.com"]
+    )
     assert handler.messages == []
     (st,) = result.statuses
     assert (st.action, st.dsn) == ("delayed", "4.7.4")
