@@ -23,6 +23,7 @@ SECURITY
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import BinaryIO
 
@@ -61,10 +62,14 @@ def _open(path: str) -> tuple[BinaryIO, tuple[int, int]] | None:
     return f, (st.st_dev, st.st_ino)
 
 
-def follow(path: str, out: BinaryIO, start: int = 10) -> None:
-    """Write the last start lines of path, then whatever is appended, until interrupted."""
+def follow(path: str, out: BinaryIO, start: int = 10, stop: threading.Event | None = None) -> None:
+    """Write the last start lines of path, then whatever is appended, until interrupted
+    (or until stop is set, for a caller that runs it on a thread)."""
+    stopped = stop.is_set if stop is not None else lambda: False
     opened = _open(path)
     while opened is None:
+        if stopped():
+            return
         time.sleep(FOLLOW_INTERVAL)
         opened = _open(path)
         start = 0  # a log that appeared while we waited is new: show all of it
@@ -73,7 +78,7 @@ def follow(path: str, out: BinaryIO, start: int = 10) -> None:
         if start:
             out.write(b"".join(_tail(f, start)))
             out.flush()
-        while True:
+        while not stopped():
             data = f.read(READ_BLOCK)
             if data:
                 out.write(data)

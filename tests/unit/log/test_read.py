@@ -53,17 +53,21 @@ def following(tmp_path, monkeypatch):
     path = tmp_path / "maillog"
     out = Collector()
 
-    def run():
-        try:
-            read.follow(str(path), out, start=2)
-        except ValueError:  # the output was closed: the test is over
-            pass
+    stop = threading.Event()
+    threads = []
 
     def start():
-        threading.Thread(target=run, daemon=True).start()
+        thread = threading.Thread(
+            target=read.follow, args=(str(path), out), kwargs={"start": 2, "stop": stop}
+        )
+        thread.start()
+        threads.append(thread)
 
     yield path, out, start
-    out.close()
+    stop.set()
+    for thread in threads:
+        thread.join(5)
+        assert not thread.is_alive()
 
 
 def test_follow_shows_the_last_lines_then_new_ones(following):
