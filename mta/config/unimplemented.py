@@ -150,4 +150,18 @@ REFUSED: dict[str, tuple[str, ...]] = {
     # a per-destination policy may demand TLS or a verified peer: ignored, mail for
     # such a destination would go out under the global level, possibly in plain text
     "smtp_tls_policy_maps": ("*",),
+    # content inspection the operator relies on: mail would pass unscanned
+    # (a FILTER action from a table holds the message instead: qmgr/redirect.py)
+    "content_filter": ("*",),
+    "smtpd_proxy_filter": ("*",),
+    "smtpd_milters": ("*",),
+    "non_smtpd_milters": ("*",),
+    "message_reject_characters": ("*",),
+    # per-client limits: without anvil a client would meet none of them
+    "smtpd_client_connection_count_limit": ("*",),
+    "smtpd_client_connection_rate_limit": ("*",),
+    "smtpd_client_message_rate_limit": ("*",),
+    "smtpd_client_recipient_rate_limit": ("*",),
+    # a relay that demands AUTH would refuse the mail, and it would bounce
+    "smtp_sasl_auth_enable": ("yes", "true", "1"),
 }

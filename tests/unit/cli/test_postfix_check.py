@@ -107,13 +107,13 @@ def test_every_bad_value_gets_its_own_line(make, capsys):
 
 
 def test_a_typo_and_an_unimplemented_parameter_are_warnings(make, capsys):
-    conf = make("mesage_size_limit = 10\ncontent_filter = scan:[127.0.0.1]:10025\n")
+    conf = make("mesage_size_limit = 10\nsmtpd_client_port_logging = yes\n")
     rc, err = run_mta(capsys, conf)
     assert rc == 0
     assert err.splitlines() == [
         f"mta check: warning: {conf}/main.cf, line 4: unused parameter: mesage_size_limit=10",
-        f"mta check: warning: {conf}/main.cf, line 5: content_filter is not implemented: "
-        "the setting content_filter = scan:[127.0.0.1]:10025 has no effect",
+        f"mta check: warning: {conf}/main.cf, line 5: smtpd_client_port_logging is not "
+        "implemented: the setting smtpd_client_port_logging = yes has no effect",
     ]
 
 

@@ -215,3 +215,21 @@ def test_a_tls_policy_table_is_refused_since_its_levels_would_be_ignored(make, t
         f"{tmp_path / 'main.cf'}, line 1: smtp_tls_policy_maps = texthash:/etc/mta/tls_policy "
         "is not implemented, and mta would give less security than it asks for; refused"
     ]
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "content_filter = amavis:[127.0.0.1]:10024",
+        "smtpd_milters = inet:127.0.0.1:8891",
+        "smtpd_client_connection_rate_limit = 30",
+        "smtp_sasl_auth_enable = yes",
+    ],
+)
+def test_a_filter_a_limit_or_auth_that_would_be_skipped_is_refused(make, tmp_path, setting):
+    name, value = setting.split(" = ")
+    cfg = make(setting + "\n", "")
+    assert lines(cfg, fatal=True) == [
+        f"{tmp_path / 'main.cf'}, line 1: {name} = {value} is not implemented, and mta would "
+        "give less security than it asks for; refused"
+    ]
