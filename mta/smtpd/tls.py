@@ -3,6 +3,7 @@
 SYNOPSIS
     level = security_level(cfg)             # "none", "may" or "encrypt"
     context = server_context(cfg)           # ssl.SSLContext, or TlsSetupError
+    loaded = load_server_context(cfg)       # the same, before privileges are dropped
     problems = setup_problems(cfg)          # [(param, text)] for mta check
     log.info(established_text(client, ssl_object))
     await starttls(session, arg)            # smtpd's STARTTLS command
@@ -123,6 +124,19 @@ def server_context(cfg) -> ssl.SSLContext:
     _read("smtpd_tls_key_file", key)
     _load(ctx, "smtpd_tls_key_file" if key != cert else "smtpd_tls_cert_file", key, cert, key)
     return ctx
+
+
+def load_server_context(cfg) -> ssl.SSLContext | TlsSetupError | None:
+    """The context, or why it cannot be built, or None at level none.
+
+    smtpd calls this before it gives up root, as Postfix reads its keys:
+    a key file readable by root alone is the usual setup."""
+    if security_level(cfg) not in ("may", "encrypt"):
+        return None
+    try:
+        return server_context(cfg)
+    except TlsSetupError as exc:
+        return exc
 
 
 def setup_problems(cfg) -> list[tuple[str, str]]:

@@ -1,9 +1,12 @@
 """smtpd STARTTLS with real TLS peers on 127.0.0.1: smtplib, raw sockets with ssl, swaks."""
 
+import os
 import shutil
 import smtplib
 import ssl
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +14,7 @@ from mta.config import Config
 from mta.config.validate import config_problems
 from mta.queue.queue_file import iter_content
 from tests.support.instance import RawClient, SmtpdThread, greet, incoming_files, make_instance
-from tests.support.running import wait_for
+from tests.support.running import Instance, free_port, wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -220,6 +223,20 @@ def test_garbage_or_hangup_during_the_handshake_ends_the_session(start, certs, a
         assert s.starttls(context=_client_context())[0] == 220
 
 
+def test_a_client_that_stalls_in_the_handshake_is_dropped_at_smtpd_starttls_timeout(start, certs):
+    smtpd = start(_may(certs) + "smtpd_starttls_timeout = 1s\n")
+    client = RawClient(smtpd.port)
+    greet(client)
+    client.send(b"STARTTLS\r\n")
+    assert client.reply() == "220 2.0.0 Ready to start TLS"
+    assert wait_for(lambda: "disconnect from" in smtpd.maillog.read_text(), 10)
+    assert client.closed()
+    log = smtpd.maillog.read_text()
+    assert "SSL_accept error from localhost[127.0.0.1]" in log
+    assert "Traceback" not in log and "unexpected error" not in log
+    client.close()
+
+
 @pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed")
 def test_swaks_tls(start, certs):
     smtpd = start(_may(certs))
@@ -232,3 +249,43 @@ def test_swaks_tls(start, certs):
     assert "<-  220 2.0.0 Ready to start TLS" in out.stdout
     assert "~> QUIT" in out.stdout  # everything after STARTTLS went encrypted
     assert len(incoming_files(smtpd.cdir)) == 1
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run smtpd as nobody")
+def test_a_key_only_root_can_read_serves_an_smtpd_running_as_nobody():
+    # the usual setup: the key is 0600 root's; smtpd loads it before it becomes mail_owner
+    top = tempfile.mkdtemp(prefix="mta-tls-", dir="/tmp")
+    os.chmod(top, 0o755)  # nobody must reach the queue
+    try:
+        keys = os.path.join(top, "keys")
+        os.mkdir(keys, 0o700)
+        cert, key = _openssl_cert(Path(keys), "mx.test.example")
+        os.chmod(key, 0o600)
+        port = free_port()
+        inst = Instance(
+            top,
+            f"127.0.0.1:{port} inet n - n - - smtpd\n",
+            {
+                "mail_owner": "nobody",
+                "myhostname": "mx.test.example",
+                "smtpd_peername_lookup": "no",
+                "smtpd_tls_security_level": "may",
+                "smtpd_tls_cert_file": cert,
+                "smtpd_tls_key_file": key,
+                "smtpd_tls_loglevel": "1",
+            },
+        )
+        r = inst.mta("start")
+        assert r.returncode == 0, r.stderr + inst.log()
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+                s.ehlo("client.example")
+                assert s.starttls(context=_client_context())[0] == 220, inst.log()
+                assert s.ehlo("client.example")[0] == 250
+            inst.wait_log(r"Anonymous TLS connection established from unknown\[127\.0\.0\.1\]")
+            assert "TLS library problem" not in inst.log()
+        finally:
+            inst.stop()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
