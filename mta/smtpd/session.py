@@ -37,6 +37,12 @@ DESCRIPTION
     local user), as Postfix; 502 5.5.1 with disable_vrfy_command. In
     sendmail -bs mode (stand_alone) there is no lookup.
 
+    STARTTLS (smtpd_tls_security_level may or encrypt) is answered in
+    smtpd/tls.py; at encrypt, MAIL, RCPT, DATA, BDAT, VRFY and ETRN
+    get 530 5.7.0 until the session runs over TLS. The lines a client
+    pipelined after STARTTLS are dropped with the rest of the buffer
+    (self.restarted), never answered after the handshake.
+
     Every 4xx and 5xx reply gets smtpd_reject_footer (or the footer
     smtpd_reject_footer_maps finds for it) through smtpd/footer.py.
     The HELO/EHLO name is kept printable (smtpd/address.py
@@ -58,7 +64,7 @@ SECURITY
 STANDARDS
     RFC 5321 (SMTP), RFC 1870 (SIZE), RFC 2920 (PIPELINING), RFC 3030
     (CHUNKING), RFC 3461 (DSN), RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8),
-    RFC 2034 (ENHANCEDSTATUSCODES), RFC 1985 (ETRN).
+    RFC 2034 (ENHANCEDSTATUSCODES), RFC 1985 (ETRN), RFC 3207 (STARTTLS).
 """
 
 from __future__ import annotations
