@@ -289,3 +289,17 @@ def test_a_key_only_root_can_read_serves_an_smtpd_running_as_nobody():
             inst.stop()
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_openssl_s_client_starttls(start, certs):
+    smtpd = start(_may(certs))
+    out = subprocess.run(
+        ["openssl", "s_client", "-starttls", "smtp", "-connect", f"127.0.0.1:{smtpd.port}",
+         "-name", "client.example", "-quiet"],
+        input="QUIT\r\n", capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    # s_client said EHLO and STARTTLS itself; the QUIT it typed next went over TLS
+    assert "221 2.0.0 Bye" in out.stdout, out.stdout + out.stderr
+    assert wait_for(lambda: "disconnect from" in smtpd.maillog.read_text(), 5)
+    log = smtpd.maillog.read_text()
+    assert "ehlo=1 starttls=1 quit=1" in log and "Anonymous TLS connection established" in log
