@@ -75,18 +75,12 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtpd_sasl_path",              # SMTP AUTH
     "smtpd_sasl_security_options",  # SMTP AUTH
     "smtpd_sasl_type",              # SMTP AUTH
-    "smtpd_starttls_timeout",       # inbound TLS
     "smtpd_tls_CAfile",             # inbound TLS
     "smtpd_tls_auth_only",          # inbound TLS
-    "smtpd_tls_cert_file",          # inbound TLS
-    "smtpd_tls_chain_files",        # inbound TLS
     "smtpd_tls_ciphers",            # inbound TLS
-    "smtpd_tls_key_file",           # inbound TLS
-    "smtpd_tls_loglevel",           # inbound TLS
     "smtpd_tls_mandatory_protocols",  # inbound TLS
     "smtpd_tls_protocols",          # inbound TLS
     "smtpd_tls_received_header",    # inbound TLS
-    "smtpd_tls_security_level",     # inbound TLS: no STARTTLS is offered
     "smtpd_tls_session_cache_database",  # inbound TLS
     # --- smtp client
     "smtp_always_send_ehlo",        # not consulted (smtp_never_send_ehlo is)
@@ -140,13 +134,11 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
 # the value mta behaves as, where that is not the default: setting it is no warning
 AS_IF: dict[str, str] = {
     "biff": "no",  # there is no comsat notification
-    "smtpd_tls_security_level": "none",  # smtpd offers no STARTTLS
 }
 
 # values that demand what mta cannot do: refused rather than served with less security
 # ("*": any value other than the default)
 REFUSED: dict[str, tuple[str, ...]] = {
-    "smtpd_tls_security_level": ("encrypt",),  # would take mail in plain text
     # a per-destination policy may demand TLS or a verified peer: ignored, mail for
     # such a destination would go out under the global level, possibly in plain text
     "smtp_tls_policy_maps": ("*",),

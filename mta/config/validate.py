@@ -27,8 +27,11 @@ DESCRIPTION
         that does not open is only a warning).
 
     Those are fatal, and so is a parameter set to a value that asks for
-    more security than mta can give (mta.config.unimplemented.REFUSED:
-    smtpd_tls_security_level = encrypt). Warnings: a main.cf name that no parameter has and
+    more security than mta can give (mta.config.unimplemented.REFUSED).
+    Warnings: where smtpd offers STARTTLS (smtpd_tls_security_level may
+    or encrypt), a server certificate or key that cannot be loaded,
+    naming the parameter and the file (smtpd then answers STARTTLS
+    with 454 4.7.0, as Postfix does); a main.cf name that no parameter has and
     that no setting uses as $name (nor smtpd_restriction_classes lists),
     which is probably a typo, and a parameter from
     mta.config.unimplemented set to something other than its default.
@@ -263,6 +266,24 @@ def _check_view(cfg, names, open_tables: bool, seen: set[str]) -> list[Problem]:
     return out
 
 
+def _tls_problems(cfg, seen: set[str]) -> list[Problem]:
+    """smtpd's STARTTLS certificates, loaded as smtpd will (warnings)."""
+    from mta.smtpd.tls import setup_problems
+
+    out = []
+    try:
+        found = setup_problems(cfg)
+    except ConfigError:
+        return []  # the value problem is reported by _check_view
+    for name, why in found:
+        path, line = _where(cfg, name)
+        problem = Problem(f"parameter {name}: {why}", path, line, fatal=False)
+        if str(problem) not in seen:
+            seen.add(str(problem))
+            out.append(problem)
+    return out
+
+
 def unimplemented_setting(cfg, name: str) -> Problem | None:
     """A warning when name is not implemented and cfg sets it away from its default."""
     if name not in UNIMPLEMENTED:
@@ -303,6 +324,7 @@ def config_problems(
     transports = transport_names(services)
     referenced = referenced_names(cfg, services)
     out.extend(_check_view(cfg, list(cfg.entries), open_tables, seen))
+    out.extend(_tls_problems(cfg, seen))
     for name, e in cfg.entries.items():
         if name in PARAMS or per_transport_default(name, transports) or name in referenced:
             continue
@@ -322,6 +344,8 @@ def config_problems(
             if n not in s.overrides and _uses(e.value, s.overrides)
         ]
         out.extend(_check_view(view, names, open_tables, seen))
+        if any(n.startswith("smtpd_tls_") for n in s.overrides):
+            out.extend(_tls_problems(view, seen))
         for name in s.overrides:
             known = name in PARAMS or per_transport_default(name, transports)
             if not known and name not in referenced and name not in cfg.entries:

@@ -44,6 +44,7 @@ from mta.common.match_list import AddrList, DomainList
 from mta.common.worker import BlockingPool
 from mta.smtpd.checks import SessionState, SmtpdChecks
 from mta.smtpd.footer import ReplyFooter
+from mta.smtpd.tls import LEVELS, TlsSetupError, load_server_context, security_level
 from mta.smtpd.transcript import class_names, make_error_notice, notice_recipient, notify_mask
 
 NAME_CACHE_TTL = 60.0  # seconds a client host name stays cached
@@ -71,7 +72,7 @@ EHLO_KEYWORDS = (
 class SmtpdServer:
     """State shared by the sessions of one smtpd process."""
 
-    def __init__(self, cfg, cleanup=None) -> None:
+    def __init__(self, cfg, cleanup=None, tls: bool = True, tls_loaded=None) -> None:
         self.cfg = cfg
         self.hostname = cfg.get("myhostname")
         self.banner = cfg.get("smtpd_banner")
@@ -104,7 +105,9 @@ class SmtpdServer:
         self.footer = ReplyFooter(cfg)
         self.cleanup = cleanup if cleanup is not None else Cleanup(cfg)
         self.executor = BlockingPool(FSYNC_THREADS, "fsync")
+        self.setup_tls(tls, tls_loaded)
         self.ehlo_reply = self.build_ehlo_reply()
+        self.ehlo_reply_tls = self.build_ehlo_reply(starttls=False)
         self.names: dict[str, tuple[float, str, str]] = {}
         self.sessions: set = set()
         self.on_session_end = None  # called after each session ends
@@ -117,10 +120,34 @@ class SmtpdServer:
             return True  # the queue file write will report the problem
         return fs.f_bavail * fs.f_frsize >= self.minfree + size
 
-    def build_ehlo_reply(self) -> bytes:
+    def setup_tls(self, enabled: bool, loaded=None) -> None:
+        """Read the STARTTLS settings; a context that cannot be built is logged, not fatal.
+
+        enabled False (sendmail -bs, on a pipe): no STARTTLS, as Postfix's stand-alone mode.
+        loaded: what tls.load_server_context() gave while still root (None: load it now)."""
+        self.tls_level = security_level(self.cfg) if enabled else "none"
+        if self.tls_level not in LEVELS:
+            log.warning("unknown smtpd_tls_security_level: %s, using none", self.tls_level)
+            self.tls_level = "none"
+        self.tls_required = self.tls_level == "encrypt"
+        self.tls_loglevel = self.cfg.get_int("smtpd_tls_loglevel")
+        self.tls_timeout = float(self.cfg.get_time("smtpd_starttls_timeout"))
+        self.tls_context = None
+        if self.tls_level != "none":
+            if loaded is None:
+                loaded = load_server_context(self.cfg)
+            if isinstance(loaded, TlsSetupError):
+                log.warning("TLS library problem: %s", loaded)
+            else:
+                self.tls_context = loaded
+
+    def build_ehlo_reply(self, starttls: bool = True) -> bytes:
         discard = {k.upper() for k in self.cfg.get_list("smtpd_discard_ehlo_keywords")}
         lines = [self.hostname]
-        for keyword in EHLO_KEYWORDS:
+        keywords = list(EHLO_KEYWORDS)
+        if starttls and self.tls_level != "none":
+            keywords.insert(keywords.index("ENHANCEDSTATUSCODES"), "STARTTLS")
+        for keyword in keywords:
             if keyword in discard or (keyword == "VRFY" and self.disable_vrfy):
                 continue
             if keyword == "SIZE":
@@ -230,10 +257,11 @@ async def serve(ctx, listeners) -> int:
     from mta.master.mail_server import drop_privileges_if_asked, watch_master
     from mta.smtpd.session import SmtpdSession
 
+    tls_loaded = load_server_context(ctx.cfg)  # keys are read as root, as Postfix does
     drop_privileges_if_asked(ctx)
     log.start_background()
     loop = asyncio.get_running_loop()
-    server = SmtpdServer(ctx.cfg)
+    server = SmtpdServer(ctx.cfg, tls_loaded=tls_loaded)
     done = asyncio.Event()
     servers = []
     max_idle = ctx.cfg.get_time("max_idle")

@@ -37,6 +37,12 @@ DESCRIPTION
     local user), as Postfix; 502 5.5.1 with disable_vrfy_command. In
     sendmail -bs mode (stand_alone) there is no lookup.
 
+    STARTTLS (smtpd_tls_security_level may or encrypt) is answered in
+    smtpd/tls.py; at encrypt, MAIL, RCPT, DATA, BDAT, VRFY and ETRN
+    get 530 5.7.0 until the session runs over TLS. The lines a client
+    pipelined after STARTTLS are dropped with the rest of the buffer
+    (self.restarted), never answered after the handshake.
+
     Every 4xx and 5xx reply gets smtpd_reject_footer (or the footer
     smtpd_reject_footer_maps finds for it) through smtpd/footer.py.
     The HELO/EHLO name is kept printable (smtpd/address.py
@@ -58,7 +64,7 @@ SECURITY
 STANDARDS
     RFC 5321 (SMTP), RFC 1870 (SIZE), RFC 2920 (PIPELINING), RFC 3030
     (CHUNKING), RFC 3461 (DSN), RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8),
-    RFC 2034 (ENHANCEDSTATUSCODES), RFC 1985 (ETRN).
+    RFC 2034 (ENHANCEDSTATUSCODES), RFC 1985 (ETRN), RFC 3207 (STARTTLS).
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ from mta.cleanup.cleanup import (
 from mta.queue import rec_type as R
 from mta.smtpd.address import AddressError, decode_xtext, parse_path, printable_arg
 from mta.smtpd.checks import SessionState
+from mta.smtpd.tls import starttls
 from mta.smtpd.transcript import (
     NOTE_CONTENT,
     NOTIFY_BOUNCE,
@@ -99,6 +106,8 @@ MODE_SKIP = 3  # discarding the rest of an over-long command line
 # commands after which the client must wait for the reply (RFC 2920 section 3.1)
 SYNC_COMMANDS = frozenset({b"EHLO", b"HELO", b"DATA", b"QUIT", b"NOOP", b"VRFY", b"ETRN", b"HELP"})
 JUNK_COMMANDS = frozenset({b"NOOP", b"VRFY", b"ETRN", b"RSET"})
+# refused with 530 before STARTTLS at smtpd_tls_security_level = encrypt
+TLS_FIRST_COMMANDS = frozenset({b"MAIL", b"RCPT", b"DATA", b"BDAT", b"VRFY", b"ETRN"})
 
 LINE_END_OF_DATA = b"."  # what the client sent to end DATA content
 
@@ -160,6 +169,8 @@ class SmtpdSession(asyncio.Protocol):
         self.transcript = Transcript() if server.notify_mask & NOTIFY_RING else None
         self.st: SessionState | None = None
         self.session_actions: list = []
+        self.tls = False  # the session runs over TLS (after STARTTLS)
+        self.restarted = False  # STARTTLS just completed: drop what was pipelined after it
         self.reset_transaction()
 
     # ------------------------------------------------------------ transport events
@@ -400,6 +411,10 @@ class SmtpdSession(asyncio.Protocol):
             more = index + 1 < len(lines) or bool(self.inbuf) or too_long
             if not await self.command(line, more):
                 return False
+            if self.restarted:
+                # lines the client sent after STARTTLS in the clear are never commands
+                self.restarted = False
+                return True
             if self.mode != MODE_COMMAND:
                 # DATA or BDAT took over: the bytes after this line, exactly as
                 # they came, are message content
@@ -468,6 +483,8 @@ class SmtpdSession(asyncio.Protocol):
                     self.note(NOTIFY_PROTOCOL)
                     self.reply(f"421 4.7.0 {self.server.hostname} Error: too many errors")
                     return False
+        if self.server.tls_required and not self.tls and verb in TLS_FIRST_COMMANDS:
+            return await self.error("530 5.7.0 Must issue a STARTTLS command first")
         if more and (verb in SYNC_COMMANDS or not self.st.esmtp):
             self.st.pipelining_violation = True
             if self.server.forbid_unauth_pipelining:
@@ -493,9 +510,10 @@ class SmtpdSession(asyncio.Protocol):
             if verdict is not None:
                 return await self.refuse("HELO", verdict)
         if esmtp:
-            self.replies.append(self.server.ehlo_reply)
+            ehlo = self.server.ehlo_reply_tls if self.tls else self.server.ehlo_reply
+            self.replies.append(ehlo)
             if self.transcript is not None:
-                self.transcript.server(self.server.ehlo_reply)
+                self.transcript.server(ehlo)
         else:
             self.reply(f"250 {self.server.hostname}")
         return True
@@ -671,7 +689,7 @@ class SmtpdSession(asyncio.Protocol):
         name = self.st.protocol
         if self.smtputf8:
             name = "UTF8" + name.replace("ESMTP", "SMTP") if name.startswith("E") else name
-        return name
+        return name + "S" if self.tls else name
 
     async def do_data(self, arg: bytes) -> bool:
         if arg:
@@ -899,6 +917,9 @@ class SmtpdSession(asyncio.Protocol):
             return True
         return await self.error(f"459 4.3.0 <{domain}>: service unavailable", 0)
 
+    async def do_starttls(self, arg: bytes) -> bool:
+        return await starttls(self, arg)
+
     async def do_help(self, arg: bytes) -> bool:
         self.reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY ETRN")
         return True
@@ -931,4 +952,5 @@ COMMANDS = {
     b"VRFY": SmtpdSession.do_vrfy,
     b"ETRN": SmtpdSession.do_etrn,
     b"HELP": SmtpdSession.do_help,
+    b"STARTTLS": SmtpdSession.do_starttls,
 }

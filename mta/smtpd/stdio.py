@@ -125,7 +125,7 @@ async def _serve(cfg) -> int:
     from mta.smtpd.server import SmtpdServer
     from mta.smtpd.session import SmtpdSession
 
-    server = SmtpdServer(cfg, cleanup=MaildropSubmitter(cfg))
+    server = SmtpdServer(cfg, cleanup=MaildropSubmitter(cfg), tls=False)  # no TLS on a pipe
     server.peername_lookup = False
     server.stand_alone = True
     # A program on a pipe writes its whole conversation at once; that is no

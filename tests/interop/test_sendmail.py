@@ -250,3 +250,19 @@ def test_bs_vrfy_does_no_recipient_lookup(tmp_path):
         timeout=30,
     )
     assert b"\r\n252 2.0.0 stranger@mx.test.example\r\n" in r.stdout, r.stdout
+
+
+def test_bs_offers_no_starttls_even_where_smtpd_does(tmp_path):
+    # a pipe cannot carry TLS: stand-alone mode ignores smtpd_tls_security_level, as Postfix
+    cdir = make_instance(
+        tmp_path, f"smtpd_tls_security_level = may\nsmtpd_tls_cert_file = {tmp_path}/none.pem\n"
+    )
+    r = subprocess.run(
+        [*SENDMAIL, "-C", str(cdir), "-bs"],
+        input=b"EHLO local.example\r\nSTARTTLS\r\nQUIT\r\n",
+        capture_output=True,
+        timeout=30,
+    )
+    assert b"250-PIPELINING" in r.stdout and b"STARTTLS\r\n" not in r.stdout.split(b"502")[0]
+    assert b"\r\n502 5.5.1 Error: command not implemented\r\n" in r.stdout, r.stdout
+    assert b"TLS" not in (tmp_path / "maillog").read_bytes()

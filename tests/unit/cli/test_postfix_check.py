@@ -3,6 +3,7 @@
 import os
 import pwd
 import re
+import subprocess
 
 import pytest
 
@@ -152,4 +153,24 @@ def test_postfix_services_mta_does_not_run_are_named_with_their_line(make, capsy
         "command tlsmgr is not available yet; skipped",
         f"mta check: warning: {conf}/master.cf, line 5: service rewrite/unix: not needed: "
         "address rewriting runs inside smtpd, cleanup and qmgr; skipped",
+    ]
+
+
+def test_a_missing_tls_key_is_a_warning_naming_parameter_and_file(make, capsys, tmp_path):
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=mx.example", "-keyout", str(tmp_path / "server.key"),
+         "-out", str(tmp_path / "server.crt")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    key = tmp_path / "missing.key"
+    conf = make(
+        f"smtpd_tls_security_level = may\nsmtpd_tls_cert_file = {tmp_path}/server.crt\n"
+        f"smtpd_tls_key_file = {key}\n"
+    )
+    rc, err = run_mta(capsys, conf)
+    assert rc == 0
+    assert err.splitlines() == [
+        f"mta check: warning: {conf}/main.cf, line 6: parameter smtpd_tls_key_file: "
+        f"TLS not available: smtpd_tls_key_file: {key}: No such file or directory"
     ]

@@ -1,0 +1,205 @@
+"""smtpd.tls - STARTTLS for smtpd: the server context, the level, the log line
+
+SYNOPSIS
+    level = security_level(cfg)             # "none", "may" or "encrypt"
+    context = server_context(cfg)           # ssl.SSLContext, or TlsSetupError
+    loaded = load_server_context(cfg)       # the same, before privileges are dropped
+    problems = setup_problems(cfg)          # [(param, text)] for mta check
+    log.info(established_text(client, ssl_object))
+    await starttls(session, arg)            # smtpd's STARTTLS command
+
+DESCRIPTION
+    smtpd_tls_security_level chooses whether smtpd offers STARTTLS
+    ("may"), demands it before mail ("encrypt"), or does neither
+    ("none", or empty).
+
+    The server certificates come from smtpd_tls_chain_files when it is
+    set: each file holds PEM keys and certificates, every private key
+    followed by its certificate chain (the key may also be alone in one
+    file and its chain in the next). Otherwise from smtpd_tls_cert_file
+    with its key in smtpd_tls_key_file (by default the same file).
+
+    A context that cannot be built (no certificate, an unreadable file,
+    a key that does not match its certificate) raises TlsSetupError
+    naming the parameter and the file; smtpd then answers STARTTLS with
+    454 4.7.0, and mta check reports the same text.
+
+    starttls() answers the command: 220, then the handshake on the same
+    connection (loop.start_tls), bounded by smtpd_starttls_timeout.
+    Whatever the client sent after the STARTTLS line before the
+    handshake is thrown away, never read as a command, and the SMTP
+    state starts over: the client says EHLO again, which no longer
+    offers STARTTLS; a second STARTTLS gets 554. With
+    smtpd_tls_loglevel 1 or more the handshake is logged as
+    "Anonymous TLS connection established from ...". A failed
+    handshake (garbage, a client that hangs up or stalls) is logged
+    as "SSL_accept error from ..." and ends the session.
+
+SECURITY
+    Key material is read once, by the smtpd process, before any client
+    speaks; a chain file split into key groups goes through a private
+    temporary file (mode 0600) removed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import ssl
+import tempfile
+
+from mta import log
+
+LEVELS = ("none", "may", "encrypt")
+_KEY_RE = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+
+
+class TlsSetupError(Exception):
+    """The server context cannot be built; str() names the parameter and the file."""
+
+    def __init__(self, param: str, path: str, reason: str) -> None:
+        self.param = param
+        self.path = path
+        super().__init__(f"{param}: {path}: {reason}" if path else f"{param}: {reason}")
+
+
+def security_level(cfg) -> str:
+    """smtpd_tls_security_level, lower case; empty means none."""
+    return cfg.get("smtpd_tls_security_level").strip().lower() or "none"
+
+
+def _read(param: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise TlsSetupError(param, path, exc.strerror or str(exc)) from None
+
+
+def _load(ctx: ssl.SSLContext, param: str, path: str, cert: str, key: str | None) -> None:
+    try:
+        ctx.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        reason = exc.reason or str(exc)
+        if "KEY_VALUES_MISMATCH" in reason.upper():
+            reason = "private key does not match the certificate"
+        raise TlsSetupError(param, path, f"cannot load the key and certificate: {reason}") from None
+    except OSError as exc:
+        raise TlsSetupError(param, path, exc.strerror or str(exc)) from None
+
+
+def _load_chain_files(ctx: ssl.SSLContext, files: list[str]) -> None:
+    param = "smtpd_tls_chain_files"
+    blob = b"".join(_read(param, f).rstrip(b"\n") + b"\n" for f in files)
+    starts = [m.start() for m in _KEY_RE.finditer(blob)]
+    if not starts:
+        raise TlsSetupError(param, " ".join(files), "no private key found")
+    where = " ".join(files)
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else len(blob)
+        group = blob[start:end]
+        fd, tmp = tempfile.mkstemp(prefix="smtpd-tls-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(group)
+            _load(ctx, param, where, tmp, None)
+        finally:
+            os.unlink(tmp)
+
+
+def server_context(cfg) -> ssl.SSLContext:
+    """The context smtpd's STARTTLS uses; TlsSetupError when it cannot be built."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    chain = cfg.get_list("smtpd_tls_chain_files")
+    if chain:
+        _load_chain_files(ctx, chain)
+        return ctx
+    cert = cfg.get("smtpd_tls_cert_file").strip()
+    key = cfg.get("smtpd_tls_key_file").strip() or cert
+    if not cert:
+        raise TlsSetupError("smtpd_tls_cert_file", "", "no server certificate configured")
+    _read("smtpd_tls_cert_file", cert)
+    _read("smtpd_tls_key_file", key)
+    _load(ctx, "smtpd_tls_key_file" if key != cert else "smtpd_tls_cert_file", key, cert, key)
+    return ctx
+
+
+def load_server_context(cfg) -> ssl.SSLContext | TlsSetupError | None:
+    """The context, or why it cannot be built, or None at level none.
+
+    smtpd calls this before it gives up root, as Postfix reads its keys:
+    a key file readable by root alone is the usual setup."""
+    if security_level(cfg) not in ("may", "encrypt"):
+        return None
+    try:
+        return server_context(cfg)
+    except TlsSetupError as exc:
+        return exc
+
+
+def setup_problems(cfg) -> list[tuple[str, str]]:
+    """What mta check says about smtpd's TLS settings: [(param, message)]."""
+    if security_level(cfg) not in ("may", "encrypt"):
+        return []  # none; an unknown level is a value problem of its own
+    try:
+        server_context(cfg)
+    except TlsSetupError as exc:
+        return [(exc.param, f"TLS not available: {exc}")]
+    return []
+
+
+def established_text(client: str, ssl_object) -> str:
+    """The log line of a completed handshake, in Postfix's form."""
+    name, _, bits = ssl_object.cipher()
+    return (
+        f"Anonymous TLS connection established from {client}: "
+        f"{ssl_object.version()} with cipher {name} ({bits}/{bits} bits)"
+    )
+
+
+async def starttls(session, arg: bytes) -> bool:
+    """Answer STARTTLS for an SmtpdSession; False when the session must end."""
+    server = session.server
+    if server.tls_level == "none":
+        return await session.error("502 5.5.1 Error: command not implemented")
+    if arg:
+        return await session.error("501 5.5.4 Syntax: STARTTLS")
+    if session.tls:
+        return await session.error("554 5.5.1 Error: TLS already active")
+    if server.tls_context is None:
+        return await session.error("454 4.7.0 TLS not available due to local problem", 0)
+    session.reply("220 2.0.0 Ready to start TLS")
+    session.flush()
+    session.inbuf.clear()  # the injection defence: nothing sent in the clear survives
+    session.restarted = True
+    loop = asyncio.get_running_loop()
+    try:
+        transport = await loop.start_tls(
+            session.transport,
+            session,
+            server.tls_context,
+            server_side=True,
+            ssl_handshake_timeout=server.tls_timeout,
+        )
+    except (ssl.SSLError, OSError, asyncio.TimeoutError, ConnectionError) as exc:
+        reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+        log.info("SSL_accept error from %s: %s", session.client_text, reason)
+        session.closed = True
+        return False
+    if transport is None:  # the client went away during the handshake
+        session.closed = True
+        return False
+    session.transport = transport
+    session.paused = False
+    session.tls = True
+    ssl_object = transport.get_extra_info("ssl_object")
+    if server.tls_loglevel >= 1 and ssl_object is not None:
+        log.info("%s", established_text(session.client_text, ssl_object))
+    # the session starts over: the client must say EHLO again
+    session.reset_transaction()
+    session.st.helo_name = ""
+    session.st.esmtp = False
+    session.st.protocol = "SMTP"
+    return True
