@@ -1,18 +1,29 @@
 """SMTP AUTH in the smtp client (mta/smtp/sasl.py) against aiosmtpd as an authenticated smarthost."""
 
+import base64
 import ssl
 import subprocess
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from mta.bounce import logfile
 from mta.config import load_config
 from mta.queue.queue_file import read_queue_file
-from mta.smtp import deliver
+from mta.smtp import deliver, deliver_lmtp
 from tests.support.agent import queue_message, request_for, run_agent
 from tests.support.instance import make_instance
-from tests.unit.smtp.peers import AgentServer, SinkHandler, sink
+from tests.unit.smtp.peers import (
+    AgentServer,
+    LmtpHandler,
+    ScriptServer,
+    SinkHandler,
+    free_port,
+    read_line,
+    sink,
+)
 
 USER, PASSWORD = "relayuser", "s3cret-pw"
 
@@ -215,3 +226,89 @@ def test_an_authenticated_session_is_not_cached(tmp_path, server_tls):
     assert session_cache.count() == 0
     assert [ok for *_, ok in handler.logins] == [True, True]  # one login per message
     assert len(handler.messages) == 2
+
+
+class LmtpAuthSink(LmtpHandler):
+    def __init__(self):
+        super().__init__()
+        self.auth = AuthSink()
+
+
+def lmtp_send(tmp_path, main_cf):
+    handler = LmtpAuthSink()
+
+    class Ctl(Controller):
+        def factory(self):
+            return LMTP(
+                self.handler, authenticator=handler.auth.authenticator, auth_require_tls=False
+            )
+
+    ctl = Ctl(handler, hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    table = tmp_path / "sasl_passwd"
+    table.write_text(f"127.0.0.1 {USER}:{PASSWORD}\n")
+    try:
+        cfg = load_config(
+            str(make_instance(tmp_path, f"lmtp_tcp_port = {ctl.port}\n" + main_cf.format(table)))
+        )
+        msg = queue_message(cfg, ["u@example.com"])
+        result = run_agent(deliver_lmtp, cfg, request_for(msg, "inet:127.0.0.1"), tmp_path)
+    finally:
+        ctl.stop()
+    return handler, result
+
+
+def test_lmtp_reads_its_own_lmtp_sasl_parameters(tmp_path):
+    main_cf = (
+        "lmtp_sasl_auth_enable = yes\nlmtp_sasl_password_maps = texthash:{}\n"
+        "lmtp_sasl_security_options = noanonymous\n"
+    )
+    handler, result = lmtp_send(tmp_path, main_cf)
+    assert [s.action for s in result.statuses] == ["delivered"]
+    assert handler.auth.logins == [("PLAIN", USER, False, True)]
+
+
+def test_lmtp_ignores_the_smtp_sasl_parameters(tmp_path):
+    main_cf = (
+        "smtp_sasl_auth_enable = yes\nsmtp_sasl_password_maps = texthash:{}\n"
+        "smtp_sasl_security_options = noanonymous\n"
+    )
+    handler, result = lmtp_send(tmp_path, main_cf)
+    assert [s.action for s in result.statuses] == ["delivered"]
+    assert handler.auth.logins == []
+
+
+def test_login_exchange_on_the_wire_with_the_old_auth_equals_keyword(tmp_path):
+    async def script(reader, writer, received):
+        writer.write(b"220 old.example ESMTP\r\n")
+        await read_line(reader, received)
+        writer.write(b"250-old.example\r\n250 AUTH=LOGIN\r\n")
+        for challenge in (b"VXNlcm5hbWU6", b"UGFzc3dvcmQ6"):
+            await read_line(reader, received)
+            writer.write(b"334 " + challenge + b"\r\n")
+        await read_line(reader, received)
+        writer.write(b"235 2.7.0 ok\r\n")
+        line = await read_line(reader, received)
+        while not line.startswith(b"DATA"):
+            writer.write(b"250 ok\r\n")
+            line = await read_line(reader, received)
+        writer.write(b"354 go\r\n")
+        while (await read_line(reader, received)) != b".\r\n":
+            pass
+        writer.write(b"250 2.0.0 queued\r\n")
+        await read_line(reader, received)
+
+    srv = ScriptServer(script)
+    try:
+        cfg = sasl_cfg(tmp_path, srv.port, "smtp_sasl_security_options = noanonymous\n")
+        msg = queue_message(cfg, ["u@example.com"])
+        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
+    finally:
+        srv.stop()
+    assert [s.action for s in result.statuses] == ["relayed"]
+    assert srv.received[1:5] == [
+        b"AUTH LOGIN\r\n",
+        base64.b64encode(USER.encode()) + b"\r\n",
+        base64.b64encode(PASSWORD.encode()) + b"\r\n",
+        b"MAIL FROM:<a@example.org>\r\n",
+    ]
