@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 from mta import log
 from mta.config.params import PARAMS
-from mta.maps import MapRetry, Maps
+from mta.maps import MapError, MapRetry, Maps
 
 MECH_PREFERENCE = ("PLAIN", "LOGIN")  # the mechanisms this client speaks, best first
 SECURITY_OPTIONS = frozenset(
@@ -81,6 +81,7 @@ class SaslSettings:
     lmtp: bool
     enabled: bool
     maps: Maps | None
+    map_error: str  # why the password tables could not be opened, or ""
     mech_filter: frozenset[str]
     options: frozenset[str]
     tls_options: frozenset[str]
@@ -94,10 +95,17 @@ class SaslSettings:
         if memo is not None and memo[0] is cfg:
             return memo[1]
         enabled = cfg.get_bool(_param(lmtp, "sasl_auth_enable"))
+        maps, map_error = None, ""
+        if enabled:
+            try:
+                maps = Maps.from_param(cfg, _param(lmtp, "sasl_password_maps"))
+            except MapError as exc:  # an unreadable table: the mail waits for a fix
+                map_error = str(exc)
         st = cls(
             lmtp=lmtp,
             enabled=enabled,
-            maps=Maps.from_param(cfg, _param(lmtp, "sasl_password_maps")) if enabled else None,
+            maps=maps,
+            map_error=map_error,
             mech_filter=frozenset(
                 m.upper() for m in cfg.get_list(_param(lmtp, "sasl_mechanism_filter"))
             ),
@@ -116,6 +124,8 @@ class SaslSettings:
         """A reason to defer with when the settings cannot be served, else None."""
         if not self.enabled:
             return None
+        if self.map_error:
+            return f"{_param(self.lmtp, 'sasl_password_maps')}: {self.map_error}"
         for name, opts in (
             ("sasl_security_options", self.options),
             ("sasl_tls_security_options", self.tls_options),
@@ -197,7 +207,7 @@ async def login(session, sasl: SaslSettings, dest: str) -> None:
         offered = kept
     try:
         creds = sasl.credentials(session.target.host, dest)
-    except MapRetry as exc:
+    except (MapRetry, MapError) as exc:
         raise SaslFailed(
             "4.3.0", f"{_param(sasl.lmtp, 'sasl_password_maps')} lookup error: {exc}"
         ) from None

@@ -312,3 +312,19 @@ def test_login_exchange_on_the_wire_with_the_old_auth_equals_keyword(tmp_path):
         base64.b64encode(PASSWORD.encode()) + b"\r\n",
         b"MAIL FROM:<a@example.org>\r\n",
     ]
+
+
+def test_an_unreadable_password_table_defers_naming_the_parameter(tmp_path, server_tls):
+    ctl, handler = smarthost(server_tls)
+    cfg = sasl_cfg(tmp_path, ctl.port, RELAY_OPTS)
+    (tmp_path / "sasl_passwd").unlink()
+    msg = queue_message(cfg, ["u@example.com"])
+    try:
+        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
+    finally:
+        ctl.stop()
+    assert handler.logins == [] and handler.messages == []
+    (st,) = result.statuses
+    assert (st.action, st.dsn) == ("delayed", "4.3.5")
+    assert st.reason.startswith("smtp_sasl_password_maps: ")
+    assert "sasl_passwd" in st.reason
