@@ -232,7 +232,7 @@ async def login(session, sasl: SaslSettings, dest: str) -> None:
 
 
 async def _exchange(session, mech: str, user: str, password: str) -> None:
-    """Run AUTH mech; AuthFailed unless the server ends it with 235."""
+    """Run AUTH mech; AuthFailed unless the server ends it with a 2xx reply (235)."""
     timeout = session.st.helo_timeout
     stage = "performing the AUTH exchange"
     if mech == "PLAIN":
@@ -244,7 +244,7 @@ async def _exchange(session, mech: str, user: str, password: str) -> None:
     for i, line in enumerate(steps):
         session.write(line + b"\r\n")
         reply = await session.read_reply(timeout, stage)
-        if reply.code == 235:
+        if reply.klass == 2:  # 235, or any 2xx as Postfix takes it
             return
         last = i == len(steps) - 1
         if reply.code == 334 and not last:
