@@ -328,3 +328,41 @@ def test_an_unreadable_password_table_defers_naming_the_parameter(tmp_path, serv
     assert (st.action, st.dsn) == ("delayed", "4.3.5")
     assert st.reason.startswith("smtp_sasl_password_maps: ")
     assert "sasl_passwd" in st.reason
+
+
+@pytest.mark.parametrize(
+    "auth_reply,action", [(b"250 2.0.0 fine", "relayed"), (b"454 4.7.0 later", "delayed")]
+)
+def test_any_2xx_reply_ends_auth_well_and_a_4xx_defers(tmp_path, auth_reply, action):
+    async def script(reader, writer, received):
+        writer.write(b"220 any.example ESMTP\r\n")
+        await read_line(reader, received)
+        writer.write(b"250-any.example\r\n250 AUTH PLAIN\r\n")
+        await read_line(reader, received)
+        writer.write(auth_reply + b"\r\n")
+        line = await read_line(reader, received)
+        while not line.startswith(b"DATA"):
+            writer.write(b"250 ok\r\n")
+            line = await read_line(reader, received)
+        writer.write(b"354 go\r\n")
+        while (await read_line(reader, received)) != b".\r\n":
+            pass
+        writer.write(b"250 2.0.0 queued\r\n")
+        await read_line(reader, received)
+
+    srv = ScriptServer(script)
+    try:
+        cfg = sasl_cfg(tmp_path, srv.port, "smtp_sasl_security_options = noanonymous\n")
+        msg = queue_message(cfg, ["u@example.com"])
+        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
+    finally:
+        srv.stop()
+    (st,) = result.statuses
+    assert st.action == action
+    assert srv.received[1].startswith(b"AUTH PLAIN ")
+    if action == "delayed":
+        assert st.dsn == "4.7.0"
+        assert st.reason == (
+            "SASL authentication failed; server 127.0.0.1[127.0.0.1] said: 454 4.7.0 later"
+        )
+        assert not any(line.startswith(b"MAIL") for line in srv.received)
