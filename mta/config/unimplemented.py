@@ -90,9 +90,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtp_nested_header_checks",    # no outbound content checks
     "smtp_defer_if_no_mx_address_found",  # not consulted
     "smtp_dns_support_level",       # no DNSSEC
-    "smtp_sasl_auth_enable",        # no client AUTH
-    "smtp_sasl_password_maps",      # no client AUTH
-    "smtp_sasl_security_options",   # no client AUTH
     "smtp_tls_CAfile",              # no outbound TLS verification
     "smtp_tls_CApath",              # no outbound TLS verification
     "smtp_tls_cert_file",           # no client certificates
@@ -154,6 +151,4 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "smtpd_client_connection_rate_limit": ("*",),
     "smtpd_client_message_rate_limit": ("*",),
     "smtpd_client_recipient_rate_limit": ("*",),
-    # a relay that demands AUTH would refuse the mail, and it would bounce
-    "smtp_sasl_auth_enable": ("yes", "true", "1"),
 }

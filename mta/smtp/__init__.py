@@ -80,7 +80,7 @@ STANDARDS
 SEE ALSO
     mta/smtp/client.py (one session), mta/smtp/nexthop.py (where to
     connect), mta/smtp/generic.py (generic(5)), mta/smtp/scache.py
-    (session cache), mta/smtp/reply.py.
+    (session cache), mta/smtp/sasl.py (SMTP AUTH), mta/smtp/reply.py.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ from mta.maps import MapRetry
 from mta.scache import scache_find, scache_save
 from mta.smtp.client import (
     Outgoing,
+    SaslFailed,
     Session,
     SessionError,
     Settings,
@@ -118,6 +119,8 @@ LOCAL_IDLE_PER_KEY = 64  # idle sessions per next hop kept before the surplus go
 
 
 def _cacheable(st: Settings, nexthop: str, session) -> bool:
+    if session.authenticated:
+        return False  # its credentials must not serve other mail (mta/smtp/sasl.py)
     if not (st.cache_on_demand or nexthop.lower() in st.cache_destinations):
         return False
     if st.reuse_count_limit and session.uses >= st.reuse_count_limit:
@@ -207,17 +210,17 @@ async def _finish_session(job, st, key, session, reusable: bool) -> None:
         await session.quit()
 
 
-async def _open(target, st):
+async def _open(target, st, dest: str):
     """connect(), and again without TLS when the TLS handshake fails and TLS is optional."""
     if st.tls_required:
-        return await connect(target, st, True)
+        return await connect(target, st, True, dest)
     allow_tls = _no_tls.get(target.relay, 0) < time.monotonic()
     try:
-        return await connect(target, st, allow_tls)
+        return await connect(target, st, allow_tls, dest)
     except TlsFailed as exc:
         log.warning("%s; trying without TLS", exc.reason)
         _no_tls[target.relay] = time.monotonic() + NO_TLS_RETRY
-        return await connect(target, st, False)
+        return await connect(target, st, False, dest)
 
 
 def _give_up(job: DeliveryJob, err: SessionError, relay: str) -> None:
@@ -234,6 +237,9 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
     if not job.pending():
         return
     refusal = st.tls_refusal()
+    sasl_problem = st.sasl.config_error()
+    if refusal is None and sasl_problem is not None:
+        refusal = ("4.3.5", sasl_problem)
     if refusal is not None:
         dsn, reason = refusal
         log.warning("%s: %s", job.req.queue_id, reason)
@@ -282,7 +288,7 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
         missed: NexthopError | None = None
     except NexthopError as exc:
         targets, missed = None, exc
-    if targets is not None and await _try_site(job, st, key, out, targets, tries):
+    if targets is not None and await _try_site(job, st, key, out, targets, tries, job.req.nexthop):
         return
     fallbacks = _fallback_relays(job, lmtp, targets, missed, tries)
     for relay in fallbacks:
@@ -293,7 +299,7 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
         except NexthopError as exc:
             tries.missed = exc
             continue
-        if await _try_site(job, st, (lmtp, relay.lower()), out, relay_targets, tries):
+        if await _try_site(job, st, (lmtp, relay.lower()), out, relay_targets, tries, relay):
             return
     if not job.pending():
         return
@@ -325,7 +331,9 @@ class _Tries:
     soft_relays: set[str] = field(default_factory=set)  # servers that gave a recipient 4xx
 
 
-async def _try_site(job, st: Settings, key: tuple, out: Outgoing, targets, tries: _Tries) -> bool:
+async def _try_site(
+    job, st: Settings, key: tuple, out: Outgoing, targets, tries: _Tries, dest: str
+) -> bool:
     """Try targets in order (up to smtp_mx_session_limit sessions); True when a
     transaction ran to its end and no recipient is left for another server
     (every one has its status, none only deferred by a 4xx reply)."""
@@ -337,9 +345,11 @@ async def _try_site(job, st: Settings, key: tuple, out: Outgoing, targets, tries
         if target.relay in tries.soft_relays:
             continue  # it deferred these recipients already in this request
         try:
-            session = await _open(target, st)
+            session = await _open(target, st, dest)
         except SessionError as exc:
             tries.last, tries.last_relay = exc, target.relay
+            if isinstance(exc, SaslFailed):
+                tries.site_only = False  # the server answered: only this mail waits
             continue
         sessions += 1
         job.conn_time = time.time() - job.started

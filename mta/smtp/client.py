@@ -25,6 +25,9 @@ DESCRIPTION
     the peer (fingerprint, verify, secure, dane, dane-only), which are
     not implemented: mail for them is deferred (4.7.5), never sent to
     an unverified peer; an unknown level is a configuration error.
+    With smtp_sasl_auth_enable the session then authenticates with
+    SMTP AUTH (mta/smtp/sasl.py: login()) before any mail transaction;
+    SaslFailed reports a refused or impossible login.
 
     Outgoing holds the content as it goes out: CRLF line ends, lines
     longer than smtp_line_length_limit broken with CRLF and a blank,
@@ -78,6 +81,7 @@ from mta.queue import rec_type as R
 from mta.smtp.generic import GenericMapper
 from mta.smtp.nexthop import Target
 from mta.smtp.reply import REPLY_LINE_LIMIT, REPLY_MAX_LINES, Reply, ReplyError, ReplyParser
+from mta.smtp.sasl import SaslSettings, login
 
 SMTP_READ_SIZE = 65536  # bytes asked of the socket per read
 TLS_LEVEL_NONE = frozenset({"", "none"})  # plain text
@@ -117,6 +121,10 @@ class SessionError(Exception):
         self.final = final  # content was sent: do not try another server
         self.reply = reply  # the server's reply, when the reason quotes one
         self.mta = mta  # the host name of that server
+
+
+class SaslFailed(SessionError):
+    """SMTP AUTH failed (mta/smtp/sasl.py): the mail waits (or bounces); the site is not dead."""
 
 
 class TlsFailed(SessionError):
@@ -167,6 +175,7 @@ class Settings:
     reuse_count_limit: int
     reuse_time_limit: float
     line_length_limit: int
+    sasl: SaslSettings
 
     @property
     def tls_required(self) -> bool:
@@ -234,6 +243,7 @@ class Settings:
             reuse_count_limit=cfg.get_int("smtp_connection_reuse_count_limit"),
             reuse_time_limit=float(cfg.get_time("smtp_connection_reuse_time_limit")),
             line_length_limit=cfg.get_int(p("line_length_limit")),
+            sasl=SaslSettings.of(cfg, lmtp),
         )
         cls._memo[(id(cfg), lmtp)] = (cfg, st)
         return st
@@ -367,6 +377,7 @@ class Session:
         self.uses = 0
         self.reused = False
         self.tls = False
+        self.authenticated = False  # SMTP AUTH succeeded: never cached (mta/smtp/sasl.py)
         self.closed = False
         self.timed_out = False
 
@@ -446,7 +457,9 @@ class Session:
         return f"host {self.hostaddr} said: {reply.text} (in reply to {command} command)"
 
     # ------------------------------------------------------------- greeting
-    async def greet(self, allow_tls: bool = True) -> None:
+    async def greet(self, allow_tls: bool = True, dest: str = "") -> None:
+        """Greeting, EHLO, STARTTLS and EHLO again, then AUTH; dest names the next hop
+        for the SASL password lookup."""
         st = self.st
         reply = await self.read_reply(st.helo_timeout, STAGE_GREETING)
         if reply.code != 220:
@@ -476,6 +489,8 @@ class Session:
         ):
             await self.starttls()
             await self.ehlo()
+        if st.sasl.enabled:
+            await login(self, st.sasl, dest)
 
     async def ehlo(self) -> None:
         st = self.st
@@ -746,8 +761,9 @@ class Session:
         self.close()
 
 
-async def connect(target: Target, st: Settings, allow_tls: bool = True) -> Session:
-    """Connect to target and greet it; SessionError (site=True) when it fails."""
+async def connect(target: Target, st: Settings, allow_tls: bool = True, dest: str = "") -> Session:
+    """Connect to target (reached as next hop dest) and greet it; SessionError
+    (site=True) when it fails before the server became usable."""
     try:
         if target.unix:
             coro = asyncio.open_unix_connection(target.addr, limit=SMTP_READ_SIZE * 4)
@@ -765,7 +781,7 @@ async def connect(target: Target, st: Settings, allow_tls: bool = True) -> Sessi
         raise SessionError("4.4.1", f"connect to {where}: {_os_reason(exc)}", site=True) from None
     session = Session(target, reader, writer, st)
     try:
-        await session.greet(allow_tls)
+        await session.greet(allow_tls, dest)
     except SessionError:
         session.close()
         raise

@@ -220,13 +220,18 @@ def test_a_tls_policy_table_is_refused_since_its_levels_would_be_ignored(make, t
     ]
 
 
+def test_client_sasl_is_accepted_now_that_it_is_implemented(make):
+    cfg = make("smtp_sasl_auth_enable = yes\nsmtp_sasl_security_options = noanonymous\n", "")
+    assert lines(cfg, fatal=True) == []
+    assert lines(cfg) == []
+
+
 @pytest.mark.parametrize(
     "setting",
     [
         "content_filter = amavis:[127.0.0.1]:10024",
         "smtpd_milters = inet:127.0.0.1:8891",
         "smtpd_client_connection_rate_limit = 30",
-        "smtp_sasl_auth_enable = yes",
     ],
 )
 def test_a_filter_a_limit_or_auth_that_would_be_skipped_is_refused(make, tmp_path, setting):
