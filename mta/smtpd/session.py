@@ -160,6 +160,7 @@ class SmtpdSession(asyncio.Protocol):
         self.transcript = Transcript() if server.notify_mask & NOTIFY_RING else None
         self.st: SessionState | None = None
         self.session_actions: list = []
+        self.anvil = None  # smtpd.limits.SessionLimits once counted
         self.reset_transaction()
 
     # ------------------------------------------------------------ transport events
@@ -314,6 +315,8 @@ class SmtpdSession(asyncio.Protocol):
         try:
             self.st = await self.server.new_state(self.transport)
             log.info("connect from %s", self.client_text)
+            if not self.server.stand_alone and await self.over_connection_limit():
+                return
             # A client rejected at connect still gets the greeting; the
             # rejection then answers its MAIL, as Postfix does.
             self.reject_stage = None
@@ -345,6 +348,8 @@ class SmtpdSession(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.flush()
             self.transport.close()
+        if self.anvil is not None:
+            self.anvil.disconnect()
         if self.st is not None:
             counts = "".join(f" {k}={v}" for k, v in self.counts.items())
             total = sum(self.counts.values())
@@ -352,6 +357,15 @@ class SmtpdSession(asyncio.Protocol):
             if self.trouble & self.server.notify_mask:
                 self.server.send_error_notice(self.client_text, self.trouble, self.transcript)
         self.server.session_ended(self)
+
+    async def over_connection_limit(self) -> bool:
+        """Count the connection with anvil; past a limit, say 421 (smtpd.limits)."""
+        st = self.st
+        self.anvil = self.server.limits.session(st.client_addr, st.client_name, self.client_text)
+        refusal = await self.anvil.connect() if self.anvil is not None else None
+        if refusal is not None:
+            self.reply(refusal)
+        return refusal is not None
 
     async def loop(self) -> None:
         while True:
@@ -522,6 +536,9 @@ class SmtpdSession(asyncio.Protocol):
             if problem:
                 return await self.error(problem)
             params[key] = value
+        refusal = await self.anvil.message() if self.anvil is not None else None
+        if refusal is not None:
+            return await self.error(refusal, NOTIFY_POLICY)
         size = params.get(b"SIZE")
         if size is not None and self.server.size_limit and int(size) > self.server.size_limit:
             return await self.error("552 5.3.4 Message size exceeds fixed limit", NOTIFY_POLICY)
@@ -602,6 +619,9 @@ class SmtpdSession(asyncio.Protocol):
                 self.reply("452 4.5.3 Error: too many recipients")
                 return True
             return await self.error("452 4.5.3 Error: too many recipients", NOTIFY_POLICY)
+        refusal = await self.anvil.recipient() if self.anvil is not None else None
+        if refusal is not None:
+            return await self.error(refusal, NOTIFY_POLICY)
         self.st.recipient = rcpt
         verdict = await self.server.checks.recipient(self.st)
         if verdict is not None:
