@@ -17,11 +17,11 @@ ANVIL = "anvil unix - - n - 1 anvil\n"
 OUTSIDER = "127.0.0.2"  # not in mynetworks: counted
 
 
-def start(tmp_path, services: str = ANVIL, **main: str) -> Instance:
+def start(tmp_path, services: str = ANVIL, smtpd: str = "smtpd", **main: str) -> Instance:
     port = free_port()
     inst = Instance(
         tmp_path,
-        f"127.0.0.1:{port} inet n - n - - smtpd\n{services}",
+        f"127.0.0.1:{port} inet n - n - - {smtpd}\n{services}",
         {
             "myhostname": "mx.test.example",
             "mydestination": "mx.test.example",
@@ -165,5 +165,33 @@ def test_without_anvil_smtpd_serves_without_limits_and_warns_once(tmp_path):
             r" client limits are not enforced"
         )
         assert len(re.findall(r"client limits are not enforced", log)) == 1
+    finally:
+        inst.stop()
+
+
+def test_two_smtpd_processes_share_one_count(tmp_path):
+    # two listeners, each its own smtpd process, under one service name
+    # (-n smtp), as one service's processes: anvil counts them together
+    port2 = free_port()
+    inst = start(
+        tmp_path,
+        services=f"127.0.0.1:{port2} inet n - n - - smtpd -n smtp\n{ANVIL}",
+        smtpd="smtpd -n smtp",
+        smtpd_client_connection_count_limit="2",
+    )
+    try:
+        one = RawClient(inst.port, source=OUTSIDER)
+        assert one.reply().startswith("220 ")
+        two = RawClient(port2, source=OUTSIDER)
+        assert two.reply().startswith("220 ")
+        three = RawClient(port2, source=OUTSIDER)
+        assert three.reply() == (
+            "421 4.7.0 mx.test.example Error: too many connections from 127.0.0.2"
+        )
+        log = inst.wait_log(r"Connection concurrency limit exceeded: 3 from \S+ for service smtp")
+        pids = set(re.findall(r"smtpd\[(\d+)\]: connect from unknown\[127\.0\.0\.2\]", log))
+        assert len(pids) == 2, log
+        one.close()
+        two.close()
     finally:
         inst.stop()
