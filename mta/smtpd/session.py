@@ -524,6 +524,9 @@ class SmtpdSession(asyncio.Protocol):
             return await self.error("503 5.5.1 Error: nested MAIL command")
         if self.reject_stage is not None:
             return await self.error(self.reject_stage.reply, self.reject_stage.error_class)
+        refusal = await self.anvil.message() if self.anvil is not None else None
+        if refusal is not None:
+            return await self.error(refusal, NOTIFY_POLICY)
         if arg[:5].upper() != b"FROM:":
             return await self.error("501 5.5.4 Syntax: MAIL FROM:<address>")
         try:
@@ -536,9 +539,6 @@ class SmtpdSession(asyncio.Protocol):
             if problem:
                 return await self.error(problem)
             params[key] = value
-        refusal = await self.anvil.message() if self.anvil is not None else None
-        if refusal is not None:
-            return await self.error(refusal, NOTIFY_POLICY)
         size = params.get(b"SIZE")
         if size is not None and self.server.size_limit and int(size) > self.server.size_limit:
             return await self.error("552 5.3.4 Message size exceeds fixed limit", NOTIFY_POLICY)
@@ -584,6 +584,9 @@ class SmtpdSession(asyncio.Protocol):
             return await self.error("503 5.5.1 Error: need MAIL command")
         if self.bdat_seen:
             return await self.error("503 5.5.1 Error: RCPT command after BDAT")
+        refusal = await self.anvil.recipient() if self.anvil is not None else None
+        if refusal is not None:
+            return await self.error(refusal, NOTIFY_POLICY)
         if arg[:3].upper() != b"TO:":
             return await self.error("501 5.5.4 Syntax: RCPT TO:<address>")
         try:
@@ -619,9 +622,6 @@ class SmtpdSession(asyncio.Protocol):
                 self.reply("452 4.5.3 Error: too many recipients")
                 return True
             return await self.error("452 4.5.3 Error: too many recipients", NOTIFY_POLICY)
-        refusal = await self.anvil.recipient() if self.anvil is not None else None
-        if refusal is not None:
-            return await self.error(refusal, NOTIFY_POLICY)
         self.st.recipient = rcpt
         verdict = await self.server.checks.recipient(self.st)
         if verdict is not None:
