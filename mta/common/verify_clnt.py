@@ -36,7 +36,12 @@ class VerifyError(Exception):
 
 
 class VerifyClient:
-    """A kept connection to the verify service; see the module docstring."""
+    """A kept connection to the verify service; see the module docstring.
+    SERVICE names the service in error texts and ERROR is the exception
+    raised, so that clients of other request/reply services reuse it."""
+
+    SERVICE = "verify"
+    ERROR: type[Exception] = VerifyError
 
     def __init__(self, cfg, socket_path: str | None = None) -> None:
         self.path = socket_path or service_socket_path(
@@ -56,7 +61,7 @@ class VerifyClient:
         await write_attrs(writer, req)
         reply = await read_attrs(reader)
         if reply is None:
-            raise ConnectionError("the verify service closed the connection")
+            raise ConnectionError(f"the {self.SERVICE} service closed the connection")
         return reply
 
     async def request(self, req: dict[str, str]) -> dict[str, str]:
@@ -65,13 +70,15 @@ class VerifyClient:
         async with self._lock:
             reply = await self._exchange(req)
             if reply.get("status") != "0":
-                raise VerifyError(f"verify service: request failed (status {reply.get('status')})")
+                raise self.ERROR(
+                    f"{self.SERVICE} service: request failed (status {reply.get('status')})"
+                )
             return reply
 
     async def _exchange(self, req: dict[str, str]) -> dict[str, str]:
         path = self.path
         if ipc.is_down(path):
-            raise VerifyError(f"verify service {path}: {ipc.down_text(path)}")
+            raise self.ERROR(f"{self.SERVICE} service {path}: {ipc.down_text(path)}")
         while True:
             fresh = self._conn is None
             if fresh:
@@ -81,21 +88,23 @@ class VerifyClient:
                     )
                 except asyncio.TimeoutError:
                     ipc.mark_down(path, self.timeout)
-                    raise VerifyError(f"verify service {path}: connect timed out") from None
+                    raise self.ERROR(f"{self.SERVICE} service {path}: connect timed out") from None
                 except OSError as exc:
-                    raise VerifyError(f"verify service {path}: {ipc.connect_error(exc)}") from None
+                    raise self.ERROR(
+                        f"{self.SERVICE} service {path}: {ipc.connect_error(exc)}"
+                    ) from None
             try:
                 return await asyncio.wait_for(self._once(req), self.timeout)
             except asyncio.TimeoutError:
                 self.close()
                 ipc.mark_down(path, self.timeout)
-                raise VerifyError(
-                    f"verify service {path}: {ipc.timeout_text(self.timeout)}"
+                raise self.ERROR(
+                    f"{self.SERVICE} service {path}: {ipc.timeout_text(self.timeout)}"
                 ) from None
             except (OSError, ValueError) as exc:
                 self.close()
                 if fresh:
-                    raise VerifyError(f"verify service {path}: {exc}") from None
+                    raise self.ERROR(f"{self.SERVICE} service {path}: {exc}") from None
                 # a kept connection went stale: once more on a new one
 
     async def query(self, address: str) -> tuple[int, str]:

@@ -145,6 +145,7 @@ retry     unix  -       -       n       -       -       error
 scache    unix  -       -       n       -       1       scache
 showq     unix  n       -       n       -       -       showq
 verify    unix  -       -       n       -       1       verify
+anvil     unix  -       -       n       -       1       anvil
 """
 
 
@@ -186,7 +187,16 @@ retry     unix  -       -       n       -       -       error
 scache    unix  -       -       n       -       1       scache
 """
 
-OLD_MASTER_CF_TEXTS = (MASTER_CF_TEXT_0_1, MASTER_CF_TEXT_0_2)  # replaced when untouched
+# master.cf as versions before the anvil service generated it
+MASTER_CF_TEXT_0_3 = MASTER_CF_TEXT.replace(
+    "anvil     unix  -       -       n       -       1       anvil\n", ""
+)
+
+OLD_MASTER_CF_TEXTS = (
+    MASTER_CF_TEXT_0_1,
+    MASTER_CF_TEXT_0_2,
+    MASTER_CF_TEXT_0_3,
+)  # replaced when untouched
 
 
 def ensure_instance() -> str:

@@ -60,11 +60,7 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "debug_peer_level",             # no per-peer verbose logging
     "debug_peer_list",              # no per-peer verbose logging
     "smtpd_authorized_xclient_hosts",  # no XCLIENT
-    "smtpd_client_connection_count_limit",  # no anvil: no per-client limits
-    "smtpd_client_connection_rate_limit",   # no anvil
-    "smtpd_client_message_rate_limit",      # no anvil
     "smtpd_client_port_logging",    # the client port is never logged
-    "smtpd_client_recipient_rate_limit",    # no anvil
     "smtpd_forbid_bare_newline_reject_code",  # not consulted
     "smtpd_log_access_permit_actions",  # permit actions are not logged
     "smtpd_noop_commands",          # no extra NOOP-like commands
@@ -146,9 +142,4 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "smtpd_milters": ("*",),
     "non_smtpd_milters": ("*",),
     "message_reject_characters": ("*",),
-    # per-client limits: without anvil a client would meet none of them
-    "smtpd_client_connection_count_limit": ("*",),
-    "smtpd_client_connection_rate_limit": ("*",),
-    "smtpd_client_message_rate_limit": ("*",),
-    "smtpd_client_recipient_rate_limit": ("*",),
 }

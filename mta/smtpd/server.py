@@ -44,6 +44,7 @@ from mta.common.match_list import AddrList, DomainList
 from mta.common.worker import BlockingPool
 from mta.smtpd.checks import SessionState, SmtpdChecks
 from mta.smtpd.footer import ReplyFooter
+from mta.smtpd.limits import ClientLimits
 from mta.smtpd.tls import LEVELS, TlsSetupError, load_server_context, security_level
 from mta.smtpd.transcript import class_names, make_error_notice, notice_recipient, notify_mask
 
@@ -102,6 +103,7 @@ class SmtpdServer:
         self.notify_mask = notify_mask(cfg)
         self.notice_tasks: set[asyncio.Task] = set()
         self.checks = SmtpdChecks(cfg)
+        self.limits = ClientLimits(cfg)
         self.footer = ReplyFooter(cfg)
         self.cleanup = cleanup if cleanup is not None else Cleanup(cfg)
         self.executor = BlockingPool(FSYNC_THREADS, "fsync")
@@ -262,6 +264,7 @@ async def serve(ctx, listeners) -> int:
     log.start_background()
     loop = asyncio.get_running_loop()
     server = SmtpdServer(ctx.cfg, tls_loaded=tls_loaded)
+    server.limits.service = ctx.service_name
     done = asyncio.Event()
     servers = []
     max_idle = ctx.cfg.get_time("max_idle")

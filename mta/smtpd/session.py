@@ -171,6 +171,7 @@ class SmtpdSession(asyncio.Protocol):
         self.session_actions: list = []
         self.tls = False  # the session runs over TLS (after STARTTLS)
         self.restarted = False  # STARTTLS just completed: drop what was pipelined after it
+        self.anvil = None  # smtpd.limits.SessionLimits once counted
         self.reset_transaction()
 
     # ------------------------------------------------------------ transport events
@@ -325,6 +326,8 @@ class SmtpdSession(asyncio.Protocol):
         try:
             self.st = await self.server.new_state(self.transport)
             log.info("connect from %s", self.client_text)
+            if not self.server.stand_alone and await self.over_connection_limit():
+                return
             # A client rejected at connect still gets the greeting; the
             # rejection then answers its MAIL, as Postfix does.
             self.reject_stage = None
@@ -356,6 +359,8 @@ class SmtpdSession(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.flush()
             self.transport.close()
+        if self.anvil is not None:
+            self.anvil.disconnect()
         if self.st is not None:
             counts = "".join(f" {k}={v}" for k, v in self.counts.items())
             total = sum(self.counts.values())
@@ -363,6 +368,15 @@ class SmtpdSession(asyncio.Protocol):
             if self.trouble & self.server.notify_mask:
                 self.server.send_error_notice(self.client_text, self.trouble, self.transcript)
         self.server.session_ended(self)
+
+    async def over_connection_limit(self) -> bool:
+        """Count the connection with anvil; past a limit, say 421 (smtpd.limits)."""
+        st = self.st
+        self.anvil = self.server.limits.session(st.client_addr, st.client_name, self.client_text)
+        refusal = await self.anvil.connect() if self.anvil is not None else None
+        if refusal is not None:
+            self.reply(refusal)
+        return refusal is not None
 
     async def loop(self) -> None:
         while True:
@@ -528,6 +542,9 @@ class SmtpdSession(asyncio.Protocol):
             return await self.error("503 5.5.1 Error: nested MAIL command")
         if self.reject_stage is not None:
             return await self.error(self.reject_stage.reply, self.reject_stage.error_class)
+        refusal = await self.anvil.message() if self.anvil is not None else None
+        if refusal is not None:
+            return await self.error(refusal, NOTIFY_POLICY)
         if arg[:5].upper() != b"FROM:":
             return await self.error("501 5.5.4 Syntax: MAIL FROM:<address>")
         try:
@@ -585,6 +602,9 @@ class SmtpdSession(asyncio.Protocol):
             return await self.error("503 5.5.1 Error: need MAIL command")
         if self.bdat_seen:
             return await self.error("503 5.5.1 Error: RCPT command after BDAT")
+        refusal = await self.anvil.recipient() if self.anvil is not None else None
+        if refusal is not None:
+            return await self.error(refusal, NOTIFY_POLICY)
         if arg[:3].upper() != b"TO:":
             return await self.error("501 5.5.4 Syntax: RCPT TO:<address>")
         try:

@@ -4,6 +4,7 @@ from mta.config.instance import (
     MASTER_CF_TEXT,
     MASTER_CF_TEXT_0_1,
     MASTER_CF_TEXT_0_2,
+    MASTER_CF_TEXT_0_3,
     QMQP_PORT,
     SMTP_PORT,
     ensure_instance,
@@ -36,6 +37,17 @@ def test_untouched_master_cf_before_showq_gets_it(tmp_path, monkeypatch):
     path = tmp_path / "mta" / "master.cf"
     path.write_text(MASTER_CF_TEXT_0_2.format(smtp=SMTP_PORT, qmqp=QMQP_PORT))
     ensure_instance()
+    assert path.read_text() == MASTER_CF_TEXT.format(smtp=SMTP_PORT, qmqp=QMQP_PORT)
+
+
+def test_untouched_master_cf_before_anvil_gets_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    (tmp_path / "mta").mkdir()
+    path = tmp_path / "mta" / "master.cf"
+    path.write_text(MASTER_CF_TEXT_0_3.format(smtp=SMTP_PORT, qmqp=QMQP_PORT))
+    assert "anvil" not in path.read_text()
+    ensure_instance()
+    assert "\nanvil     unix  -       -       n       -       1       anvil\n" in path.read_text()
     assert path.read_text() == MASTER_CF_TEXT.format(smtp=SMTP_PORT, qmqp=QMQP_PORT)
 
 

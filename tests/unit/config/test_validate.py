@@ -231,13 +231,24 @@ def test_client_sasl_is_accepted_now_that_it_is_implemented(make):
     [
         "content_filter = amavis:[127.0.0.1]:10024",
         "smtpd_milters = inet:127.0.0.1:8891",
-        "smtpd_client_connection_rate_limit = 30",
+        "smtpd_proxy_filter = 127.0.0.1:10025",
     ],
 )
-def test_a_filter_a_limit_or_auth_that_would_be_skipped_is_refused(make, tmp_path, setting):
+def test_a_filter_or_auth_that_would_be_skipped_is_refused(make, tmp_path, setting):
     name, value = setting.split(" = ")
     cfg = make(setting + "\n", "")
     assert lines(cfg, fatal=True) == [
         f"{tmp_path / 'main.cf'}, line 1: {name} = {value} is not implemented, and mta would "
         "give less security than it asks for; refused"
     ]
+
+
+def test_the_per_client_limits_anvil_enforces_are_accepted(make):
+    cfg = make(
+        "smtpd_client_connection_count_limit = 10\n"
+        "smtpd_client_connection_rate_limit = 30\n"
+        "smtpd_client_message_rate_limit = 100\n"
+        "smtpd_client_recipient_rate_limit = 200\n",
+        "",
+    )
+    assert lines(cfg) == []
