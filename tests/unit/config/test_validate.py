@@ -234,7 +234,7 @@ def test_client_sasl_is_accepted_now_that_it_is_implemented(make):
         "smtpd_proxy_filter = 127.0.0.1:10025",
     ],
 )
-def test_a_filter_or_auth_that_would_be_skipped_is_refused(make, tmp_path, setting):
+def test_a_filter_that_would_be_skipped_is_refused(make, tmp_path, setting):
     name, value = setting.split(" = ")
     cfg = make(setting + "\n", "")
     assert lines(cfg, fatal=True) == [
