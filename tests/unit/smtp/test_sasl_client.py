@@ -278,6 +278,32 @@ def test_lmtp_ignores_the_smtp_sasl_parameters(tmp_path):
     assert handler.auth.logins == []
 
 
+async def take_the_message(reader, writer, received) -> None:
+    """The server's side of a transaction after AUTH: 250 to each command until DATA,
+    then the content, 250 and QUIT."""
+    line = await read_line(reader, received)
+    while not line.startswith(b"DATA"):
+        writer.write(b"250 ok\r\n")
+        line = await read_line(reader, received)
+    writer.write(b"354 go\r\n")
+    while (await read_line(reader, received)) != b".\r\n":
+        pass
+    writer.write(b"250 2.0.0 queued\r\n")
+    await read_line(reader, received)
+
+
+def deliver_through(script, tmp_path):
+    """One message to a scripted server with noanonymous: (the server, the agent's result)."""
+    srv = ScriptServer(script)
+    try:
+        cfg = sasl_cfg(tmp_path, srv.port, "smtp_sasl_security_options = noanonymous\n")
+        msg = queue_message(cfg, ["u@example.com"])
+        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
+    finally:
+        srv.stop()
+    return srv, result
+
+
 def test_login_exchange_on_the_wire_with_the_old_auth_equals_keyword(tmp_path):
     async def script(reader, writer, received):
         writer.write(b"220 old.example ESMTP\r\n")
@@ -288,23 +314,9 @@ def test_login_exchange_on_the_wire_with_the_old_auth_equals_keyword(tmp_path):
             writer.write(b"334 " + challenge + b"\r\n")
         await read_line(reader, received)
         writer.write(b"235 2.7.0 ok\r\n")
-        line = await read_line(reader, received)
-        while not line.startswith(b"DATA"):
-            writer.write(b"250 ok\r\n")
-            line = await read_line(reader, received)
-        writer.write(b"354 go\r\n")
-        while (await read_line(reader, received)) != b".\r\n":
-            pass
-        writer.write(b"250 2.0.0 queued\r\n")
-        await read_line(reader, received)
+        await take_the_message(reader, writer, received)
 
-    srv = ScriptServer(script)
-    try:
-        cfg = sasl_cfg(tmp_path, srv.port, "smtp_sasl_security_options = noanonymous\n")
-        msg = queue_message(cfg, ["u@example.com"])
-        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
-    finally:
-        srv.stop()
+    srv, result = deliver_through(script, tmp_path)
     assert [s.action for s in result.statuses] == ["relayed"]
     assert srv.received[1:5] == [
         b"AUTH LOGIN\r\n",
@@ -340,23 +352,9 @@ def test_any_2xx_reply_ends_auth_well_and_a_4xx_defers(tmp_path, auth_reply, act
         writer.write(b"250-any.example\r\n250 AUTH PLAIN\r\n")
         await read_line(reader, received)
         writer.write(auth_reply + b"\r\n")
-        line = await read_line(reader, received)
-        while not line.startswith(b"DATA"):
-            writer.write(b"250 ok\r\n")
-            line = await read_line(reader, received)
-        writer.write(b"354 go\r\n")
-        while (await read_line(reader, received)) != b".\r\n":
-            pass
-        writer.write(b"250 2.0.0 queued\r\n")
-        await read_line(reader, received)
+        await take_the_message(reader, writer, received)
 
-    srv = ScriptServer(script)
-    try:
-        cfg = sasl_cfg(tmp_path, srv.port, "smtp_sasl_security_options = noanonymous\n")
-        msg = queue_message(cfg, ["u@example.com"])
-        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
-    finally:
-        srv.stop()
+    srv, result = deliver_through(script, tmp_path)
     (st,) = result.statuses
     assert st.action == action
     assert srv.received[1].startswith(b"AUTH PLAIN ")
