@@ -55,10 +55,16 @@ SEE ALSO
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from mta.common.kv_store import (  # noqa: F401 - the stores are part of this module's interface
+    LMDB_KINDS,
+    LMDB_SUFFIX,
+    LmdbStore,
+    MemoryStore,
+    StoreError,
+)
 
 STATUS_OK = 0  # deliverable
 STATUS_DEFER = 1  # a temporary failure: status unknown
@@ -69,13 +75,6 @@ STATUSES = (STATUS_OK, STATUS_DEFER, STATUS_TODO, STATUS_BOUNCE)
 PROBE_TTL = 1000  # seconds: a pending probe older than this is sent again
 TEXT_IN_PROGRESS = "Address verification in progress"
 TEXT_MAX = 1000  # characters of a result text that are kept
-LMDB_SUFFIX = ".lmdb"
-LMDB_KINDS = ("lmdb", "hash", "btree")  # as mta.maps.dict_lmdb: types kept in FILE.lmdb
-LMDB_RECHECK = 1.0  # seconds between checks whether the cache file was replaced
-
-
-class StoreError(Exception):
-    """The cache table cannot be opened or used."""
 
 
 @dataclass
@@ -120,130 +119,6 @@ class Entry:
         if status not in STATUSES or probed < 0 or updated < 0:
             return None
         return cls(status, probed, updated, parts[3])
-
-
-class MemoryStore:
-    """The cache in memory: an empty address_verify_map."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-
-    def get(self, key: str) -> str | None:
-        return self.data.get(key)
-
-    def put(self, key: str, value: str) -> None:
-        self.data[key] = value
-
-    def delete(self, key: str) -> None:
-        self.data.pop(key, None)
-
-    def delete_many(self, keys: list[str]) -> None:
-        for key in keys:
-            self.data.pop(key, None)
-
-    def items(self) -> Iterator[tuple[str, str]]:
-        return iter(list(self.data.items()))
-
-    def close(self) -> None:
-        pass
-
-
-class LmdbStore:
-    """The cache in an LMDB file, opened read-write by the verify service only."""
-
-    def __init__(self, path: str, map_size: int) -> None:
-        import lmdb
-
-        self._lmdb = lmdb
-        self.path = path
-        self.map_size = map_size
-        self.env = None
-        self._open()
-
-    def _open(self) -> None:
-        lmdb = self._lmdb
-        if self.env is not None:
-            self.env.close()  # the same path may not be open twice in one process
-            self.env = None
-        self.checked = time.monotonic()
-        try:
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            self.env = lmdb.open(
-                self.path,
-                subdir=False,
-                map_size=self.map_size,
-                max_dbs=0,
-                lock=True,
-                metasync=False,
-            )
-            st = os.stat(self.path)
-        except (OSError, lmdb.Error) as exc:
-            raise StoreError(f"{self.path}: {exc}") from None
-        self.identity = (st.st_dev, st.st_ino)
-
-    def _recheck(self) -> None:
-        """Reopen the file when someone replaced it ("mta map -d KEY" writes a new
-        one and renames it into place); looked at once a second at most."""
-        now = time.monotonic()
-        if self.env is None:
-            self._open()  # a reopen that failed: try again (StoreError if it still fails)
-            return
-        if now - self.checked < LMDB_RECHECK:
-            return
-        self.checked = now
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            st = None
-        if st is None or (st.st_dev, st.st_ino) != self.identity:
-            self._open()
-
-    def get(self, key: str) -> str | None:
-        self._recheck()
-        with self.env.begin() as txn:
-            raw = txn.get(key.encode("utf-8", "surrogateescape"))
-        return None if raw is None else raw.decode("utf-8", "replace")
-
-    def _write(self, fn) -> None:
-        self._recheck()
-        for _ in range(8):
-            try:
-                with self.env.begin(write=True) as txn:
-                    fn(txn)
-                return
-            except self._lmdb.MapFullError:
-                self.env.set_mapsize(self.env.info()["map_size"] * 2)
-            except self._lmdb.Error as exc:
-                raise StoreError(f"{self.path}: {exc}") from None
-        raise StoreError(f"{self.path}: map full")
-
-    def put(self, key: str, value: str) -> None:
-        k, v = key.encode("utf-8", "surrogateescape"), value.encode("utf-8", "surrogateescape")
-        self._write(lambda txn: txn.put(k, v))
-
-    def delete(self, key: str) -> None:
-        self.delete_many([key])
-
-    def delete_many(self, keys: list[str]) -> None:
-        """Delete keys in one transaction (one sync, not one per key)."""
-        raw = [key.encode("utf-8", "surrogateescape") for key in keys]
-
-        def delete(txn) -> None:
-            for k in raw:
-                txn.delete(k)
-
-        if raw:
-            self._write(delete)
-
-    def items(self) -> Iterator[tuple[str, str]]:
-        """Every entry, read in one transaction as the caller iterates."""
-        self._recheck()
-        with self.env.begin() as txn:
-            for k, v in txn.cursor():
-                yield k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "replace")
-
-    def close(self) -> None:
-        self.env.close()
 
 
 def open_store(cfg) -> MemoryStore | LmdbStore:

@@ -160,7 +160,7 @@ def test_an_entry_deleted_with_mta_map_is_probed_again(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    import mta.verify.cache as cache_mod
+    import mta.common.kv_store as cache_mod
 
     def mta_map(*args):
         cmd = [sys.executable, "-m", "mta", "map", "-c", str(tmp_path), *args]
