@@ -5,6 +5,7 @@ SYNOPSIS
     mta_dns.set_nameservers(["127.0.0.1:5353"])       # tests; None: environment/system
     answer = await mta_dns.lookup("example.com", "MX")
     answer.status, answer.records, answer.ttl          # "ok", ["10 mx.example.com."], 60
+    await mta_dns.lookup_txt("_mta-sts.example.com")   # records: the strings joined, unquoted
     await mta_dns.mail_domain_status("example.com")    # "ok" "notfound" "nullmx" "inval" "retry"
     await mta_dns.host_status("mail.example.com")      # "ok" "notfound" "retry"
     mx = await mta_dns.lookup_mx("example.com")
@@ -181,6 +182,23 @@ def _absolute(name: str) -> dns.name.Name | None:
 
 async def lookup(name: str, rdtype: str) -> DnsAnswer:
     """Look up one record type of name; records come back as master-file text."""
+    return await _lookup(name, rdtype, _text_of)
+
+
+async def lookup_txt(name: str) -> DnsAnswer:
+    """The TXT records of name, each one's strings joined and decoded (not quoted)."""
+    return await _lookup(name, "TXT", _joined_strings)
+
+
+def _text_of(rdata) -> str:
+    return rdata.to_text()
+
+
+def _joined_strings(rdata) -> str:
+    return b"".join(rdata.strings).decode("utf-8", "replace")
+
+
+async def _lookup(name: str, rdtype: str, render) -> DnsAnswer:
     qname = _absolute(name)
     if qname is None:
         return DnsAnswer(DNS_NOTFOUND)
@@ -198,7 +216,7 @@ async def lookup(name: str, rdtype: str) -> DnsAnswer:
         return DnsAnswer(DNS_RETRY)
     if answer.rrset is None:
         return DnsAnswer(DNS_NODATA)
-    return DnsAnswer(DNS_OK, [rdata.to_text() for rdata in answer.rrset], answer.rrset.ttl)
+    return DnsAnswer(DNS_OK, [render(rdata) for rdata in answer.rrset], answer.rrset.ttl)
 
 
 def _mx_status(records: list[str]) -> str:

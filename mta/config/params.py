@@ -439,6 +439,11 @@ PARAMS: dict[str, Param] = _table([
     ("smtp_starttls_timeout", "time", "300s", "wait for the TLS handshake"),
     ("smtp_tcp_port", "str", "smtp", "port of smtp destinations that give none"),
     ("smtp_tls_security_level", "str", "", "outbound TLS: none, may, encrypt"),
+    # MTA-STS (RFC 8461): not in Postfix, named in its style
+    ("smtp_tls_mta_sts_enable", "bool", "no", "honour the MTA-STS policies of destination domains"),
+    ("smtp_tls_mta_sts_cache_database", "str", "lmdb:$data_directory/smtp_mta_sts_cache",
+     "where fetched MTA-STS policies are kept (empty: in memory)"),
+    ("smtp_tls_mta_sts_fetch_timeout", "time", "10s", "time limit for fetching one MTA-STS policy"),
     # --- SMTP AUTH in the smtp and lmtp clients (mta/smtp/sasl.py)
     ("smtp_sasl_auth_enable", "bool", "no", "authenticate to remote servers"),
     ("smtp_sasl_auth_soft_bounce", "bool", "yes", "defer, not bounce, when a server refuses AUTH"),

@@ -1,0 +1,367 @@
+"""smtp.mta_sts - MTA-STS policies (RFC 8461) for the smtp client
+
+SYNOPSIS
+    from mta.smtp.mta_sts import StsResolver
+    resolver = StsResolver.of(cfg)            # None when smtp_tls_mta_sts_enable = no
+    policy = await resolver.policy("example.com")
+    if policy is not None and policy.enforced:
+        hosts = [h for h in mx_hosts if policy.mx_allowed(h)]
+
+DESCRIPTION
+    A domain publishes a policy with two things: a TXT record at
+    _mta-sts.DOMAIN ("v=STSv1; id=..."), and the policy itself at
+    https://mta-sts.DOMAIN/.well-known/mta-sts.txt, a text file of
+    "key: value" lines:
+
+        version: STSv1
+        mode: enforce            (or testing, or none)
+        mx: mail.example.com     (one line per pattern; "*.example.net"
+        mx: *.example.net         matches one leftmost label)
+        max_age: 604800          (seconds, at most 31557600)
+
+    policy() finds the policy of a domain as RFC 8461 section 5.1 asks.
+    A valid TXT record whose id is that of the cached, unexpired policy
+    means the cached policy; a new id means fetching the policy again.
+    When the fetch fails, or there is no TXT record, a cached policy is
+    used until its max_age runs out. None means the domain has no
+    policy in force.
+
+    The fetch is HTTPS to port 443 of the addresses of mta-sts.DOMAIN,
+    looked up with the same resolver as MX records. The server's
+    certificate must verify (the system's trusted authorities plus
+    smtp_tls_CAfile and smtp_tls_CApath when set) for that name. Only
+    "200" with Content-Type text/plain counts; a redirect is a failure.
+    The answer is read for at most smtp_tls_mta_sts_fetch_timeout and
+    MTA_STS_MAX_BODY bytes.
+
+    Policies are kept in smtp_tls_mta_sts_cache_database (an lmdb:
+    table shared by the smtp processes; empty: in the memory of each
+    process) as JSON under the domain name, so that they survive
+    restarts as RFC 8461 requires.
+
+    What the smtp client does with a policy: mode enforce delivers only
+    to MX hosts that match one of the patterns, with TLS and a server
+    certificate that verifies for the MX host name; testing only logs
+    what enforce would have refused; none is no policy.
+
+SECURITY
+    The TXT record, the policy text and the HTTP answer come from the
+    network. They are parsed with bounded sizes; anything malformed is
+    no policy (never a weaker one than a cached valid policy). Runs
+    inside the unprivileged smtp process.
+
+STANDARDS
+    RFC 8461 (SMTP MTA Strict Transport Security), RFC 6125 section 6.4.3
+    (wildcard names).
+
+SEE ALSO
+    mta/smtp/client.py, mta/common/kv_store.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import ssl
+import time
+from dataclasses import dataclass
+
+from mta import log
+from mta.common import dns as mta_dns
+from mta.common.kv_store import LMDB_KINDS, LMDB_SUFFIX, LmdbStore, MemoryStore, StoreError
+
+MTA_STS_PORT = 443  # the policy host's HTTPS port
+MTA_STS_PATH = "/.well-known/mta-sts.txt"
+MTA_STS_MAX_BODY = 64 * 1024  # bytes of a policy file that are read (RFC 8461 suggests 64 KB)
+MTA_STS_MAX_HEAD = 16 * 1024  # bytes of HTTP status line and headers
+MTA_STS_MAX_AGE = 31557600  # seconds: the largest max_age a policy may have
+MTA_STS_MODES = ("enforce", "testing", "none")
+_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
+_FIELD_RE = re.compile(r"^([A-Za-z0-9_.-]+)\s*:\s*(.*?)\s*$")
+
+
+class StsError(Exception):
+    """A policy could not be found, fetched or parsed; str() says why."""
+
+
+@dataclass(frozen=True)
+class StsPolicy:
+    """One domain's policy, as fetched."""
+
+    mode: str
+    mx: tuple[str, ...]
+    max_age: int
+    id: str = ""
+    fetched: float = 0.0
+
+    @property
+    def enforced(self) -> bool:
+        return self.mode == "enforce"
+
+    def expired(self, now: float) -> bool:
+        return now >= self.fetched + self.max_age
+
+    def mx_allowed(self, host: str) -> bool:
+        """Does the MX host name match one of the policy's patterns?"""
+        return any(mx_matches(pattern, host) for pattern in self.mx)
+
+    def encode(self) -> str:
+        return json.dumps(
+            {
+                "mode": self.mode,
+                "mx": list(self.mx),
+                "max_age": self.max_age,
+                "id": self.id,
+                "fetched": self.fetched,
+            }
+        )
+
+    @classmethod
+    def decode(cls, text: str) -> StsPolicy | None:
+        """The stored policy, or None when text is not one."""
+        try:
+            data = json.loads(text)
+            policy = cls(
+                str(data["mode"]),
+                tuple(str(p) for p in data["mx"]),
+                int(data["max_age"]),
+                str(data["id"]),
+                float(data["fetched"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+        return policy if policy.mode in MTA_STS_MODES else None
+
+
+def mx_matches(pattern: str, host: str) -> bool:
+    """RFC 8461 section 4.1: "*.example.com" matches exactly one label more."""
+    pattern = pattern.strip().rstrip(".").lower()
+    host = host.strip().rstrip(".").lower()
+    if not pattern or not host:
+        return False
+    if pattern.startswith("*."):
+        label, dot, rest = host.partition(".")
+        return bool(label) and bool(dot) and rest == pattern[2:]
+    return host == pattern
+
+
+def parse_txt(records: list[str]) -> str | None:
+    """The id of the one valid "v=STSv1" TXT record, or None (none, several, or malformed)."""
+    found: list[str] = []
+    for record in records:
+        fields = record.split(";")
+        if fields[0].rstrip(" \t") != "v=STSv1":  # the version comes first, nothing before it
+            continue
+        ident = None
+        for field in fields[1:]:
+            key, eq, value = field.partition("=")
+            if eq and key.strip() == "id":
+                ident = value.strip()
+        found.append(ident if ident and _ID_RE.match(ident) else "")
+    if len(found) != 1 or not found[0]:
+        return None
+    return found[0]
+
+
+def parse_policy(text: str, ident: str = "", now: float = 0.0) -> StsPolicy:
+    """The policy in a policy file; StsError says what is wrong with it."""
+    fields: dict[str, str] = {}
+    mx: list[str] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        m = _FIELD_RE.match(line)
+        if m is None:
+            raise StsError(f"malformed policy line: {line[:80]!r}")
+        key, value = m.group(1).lower(), m.group(2)
+        if key == "mx":
+            mx.append(value)
+        else:
+            fields.setdefault(key, value)
+    if fields.get("version") != "STSv1":
+        raise StsError("the policy is not version STSv1")
+    mode = fields.get("mode", "")
+    if mode not in MTA_STS_MODES:
+        raise StsError(f"unknown policy mode {mode[:40]!r}")
+    try:
+        max_age = int(fields.get("max_age", ""))
+    except ValueError:
+        raise StsError("the policy has no valid max_age") from None
+    if not 0 <= max_age <= MTA_STS_MAX_AGE:
+        raise StsError(f"max_age {max_age} is out of range")
+    if mode != "none" and not mx:
+        raise StsError("the policy names no mx pattern")
+    return StsPolicy(mode, tuple(p.lower() for p in mx), max_age, ident, now)
+
+
+def _content_type_ok(value: str) -> bool:
+    return value.split(";", 1)[0].strip().lower() == "text/plain"
+
+
+def parse_http(head: bytes) -> tuple[int, dict[str, str]]:
+    """The status code and the headers (names in lower case) of an HTTP answer head."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise StsError(f"malformed HTTP status line: {lines[0][:80]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> bytes:
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = await reader.read(4096)
+        if not chunk:
+            raise StsError("the policy server closed the connection early")
+        head += chunk
+        if len(head) > MTA_STS_MAX_HEAD + MTA_STS_MAX_BODY:
+            break
+    head, _, body = head.partition(b"\r\n\r\n")
+    if len(head) > MTA_STS_MAX_HEAD:
+        raise StsError("the HTTP answer head is too long")
+    status, headers = parse_http(head)
+    if status != 200:
+        raise StsError(f"the policy server answered HTTP {status}")
+    if not _content_type_ok(headers.get("content-type", "")):
+        raise StsError(
+            f"the policy has Content-Type {headers.get('content-type', '(none)')[:60]!r}, not text/plain"
+        )
+    while len(body) <= MTA_STS_MAX_BODY:
+        chunk = await reader.read(4096)
+        if not chunk:
+            break
+        body += chunk
+    if len(body) > MTA_STS_MAX_BODY:
+        raise StsError(f"the policy is longer than {MTA_STS_MAX_BODY} bytes")
+    length = headers.get("content-length")
+    if length is not None and length.isdigit():
+        body = body[: int(length)]
+    return body
+
+
+def tls_context(cfg) -> ssl.SSLContext:
+    """Verify the policy host as any HTTPS client does, plus the operator's own authorities."""
+    ctx = ssl.create_default_context()
+    cafile = cfg.get("smtp_tls_CAfile").strip() or None
+    capath = cfg.get("smtp_tls_CApath").strip() or None
+    if cafile or capath:
+        ctx.load_verify_locations(cafile=cafile, capath=capath)
+    return ctx
+
+
+async def fetch_policy_text(domain: str, ctx: ssl.SSLContext, timeout: float) -> str:
+    """The policy file of domain over HTTPS; StsError says why not."""
+    host = f"mta-sts.{domain}"
+    addrs = await mta_dns.host_addresses(host)
+    if addrs.status != mta_dns.DNS_OK:
+        raise StsError(f"no address for {host} ({addrs.status})")
+    request = (
+        f"GET {MTA_STS_PATH} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: mta\r\nConnection: close\r\n\r\n"
+    ).encode("ascii")
+    last = ""
+    for addr in addrs.records:
+        writer = None
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(addr, MTA_STS_PORT, ssl=ctx, server_hostname=host), timeout
+            )
+            writer.write(request)
+            body = await asyncio.wait_for(_read_answer(reader), timeout)
+            return body.decode("utf-8", "replace")
+        except ssl.SSLCertVerificationError as exc:
+            last = f"{host}[{addr}]: certificate not trusted: {exc.verify_message}"
+        except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+            last = f"{host}[{addr}]: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc or 'timeout'}"
+        except StsError as exc:
+            last = f"{host}[{addr}]: {exc}"
+        finally:
+            if writer is not None:
+                writer.close()
+    raise StsError(last or f"no address for {host}")
+
+
+def open_cache(cfg) -> MemoryStore | LmdbStore:
+    """The table smtp_tls_mta_sts_cache_database names; StoreError names what is wrong."""
+    spec = cfg.get("smtp_tls_mta_sts_cache_database").strip()
+    if not spec:
+        return MemoryStore()
+    kind, _, name = spec.partition(":")
+    if kind not in LMDB_KINDS or not name:
+        raise StoreError(
+            f'smtp_tls_mta_sts_cache_database: unsupported table "{spec}": use lmdb:PATH, or nothing for memory'
+        )
+    return LmdbStore(name + LMDB_SUFFIX, cfg.get_size("lmdb_map_size"))
+
+
+class StsResolver:
+    """Finds, fetches and caches the MTA-STS policies of destination domains."""
+
+    def __init__(self, store, ctx: ssl.SSLContext, timeout: float, clock=time.time) -> None:
+        self.store = store
+        self.ctx = ctx
+        self.timeout = timeout
+        self.clock = clock
+
+    @classmethod
+    def of(cls, cfg) -> StsResolver | None:
+        """The resolver smtp_tls_mta_sts_enable asks for, or None."""
+        if not cfg.get_bool("smtp_tls_mta_sts_enable"):
+            return None
+        try:
+            store = open_cache(cfg)
+        except StoreError as exc:
+            log.warning(f"{exc}: MTA-STS policies are kept in memory only")
+            store = MemoryStore()
+        return cls(store, tls_context(cfg), float(cfg.get_time("smtp_tls_mta_sts_fetch_timeout")))
+
+    def _cached(self, domain: str) -> StsPolicy | None:
+        try:
+            raw = self.store.get(domain)
+        except StoreError as exc:
+            log.warning(f"MTA-STS cache: {exc}")
+            return None
+        return None if raw is None else StsPolicy.decode(raw)
+
+    def _store(self, domain: str, policy: StsPolicy) -> None:
+        try:
+            self.store.put(domain, policy.encode())
+        except StoreError as exc:
+            log.warning(f"MTA-STS cache: {exc}")
+
+    async def policy(self, domain: str) -> StsPolicy | None:
+        """The policy in force for domain, or None (no policy, or mode none)."""
+        domain = domain.strip().rstrip(".").lower()
+        if not domain or domain.startswith("["):
+            return None
+        now = self.clock()
+        cached = self._cached(domain)
+        if cached is not None and cached.expired(now):
+            cached = None
+        txt = await mta_dns.lookup_txt(f"_mta-sts.{domain}")
+        ident = parse_txt(txt.records) if txt.status == mta_dns.DNS_OK else None
+        if ident is None or (cached is not None and cached.id == ident):
+            return _in_force(cached)
+        try:
+            text = await fetch_policy_text(domain, self.ctx, self.timeout)
+            policy = parse_policy(text, ident, now)
+        except StsError as exc:
+            log.warning(
+                f"MTA-STS policy for {domain}: {exc}"
+                + ("; using the cached policy" if cached else "")
+            )
+            return _in_force(cached)
+        self._store(domain, policy)
+        log.info(
+            f"MTA-STS policy for {domain}: id={ident}, mode={policy.mode}, max_age={policy.max_age}"
+        )
+        return _in_force(policy)
+
+
+def _in_force(policy: StsPolicy | None) -> StsPolicy | None:
+    return None if policy is None or policy.mode == "none" else policy
