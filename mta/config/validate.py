@@ -100,6 +100,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     ),
 }
 CHOICES["lmtp_tls_security_level"] = CHOICES["smtp_tls_security_level"]
+CHOICES["smtp_dns_support_level"] = ("", "disabled", "enabled", "dnssec")
+CHOICES["lmtp_dns_support_level"] = CHOICES["smtp_dns_support_level"]
 # TRANSPORT_ suffixes written in qmgr's feedback notation ("1", "1/concurrency")
 FEEDBACK_SUFFIXES = (
     "_destination_concurrency_positive_feedback",
