@@ -444,7 +444,7 @@ PARAMS: dict[str, Param] = _table([
     ("smtp_tls_security_level", "str", "", "outbound TLS: none, may, encrypt"),
     ("smtp_tls_force_insecure_host_tlsa_lookup", "bool", "no",
      "look up TLSA records also for hosts in unsigned zones"),
-    ("tls_dane_digests", "str", "sha512 sha256", "DANE TLSA matching-type digests, best first"),
+    ("tls_dane_digests", "list", "sha512 sha256", "DANE TLSA matching-type digests, best first"),
     # --- SMTP AUTH in the smtp and lmtp clients (mta/smtp/sasl.py)
     ("smtp_sasl_auth_enable", "bool", "no", "authenticate to remote servers"),
     ("smtp_sasl_auth_soft_bounce", "bool", "yes", "defer, not bounce, when a server refuses AUTH"),

@@ -27,8 +27,7 @@ def peer():
     """A Postfix smtpd with STARTTLS (it takes the mail and keeps it: defer_transports)."""
     pf = postfix.PostfixInstance(
         free_port(),
-        "smtpd_tls_security_level = may\n"
-        "smtpd_tls_loglevel = 1\ndefer_transports = smtp\n",
+        "smtpd_tls_security_level = may\nsmtpd_tls_loglevel = 1\ndefer_transports = smtp\n",
     )
     cert, key = write_pair(SERVER, pf.top, "server")  # where Postfix's processes reach it
     with open(pf.etc / "main.cf", "a") as f:
