@@ -220,7 +220,7 @@ async def _open(target, st, dest: str, cfg=None):
     optional; at the DANE levels the server's TLSA records set the level first."""
     dane = None
     if st.tls_level in DANE_LEVELS:
-        policy = await dane_policy(target, dest, cfg, st.lmtp)
+        policy = await dane_policy(target, dest, cfg, st.tls_level, st.lmtp)
         if policy.refusal is not None:
             raise SessionError(*policy.refusal)
         st = dataclasses.replace(st, tls_level=policy.level)

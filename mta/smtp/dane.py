@@ -83,6 +83,7 @@ SEE ALSO
 
 from __future__ import annotations
 
+import _ssl
 import hashlib
 import time
 from collections.abc import Iterable, Sequence
@@ -91,6 +92,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from mta import log
 from mta.common import dns as mta_dns
@@ -293,8 +295,6 @@ def _external_anchor(record: TlsaRecord):
     try:
         if record.selector == DANE_SELECTOR_CERT:
             return x509.load_der_x509_certificate(record.data)
-        from cryptography.hazmat.primitives.serialization import load_der_public_key
-
         return load_der_public_key(record.data)
     except (ValueError, UnsupportedAlgorithm):
         return None
@@ -379,10 +379,33 @@ def _incompatible(level: str, reason: str, config: bool) -> DanePolicy:
     return DanePolicy("", refusal=("4.7.5", DANE_REASON_CONFIG if config else reason))
 
 
-async def dane_policy(target: Target, nexthop: str, cfg, lmtp: bool = False) -> DanePolicy:
-    """What the dane or dane-only level means for a connection to target, reached
-    as next hop nexthop."""
-    level = cfg.get(_param(lmtp, "tls_security_level")).strip().lower()
+DANE_NEGATIVE_TTL = 10  # seconds a TLSA answer without records is remembered
+_tlsa_cache: dict[str, tuple[float, mta_dns.DnsAnswer]] = {}  # name -> (until, answer)
+
+
+def clear_cache() -> None:
+    """Forget the remembered TLSA answers (tests)."""
+    _tlsa_cache.clear()
+
+
+async def _lookup_tlsa(name: str) -> mta_dns.DnsAnswer:
+    """The TLSA records at name (a DNSSEC look-up), kept for their TTL in this process."""
+    now = time.monotonic()
+    entry = _tlsa_cache.get(name)
+    if entry is not None and entry[0] > now:
+        return entry[1]
+    answer = await mta_dns.lookup(name, "TLSA", dnssec=True)
+    if answer.status != mta_dns.DNS_RETRY:
+        ttl = answer.ttl if answer.records else DANE_NEGATIVE_TTL
+        _tlsa_cache[name] = (now + max(1, ttl), answer)
+    return answer
+
+
+async def dane_policy(
+    target: Target, nexthop: str, cfg, level: str, lmtp: bool = False
+) -> DanePolicy:
+    """What level ("dane" or "dane-only") means for a connection to target,
+    reached as next hop nexthop."""
     dest = nexthop.strip() or target.host
     if target.unix:
         _warn_once(f'{dest}: the "{level}" security level is invalid for UNIX-domain delivery')
@@ -401,7 +424,7 @@ async def dane_policy(target: Target, nexthop: str, cfg, lmtp: bool = False) -> 
     force = cfg.get_bool(_param(lmtp, "tls_force_insecure_host_tlsa_lookup"))
     if not target.addr_secure and not force:
         return _incompatible(level, "no TLSA records found", False)
-    answer = await mta_dns.lookup(f"_{target.port}._tcp.{target.host}", "TLSA", dnssec=True)
+    answer = await _lookup_tlsa(f"_{target.port}._tcp.{target.host}")
     if answer.status == mta_dns.DNS_RETRY:
         reason = f"TLSA lookup error for {target.host}:{target.port}"
         return DanePolicy("", refusal=("4.7.5", reason))
@@ -434,8 +457,6 @@ def peer_chain(ssl_object) -> tuple[bytes, list[bytes]]:
         getter = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
     if getter is not None:
         try:
-            import _ssl
-
             for cert in getter() or []:
                 der = cert if isinstance(cert, bytes) else cert.public_bytes(_ssl.ENCODING_DER)
                 chain.append(der)

@@ -1,12 +1,16 @@
 """The dane and dane-only levels end to end: the smtp client, a DNS server on loopback
 playing a validating resolver (the AD bit), and an aiosmtpd server with STARTTLS."""
 
+import asyncio
+
 import pytest
 from aiosmtpd.lmtp import LMTP
 
 from mta.common import dns as mta_dns
 from mta.config import load_config
 from mta.smtp import dane, deliver, deliver_lmtp
+from mta.smtp.dane import parse_tlsa
+from mta.smtp.nexthop import Target
 from tests.support.agent import queue_message, request_for, run_agent
 from tests.support.certs import make_ca, make_cert, server_context, tlsa
 from tests.support.dns_server import DnsServer
@@ -41,6 +45,7 @@ class TlsRecorder(SinkHandler):
 def dns_zone():
     """A DNS server for example.com; the test adds the TLSA records and says what is secure."""
     srv = DnsServer({"example.com": {"MX": [f"10 {MX}."]}, MX: {"A": ["127.0.0.1"]}}, secure=True)
+    dane.clear_cache()
     with srv:
         mta_dns.set_nameservers(srv.nameserver)
         mta_dns.set_timeouts(0.5, 1.0)
@@ -314,3 +319,18 @@ def test_lmtp_unix_destination_cannot_use_dane(tmp_path):
     assert (
         "security level is invalid for UNIX-domain delivery" in (tmp_path / "maillog").read_text()
     )
+
+
+def test_tlsa_answers_are_kept_for_their_ttl(tmp_path, dns_zone):
+    dns_zone.update({tlsa_name(2525): {"TLSA": [tlsa(LEAF, 3, 1, 1)]}})
+    cfg = load_config(str(make_instance(tmp_path, "smtp_dns_support_level = dnssec\n")))
+    target = Target(MX, "127.0.0.1", 2525, False, True, True)
+
+    def policy():
+        return asyncio.run(dane.dane_policy(target, "example.com", cfg, "dane-only"))
+
+    first, second = policy(), policy()
+    assert first.level == second.level == "dane"
+    assert first.records == (parse_tlsa(tlsa(LEAF, 3, 1, 1)),)
+    assert first.names == (MX, "example.com")
+    assert dns_zone.queries.count((tlsa_name(2525), "TLSA")) == 1
