@@ -15,7 +15,14 @@ from tests.support.agent import queue_message, request_for, run_agent
 from tests.support.certs import make_ca, make_cert, server_context, tlsa
 from tests.support.dns_server import DnsServer
 from tests.support.instance import make_instance
-from tests.unit.smtp.peers import LmtpController, SinkHandler, free_port, sink
+from tests.unit.smtp.peers import (
+    LmtpController,
+    ScriptServer,
+    SinkHandler,
+    free_port,
+    read_line,
+    sink,
+)
 
 
 class TlsLmtpController(LmtpController):
@@ -62,13 +69,13 @@ def tlsa_name(port: int) -> str:
 
 
 def deliver_at(
-    tmp_path, dns_srv, level, tls_context=None, tlsa_records=None, extra="", secure=None
+    tmp_path, dns_srv, level, tls_context=None, tlsa_records=None, extra="", secure=None, peer=None
 ):
     """One message for u@example.com through the smtp client at level; the sink offers
     STARTTLS when given a context; tlsa_records are served at _PORT._tcp.MX; secure(port),
-    when given, names what the DNS server vouches for."""
+    when given, names what the DNS server vouches for; peer: another server (.port, .stop())."""
     handler = TlsRecorder()
-    ctl, _ = sink(handler, tls_context=tls_context)
+    ctl = peer or sink(handler, tls_context=tls_context)[0]
     if tlsa_records is not None:
         dns_srv.update({tlsa_name(ctl.port): tlsa_records})
     if secure is not None:
@@ -148,6 +155,28 @@ def test_server_that_stops_offering_starttls_defers(tmp_path, dns_zone, level):
     assert status.dsn == "4.7.4"
     assert status.reason.startswith("TLS is required, but was not offered by host")
     assert handler.messages == []
+
+
+def test_failed_handshake_with_usable_records_never_falls_back_to_plain_text(tmp_path, dns_zone):
+    async def script(reader, writer, received):
+        writer.write(b"220 raw.example ESMTP\r\n")
+        await read_line(reader, received)
+        writer.write(b"250-raw.example\r\n250 STARTTLS\r\n")
+        if await read_line(reader, received) == b"STARTTLS\r\n":
+            writer.write(b"220 go ahead\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.2)  # the client is in its handshake by now
+            writer.write(b"this is not a TLS server hello at all\r\n" * 4)
+            await writer.drain()
+
+    srv = ScriptServer(script)
+    _, status, _, _ = deliver_at(
+        tmp_path, dns_zone, "dane", None, {"TLSA": [tlsa(LEAF, 3, 1, 1)]}, peer=srv
+    )
+    assert srv.connections == 1
+    assert b"MAIL FROM" not in b"".join(srv.received)
+    assert (status.action, status.dsn) == ("delayed", "4.7.5")
+    assert status.reason.startswith("Cannot start TLS: handshake failure")
 
 
 # ---------------------------------------------------------------- no usable records
