@@ -97,7 +97,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from mta import log
 from mta.common import dns as mta_dns
 from mta.config.params import PARAMS
-from mta.smtp.nexthop import Target, dns_support_level, parse_nexthop
+from mta.smtp.nexthop import NexthopError, Target, dns_support_level, parse_nexthop
 
 DANE_LEVELS = frozenset({"dane", "dane-only"})  # levels this module serves
 DANE_USAGE_TA = 2  # DANE-TA: a trust anchor of the server's chain
@@ -439,10 +439,10 @@ async def dane_policy(
     names = [target.host]
     try:
         hop = parse_nexthop(dest, target.port, lmtp)
-        if hop.use_mx and hop.host not in names:
-            names.append(hop.host)
-    except Exception:  # noqa: BLE001 - a next hop that parsed once before; be safe
-        pass
+    except NexthopError:
+        hop = None  # it parsed before it was resolved: cannot happen
+    if hop is not None and hop.use_mx and hop.host not in names:
+        names.append(hop.host)  # the next-hop domain, whose MX answer was validated
     return DanePolicy("dane", records, tuple(names), digests=digests)
 
 
