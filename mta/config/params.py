@@ -444,6 +444,8 @@ PARAMS: dict[str, Param] = _table([
     ("smtp_tls_security_level", "str", "", "outbound TLS: none, may, encrypt"),
     ("smtp_tls_force_insecure_host_tlsa_lookup", "bool", "no",
      "look up TLSA records also for hosts in unsigned zones"),
+    ("smtp_tls_dane_insecure_mx_policy", "str", "",
+     "dane level, MX answer not validated: may, encrypt or dane (empty: dane at level dane)"),
     ("tls_dane_digests", "list", "sha512 sha256", "DANE TLSA matching-type digests, best first"),
     # --- SMTP AUTH in the smtp and lmtp clients (mta/smtp/sasl.py)
     ("smtp_sasl_auth_enable", "bool", "no", "authenticate to remote servers"),

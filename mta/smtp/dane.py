@@ -21,7 +21,14 @@ DESCRIPTION
       both levels.
     - The server's name must come from a DNSSEC-validated MX answer (or
       from the next hop itself, [host] or LMTP inet:), else "non DNSSEC
-      destination": "may" at dane, a deferral at dane-only.
+      destination": a deferral at dane-only; at dane
+      smtp_tls_dane_insecure_mx_policy says what then: "may" ignores
+      the TLSA records; "encrypt" makes validated TLSA records of the
+      host demand TLS without authentication; "dane" uses them as for
+      a validated MX, but a match is logged as "Trusted", not
+      "Verified", since the MX host name could be forged. Its empty
+      default means "dane" when smtp_tls_security_level is dane, else
+      "may" (Postfix writes that default as an expression).
     - The TLSA records _PORT._tcp.HOST are looked up only when the host's
       address answers were validated too (or when
       smtp_tls_force_insecure_host_tlsa_lookup = yes). Only an answer
@@ -133,6 +140,7 @@ class DanePolicy:
     names: tuple[str, ...] = ()  # names a DANE-TA certificate must carry
     refusal: tuple[str, str] | None = None  # (dsn, reason): do not connect
     digests: dict[int, str] = field(default_factory=dict)  # matching type -> hashlib name
+    trusted_only: bool = False  # the MX answer was not validated: log "Trusted"
 
 
 # ---------------------------------------------------------------- records
@@ -401,6 +409,15 @@ async def _lookup_tlsa(name: str) -> mta_dns.DnsAnswer:
     return answer
 
 
+def insecure_mx_policy(cfg) -> str:
+    """smtp_tls_dane_insecure_mx_policy: "may", "encrypt" or "dane"; empty means
+    "dane" when smtp_tls_security_level is dane, else "may" (Postfix's default)."""
+    value = cfg.get("smtp_tls_dane_insecure_mx_policy").strip().lower()
+    if value:
+        return value
+    return "dane" if cfg.get("smtp_tls_security_level").strip().lower() == "dane" else "may"
+
+
 async def dane_policy(
     target: Target, nexthop: str, cfg, level: str, lmtp: bool = False
 ) -> DanePolicy:
@@ -419,8 +436,11 @@ async def dane_policy(
         digests = parse_dane_digests(cfg.get("tls_dane_digests"))
     except ValueError as exc:
         return _incompatible(level, f"{dest}: {level} configured, but {exc}", True)
+    mx_policy = "dane"
     if not target.mx_secure:
-        return _incompatible(level, "non DNSSEC destination", False)
+        mx_policy = insecure_mx_policy(cfg) if level == "dane" else "may"
+        if mx_policy == "may":
+            return _incompatible(level, "non DNSSEC destination", False)
     force = cfg.get_bool(_param(lmtp, "tls_force_insecure_host_tlsa_lookup"))
     if not target.addr_secure and not force:
         return _incompatible(level, "no TLSA records found", False)
@@ -432,7 +452,7 @@ async def dane_policy(
         return _incompatible(level, "no TLSA records found", False)
     parsed = [parse_tlsa(text) for text in answer.records]
     records = tuple(r for r in parsed if r is not None and usable(r, digests))
-    if not records:
+    if not records or mx_policy == "encrypt":
         if level == "dane":
             return DanePolicy("encrypt")
         return DanePolicy("", refusal=("4.7.5", "TLSA records unusable"))
@@ -443,7 +463,9 @@ async def dane_policy(
         hop = None  # it parsed before it was resolved: cannot happen
     if hop is not None and hop.use_mx and hop.host not in names:
         names.append(hop.host)  # the next-hop domain, whose MX answer was validated
-    return DanePolicy("dane", records, tuple(names), digests=digests)
+    return DanePolicy(
+        "dane", records, tuple(names), digests=digests, trusted_only=not target.mx_secure
+    )
 
 
 # ---------------------------------------------------------------- after the handshake
@@ -467,14 +489,16 @@ def peer_chain(ssl_object) -> tuple[bytes, list[bytes]]:
 
 def check_peer(ssl_object, policy: DanePolicy, relay: str) -> str | None:
     """After the TLS handshake at level "dane": None when the server's
-    certificates match the records (the verified connection is logged),
+    certificates match the records (the connection is logged as Verified, or as
+    Trusted when the MX answer was not validated),
     else the reason to defer (4.7.5)."""
     leaf, chain = peer_chain(ssl_object) if ssl_object is not None else (b"", [])
     if not leaf or not tlsa_matches(leaf, chain, policy.records, policy.names, policy.digests):
         return DANE_REASON_NOT_VERIFIED
     cipher = ssl_object.cipher() or ("", "", 0)
     log.info(
-        "Verified TLS connection established to %s: %s with cipher %s (%d/%d bits)",
+        "%s TLS connection established to %s: %s with cipher %s (%d/%d bits)",
+        "Trusted" if policy.trusted_only else "Verified",
         relay,
         ssl_object.version(),
         cipher[0],

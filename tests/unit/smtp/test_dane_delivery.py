@@ -363,3 +363,84 @@ def test_tlsa_answers_are_kept_for_their_ttl(tmp_path, dns_zone):
     assert first.records == (parse_tlsa(tlsa(LEAF, 3, 1, 1)),)
     assert first.names == (MX, "example.com")
     assert dns_zone.queries.count((tlsa_name(2525), "TLSA")) == 1
+
+
+# ---------------------------------------------------------------- smtp_tls_dane_insecure_mx_policy
+
+
+def insecure_mx(port: int) -> set[str]:
+    """The MX answer is not validated; the host's address and TLSA answers are."""
+    return {MX, tlsa_name(port)}
+
+
+def test_insecure_mx_at_dane_uses_the_hosts_records_but_logs_trusted(
+    tmp_path, dns_zone, server_tls
+):
+    handler, status, port, log = deliver_at(
+        tmp_path,
+        dns_zone,
+        "dane",
+        server_tls,
+        {"TLSA": [tlsa(LEAF, 3, 1, 1)]},
+        secure=insecure_mx,
+    )
+    assert status.action == "relayed"
+    assert f"Trusted TLS connection established to {MX}[127.0.0.1]:{port}: TLSv1" in log
+    assert "Verified TLS" not in log
+
+
+def test_insecure_mx_at_dane_still_refuses_a_certificate_that_does_not_match(
+    tmp_path, dns_zone, server_tls
+):
+    handler, status, _, _ = deliver_at(
+        tmp_path,
+        dns_zone,
+        "dane",
+        server_tls,
+        {"TLSA": [tlsa(STRANGER, 3, 1, 1)]},
+        secure=insecure_mx,
+    )
+    assert outcome(status) == ("delayed", "4.7.5", "Server certificate not verified")
+    assert handler.messages == []
+
+
+def test_insecure_mx_policy_may_ignores_the_records(tmp_path, dns_zone, server_tls):
+    handler, status, _, _ = deliver_at(
+        tmp_path,
+        dns_zone,
+        "dane",
+        server_tls,
+        {"TLSA": [tlsa(STRANGER, 3, 1, 1)]},
+        "smtp_tls_dane_insecure_mx_policy = may\n",
+        secure=insecure_mx,
+    )
+    assert status.action == "relayed"
+
+
+def test_insecure_mx_policy_encrypt_demands_tls_without_authentication(tmp_path, dns_zone):
+    records = {"TLSA": [tlsa(STRANGER, 3, 1, 1)]}
+    main = "smtp_tls_dane_insecure_mx_policy = encrypt\n"
+    ctx = server_context(LEAF, tmp_path, chain=[CA])
+    handler, status, _, log = deliver_at(
+        tmp_path / "a", dns_zone, "dane", ctx, records, main, secure=insecure_mx
+    )
+    assert status.action == "relayed"
+    assert handler.tls == [True]
+    handler, status, _, _ = deliver_at(
+        tmp_path / "b", dns_zone, "dane", None, records, main, secure=insecure_mx
+    )
+    assert (status.action, status.dsn) == ("delayed", "4.7.4")
+    assert handler.messages == []
+
+
+def test_insecure_mx_defers_dane_only_whatever_the_policy(tmp_path, dns_zone, server_tls):
+    handler, status, _, _ = deliver_at(
+        tmp_path,
+        dns_zone,
+        "dane-only",
+        server_tls,
+        {"TLSA": [tlsa(LEAF, 3, 1, 1)]},
+        "smtp_tls_dane_insecure_mx_policy = dane\n",
+        secure=insecure_mx,
+    )
+    assert outcome(status) == ("delayed", "4.7.5", "non DNSSEC destination")
