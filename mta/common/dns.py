@@ -42,6 +42,13 @@ DESCRIPTION
     of the answer (for its cache), and the same statuses plus "nullmx"
     and "inval"; host_addresses() gives A and AAAA records with a TTL.
 
+    With dnssec=True (smtp_dns_support_level = dnssec) a look-up goes
+    out with the EDNS0 DO bit and the AD bit set, and the answer's
+    secure attribute says whether the name server set the AD bit in its
+    reply: this module validates nothing itself, it trusts the
+    configured resolver, as Postfix does. DANE (mta/smtp/dane.py) trusts
+    only secure answers.
+
     mta/smtpd/dns.py re-exports this module under its old name.
 
 SECURITY
@@ -51,7 +58,8 @@ SECURITY
 
 STANDARDS
     RFC 1035 (DNS), RFC 5321 section 5.1 (MX, then address records),
-    RFC 7505 (null MX).
+    RFC 7505 (null MX), RFC 4035 section 3.2 and RFC 6840 section 5.7
+    (the DO and AD bits).
 
 SEE ALSO
     tests/support/dns_server.py (the test server), mta/smtpd/checks.py,
@@ -65,6 +73,7 @@ from dataclasses import dataclass, field
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.name
 import dns.nameserver
 import dns.rdatatype
@@ -79,10 +88,12 @@ DNS_INVAL = "inval"  # malformed MX set
 DNS_ENV = "MTA_DNS_SERVER"  # environment variable naming test name servers
 DNS_TIMEOUT = 3.0  # seconds per server try
 DNS_LIFETIME = 8.0  # seconds for one whole look-up
+DNS_EDNS_PAYLOAD = 1232  # bytes: the EDNS0 UDP payload of DNSSEC queries
 
 _state: dict[str, object] = {
     "override": None,  # list of (addr, port) from set_nameservers()
     "resolver": None,  # the built resolver
+    "dnssec_resolver": None,  # the same servers, queries with the DO and AD bits
     "timeout": DNS_TIMEOUT,
     "lifetime": DNS_LIFETIME,
 }
@@ -95,6 +106,7 @@ class DnsAnswer:
     status: str
     records: list[str] = field(default_factory=list)
     ttl: int = field(default=0, compare=False)  # smallest TTL of the answer, seconds
+    secure: bool = field(default=False, compare=False)  # the resolver set the AD bit
 
 
 @dataclass
@@ -104,6 +116,7 @@ class MxAnswer:
     status: str
     hosts: list[tuple[int, str]] = field(default_factory=list)  # (preference, host)
     ttl: int = 0
+    secure: bool = False  # the resolver set the AD bit (dnssec look-ups only)
 
 
 def parse_nameservers(text: str) -> list[tuple[str, int]]:
@@ -137,18 +150,19 @@ def set_nameservers(servers: list[str] | list[tuple[str, int]] | str | None) -> 
         for item in servers:
             pairs += parse_nameservers(item) if isinstance(item, str) else [tuple(item)]
         _state["override"] = pairs
-    _state["resolver"] = None
+    _state["resolver"] = _state["dnssec_resolver"] = None
 
 
 def set_timeouts(timeout: float = DNS_TIMEOUT, lifetime: float = DNS_LIFETIME) -> None:
     """Seconds per server try and per look-up (tests shorten them)."""
     _state["timeout"], _state["lifetime"] = timeout, lifetime
-    _state["resolver"] = None
+    _state["resolver"] = _state["dnssec_resolver"] = None
 
 
-def get_resolver() -> dns.asyncresolver.Resolver:
-    """The resolver every look-up uses; built on first use."""
-    resolver = _state["resolver"]
+def get_resolver(dnssec: bool = False) -> dns.asyncresolver.Resolver:
+    """The resolver every look-up uses (dnssec: the one that asks for DNSSEC); built on first use."""
+    key = "dnssec_resolver" if dnssec else "resolver"
+    resolver = _state[key]
     if resolver is not None:
         return resolver
     servers = _state["override"]
@@ -166,7 +180,10 @@ def get_resolver() -> dns.asyncresolver.Resolver:
     resolver.timeout = float(_state["timeout"])
     resolver.lifetime = float(_state["lifetime"])
     resolver.search = []
-    _state["resolver"] = resolver
+    if dnssec:
+        resolver.use_edns(0, dns.flags.DO, DNS_EDNS_PAYLOAD)
+        resolver.flags = dns.flags.RD | dns.flags.AD
+    _state[key] = resolver
     return resolver
 
 
@@ -180,9 +197,10 @@ def _absolute(name: str) -> dns.name.Name | None:
         return None
 
 
-async def lookup(name: str, rdtype: str) -> DnsAnswer:
-    """Look up one record type of name; records come back as master-file text."""
-    return await _lookup(name, rdtype, _text_of)
+async def lookup(name: str, rdtype: str, dnssec: bool = False) -> DnsAnswer:
+    """Look up one record type of name; records come back as master-file text.
+    With dnssec the query asks for DNSSEC and answer.secure reports the AD bit."""
+    return await _lookup(name, rdtype, _text_of, dnssec)
 
 
 async def lookup_txt(name: str) -> DnsAnswer:
@@ -198,12 +216,12 @@ def _joined_strings(rdata) -> str:
     return b"".join(rdata.strings).decode("utf-8", "replace")
 
 
-async def _lookup(name: str, rdtype: str, render) -> DnsAnswer:
+async def _lookup(name: str, rdtype: str, render, dnssec: bool = False) -> DnsAnswer:
     qname = _absolute(name)
     if qname is None:
         return DnsAnswer(DNS_NOTFOUND)
     try:
-        answer = await get_resolver().resolve(
+        answer = await get_resolver(dnssec).resolve(
             qname, dns.rdatatype.from_text(rdtype), search=False, raise_on_no_answer=False
         )
     except (dns.resolver.NXDOMAIN, dns.resolver.YXDOMAIN):
@@ -214,9 +232,11 @@ async def _lookup(name: str, rdtype: str, render) -> DnsAnswer:
         return DnsAnswer(DNS_RETRY)
     except dns.exception.DNSException:
         return DnsAnswer(DNS_RETRY)
+    secure = dnssec and bool(answer.response.flags & dns.flags.AD)
     if answer.rrset is None:
-        return DnsAnswer(DNS_NODATA)
-    return DnsAnswer(DNS_OK, [render(rdata) for rdata in answer.rrset], answer.rrset.ttl)
+        return DnsAnswer(DNS_NODATA, secure=secure)
+    records = [render(rdata) for rdata in answer.rrset]
+    return DnsAnswer(DNS_OK, records, answer.rrset.ttl, secure)
 
 
 def _mx_status(records: list[str]) -> str:
@@ -259,34 +279,38 @@ async def host_status(name: str) -> str:
     return await _first_status(name, ("A", "MX", "AAAA"))
 
 
-async def host_addresses(name: str) -> DnsAnswer:
-    """The A and AAAA records of name, together."""
+async def host_addresses(name: str, dnssec: bool = False) -> DnsAnswer:
+    """The A and AAAA records of name, together; secure when every answer that
+    gave records was (dnssec look-ups only)."""
     records: list[str] = []
     statuses = []
     ttls = []
+    secure = dnssec
     for rdtype in ("A", "AAAA"):
-        answer = await lookup(name, rdtype)
+        answer = await lookup(name, rdtype, dnssec)
         statuses.append(answer.status)
         records += answer.records
         if answer.records:
             ttls.append(answer.ttl)
+            secure = secure and answer.secure
         if answer.status == DNS_NOTFOUND:
             break
     if records:
-        return DnsAnswer(DNS_OK, records, min(ttls))
+        return DnsAnswer(DNS_OK, records, min(ttls), secure)
     if DNS_RETRY in statuses:
         return DnsAnswer(DNS_RETRY)
     return DnsAnswer(DNS_NOTFOUND if DNS_NOTFOUND in statuses else DNS_NODATA)
 
 
-async def lookup_mx(domain: str) -> MxAnswer:
-    """The MX hosts of domain, sorted by preference; "nullmx" for RFC 7505's "0 ."."""
-    answer = await lookup(domain, "MX")
+async def lookup_mx(domain: str, dnssec: bool = False) -> MxAnswer:
+    """The MX hosts of domain, sorted by preference; "nullmx" for RFC 7505's "0 .".
+    With dnssec, secure says whether the answer (or the NODATA) had the AD bit."""
+    answer = await lookup(domain, "MX", dnssec)
     if answer.status != DNS_OK:
-        return MxAnswer(answer.status)
+        return MxAnswer(answer.status, secure=answer.secure)
     status = _mx_status(answer.records)
     if status != DNS_OK:
-        return MxAnswer(status, ttl=answer.ttl)
+        return MxAnswer(status, ttl=answer.ttl, secure=answer.secure)
     hosts: list[tuple[int, str]] = []
     for text in answer.records:
         pref, _, host = text.partition(" ")
@@ -295,4 +319,4 @@ async def lookup_mx(domain: str) -> MxAnswer:
         except ValueError:
             continue
     hosts.sort(key=lambda item: item[0])
-    return MxAnswer(DNS_OK if hosts else DNS_INVAL, hosts, answer.ttl)
+    return MxAnswer(DNS_OK if hosts else DNS_INVAL, hosts, answer.ttl, answer.secure)

@@ -85,7 +85,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtp_mime_header_checks",      # no outbound content checks
     "smtp_nested_header_checks",    # no outbound content checks
     "smtp_defer_if_no_mx_address_found",  # not consulted
-    "smtp_dns_support_level",       # no DNSSEC
     "smtp_tls_cert_file",           # no client certificates
     "smtp_tls_ciphers",             # outbound TLS
     "smtp_tls_key_file",            # no client certificates

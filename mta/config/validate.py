@@ -100,6 +100,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     ),
 }
 CHOICES["lmtp_tls_security_level"] = CHOICES["smtp_tls_security_level"]
+CHOICES["smtp_dns_support_level"] = ("", "disabled", "enabled", "dnssec")
+CHOICES["lmtp_dns_support_level"] = CHOICES["smtp_dns_support_level"]
+CHOICES["tls_dane_digests"] = ("sha256", "sha512", "sha256=1", "sha512=2")
+CHOICES["smtp_tls_dane_insecure_mx_policy"] = ("", "may", "encrypt", "dane")
 # TRANSPORT_ suffixes written in qmgr's feedback notation ("1", "1/concurrency")
 FEEDBACK_SUFFIXES = (
     "_destination_concurrency_positive_feedback",

@@ -60,7 +60,10 @@ DESCRIPTION
     is checked before anything else: a level that needs peer
     verification is not implemented and defers the mail with a
     warning; "encrypt" never falls back to plain text, and never uses
-    a kept plain-text session.
+    a kept plain-text session. At "dane" and "dane-only" each server's
+    DNSSEC-validated TLSA records decide, before it is connected to,
+    whether the session is "may", "encrypt", authenticated by the
+    records, or deferred (mta/smtp/dane.py).
 
     job.conn_time is the time until the session was ready (connected,
     greeted, TLS and EHLO done); near zero for a reused session.
@@ -86,6 +89,7 @@ SEE ALSO
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import socket
@@ -107,6 +111,7 @@ from mta.smtp.client import (
     connect,
     param_name,
 )
+from mta.smtp.dane import DANE_LEVELS, dane_policy
 from mta.smtp.generic import GenericMapper
 from mta.smtp.nexthop import NexthopError, Target, Targets, resolve_nexthop
 from mta.smtp.scache import SessionCache
@@ -210,10 +215,18 @@ async def _finish_session(job, st, key, session, reusable: bool) -> None:
         await session.quit()
 
 
-async def _open(target, st, dest: str):
-    """connect(), and again without TLS when the TLS handshake fails and TLS is optional."""
+async def _open(target, st, dest: str, cfg=None):
+    """connect(), and again without TLS when the TLS handshake fails and TLS is
+    optional; at the DANE levels the server's TLSA records set the level first."""
+    dane = None
+    if st.tls_level in DANE_LEVELS:
+        policy = await dane_policy(target, dest, cfg, st.tls_level, st.lmtp)
+        if policy.refusal is not None:
+            raise SessionError(*policy.refusal)
+        st = dataclasses.replace(st, tls_level=policy.level)
+        dane = policy if policy.level == "dane" else None
     if st.tls_required:
-        return await connect(target, st, True, dest)
+        return await connect(target, st, True, dest, dane)
     allow_tls = _no_tls.get(target.relay, 0) < time.monotonic()
     try:
         return await connect(target, st, allow_tls, dest)
@@ -345,7 +358,7 @@ async def _try_site(
         if target.relay in tries.soft_relays:
             continue  # it deferred these recipients already in this request
         try:
-            session = await _open(target, st, dest)
+            session = await _open(target, st, dest, job.cfg)
         except SessionError as exc:
             tries.last, tries.last_relay = exc, target.relay
             if isinstance(exc, SaslFailed):

@@ -22,9 +22,14 @@ DESCRIPTION
     not offered by host ..." (4.7.4), one that refuses it or fails the
     handshake with a 4.x.x error, and the caller must not retry in
     plain text. Settings.tls_refusal() names the levels that verify
-    the peer (fingerprint, verify, secure, dane, dane-only), which are
-    not implemented: mail for them is deferred (4.7.5), never sent to
-    an unverified peer; an unknown level is a configuration error.
+    the peer (fingerprint, verify, secure), which are not implemented:
+    mail for them is deferred (4.7.5), never sent to an unverified
+    peer; an unknown level is a configuration error. The DANE levels
+    (dane, dane-only) are decided per server before connect()
+    (mta/smtp/dane.py), which gets the outcome as Settings with the
+    effective level and, for a server with usable TLSA records, the
+    records: after the handshake a server whose certificate matches
+    none of them ends the session (4.7.5).
     With smtp_sasl_auth_enable the session then authenticates with
     SMTP AUTH (mta/smtp/sasl.py: login()) before any mail transaction;
     SaslFailed reports a refused or impossible login.
@@ -78,6 +83,7 @@ from dataclasses import dataclass
 from mta.common.dsn import ACTION_DELIVERED, ACTION_RELAYED
 from mta.config.params import PARAMS
 from mta.queue import rec_type as R
+from mta.smtp.dane import DanePolicy, check_peer
 from mta.smtp.generic import GenericMapper
 from mta.smtp.nexthop import Target
 from mta.smtp.reply import REPLY_LINE_LIMIT, REPLY_MAX_LINES, Reply, ReplyError, ReplyParser
@@ -86,7 +92,7 @@ from mta.smtp.sasl import SaslSettings, login
 SMTP_READ_SIZE = 65536  # bytes asked of the socket per read
 TLS_LEVEL_NONE = frozenset({"", "none"})  # plain text
 TLS_LEVELS = frozenset({"may", "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure"})
-TLS_VERIFY_LEVELS = frozenset({"dane", "dane-only", "fingerprint", "verify", "secure"})  # not yet
+TLS_VERIFY_LEVELS = frozenset({"fingerprint", "verify", "secure"})  # not yet
 
 # what the client was doing, for "timed out while ..." and "lost connection ... while ..."
 STAGE_GREETING = "receiving the initial server greeting"
@@ -378,6 +384,7 @@ class Session:
         self.reused = False
         self.tls = False
         self.authenticated = False  # SMTP AUTH succeeded: never cached (mta/smtp/sasl.py)
+        self.dane: DanePolicy | None = None  # TLSA records the server must match (dane.py)
         self.closed = False
         self.timed_out = False
 
@@ -565,6 +572,12 @@ class Session:
         self.tls = True
         self.parser = ReplyParser(REPLY_LINE_LIMIT, REPLY_MAX_LINES)
         self.replies.clear()
+        if self.dane is not None:  # DANE: the certificate must match a TLSA record
+            ssl_object = self.writer.get_extra_info("ssl_object")
+            reason = check_peer(ssl_object, self.dane, self.target.relay)
+            if reason is not None:
+                self.close()
+                raise SessionError("4.7.5", reason)
 
     # ------------------------------------------------------------- transaction
     def _mail_command(self, out: Outgoing, body: str, utf8: bool) -> bytes:
@@ -761,9 +774,16 @@ class Session:
         self.close()
 
 
-async def connect(target: Target, st: Settings, allow_tls: bool = True, dest: str = "") -> Session:
+async def connect(
+    target: Target,
+    st: Settings,
+    allow_tls: bool = True,
+    dest: str = "",
+    dane: DanePolicy | None = None,
+) -> Session:
     """Connect to target (reached as next hop dest) and greet it; SessionError
-    (site=True) when it fails before the server became usable."""
+    (site=True) when it fails before the server became usable. dane: the TLSA
+    records the server's certificate must match (st.tls_level is then "dane")."""
     try:
         if target.unix:
             coro = asyncio.open_unix_connection(target.addr, limit=SMTP_READ_SIZE * 4)
@@ -780,6 +800,7 @@ async def connect(target: Target, st: Settings, allow_tls: bool = True, dest: st
         where = target.addr if target.unix else target.relay
         raise SessionError("4.4.1", f"connect to {where}: {_os_reason(exc)}", site=True) from None
     session = Session(target, reader, writer, st)
+    session.dane = dane
     try:
         await session.greet(allow_tls, dest)
     except SessionError:

@@ -34,6 +34,16 @@ DESCRIPTION
     native, and "localhost" always from the system. inet_protocols and
     smtp_address_preference choose and order the address families.
 
+    smtp_dns_support_level (lmtp_dns_support_level) says how DNS is
+    used: "disabled" (or, when it is empty, disable_dns_lookups = yes)
+    looks up no MX records and host addresses only through the system;
+    "dnssec" asks for DNSSEC (mta/common/dns.py) and marks each target
+    with what the resolver vouched for: mx_secure when the MX answer (or
+    the NODATA answer that made the domain its own MX) had the AD bit,
+    or when no MX look-up applied ([host], LMTP inet:), and addr_secure
+    when the host's address answers had it. DANE (mta/smtp/dane.py)
+    relies on both.
+
     Answers are cached in this process for the records' TTL
     (NEXTHOP_NEGATIVE_TTL for answers that found nothing).
 
@@ -83,6 +93,8 @@ class Target:
     addr: str  # IP address, or the socket path of a UNIX-domain target
     port: int = 0  # 0 for a UNIX-domain target
     unix: bool = False
+    mx_secure: bool = False  # dnssec: the host name came from a validated MX answer (or no MX)
+    addr_secure: bool = False  # dnssec: the address came from a validated answer
 
     @property
     def relay(self) -> str:
@@ -184,13 +196,24 @@ def _remember(kind: str, name: str, value, ttl: float) -> None:
     _cache[(kind, name)] = (time.monotonic() + max(1.0, ttl), value)
 
 
-async def _lookup_mx(domain: str) -> mta_dns.MxAnswer:
-    answer = _cached("mx", domain)
+def dns_support_level(cfg, lmtp: bool = False) -> str:
+    """smtp_dns_support_level (lmtp_...): "disabled", "enabled" or "dnssec"; an
+    empty value follows disable_dns_lookups."""
+    name = "lmtp_dns_support_level" if lmtp else "smtp_dns_support_level"
+    level = cfg.get(name).strip().lower()
+    if not level:
+        return "disabled" if cfg.get_bool("disable_dns_lookups") else "enabled"
+    return level
+
+
+async def _lookup_mx(domain: str, dnssec: bool = False) -> mta_dns.MxAnswer:
+    kind = "mx+dnssec" if dnssec else "mx"
+    answer = _cached(kind, domain)
     if answer is None:
-        answer = await mta_dns.lookup_mx(domain)
+        answer = await mta_dns.lookup_mx(domain, dnssec)
         ok = answer.status in (mta_dns.DNS_OK, mta_dns.DNS_NULLMX)
         if answer.status != mta_dns.DNS_RETRY:
-            _remember("mx", domain, answer, answer.ttl if ok else NEXTHOP_NEGATIVE_TTL)
+            _remember(kind, domain, answer, answer.ttl if ok else NEXTHOP_NEGATIVE_TTL)
     return answer
 
 
@@ -210,30 +233,43 @@ async def _native_addresses(host: str) -> tuple[str, list[str]]:
     return mta_dns.DNS_OK, addrs
 
 
-async def host_addresses(host: str, cfg) -> tuple[str, list[str]]:
+async def host_addresses(host: str, cfg, lmtp: bool = False) -> tuple[str, list[str]]:
     """(status, addresses) of a host name, by DNS or the system, cached."""
+    status, addrs, _ = await host_addresses_secure(host, cfg, lmtp)
+    return status, addrs
+
+
+async def host_addresses_secure(host: str, cfg, lmtp: bool = False) -> tuple[str, list[str], bool]:
+    """(status, addresses, secure): secure when DNSSEC look-ups (dnssec level)
+    found them in validated answers; never for an address literal (no name to
+    look TLSA records up for)."""
     if _is_address(host):
-        return mta_dns.DNS_OK, [host]
-    cached = _cached("addr", host)
+        return mta_dns.DNS_OK, [host], False
+    level = dns_support_level(cfg, lmtp)
+    dnssec = level == "dnssec"
+    kind = "addr+dnssec" if dnssec else "addr"
+    cached = _cached(kind, host)
     if cached is not None:
         return cached
     methods = [m.lower() for m in cfg.get_list("smtp_host_lookup")] or ["dns"]
-    if cfg.get_bool("disable_dns_lookups") or host == "localhost" or "." not in host:
+    if level == "disabled" or host == "localhost" or "." not in host:
         methods = ["native"]
-    status, addrs, ttl = mta_dns.DNS_NOTFOUND, [], NEXTHOP_NEGATIVE_TTL
+    status, addrs, ttl, secure = mta_dns.DNS_NOTFOUND, [], NEXTHOP_NEGATIVE_TTL, False
     for method in methods:
         if method == "native":
+            if dnssec and status == mta_dns.DNS_RETRY:
+                break  # a DNSSEC look-up that failed for now blocks the native one
             status, addrs = await _native_addresses(host)
-            ttl = 60 if addrs else NEXTHOP_NEGATIVE_TTL
+            ttl, secure = (60 if addrs else NEXTHOP_NEGATIVE_TTL), False
         else:
-            answer = await mta_dns.host_addresses(host)
-            status, addrs = answer.status, answer.records
+            answer = await mta_dns.host_addresses(host, dnssec)
+            status, addrs, secure = answer.status, answer.records, answer.secure
             ttl = answer.ttl if addrs else NEXTHOP_NEGATIVE_TTL
         if addrs:
             break
     if status != mta_dns.DNS_RETRY:
-        _remember("addr", host, (status, addrs), ttl)
-    return status, addrs
+        _remember(kind, host, (status, addrs, secure), ttl)
+    return status, addrs, secure
 
 
 def _families(cfg, addrs: list[str]) -> list[str]:
@@ -280,8 +316,11 @@ async def resolve_nexthop(nexthop: str, cfg, lmtp: bool = False) -> Targets:
         return Targets([Target("localhost", hop.host, 0, unix=True)])
     myhostname = cfg.get("myhostname").lower()
     hosts: list[tuple[int, str]]
-    if hop.use_mx and not _is_address(hop.host):
-        mx = await _lookup_mx(hop.host)
+    level = dns_support_level(cfg, lmtp)
+    mx_secure = True  # no MX look-up: the next hop names the host itself
+    if hop.use_mx and not _is_address(hop.host) and level != "disabled":
+        mx = await _lookup_mx(hop.host, level == "dnssec")
+        mx_secure = mx.secure
         if mx.status == mta_dns.DNS_NULLMX:
             raise NexthopError(
                 "5.1.10", f"recipient domain {hop.host} does not accept mail (null MX)"
@@ -319,7 +358,7 @@ async def resolve_nexthop(nexthop: str, cfg, lmtp: bool = False) -> Targets:
         if hop.use_mx and host == myhostname:
             own_pref = pref
             continue
-        status, addrs = await host_addresses(host, cfg)
+        status, addrs, secure = await host_addresses_secure(host, cfg, lmtp)
         retry = retry or status == mta_dns.DNS_RETRY
         addrs = _families(cfg, addrs)
         if hop.use_mx and own & set(addrs):
@@ -327,7 +366,7 @@ async def resolve_nexthop(nexthop: str, cfg, lmtp: bool = False) -> Targets:
             targets = [t for t in targets if t.host != host]
             continue
         for addr in addrs:
-            targets.append(Target(host, addr, hop.port))
+            targets.append(Target(host, addr, hop.port, False, mx_secure, secure))
     if own_pref is not None:
         if not targets:
             raise NexthopError("5.4.6", f"mail for {hop.host} loops back to myself")

@@ -1,77 +1,126 @@
-"""certs - a test certificate authority and server certificates, made with openssl
+"""certs - certificates made by tests: a CA, servers it signs, self-signed servers
 
 SYNOPSIS
-    from tests.support.certs import TestCA
-    ca = TestCA(tmp_path)                                # ca.cert: the CA's PEM file
-    cert, key = ca.issue("mx.example.test", "mail.example.test")
-    ctx = ca.server_context("mta-sts.example.test")      # ssl.SSLContext for a server
+    from tests.support.certs import make_ca, make_cert, tlsa, server_context
+    ca = make_ca("Test CA")
+    leaf = make_cert("mx.example.com", issuer=ca)          # signed by ca
+    self_signed = make_cert("mx.example.com")
+    leaf.der, leaf.pem, leaf.key_pem, leaf.cert
+    tlsa(leaf, usage=3, selector=1, mtype=1)               # "3 1 1 <hex>"
+    ctx = server_context(leaf, tmp_path, chain=[ca])       # ssl server context
 
 DESCRIPTION
-    Tests of verified TLS need a trust anchor of their own: TestCA makes
-    an EC P-256 CA certificate, and issue() a leaf certificate for the
-    given DNS names (all of them in subjectAltName, the first also the
-    common name), signed by the CA, valid for two days. Files are PEM,
-    written below the directory given.
+    EC P-256 keys (RSA with rsa=True), SHA-256 signatures; the names go
+    in the subjectAltName and the common name. not_before/not_after
+    default to a day ago and a day ahead. tlsa() gives the record text
+    for a certificate in master-file form, as the test DNS server serves it.
 
 SECURITY
-    Test keys only; written unencrypted to a temporary directory.
+    Test keys only.
 """
 
 from __future__ import annotations
 
-import pathlib
+import datetime
+import hashlib
 import ssl
-import subprocess
+from dataclasses import dataclass
 
-CERT_DAYS = "2"
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
+from cryptography.x509.oid import NameOID
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
+@dataclass
+class Made:
+    cert: x509.Certificate
+    key: object
 
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
 
-class TestCA:
-    """A certificate authority in a directory."""
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
 
-    __test__ = False  # not a pytest test class
-
-    def __init__(self, directory: pathlib.Path, name: str = "mta test CA") -> None:
-        self.dir = pathlib.Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.cert = self.dir / "ca.pem"
-        self.key = self.dir / "ca.key"
-        self._serial = 0
-        _openssl(
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", str(self.key), "-out", str(self.cert), "-days", CERT_DAYS,
-            "-subj", f"/CN={name}",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        )  # fmt: skip
-
-    def issue(self, *names: str) -> tuple[pathlib.Path, pathlib.Path]:
-        """(certificate, key) files for the DNS names, signed by this CA."""
-        self._serial += 1
-        stem = self.dir / f"leaf{self._serial}"
-        key, csr, cert, ext = (stem.with_suffix(s) for s in (".key", ".csr", ".pem", ".ext"))
-        _openssl(
-            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={names[0]}",
-        )  # fmt: skip
-        san = ",".join(f"DNS:{n}" for n in names)
-        ext.write_text(
-            f"subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n"
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
-        _openssl(
-            "x509", "-req", "-in", str(csr), "-CA", str(self.cert), "-CAkey", str(self.key),
-            "-set_serial", str(1000 + self._serial), "-days", CERT_DAYS, "-out", str(cert),
-            "-extfile", str(ext),
-        )  # fmt: skip
-        return cert, key
 
-    def server_context(self, *names: str) -> ssl.SSLContext:
-        """A server-side context presenting a certificate for names."""
-        cert, key = self.issue(*names)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(cert), str(key))
-        return ctx
+    @property
+    def spki(self) -> bytes:
+        return self.cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+def _key(rsa: bool):
+    if rsa:
+        return rsa_keys.generate_private_key(65537, 2048)
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _build(subject: str, names, issuer: Made | None, ca: bool, rsa: bool, days=(-1, 1)) -> Made:
+    key = _key(rsa)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.cert.subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + datetime.timedelta(days=days[0]))
+        .not_valid_after(now + datetime.timedelta(days=days[1]))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+        )
+    signer = issuer.key if issuer else key
+    return Made(builder.sign(signer, hashes.SHA256()), key)
+
+
+def make_ca(subject: str = "Test CA", issuer: Made | None = None, rsa: bool = False) -> Made:
+    return _build(subject, [], issuer, True, rsa)
+
+
+def make_cert(
+    *names: str,
+    issuer: Made | None = None,
+    rsa: bool = False,
+    days: tuple[int, int] = (-1, 1),
+) -> Made:
+    return _build(names[0] if names else "server", list(names), issuer, False, rsa, days)
+
+
+def tlsa(made: Made, usage: int = 3, selector: int = 1, mtype: int = 1) -> str:
+    data = made.der if selector == 0 else made.spki
+    if mtype == 1:
+        data = hashlib.sha256(data).digest()
+    elif mtype == 2:
+        data = hashlib.sha512(data).digest()
+    return f"{usage} {selector} {mtype} {data.hex()}"
+
+
+def write_pair(made: Made, directory, name: str, chain=()) -> tuple[str, str]:
+    """Write NAME.pem (the certificate, then chain) and NAME.key; their paths."""
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_path.write_bytes(made.pem + b"".join(c.pem for c in chain))
+    key_path.write_bytes(made.key_pem)
+    return str(cert_path), str(key_path)
+
+
+def server_context(made: Made, directory, chain=(), name: str = "server") -> ssl.SSLContext:
+    cert_path, key_path = write_pair(made, directory, name, chain)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert_path, key_path)
+    return ctx

@@ -13,6 +13,10 @@ SYNOPSIS
         srv.nameserver                          # "127.0.0.1:PORT" (MTA_DNS_SERVER form)
         ...
         srv.queries                             # [(name, type), ...] in arrival order
+        srv.dnssec_queries                      # those that asked for DNSSEC (DO or AD bit)
+
+    # a validating resolver's view: the AD bit for these names (True: all of them)
+    DnsServer({"_25._tcp.mx.example.com": {"TLSA": ["3 1 1 ab12..."]}}, secure=True)
 
     # in a test module of the smtp client: a server per module, resolver pointed at it
     dns_server, use_dns = zone_fixtures(zone)
@@ -29,6 +33,12 @@ DESCRIPTION
     a known name without the asked type gets NOERROR with no answer
     (NODATA). A CNAME is followed inside the zone. Every answer has the
     AA bit. Records have a TTL of 60 seconds.
+
+    secure plays a DNSSEC-validating resolver: for a query that has the
+    DO or the AD bit, the answer gets the AD bit when secure is True or
+    names the queried name (a collection of names, case-insensitive);
+    other answers never have it. Any record type dnspython knows may be
+    served (TLSA for DANE: "usage selector mtype hexdata").
 
     Mail-delivery tests use it too: point a resolver at srv.nameserver
     through mta.smtpd.dns.set_nameservers() or the MTA_DNS_SERVER
@@ -67,8 +77,10 @@ def _key(name: str | dns.name.Name) -> str:
 class DnsServer:
     """An authoritative UDP server for a zone dict; a context manager."""
 
-    def __init__(self, zone: dict, host: str = "127.0.0.1") -> None:
+    def __init__(self, zone: dict, host: str = "127.0.0.1", secure=False) -> None:
         self.zone: dict[str, object] = {}
+        self.secure = secure if isinstance(secure, bool) else {_key(n) for n in secure}
+        self.dnssec_queries: list[tuple[str, str]] = []
         self.update(zone)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, 0))
@@ -135,9 +147,14 @@ class DnsServer:
             return None
         question = query.question[0]
         qtype = question.rdtype
-        self.queries.append((_key(question.name), dns.rdatatype.to_text(qtype)))
+        asked = (_key(question.name), dns.rdatatype.to_text(qtype))
+        self.queries.append(asked)
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
+        if query.ednsflags & dns.flags.DO or query.flags & dns.flags.AD:
+            self.dnssec_queries.append(asked)
+            if self.secure is True or (self.secure and asked[0] in self.secure):
+                response.flags |= dns.flags.AD
         name = question.name
         for _ in range(DNS_MAX_CNAME):
             entry = self.zone.get(_key(name))

@@ -14,11 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mta import log
 from mta.common import dns as mta_dns
 from mta.common.kv_store import LmdbStore, MemoryStore
 from mta.smtp import mta_sts
 from mta.smtp.mta_sts import StsError, StsPolicy, StsResolver, mx_matches, parse_policy, parse_txt
-from tests.support.certs import TestCA
+from tests.support.certs import make_ca, make_cert, server_context
 from tests.support.dns_server import DnsServer
 
 DOMAIN = "example.test"
@@ -165,6 +166,21 @@ class PolicySite:
         self.httpd.server_close()
 
 
+class TestCA:
+    """A CA for the tests: its certificate in a file, and server contexts it signs."""
+
+    __test__ = False
+
+    def __init__(self, directory) -> None:
+        self.dir = directory
+        self.made = make_ca("mta-sts test CA")
+        self.cert = directory / "ca.pem"
+        self.cert.write_bytes(self.made.pem)
+
+    def server_context(self, *names: str) -> ssl.SSLContext:
+        return server_context(make_cert(*names, issuer=self.made), self.dir, name=names[0])
+
+
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory):
     return TestCA(tmp_path_factory.mktemp("ca"))
@@ -188,6 +204,22 @@ def dns_zone(site):
         mta_dns.set_timeouts(0.5, 1.0)
         yield srv
     mta_dns.set_nameservers(None)
+
+
+class _LogTo:
+    def __init__(self, path) -> None:
+        self.values = {"syslog_name": "mta", "myhostname": "test", "maillog_file": str(path)}
+
+    def get(self, name: str) -> str:
+        return self.values[name]
+
+
+@pytest.fixture
+def maillog(tmp_path):
+    """The log lines of the test, read back from a maillog file."""
+    path = tmp_path / "maillog"
+    log.init("smtp", _LogTo(path))
+    return lambda: path.read_text() if path.exists() else ""
 
 
 def client_context(ca) -> ssl.SSLContext:
@@ -268,28 +300,28 @@ def test_a_failed_fetch_keeps_the_cached_policy(ca, site, dns_zone):
         (200, "text/plain", POLICY.encode() + b"#" * (mta_sts.MTA_STS_MAX_BODY + 10)),
     ],
 )
-def test_a_bad_answer_is_no_policy_and_a_warning(ca, site, dns_zone, answer, capfd):
+def test_a_bad_answer_is_no_policy_and_a_warning(ca, site, dns_zone, answer, maillog):
     site.answer = answer
     assert policy_of(resolver_for(ca)) is None
-    assert f"MTA-STS policy for {DOMAIN}:" in capfd.readouterr().err
+    assert f"MTA-STS policy for {DOMAIN}:" in maillog()
 
 
 def test_a_policy_server_whose_certificate_is_not_trusted_gives_no_policy(
-    tmp_path, site, dns_zone, capfd
+    tmp_path, site, dns_zone, maillog
 ):
-    stranger = TestCA(tmp_path / "other")  # the client trusts only this CA
+    stranger = TestCA(tmp_path)  # the client trusts only this CA
     assert policy_of(resolver_for(stranger)) is None
-    assert "certificate not trusted" in capfd.readouterr().err
+    assert "certificate not trusted" in maillog()
 
 
-def test_a_certificate_for_another_name_gives_no_policy(ca, dns_zone, capfd):
+def test_a_certificate_for_another_name_gives_no_policy(ca, dns_zone, maillog):
     wrong = PolicySite(ca.server_context("www.example.test"))
     dns_zone.update({f"mta-sts.{DOMAIN}": {"A": [wrong.address]}})
     try:
         assert policy_of(resolver_for(ca)) is None
     finally:
         wrong.close()
-    assert "certificate not trusted" in capfd.readouterr().err
+    assert "certificate not trusted" in maillog()
 
 
 def test_mode_none_is_no_policy(ca, site, dns_zone):
