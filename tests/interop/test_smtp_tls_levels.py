@@ -14,9 +14,10 @@ pytestmark = pytest.mark.interop
     "level,reason",
     [
         ("encrypt", "TLS is required, but was not offered by host 127.0.0.1[127.0.0.1]"),
+        ("verify", "TLS is required, but was not offered by host 127.0.0.1[127.0.0.1]"),
         (
-            "verify",
-            "TLS level verify (smtp_tls_security_level) is not implemented: "
+            "dane",
+            "TLS level dane (smtp_tls_security_level) is not implemented: "
             "deferring rather than delivering to an unverified peer",
         ),
     ],
