@@ -12,70 +12,17 @@ import subprocess
 import pytest
 
 from mta.bounce import logfile
-from mta.config import load_config
-from mta.smtp import deliver
-from tests.support.agent import queue_message, request_for, run_agent
 from tests.support.dns_server import zone_fixtures
-from tests.support.instance import make_instance
-from tests.support.tls_certs import TestCA, fingerprint, pubkey_fingerprint
-from tests.unit.smtp.peers import SinkHandler, sink
+from tests.support.tls_certs import fingerprint, pubkey_fingerprint
+from tests.unit.smtp.tls_peers import TLS_ZONE, make_pki, send
 
-ZONE = {
-    "example.test": {"MX": ["10 mx.example.test."]},
-    "mx.example.test": {"A": ["127.0.0.1"]},
-    "hosted.test": {"MX": ["10 mx.example.test."]},  # served by example.test's MX host
-}
+ZONE = TLS_ZONE
 dns_server, use_dns = zone_fixtures(ZONE)
-
-
-class TlsRecorder(SinkHandler):
-    def __init__(self):
-        super().__init__()
-        self.tls: list[bool] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.tls.append(session.ssl is not None)
-        return await super().handle_DATA(server, session, envelope)
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pki")
-    ca, rogue = TestCA(d / "ca", "Test CA"), TestCA(d / "rogue", "Rogue CA")
-    return {
-        "ca": ca,
-        "good": ca.issue("good", ["mx.example.test"]),
-        "wildcard": ca.issue("wildcard", ["*.example.test"]),
-        "cn_only": ca.issue("cn_only", [], cn="mx.example.test"),
-        "wrong_name": ca.issue("wrong", ["mail.other.example"]),
-        "expired": ca.issue("expired", ["mx.example.test"], expired=True),
-        "untrusted": rogue.issue("untrusted", ["mx.example.test"]),
-    }
-
-
-def send(tmp_path, server_cert, main_cf: str, nexthop: str = "example.test"):
-    """Queue a message for u@NEXTHOP and let the smtp client deliver it to a sink that
-    presents server_cert (a (cert, key) pair; None: no STARTTLS offered)."""
-    handler = TlsRecorder()
-    ctx = TestCA.context(*server_cert) if server_cert else None
-    ctl, _ = sink(handler, tls_context=ctx)
-    try:
-        cfg = load_config(
-            str(
-                make_instance(
-                    tmp_path,
-                    f"smtp_tcp_port = {ctl.port}\nsmtp_helo_timeout = 5s\n"
-                    "smtp_starttls_timeout = 5s\nsmtp_tls_loglevel = 1\n" + main_cf,
-                )
-            )
-        )
-        domain = nexthop.strip("[]").split("]")[0]
-        msg = queue_message(cfg, [f"u@{domain}"])
-        result = run_agent(deliver, cfg, request_for(msg, nexthop), tmp_path)
-    finally:
-        ctl.stop()
-    (status,) = result.statuses
-    return handler, status, (tmp_path / "maillog").read_text(), cfg, msg
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def ca_cf(pki, level: str, extra: str = "") -> str:
