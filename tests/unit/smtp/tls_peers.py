@@ -5,12 +5,14 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+from aiosmtpd.controller import Controller
+
 from mta.config import load_config
 from mta.smtp import deliver
 from tests.support.agent import queue_message, request_for, run_agent
 from tests.support.instance import make_instance
 from tests.support.tls_certs import TestCA
-from tests.unit.smtp.peers import SinkHandler, sink
+from tests.unit.smtp.peers import SinkHandler, free_port
 
 # MX names for the loopback DNS server (tests.support.dns_server.zone_fixtures)
 TLS_ZONE = {
@@ -61,17 +63,18 @@ def send(
     main_cf: str,
     nexthop: str = "example.test",
     rcpt_domain: str = "",
-    deliver_fn=deliver,
+    port: int = 0,
 ):
     """Queue a message for u@RCPT_DOMAIN (default: the next hop's domain) and let the
     smtp client deliver it to a sink that offers STARTTLS with server: a (cert, key)
     pair, an ssl.SSLContext, or None (no STARTTLS). Returns (handler, status,
-    maillog text, cfg, msg)."""
+    maillog text, cfg, msg). port: the sink's port (default: a free one)."""
     handler = TlsRecorder()
     if isinstance(server, tuple):
         server = TestCA.context(*server)
     assert server is None or isinstance(server, ssl.SSLContext)
-    ctl, _ = sink(handler, tls_context=server)
+    ctl = Controller(handler, hostname="127.0.0.1", port=port or free_port(), tls_context=server)
+    ctl.start()
     try:
         cfg = load_config(
             str(
@@ -84,7 +87,7 @@ def send(
         )
         domain = rcpt_domain or nexthop.lstrip("[").split("]")[0].split(":")[0]
         msg = queue_message(cfg, [f"u@{domain}"])
-        result = run_agent(deliver_fn, cfg, request_for(msg, nexthop), tmp_path)
+        result = run_agent(deliver, cfg, request_for(msg, nexthop), tmp_path)
     finally:
         ctl.stop()
     (status,) = result.statuses
