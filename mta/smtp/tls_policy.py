@@ -166,7 +166,9 @@ class ClientTls:
             verify_match=tuple(split_words(cfg.get(p("tls_verify_cert_match")))),
             secure_match=tuple(split_words(cfg.get(p("tls_secure_cert_match")))),
             fingerprint_match=tuple(
-                normalize_fingerprint(f) for f in cfg.get_list(p("tls_fingerprint_cert_match"))
+                normalize_fingerprint(f)
+                for f in re.split(r"[\s,]+", cfg.get(p("tls_fingerprint_cert_match")))
+                if f
             ),
             fingerprint_digest=cfg.get(p("tls_fingerprint_digest")).strip().lower(),
             protocols=cfg.get(p("tls_protocols")),

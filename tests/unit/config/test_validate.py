@@ -219,6 +219,19 @@ def test_a_tls_policy_table_is_accepted_now_and_opened_like_any_table(make, tmp_
     assert "smtp_tls_policy_maps" in problem and "/nonexistent/tls_policy" in problem
 
 
+def test_client_tls_match_lists_and_exclusions_may_use_colons(make):
+    cfg = make(
+        "smtp_tls_security_level = verify\n"
+        "smtp_tls_verify_cert_match = hostname:nexthop, .example.com\n"
+        "smtp_tls_secure_cert_match = nexthop:dot-nexthop\n"
+        "smtp_tls_exclude_ciphers = aNULL:MD5\n"
+        "smtp_tls_mandatory_exclude_ciphers = 3DES:RC4\n"
+        "smtp_tls_fingerprint_cert_match = AB:CD:EF, 01:23:45\n",
+        "",
+    )
+    assert lines(cfg, fatal=True) == []
+
+
 @pytest.mark.parametrize(
     "setting,param,text",
     [
