@@ -101,6 +101,7 @@ def client_context(tls: ClientTls, policy: TlsPolicy) -> ssl.SSLContext:
     ca_level = policy.level in TLS_CA_LEVELS
     key = (
         ca_level,
+        policy.level == "fingerprint",
         policy.verifies,
         policy.protocols,
         policy.ciphers,
@@ -140,6 +141,9 @@ def _build(tls: ClientTls, policy: TlsPolicy, ca_level: bool) -> ssl.SSLContext:
         raise TlsSetupError(grade, "", str(exc)) from None
     except ssl.SSLError as exc:
         raise TlsSetupError(grade, "", f"no usable cipher: {exc.reason or exc}") from None
+    if policy.level == "fingerprint" and tls.fingerprint_digest not in hashlib.algorithms_available:
+        name = tls.param("tls_fingerprint_digest")
+        raise TlsSetupError(name, "", f"unknown digest: {tls.fingerprint_digest}")
     if ca_level:
         ctx.verify_mode = ssl.CERT_REQUIRED
         _load_trust(ctx, tls, policy)
@@ -242,9 +246,6 @@ def setup_problems(tls: ClientTls) -> list[tuple[str, str]]:
         return []
     policy = tls.default_policy()
     out = []
-    digest = tls.fingerprint_digest
-    if policy.level == "fingerprint" and digest not in hashlib.algorithms_available:
-        out.append((tls.param("tls_fingerprint_digest"), f"unknown digest: {digest}"))
     try:
         client_context(tls, policy)
     except TlsSetupError as exc:

@@ -198,3 +198,14 @@ def test_may_delivers_in_plain_text_when_starttls_is_gone(tmp_path, pki):
     handler, status, _, _, _ = send(tmp_path, None, ca_cf(pki, "may"))
     assert status.action == "relayed"
     assert handler.tls == [False]
+
+
+def test_fingerprint_with_an_unknown_digest_defers_without_connecting(tmp_path, pki):
+    fp = fingerprint(pki["good"][0])
+    cf = (
+        "smtp_tls_security_level = fingerprint\nsmtp_tls_fingerprint_digest = sha3000\n"
+        f"smtp_tls_fingerprint_cert_match = {fp}\n"
+    )
+    handler, status, maillog, _, _ = send(tmp_path, pki["good"], cf)
+    assert_deferred(handler, status, "TLS is required, but our TLS engine is unavailable")
+    assert "smtp_tls_fingerprint_digest: unknown digest: sha3000" in maillog
