@@ -18,7 +18,8 @@ DESCRIPTION
     and above: smtp_tls_mandatory_protocols, smtp_tls_mandatory_ciphers
     plus smtp_tls_mandatory_exclude_ciphers), the client certificates
     (smtp_tls_chain_files, else smtp_tls_cert_file and
-    smtp_tls_key_file), smtp_tls_loglevel and
+    smtp_tls_key_file, smtp_tls_eccert_file and smtp_tls_eckey_file, and
+    the DSA pair smtp_tls_dcert_file and smtp_tls_dkey_file), smtp_tls_loglevel and
     smtp_tls_note_starttls_offer. The lmtp agent reads the lmtp_tls_*
     twins.
 
@@ -134,8 +135,7 @@ class ClientTls:
     mandatory_exclude: tuple[str, ...]
     cipherlists: dict[str, str]
     chain_files: tuple[str, ...]
-    cert_file: str
-    key_file: str
+    cert_pairs: tuple[tuple[str, str, str, str], ...]  # (cert param, cert, key param, key)
     loglevel: int
     note_starttls_offer: bool
     wildcard_multi_label: bool
@@ -179,8 +179,14 @@ class ClientTls:
             mandatory_exclude=tuple(split_words(cfg.get(p("tls_mandatory_exclude_ciphers")))),
             cipherlists={g: cfg.get(f"tls_{g}_cipherlist") for g in TLS_GRADES},
             chain_files=tuple(cfg.get_list(p("tls_chain_files"))),
-            cert_file=cfg.get(p("tls_cert_file")).strip(),
-            key_file=cfg.get(p("tls_key_file")).strip(),
+            cert_pairs=tuple(
+                (c, cfg.get(c).strip(), k, cfg.get(k).strip())
+                for c, k in (
+                    (p("tls_cert_file"), p("tls_key_file")),
+                    (p("tls_dcert_file"), p("tls_dkey_file")),
+                    (p("tls_eccert_file"), p("tls_eckey_file")),
+                )
+            ),
             loglevel=cfg.get_int(p("tls_loglevel")),
             note_starttls_offer=cfg.get_bool(p("tls_note_starttls_offer")),
             wildcard_multi_label=cfg.get_bool("tls_wildcard_matches_multiple_labels"),

@@ -202,7 +202,8 @@ def _load_pair(ctx: ssl.SSLContext, param: str, where: str, cert: str, key: str 
 
 
 def _load_client_certs(ctx: ssl.SSLContext, tls: ClientTls) -> None:
-    """smtp_tls_chain_files (key, then its chain, per algorithm), else cert_file/key_file."""
+    """smtp_tls_chain_files (key, then its chain, per algorithm), else the
+    cert_file/key_file, eccert_file/eckey_file and dcert_file/dkey_file pairs."""
     if tls.chain_files:
         param, where = tls.param("tls_chain_files"), " ".join(tls.chain_files)
         blob = b"".join(_read(param, f).rstrip(b"\n") + b"\n" for f in tls.chain_files)
@@ -219,15 +220,15 @@ def _load_client_certs(ctx: ssl.SSLContext, tls: ClientTls) -> None:
             finally:
                 os.unlink(tmp)
         return
-    if not tls.cert_file:
-        if tls.key_file:
-            raise TlsSetupError(tls.param("tls_key_file"), tls.key_file, "no certificate file")
-        return
-    key = tls.key_file or tls.cert_file
-    _read(tls.param("tls_cert_file"), tls.cert_file)
-    _read(tls.param("tls_key_file"), key)
-    param = tls.param("tls_key_file" if key != tls.cert_file else "tls_cert_file")
-    _load_pair(ctx, param, key, tls.cert_file, key)
+    for cert_param, cert, key_param, key in tls.cert_pairs:
+        if not cert:
+            if key:
+                raise TlsSetupError(key_param, key, "no certificate file")
+            continue
+        key = key or cert
+        _read(cert_param, cert)
+        _read(key_param, key)
+        _load_pair(ctx, key_param if key != cert else cert_param, key, cert, key)
 
 
 def client_setup_problems(cfg) -> list[tuple[str, str]]:

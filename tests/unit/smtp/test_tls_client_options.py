@@ -171,6 +171,17 @@ def test_client_certificate_from_cert_and_key_files(tmp_path, pki):
     assert (("commonName", "client.example.test"),) in peer["subject"]
 
 
+def test_client_certificate_from_the_ecdsa_pair(tmp_path, pki):
+    cert, key = pki["client"]
+    cf = (
+        f"smtp_tls_security_level = encrypt\nsmtp_tls_eccert_file = {cert}\n"
+        f"smtp_tls_eckey_file = {key}\n"
+    )
+    handler, status, _, _, _ = send(tmp_path, server_context(pki, client_ca=True), cf)
+    assert status.action == "relayed"
+    assert (("commonName", "client.example.test"),) in handler.client_certs[0]["subject"]
+
+
 def test_client_certificate_from_a_chain_file(tmp_path, pki):
     cert, key = pki["client"]
     chain = tmp_path / "chain.pem"
