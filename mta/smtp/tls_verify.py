@@ -247,6 +247,11 @@ def setup_problems(tls: ClientTls) -> list[tuple[str, str]]:
         return []
     policy = tls.default_policy()
     out = []
+    if tls.chain_files:
+        for cert_param, cert, *_ in tls.cert_pairs:
+            if cert:
+                why = f"ignored: {tls.param('tls_chain_files')} is set"
+                out.append((cert_param, why))
     try:
         client_context(tls, policy)
     except TlsSetupError as exc:

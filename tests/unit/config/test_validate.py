@@ -219,6 +219,18 @@ def test_a_tls_policy_table_is_accepted_now_and_opened_like_any_table(make, tmp_
     assert "smtp_tls_policy_maps" in problem and "/nonexistent/tls_policy" in problem
 
 
+def test_client_legacy_certificates_beside_chain_files_are_warned(make, tmp_path):
+    cfg = make(
+        "smtp_tls_security_level = may\nsmtp_tls_chain_files = /nonexistent/chain.pem\n"
+        "smtp_tls_eccert_file = /nonexistent/ec.pem\n",
+        "",
+    )
+    assert (
+        f"{tmp_path / 'main.cf'}, line 3: parameter smtp_tls_eccert_file: "
+        "ignored: smtp_tls_chain_files is set"
+    ) in lines(cfg, fatal=False)
+
+
 def test_client_tls_match_lists_and_exclusions_may_use_colons(make):
     cfg = make(
         "smtp_tls_security_level = verify\n"

@@ -192,3 +192,20 @@ def test_lmtp_reads_its_own_table_without_the_inet_prefix(tmp_path, pki):
     assert handler.messages == []
     (status,) = result.statuses
     assert (status.action, status.reason) == ("delayed", "Server certificate not verified")
+
+
+def test_a_fallback_relay_is_looked_up_as_its_own_next_hop(tmp_path, pki):
+    port = free_port()
+    closed = free_port()  # the next hop's own server is down
+    table = f"[mx.example.test]:{port} verify\n[127.0.0.1]:{closed} may\n"
+    cf = policy_cf(
+        tmp_path,
+        pki,
+        table,
+        f"smtp_tls_security_level = may\nsmtp_fallback_relay = [mx.example.test]:{port}\n",
+    )
+    handler, status, _, _, _ = send(
+        tmp_path, pki["wrong_name"], cf, f"[127.0.0.1]:{closed}", "example.test", port
+    )
+    assert handler.messages == []
+    assert (status.action, status.reason) == ("delayed", "Server certificate not verified")
