@@ -144,6 +144,7 @@ class ClientTls:
     policy_maps_error: str
     _policies: dict = field(default_factory=dict, repr=False)  # next hop -> TlsPolicy
     contexts: dict = field(default_factory=dict, repr=False)  # see tls_verify.client_context
+    _default: TlsPolicy | None = field(default=None, repr=False)  # when there is no table
 
     @classmethod
     def of(cls, cfg, lmtp: bool = False) -> ClientTls:
@@ -239,6 +240,10 @@ class ClientTls:
 
     def policy_for(self, dest: str) -> TlsPolicy:
         """The policy for next hop dest: smtp_tls_policy_maps, else main.cf."""
+        if self.policy_maps is None and not self.policy_maps_error:
+            if self._default is None:
+                self._default = self.default_policy()
+            return self._default
         key = _policy_key(dest)
         cached = self._policies.get(key)
         if cached is not None:

@@ -1,12 +1,13 @@
 """smtp.tls_verify - the client's TLS context and the check of the server's certificate
 
 SYNOPSIS
-    from mta.smtp.tls_verify import client_context, check_peer, TlsSetupError
+    from mta.smtp.tls_verify import client_context, check_peer, client_setup_problems
     ctx = client_context(tls, policy)          # cached; TlsSetupError names param and file
     outcome = check_peer(tls, policy, ssl_object, hostname, nexthop)
     outcome.status      # "Untrusted", "Trusted" or "Verified"
     outcome.failure     # "" or "Server certificate not verified"
     established_text(outcome.status, relay, ssl_object)
+    problems = client_setup_problems(cfg)      # [(param, text)] for mta check
 
 DESCRIPTION
     client_context() builds the ssl.SSLContext for a policy
@@ -38,6 +39,14 @@ DESCRIPTION
     digest (smtp_tls_fingerprint_digest) of the certificate or of its
     public key must be one of the policy's fingerprints; no CA is
     consulted. Anything else is "Server certificate not verified".
+
+    client_setup_problems() builds the main.cf contexts of the smtp and
+    lmtp clients as they will, for mta check and start: an unreadable
+    CA file, a client key that does not match its certificate, an
+    unknown protocol, cipher grade or digest, each with its parameter
+    (warnings: the clients then defer mail that needs TLS, with
+    "TLS is required, but our TLS engine is unavailable", and send
+    the rest in plain text).
 
     established_text() is the smtp_tls_loglevel line: "Verified TLS
     connection established to mx.example.com[192.0.2.1]:25: TLSv1.3
