@@ -209,3 +209,37 @@ def test_a_fallback_relay_is_looked_up_as_its_own_next_hop(tmp_path, pki):
     )
     assert handler.messages == []
     assert (status.action, status.reason) == ("delayed", "Server certificate not verified")
+
+
+def test_a_table_that_fails_for_now_defers_and_warns(tmp_path, pki):
+    table = tmp_path / "tls_policy"
+    table.write_text("example.test may\n")
+    # proxymap is not running: every lookup fails for now
+    cf = f"smtp_tls_policy_maps = proxy:texthash:{table}\nsmtp_tls_security_level = may\n"
+    handler, status, maillog, _, _ = send(tmp_path, pki["good"], cf)
+    assert handler.messages == []
+    assert (status.action, status.dsn) == ("delayed", "4.7.5")
+    assert status.reason.startswith(
+        'client TLS configuration problem: smtp_tls_policy_maps: next-hop destination "example.test": '
+        "lookup error: "
+    )
+    assert "warning: smtp_tls_policy_maps: next-hop destination" in maillog
+
+
+@pytest.mark.parametrize(
+    "attribute,expected",
+    [
+        ("", "mx.example.test"),
+        ("servername=hostname", "mx.example.test"),
+        ("servername=sni.example.test", "sni.example.test"),
+    ],
+)
+def test_servername_attribute_chooses_the_sni_name(tmp_path, pki, attribute, expected):
+    seen = []
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(*map(str, pki["good"]))
+    server.sni_callback = lambda sslobj, name, ctx: seen.append(name)
+    cf = policy_cf(tmp_path, pki, f"example.test encrypt {attribute}\n")
+    handler, status, _, _, _ = send(tmp_path, server, cf)
+    assert status.action == "relayed"
+    assert seen == [expected]
