@@ -85,13 +85,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtp_mime_header_checks",      # no outbound content checks
     "smtp_nested_header_checks",    # no outbound content checks
     "smtp_defer_if_no_mx_address_found",  # not consulted
-    "smtp_tls_cert_file",           # no client certificates
-    "smtp_tls_ciphers",             # outbound TLS
-    "smtp_tls_key_file",            # no client certificates
-    "smtp_tls_loglevel",            # outbound TLS
-    "smtp_tls_mandatory_protocols",  # outbound TLS
-    "smtp_tls_policy_maps",         # outbound TLS: no per-destination policy
-    "smtp_tls_protocols",           # outbound TLS
     "smtp_tls_session_cache_database",  # outbound TLS
     # --- queue manager and scheduler
     "default_delivery_slot_cost",   # no preemptive scheduler
@@ -129,9 +122,6 @@ AS_IF: dict[str, str] = {
 # values that demand what mta cannot do: refused rather than served with less security
 # ("*": any value other than the default)
 REFUSED: dict[str, tuple[str, ...]] = {
-    # a per-destination policy may demand TLS or a verified peer: ignored, mail for
-    # such a destination would go out under the global level, possibly in plain text
-    "smtp_tls_policy_maps": ("*",),
     # content inspection the operator relies on: mail would pass unscanned
     # (a FILTER action from a table holds the message instead: qmgr/redirect.py)
     "content_filter": ("*",),

@@ -31,7 +31,10 @@ DESCRIPTION
     Warnings: where smtpd offers STARTTLS (smtpd_tls_security_level may
     or encrypt), a server certificate or key that cannot be loaded,
     naming the parameter and the file (smtpd then answers STARTTLS
-    with 454 4.7.0, as Postfix does); a main.cf name that no parameter has and
+    with 454 4.7.0, as Postfix does); where the smtp or lmtp client
+    uses TLS, a CA file, client certificate, protocol list, cipher
+    grade or fingerprint digest it cannot use (mta/smtp/tls_verify.py;
+    mail that needs TLS is then deferred); a main.cf name that no parameter has and
     that no setting uses as $name (nor smtpd_restriction_classes lists),
     which is probably a typo, and a parameter from
     mta.config.unimplemented set to something other than its default.
@@ -288,6 +291,24 @@ def _tls_problems(cfg, seen: set[str]) -> list[Problem]:
     return out
 
 
+def _client_tls_problems(cfg, seen: set[str]) -> list[Problem]:
+    """The smtp and lmtp clients' TLS settings, built as the clients will (warnings)."""
+    from mta.smtp.tls_verify import client_setup_problems
+
+    out = []
+    try:
+        found = client_setup_problems(cfg)
+    except ConfigError:
+        return []  # the value problem is reported by _check_view
+    for name, why in found:
+        path, line = _where(cfg, name)
+        problem = Problem(f"parameter {name}: {why}", path, line, fatal=False)
+        if str(problem) not in seen:
+            seen.add(str(problem))
+            out.append(problem)
+    return out
+
+
 def unimplemented_setting(cfg, name: str) -> Problem | None:
     """A warning when name is not implemented and cfg sets it away from its default."""
     if name not in UNIMPLEMENTED:
@@ -329,6 +350,7 @@ def config_problems(
     referenced = referenced_names(cfg, services)
     out.extend(_check_view(cfg, list(cfg.entries), open_tables, seen))
     out.extend(_tls_problems(cfg, seen))
+    out.extend(_client_tls_problems(cfg, seen))
     for name, e in cfg.entries.items():
         if name in PARAMS or per_transport_default(name, transports) or name in referenced:
             continue
@@ -350,6 +372,8 @@ def config_problems(
         out.extend(_check_view(view, names, open_tables, seen))
         if any(n.startswith("smtpd_tls_") for n in s.overrides):
             out.extend(_tls_problems(view, seen))
+        if any(n.startswith(("smtp_tls_", "lmtp_tls_", "tls_")) for n in s.overrides):
+            out.extend(_client_tls_problems(view, seen))
         for name in s.overrides:
             known = name in PARAMS or per_transport_default(name, transports)
             if not known and name not in referenced and name not in cfg.entries:

@@ -56,14 +56,16 @@ DESCRIPTION
     (mta/smtp/generic.py); a table that fails for now defers the
     request.
 
-    The TLS level (smtp_tls_security_level, lmtp_tls_security_level)
-    is checked before anything else: a level that needs peer
-    verification is not implemented and defers the mail with a
-    warning; "encrypt" never falls back to plain text, and never uses
-    a kept plain-text session. At "dane" and "dane-only" each server's
-    DNSSEC-validated TLSA records decide, before it is connected to,
-    whether the session is "may", "encrypt", authenticated by the
-    records, or deferred (mta/smtp/dane.py).
+    The TLS policy of the next hop (smtp_tls_policy_maps, else
+    smtp_tls_security_level; lmtp_* for LMTP) is checked before
+    anything else: a table entry that cannot be used, or a required
+    TLS context that cannot be built defers the mail with a warning; a
+    level that requires TLS never falls back to plain text, and never
+    uses a kept session made under another policy. Each fallback relay
+    is its own next hop with its own policy. At "dane" and "dane-only"
+    each server's DNSSEC-validated TLSA records decide, before it is
+    connected to, whether the session is "may", "encrypt",
+    authenticated by the records, or deferred (mta/smtp/dane.py).
 
     job.conn_time is the time until the session was ready (connected,
     greeted, TLS and EHLO done); near zero for a reused session.
@@ -246,9 +248,9 @@ def _give_up(job: DeliveryJob, err: SessionError, relay: str) -> None:
 
 async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
     """Deliver job's pending recipients over SMTP or LMTP."""
-    st = Settings.of(job.cfg, lmtp)
     if not job.pending():
         return
+    st = Settings.of(job.cfg, lmtp).for_nexthop(job.req.nexthop)
     refusal = st.tls_refusal()
     sasl_problem = st.sasl.config_error()
     if refusal is None and sasl_problem is not None:
@@ -275,8 +277,8 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
             shared = session is not None
         if session is None:
             break
-        if st.tls_required and not session.tls:
-            session.close()  # kept under a weaker setting: never used for this one
+        if session.st.tls_policy != st.tls_policy or (st.tls_required and not session.tls):
+            session.close()  # kept under another TLS policy: never used for this one
             continue
         job.conn_time = time.time() - job.started
         try:
@@ -307,12 +309,19 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
     for relay in fallbacks:
         if not out.recipients_for(job):
             return
+        relay_st = st.for_nexthop(relay)
+        refusal = relay_st.tls_refusal()
+        if refusal is not None:  # this relay's TLS policy cannot be served: not tried
+            log.warning("%s: %s: %s", job.req.queue_id, relay, refusal[1])
+            tries.last, tries.last_relay = SessionError(*refusal, site=True), relay
+            continue
         try:
             relay_targets = await resolve_nexthop(relay, job.cfg, lmtp)
         except NexthopError as exc:
             tries.missed = exc
             continue
-        if await _try_site(job, st, (lmtp, relay.lower()), out, relay_targets, tries, relay):
+        key = (lmtp, relay.lower())
+        if await _try_site(job, relay_st, key, out, relay_targets, tries, relay):
             return
     if not job.pending():
         return

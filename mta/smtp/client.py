@@ -13,23 +13,33 @@ DESCRIPTION
     greets with EHLO, falling back to HELO when the server refuses EHLO
     with a 5xx reply (LMTP: LHLO, no fallback). The EHLO reply's
     keywords (minus smtp_discard_ehlo_keywords) go into
-    session.features. With smtp_tls_security_level "may" and a server
-    that offers STARTTLS the session switches to TLS without checking
-    the certificate and greets again; TlsFailed reports a failed
-    handshake so that the caller can connect again without TLS. With
-    "encrypt" TLS is required (any certificate): a server that does
-    not offer STARTTLS ends the session with "TLS is required, but was
-    not offered by host ..." (4.7.4), one that refuses it or fails the
-    handshake with a 4.x.x error, and the caller must not retry in
-    plain text. Settings.tls_refusal() names the levels that verify
-    the peer (fingerprint, verify, secure), which are not implemented:
-    mail for them is deferred (4.7.5), never sent to an unverified
-    peer; an unknown level is a configuration error. The DANE levels
-    (dane, dane-only) are decided per server before connect()
-    (mta/smtp/dane.py), which gets the outcome as Settings with the
-    effective level and, for a server with usable TLSA records, the
-    records: after the handshake a server whose certificate matches
-    none of them ends the session (4.7.5).
+    session.features. The TLS level is the next hop's policy
+    (Settings.for_nexthop(): smtp_tls_policy_maps, else
+    smtp_tls_security_level; mta/smtp/tls_policy.py). With "may" and
+    a server that offers STARTTLS the session switches to TLS without
+    checking the certificate and greets again; TlsFailed reports a
+    failed handshake so that the caller can connect again without TLS.
+    The levels "encrypt", "fingerprint", "verify" and "secure" require
+    TLS: a server that does not offer STARTTLS ends the session with
+    "TLS is required, but was not offered by host ..." (4.7.4), one
+    that refuses it or fails the handshake with a 4.x.x error, and the
+    caller must not retry in plain text. At "fingerprint", "verify"
+    and "secure" the certificate is then judged
+    (mta/smtp/tls_verify.py): a chain the CAs do not vouch for is
+    "Server certificate not trusted", a name or fingerprint that does
+    not match "Server certificate not verified" (both 4.7.5), and the
+    session ends before any mail goes out. With smtp_tls_loglevel 1
+    the handshake is logged ("Verified TLS connection established to
+    ..."); with smtp_tls_note_starttls_offer a server that offers
+    STARTTLS when TLS is off is logged ("Host offered STARTTLS:
+    [host]"). The DANE levels (dane, dane-only) are decided per server
+    before connect() (mta/smtp/dane.py), which gets the outcome as
+    Settings with the effective level and, for a server with usable
+    TLSA records, the records: after the handshake a server whose
+    certificate matches none of them ends the session (4.7.5). An
+    unknown level is a configuration error; a policy table entry that
+    cannot be used or a TLS context that cannot be built (where TLS is
+    required) defers the mail.
     With smtp_sasl_auth_enable the session then authenticates with
     SMTP AUTH (mta/smtp/sasl.py: login()) before any mail transaction;
     SaslFailed reports a refused or impossible login.
@@ -78,21 +88,32 @@ import os
 import ssl
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from mta import log
 from mta.common.dsn import ACTION_DELIVERED, ACTION_RELAYED
 from mta.config.params import PARAMS
 from mta.queue import rec_type as R
-from mta.smtp.dane import DanePolicy, check_peer
+from mta.smtp.dane import DanePolicy
+from mta.smtp.dane import check_peer as dane_check_peer
 from mta.smtp.generic import GenericMapper
 from mta.smtp.nexthop import Target
 from mta.smtp.reply import REPLY_LINE_LIMIT, REPLY_MAX_LINES, Reply, ReplyError, ReplyParser
 from mta.smtp.sasl import SaslSettings, login
+from mta.smtp.tls_policy import TLS_CONFIG_PROBLEM, ClientTls, TlsPolicy, nexthop_name
+from mta.smtp.tls_verify import (
+    TLS_ENGINE_UNAVAILABLE,
+    TLS_NOT_TRUSTED,
+    TlsSetupError,
+    check_peer,
+    client_context,
+    established_text,
+    verify_error_text,
+)
 
 SMTP_READ_SIZE = 65536  # bytes asked of the socket per read
 TLS_LEVEL_NONE = frozenset({"", "none"})  # plain text
 TLS_LEVELS = frozenset({"may", "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure"})
-TLS_VERIFY_LEVELS = frozenset({"fingerprint", "verify", "secure"})  # not yet
 
 # what the client was doing, for "timed out while ..." and "lost connection ... while ..."
 STAGE_GREETING = "receiving the initial server greeting"
@@ -182,6 +203,11 @@ class Settings:
     reuse_time_limit: float
     line_length_limit: int
     sasl: SaslSettings
+    tls: ClientTls  # the main.cf TLS parameters
+    tls_policy: TlsPolicy  # this next hop's (main.cf, or smtp_tls_policy_maps)
+
+    def __post_init__(self) -> None:
+        self._with_policy: dict[TlsPolicy, Settings] = {}
 
     @property
     def tls_required(self) -> bool:
@@ -191,20 +217,33 @@ class Settings:
     def tls_refusal(self) -> tuple[str, str] | None:
         """(dsn, reason) when the TLS level cannot be served at all, else None.
 
-        The verification levels need certificate, fingerprint or DANE
-        checks that this client does not make yet; delivering anyway
-        would hand the mail to a peer nobody verified."""
+        An unknown level is a configuration error; a policy table entry
+        that cannot be read, and a level that demands TLS when the TLS
+        context cannot be built, defer the mail."""
         name = param_name(self.lmtp, "tls_security_level")
         level = self.tls_level
-        if level in TLS_VERIFY_LEVELS:
-            return (
-                "4.7.5",
-                f"TLS level {level} ({name}) is not implemented: deferring rather "
-                f"than delivering to an unverified peer",
-            )
+        if self.tls_policy.error:
+            return "4.7.5", f"{TLS_CONFIG_PROBLEM}: {self.tls_policy.error}"
         if level not in TLS_LEVELS and level not in TLS_LEVEL_NONE:
             return "4.3.5", f"mail system configuration error: invalid {name} value: {level}"
+        if self.tls_required:
+            try:
+                client_context(self.tls, self.tls_policy)
+            except TlsSetupError as exc:
+                log.warning("TLS not available: %s", exc)
+                return "4.7.5", TLS_ENGINE_UNAVAILABLE
         return None
+
+    def for_nexthop(self, dest: str) -> Settings:
+        """These settings under dest's TLS policy (smtp_tls_policy_maps)."""
+        policy = self.tls.policy_for(dest)
+        if policy == self.tls_policy:
+            return self
+        found = self._with_policy.get(policy)
+        if found is None:
+            found = replace(self, tls_level=policy.level, tls_policy=policy)
+            self._with_policy[policy] = found
+        return found
 
     _memo = {}  # (id(cfg), lmtp) -> (cfg, Settings)
 
@@ -218,6 +257,7 @@ class Settings:
             return param_name(lmtp, name)
 
         connect_timeout = cfg.get_time(p("connect_timeout")) or 30
+        tls = ClientTls.of(cfg, lmtp)
         st = cls(
             lmtp=lmtp,
             connect_timeout=float(connect_timeout),
@@ -250,6 +290,8 @@ class Settings:
             reuse_time_limit=float(cfg.get_time("smtp_connection_reuse_time_limit")),
             line_length_limit=cfg.get_int(p("line_length_limit")),
             sasl=SaslSettings.of(cfg, lmtp),
+            tls=tls,
+            tls_policy=tls.default_policy(),
         )
         cls._memo[(id(cfg), lmtp)] = (cfg, st)
         return st
@@ -486,16 +528,15 @@ class Session:
                 raise SessionError(
                     "4.7.4", f"TLS is required, but was not offered by host {self.hostaddr}"
                 )
-            await self.starttls()
+            await self.starttls(dest)
             await self.ehlo()
-        elif (
-            allow_tls
-            and st.tls_level in TLS_LEVELS
-            and "STARTTLS" in self.features
-            and not self.target.unix
-        ):
-            await self.starttls()
-            await self.ehlo()
+        elif "STARTTLS" not in self.features:
+            pass
+        elif allow_tls and st.tls_level in TLS_LEVELS and not self.target.unix:
+            if await self.starttls(dest):
+                await self.ehlo()
+        elif st.tls.note_starttls_offer:
+            log.info("Host offered STARTTLS: [%s]", self.target.host)
         if st.sasl.enabled:
             await login(self, st.sasl, dest)
 
@@ -530,8 +571,15 @@ class Session:
                 if key and key not in st.discard_ehlo:
                     self.features[key] = rest.strip()
 
-    async def starttls(self) -> None:
+    async def starttls(self, dest: str = "") -> bool:
+        """STARTTLS and the handshake; False when the session goes on in plain text
+        (a level that allows it). The certificate is judged as the level says."""
         st = self.st
+        try:
+            ctx = client_context(st.tls, st.tls_policy)
+        except TlsSetupError as exc:  # tls_refusal() stopped the levels that need TLS
+            log.warning("TLS not available: %s; no TLS for %s", exc, self.hostaddr)
+            return False
         self.write(b"STARTTLS\r\n")
         try:
             reply = await self.read_reply(st.starttls_timeout, STAGE_STARTTLS)
@@ -546,7 +594,7 @@ class Session:
                     reply=reply.text,
                     mta=self.target.host,
                 )
-            return  # not now: carry on in plain text
+            return False  # not now: carry on in plain text
         if self.replies or self.parser.pending():
             self.close()
             raise TlsFailed(
@@ -554,14 +602,17 @@ class Session:
                 f"Cannot start TLS: {self.hostaddr} sent data after its reply to STARTTLS",
                 site=True,
             )
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        sni = st.tls_policy.servername
+        sni = self.target.host if sni in ("", "hostname") else sni
         try:
             await asyncio.wait_for(
-                self.writer.start_tls(ctx, server_hostname=self.target.host),
-                st.starttls_timeout,
+                self.writer.start_tls(ctx, server_hostname=sni), st.starttls_timeout
             )
+        except ssl.SSLCertVerificationError as exc:
+            self.close()
+            if st.tls.loglevel >= 1:
+                log.info("%s", verify_error_text(self.target.relay, exc))
+            raise SessionError("4.7.5", TLS_NOT_TRUSTED, site=True) from None
         except (OSError, ssl.SSLError, asyncio.TimeoutError, RuntimeError, ValueError) as exc:
             self.close()
             raise TlsFailed(
@@ -572,12 +623,37 @@ class Session:
         self.tls = True
         self.parser = ReplyParser(REPLY_LINE_LIMIT, REPLY_MAX_LINES)
         self.replies.clear()
+        self._judge_peer(dest)
+        return True
+
+    def _judge_peer(self, dest: str) -> None:
+        """Log the handshake and end the session when the certificate fails the level."""
+        st = self.st
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        if ssl_object is None:
+            self.close()
+            raise SessionError("4.7.5", f"Cannot start TLS: no TLS session with {self.hostaddr}")
         if self.dane is not None:  # DANE: the certificate must match a TLSA record
-            ssl_object = self.writer.get_extra_info("ssl_object")
-            reason = check_peer(ssl_object, self.dane, self.target.relay)
+            reason = dane_check_peer(ssl_object, self.dane, self.target.relay)
             if reason is not None:
                 self.close()
                 raise SessionError("4.7.5", reason)
+            return
+        tls = st.tls
+        hostname = tls.myhostname if self.target.unix else self.target.host
+        nexthop = nexthop_name(dest or self.target.host, st.lmtp, tls.myhostname)
+        outcome = check_peer(tls, st.tls_policy, ssl_object, hostname, nexthop)
+        if tls.loglevel >= 1:
+            log.info("%s", established_text(outcome.status, self.target.relay, ssl_object))
+        if outcome.failure:
+            if tls.loglevel >= 1:
+                log.info(
+                    "server certificate verification failed for %s: %s",
+                    self.target.relay,
+                    outcome.detail,
+                )
+            self.close()
+            raise SessionError("4.7.5", outcome.failure, site=True)
 
     # ------------------------------------------------------------- transaction
     def _mail_command(self, out: Outgoing, body: str, utf8: bool) -> bytes:

@@ -14,11 +14,9 @@ pytestmark = pytest.mark.interop
     "level,reason",
     [
         ("encrypt", "TLS is required, but was not offered by host 127.0.0.1[127.0.0.1]"),
-        (
-            "verify",
-            "TLS level verify (smtp_tls_security_level) is not implemented: "
-            "deferring rather than delivering to an unverified peer",
-        ),
+        ("verify", "TLS is required, but was not offered by host 127.0.0.1[127.0.0.1]"),
+        # dane-only without DNSSEC look-ups (smtp_dns_support_level) is a configuration problem
+        ("dane-only", "client TLS configuration problem"),
     ],
 )
 def test_level_that_cannot_be_met_defers_and_the_queue_shows_why(tmp_path, level, reason):

@@ -20,7 +20,7 @@ def available() -> bool:
 
 
 class PostfixInstance:
-    def __init__(self, port: int, main_cf: str) -> None:
+    def __init__(self, port: int, main_cf: str, master_extra: str = "") -> None:
         # not under pytest's tmp_path: the master works there as the postfix
         # user, who must be able to reach it through every parent directory
         top = Path(tempfile.mkdtemp(prefix="mta-postfix-"))
@@ -51,7 +51,7 @@ class PostfixInstance:
             "bounce unix - - n - 0 bounce\n"
             "trace unix - - n - 0 bounce\n"
             "showq unix n - n - - showq\n"
-            "postlog unix-dgram n - n - 1 postlogd\n"
+            "postlog unix-dgram n - n - 1 postlogd\n" + master_extra
         )
         self.proc: subprocess.Popen | None = None
 

@@ -212,12 +212,61 @@ def test_tls_encrypt_without_a_certificate_is_warned_naming_the_parameter(make, 
     ]
 
 
-def test_a_tls_policy_table_is_refused_since_its_levels_would_be_ignored(make, tmp_path):
-    cfg = make("smtp_tls_policy_maps = texthash:/etc/mta/tls_policy\n", "")
-    assert lines(cfg, fatal=True) == [
-        f"{tmp_path / 'main.cf'}, line 1: smtp_tls_policy_maps = texthash:/etc/mta/tls_policy "
-        "is not implemented, and mta would give less security than it asks for; refused"
-    ]
+def test_a_tls_policy_table_is_accepted_now_and_opened_like_any_table(make, tmp_path):
+    cfg = make("smtp_tls_policy_maps = texthash:/nonexistent/tls_policy\n", "")
+    assert lines(cfg, fatal=True) == []
+    (problem,) = lines(cfg, fatal=True, open_tables=True)
+    assert "smtp_tls_policy_maps" in problem and "/nonexistent/tls_policy" in problem
+
+
+def test_client_legacy_certificates_beside_chain_files_are_warned(make, tmp_path):
+    cfg = make(
+        "smtp_tls_security_level = may\nsmtp_tls_chain_files = /nonexistent/chain.pem\n"
+        "smtp_tls_eccert_file = /nonexistent/ec.pem\n",
+        "",
+    )
+    assert (
+        f"{tmp_path / 'main.cf'}, line 3: parameter smtp_tls_eccert_file: "
+        "ignored: smtp_tls_chain_files is set"
+    ) in lines(cfg, fatal=False)
+
+
+def test_client_tls_match_lists_and_exclusions_may_use_colons(make):
+    cfg = make(
+        "smtp_tls_security_level = verify\n"
+        "smtp_tls_verify_cert_match = hostname:nexthop, .example.com\n"
+        "smtp_tls_secure_cert_match = nexthop:dot-nexthop\n"
+        "smtp_tls_exclude_ciphers = aNULL:MD5\n"
+        "smtp_tls_mandatory_exclude_ciphers = 3DES:RC4\n"
+        "smtp_tls_fingerprint_cert_match = AB:CD:EF, 01:23:45\n",
+        "",
+    )
+    assert lines(cfg, fatal=True) == []
+
+
+@pytest.mark.parametrize(
+    "setting,param,text",
+    [
+        (
+            "smtp_tls_mandatory_protocols = >=TLSv1.9",
+            "smtp_tls_mandatory_protocols",
+            'unknown TLS protocol "TLSv1.9"',
+        ),
+        ("smtp_tls_mandatory_ciphers = strong", "smtp_tls_mandatory_ciphers", "cipher grade"),
+        ("smtp_tls_CAfile = /nonexistent/ca.pem", "smtp_tls_CAfile", "/nonexistent/ca.pem"),
+        ("smtp_tls_cert_file = /nonexistent/c.pem", "smtp_tls_cert_file", "/nonexistent/c.pem"),
+        ("smtp_tls_fingerprint_digest = sha3000", "smtp_tls_fingerprint_digest", "sha3000"),
+    ],
+)
+def test_client_tls_settings_it_cannot_use_are_warned_naming_the_parameter(
+    make, tmp_path, setting, param, text
+):
+    level = "fingerprint" if "digest" in setting else "verify"
+    cfg = make(f"smtp_tls_security_level = {level}\n{setting}\n", "")
+    assert lines(cfg, fatal=True) == []
+    found = [p for p in lines(cfg) if f"parameter {param}:" in p]
+    assert found and text in found[0], lines(cfg)
+    assert found[0].startswith(str(tmp_path / "main.cf"))
 
 
 def test_client_sasl_is_accepted_now_that_it_is_implemented(make):

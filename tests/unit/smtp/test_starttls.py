@@ -204,21 +204,6 @@ def test_encrypt_defers_when_starttls_is_refused(tmp_path):
     )
 
 
-@pytest.mark.parametrize("level", ["fingerprint", "verify", "secure"])
-def test_verification_level_defers_without_connecting(tmp_path, server_tls, level):
-    # even a server that offers TLS
-    handler, cfg, msg, result = send_to_sink(tmp_path, level, server_tls)
-    assert handler.messages == []
-    (st,) = result.statuses
-    assert (st.action, st.dsn) == ("delayed", "4.7.5")
-    assert st.reason == (
-        f"TLS level {level} (smtp_tls_security_level) is not implemented: "
-        "deferring rather than delivering to an unverified peer"
-    )
-    assert deferred_reasons(cfg, msg) == [("4.7.5", st.reason)]
-    assert f"warning: {msg.queue_id}: TLS level {level}" in (tmp_path / "maillog").read_text()
-
-
 def test_unknown_level_is_a_configuration_error_not_plain_text(tmp_path):
     handler, cfg, msg, result = send_to_sink(tmp_path, "encrpyt")
     assert handler.messages == []
