@@ -31,7 +31,10 @@ DESCRIPTION
     Warnings: where smtpd offers STARTTLS (smtpd_tls_security_level may
     or encrypt), a server certificate or key that cannot be loaded,
     naming the parameter and the file (smtpd then answers STARTTLS
-    with 454 4.7.0, as Postfix does); a main.cf name that no parameter has and
+    with 454 4.7.0, as Postfix does); with smtpd_sasl_auth_enable, a
+    users table or Dovecot socket that is not there (smtpd answers AUTH
+    with 454 4.7.0), while a backend that cannot be used at all
+    (smtpd_sasl_type = cyrus, an unknown security option) is fatal; a main.cf name that no parameter has and
     that no setting uses as $name (nor smtpd_restriction_classes lists),
     which is probably a typo, and a parameter from
     mta.config.unimplemented set to something other than its default.
@@ -284,6 +287,24 @@ def _tls_problems(cfg, seen: set[str]) -> list[Problem]:
     return out
 
 
+def _sasl_problems(cfg, seen: set[str]) -> list[Problem]:
+    """smtpd's SMTP AUTH settings: an unusable backend is fatal, a missing table a warning."""
+    from mta.smtpd.sasl import setup_problems
+
+    out = []
+    try:
+        found = setup_problems(cfg)
+    except ConfigError:
+        return []  # the value problem is reported by _check_view
+    for name, why, fatal in found:
+        path, line = _where(cfg, name)
+        problem = Problem(f"parameter {name}: {why}", path, line, fatal=fatal)
+        if str(problem) not in seen:
+            seen.add(str(problem))
+            out.append(problem)
+    return out
+
+
 def unimplemented_setting(cfg, name: str) -> Problem | None:
     """A warning when name is not implemented and cfg sets it away from its default."""
     if name not in UNIMPLEMENTED:
@@ -325,6 +346,7 @@ def config_problems(
     referenced = referenced_names(cfg, services)
     out.extend(_check_view(cfg, list(cfg.entries), open_tables, seen))
     out.extend(_tls_problems(cfg, seen))
+    out.extend(_sasl_problems(cfg, seen))
     for name, e in cfg.entries.items():
         if name in PARAMS or per_transport_default(name, transports) or name in referenced:
             continue
@@ -346,6 +368,8 @@ def config_problems(
         out.extend(_check_view(view, names, open_tables, seen))
         if any(n.startswith("smtpd_tls_") for n in s.overrides):
             out.extend(_tls_problems(view, seen))
+        if any(n.startswith(("smtpd_sasl_", "smtpd_tls_auth")) for n in s.overrides):
+            out.extend(_sasl_problems(view, seen))
         for name in s.overrides:
             known = name in PARAMS or per_transport_default(name, transports)
             if not known and name not in referenced and name not in cfg.entries:
