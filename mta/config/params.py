@@ -521,6 +521,7 @@ PARAMS: dict[str, Param] = _table([
     ("broken_sasl_auth_clients", "bool", "no", "announce AUTH also in the old AUTH= form"),
     ("smtpd_client_auth_rate_limit", "int", "0",
      "AUTH commands per client per time unit; 0 no limit"),
+    ("smtpd_sender_login_maps", "maps", "", "SASL login names that own sender addresses"),
     ("smtpd_sender_restrictions", "list", "", "restrictions on MAIL FROM"),
     ("smtpd_soft_error_limit", "int", "10", "errors after which replies are delayed"),
     ("smtpd_starttls_timeout", "time", "${stress?{10}:{300}}s", "wait for the TLS handshake"),

@@ -13,8 +13,10 @@ import sys
 import pytest
 
 from mta.config import Config
+from mta.config.errors import ConfigError
 from mta.config.validate import config_problems
 from mta.queue.queue_file import iter_content, read_queue_file
+from mta.smtpd.checks import SmtpdChecks
 from tests.support.instance import RawClient, SmtpdThread, greet, incoming_files, make_instance
 from tests.support.running import ROOT, wait_for
 
@@ -325,3 +327,119 @@ def test_check_warns_about_a_missing_users_table(tmp_path):
     problems = config_problems(Config(str(cdir)))
     (found,) = [p for p in problems if "smtpd_sasl_path" in str(p)]
     assert not found.fatal and "sasl_users.lmdb" in str(found)
+
+
+def _owners_table(tmp_path) -> str:
+    table = tmp_path / "sender_logins"
+    table.write_text("joe@sender.example joe\nboss@sender.example amy, JOE\n@shared.example amy\n")
+    return f"texthash:{table}"
+
+
+def _rcpt_after(client: RawClient, sender: str) -> str:
+    client.send(f"MAIL FROM:<{sender}>\r\n".encode())
+    assert client.reply().startswith("250 ")
+    client.send(b"RCPT TO:<x@mx.test.example>\r\n")
+    reply = client.reply()
+    client.send(b"RSET\r\n")
+    client.reply()
+    return reply
+
+
+def test_reject_sender_login_mismatch(start, tmp_path):
+    smtpd = start(
+        AUTH_MAIN
+        + f"smtpd_sender_login_maps = {_owners_table(tmp_path)}\n"
+        + "smtpd_sender_restrictions = reject_sender_login_mismatch\n",
+        users={"joe": "pw", "amy": "pw2"},
+    )
+    anon = RawClient(smtpd.port)
+    greet(anon)
+    assert _rcpt_after(anon, "joe@sender.example") == (
+        "553 5.7.1 <joe@sender.example>: Sender address rejected: not logged in"
+    )
+    assert _rcpt_after(anon, "someone@else.example").startswith("250 ")  # no owner
+    assert _rcpt_after(anon, "").startswith("250 ")  # the null sender
+    joe = RawClient(smtpd.port)
+    greet(joe)
+    joe.send(plain("joe", "pw"))
+    assert joe.reply().startswith("235 ")
+    assert _rcpt_after(joe, "joe@sender.example").startswith("250 ")
+    assert _rcpt_after(joe, "boss@sender.example").startswith("250 ")  # co-owner, any case
+    assert _rcpt_after(joe, "amy@shared.example") == (
+        "553 5.7.1 <amy@shared.example>: Sender address rejected: not owned by user joe"
+    )
+    # an address the table does not list is refused to a logged-in client
+    assert _rcpt_after(joe, "someone@else.example") == (
+        "553 5.7.1 <someone@else.example>: Sender address rejected: not owned by user joe"
+    )
+    assert "NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 553 5.7.1" in (
+        smtpd.maillog.read_text()
+    )
+
+
+def test_known_authenticated_and_unauthenticated_variants(start, tmp_path):
+    owners = _owners_table(tmp_path)
+    smtpd = start(
+        AUTH_MAIN
+        + f"smtpd_sender_login_maps = {owners}\n"
+        + "smtpd_sender_restrictions = reject_known_sender_login_mismatch\n"
+        + "smtpd_recipient_restrictions = reject_authenticated_sender_login_mismatch\n",
+        users={"amy": "pw2"},
+    )
+    amy = RawClient(smtpd.port)
+    greet(amy)
+    amy.send(plain("amy", "pw2"))
+    assert amy.reply().startswith("235 ")
+    assert _rcpt_after(amy, "x@shared.example").startswith("250 ")
+    # known: refused by both; unknown: passes known_, refused by authenticated_
+    assert "not owned by user amy" in _rcpt_after(amy, "joe@sender.example")
+    assert "not owned by user amy" in _rcpt_after(amy, "new@else.example")
+    anon = RawClient(smtpd.port)
+    greet(anon)
+    assert "not logged in" in _rcpt_after(anon, "joe@sender.example")
+
+
+def test_unauthenticated_mismatch_leaves_logged_in_clients_alone(start, tmp_path):
+    smtpd = start(
+        AUTH_MAIN
+        + f"smtpd_sender_login_maps = {_owners_table(tmp_path)}\n"
+        + "smtpd_sender_restrictions = reject_unauthenticated_sender_login_mismatch\n",
+        users={"amy": "pw2"},
+    )
+    amy = RawClient(smtpd.port)
+    greet(amy)
+    amy.send(plain("amy", "pw2"))
+    assert amy.reply().startswith("235 ")
+    assert _rcpt_after(amy, "joe@sender.example").startswith("250 ")
+
+
+def test_sender_login_restrictions_need_the_table(tmp_path):
+    cdir = make_instance(
+        tmp_path, AUTH_MAIN + "smtpd_sender_restrictions = reject_sender_login_mismatch\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        SmtpdChecks(Config(str(cdir)))
+    assert "smtpd_sender_restrictions" in str(caught.value)
+    assert "need smtpd_sender_login_maps" in str(caught.value)
+
+
+def test_check_sasl_access(start, tmp_path):
+    table = tmp_path / "sasl_access"
+    table.write_text("joe REJECT account suspended\n")
+    smtpd = start(
+        AUTH_MAIN + f"smtpd_recipient_restrictions = check_sasl_access texthash:{table}\n",
+        users={"joe": "pw", "amy": "pw2"},
+    )
+    for user, password, want in (
+        (
+            "joe",
+            "pw",
+            "554 5.7.1 <localhost[127.0.0.1]>: SASL login name rejected: account suspended",
+        ),
+        ("amy", "pw2", "250 2.1.5 Ok"),
+    ):
+        client = RawClient(smtpd.port)
+        greet(client)
+        client.send(plain(user, password))
+        assert client.reply().startswith("235 ")
+        assert _rcpt_after(client, f"{user}@sender.example") == want
