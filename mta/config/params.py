@@ -510,6 +510,7 @@ PARAMS: dict[str, Param] = _table([
     ("smtpd_sasl_type", "str", "cyrus", "SASL server implementation: mta or dovecot"),
     ("smtpd_sasl_path", "str", "smtpd",
      "the mta backend's users table, or Dovecot's auth socket"),
+    ("smtpd_sasl_service", "str", "smtp", "service name passed to the SASL server"),
     ("smtpd_sasl_security_options", "list", "noanonymous", "SASL mechanisms smtpd offers"),
     ("smtpd_sasl_tls_security_options", "list", "$smtpd_sasl_security_options",
      "SASL mechanisms smtpd offers over TLS"),

@@ -345,7 +345,13 @@ async def auth_continue(session) -> bool:
     """Read the client's response to the last challenge and go on; False to end."""
     ex = session.sasl_exchange
     session.sasl_exchange = None
-    line = await _read_response(session, session.server.sasl.response_limit)
+    try:
+        line = await _read_response(session, session.server.sasl.response_limit)
+    except BaseException:
+        _close(ex)  # the client went away in the middle
+        raise
+    if line is None or line == b"*" or _decode(line) is None:
+        _close(ex)
     if line is None:
         log.warning("%s: SASL %s response limit exceeded", session.client_text, ex.mech)
         return await session.error("500 5.5.6 SASL response limit exceeded")
@@ -360,6 +366,13 @@ async def auth_continue(session) -> bool:
     except Exception as exc:  # noqa: BLE001 - a backend failure is a temporary one
         step = Step(AUTH_STATUS_TEMP, text=f"{type(exc).__name__}: {exc}")
     return await _after(session, ex, step)
+
+
+def _close(ex: Exchange) -> None:
+    """Let the backend go of an exchange that ends without an answer from it."""
+    close = getattr(ex.conv, "close", None)
+    if close is not None:
+        close()
 
 
 async def _read_response(session, limit: int) -> bytes | None:
