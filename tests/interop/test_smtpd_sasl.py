@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import smtplib
+import ssl
 import subprocess
 import sys
 
@@ -443,3 +445,85 @@ def test_check_sasl_access(start, tmp_path):
         client.send(plain(user, password))
         assert client.reply().startswith("235 ")
         assert _rcpt_after(client, f"{user}@sender.example") == want
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    """A self-signed server certificate and its key, made with openssl."""
+    d = tmp_path_factory.mktemp("certs")
+    crt, key = d / "mx.crt", d / "mx.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=mx.test.example", "-keyout", str(key), "-out", str(crt)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return (
+        f"smtpd_tls_security_level = may\nsmtpd_tls_cert_file = {crt}\nsmtpd_tls_key_file = {key}\n"
+    )
+
+
+def _tls_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def test_tls_security_options_apply_after_starttls(start, cert):
+    smtpd = start(
+        AUTH_MAIN
+        + cert
+        + "smtpd_sasl_security_options = noanonymous, noplaintext\n"
+        + "smtpd_sasl_tls_security_options = noanonymous\n"
+    )
+    with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
+        s.ehlo("client.example")
+        assert not s.has_extn("auth")  # PLAIN and LOGIN need TLS here
+        s.starttls(context=_tls_context())
+        s.ehlo("client.example")
+        assert s.esmtp_features["auth"].split() == ["PLAIN", "LOGIN"]
+        assert s.login("joe", "s3cret pass")[0] == 235
+        s.mail("joe@sender.example")
+        s.rcpt("someone@elsewhere.example")
+        assert s.data(MESSAGE)[0] == 250
+    (path,) = incoming_files(smtpd.cdir)
+    assert b" with ESMTPSA id " in b"\n".join(iter_content(path))
+
+
+@pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed")
+def test_swaks_tls_auth_only(start, cert):
+    smtpd = start(AUTH_MAIN + cert + "smtpd_tls_auth_only = yes\n")
+    common = ["swaks", "--server", f"127.0.0.1:{smtpd.port}", "--from", "joe@sender.example",
+              "--to", "someone@elsewhere.example", "--auth-user", "joe",
+              "--auth-password", "s3cret pass"]  # fmt: skip
+    for mech in ("PLAIN", "LOGIN"):
+        r = subprocess.run([*common, "--tls", "--auth", mech], capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "<~  235 2.7.0 Authentication successful" in r.stdout  # "~": over TLS
+    clear = subprocess.run([*common, "--auth", "PLAIN"], capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+    assert clear.returncode != 0
+    assert "235 " not in clear.stdout and "AUTH" not in clear.stdout.split("EHLO", 1)[1]
+
+
+def test_the_error_notice_transcript_shows_no_credentials(start):
+    smtpd = start(AUTH_MAIN + "notify_classes = protocol\n")
+    secret = base64.b64encode(b"\0joe\0Guess3d")
+    client = RawClient(smtpd.port)
+    greet(client)
+    client.send(b"AUTH PLAIN " + secret + b"\r\n")
+    assert client.reply().startswith("535 ")
+    client.send(b"AUTH LOGIN\r\n")
+    client.reply()
+    client.send(base64.b64encode(b"joe") + b"\r\n")
+    client.reply()
+    client.send(b"%%%\r\n")  # a protocol error: the session's notice is due
+    assert client.reply().startswith("501 5.5.2 ")
+    client.send(b"QUIT\r\n")
+    client.reply()
+    assert wait_for(lambda: incoming_files(smtpd.cdir), 10)
+    (notice,) = incoming_files(smtpd.cdir)
+    text = b"\n".join(iter_content(notice))
+    assert b"C: AUTH PLAIN" in text and b"S: 535 5.7.8" in text
+    assert secret not in text and base64.b64encode(b"joe") not in text

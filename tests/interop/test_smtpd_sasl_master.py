@@ -117,3 +117,28 @@ def test_auth_rate_limit_holds_across_connections(tmp_path):
             assert s.login("joe@test.example", "pw for joe")[0] == 235
     finally:
         inst.stop()
+
+
+def test_a_thousand_failed_logins_are_limited(tmp_path):
+    """50 connections of 20 wrong passwords each: anvil lets 10 AUTH commands through to
+    the password check, the rest get 450, and every session ends at the hard error limit."""
+    inst = start(tmp_path, smtpd_client_auth_rate_limit="10", smtpd_error_sleep_time="0")
+    try:
+        counts: dict[str, int] = {}
+        guess = b"AUTH PLAIN AGpvZUB0ZXN0LmV4YW1wbGUAbm9wZQ==\r\n"
+        for _ in range(50):
+            client = RawClient(inst.port, source=OUTSIDER)
+            client.reply()
+            client.send(b"EHLO client.example\r\n")
+            client.reply()
+            client.send(guess * 20)  # AUTH may be pipelined
+            for _ in range(20):
+                code = client.reply()[:3]
+                counts[code] = counts.get(code, 0) + 1
+            assert client.closed()
+            client.close()
+        assert counts == {"535": 10, "450": 940, "421": 50}
+        log = inst.wait_log(r"too many errors after AUTH from unknown\[127\.0\.0\.2\]", count=50)
+        assert log.count("SASL PLAIN authentication failed") == 10
+    finally:
+        inst.stop()
