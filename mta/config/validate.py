@@ -71,6 +71,7 @@ ADDRESS_LISTS = (
     "qmqpd_authorized_clients",
     "smtpd_authorized_xclient_hosts",
     "smtpd_forbid_bare_newline_exclusions",
+    "smtpd_sasl_exceptions_networks",
 )
 # parameters that take one word (or, for lists, words) out of a fixed set; "" is the default
 CHOICES: dict[str, tuple[str, ...]] = {

@@ -28,7 +28,9 @@ DESCRIPTION
     keep only mechanisms that give them. With smtpd_tls_auth_only (or
     smtpd_tls_security_level = encrypt) nothing is announced before
     STARTTLS; "AUTH" in smtpd_discard_ehlo_keywords hides AUTH and
-    disables it.
+    disables it. Clients in smtpd_sasl_exceptions_networks are not told
+    about AUTH (for clients that would use it where they should not),
+    but may still use it.
 
     The AUTH command, with Postfix's replies: 503 5.5.1 without
     EHLO when smtpd_helo_required, when AUTH is not enabled, in a mail
@@ -76,6 +78,7 @@ import binascii
 from dataclasses import dataclass
 
 from mta import log
+from mta.common.match_list import AddrList
 from mta.smtpd.transcript import NOTIFY_POLICY, NOTIFY_PROTOCOL
 
 SASL_TYPES = ("mta", "dovecot", "cyrus")  # the values of smtpd_sasl_type
@@ -222,6 +225,8 @@ class SmtpdSasl:
         self.auth_header = cfg.get_bool("smtpd_sasl_authenticated_header")
         self.response_limit = max(cfg.get_int("smtpd_sasl_response_limit"), 1)
         self.discarded = "AUTH" in {k.upper() for k in cfg.get_list("smtpd_discard_ehlo_keywords")}
+        # clients to which EHLO does not announce AUTH (they may still use it)
+        self.exceptions = AddrList(cfg.get_list("smtpd_sasl_exceptions_networks"), cfg)
         self.backend = None
         self.options = self.tls_options = frozenset()
         if not self.enabled:
@@ -252,6 +257,9 @@ class SmtpdSasl:
         return [m for m, flags in offered.items() if allowed(flags, options)]
 
     async def ehlo_keywords(self, session) -> list[str]:
+        st = session.st
+        if self.exceptions.match(st.client_addr, st.client_name):
+            return []
         mechs = await self.mechanisms(session)
         if not mechs:
             return []
@@ -348,10 +356,10 @@ async def auth_continue(session) -> bool:
     try:
         line = await _read_response(session, session.server.sasl.response_limit)
     except BaseException:
-        _close(ex)  # the client went away in the middle
+        abandon(ex)  # the client went away in the middle
         raise
     if line is None or line == b"*" or _decode(line) is None:
-        _close(ex)
+        abandon(ex)
     if line is None:
         log.warning("%s: SASL %s response limit exceeded", session.client_text, ex.mech)
         return await session.error("500 5.5.6 SASL response limit exceeded")
@@ -368,7 +376,7 @@ async def auth_continue(session) -> bool:
     return await _after(session, ex, step)
 
 
-def _close(ex: Exchange) -> None:
+def abandon(ex: Exchange) -> None:
     """Let the backend go of an exchange that ends without an answer from it."""
     close = getattr(ex.conv, "close", None)
     if close is not None:
@@ -432,34 +440,32 @@ async def _bad_base64(session, mech: str, which: str) -> bool:
 
 
 def log_fields(session) -> str:
-    """ ", sasl_method=M, sasl_username=U[, sasl_sender=S]" for the client= line."""
-    user = session.st.sasl_username
-    if not user:
-        return ""
-    text = f", sasl_method={session.sasl_method}, sasl_username={user}"
-    sender = mail_auth_sender(session)
-    return f"{text}, sasl_sender={sender}" if sender else text
+    """ ", sasl_method=M, sasl_username=U, sasl_sender=S" (those known) for the client= line."""
+    return "".join(f", {k}={v}" for k, v in message_attrs(session).items() if k.startswith("sasl_"))
 
 
 def mail_auth_sender(session) -> str:
-    """The AUTH= parameter of MAIL FROM, as Postfix keeps it ("" for <> or none)."""
+    """The AUTH= parameter of MAIL FROM, as Postfix keeps it: "" for <>, for none, and
+    when AUTH is not enabled (then the parameter is accepted and ignored)."""
     value = session.mail_params.get(b"AUTH")
-    if not value or value == b"<>":
+    if not value or value == b"<>" or session.server.sasl is None:
         return ""
     return "".join(c if c.isprintable() else "?" for c in value.decode("utf-8", "replace"))
 
 
 def message_attrs(session) -> dict[str, str]:
-    """The queue file attributes of an authenticated session's message."""
+    """The queue file attributes of the session's message: sasl_method, sasl_username
+    (after AUTH), sasl_sender (MAIL FROM's AUTH=), and the Received: comment."""
+    attrs = {}
     user = session.st.sasl_username
-    if not user:
-        return {}
-    attrs = {"sasl_method": session.sasl_method, "sasl_username": user}
+    if user:
+        attrs["sasl_method"] = session.sasl_method
+        attrs["sasl_username"] = user
     sender = mail_auth_sender(session)
     if sender:
         attrs["sasl_sender"] = sender
     sasl = session.server.sasl
-    if sasl is not None and sasl.auth_header:
+    if user and sasl is not None and sasl.auth_header:
         shown = "".join(c if c.isprintable() and c not in "()\\" else "?" for c in user)
         attrs["received_comment"] = f"(Authenticated sender: {shown})"
     return attrs

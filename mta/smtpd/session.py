@@ -360,6 +360,9 @@ class SmtpdSession(asyncio.Protocol):
         if self.job is not None:
             self.job.abort()
             self.job = None
+        if self.sasl_exchange is not None:
+            sasl.abandon(self.sasl_exchange)  # the client left in the middle of AUTH
+            self.sasl_exchange = None
         if self.transport is not None and not self.transport.is_closing():
             self.flush()
             self.transport.close()

@@ -527,3 +527,32 @@ def test_the_error_notice_transcript_shows_no_credentials(start):
     text = b"\n".join(iter_content(notice))
     assert b"C: AUTH PLAIN" in text and b"S: 535 5.7.8" in text
     assert secret not in text and base64.b64encode(b"joe") not in text
+
+
+def test_sasl_exceptions_networks_hide_auth_but_allow_it(start):
+    smtpd = start(AUTH_MAIN + "smtpd_sasl_exceptions_networks = 127.0.0.0/8\n")
+    client = RawClient(smtpd.port)
+    assert "AUTH" not in greet(client)
+    client.send(plain("joe", "s3cret pass"))
+    assert client.reply() == "235 2.7.0 Authentication successful"
+
+
+def test_mail_auth_parameter_without_login_and_twice(start):
+    smtpd = start()
+    client = RawClient(smtpd.port)
+    greet(client)
+    client.send(b"MAIL FROM:<a@sender.example> AUTH=<> AUTH=a@sender.example\r\n")
+    assert client.reply() == "503 5.5.4 Error: multiple AUTH= options"
+    client.send(b"MAIL FROM:<a@sender.example> AUTH=a@sender.example\r\n")
+    assert client.reply().startswith("250 ")
+    client.send(b"RCPT TO:<x@mx.test.example>\r\nDATA\r\n")
+    assert client.reply().startswith("250 ") and client.reply().startswith("354 ")
+    client.send(MESSAGE + b".\r\n")
+    assert client.reply().startswith("250 ")
+    (path,) = incoming_files(smtpd.cdir)
+    attrs = read_queue_file(path).attrs
+    assert attrs["sasl_sender"] == "a@sender.example" and "sasl_username" not in attrs
+    assert wait_for(lambda: "client=" in smtpd.maillog.read_text(), 5)
+    assert "client=localhost[127.0.0.1], sasl_sender=a@sender.example\n" in (
+        smtpd.maillog.read_text()
+    )
