@@ -21,7 +21,8 @@ DESCRIPTION
     of standard input. An empty password is refused.
 
     The table is rewritten as a copy renamed into place (maps/dict_lmdb
-    update_lmdb), so a running smtpd sees the old or the new user list,
+    update_lmdb) under a lock on TABLE.lmdb.lock, so two changes at once
+    both land, and a running smtpd sees the old or the new user list,
     never a half-written one; a new file gets mode 0600, an old one
     keeps its mode.
     With smtpd_sasl_local_domain set, a USER without "@" is stored as
@@ -34,6 +35,8 @@ SECURITY
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import getpass
 import json
 import os
@@ -63,6 +66,17 @@ def _read_password(confirm: bool) -> str | None:
             return None
         return first
     return sys.stdin.readline().rstrip("\r\n")
+
+
+@contextlib.contextmanager
+def _locked(path: str):
+    """Hold an exclusive lock on PATH.lock, so that two changes never lose one."""
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, TABLE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _table_path(spec: str, cfg, command: str) -> str | int:
@@ -112,7 +126,8 @@ def main(argv: list[str], command: str = "sasl") -> int:
         return fatal(command, f"bad user name: {args.user!r}")
     if args.action == "delete":
         try:
-            removed = update_lmdb(path, deletes=[fold_key(user)], spec=spec)
+            with _locked(path):
+                removed = update_lmdb(path, deletes=[fold_key(user)], spec=spec)
         except MapError as exc:
             return fatal(command, str(exc))
         if not removed:
@@ -132,13 +147,14 @@ def main(argv: list[str], command: str = "sasl") -> int:
         return 0
     stored = hash_password(password, args.scheme)
     try:
-        update_lmdb(
-            path,
-            puts=[(fold_key(user), stored)],
-            spec=spec,
-            duplicates="replace",
-            mode=None if os.path.exists(path) else TABLE_MODE,
-        )
+        with _locked(path):
+            update_lmdb(
+                path,
+                puts=[(fold_key(user), stored)],
+                spec=spec,
+                duplicates="replace",
+                mode=None if os.path.exists(path) else TABLE_MODE,
+            )
     except MapError as exc:
         return fatal(command, str(exc))
     return 0

@@ -518,6 +518,8 @@ PARAMS: dict[str, Param] = _table([
     ("smtpd_sasl_authenticated_header", "bool", "no",
      "name the SASL user in the Received: header"),
     ("smtpd_sasl_response_limit", "int", "12288", "longest SASL client response"),
+    ("smtpd_sasl_mechanism_filter", "list", "!external, static:rest",
+     "SASL mechanisms smtpd may announce"),
     ("smtpd_sasl_exceptions_networks", "list", "", "clients to which EHLO does not offer AUTH"),
     ("smtpd_tls_auth_only", "bool", "no", "offer AUTH only over TLS"),
     ("broken_sasl_auth_clients", "bool", "no", "announce AUTH also in the old AUTH= form"),

@@ -25,7 +25,10 @@ DESCRIPTION
     options once the session runs over TLS. noplaintext drops PLAIN and
     LOGIN, noanonymous ANONYMOUS, nodictionary and noactive the
     mechanisms open to those attacks; mutual_auth and forward_secrecy
-    keep only mechanisms that give them. With smtpd_tls_auth_only (or
+    keep only mechanisms that give them. smtpd_sasl_mechanism_filter
+    (a match list of names, /files and tables; "!" excludes) keeps only
+    the mechanisms it matches; its default leaves out EXTERNAL, which
+    smtpd does not implement. With smtpd_tls_auth_only (or
     smtpd_tls_security_level = encrypt) nothing is announced before
     STARTTLS; "AUTH" in smtpd_discard_ehlo_keywords hides AUTH and
     disables it. Clients in smtpd_sasl_exceptions_networks are not told
@@ -78,7 +81,7 @@ import binascii
 from dataclasses import dataclass
 
 from mta import log
-from mta.common.match_list import AddrList
+from mta.common.match_list import AddrList, NameList
 from mta.smtpd.transcript import NOTIFY_POLICY, NOTIFY_PROTOCOL
 
 SASL_TYPES = ("mta", "dovecot", "cyrus")  # the values of smtpd_sasl_type
@@ -227,6 +230,8 @@ class SmtpdSasl:
         self.discarded = "AUTH" in {k.upper() for k in cfg.get_list("smtpd_discard_ehlo_keywords")}
         # clients to which EHLO does not announce AUTH (they may still use it)
         self.exceptions = AddrList(cfg.get_list("smtpd_sasl_exceptions_networks"), cfg)
+        filters = cfg.get_list("smtpd_sasl_mechanism_filter")
+        self.mech_filter = NameList(filters, cfg) if filters else None
         self.backend = None
         self.options = self.tls_options = frozenset()
         if not self.enabled:
@@ -254,7 +259,11 @@ class SmtpdSasl:
             return []
         options = self.tls_options if session.tls else self.options
         offered = await self.backend.mechanisms()
-        return [m for m, flags in offered.items() if allowed(flags, options)]
+        return [
+            m
+            for m, flags in offered.items()
+            if allowed(flags, options) and (self.mech_filter is None or self.mech_filter.match(m))
+        ]
 
     async def ehlo_keywords(self, session) -> list[str]:
         st = session.st

@@ -556,3 +556,33 @@ def test_mail_auth_parameter_without_login_and_twice(start):
     assert "client=localhost[127.0.0.1], sasl_sender=a@sender.example\n" in (
         smtpd.maillog.read_text()
     )
+
+
+def test_mechanism_filter(start, tmp_path):
+    smtpd = start(AUTH_MAIN + "smtpd_sasl_mechanism_filter = !plain, static:rest\n")
+    client = RawClient(smtpd.port)
+    assert "250-AUTH LOGIN\n" in greet(client)
+    client.send(plain("joe", "s3cret pass"))
+    assert client.reply().endswith("Invalid authentication mechanism")
+    client.send(b"AUTH LOGIN " + base64.b64encode(b"joe") + b"\r\n")
+    assert client.reply() == "334 UGFzc3dvcmQ6"
+    client.send(base64.b64encode(b"s3cret pass") + b"\r\n")
+    assert client.reply() == "235 2.7.0 Authentication successful"
+
+
+def test_concurrent_adds_all_land(tmp_path):
+    cdir = make_instance(tmp_path, AUTH_MAIN)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mta", "sasl", "-c", str(cdir), "add", f"user{i}"],
+            stdin=subprocess.PIPE,
+            env=env,
+            text=True,
+        )  # fmt: skip
+        for i in range(6)
+    ]
+    for i, proc in enumerate(procs):
+        proc.communicate(f"pw{i}\n", timeout=60)
+        assert proc.returncode == 0
+    assert mta_sasl(cdir, "list").stdout.split() == [f"user{i}" for i in range(6)]
