@@ -28,6 +28,10 @@ DESCRIPTION
     which a table of one-way hashes does not have, so they are not
     offered by this backend (smtpd_sasl_type = dovecot can).
 
+    smtpd_sasl_service names the service to Dovecot; this backend has
+    no per-service rules: give a service its own users with
+    "-o smtpd_sasl_path=..." in master.cf.
+
     When smtpd_sasl_local_domain is set, a login name without "@" is
     looked up, and authenticated, as NAME@smtpd_sasl_local_domain.
 

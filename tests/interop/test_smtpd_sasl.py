@@ -586,3 +586,24 @@ def test_concurrent_adds_all_land(tmp_path):
         proc.communicate(f"pw{i}\n", timeout=60)
         assert proc.returncode == 0
     assert mta_sasl(cdir, "list").stdout.split() == [f"user{i}" for i in range(6)]
+
+
+def test_encrypt_level_keeps_auth_for_after_starttls(start, cert):
+    smtpd = start(AUTH_MAIN + cert.replace("level = may", "level = encrypt"))
+    with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
+        s.ehlo("client.example")
+        assert not s.has_extn("auth")
+        assert s.docmd("AUTH", "PLAIN") == (530, b"5.7.0 Must issue a STARTTLS command first")
+        s.starttls(context=_tls_context())
+        s.ehlo("client.example")
+        assert s.login("joe", "s3cret pass")[0] == 235
+
+
+def test_check_looks_at_a_submission_service_override(tmp_path):
+    cdir = make_instance(
+        tmp_path,
+        "",
+        "submission inet n - n - - smtpd -o smtpd_sasl_auth_enable=yes\n",
+    )
+    fatal = [str(p) for p in config_problems(Config(str(cdir))) if p.fatal]
+    assert any("cyrus is not supported: use dovecot or mta" in p for p in fatal), fatal
