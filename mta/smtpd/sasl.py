@@ -328,7 +328,9 @@ async def auth_command(session, arg: bytes) -> bool:
     refusal = await session.anvil.auth() if session.anvil is not None else None
     if refusal is not None:
         return await session.error(refusal, NOTIFY_POLICY)
-    mech = words[0].decode("ascii", "replace").upper()
+    # the name goes into logs: printable ASCII only
+    mech = "".join(c if c.isprintable() else "?" for c in words[0].decode("ascii", "replace"))
+    mech = mech.upper()
     if mech not in await sasl.mechanisms(session):
         return await _failed(
             session, mech, Step(AUTH_STATUS_FAIL, text="Invalid authentication mechanism")
@@ -339,11 +341,17 @@ async def auth_command(session, arg: bytes) -> bool:
         if initial is None:
             return await _bad_base64(session, mech, "initial")
     ex = Exchange(mech, sasl.backend.start(mech, _session_info(session)))
+    return await _after(session, ex, await _step(ex, initial))
+
+
+async def _step(ex: Exchange, data: bytes | None) -> Step:
+    """The backend's next step; an unexpected failure is a temporary one, logged."""
     try:
-        step = await ex.conv.step(initial)
-    except Exception as exc:  # noqa: BLE001 - a backend failure is a temporary one
-        step = Step(AUTH_STATUS_TEMP, text=f"{type(exc).__name__}: {exc}")
-    return await _after(session, ex, step)
+        return await ex.conv.step(data)
+    except Exception as exc:  # noqa: BLE001 - one broken exchange must not end smtpd
+        abandon(ex)
+        log.warning("SASL %s: unexpected error: %s: %s", ex.mech, type(exc).__name__, exc)
+        return Step(AUTH_STATUS_TEMP, text="internal error")
 
 
 def _session_info(session) -> dict[str, str]:
@@ -378,11 +386,7 @@ async def auth_continue(session) -> bool:
     data = _decode(line)
     if data is None:
         return await _bad_base64(session, ex.mech, "continued")
-    try:
-        step = await ex.conv.step(data)
-    except Exception as exc:  # noqa: BLE001 - a backend failure is a temporary one
-        step = Step(AUTH_STATUS_TEMP, text=f"{type(exc).__name__}: {exc}")
-    return await _after(session, ex, step)
+    return await _after(session, ex, await _step(ex, data))
 
 
 def abandon(ex: Exchange) -> None:
