@@ -16,11 +16,14 @@ DESCRIPTION
         {"request": "disconnect", "ident": IDENT}     -> {"status": "0"}
         {"request": "message", "ident": IDENT}        -> {"status": "0", "rate": R}
         {"request": "recipient", "ident": IDENT}      -> {"status": "0", "rate": R}
+        {"request": "auth", "ident": IDENT}           -> {"status": "0", "rate": R}
         {"request": "lookup", "ident": IDENT}
-            -> {"status": "0", "count": N, "rate": R, "message": M, "recipient": T}
+            -> {"status": "0", "count": N, "rate": R, "message": M, "recipient": T,
+                "auth": A}
 
-    N is the number of connections open now, R (M, T) the connections
-    (messages, recipients) counted in the current rate period: it starts
+    N is the number of connections open now, R (M, T, A) the connections
+    (messages, recipients, AUTH commands) counted in the current rate
+    period: it starts
     at the first event of an ident and lasts anvil_rate_time_unit; the
     first event after it starts a new one. A reply "status" of "1" is a
     malformed request.
@@ -57,7 +60,7 @@ from mta.common.attr_proto import serve_requests
 IDENT_MAX = 300  # characters in a client ident
 ANVIL_STAT_OK = "0"
 ANVIL_STAT_BAD = "1"
-RATES = ("connect", "message", "recipient")  # the events counted per period
+RATES = ("connect", "message", "recipient", "auth")  # the events counted per period
 
 
 class Entry:
@@ -139,6 +142,7 @@ class Counters:
             ("count", "max connection count %d"),
             ("message", "max message rate %d/" + unit),
             ("recipient", "max recipient rate %d/" + unit),
+            ("auth", "max auth rate %d/" + unit),
         )
         lines = []
         for what, form in forms:
@@ -188,7 +192,7 @@ class AnvilService:
                 open_here[ident] -= 1
                 c.disconnect(ident, now)
             return {"status": ANVIL_STAT_OK}
-        if request in ("message", "recipient"):
+        if request in ("message", "recipient", "auth"):
             return {"status": ANVIL_STAT_OK, "rate": str(c.event(request, ident, now))}
         if request == "lookup":
             count, rates = c.lookup(ident, now)
@@ -198,6 +202,7 @@ class AnvilService:
                 "rate": str(rates["connect"]),
                 "message": str(rates["message"]),
                 "recipient": str(rates["recipient"]),
+                "auth": str(rates["auth"]),
             }
         return {"status": ANVIL_STAT_BAD}
 

@@ -273,6 +273,8 @@ class CleanupJob:
         c = self.c = cleanup
         self.attrs = {k: str(v) for k, v in attrs.items() if v not in (None, "")}
         self.full_name = self.attrs.pop("full_name", "")
+        # a comment line for Received: only (smtpd's "(Authenticated sender: ...)")
+        self.received_comment = self.attrs.pop("received_comment", "")
         self.local_submit = local_submit
         self.flags = flags
         self.requeue = requeue
@@ -643,7 +645,13 @@ class CleanupJob:
         # who put it through cleanup again, and when
         trace = {"uid": str(self.requeue.uid)} if self.requeue else self.attrs
         received = received_header(
-            trace, self.queue_id, c.myhostname, c.mail_name, rcpt_for, self.now
+            trace,
+            self.queue_id,
+            c.myhostname,
+            c.mail_name,
+            rcpt_for,
+            self.now,
+            "" if self.requeue else self.received_comment,
         ).encode("utf-8", "surrogateescape")
         if self.writer is None or self.stopped:
             return

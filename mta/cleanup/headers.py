@@ -114,8 +114,12 @@ def received_header(
     mail_name: str,
     rcpt_for: str | None,
     when: float,
+    comment: str = "",
 ) -> str:
-    """The Received: header (lines joined with "\\n", no final line end)."""
+    """The Received: header (lines joined with "\\n", no final line end).
+
+    comment: a line between "from" and "by", such as smtpd's
+    "(Authenticated sender: USER)"."""
     addr = attrs.get("client_address", "")
     proto = attrs.get("protocol", "")
     if not addr or proto == "local":
@@ -125,10 +129,10 @@ def received_header(
     name = attrs.get("client_name") or "unknown"
     helo = attrs.get("helo_name") or name
     shown = f"IPv6:{addr}" if ":" in addr else addr
-    text = (
-        f"Received: from {helo} ({name} [{shown}])\n"
-        f"\tby {myhostname} ({mail_name}) with {proto or 'SMTP'} id {queue_id}"
-    )
+    text = f"Received: from {helo} ({name} [{shown}])\n"
+    if comment:
+        text += f"\t{comment}\n"
+    text += f"\tby {myhostname} ({mail_name}) with {proto or 'SMTP'} id {queue_id}"
     if rcpt_for is not None:
         text += f"\n\tfor <{rcpt_for}>"
     return f"{text}; {mail_date(when)}"

@@ -52,6 +52,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "super": ("mta.cli.super", "delete, hold, release and requeue messages (postsuper)"),
     "kick": ("mta.cli.kick", "poke a mail system service (postkick)"),
     "rewrite": ("mta.cli.rewrite", "show how addresses are rewritten and resolved"),
+    "sasl": ("mta.cli.sasl", "manage the users of smtpd's built-in SASL backend"),
 }
 
 USAGE = "usage: mta [-c CONFIG_DIR] [-v] COMMAND [ARGS...]"

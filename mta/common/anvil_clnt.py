@@ -6,6 +6,7 @@ SYNOPSIS
     count, rate = await client.connect("smtp", "192.0.2.7")
     rate = await client.message("smtp", "192.0.2.7")
     rate = await client.recipient("smtp", "192.0.2.7")
+    rate = await client.auth("smtp", "192.0.2.7")
     await client.disconnect("smtp", "192.0.2.7")
 
 DESCRIPTION
@@ -68,6 +69,10 @@ class AnvilClient(VerifyClient):
         """Count a RCPT TO: the recipient rate."""
         return (await self._ask("recipient", service, addr, "rate"))[0]
 
+    async def auth(self, service: str, addr: str) -> int:
+        """Count an AUTH command: the AUTH rate."""
+        return (await self._ask("auth", service, addr, "rate"))[0]
+
     async def lookup(self, service: str, addr: str) -> dict[str, int]:
-        keys = ("count", "rate", "message", "recipient")
+        keys = ("count", "rate", "message", "recipient", "auth")
         return dict(zip(keys, await self._ask("lookup", service, addr, *keys), strict=True))

@@ -64,15 +64,7 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtpd_forbid_bare_newline_reject_code",  # not consulted
     "smtpd_log_access_permit_actions",  # permit actions are not logged
     "smtpd_noop_commands",          # no extra NOOP-like commands
-    "broken_sasl_auth_clients",     # SMTP AUTH
-    "smtpd_sasl_auth_enable",       # SMTP AUTH
-    "smtpd_sasl_authenticated_header",  # SMTP AUTH
-    "smtpd_sasl_local_domain",      # SMTP AUTH
-    "smtpd_sasl_path",              # SMTP AUTH
-    "smtpd_sasl_security_options",  # SMTP AUTH
-    "smtpd_sasl_type",              # SMTP AUTH
     "smtpd_tls_CAfile",             # inbound TLS
-    "smtpd_tls_auth_only",          # inbound TLS
     "smtpd_tls_ciphers",            # inbound TLS
     "smtpd_tls_mandatory_protocols",  # inbound TLS
     "smtpd_tls_protocols",          # inbound TLS

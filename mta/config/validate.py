@@ -34,8 +34,12 @@ DESCRIPTION
     with 454 4.7.0, as Postfix does); where the smtp or lmtp client
     uses TLS, a CA file, client certificate, protocol list, cipher
     grade or fingerprint digest it cannot use (mta/smtp/tls_verify.py;
-    mail that needs TLS is then deferred); a main.cf name that no parameter has and
-    that no setting uses as $name (nor smtpd_restriction_classes lists),
+    mail that needs TLS is then deferred); with smtpd_sasl_auth_enable, a
+    users table or Dovecot socket that is not there (smtpd answers AUTH
+    with 454 4.7.0), while a backend that cannot be used at all
+    (smtpd_sasl_type = cyrus, an unknown security option) is fatal; a
+    main.cf name that no parameter has and that no setting uses as
+    $name (nor smtpd_restriction_classes lists),
     which is probably a typo, and a parameter from
     mta.config.unimplemented set to something other than its default.
 
@@ -71,6 +75,7 @@ ADDRESS_LISTS = (
     "qmqpd_authorized_clients",
     "smtpd_authorized_xclient_hosts",
     "smtpd_forbid_bare_newline_exclusions",
+    "smtpd_sasl_exceptions_networks",
 )
 # parameters that take one word (or, for lists, words) out of a fixed set; "" is the default
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -295,14 +300,28 @@ def _client_tls_problems(cfg, seen: set[str]) -> list[Problem]:
     """The smtp and lmtp clients' TLS settings, built as the clients will (warnings)."""
     from mta.smtp.tls_verify import client_setup_problems
 
+    return _setup_problems(
+        cfg, seen, lambda c: [(name, why, False) for name, why in client_setup_problems(c)]
+    )
+
+
+def _sasl_problems(cfg, seen: set[str]) -> list[Problem]:
+    """smtpd's SMTP AUTH settings: an unusable backend is fatal, a missing table a warning."""
+    from mta.smtpd.sasl import setup_problems
+
+    return _setup_problems(cfg, seen, setup_problems)
+
+
+def _setup_problems(cfg, seen: set[str], find) -> list[Problem]:
+    """Problems a service's own set-up check finds, as (param, why, fatal), once each."""
     out = []
     try:
-        found = client_setup_problems(cfg)
+        found = find(cfg)
     except ConfigError:
         return []  # the value problem is reported by _check_view
-    for name, why in found:
+    for name, why, fatal in found:
         path, line = _where(cfg, name)
-        problem = Problem(f"parameter {name}: {why}", path, line, fatal=False)
+        problem = Problem(f"parameter {name}: {why}", path, line, fatal=fatal)
         if str(problem) not in seen:
             seen.add(str(problem))
             out.append(problem)
@@ -351,6 +370,7 @@ def config_problems(
     out.extend(_check_view(cfg, list(cfg.entries), open_tables, seen))
     out.extend(_tls_problems(cfg, seen))
     out.extend(_client_tls_problems(cfg, seen))
+    out.extend(_sasl_problems(cfg, seen))
     for name, e in cfg.entries.items():
         if name in PARAMS or per_transport_default(name, transports) or name in referenced:
             continue
@@ -374,6 +394,8 @@ def config_problems(
             out.extend(_tls_problems(view, seen))
         if any(n.startswith(("smtp_tls_", "lmtp_tls_", "tls_")) for n in s.overrides):
             out.extend(_client_tls_problems(view, seen))
+        if any(n.startswith(("smtpd_sasl_", "smtpd_tls_auth")) for n in s.overrides):
+            out.extend(_sasl_problems(view, seen))
         for name in s.overrides:
             known = name in PARAMS or per_transport_default(name, transports)
             if not known and name not in referenced and name not in cfg.entries:

@@ -50,7 +50,8 @@ DESCRIPTION
     reject_unknown_reverse_client_hostname, reject_unverified_sender
     (unverified_sender_reject_code / _defer_code),
     reject_unverified_recipient (unverified_recipient_reject_code /
-    _defer_code), and the names listed in smtpd_restriction_classes
+    _defer_code), check_sasl_access and the sender login restrictions
+    (smtpd/sasl_checks.py), and the names listed in smtpd_restriction_classes
     (each a parameter holding a list).
     Pre-2.3 Postfix aliases are accepted (reject_invalid_hostname ...).
 
@@ -143,6 +144,8 @@ from mta.common.match_list import AddrList
 from mta.config.errors import ConfigError
 from mta.maps import MapError, MapRetry, Maps, open_map
 from mta.smtpd import dns as smtpd_dns
+from mta.smtpd.sasl_checks import SASL_RESTRICTIONS, SASL_SIMPLE, SASL_WITH_ARG, apply_sasl
+from mta.smtpd.sasl_checks import check_config as check_sasl_config
 from mta.smtpd.transcript import NOTIFY_POLICY, NOTIFY_RESOURCE, NOTIFY_SOFTWARE
 
 SMTPD_NAME_CLIENT = "Client host"  # reply subjects, as Postfix words them
@@ -208,6 +211,9 @@ RESTRICT_SIMPLE = frozenset(
         "reject_unverified_recipient",
     }
 )
+# the SASL restrictions (smtpd/sasl_checks.py)
+RESTRICT_WITH_ARG |= SASL_WITH_ARG
+RESTRICT_SIMPLE |= SASL_SIMPLE
 # one of these must be in the relay or the recipient restrictions
 RESTRICT_REQUIRED = frozenset(
     {"reject", "defer", "defer_if_permit", "reject_unauth_destination", "defer_unauth_destination"}
@@ -535,6 +541,8 @@ class SmtpdChecks:
                 else:
                     ops.append((name, open_map(arg, self.cfg)))
             else:
+                if name in SASL_SIMPLE:
+                    check_sasl_config(self, name)
                 ops.append((name, None))
         return ops
 
@@ -941,6 +949,8 @@ class SmtpdChecks:
                 else domain_keys(domain, self.parent_matches)
             )
             return await self._search(ctx, arg, keys, domain, SMTPD_NAME_ETRN)
+        if name in SASL_RESTRICTIONS:
+            return await apply_sasl(self, ctx, name, arg)
         log.warning('unknown smtpd restriction: "%s"', name)
         raise _Abort(self._server_error())
 

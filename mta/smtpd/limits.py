@@ -6,6 +6,7 @@ SYNOPSIS
     reply = await counter.connect()     # "421 ..." or None
     reply = await counter.message()     # "450 ..." or None, at MAIL
     reply = await counter.recipient()   # "450 ..." or None, at RCPT
+    reply = await counter.auth()        # "450 ..." or None, at AUTH
     counter.disconnect()
 
 DESCRIPTION
@@ -21,6 +22,8 @@ DESCRIPTION
             450 4.7.1 Error: too much mail from ADDR
         smtpd_client_recipient_rate_limit   (RCPT commands per time unit)
             450 4.7.1 Error: too many recipients from ADDR
+        smtpd_client_auth_rate_limit        (AUTH commands per time unit)
+            450 4.7.1 Error: too many AUTH commands from ADDR
 
     A limit of 0 is no limit. Clients matching
     smtpd_client_event_limit_exceptions (default $mynetworks) are not
@@ -55,9 +58,16 @@ class ClientLimits:
         self.rate_limit = cfg.get_int("smtpd_client_connection_rate_limit")
         self.message_limit = cfg.get_int("smtpd_client_message_rate_limit")
         self.recipient_limit = cfg.get_int("smtpd_client_recipient_rate_limit")
+        self.auth_limit = cfg.get_int("smtpd_client_auth_rate_limit")
         self.exceptions = AddrList(cfg.get_list("smtpd_client_event_limit_exceptions"), cfg)
         self.enabled = any(
-            (self.count_limit, self.rate_limit, self.message_limit, self.recipient_limit)
+            (
+                self.count_limit,
+                self.rate_limit,
+                self.message_limit,
+                self.recipient_limit,
+                self.auth_limit,
+            )
         )
         self.client = AnvilClient(cfg) if self.enabled else None
         self.warned = 0.0
@@ -155,3 +165,17 @@ class SessionLimits:
             return None
         self._warn("Recipient address rate", rate)
         return f"450 4.7.1 Error: too many recipients from {self.addr}"
+
+    async def auth(self) -> str | None:
+        """Count an AUTH command; the 450 reply when past the AUTH rate."""
+        limit = self.limits.auth_limit
+        rate = await self._rate("auth", limit)
+        if rate <= limit:
+            return None
+        log.warning(
+            "AUTH command rate limit exceeded: %d from %s for service %s",
+            rate,
+            self.client_text,
+            self.limits.service,
+        )
+        return f"450 4.7.1 Error: too many AUTH commands from {self.addr}"

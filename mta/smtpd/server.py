@@ -45,6 +45,7 @@ from mta.common.worker import BlockingPool
 from mta.smtpd.checks import SessionState, SmtpdChecks
 from mta.smtpd.footer import ReplyFooter
 from mta.smtpd.limits import ClientLimits
+from mta.smtpd.sasl import SmtpdSasl
 from mta.smtpd.tls import LEVELS, TlsSetupError, load_server_context, security_level
 from mta.smtpd.transcript import class_names, make_error_notice, notice_recipient, notify_mask
 
@@ -110,6 +111,9 @@ class SmtpdServer:
         self.setup_tls(tls, tls_loaded)
         self.ehlo_reply = self.build_ehlo_reply()
         self.ehlo_reply_tls = self.build_ehlo_reply(starttls=False)
+        enabled = cfg.get_bool("smtpd_sasl_auth_enable")
+        self.sasl = SmtpdSasl(cfg, self.tls_required) if enabled else None
+        self.ehlo_auth: dict[tuple[bool, tuple[str, ...]], bytes] = {}
         self.names: dict[str, tuple[float, str, str]] = {}
         self.sessions: set = set()
         self.on_session_end = None  # called after each session ends
@@ -143,14 +147,33 @@ class SmtpdServer:
             else:
                 self.tls_context = loaded
 
-    def build_ehlo_reply(self, starttls: bool = True) -> bytes:
+    async def ehlo_bytes(self, session) -> bytes:
+        """The EHLO reply for session: with or without STARTTLS, and AUTH when offered."""
+        base = self.ehlo_reply_tls if session.tls else self.ehlo_reply
+        if self.sasl is None:
+            return base
+        auth = tuple(await self.sasl.ehlo_keywords(session))
+        if not auth:
+            return base
+        key = (session.tls, auth)
+        reply = self.ehlo_auth.get(key)
+        if reply is None:
+            if len(self.ehlo_auth) > 16:
+                self.ehlo_auth.clear()  # a backend whose mechanisms keep changing
+            reply = self.ehlo_auth[key] = self.build_ehlo_reply(not session.tls, auth)
+        return reply
+
+    def build_ehlo_reply(self, starttls: bool = True, auth: tuple[str, ...] = ()) -> bytes:
         discard = {k.upper() for k in self.cfg.get_list("smtpd_discard_ehlo_keywords")}
         lines = [self.hostname]
         keywords = list(EHLO_KEYWORDS)
         if starttls and self.tls_level != "none":
             keywords.insert(keywords.index("ENHANCEDSTATUSCODES"), "STARTTLS")
+        where = keywords.index("ENHANCEDSTATUSCODES")
+        keywords[where:where] = auth  # after STARTTLS, as Postfix orders them
         for keyword in keywords:
-            if keyword in discard or (keyword == "VRFY" and self.disable_vrfy):
+            name = keyword.split("=")[0].split()[0]  # "AUTH=PLAIN LOGIN" is AUTH
+            if name in discard or (keyword == "VRFY" and self.disable_vrfy):
                 continue
             if keyword == "SIZE":
                 keyword = f"SIZE {self.size_limit}" if self.size_limit else "SIZE"

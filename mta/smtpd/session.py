@@ -81,6 +81,7 @@ from mta.cleanup.cleanup import (
     REPLY_WRITE_ERROR,
 )
 from mta.queue import rec_type as R
+from mta.smtpd import sasl
 from mta.smtpd.address import AddressError, decode_xtext, parse_path, printable_arg
 from mta.smtpd.checks import SessionState
 from mta.smtpd.tls import starttls
@@ -102,12 +103,13 @@ MODE_COMMAND = 0  # reading command lines
 MODE_DATA = 1  # reading DATA content
 MODE_BDAT = 2  # reading a BDAT chunk
 MODE_SKIP = 3  # discarding the rest of an over-long command line
+MODE_AUTH = 4  # reading a response in an AUTH exchange (smtpd/sasl.py)
 
 # commands after which the client must wait for the reply (RFC 2920 section 3.1)
 SYNC_COMMANDS = frozenset({b"EHLO", b"HELO", b"DATA", b"QUIT", b"NOOP", b"VRFY", b"ETRN", b"HELP"})
 JUNK_COMMANDS = frozenset({b"NOOP", b"VRFY", b"ETRN", b"RSET"})
 # refused with 530 before STARTTLS at smtpd_tls_security_level = encrypt
-TLS_FIRST_COMMANDS = frozenset({b"MAIL", b"RCPT", b"DATA", b"BDAT", b"VRFY", b"ETRN"})
+TLS_FIRST_COMMANDS = frozenset({b"MAIL", b"RCPT", b"DATA", b"BDAT", b"VRFY", b"ETRN", b"AUTH"})
 
 LINE_END_OF_DATA = b"."  # what the client sent to end DATA content
 
@@ -172,6 +174,8 @@ class SmtpdSession(asyncio.Protocol):
         self.tls = False  # the session runs over TLS (after STARTTLS)
         self.restarted = False  # STARTTLS just completed: drop what was pipelined after it
         self.anvil = None  # smtpd.limits.SessionLimits once counted
+        self.sasl_method = ""  # the mechanism of a successful AUTH (st.sasl_username: who)
+        self.sasl_exchange = None  # an AUTH exchange waiting for a response
         self.reset_transaction()
 
     # ------------------------------------------------------------ transport events
@@ -356,6 +360,9 @@ class SmtpdSession(asyncio.Protocol):
         if self.job is not None:
             self.job.abort()
             self.job = None
+        if self.sasl_exchange is not None:
+            sasl.abandon(self.sasl_exchange)  # the client left in the middle of AUTH
+            self.sasl_exchange = None
         if self.transport is not None and not self.transport.is_closing():
             self.flush()
             self.transport.close()
@@ -384,6 +391,12 @@ class SmtpdSession(asyncio.Protocol):
                 await self.read_data()
             elif self.mode == MODE_BDAT:
                 await self.read_bdat()
+            elif self.mode == MODE_AUTH:
+                ok = await sasl.auth_continue(self)
+                if self.sasl_exchange is None:
+                    self.mode = MODE_COMMAND
+                if not ok:
+                    return
             elif self.mode == MODE_SKIP:
                 nl = self.inbuf.find(b"\n")
                 if nl < 0:
@@ -524,7 +537,7 @@ class SmtpdSession(asyncio.Protocol):
             if verdict is not None:
                 return await self.refuse("HELO", verdict)
         if esmtp:
-            ehlo = self.server.ehlo_reply_tls if self.tls else self.server.ehlo_reply
+            ehlo = await self.server.ehlo_bytes(self)
             self.replies.append(ehlo)
             if self.transcript is not None:
                 self.transcript.server(ehlo)
@@ -554,6 +567,8 @@ class SmtpdSession(asyncio.Protocol):
         params: dict[bytes, bytes | None] = {}
         for key, value in parse_esmtp_params(arg[5 + end :]):
             problem = self.check_mail_param(key, value)
+            if not problem and key == b"AUTH" and key in params:
+                problem = "503 5.5.4 Error: multiple AUTH= options"
             if problem:
                 return await self.error(problem)
             params[key] = value
@@ -592,7 +607,9 @@ class SmtpdSession(asyncio.Protocol):
             if not value or decode_xtext(value) is None:
                 return "501 5.5.4 Bad ENVID parameter syntax"
         elif key == b"AUTH":
-            pass  # RFC 4954: accepted and ignored without SASL
+            # RFC 4954: kept as the message's sasl_sender (smtpd/sasl.py), once
+            if value is None:
+                return "501 5.5.4 Bad AUTH parameter syntax"
         else:
             return f"555 5.5.4 Unsupported option: {key.decode('ascii', 'replace')}"
         return None
@@ -667,6 +684,7 @@ class SmtpdSession(asyncio.Protocol):
             "client_port": str(self.st.client_port),
             "helo_name": self.st.helo_name,
             "protocol": self.protocol_name(),
+            **sasl.message_attrs(self),
         }
         params = self.mail_params
         if params.get(b"RET"):
@@ -688,7 +706,7 @@ class SmtpdSession(asyncio.Protocol):
         job = self.server.cleanup.open(self.sender, attrs, flags=flags)
         self.job = job  # from here on reset_transaction() throws it away on any failure
         if getattr(job, "queue_id", "NOQUEUE") != "NOQUEUE":
-            log.info("%s: client=%s", job.queue_id, self.client_text)
+            log.info("%s: client=%s%s", job.queue_id, self.client_text, sasl.log_fields(self))
         for rcpt, notify, orcpt in self.recipients:
             job.add_recipient(rcpt, orig=rcpt, notify=notify, dsn_orcpt=orcpt)
         for rcpt in self.bcc:
@@ -706,10 +724,14 @@ class SmtpdSession(asyncio.Protocol):
                 self.discard = True
 
     def protocol_name(self) -> str:
+        """The with-clause of Received: (RFC 3848: ESMTPS, ESMTPA, ESMTPSA, UTF8SMTPSA)."""
         name = self.st.protocol
+        esmtp = name.startswith("E")
         if self.smtputf8:
-            name = "UTF8" + name.replace("ESMTP", "SMTP") if name.startswith("E") else name
-        return name + "S" if self.tls else name
+            name = "UTF8" + name.replace("ESMTP", "SMTP") if esmtp else name
+        if self.tls:
+            name += "S"
+        return name + "A" if esmtp and self.st.sasl_username else name
 
     async def do_data(self, arg: bytes) -> bool:
         if arg:
@@ -940,6 +962,12 @@ class SmtpdSession(asyncio.Protocol):
     async def do_starttls(self, arg: bytes) -> bool:
         return await starttls(self, arg)
 
+    async def do_auth(self, arg: bytes) -> bool:
+        ok = await sasl.auth_command(self, arg)
+        if self.sasl_exchange is not None:
+            self.mode = MODE_AUTH  # the lines after this one are the client's response
+        return ok
+
     async def do_help(self, arg: bytes) -> bool:
         self.reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY ETRN")
         return True
@@ -973,4 +1001,5 @@ COMMANDS = {
     b"ETRN": SmtpdSession.do_etrn,
     b"HELP": SmtpdSession.do_help,
     b"STARTTLS": SmtpdSession.do_starttls,
+    b"AUTH": SmtpdSession.do_auth,
 }

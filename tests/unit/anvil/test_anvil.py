@@ -23,7 +23,7 @@ def test_connections_open_now_and_the_connection_rate():
     assert c.connect(B, 1001.0) == (1, 1)  # another client counts apart
     c.disconnect(A, 1002.0)
     assert c.connect(A, 1003.0) == (2, 3)  # the rate counts closed ones too
-    assert c.lookup(A, 1003.0) == (2, {"connect": 3, "message": 0, "recipient": 0})
+    assert c.lookup(A, 1003.0) == (2, {"connect": 3, "message": 0, "recipient": 0, "auth": 0})
 
 
 def test_the_rate_period_starts_again_after_the_time_unit():
@@ -55,6 +55,7 @@ def test_statistics_name_the_peaks_and_start_again():
     c.connect(A, 1000.0)
     c.connect(B, 1000.0)
     c.event("message", B, 1000.0)
+    c.event("auth", B, 1000.0)
     lines = c.report()
     assert any(
         line.startswith("statistics: max connection rate 2/60s for (smtp:192.0.2.7) at ")
@@ -65,6 +66,9 @@ def test_statistics_name_the_peaks_and_start_again():
     ), lines
     assert any(
         line.startswith("statistics: max message rate 1/60s for (smtp:192.0.2.8)") for line in lines
+    ), lines
+    assert any(
+        line.startswith("statistics: max auth rate 1/60s for (smtp:192.0.2.8)") for line in lines
     ), lines
     assert c.report() == []
 
@@ -92,6 +96,8 @@ def test_two_clients_share_counts_and_a_closed_client_releases_its_connections(c
             assert await two.connect("smtp", "192.0.2.7") == (2, 2)
             assert await two.message("smtp", "192.0.2.7") == 1
             assert await one.recipient("smtp", "192.0.2.7") == 1
+            assert await one.auth("smtp", "192.0.2.7") == 1
+            assert await two.auth("smtp", "192.0.2.7") == 2  # AUTH commands, shared
             # a client cannot close what another opened
             await one.disconnect("smtp", "192.0.2.7")
             await one.disconnect("smtp", "192.0.2.7")
@@ -108,7 +114,7 @@ def test_two_clients_share_counts_and_a_closed_client_releases_its_connections(c
             one.close()
 
     found = asyncio.run(go())
-    assert found == {"count": 0, "rate": 3, "message": 1, "recipient": 1}
+    assert found == {"count": 0, "rate": 3, "message": 1, "recipient": 1, "auth": 2}
 
 
 def test_malformed_requests_and_a_missing_service(cfg, service, tmp_path):

@@ -21,12 +21,12 @@ def test_a_setting_used_as_dollar_name_is_not_unused(tmp_path, capsys):
 
 
 def test_n_marks_parameters_that_are_not_implemented(tmp_path, capsys):
-    (tmp_path / "main.cf").write_text("myhostname = mx.example\nsmtpd_sasl_auth_enable = yes\n")
+    (tmp_path / "main.cf").write_text("myhostname = mx.example\nsmtpd_client_port_logging = yes\n")
     (tmp_path / "master.cf").write_text("smtp inet n - n - - smtpd\n")
     rc, out, err = run(capsys, "-c", str(tmp_path), "-n")
     assert rc == 0
-    assert "smtpd_sasl_auth_enable = yes" in out
+    assert "smtpd_client_port_logging = yes" in out
     assert err == (
-        f"mta conf: warning: {tmp_path}/main.cf, line 2: smtpd_sasl_auth_enable is not implemented: "
-        "the setting smtpd_sasl_auth_enable = yes has no effect\n"
+        f"mta conf: warning: {tmp_path}/main.cf, line 2: smtpd_client_port_logging is not implemented: "
+        "the setting smtpd_client_port_logging = yes has no effect\n"
     )

@@ -140,18 +140,18 @@ def test_a_master_cf_error_is_one_problem(make, tmp_path):
 
 
 def test_an_unimplemented_parameter_set_away_from_its_default_is_warned(make, tmp_path):
-    got = lines(make("smtpd_tls_auth_only = yes\nbiff = yes\n"))
+    got = lines(make("smtpd_client_port_logging = yes\nbiff = yes\n"))
     assert got == [
-        f"{tmp_path / 'main.cf'}, line 1: smtpd_tls_auth_only is not implemented: "
-        "the setting smtpd_tls_auth_only = yes has no effect"
+        f"{tmp_path / 'main.cf'}, line 1: smtpd_client_port_logging is not implemented: "
+        "the setting smtpd_client_port_logging = yes has no effect"
     ]
 
 
 def test_an_unimplemented_parameter_in_an_override_is_warned(make, tmp_path):
-    got = lines(make("", "smtp inet n - n - - smtpd -o smtpd_sasl_auth_enable=yes\n"))
+    got = lines(make("", "smtp inet n - n - - smtpd -o smtpd_client_port_logging=yes\n"))
     assert got == [
-        f"{tmp_path / 'master.cf'}, line 1: smtpd_sasl_auth_enable is not implemented: "
-        "the setting smtpd_sasl_auth_enable = yes has no effect"
+        f"{tmp_path / 'master.cf'}, line 1: smtpd_client_port_logging is not implemented: "
+        "the setting smtpd_client_port_logging = yes has no effect"
     ]
 
 
