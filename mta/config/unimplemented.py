@@ -73,9 +73,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtpd_sasl_type",              # SMTP AUTH
     "smtpd_tls_CAfile",             # inbound TLS
     "smtpd_tls_auth_only",          # inbound TLS
-    "smtpd_tls_ciphers",            # inbound TLS
-    "smtpd_tls_mandatory_protocols",  # inbound TLS
-    "smtpd_tls_protocols",          # inbound TLS
     "smtpd_tls_received_header",    # inbound TLS
     "smtpd_tls_session_cache_database",  # inbound TLS
     # --- smtp client

@@ -19,6 +19,9 @@ DESCRIPTION
     file and its chain in the next). Otherwise from smtpd_tls_cert_file
     with its key in smtpd_tls_key_file (by default the same file).
 
+    Protocols, cipher grades, curves and DH parameters come from
+    smtpd/tls_params.py (mandatory ones at encrypt and in wrapper mode).
+
     A context that cannot be built (no certificate, an unreadable file,
     a key that does not match its certificate) raises TlsSetupError
     naming the parameter and the file; smtpd then answers STARTTLS with
@@ -50,23 +53,20 @@ import ssl
 import tempfile
 
 from mta import log
+from mta.smtpd.tls_params import TlsSetupError, configure_context
 
 LEVELS = ("none", "may", "encrypt")
 _KEY_RE = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
-class TlsSetupError(Exception):
-    """The server context cannot be built; str() names the parameter and the file."""
-
-    def __init__(self, param: str, path: str, reason: str) -> None:
-        self.param = param
-        self.path = path
-        super().__init__(f"{param}: {path}: {reason}" if path else f"{param}: {reason}")
-
-
 def security_level(cfg) -> str:
     """smtpd_tls_security_level, lower case; empty means none."""
     return cfg.get("smtpd_tls_security_level").strip().lower() or "none"
+
+
+def tls_wanted(cfg) -> bool:
+    """Does smtpd need its TLS context (level may or encrypt, or wrapper mode)?"""
+    return security_level(cfg) in ("may", "encrypt") or cfg.get_bool("smtpd_tls_wrappermode")
 
 
 def _read(param: str, path: str) -> bytes:
@@ -112,6 +112,7 @@ def server_context(cfg) -> ssl.SSLContext:
     """The context smtpd's STARTTLS uses; TlsSetupError when it cannot be built."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    configure_context(ctx, cfg)
     chain = cfg.get_list("smtpd_tls_chain_files")
     if chain:
         _load_chain_files(ctx, chain)
@@ -131,7 +132,7 @@ def load_server_context(cfg) -> ssl.SSLContext | TlsSetupError | None:
 
     smtpd calls this before it gives up root, as Postfix reads its keys:
     a key file readable by root alone is the usual setup."""
-    if security_level(cfg) not in ("may", "encrypt"):
+    if not tls_wanted(cfg):
         return None
     try:
         return server_context(cfg)
@@ -141,7 +142,7 @@ def load_server_context(cfg) -> ssl.SSLContext | TlsSetupError | None:
 
 def setup_problems(cfg) -> list[tuple[str, str]]:
     """What mta check says about smtpd's TLS settings: [(param, message)]."""
-    if security_level(cfg) not in ("may", "encrypt"):
+    if not tls_wanted(cfg):
         return []  # none; an unknown level is a value problem of its own
     try:
         server_context(cfg)
