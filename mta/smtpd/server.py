@@ -134,8 +134,9 @@ class SmtpdServer:
         self.tls_required = self.tls_level == "encrypt"
         self.tls_loglevel = self.cfg.get_int("smtpd_tls_loglevel")
         self.tls_timeout = float(self.cfg.get_time("smtpd_starttls_timeout"))
+        self.tls_wrapper = enabled and self.cfg.get_bool("smtpd_tls_wrappermode")
         self.tls_context = None
-        if self.tls_level != "none":
+        if self.tls_level != "none" or self.tls_wrapper:
             if loaded is None:
                 loaded = load_server_context(self.cfg)
             if isinstance(loaded, TlsSetupError):

@@ -83,7 +83,7 @@ from mta.cleanup.cleanup import (
 from mta.queue import rec_type as R
 from mta.smtpd.address import AddressError, decode_xtext, parse_path, printable_arg
 from mta.smtpd.checks import SessionState
-from mta.smtpd.tls import starttls
+from mta.smtpd.tls import starttls, wrapper_start
 from mta.smtpd.transcript import (
     NOTE_CONTENT,
     NOTIFY_BOUNCE,
@@ -177,6 +177,9 @@ class SmtpdSession(asyncio.Protocol):
     # ------------------------------------------------------------ transport events
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if self.server.tls_wrapper:
+            transport.pause_reading()  # the first bytes are the TLS hello: wrapper_start()
+            self.paused = True
         self.server.session_started(self)
         self.task = asyncio.get_running_loop().create_task(self.run())
 
@@ -326,6 +329,8 @@ class SmtpdSession(asyncio.Protocol):
         try:
             self.st = await self.server.new_state(self.transport)
             log.info("connect from %s", self.client_text)
+            if self.server.tls_wrapper and not await wrapper_start(self):
+                return
             if not self.server.stand_alone and await self.over_connection_limit():
                 return
             # A client rejected at connect still gets the greeting; the

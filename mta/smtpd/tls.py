@@ -7,6 +7,7 @@ SYNOPSIS
     problems = setup_problems(cfg)          # [(param, text)] for mta check
     log.info(established_text(client, ssl_object))
     await starttls(session, arg)            # smtpd's STARTTLS command
+    await wrapper_start(session)            # smtpd_tls_wrappermode, before the greeting
 
 DESCRIPTION
     smtpd_tls_security_level chooses whether smtpd offers STARTTLS
@@ -37,6 +38,11 @@ DESCRIPTION
     "Anonymous TLS connection established from ...". A failed
     handshake (garbage, a client that hangs up or stalls) is logged
     as "SSL_accept error from ..." and ends the session.
+
+    With smtpd_tls_wrappermode (port 465, "submissions") the handshake
+    comes first, before the greeting; smtpd stops reading the moment
+    the connection is made so that the client's hello reaches the TLS
+    layer. No usable context: the connection is dropped with a warning.
 
 SECURITY
     Key material is read once, by the smtpd process, before any client
@@ -160,30 +166,61 @@ def established_text(client: str, ssl_object) -> str:
     )
 
 
-async def starttls(session, arg: bytes) -> bool:
-    """Answer STARTTLS for an SmtpdSession; False when the session must end."""
+def _feed(protocol, data: bytes) -> None:
+    """Hand bytes read before the TLS layer was in place to it (a buffered protocol or not)."""
+    if not hasattr(protocol, "get_buffer"):
+        protocol.data_received(data)
+        return
+    view = memoryview(data)
+    while view:
+        buf = protocol.get_buffer(len(view))
+        n = min(len(buf), len(view))
+        buf[:n] = view[:n]
+        protocol.buffer_updated(n)
+        view = view[n:]
+
+
+def _feed_early(session, protocol) -> None:
+    data = bytes(session.inbuf)
+    session.inbuf.clear()
+    if data:
+        _feed(protocol, data)
+
+
+async def _start_tls(session, wrapper: bool):
+    """loop.start_tls on the session's connection.
+
+    In wrapper mode the client's first TLS bytes may already sit in the
+    session's buffer (uvloop starts reading after connection_made, which
+    cannot pause it). start_tls swaps in its protocol and schedules that
+    protocol's connection_made and the resumed reading; the buffered bytes
+    are handed over by a callback scheduled right behind those two, in the
+    same round of the loop, so nothing read later can overtake them."""
     server = session.server
-    if server.tls_level == "none":
-        return await session.error("502 5.5.1 Error: command not implemented")
-    if arg:
-        return await session.error("501 5.5.4 Syntax: STARTTLS")
-    if session.tls:
-        return await session.error("554 5.5.1 Error: TLS already active")
-    if server.tls_context is None:
-        return await session.error("454 4.7.0 TLS not available due to local problem", 0)
-    session.reply("220 2.0.0 Ready to start TLS")
-    session.flush()
-    session.inbuf.clear()  # the injection defence: nothing sent in the clear survives
-    session.restarted = True
     loop = asyncio.get_running_loop()
+    plain = session.transport
+    coro = loop.start_tls(
+        plain,
+        session,
+        server.tls_context,
+        server_side=True,
+        ssl_handshake_timeout=server.tls_timeout,
+    )
+    if not wrapper:
+        return await coro
+    task = loop.create_task(coro)
+    while plain.get_protocol() is session and not task.done():
+        await asyncio.sleep(0)
+    if not task.done():
+        loop.call_soon(_feed_early, session, plain.get_protocol())
+    return await task
+
+
+async def handshake(session, wrapper: bool = False) -> bool:
+    """TLS, server side, on the session's connection; False when the session must end."""
+    server = session.server
     try:
-        transport = await loop.start_tls(
-            session.transport,
-            session,
-            server.tls_context,
-            server_side=True,
-            ssl_handshake_timeout=server.tls_timeout,
-        )
+        transport = await _start_tls(session, wrapper)
     except (ssl.SSLError, OSError, asyncio.TimeoutError, ConnectionError) as exc:
         reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
         log.info("SSL_accept error from %s: %s", session.client_text, reason)
@@ -198,6 +235,40 @@ async def starttls(session, arg: bytes) -> bool:
     ssl_object = transport.get_extra_info("ssl_object")
     if server.tls_loglevel >= 1 and ssl_object is not None:
         log.info("%s", established_text(session.client_text, ssl_object))
+    return True
+
+
+async def wrapper_start(session) -> bool:
+    """smtpd_tls_wrappermode: TLS before the greeting; False when the session must end."""
+    server = session.server
+    if server.tls_context is None:
+        log.warning(
+            "wrapper-mode request dropped from %s for service %s: "
+            "TLS context initialization failed (see the warnings before)",
+            session.client_text,
+            server.limits.service or "smtpd",
+        )
+        return False
+    return await handshake(session, wrapper=True)
+
+
+async def starttls(session, arg: bytes) -> bool:
+    """Answer STARTTLS for an SmtpdSession; False when the session must end."""
+    server = session.server
+    if server.tls_level == "none" and not server.tls_wrapper:
+        return await session.error("502 5.5.1 Error: command not implemented")
+    if arg:
+        return await session.error("501 5.5.4 Syntax: STARTTLS")
+    if session.tls:
+        return await session.error("554 5.5.1 Error: TLS already active")
+    if server.tls_context is None:
+        return await session.error("454 4.7.0 TLS not available due to local problem", 0)
+    session.reply("220 2.0.0 Ready to start TLS")
+    session.flush()
+    session.inbuf.clear()  # the injection defence: nothing sent in the clear survives
+    session.restarted = True
+    if not await handshake(session):
+        return False
     # the session starts over: the client must say EHLO again
     session.reset_transaction()
     session.st.helo_name = ""

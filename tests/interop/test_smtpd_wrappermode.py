@@ -1,0 +1,127 @@
+"""smtpd_tls_wrappermode (port 465, submissions): TLS from the first byte, with smtplib.SMTP_SSL,
+swaks --tlsc and the submissions entry of the default master.cf under the real master."""
+
+import re
+import shutil
+import smtplib
+import socket
+import subprocess
+
+import pytest
+
+from mta.config.instance import MASTER_CF_TEXT
+from mta.queue.queue_file import iter_content
+from tests.support.instance import incoming_files
+from tests.support.running import Instance, free_port, wait_for
+from tests.support.tls import SmtpdStarter, client_context, self_signed, tls_main_cf
+
+pytestmark = pytest.mark.interop
+
+MESSAGE = b"Subject: 465\r\nFrom: a@sender.example\r\n\r\nWrapped.\r\n"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return self_signed(tmp_path_factory.mktemp("certs"), "mx.test.example")
+
+
+@pytest.fixture
+def start(tmp_path):
+    starter = SmtpdStarter(tmp_path)
+    yield starter
+    starter.close()
+
+
+def wrapper_cf(certs, level: str = "") -> str:
+    return tls_main_cf(*certs, level, smtpd_tls_wrappermode="yes")
+
+
+def test_smtp_ssl_delivers_over_tls_from_the_first_byte(start, certs):
+    smtpd = start(wrapper_cf(certs))  # no security level: wrapper mode alone turns TLS on
+    with smtplib.SMTP_SSL("127.0.0.1", smtpd.port, context=client_context()) as s:
+        assert s.sock.version() == "TLSv1.3"
+        s.ehlo("client.example")
+        assert not s.has_extn("starttls")
+        assert s.docmd("STARTTLS") == (554, b"5.5.1 Error: TLS already active")
+        s.mail("a@sender.example")
+        s.rcpt("user@mx.test.example")
+        assert s.data(MESSAGE)[0] == 250
+    (path,) = incoming_files(smtpd.cdir)
+    assert b"with ESMTPS id" in b" ".join(iter_content(path))
+    log = smtpd.maillog.read_text()
+    assert "Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3" in log
+
+
+def test_wrapper_mode_uses_the_mandatory_protocols(start, certs):
+    main_cf = wrapper_cf(certs, "may") + "smtpd_tls_mandatory_protocols = TLSv1.2\n"
+    smtpd = start(main_cf)
+    with smtplib.SMTP_SSL("127.0.0.1", smtpd.port, context=client_context()) as s:
+        assert s.sock.version() == "TLSv1.2"
+
+
+def test_a_plain_text_client_gets_no_greeting(start, certs):
+    smtpd = start(wrapper_cf(certs))
+    with socket.create_connection(("127.0.0.1", smtpd.port), timeout=10) as sock:
+        sock.sendall(b"EHLO client.example\r\n")
+        got = b""
+        while chunk := sock.recv(4096):
+            got += chunk
+    assert b"220" not in got and b"250" not in got  # only a TLS alert, if anything
+    assert wait_for(lambda: "disconnect from" in smtpd.maillog.read_text(), 5)
+    assert "SSL_accept error from localhost[127.0.0.1]" in smtpd.maillog.read_text()
+
+
+def test_without_a_certificate_the_connection_is_dropped_with_a_warning(start, tmp_path):
+    smtpd = start("smtpd_tls_wrappermode = yes\n")
+    with socket.create_connection(("127.0.0.1", smtpd.port), timeout=10) as sock:
+        assert sock.recv(4096) == b""  # nothing in the clear, ever
+    assert wait_for(lambda: "disconnect from" in smtpd.maillog.read_text(), 5)
+    log = smtpd.maillog.read_text()
+    assert "TLS library problem: smtpd_tls_cert_file" in log
+    assert re.search(r"warning: wrapper-mode request dropped from localhost\[127\.0\.0\.1\]", log)
+
+
+def _submissions_service(port: int) -> str:
+    """The default master.cf's commented submissions (465) entry, uncommented on port."""
+    text = MASTER_CF_TEXT.split("#127.0.0.1:10465 ", 1)[1]
+    lines = ["#127.0.0.1:10465 " + text.split("\n", 1)[0]]
+    for line in text.split("\n")[1:]:
+        if not line.startswith("#  -o "):
+            break
+        lines.append(line)
+    entry = "\n".join(x[1:] for x in lines).replace("127.0.0.1:10465", f"127.0.0.1:{port}")
+    assert "-o smtpd_tls_wrappermode=yes" in entry
+    return entry + "\n"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed")
+def test_the_default_submissions_entry_under_master_with_swaks_and_smtp_ssl(tmp_path, certs):
+    port = free_port()
+    inst = Instance(
+        tmp_path,
+        _submissions_service(port) + "cleanup unix n - n - 0 cleanup\n",
+        {"myhostname": "mx.test.example", "smtpd_peername_lookup": "no",
+         "smtpd_tls_cert_file": certs[0], "smtpd_tls_key_file": certs[1],
+         "smtpd_tls_loglevel": "1"},
+    )  # fmt: skip
+    r = inst.mta("start")
+    assert r.returncode == 0, r.stderr + inst.log()
+    try:
+        out = subprocess.run(
+            ["swaks", "--tlsc", "--server", f"127.0.0.1:{port}", "--helo", "client.example",
+             "--from", "a@sender.example", "--to", "user@mx.test.example",
+             "--quit-after", "RCPT", "--timeout", "20"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        # the service's overrides hold: no relaying without SASL, refused over TLS
+        assert "TLS started with cipher TLSv1.3" in out.stdout, out.stdout + out.stderr
+        assert "<~* 554 5.7.1 <user@mx.test.example>: Recipient address rejected" in out.stdout
+        with smtplib.SMTP_SSL("127.0.0.1", port, context=client_context(), timeout=30) as s:
+            assert s.ehlo("client.example")[0] == 250
+            assert not s.has_extn("starttls")
+        inst.wait_log(
+            r"mta/submissions/smtpd\[\d+\]: Anonymous TLS connection established", count=2
+        )
+    finally:
+        inst.stop()
