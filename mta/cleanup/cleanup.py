@@ -273,6 +273,7 @@ class CleanupJob:
         c = self.c = cleanup
         self.attrs = {k: str(v) for k, v in attrs.items() if v not in (None, "")}
         self.full_name = self.attrs.pop("full_name", "")
+        self.tls_trace = self.attrs.pop("tls_trace", "")  # Received: lines from smtpd
         self.local_submit = local_submit
         self.flags = flags
         self.requeue = requeue
@@ -642,6 +643,8 @@ class CleanupJob:
         # a requeued message was received long ago: the new header says
         # who put it through cleanup again, and when
         trace = {"uid": str(self.requeue.uid)} if self.requeue else self.attrs
+        if self.tls_trace and not self.requeue:
+            trace = {**trace, "tls_trace": self.tls_trace}
         received = received_header(
             trace, self.queue_id, c.myhostname, c.mail_name, rcpt_for, self.now
         ).encode("utf-8", "surrogateescape")

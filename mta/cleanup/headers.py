@@ -125,10 +125,11 @@ def received_header(
     name = attrs.get("client_name") or "unknown"
     helo = attrs.get("helo_name") or name
     shown = f"IPv6:{addr}" if ":" in addr else addr
-    text = (
-        f"Received: from {helo} ({name} [{shown}])\n"
-        f"\tby {myhostname} ({mail_name}) with {proto or 'SMTP'} id {queue_id}"
-    )
+    text = f"Received: from {helo} ({name} [{shown}])\n"
+    tls_trace = attrs.get("tls_trace", "")  # smtpd_tls_received_header: protocol, cipher, cert
+    if tls_trace:
+        text += "".join(f"\t{line}\n" for line in tls_trace.split("\n"))
+    text += f"\tby {myhostname} ({mail_name}) with {proto or 'SMTP'} id {queue_id}"
     if rcpt_for is not None:
         text += f"\n\tfor <{rcpt_for}>"
     return f"{text}; {mail_date(when)}"

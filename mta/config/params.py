@@ -530,6 +530,13 @@ PARAMS: dict[str, Param] = _table([
     ("tls_null_cipherlist", "str", "eNULL:!aNULL", "OpenSSL ciphers of grade null (no encryption)"),
     ("tls_eecdh_strong_curve", "str", "prime256v1", "the curve of eecdh grade strong"),
     ("tls_eecdh_ultra_curve", "str", "secp384r1", "the curve of eecdh grade ultra"),
+    # --- smtpd TLS: client certificates (smtpd/tls_ccert.py, smtpd/tls_checks.py)
+    ("smtpd_tls_ask_ccert", "bool", "no", "ask TLS clients for a certificate"),
+    ("smtpd_tls_req_ccert", "bool", "no", "at encrypt, demand a trusted client certificate"),
+    ("smtpd_tls_CApath", "str", "", "directory of authorities smtpd trusts for client certificates"),
+    ("smtpd_tls_fingerprint_digest", "str", "sha256", "digest of client certificate fingerprints"),
+    ("relay_clientcerts", "maps", "", "client certificate fingerprints permit_tls_clientcerts allows"),
+    ("plaintext_reject_code", "int", "450", "reply code of reject_plaintext_session"),
     # --- TLS, SASL and milters: declared so that a Postfix main.cf is understood,
     # not implemented yet (mta.config.unimplemented warns when one is set)
     ("broken_sasl_auth_clients", "bool", "no", "announce AUTH also in the old AUTH= form"),

@@ -71,9 +71,7 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtpd_sasl_path",              # SMTP AUTH
     "smtpd_sasl_security_options",  # SMTP AUTH
     "smtpd_sasl_type",              # SMTP AUTH
-    "smtpd_tls_CAfile",             # inbound TLS
     "smtpd_tls_auth_only",          # inbound TLS
-    "smtpd_tls_received_header",    # inbound TLS
     "smtpd_tls_session_cache_database",  # inbound TLS
     # --- smtp client
     "smtp_always_send_ehlo",        # not consulted (smtp_never_send_ehlo is)

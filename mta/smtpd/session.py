@@ -83,7 +83,7 @@ from mta.cleanup.cleanup import (
 from mta.queue import rec_type as R
 from mta.smtpd.address import AddressError, decode_xtext, parse_path, printable_arg
 from mta.smtpd.checks import SessionState
-from mta.smtpd.tls import starttls, wrapper_start
+from mta.smtpd.tls import received_comment, starttls, wrapper_start
 from mta.smtpd.transcript import (
     NOTE_CONTENT,
     NOTIFY_BOUNCE,
@@ -171,6 +171,7 @@ class SmtpdSession(asyncio.Protocol):
         self.session_actions: list = []
         self.tls = False  # the session runs over TLS (after STARTTLS)
         self.restarted = False  # STARTTLS just completed: drop what was pipelined after it
+        self.tls_peer = None  # smtpd.tls_ccert.TlsPeer once TLS is up
         self.anvil = None  # smtpd.limits.SessionLimits once counted
         self.reset_transaction()
 
@@ -672,6 +673,7 @@ class SmtpdSession(asyncio.Protocol):
             "client_port": str(self.st.client_port),
             "helo_name": self.st.helo_name,
             "protocol": self.protocol_name(),
+            "tls_trace": received_comment(self),  # Received: lines, not an attribute
         }
         params = self.mail_params
         if params.get(b"RET"):

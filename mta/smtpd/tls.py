@@ -5,7 +5,7 @@ SYNOPSIS
     context = server_context(cfg)           # ssl.SSLContext, or TlsSetupError
     loaded = load_server_context(cfg)       # the same, before privileges are dropped
     problems = setup_problems(cfg)          # [(param, text)] for mta check
-    log.info(established_text(client, ssl_object))
+    log.info(session.tls_peer.established(client))   # smtpd/tls_ccert.py
     await starttls(session, arg)            # smtpd's STARTTLS command
     await wrapper_start(session)            # smtpd_tls_wrappermode, before the greeting
 
@@ -35,7 +35,11 @@ DESCRIPTION
     state starts over: the client says EHLO again, which no longer
     offers STARTTLS; a second STARTTLS gets 554. With
     smtpd_tls_loglevel 1 or more the handshake is logged as
-    "Anonymous TLS connection established from ...". A failed
+    "Anonymous (Untrusted, Trusted) TLS connection established from
+    ..."; 2 adds "setting up TLS connection from ...", the cipher list
+    and the client certificate's names and fingerprints. With
+    smtpd_tls_req_ccert (at encrypt) a client without a trusted
+    certificate gets 421 4.7.1 after the handshake. A failed
     handshake (garbage, a client that hangs up or stalls) is logged
     as "SSL_accept error from ..." and ends the session.
 
@@ -59,6 +63,7 @@ import ssl
 import tempfile
 
 from mta import log
+from mta.smtpd.tls_ccert import peer_of, received_lines, setup_client_certs
 from mta.smtpd.tls_params import TlsSetupError, configure_context
 
 LEVELS = ("none", "may", "encrypt")
@@ -122,14 +127,15 @@ def server_context(cfg) -> ssl.SSLContext:
     chain = cfg.get_list("smtpd_tls_chain_files")
     if chain:
         _load_chain_files(ctx, chain)
-        return ctx
-    cert = cfg.get("smtpd_tls_cert_file").strip()
-    key = cfg.get("smtpd_tls_key_file").strip() or cert
-    if not cert:
-        raise TlsSetupError("smtpd_tls_cert_file", "", "no server certificate configured")
-    _read("smtpd_tls_cert_file", cert)
-    _read("smtpd_tls_key_file", key)
-    _load(ctx, "smtpd_tls_key_file" if key != cert else "smtpd_tls_cert_file", key, cert, key)
+    else:
+        cert = cfg.get("smtpd_tls_cert_file").strip()
+        key = cfg.get("smtpd_tls_key_file").strip() or cert
+        if not cert:
+            raise TlsSetupError("smtpd_tls_cert_file", "", "no server certificate configured")
+        _read("smtpd_tls_cert_file", cert)
+        _read("smtpd_tls_key_file", key)
+        _load(ctx, "smtpd_tls_key_file" if key != cert else "smtpd_tls_cert_file", key, cert, key)
+    setup_client_certs(ctx, cfg)
     return ctx
 
 
@@ -155,15 +161,6 @@ def setup_problems(cfg) -> list[tuple[str, str]]:
     except TlsSetupError as exc:
         return [(exc.param, f"TLS not available: {exc}")]
     return []
-
-
-def established_text(client: str, ssl_object) -> str:
-    """The log line of a completed handshake, in Postfix's form."""
-    name, _, bits = ssl_object.cipher()
-    return (
-        f"Anonymous TLS connection established from {client}: "
-        f"{ssl_object.version()} with cipher {name} ({bits}/{bits} bits)"
-    )
 
 
 def _feed(protocol, data: bytes) -> None:
@@ -219,6 +216,9 @@ async def _start_tls(session, wrapper: bool):
 async def handshake(session, wrapper: bool = False) -> bool:
     """TLS, server side, on the session's connection; False when the session must end."""
     server = session.server
+    if server.tls_loglevel >= 2:
+        log.info("setting up TLS connection from %s", session.client_text)
+        log.info('%s: TLS cipher list "%s"', session.client_text, server.tls_cipher_list)
     try:
         transport = await _start_tls(session, wrapper)
     except (ssl.SSLError, OSError, asyncio.TimeoutError, ConnectionError) as exc:
@@ -232,10 +232,28 @@ async def handshake(session, wrapper: bool = False) -> bool:
     session.transport = transport
     session.paused = False
     session.tls = True
-    ssl_object = transport.get_extra_info("ssl_object")
-    if server.tls_loglevel >= 1 and ssl_object is not None:
-        log.info("%s", established_text(session.client_text, ssl_object))
+    peer = session.tls_peer = peer_of(transport.get_extra_info("ssl_object"), server.tls_digest)
+    session.st.tls_peer = peer  # for the restrictions (smtpd/tls_checks.py)
+    if server.tls_loglevel >= 2 and peer.present:
+        log.info("%s", peer.cert_text(session.client_text))
+    if server.tls_loglevel >= 1:
+        log.info("%s", peer.established(session.client_text))
+    if server.tls_req_ccert and not peer.trusted:
+        why = (
+            "Client certificate not trusted" if peer.present else "No client certificate presented"
+        )
+        log.info("NOQUEUE: abort: TLS from %s: %s", session.client_text, why)
+        session.reply(f"421 4.7.1 {server.hostname} Error: {why}")
+        return False
     return True
+
+
+def received_comment(session) -> str:
+    """smtpd_tls_received_header: the TLS lines of the Received: header, or ""."""
+    server = session.server
+    if not server.tls_received_header or session.tls_peer is None:
+        return ""
+    return received_lines(session.tls_peer, server.tls_ask_ccert)
 
 
 async def wrapper_start(session) -> bool:

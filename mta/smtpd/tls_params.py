@@ -15,6 +15,9 @@ DESCRIPTION
     A grade is the OpenSSL list in tls_GRADE_cipherlist (common/tls_proto.py).
     The grades govern TLS 1.2 and older; TLS 1.3 suites are OpenSSL's.
 
+    When smtpd asks for client certificates the anonymous (aNULL)
+    ciphers are left out, as Postfix does.
+
     tls_preempt_cipherlist makes the server's order win.
     smtpd_tls_eecdh_grade: auto leaves OpenSSL's own curve list, strong
     and ultra use the one curve in tls_eecdh_strong_curve or
@@ -58,6 +61,16 @@ def mandatory(cfg) -> bool:
     return level == "encrypt" or cfg.get_bool("smtpd_tls_wrappermode")
 
 
+def asks_for_certificate(cfg) -> bool:
+    """smtpd_tls_ask_ccert, or smtpd_tls_req_ccert where TLS is mandatory."""
+    return cfg.get_bool("smtpd_tls_ask_ccert") or requires_certificate(cfg)
+
+
+def requires_certificate(cfg) -> bool:
+    """smtpd_tls_req_ccert counts at level encrypt (and in wrapper mode) only, as in Postfix."""
+    return cfg.get_bool("smtpd_tls_req_ccert") and mandatory(cfg)
+
+
 def _protocols(ctx: ssl.SSLContext, cfg, must: bool) -> None:
     param = "smtpd_tls_mandatory_protocols" if must else "smtpd_tls_protocols"
     try:
@@ -81,6 +94,8 @@ def _ciphers(ctx: ssl.SSLContext, cfg, must: bool) -> None:
         text = cipher_string(cfg, cfg.get(param), " ".join(cfg.get(n) for n in excludes))
     except ValueError as exc:
         raise TlsSetupError(param, "", str(exc)) from None
+    if asks_for_certificate(cfg):
+        text += ":!aNULL"  # an anonymous cipher cannot carry a client certificate
     if cfg.get("smtpd_tls_eecdh_grade").strip().lower() == "none":
         text += ":!kECDHE"  # no ephemeral elliptic-curve key exchange
     try:

@@ -24,7 +24,8 @@ def self_signed(directory: Path, name: str) -> tuple[str, str]:
 def make_ca(directory: Path, name: str = "Test CA") -> tuple[str, str]:
     """A certificate authority: (cert path, key path)."""
     cert, key = directory / "ca.crt", directory / "ca.key"
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-utf8",
+            "-subj", f"/CN={name}",
             "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign",
             "-keyout", str(key), "-out", str(cert))  # fmt: skip
