@@ -16,11 +16,15 @@ DESCRIPTION
         {"request": "disconnect", "ident": IDENT}     -> {"status": "0"}
         {"request": "message", "ident": IDENT}        -> {"status": "0", "rate": R}
         {"request": "recipient", "ident": IDENT}      -> {"status": "0", "rate": R}
+        {"request": "newtls", "ident": IDENT}         -> {"status": "0", "rate": R}
+        {"request": "newtls_report", "ident": IDENT}  -> {"status": "0", "rate": R}
         {"request": "lookup", "ident": IDENT}
             -> {"status": "0", "count": N, "rate": R, "message": M, "recipient": T}
 
     N is the number of connections open now, R (M, T) the connections
-    (messages, recipients) counted in the current rate period: it starts
+    (messages, recipients, new TLS sessions) counted in the current rate
+    period (newtls_report tells the new TLS session rate without
+    counting one): it starts
     at the first event of an ident and lasts anvil_rate_time_unit; the
     first event after it starts a new one. A reply "status" of "1" is a
     malformed request.
@@ -57,7 +61,7 @@ from mta.common.attr_proto import serve_requests
 IDENT_MAX = 300  # characters in a client ident
 ANVIL_STAT_OK = "0"
 ANVIL_STAT_BAD = "1"
-RATES = ("connect", "message", "recipient")  # the events counted per period
+RATES = ("connect", "message", "recipient", "newtls")  # the events counted per period
 
 
 class Entry:
@@ -139,6 +143,7 @@ class Counters:
             ("count", "max connection count %d"),
             ("message", "max message rate %d/" + unit),
             ("recipient", "max recipient rate %d/" + unit),
+            ("newtls", "max new TLS sessions %d/" + unit),
         )
         lines = []
         for what, form in forms:
@@ -188,8 +193,10 @@ class AnvilService:
                 open_here[ident] -= 1
                 c.disconnect(ident, now)
             return {"status": ANVIL_STAT_OK}
-        if request in ("message", "recipient"):
+        if request in ("message", "recipient", "newtls"):
             return {"status": ANVIL_STAT_OK, "rate": str(c.event(request, ident, now))}
+        if request == "newtls_report":
+            return {"status": ANVIL_STAT_OK, "rate": str(c.lookup(ident, now)[1]["newtls"])}
         if request == "lookup":
             count, rates = c.lookup(ident, now)
             return {

@@ -6,6 +6,7 @@ SYNOPSIS
     count, rate = await client.connect("smtp", "192.0.2.7")
     rate = await client.message("smtp", "192.0.2.7")
     rate = await client.recipient("smtp", "192.0.2.7")
+    rate = await client.newtls("smtp", "192.0.2.7")          # newtls_report: without counting
     await client.disconnect("smtp", "192.0.2.7")
 
 DESCRIPTION
@@ -67,6 +68,14 @@ class AnvilClient(VerifyClient):
     async def recipient(self, service: str, addr: str) -> int:
         """Count a RCPT TO: the recipient rate."""
         return (await self._ask("recipient", service, addr, "rate"))[0]
+
+    async def newtls(self, service: str, addr: str) -> int:
+        """Count a new (not resumed) TLS session: the new TLS session rate."""
+        return (await self._ask("newtls", service, addr, "rate"))[0]
+
+    async def newtls_report(self, service: str, addr: str) -> int:
+        """The new TLS session rate, without counting one."""
+        return (await self._ask("newtls_report", service, addr, "rate"))[0]
 
     async def lookup(self, service: str, addr: str) -> dict[str, int]:
         keys = ("count", "rate", "message", "recipient")

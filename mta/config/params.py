@@ -468,6 +468,8 @@ PARAMS: dict[str, Param] = _table([
     ("smtpd_client_port_logging", "bool", "no", "log the client's port"),
     ("smtpd_client_recipient_rate_limit", "int", "0",
      "recipients per client per time unit; 0 no limit"),
+    ("smtpd_client_new_tls_session_rate_limit", "int", "0",
+     "new TLS sessions one client may start per anvil_rate_time_unit (0: no limit)"),
     ("smtpd_client_restrictions", "list", "", "restrictions on the client's address and name"),
     ("smtpd_data_restrictions", "list", "", "restrictions at DATA"),
     ("smtpd_delay_reject", "bool", "yes", "hold rejections until RCPT TO"),

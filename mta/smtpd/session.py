@@ -83,7 +83,7 @@ from mta.cleanup.cleanup import (
 from mta.queue import rec_type as R
 from mta.smtpd.address import AddressError, decode_xtext, parse_path, printable_arg
 from mta.smtpd.checks import SessionState
-from mta.smtpd.tls import received_comment, starttls, wrapper_start
+from mta.smtpd.tls import counted_wrapper_tls, received_comment, starttls, wrapper_start
 from mta.smtpd.transcript import (
     NOTE_CONTENT,
     NOTIFY_BOUNCE,
@@ -333,6 +333,8 @@ class SmtpdSession(asyncio.Protocol):
             if self.server.tls_wrapper and not await wrapper_start(self):
                 return
             if not self.server.stand_alone and await self.over_connection_limit():
+                return
+            if self.server.tls_wrapper and not await counted_wrapper_tls(self):
                 return
             # A client rejected at connect still gets the greeting; the
             # rejection then answers its MAIL, as Postfix does.

@@ -8,6 +8,7 @@ SYNOPSIS
     log.info(session.tls_peer.established(client))   # smtpd/tls_ccert.py
     await starttls(session, arg)            # smtpd's STARTTLS command
     await wrapper_start(session)            # smtpd_tls_wrappermode, before the greeting
+    await counted_wrapper_tls(session)      # and its new TLS session, once anvil counts
 
 DESCRIPTION
     smtpd_tls_security_level chooses whether smtpd offers STARTTLS
@@ -65,6 +66,7 @@ import tempfile
 from mta import log
 from mta.smtpd.tls_ccert import peer_of, received_lines, setup_client_certs
 from mta.smtpd.tls_params import TlsSetupError, configure_context
+from mta.smtpd.transcript import NOTIFY_POLICY
 
 LEVELS = ("none", "may", "encrypt")
 _KEY_RE = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
@@ -238,6 +240,8 @@ async def handshake(session, wrapper: bool = False) -> bool:
         log.info("%s", peer.cert_text(session.client_text))
     if server.tls_loglevel >= 1:
         log.info("%s", peer.established(session.client_text))
+    if session.anvil is not None and not peer.reused:
+        await session.anvil.new_tls(False)  # counted; wrapper mode: counted_wrapper_tls()
     if server.tls_req_ccert and not peer.trusted:
         why = (
             "Client certificate not trusted" if peer.present else "No client certificate presented"
@@ -246,6 +250,19 @@ async def handshake(session, wrapper: bool = False) -> bool:
         session.reply(f"421 4.7.1 {server.hostname} Error: {why}")
         return False
     return True
+
+
+async def counted_wrapper_tls(session) -> bool:
+    """Wrapper mode, once anvil counts the session: count its new TLS session;
+    past smtpd_client_new_tls_session_rate_limit, 421 and False."""
+    peer = session.tls_peer
+    if session.anvil is None or peer is None or peer.reused:
+        return True
+    refusal = await session.anvil.new_tls(True)
+    if refusal is not None:
+        session.note(NOTIFY_POLICY)
+        session.reply(refusal)
+    return refusal is None
 
 
 def received_comment(session) -> str:
@@ -281,6 +298,9 @@ async def starttls(session, arg: bytes) -> bool:
         return await session.error("554 5.5.1 Error: TLS already active")
     if server.tls_context is None:
         return await session.error("454 4.7.0 TLS not available due to local problem", 0)
+    refusal = await session.anvil.tls_allowed() if session.anvil is not None else None
+    if refusal is not None:  # smtpd_client_new_tls_session_rate_limit
+        return await session.error(refusal, NOTIFY_POLICY)
     session.reply("220 2.0.0 Ready to start TLS")
     session.flush()
     session.inbuf.clear()  # the injection defence: nothing sent in the clear survives

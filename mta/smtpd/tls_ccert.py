@@ -169,6 +169,7 @@ class TlsPeer:
     issuer_cn: str = ""
     fingerprint: str = ""
     pkey_fingerprint: str = ""
+    reused: bool = False  # a resumed session (not counted as a new one)
 
     @property
     def present(self) -> bool:
@@ -198,6 +199,7 @@ def peer_of(ssl_object, digest: str) -> TlsPeer:
     """The TlsPeer of a completed handshake."""
     name, version, bits = ssl_object.cipher()
     peer = TlsPeer(ssl_object.version() or version, name, bits or 0)
+    peer.reused = bool(getattr(ssl_object, "session_reused", False))
     der = ssl_object.getpeercert(binary_form=True)
     if der:
         peer.cert = der
