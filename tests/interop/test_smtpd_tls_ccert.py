@@ -305,3 +305,29 @@ def test_openssl_s_client_with_a_client_certificate(start, pki):
     )  # fmt: skip
     assert "221 2.0.0 Bye" in out.stdout, out.stdout + out.stderr
     logged(smtpd, "Untrusted TLS connection established from localhost[127.0.0.1]")
+
+
+@pytest.mark.timeout(120)
+def test_trust_is_told_apart_under_the_master_event_loop(tmp_path, pki):
+    # the real smtpd process runs uvloop when installed: trusted and untrusted still differ
+    from tests.support.running import Instance, free_port
+
+    port = free_port()
+    inst = Instance(
+        tmp_path,
+        f"127.0.0.1:{port} inet n - n - - smtpd\n",
+        {"myhostname": "mx.test.example", "smtpd_peername_lookup": "no",
+         "smtpd_tls_security_level": "may", "smtpd_tls_cert_file": pki.server[0],
+         "smtpd_tls_key_file": pki.server[1], "smtpd_tls_loglevel": "1",
+         "smtpd_tls_ask_ccert": "yes", "smtpd_tls_CAfile": pki.ca[0]},
+    )  # fmt: skip
+    r = inst.mta("start")
+    assert r.returncode == 0, r.stderr + inst.log()
+    try:
+        for cert in (pki.trusted, pki.untrusted):
+            with session(port, cert):
+                pass
+        inst.wait_log(r"smtpd\[\d+\]: Trusted TLS connection established from unknown")
+        inst.wait_log(r"smtpd\[\d+\]: Untrusted TLS connection established from unknown")
+    finally:
+        inst.stop()
