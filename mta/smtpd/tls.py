@@ -64,6 +64,7 @@ import ssl
 import tempfile
 
 from mta import log
+from mta.common.tls_proto import SYNTAX_BY_SUFFIX
 from mta.smtpd.tls_ccert import peer_of, received_lines, setup_client_certs
 from mta.smtpd.tls_params import TlsSetupError, configure_context
 from mta.smtpd.transcript import NOTIFY_POLICY
@@ -154,6 +155,17 @@ def load_server_context(cfg) -> ssl.SSLContext | TlsSetupError | None:
         return exc
 
 
+def _bad_value(cfg, param: str) -> bool:
+    """Is param's value one that config.validate refuses on its own (tls_proto syntax)?"""
+    for suffix, check in SYNTAX_BY_SUFFIX.items():
+        if param.endswith(suffix):
+            try:
+                check(cfg.get(param))
+            except ValueError:
+                return True
+    return param == "smtpd_tls_eecdh_grade"  # a CHOICES value
+
+
 def setup_problems(cfg) -> list[tuple[str, str]]:
     """What mta check says about smtpd's TLS settings: [(param, message)]."""
     if not tls_wanted(cfg):
@@ -161,6 +173,8 @@ def setup_problems(cfg) -> list[tuple[str, str]]:
     try:
         server_context(cfg)
     except TlsSetupError as exc:
+        if _bad_value(cfg, exc.param):
+            return []  # config.validate reports the value itself, fatal
         return [(exc.param, f"TLS not available: {exc}")]
     return []
 

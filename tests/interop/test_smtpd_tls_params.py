@@ -134,7 +134,7 @@ def test_check_names_a_bad_value_and_starttls_gets_454(start, certs, param, valu
         assert problems == []
         assert handshake(smtpd.port)[0] == "TLSv1.3"
         return
-    assert problems and problems[0].fatal and text in str(problems[0])
+    assert len(problems) == 1 and problems[0].fatal and text in str(problems[0])
     assert str(smtpd.cdir / "main.cf") in str(problems[0])
     with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
         s.ehlo("client.example")
@@ -156,3 +156,13 @@ def test_a_file_without_dh_parameters_is_named(start, certs):
     smtpd = start(main_cf(certs, smtpd_tls_dh1024_param_file=certs[0]))  # a certificate
     (found,) = [p for p in config_problems(Config(str(smtpd.cdir))) if "dh1024" in str(p)]
     assert certs[0] in str(found) and "no DH parameters" in str(found)
+
+
+def test_a_cipherlist_openssl_refuses_is_named_by_check_and_gets_454(start, certs):
+    smtpd = start(main_cf(certs, smtpd_tls_ciphers="high", tls_high_cipherlist="NOSUCHCIPHER"))
+    problems = [str(p) for p in config_problems(Config(str(smtpd.cdir)))]
+    (found,) = [p for p in problems if "smtpd_tls_ciphers" in p]
+    assert "no cipher can be selected from NOSUCHCIPHER" in found
+    with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
+        s.ehlo("client.example")
+        assert s.docmd("STARTTLS")[0] == 454
