@@ -197,6 +197,8 @@ class TlsPeer:
 
 def peer_of(ssl_object, digest: str) -> TlsPeer:
     """The TlsPeer of a completed handshake."""
+    if ssl_object is None:  # not expected of a completed handshake; nothing is trusted
+        return TlsPeer("unknown", "unknown", 0)
     name, version, bits = ssl_object.cipher()
     peer = TlsPeer(ssl_object.version() or version, name, bits or 0)
     peer.reused = bool(getattr(ssl_object, "session_reused", False))

@@ -125,3 +125,60 @@ def test_the_default_submissions_entry_under_master_with_swaks_and_smtp_ssl(tmp_
         )
     finally:
         inst.stop()
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_hello_that_arrives_before_the_handshake_starts_is_not_lost(
+    tmp_path, certs, loop_kind, monkeypatch
+):
+    # uvloop reads before connection_made can pause it: the client's hello lands in the
+    # session's buffer while smtpd looks up the client's name, and must reach TLS intact
+    import asyncio
+    import threading
+
+    from mta import log
+    from mta.config import Config
+    from mta.smtpd import tls
+    from mta.smtpd.server import SmtpdServer
+    from mta.smtpd.session import SmtpdSession
+    from tests.support.instance import make_instance
+
+    if loop_kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        new_loop = uvloop.new_event_loop
+    else:
+        new_loop = asyncio.new_event_loop
+    fed: list[int] = []
+    real_feed = tls._feed
+    monkeypatch.setattr(tls, "_feed", lambda p, data: (fed.append(len(data)), real_feed(p, data)))
+    slow_names = SmtpdServer.client_names
+
+    async def client_names(self, addr):
+        await asyncio.sleep(0.3)  # the hello is on its way meanwhile
+        return await slow_names(self, addr)
+
+    monkeypatch.setattr(SmtpdServer, "client_names", client_names)
+    cdir = make_instance(tmp_path, wrapper_cf(certs))
+    cfg = Config(str(cdir))
+    log.init("smtpd", cfg)
+    loop = new_loop()
+    server = SmtpdServer(cfg)
+    listener = loop.run_until_complete(
+        loop.create_server(lambda: SmtpdSession(server), "127.0.0.1", 0)
+    )
+    port = listener.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        for _ in range(3):
+            with smtplib.SMTP_SSL("127.0.0.1", port, context=client_context(), timeout=10) as s:
+                assert s.ehlo("client.example")[0] == 250
+    finally:
+        loop.call_soon_threadsafe(listener.close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        server.executor.shutdown()
+    if loop_kind == "uvloop":
+        assert len(fed) == 3 and all(n > 100 for n in fed)  # each hello came early, whole
+    else:
+        assert fed == []  # asyncio pauses reading in connection_made: nothing early
