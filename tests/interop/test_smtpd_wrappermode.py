@@ -81,17 +81,21 @@ def test_without_a_certificate_the_connection_is_dropped_with_a_warning(start, t
     assert re.search(r"warning: wrapper-mode request dropped from localhost\[127\.0\.0\.1\]", log)
 
 
-def _submissions_service(port: int) -> str:
-    """The default master.cf's commented submissions (465) entry, uncommented on port."""
-    text = MASTER_CF_TEXT.split("#127.0.0.1:10465 ", 1)[1]
-    lines = ["#127.0.0.1:10465 " + text.split("\n", 1)[0]]
+def _uncommented(entry: str, port: int) -> str:
+    """The default master.cf's commented entry on 127.0.0.1:ENTRY, uncommented on port."""
+    text = MASTER_CF_TEXT.split(f"#127.0.0.1:{entry} ", 1)[1]
+    lines = [f"#127.0.0.1:{entry} " + text.split("\n", 1)[0]]
     for line in text.split("\n")[1:]:
         if not line.startswith("#  -o "):
             break
         lines.append(line)
-    entry = "\n".join(x[1:] for x in lines).replace("127.0.0.1:10465", f"127.0.0.1:{port}")
+    return "\n".join(x[1:] for x in lines).replace(f"127.0.0.1:{entry}", f"127.0.0.1:{port}") + "\n"
+
+
+def _submissions_service(port: int) -> str:
+    entry = _uncommented("10465", port)
     assert "-o smtpd_tls_wrappermode=yes" in entry
-    return entry + "\n"
+    return entry
 
 
 @pytest.mark.timeout(120)
@@ -182,3 +186,30 @@ def test_a_hello_that_arrives_before_the_handshake_starts_is_not_lost(
         assert len(fed) == 3 and all(n > 100 for n in fed)  # each hello came early, whole
     else:
         assert fed == []  # asyncio pauses reading in connection_made: nothing early
+
+
+@pytest.mark.timeout(120)
+def test_the_default_submission_entry_demands_starttls(tmp_path, certs):
+    port = free_port()
+    inst = Instance(
+        tmp_path,
+        _uncommented("10587", port) + "cleanup unix n - n - 0 cleanup\n",
+        {"myhostname": "mx.test.example", "smtpd_peername_lookup": "no",
+         "smtpd_tls_cert_file": certs[0], "smtpd_tls_key_file": certs[1]},
+    )  # fmt: skip
+    r = inst.mta("start")
+    assert r.returncode == 0, r.stderr + inst.log()
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            s.ehlo("client.example")
+            assert s.has_extn("starttls")
+            want = (530, b"5.7.0 Must issue a STARTTLS command first")
+            assert s.docmd("MAIL", "FROM:<a@sender.example>") == want
+            assert s.starttls(context=client_context())[0] == 220
+            s.ehlo("client.example")
+            s.mail("a@sender.example")
+            code, text = s.rcpt("user@mx.test.example")
+            assert code == 554 and b"Recipient address rejected" in text  # no SASL: no relay
+        inst.wait_log(r"mta/submission/smtpd\[\d+\]: disconnect from")
+    finally:
+        inst.stop()
