@@ -35,6 +35,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import ssl
+import weakref
 from dataclasses import dataclass
 
 from mta import log
@@ -72,7 +73,8 @@ _VERIFY_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
 _accept_any = _VERIFY_CB(lambda ok, store: 1)  # kept alive as long as the module
 _lib = None
 _lib_loaded = False
-_verify_any: dict[int, int] = {}  # id(SSLContext) -> its SSL_CTX*, where the callback is set
+# SSLContext -> its SSL_CTX*, for the contexts whose verify callback accepts any certificate
+_verify_any: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _ssl_lib():
@@ -135,12 +137,12 @@ def setup_client_certs(ctx: ssl.SSLContext, cfg) -> None:
         )
         return
     _ssl_lib().SSL_CTX_set_verify(ptr, _SSL_VERIFY_PEER, ctypes.cast(_accept_any, ctypes.c_void_p))
-    _verify_any[id(ctx)] = ptr
+    _verify_any[ctx] = ptr
 
 
 def _verified(ssl_object) -> bool:
     """Did the client certificate of this connection verify against the authorities?"""
-    ctx_ptr = _verify_any.get(id(ssl_object.context))
+    ctx_ptr = _verify_any.get(ssl_object.context)
     if ctx_ptr is None:
         return True  # OpenSSL's own check ran: a certificate that failed ended the handshake
     inner = getattr(ssl_object, "_sslobj", None)

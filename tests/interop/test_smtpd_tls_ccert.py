@@ -331,3 +331,17 @@ def test_trust_is_told_apart_under_the_master_event_loop(tmp_path, pki):
         inst.wait_log(r"smtpd\[\d+\]: Untrusted TLS connection established from unknown")
     finally:
         inst.stop()
+
+
+def test_without_the_verify_callback_an_untrusted_certificate_fails_never_passes(
+    start, pki, monkeypatch
+):
+    # where OpenSSL's verify callback cannot be set, OpenSSL's own check stays: stricter
+    from mta.smtpd import tls_ccert
+
+    monkeypatch.setattr(tls_ccert, "_ctx_pointer", lambda ctx: None)
+    smtpd = start(ask(pki) + RELAY.format("permit_tls_all_clientcerts"))
+    assert send(smtpd.port, pki.trusted, "x@elsewhere.example")[0] == 250
+    with pytest.raises((ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionError)):
+        send(smtpd.port, pki.untrusted, "x@elsewhere.example")
+    assert "cannot accept client certificates that do not verify" in smtpd.maillog.read_text()
