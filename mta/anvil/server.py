@@ -17,13 +17,16 @@ DESCRIPTION
         {"request": "message", "ident": IDENT}        -> {"status": "0", "rate": R}
         {"request": "recipient", "ident": IDENT}      -> {"status": "0", "rate": R}
         {"request": "auth", "ident": IDENT}           -> {"status": "0", "rate": R}
+        {"request": "newtls", "ident": IDENT}         -> {"status": "0", "rate": R}
+        {"request": "newtls_report", "ident": IDENT}  -> {"status": "0", "rate": R}
         {"request": "lookup", "ident": IDENT}
             -> {"status": "0", "count": N, "rate": R, "message": M, "recipient": T,
                 "auth": A}
 
     N is the number of connections open now, R (M, T, A) the connections
-    (messages, recipients, AUTH commands) counted in the current rate
-    period: it starts
+    (messages, recipients, AUTH commands, new TLS sessions) counted in the
+    current rate period (newtls_report tells the new TLS session rate
+    without counting one): it starts
     at the first event of an ident and lasts anvil_rate_time_unit; the
     first event after it starts a new one. A reply "status" of "1" is a
     malformed request.
@@ -60,7 +63,7 @@ from mta.common.attr_proto import serve_requests
 IDENT_MAX = 300  # characters in a client ident
 ANVIL_STAT_OK = "0"
 ANVIL_STAT_BAD = "1"
-RATES = ("connect", "message", "recipient", "auth")  # the events counted per period
+RATES = ("connect", "message", "recipient", "auth", "newtls")  # the events counted per period
 
 
 class Entry:
@@ -143,6 +146,7 @@ class Counters:
             ("message", "max message rate %d/" + unit),
             ("recipient", "max recipient rate %d/" + unit),
             ("auth", "max auth rate %d/" + unit),
+            ("newtls", "max new TLS sessions %d/" + unit),
         )
         lines = []
         for what, form in forms:
@@ -192,8 +196,10 @@ class AnvilService:
                 open_here[ident] -= 1
                 c.disconnect(ident, now)
             return {"status": ANVIL_STAT_OK}
-        if request in ("message", "recipient", "auth"):
+        if request in ("message", "recipient", "auth", "newtls"):
             return {"status": ANVIL_STAT_OK, "rate": str(c.event(request, ident, now))}
+        if request == "newtls_report":
+            return {"status": ANVIL_STAT_OK, "rate": str(c.lookup(ident, now)[1]["newtls"])}
         if request == "lookup":
             count, rates = c.lookup(ident, now)
             return {

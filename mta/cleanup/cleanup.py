@@ -275,6 +275,7 @@ class CleanupJob:
         self.full_name = self.attrs.pop("full_name", "")
         # a comment line for Received: only (smtpd's "(Authenticated sender: ...)")
         self.received_comment = self.attrs.pop("received_comment", "")
+        self.tls_trace = self.attrs.pop("tls_trace", "")  # Received: lines from smtpd
         self.local_submit = local_submit
         self.flags = flags
         self.requeue = requeue
@@ -651,7 +652,9 @@ class CleanupJob:
             c.mail_name,
             rcpt_for,
             self.now,
-            "" if self.requeue else self.received_comment,
+            ""
+            if self.requeue
+            else "\n".join(filter(None, (self.tls_trace, self.received_comment))),
         ).encode("utf-8", "surrogateescape")
         if self.writer is None or self.stopped:
             return

@@ -118,8 +118,9 @@ def received_header(
 ) -> str:
     """The Received: header (lines joined with "\\n", no final line end).
 
-    comment: a line between "from" and "by", such as smtpd's
-    "(Authenticated sender: USER)"."""
+    comment: lines (joined with "\\n") between "from" and "by", such as
+    smtpd's "(using TLSv1.3 with cipher ...)" and "(Authenticated sender:
+    USER)."""
     addr = attrs.get("client_address", "")
     proto = attrs.get("protocol", "")
     if not addr or proto == "local":
@@ -130,8 +131,8 @@ def received_header(
     helo = attrs.get("helo_name") or name
     shown = f"IPv6:{addr}" if ":" in addr else addr
     text = f"Received: from {helo} ({name} [{shown}])\n"
-    if comment:
-        text += f"\t{comment}\n"
+    for line in comment.split("\n") if comment else ():
+        text += f"\t{line}\n"
     text += f"\tby {myhostname} ({mail_name}) with {proto or 'SMTP'} id {queue_id}"
     if rcpt_for is not None:
         text += f"\n\tfor <{rcpt_for}>"

@@ -7,6 +7,7 @@ SYNOPSIS
     rate = await client.message("smtp", "192.0.2.7")
     rate = await client.recipient("smtp", "192.0.2.7")
     rate = await client.auth("smtp", "192.0.2.7")
+    rate = await client.newtls("smtp", "192.0.2.7")          # newtls_report: without counting
     await client.disconnect("smtp", "192.0.2.7")
 
 DESCRIPTION
@@ -72,6 +73,14 @@ class AnvilClient(VerifyClient):
     async def auth(self, service: str, addr: str) -> int:
         """Count an AUTH command: the AUTH rate."""
         return (await self._ask("auth", service, addr, "rate"))[0]
+
+    async def newtls(self, service: str, addr: str) -> int:
+        """Count a new (not resumed) TLS session: the new TLS session rate."""
+        return (await self._ask("newtls", service, addr, "rate"))[0]
+
+    async def newtls_report(self, service: str, addr: str) -> int:
+        """The new TLS session rate, without counting one."""
+        return (await self._ask("newtls_report", service, addr, "rate"))[0]
 
     async def lookup(self, service: str, addr: str) -> dict[str, int]:
         keys = ("count", "rate", "message", "recipient", "auth")

@@ -192,10 +192,53 @@ MASTER_CF_TEXT_0_3 = MASTER_CF_TEXT.replace(
     "anvil     unix  -       -       n       -       1       anvil\n", ""
 )
 
+# Mail submission for mail programs, commented out as in Postfix's master.cf:
+# port 587 with STARTTLS required, port 465 with TLS from the first byte.
+SUBMISSION_CF_TEXT = """\
+# Mail submission for mail programs (Postfix's submission and submissions
+# services); off until uncommented. They need a server certificate in main.cf
+# (smtpd_tls_chain_files, or smtpd_tls_cert_file and smtpd_tls_key_file).
+# Running unprivileged, this instance takes ports above 1024; as root, name
+# the usual ones: 127.0.0.1:submission (587) and 127.0.0.1:submissions (465),
+# or submission and submissions for every address. Restrictions of their own
+# go in the -o lines below (for example smtpd_client_restrictions=$mua_client_restrictions,
+# with mua_client_restrictions set in main.cf). Users log in against the
+# built-in users table: add them with "mta sasl add USER" (or point
+# smtpd_sasl_type and smtpd_sasl_path at Dovecot's auth socket).
+#127.0.0.1:10587 inet n  -       n       -       -       smtpd
+#  -o syslog_name=mta/submission
+#  -o smtpd_tls_security_level=encrypt
+#  -o smtpd_sasl_auth_enable=yes
+#  -o smtpd_sasl_type=mta
+#  -o smtpd_tls_auth_only=yes
+#  -o smtpd_reject_unlisted_recipient=no
+#  -o smtpd_client_restrictions=
+#  -o smtpd_helo_restrictions=
+#  -o smtpd_sender_restrictions=
+#  -o smtpd_relay_restrictions=
+#  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+#127.0.0.1:10465 inet n  -       n       -       -       smtpd
+#  -o syslog_name=mta/submissions
+#  -o smtpd_tls_wrappermode=yes
+#  -o smtpd_sasl_auth_enable=yes
+#  -o smtpd_sasl_type=mta
+#  -o smtpd_reject_unlisted_recipient=no
+#  -o smtpd_client_restrictions=
+#  -o smtpd_helo_restrictions=
+#  -o smtpd_sender_restrictions=
+#  -o smtpd_relay_restrictions=
+#  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+"""
+_SMTPD_LINE = "127.0.0.1:{smtp} inet n   -       n       -       -       smtpd\n"
+# master.cf as versions before the submission entries generated it
+MASTER_CF_TEXT_0_4 = MASTER_CF_TEXT
+MASTER_CF_TEXT = MASTER_CF_TEXT.replace(_SMTPD_LINE, _SMTPD_LINE + SUBMISSION_CF_TEXT)
+
 OLD_MASTER_CF_TEXTS = (
     MASTER_CF_TEXT_0_1,
     MASTER_CF_TEXT_0_2,
     MASTER_CF_TEXT_0_3,
+    MASTER_CF_TEXT_0_4,
 )  # replaced when untouched
 
 

@@ -64,11 +64,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtpd_forbid_bare_newline_reject_code",  # not consulted
     "smtpd_log_access_permit_actions",  # permit actions are not logged
     "smtpd_noop_commands",          # no extra NOOP-like commands
-    "smtpd_tls_CAfile",             # inbound TLS
-    "smtpd_tls_ciphers",            # inbound TLS
-    "smtpd_tls_mandatory_protocols",  # inbound TLS
-    "smtpd_tls_protocols",          # inbound TLS
-    "smtpd_tls_received_header",    # inbound TLS
     "smtpd_tls_session_cache_database",  # inbound TLS
     # --- smtp client
     "smtp_always_send_ehlo",        # not consulted (smtp_never_send_ehlo is)

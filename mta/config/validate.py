@@ -61,6 +61,7 @@ from dataclasses import dataclass
 
 from mta._speedups.scheduler_ref import parse_feedback
 from mta.common.match_list import AddrList
+from mta.common.tls_proto import SYNTAX_BY_SUFFIX as TLS_SYNTAX
 from mta.config.errors import ConfigError
 from mta.config.master_cf import ServiceEntry, read_master_cf
 from mta.config.params import PARAMS, per_transport_default
@@ -112,6 +113,7 @@ CHOICES["smtp_dns_support_level"] = ("", "disabled", "enabled", "dnssec")
 CHOICES["lmtp_dns_support_level"] = CHOICES["smtp_dns_support_level"]
 CHOICES["tls_dane_digests"] = ("sha256", "sha512", "sha256=1", "sha512=2")
 CHOICES["smtp_tls_dane_insecure_mx_policy"] = ("", "may", "encrypt", "dane")
+CHOICES["smtpd_tls_eecdh_grade"] = ("auto", "strong", "ultra", "none")
 # TRANSPORT_ suffixes written in qmgr's feedback notation ("1", "1/concurrency")
 FEEDBACK_SUFFIXES = (
     "_destination_concurrency_positive_feedback",
@@ -227,6 +229,12 @@ def _value_problems(cfg, name: str, open_tables: bool) -> list[tuple[str, bool]]
                 out.append(
                     (f'bad value "{word}" (expected {" or ".join(a for a in allowed if a)})', True)
                 )
+    for suffix, check in TLS_SYNTAX.items():
+        if name.endswith(suffix):  # protocol lists, cipher grades, exclusions
+            try:
+                check(value)
+            except ValueError as exc:
+                out.append((str(exc), True))
     if name.endswith(FEEDBACK_SUFFIXES):
         try:
             parse_feedback(value)

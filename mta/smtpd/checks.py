@@ -146,6 +146,7 @@ from mta.maps import MapError, MapRetry, Maps, open_map
 from mta.smtpd import dns as smtpd_dns
 from mta.smtpd.sasl_checks import SASL_RESTRICTIONS, SASL_SIMPLE, SASL_WITH_ARG, apply_sasl
 from mta.smtpd.sasl_checks import check_config as check_sasl_config
+from mta.smtpd.tls_checks import TLS_SIMPLE, TLS_WITH_ARG, tls_restriction
 from mta.smtpd.transcript import NOTIFY_POLICY, NOTIFY_RESOURCE, NOTIFY_SOFTWARE
 
 SMTPD_NAME_CLIENT = "Client host"  # reply subjects, as Postfix words them
@@ -262,6 +263,7 @@ class SessionState:
     recipient: str = ""  # the RCPT being checked
     recipient_count: int = 0
     pipelining_violation: bool = False  # client sent commands before our reply
+    tls_peer: object = None  # smtpd.tls_ccert.TlsPeer once the session runs over TLS
     esmtp: bool = False
     actions: list = field(default_factory=list)  # message-level side effects
     # defer_if_permit verdicts noted at the client, helo and sender stages,
@@ -525,11 +527,12 @@ class SmtpdChecks:
             word = words[i]
             i += 1
             name = RESTRICT_ALIASES.get(word.lower(), word.lower())
-            if name not in RESTRICT_WITH_ARG and name not in RESTRICT_SIMPLE:
+            with_arg = name in RESTRICT_WITH_ARG or name in TLS_WITH_ARG  # smtpd/tls_checks.py
+            if not with_arg and name not in RESTRICT_SIMPLE and name not in TLS_SIMPLE:
                 if word not in self._class_names:
                     raise ValueError(f'unknown restriction "{word}"')
                 ops.append(("class", word))
-            elif name in RESTRICT_WITH_ARG:
+            elif with_arg:
                 if i >= len(words):
                     raise ValueError(f'restriction "{word}" needs an argument')
                 arg = words[i]
@@ -951,6 +954,8 @@ class SmtpdChecks:
             return await self._search(ctx, arg, keys, domain, SMTPD_NAME_ETRN)
         if name in SASL_RESTRICTIONS:
             return await apply_sasl(self, ctx, name, arg)
+        if name in TLS_SIMPLE or name in TLS_WITH_ARG:
+            return await tls_restriction(self, ctx, name, arg, CHECK_OK, SMTPD_NAME_CLIENT)
         log.warning('unknown smtpd restriction: "%s"', name)
         raise _Abort(self._server_error())
 

@@ -7,6 +7,8 @@ SYNOPSIS
     reply = await counter.message()     # "450 ..." or None, at MAIL
     reply = await counter.recipient()   # "450 ..." or None, at RCPT
     reply = await counter.auth()        # "450 ..." or None, at AUTH
+    reply = await counter.tls_allowed() # "454 ..." or None, before STARTTLS
+    reply = await counter.new_tls(True) # count a new TLS session; "421 ..." (wrapper mode)
     counter.disconnect()
 
 DESCRIPTION
@@ -24,6 +26,11 @@ DESCRIPTION
             450 4.7.1 Error: too many recipients from ADDR
         smtpd_client_auth_rate_limit        (AUTH commands per time unit)
             450 4.7.1 Error: too many AUTH commands from ADDR
+        smtpd_client_new_tls_session_rate_limit (new, not resumed, TLS sessions
+                                            per time unit)
+            454 4.7.0 Error: too many new TLS sessions from NAME[ADDR] (STARTTLS
+            refused; the session goes on in plain text), or in wrapper mode
+            421 4.7.0 HOSTNAME Error: too many new TLS sessions from NAME[ADDR]
 
     A limit of 0 is no limit. Clients matching
     smtpd_client_event_limit_exceptions (default $mynetworks) are not
@@ -59,6 +66,7 @@ class ClientLimits:
         self.message_limit = cfg.get_int("smtpd_client_message_rate_limit")
         self.recipient_limit = cfg.get_int("smtpd_client_recipient_rate_limit")
         self.auth_limit = cfg.get_int("smtpd_client_auth_rate_limit")
+        self.newtls_limit = cfg.get_int("smtpd_client_new_tls_session_rate_limit")
         self.exceptions = AddrList(cfg.get_list("smtpd_client_event_limit_exceptions"), cfg)
         self.enabled = any(
             (
@@ -67,6 +75,7 @@ class ClientLimits:
                 self.message_limit,
                 self.recipient_limit,
                 self.auth_limit,
+                self.newtls_limit,
             )
         )
         self.client = AnvilClient(cfg) if self.enabled else None
@@ -172,10 +181,24 @@ class SessionLimits:
         rate = await self._rate("auth", limit)
         if rate <= limit:
             return None
-        log.warning(
-            "AUTH command rate limit exceeded: %d from %s for service %s",
-            rate,
-            self.client_text,
-            self.limits.service,
-        )
+        self._warn("AUTH command rate", rate)
         return f"450 4.7.1 Error: too many AUTH commands from {self.addr}"
+
+    async def tls_allowed(self) -> str | None:
+        """Before STARTTLS: the 454 reply when the client is past its new TLS session rate."""
+        limit = self.limits.newtls_limit
+        rate = await self._rate("newtls_report", limit) + 1  # this one would be the next
+        if limit <= 0 or rate <= limit:
+            return None
+        self._warn("New TLS session rate", rate)
+        return f"454 4.7.0 Error: too many new TLS sessions from {self.client_text}"
+
+    async def new_tls(self, wrapper: bool) -> str | None:
+        """Count a new TLS session; in wrapper mode, the 421 reply when past the rate."""
+        limit = self.limits.newtls_limit
+        rate = await self._rate("newtls", limit)
+        if not wrapper or rate <= limit:
+            return None
+        self._warn("New TLS session rate", rate)
+        lim = self.limits
+        return f"421 4.7.0 {lim.hostname} Error: too many new TLS sessions from {self.client_text}"

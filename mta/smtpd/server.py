@@ -47,6 +47,7 @@ from mta.smtpd.footer import ReplyFooter
 from mta.smtpd.limits import ClientLimits
 from mta.smtpd.sasl import SmtpdSasl
 from mta.smtpd.tls import LEVELS, TlsSetupError, load_server_context, security_level
+from mta.smtpd.tls_params import asks_for_certificate, requires_certificate
 from mta.smtpd.transcript import class_names, make_error_notice, notice_recipient, notify_mask
 
 NAME_CACHE_TTL = 60.0  # seconds a client host name stays cached
@@ -138,14 +139,21 @@ class SmtpdServer:
         self.tls_required = self.tls_level == "encrypt"
         self.tls_loglevel = self.cfg.get_int("smtpd_tls_loglevel")
         self.tls_timeout = float(self.cfg.get_time("smtpd_starttls_timeout"))
+        self.tls_wrapper = enabled and self.cfg.get_bool("smtpd_tls_wrappermode")
+        self.tls_received_header = self.cfg.get_bool("smtpd_tls_received_header")
+        self.tls_digest = self.cfg.get("smtpd_tls_fingerprint_digest").strip() or "sha256"
+        self.tls_ask_ccert = asks_for_certificate(self.cfg)
+        self.tls_req_ccert = requires_certificate(self.cfg)
+        self.tls_cipher_list = ""
         self.tls_context = None
-        if self.tls_level != "none":
+        if self.tls_level != "none" or self.tls_wrapper:
             if loaded is None:
                 loaded = load_server_context(self.cfg)
             if isinstance(loaded, TlsSetupError):
                 log.warning("TLS library problem: %s", loaded)
             else:
                 self.tls_context = loaded
+                self.tls_cipher_list = ":".join(c["name"] for c in loaded.get_ciphers())
 
     async def ehlo_bytes(self, session) -> bytes:
         """The EHLO reply for session: with or without STARTTLS, and AUTH when offered."""

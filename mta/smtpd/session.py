@@ -84,7 +84,7 @@ from mta.queue import rec_type as R
 from mta.smtpd import sasl
 from mta.smtpd.address import AddressError, decode_xtext, parse_path, printable_arg
 from mta.smtpd.checks import SessionState
-from mta.smtpd.tls import starttls
+from mta.smtpd.tls import counted_wrapper_tls, received_comment, starttls, wrapper_start
 from mta.smtpd.transcript import (
     NOTE_CONTENT,
     NOTIFY_BOUNCE,
@@ -173,6 +173,7 @@ class SmtpdSession(asyncio.Protocol):
         self.session_actions: list = []
         self.tls = False  # the session runs over TLS (after STARTTLS)
         self.restarted = False  # STARTTLS just completed: drop what was pipelined after it
+        self.tls_peer = None  # smtpd.tls_ccert.TlsPeer once TLS is up
         self.anvil = None  # smtpd.limits.SessionLimits once counted
         self.sasl_method = ""  # the mechanism of a successful AUTH (st.sasl_username: who)
         self.sasl_exchange = None  # an AUTH exchange waiting for a response
@@ -181,6 +182,9 @@ class SmtpdSession(asyncio.Protocol):
     # ------------------------------------------------------------ transport events
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if self.server.tls_wrapper:
+            transport.pause_reading()  # the first bytes are the TLS hello: wrapper_start()
+            self.paused = True
         self.server.session_started(self)
         self.task = asyncio.get_running_loop().create_task(self.run())
 
@@ -330,7 +334,11 @@ class SmtpdSession(asyncio.Protocol):
         try:
             self.st = await self.server.new_state(self.transport)
             log.info("connect from %s", self.client_text)
+            if self.server.tls_wrapper and not await wrapper_start(self):
+                return
             if not self.server.stand_alone and await self.over_connection_limit():
+                return
+            if self.server.tls_wrapper and not await counted_wrapper_tls(self):
                 return
             # A client rejected at connect still gets the greeting; the
             # rejection then answers its MAIL, as Postfix does.
@@ -685,6 +693,7 @@ class SmtpdSession(asyncio.Protocol):
             "helo_name": self.st.helo_name,
             "protocol": self.protocol_name(),
             **sasl.message_attrs(self),
+            "tls_trace": received_comment(self),  # Received: lines, not an attribute
         }
         params = self.mail_params
         if params.get(b"RET"):

@@ -23,7 +23,10 @@ def test_connections_open_now_and_the_connection_rate():
     assert c.connect(B, 1001.0) == (1, 1)  # another client counts apart
     c.disconnect(A, 1002.0)
     assert c.connect(A, 1003.0) == (2, 3)  # the rate counts closed ones too
-    assert c.lookup(A, 1003.0) == (2, {"connect": 3, "message": 0, "recipient": 0, "auth": 0})
+    assert c.lookup(A, 1003.0) == (
+        2,
+        {"connect": 3, "message": 0, "recipient": 0, "auth": 0, "newtls": 0},
+    )
 
 
 def test_the_rate_period_starts_again_after_the_time_unit():
@@ -134,3 +137,16 @@ def test_malformed_requests_and_a_missing_service(cfg, service, tmp_path):
         return time.monotonic() - began
 
     assert asyncio.run(go()) < 1.0
+
+
+def test_new_tls_sessions_are_counted_and_reported_without_counting(cfg):
+    service = AnvilService(cfg)
+    ask = lambda request: service.serve({"request": request, "ident": A}, {})  # noqa: E731
+    assert ask("newtls_report") == {"status": "0", "rate": "0"}
+    assert ask("newtls") == {"status": "0", "rate": "1"}
+    assert ask("newtls") == {"status": "0", "rate": "2"}
+    assert ask("newtls_report") == {"status": "0", "rate": "2"}  # a report counts nothing
+    lines = service.counters.report()
+    assert any(
+        x.startswith("statistics: max new TLS sessions 2/60s for (smtp:192.0.2.7)") for x in lines
+    )

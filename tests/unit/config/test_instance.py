@@ -5,6 +5,7 @@ from mta.config.instance import (
     MASTER_CF_TEXT_0_1,
     MASTER_CF_TEXT_0_2,
     MASTER_CF_TEXT_0_3,
+    MASTER_CF_TEXT_0_4,
     QMQP_PORT,
     SMTP_PORT,
     ensure_instance,
@@ -110,3 +111,42 @@ def test_untouched_main_cf_without_aliases_is_upgraded(tmp_path, monkeypatch):
     (top / "main.cf").write_text(edited)
     ensure_instance()
     assert (top / "main.cf").read_text() == edited
+
+
+def test_untouched_master_cf_before_submission_gets_the_commented_entries(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    (tmp_path / "mta").mkdir()
+    path = tmp_path / "mta" / "master.cf"
+    path.write_text(MASTER_CF_TEXT_0_4.format(smtp=SMTP_PORT, qmqp=QMQP_PORT))
+    ensure_instance()
+    assert path.read_text() == MASTER_CF_TEXT.format(smtp=SMTP_PORT, qmqp=QMQP_PORT)
+    assert "\n#127.0.0.1:10465 inet n" in path.read_text()
+
+
+def test_submission_entries_are_off_and_carry_postfix_overrides_when_uncommented(tmp_path):
+    from mta.config.master_cf import read_master_cf
+
+    text = MASTER_CF_TEXT.format(smtp=SMTP_PORT, qmqp=QMQP_PORT)
+    path = tmp_path / "master.cf"
+    path.write_text(text)
+    assert [s.name for s in read_master_cf(str(path)) if s.command == "smtpd"] == [
+        f"127.0.0.1:{SMTP_PORT}"
+    ]
+    uncommented = "".join(
+        line[1:] + "\n" if line.startswith(("#127.0.0.1:10", "#  -o ")) else line + "\n"
+        for line in text.splitlines()
+    )
+    path.write_text(uncommented)
+    services = {s.name: s for s in read_master_cf(str(path)) if s.command == "smtpd"}
+    sub, subs = services["127.0.0.1:10587"], services["127.0.0.1:10465"]
+    assert sub.overrides["smtpd_tls_security_level"] == "encrypt"
+    assert sub.overrides["smtpd_tls_auth_only"] == "yes"
+    assert sub.overrides["syslog_name"] == "mta/submission"
+    assert subs.overrides["smtpd_tls_wrappermode"] == "yes"
+    assert subs.overrides["syslog_name"] == "mta/submissions"
+    for entry in (sub, subs):
+        assert entry.overrides["smtpd_sasl_auth_enable"] == "yes"
+        assert entry.overrides["smtpd_reject_unlisted_recipient"] == "no"
+        assert entry.overrides["smtpd_client_restrictions"] == ""
+        want = "permit_sasl_authenticated,reject"
+        assert entry.overrides["smtpd_recipient_restrictions"] == want

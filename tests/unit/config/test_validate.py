@@ -250,9 +250,23 @@ def test_client_tls_match_lists_and_exclusions_may_use_colons(make):
         (
             "smtp_tls_mandatory_protocols = >=TLSv1.9",
             "smtp_tls_mandatory_protocols",
-            'unknown TLS protocol "TLSv1.9"',
+            "unknown TLS protocol version: TLSv1.9",
         ),
         ("smtp_tls_mandatory_ciphers = strong", "smtp_tls_mandatory_ciphers", "cipher grade"),
+    ],
+)
+def test_client_tls_values_that_do_not_parse_are_fatal_naming_the_parameter(
+    make, tmp_path, setting, param, text
+):
+    cfg = make(f"smtp_tls_security_level = verify\n{setting}\n", "")
+    found = [p for p in lines(cfg, fatal=True) if f"parameter {param}:" in p]
+    assert found and text in found[0], lines(cfg, fatal=True)
+    assert found[0].startswith(str(tmp_path / "main.cf"))
+
+
+@pytest.mark.parametrize(
+    "setting,param,text",
+    [
         ("smtp_tls_CAfile = /nonexistent/ca.pem", "smtp_tls_CAfile", "/nonexistent/ca.pem"),
         ("smtp_tls_cert_file = /nonexistent/c.pem", "smtp_tls_cert_file", "/nonexistent/c.pem"),
         ("smtp_tls_fingerprint_digest = sha3000", "smtp_tls_fingerprint_digest", "sha3000"),

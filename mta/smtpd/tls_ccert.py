@@ -1,0 +1,236 @@
+"""smtpd.tls_ccert - client certificates, and what smtpd knows of a TLS session
+
+SYNOPSIS
+    from mta.smtpd.tls_ccert import setup_client_certs, peer_of, received_lines
+    setup_client_certs(ctx, cfg)              # ask_ccert / req_ccert, CAfile, CApath
+    peer = peer_of(ssl_object, "sha256")      # TlsPeer
+    log.info(peer.established(client))        # "Trusted TLS connection established from ..."
+    text = received_lines(peer, asked=True)   # the Received: comment lines
+
+DESCRIPTION
+    smtpd asks for a client certificate when smtpd_tls_ask_ccert is
+    set, or at level encrypt (or in wrapper mode) with
+    smtpd_tls_req_ccert. The authorities in smtpd_tls_CAfile and
+    smtpd_tls_CApath decide whether a certificate is trusted; as in
+    Postfix, a certificate that does not verify still completes the
+    handshake, as "Untrusted": fingerprint restrictions
+    (permit_tls_clientcerts) work with self-signed certificates.
+    Python's ssl module cannot say "verify, but do not fail", so the
+    OpenSSL verify callback is set through ctypes on the context's
+    SSL_CTX (checked against what Python reports before it is
+    touched); where that is not possible a certificate that does not
+    verify fails the handshake, which is stricter, never weaker.
+
+    TlsPeer holds the protocol, the cipher, and the client certificate:
+    its CommonName, its issuer's, whether it verified, and its
+    fingerprints under smtpd_tls_fingerprint_digest (common/tls_cert.py).
+
+SECURITY
+    Sees certificates from untrusted clients; parses them with a
+    bounded DER reader. Runs as smtpd.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import ssl
+import weakref
+from dataclasses import dataclass
+
+from mta import log
+from mta.common.tls_cert import CertError, cert_fingerprint, issuer_cn, pkey_fingerprint, subject_cn
+from mta.smtpd.tls_params import TlsSetupError, asks_for_certificate
+
+_SSL_VERIFY_PEER = 0x01
+_PYOBJECT_HEAD = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)
+
+
+def _libssl():
+    """The libssl that Python's _ssl module uses, with the few functions used here."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "libssl.so" in line}
+    except OSError:
+        return None
+    if len(paths) != 1:
+        return None
+    lib = ctypes.CDLL(paths.pop())
+    lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
+    lib.SSL_CTX_get_verify_mode.restype = ctypes.c_int
+    lib.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
+    lib.SSL_CTX_get_options.restype = ctypes.c_uint64
+    lib.SSL_CTX_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    lib.SSL_CTX_set_verify.restype = None
+    lib.SSL_get_SSL_CTX.argtypes = [ctypes.c_void_p]
+    lib.SSL_get_SSL_CTX.restype = ctypes.c_void_p
+    lib.SSL_get_verify_result.argtypes = [ctypes.c_void_p]
+    lib.SSL_get_verify_result.restype = ctypes.c_long
+    return lib
+
+
+_VERIFY_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
+_accept_any = _VERIFY_CB(lambda ok, store: 1)  # kept alive as long as the module
+_lib = None
+_lib_loaded = False
+# SSLContext -> its SSL_CTX*, for the contexts whose verify callback accepts any certificate
+_verify_any: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _ssl_lib():
+    global _lib, _lib_loaded
+    if not _lib_loaded:
+        _lib_loaded = True
+        try:
+            _lib = _libssl()
+        except OSError:
+            _lib = None
+    return _lib
+
+
+def _ctx_pointer(ctx: ssl.SSLContext) -> int | None:
+    """The SSL_CTX* of ctx, once it checks out against what Python reports of it."""
+    lib = _ssl_lib()
+    if lib is None:
+        return None
+    ptr = ctypes.c_void_p.from_address(id(ctx) + _PYOBJECT_HEAD).value
+    if not ptr:
+        return None
+    if lib.SSL_CTX_get_verify_mode(ptr) != int(ctx.verify_mode):
+        return None
+    if lib.SSL_CTX_get_options(ptr) != int(ctx.options):
+        return None
+    return ptr
+
+
+def setup_client_certs(ctx: ssl.SSLContext, cfg) -> None:
+    """Trusted authorities, and the certificate request when asked; TlsSetupError on a bad file."""
+    cafile = cfg.get("smtpd_tls_CAfile").strip()
+    capath = cfg.get("smtpd_tls_CApath").strip()
+    for param, path in (("smtpd_tls_CAfile", cafile), ("smtpd_tls_CApath", capath)):
+        if not path:
+            continue
+        try:
+            ctx.load_verify_locations(
+                cafile=path if param.endswith("CAfile") else None,
+                capath=path if param.endswith("CApath") else None,
+            )
+        except ssl.SSLError as exc:
+            raise TlsSetupError(param, path, f"no certificates: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise TlsSetupError(param, path, exc.strerror or str(exc)) from None
+    digest = cfg.get("smtpd_tls_fingerprint_digest").strip()
+    try:
+        hashlib.new(digest.lower())
+    except ValueError:
+        raise TlsSetupError(
+            "smtpd_tls_fingerprint_digest", "", f"unknown digest: {digest}"
+        ) from None
+    if not asks_for_certificate(cfg):
+        return
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ptr = _ctx_pointer(ctx)
+    if ptr is None:
+        log.warning(
+            "cannot accept client certificates that do not verify; "
+            "such a client's TLS handshake fails"
+        )
+        return
+    _ssl_lib().SSL_CTX_set_verify(ptr, _SSL_VERIFY_PEER, ctypes.cast(_accept_any, ctypes.c_void_p))
+    _verify_any[ctx] = ptr
+
+
+def _verified(ssl_object) -> bool:
+    """Did the client certificate of this connection verify against the authorities?"""
+    ctx_ptr = _verify_any.get(ssl_object.context)
+    if ctx_ptr is None:
+        return True  # OpenSSL's own check ran: a certificate that failed ended the handshake
+    inner = getattr(ssl_object, "_sslobj", None)
+    lib = _ssl_lib()
+    if inner is None or lib is None:
+        return False
+    # _ssl._SSLSocket: PyObject_HEAD, the socket object, then SSL*
+    ssl_ptr = ctypes.c_void_p.from_address(
+        id(inner) + _PYOBJECT_HEAD + ctypes.sizeof(ctypes.c_void_p)
+    ).value
+    if not ssl_ptr or lib.SSL_get_SSL_CTX(ssl_ptr) != ctx_ptr:
+        return False  # cannot tell: not trusted
+    return lib.SSL_get_verify_result(ssl_ptr) == 0
+
+
+@dataclass
+class TlsPeer:
+    """What one TLS session tells smtpd about itself and the client."""
+
+    protocol: str
+    cipher: str
+    bits: int
+    cert: bytes | None = None  # DER of the client certificate
+    trusted: bool = False
+    peer_cn: str = ""
+    issuer_cn: str = ""
+    fingerprint: str = ""
+    pkey_fingerprint: str = ""
+    reused: bool = False  # a resumed session (not counted as a new one)
+
+    @property
+    def present(self) -> bool:
+        return self.cert is not None
+
+    def kind(self) -> str:
+        if not self.present:
+            return "Anonymous"
+        return "Trusted" if self.trusted else "Untrusted"
+
+    def established(self, client: str) -> str:
+        """The log line of a completed handshake, in Postfix's form."""
+        return (
+            f"{self.kind()} TLS connection established from {client}: "
+            f"{self.protocol} with cipher {self.cipher} ({self.bits}/{self.bits} bits)"
+        )
+
+    def cert_text(self, client: str) -> str:
+        """smtpd_tls_loglevel 2: the client certificate's names and fingerprints."""
+        return (
+            f"{client}: subject_CN={self.peer_cn}, issuer={self.issuer_cn}, "
+            f"fingerprint={self.fingerprint}, pkey_fingerprint={self.pkey_fingerprint}"
+        )
+
+
+def peer_of(ssl_object, digest: str) -> TlsPeer:
+    """The TlsPeer of a completed handshake."""
+    if ssl_object is None:  # not expected of a completed handshake; nothing is trusted
+        return TlsPeer("unknown", "unknown", 0)
+    name, version, bits = ssl_object.cipher()
+    peer = TlsPeer(ssl_object.version() or version, name, bits or 0)
+    peer.reused = bool(getattr(ssl_object, "session_reused", False))
+    der = ssl_object.getpeercert(binary_form=True)
+    if der:
+        peer.cert = der
+        peer.trusted = _verified(ssl_object)
+        try:
+            peer.peer_cn, peer.issuer_cn = subject_cn(der), issuer_cn(der)
+            peer.fingerprint = cert_fingerprint(der, digest)
+            peer.pkey_fingerprint = pkey_fingerprint(der, digest)
+        except CertError:
+            peer.trusted = False
+    return peer
+
+
+def _quoted(text: str) -> str:
+    return "".join(c if c.isprintable() and c not in '"\\' else "?" for c in text)
+
+
+def received_lines(peer: TlsPeer, asked: bool) -> str:
+    """smtpd_tls_received_header: the comment lines for Received:, joined with "\\n"."""
+    lines = [f"(using {peer.protocol} with cipher {peer.cipher} ({peer.bits}/{peer.bits} bits))"]
+    if peer.present:
+        state = "verified OK" if peer.trusted else "not verified"
+        lines.append(
+            f'(Client CN "{_quoted(peer.peer_cn)}", Issuer "{_quoted(peer.issuer_cn)}" ({state}))'
+        )
+    elif asked:
+        lines.append("(Client did not present a certificate)")
+    else:
+        lines.append("(No client certificate requested)")
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""TLS material for tests: certificates made with openssl, client contexts, an smtpd fixture."""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+from pathlib import Path
+
+from tests.support.instance import SmtpdThread, make_instance
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def self_signed(directory: Path, name: str) -> tuple[str, str]:
+    """A self-signed RSA certificate for CN=name: (cert path, key path)."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert))  # fmt: skip
+    return str(cert), str(key)
+
+
+def make_ca(directory: Path, name: str = "Test CA") -> tuple[str, str]:
+    """A certificate authority: (cert path, key path)."""
+    cert, key = directory / "ca.crt", directory / "ca.key"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-utf8",
+            "-subj", f"/CN={name}",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout", str(key), "-out", str(cert))  # fmt: skip
+    return str(cert), str(key)
+
+
+def issue(directory: Path, ca: tuple[str, str], name: str) -> tuple[str, str]:
+    """A certificate for CN=name signed by ca: (cert path, key path)."""
+    cert, key, csr = (directory / f"{name}.{x}" for x in ("crt", "key", "csr"))
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+            "-keyout", str(key), "-out", str(csr))  # fmt: skip
+    openssl("x509", "-req", "-in", str(csr), "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
+            "-days", "2", "-out", str(cert))  # fmt: skip
+    return str(cert), str(key)
+
+
+def client_context(**bounds) -> ssl.SSLContext:
+    """A client context that does not verify the server; bounds: minimum/maximum_version."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    for name, value in bounds.items():
+        setattr(ctx, name, value)
+    return ctx
+
+
+def tls_main_cf(cert: str, key: str, level: str = "may", **params: str) -> str:
+    """main.cf lines for smtpd TLS at level with cert and key, loglevel 1, and params."""
+    lines = {
+        "smtpd_tls_security_level": level,
+        "smtpd_tls_cert_file": cert,
+        "smtpd_tls_key_file": key,
+        "smtpd_tls_loglevel": "1",
+        **params,
+    }
+    return "".join(f"{k} = {v}\n" for k, v in lines.items())
+
+
+class SmtpdStarter:
+    """start(main_cf) -> an in-process smtpd with .cdir and .maillog; close() stops them all."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.servers: list[SmtpdThread] = []
+
+    def __call__(self, main_cf: str) -> SmtpdThread:
+        cdir = make_instance(self.tmp_path, main_cf)
+        server = SmtpdThread(cdir)
+        server.cdir = cdir
+        server.maillog = self.tmp_path / "maillog"
+        self.servers.append(server)
+        return server
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
