@@ -146,6 +146,7 @@ scache    unix  -       -       n       -       1       scache
 showq     unix  n       -       n       -       -       showq
 verify    unix  -       -       n       -       1       verify
 anvil     unix  -       -       n       -       1       anvil
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 """
 
 
@@ -187,15 +188,22 @@ retry     unix  -       -       n       -       -       error
 scache    unix  -       -       n       -       1       scache
 """
 
+# master.cf as versions before the tlsmgr service generated it
+MASTER_CF_TEXT_0_4 = MASTER_CF_TEXT.replace(
+    "tlsmgr    unix  -       -       n       1000?   1       tlsmgr\n", ""
+)
+
 # master.cf as versions before the anvil service generated it
-MASTER_CF_TEXT_0_3 = MASTER_CF_TEXT.replace(
+MASTER_CF_TEXT_0_3 = MASTER_CF_TEXT_0_4.replace(
     "anvil     unix  -       -       n       -       1       anvil\n", ""
 )
+
 
 OLD_MASTER_CF_TEXTS = (
     MASTER_CF_TEXT_0_1,
     MASTER_CF_TEXT_0_2,
     MASTER_CF_TEXT_0_3,
+    MASTER_CF_TEXT_0_4,
 )  # replaced when untouched
 
 

@@ -77,7 +77,7 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtpd_tls_mandatory_protocols",  # inbound TLS
     "smtpd_tls_protocols",          # inbound TLS
     "smtpd_tls_received_header",    # inbound TLS
-    "smtpd_tls_session_cache_database",  # inbound TLS
+    "smtpd_tls_session_cache_database",  # no server cache: tickets shared through tlsmgr
     # --- smtp client
     "smtp_always_send_ehlo",        # not consulted (smtp_never_send_ehlo is)
     "smtp_body_checks",             # no outbound content checks
@@ -95,7 +95,8 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtp_tls_mandatory_protocols",  # outbound TLS
     "smtp_tls_policy_maps",         # outbound TLS: no per-destination policy
     "smtp_tls_protocols",           # outbound TLS
-    "smtp_tls_session_cache_database",  # outbound TLS
+    "smtp_tls_session_cache_database",  # client sessions are cached per smtp process
+    "lmtp_tls_session_cache_database",  # client sessions are cached per lmtp process
     # --- queue manager and scheduler
     "default_delivery_slot_cost",   # no preemptive scheduler
     "default_delivery_slot_discount",  # no preemptive scheduler

@@ -100,6 +100,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     ),
 }
 CHOICES["lmtp_tls_security_level"] = CHOICES["smtp_tls_security_level"]
+# OpenSSL's ticket key (common/tls_ticket.py) is AES-256-CBC: aes-128-cbc gets that too
+CHOICES["tls_session_ticket_cipher"] = ("", "aes-256-cbc", "aes-128-cbc")
 # TRANSPORT_ suffixes written in qmgr's feedback notation ("1", "1/concurrency")
 FEEDBACK_SUFFIXES = (
     "_destination_concurrency_positive_feedback",

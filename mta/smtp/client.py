@@ -76,6 +76,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from mta.common.dsn import ACTION_DELIVERED, ACTION_RELAYED
+from mta.common.tls_session import ClientSessions, arm_connection
+from mta.common.tls_ticket import cache_timeout
 from mta.config.params import PARAMS
 from mta.queue import rec_type as R
 from mta.smtp.generic import GenericMapper
@@ -176,6 +178,7 @@ class Settings:
     reuse_time_limit: float
     line_length_limit: int
     sasl: SaslSettings
+    tls_session_timeout: int  # 0: no TLS session resumption (mta/common/tls_session.py)
 
     @property
     def tls_required(self) -> bool:
@@ -244,6 +247,7 @@ class Settings:
             reuse_time_limit=float(cfg.get_time("smtp_connection_reuse_time_limit")),
             line_length_limit=cfg.get_int(p("line_length_limit")),
             sasl=SaslSettings.of(cfg, lmtp),
+            tls_session_timeout=cache_timeout(cfg, p("tls_session_cache_timeout")),
         )
         cls._memo[(id(cfg), lmtp)] = (cfg, st)
         return st
@@ -378,6 +382,8 @@ class Session:
         self.reused = False
         self.tls = False
         self.authenticated = False  # SMTP AUTH succeeded: never cached (mta/smtp/sasl.py)
+        self.dest = ""  # the next hop, for the TLS session cache
+        self.tls_resume: tuple | None = None  # (sessions, context, key) of the handshake
         self.closed = False
         self.timed_out = False
 
@@ -461,6 +467,7 @@ class Session:
         """Greeting, EHLO, STARTTLS and EHLO again, then AUTH; dest names the next hop
         for the SASL password lookup."""
         st = self.st
+        self.dest = dest
         reply = await self.read_reply(st.helo_timeout, STAGE_GREETING)
         if reply.code != 220:
             dsn = reply.dsn
@@ -489,6 +496,9 @@ class Session:
         ):
             await self.starttls()
             await self.ehlo()
+        if self.tls_resume is not None:  # every check passed: the session may be resumed
+            sessions, ctx, key = self.tls_resume
+            sessions.remember(ctx, key, self.writer.get_extra_info("ssl_object"))
         if st.sasl.enabled:
             await login(self, st.sasl, dest)
 
@@ -550,19 +560,26 @@ class Session:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+        sessions = ClientSessions.shared(st.lmtp, st.tls_session_timeout)
+        ctx = sessions.context(ctx)
+        t = self.target
+        key = sessions.key(ctx, self.dest, t.host, t.addr, t.port, st.tls_level)
         try:
-            await asyncio.wait_for(
-                self.writer.start_tls(ctx, server_hostname=self.target.host),
-                st.starttls_timeout,
-            )
+            with sessions.offer(ctx, key):
+                await asyncio.wait_for(
+                    self.writer.start_tls(ctx, server_hostname=self.target.host),
+                    st.starttls_timeout,
+                )
         except (OSError, ssl.SSLError, asyncio.TimeoutError, RuntimeError, ValueError) as exc:
             self.close()
+            sessions.forget(key)
             raise TlsFailed(
                 "4.7.5",
                 f"Cannot start TLS: handshake failure with {self.hostaddr}: {_os_reason(exc)}",
                 site=True,
             ) from None
         self.tls = True
+        self.tls_resume = (sessions, ctx, key)
         self.parser = ReplyParser(REPLY_LINE_LIMIT, REPLY_MAX_LINES)
         self.replies.clear()
 
@@ -764,6 +781,7 @@ class Session:
 async def connect(target: Target, st: Settings, allow_tls: bool = True, dest: str = "") -> Session:
     """Connect to target (reached as next hop dest) and greet it; SessionError
     (site=True) when it fails before the server became usable."""
+    arm_connection()  # a place for a TLS session to resume (mta/common/tls_session.py)
     try:
         if target.unix:
             coro = asyncio.open_unix_connection(target.addr, limit=SMTP_READ_SIZE * 4)

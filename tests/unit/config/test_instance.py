@@ -5,6 +5,7 @@ from mta.config.instance import (
     MASTER_CF_TEXT_0_1,
     MASTER_CF_TEXT_0_2,
     MASTER_CF_TEXT_0_3,
+    MASTER_CF_TEXT_0_4,
     QMQP_PORT,
     SMTP_PORT,
     ensure_instance,
@@ -48,6 +49,18 @@ def test_untouched_master_cf_before_anvil_gets_it(tmp_path, monkeypatch):
     assert "anvil" not in path.read_text()
     ensure_instance()
     assert "\nanvil     unix  -       -       n       -       1       anvil\n" in path.read_text()
+    assert path.read_text() == MASTER_CF_TEXT.format(smtp=SMTP_PORT, qmqp=QMQP_PORT)
+
+
+def test_untouched_master_cf_before_tlsmgr_gets_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    (tmp_path / "mta").mkdir()
+    path = tmp_path / "mta" / "master.cf"
+    path.write_text(MASTER_CF_TEXT_0_4.format(smtp=SMTP_PORT, qmqp=QMQP_PORT))
+    assert "tlsmgr" not in path.read_text()
+    ensure_instance()
+    # Postfix's entry: a wakeup every 1000s when used, one process
+    assert "\ntlsmgr    unix  -       -       n       1000?   1       tlsmgr\n" in path.read_text()
     assert path.read_text() == MASTER_CF_TEXT.format(smtp=SMTP_PORT, qmqp=QMQP_PORT)
 
 

@@ -1,0 +1,62 @@
+"""common.tlsmgr_clnt - fetch the session-ticket key from the tlsmgr service
+
+SYNOPSIS
+    from mta.common.tlsmgr_clnt import TlsmgrClient, TlsmgrError, TicketsOff
+    client = TlsmgrClient(cfg)
+    keybuf, expires = await client.ticket_key()
+
+DESCRIPTION
+    One kept connection to private/$tlsmgr_service_name, with the
+    request rules of mta/common/verify_clnt.py and mta/common/ipc.py.
+    ticket_key() returns the current 80-byte key and the time it will
+    be replaced; TicketsOff says tlsmgr has tickets turned off (an
+    empty key);
+    TlsmgrError that it cannot be reached or answered nonsense.
+
+SECURITY
+    Talks only to the local tlsmgr service. The reply holds the ticket
+    key: the caller installs it and keeps it nowhere else.
+"""
+
+from __future__ import annotations
+
+from mta.common.tls_ticket import TICKET_KEY_SIZE
+from mta.common.verify_clnt import VerifyClient
+from mta.queue.paths import service_socket_path
+
+
+class TlsmgrError(Exception):
+    """The tlsmgr service cannot be reached or gave no usable answer."""
+
+
+class TicketsOff(TlsmgrError):
+    """tlsmgr has session tickets turned off."""
+
+
+class TlsmgrClient(VerifyClient):
+    """A kept connection to the tlsmgr service; see the module docstring."""
+
+    SERVICE = "tlsmgr"
+    ERROR = TlsmgrError
+
+    def __init__(self, cfg, socket_path: str | None = None) -> None:
+        super().__init__(
+            cfg,
+            socket_path
+            or service_socket_path(
+                cfg.get("queue_directory"), cfg.get("tlsmgr_service_name"), True
+            ),
+        )
+
+    async def ticket_key(self) -> tuple[bytes, float]:
+        """(the current 80-byte ticket key, when tlsmgr replaces it)."""
+        reply = await self.request({"request": "tktkey"})
+        if reply.get("keybuf") == "":
+            raise TicketsOff("tlsmgr service: session tickets are turned off")
+        try:
+            keybuf, expires = bytes.fromhex(reply["keybuf"]), float(reply["expires"])
+        except (KeyError, ValueError):
+            raise TlsmgrError("tlsmgr service: malformed reply") from None
+        if len(keybuf) != TICKET_KEY_SIZE:
+            raise TlsmgrError("tlsmgr service: malformed reply")
+        return keybuf, expires

@@ -1,0 +1,121 @@
+"""tlsmgr: the ticket key, its rotation every smtpd_tls_session_cache_timeout,
+and the service smtpd processes fetch it from (through the real client)."""
+
+import asyncio
+import socket
+import time
+
+import pytest
+
+from mta.common.tlsmgr_clnt import TicketsOff, TlsmgrClient, TlsmgrError
+from mta.common.trigger import TRIGGER_WAKEUP
+from mta.config import load_config
+from mta.tlsmgr.keys import TicketKeys
+from mta.tlsmgr.server import TlsmgrService
+from tests.support.instance import make_instance
+from tests.support.unix_server import HandlerServer
+
+
+def test_one_key_until_the_timeout_then_a_new_one():
+    keys = TicketKeys(timeout=3600)
+    first = keys.current(1000.0)
+    assert len(first.keybuf) == 80 and first.expires == 4600.0
+    assert keys.current(4599.0) is first
+    second = keys.current(4600.0)
+    assert second.keybuf != first.keybuf and second.name != first.name
+    assert second.expires == 8200.0
+
+
+def test_the_previous_key_is_known_for_one_more_timeout():
+    keys = TicketKeys(timeout=100)
+    first = keys.current(0.0)
+    second = keys.current(150.0)
+    assert keys.lookup(first.name, 150.0) is first
+    assert keys.lookup(second.name, 150.0) is second
+    assert keys.lookup(first.name, 200.0) is None  # expired at 100, kept until 200
+    assert keys.lookup(b"\0" * 16, 150.0) is None
+
+
+def test_keys_are_random():
+    assert TicketKeys(60).current(0).keybuf != TicketKeys(60).current(0).keybuf
+
+
+def config(tmp_path, main_cf: str = ""):
+    return load_config(str(make_instance(tmp_path, main_cf=main_cf)))
+
+
+def test_requests_and_replies(tmp_path):
+    svc = TlsmgrService(config(tmp_path))
+    reply = svc.serve({"request": "tktkey"})
+    assert reply["status"] == "0" and len(bytes.fromhex(reply["keybuf"])) == 80
+    assert svc.serve({"request": "tktkey"}) == reply  # the same key for every smtpd
+    name = reply["keybuf"][:32]
+    assert svc.serve({"request": "tktkey", "keyname": name}) == reply
+    assert svc.serve({"request": "tktkey", "keyname": "00" * 16})["status"] == "1"
+    assert svc.serve({"request": "tktkey", "keyname": "zz"})["status"] == "1"
+    assert svc.serve({"request": "seed"})["status"] == "1"
+
+
+@pytest.mark.parametrize(
+    "main_cf", ["smtpd_tls_session_cache_timeout = 0\n", "tls_session_ticket_cipher =\n"]
+)
+def test_tickets_off_gives_an_empty_key(tmp_path, main_cf):
+    svc = TlsmgrService(config(tmp_path, main_cf))
+    assert svc.serve({"request": "tktkey"}) == {"status": "0", "keybuf": "", "expires": "0"}
+
+
+@pytest.fixture
+def service(tmp_path):
+    cfg = config(tmp_path, "smtpd_tls_session_cache_timeout = 300s\n")
+    svc = TlsmgrService(cfg)
+    srv = HandlerServer(str(tmp_path / "tlsmgr.sock"), svc.handle_client, cfg)
+    srv.cfg = cfg
+    yield srv
+    srv.stop()
+
+
+def test_two_clients_get_the_same_key_and_its_expiry(service):
+    async def go():
+        one = TlsmgrClient(service.cfg, socket_path=service.path)
+        two = TlsmgrClient(service.cfg, socket_path=service.path)
+        try:
+            return await one.ticket_key(), await two.ticket_key(), await one.ticket_key()
+        finally:
+            one.close()
+            two.close()
+
+    a, b, c = asyncio.run(go())
+    assert a == b == c
+    assert len(a[0]) == 80
+    assert 290 < a[1] - time.time() <= 300
+
+
+def test_the_masters_wakeup_is_no_malformed_request(service, tmp_path):
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(service.path)
+        s.sendall(TRIGGER_WAKEUP)
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(5)
+        assert s.recv(10) == b""  # closed without a reply
+
+
+def test_a_missing_service_and_tickets_off(tmp_path):
+    cfg = config(tmp_path, "smtpd_tls_session_cache_timeout = 0\n")
+    svc = TlsmgrService(cfg)
+    srv = HandlerServer(str(tmp_path / "off.sock"), svc.handle_client, cfg)
+
+    async def go():
+        off = TlsmgrClient(cfg, socket_path=srv.path)
+        try:
+            with pytest.raises(TicketsOff):
+                await off.ticket_key()
+        finally:
+            off.close()
+        gone = TlsmgrClient(cfg, socket_path=str(tmp_path / "nobody.sock"))
+        with pytest.raises(TlsmgrError, match="tlsmgr service .*connect"):
+            await gone.ticket_key()
+
+    try:
+        asyncio.run(go())
+    finally:
+        srv.stop()
