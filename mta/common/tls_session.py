@@ -1,14 +1,15 @@
-"""common.tls_session - resume the smtp client's TLS sessions within one process
+"""common.tls_session - resume the smtp client's TLS sessions, in one process and through tlsmgr
 
 SYNOPSIS
     from mta.common.tls_session import ClientSessions
-    sessions = ClientSessions.shared(lmtp, timeout)    # one per process and protocol
+    sessions = ClientSessions.shared(lmtp, timeout, tlsmgr_client_or_none)
     arm_connection()                     # before the connection is opened
     ctx = sessions.context(ctx)          # the same SSLContext object for the same settings
     key = sessions.key(ctx, dest, host, addr, port, level)
+    await sessions.fetch(ctx, key)       # from tlsmgr, when this process has none
     with sessions.offer(ctx, key):       # the cached session, if any, goes into the handshake
         await writer.start_tls(ctx, server_hostname=host)
-    sessions.remember(ctx, key, ssl_object)   # after the peer passed every check
+    await sessions.remember(ctx, key, ssl_object)   # after the peer passed every check
 
 DESCRIPTION
     A resumed TLS session saves the server's certificate chain and
@@ -21,14 +22,17 @@ DESCRIPTION
     the transport (uvloop starts the handshake in that context, asyncio
     in the task's own); one connection opened at a time per task.
 
-    Sessions are kept in this process only (smtp_tls_session_cache_timeout
-    long, or lmtp_tls_session_cache_timeout; 0 or less turns the cache
-    off; clamped as Postfix does, see common/tls_ticket.py). A long-lived smtp
-    process delivers to the same next hops over and over, which is where
-    resumption pays. Python's ssl cannot serialize an SSLSession, so
-    smtp_tls_session_cache_database (Postfix's cache shared by every
-    smtp process through tlsmgr) is not implemented; it stays listed
-    in mta/config/unimplemented.py.
+    Sessions are kept in this process (smtp_tls_session_cache_timeout
+    long, or lmtp_tls_session_cache_timeout; 0 or less turns caching
+    off; clamped as Postfix does, see common/tls_ticket.py): a
+    long-lived smtp process delivers to the same next hops over and
+    over. With smtp_tls_session_cache_database
+    (lmtp_tls_session_cache_database) set, as in Postfix, every new
+    session also goes to tlsmgr's cache (tlsmgr/scache.py) in DER form
+    (common/tls_serial.py), and a process that has none for a server
+    asks tlsmgr before the handshake: a new smtp process resumes what
+    another left. When tlsmgr cannot be reached, one warning, and the
+    process goes on with its own sessions.
 
     A session is only ever offered under the policy it was made under:
     the key holds the next hop, the server's name, address and port,
@@ -45,7 +49,8 @@ DESCRIPTION
     At most SESSION_CACHE_LIMIT sessions are kept; the oldest goes first.
 
 SECURITY
-    Holds session secrets of outbound connections in memory only.
+    Holds session secrets of outbound connections in memory, and hands
+    them to tlsmgr over its private socket when the shared cache is on.
 """
 
 from __future__ import annotations
@@ -58,6 +63,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 
+from mta import log
+from mta.common.tls_serial import offer_der, session_der
+from mta.common.tlsmgr_clnt import TlsmgrClient, TlsmgrError
+
+CACHE_ID_MAX = 400  # characters of an id in tlsmgr's cache (tlsmgr/scache.py)
 SESSION_CACHE_LIMIT = 10000  # sessions kept per process
 CONTEXT_CACHE_LIMIT = 256  # distinct client contexts kept per process
 
@@ -68,7 +78,8 @@ class _Slot:
     __slots__ = ("offer",)
 
     def __init__(self) -> None:
-        self.offer: tuple[ssl.SSLContext, ssl.SSLSession] | None = None
+        # (context, a session of this process or None, a DER session from tlsmgr or b"")
+        self.offer: tuple[ssl.SSLContext, ssl.SSLSession | None, bytes] | None = None
 
 
 # the slot of the connections the current task opens; a context variable, so
@@ -89,9 +100,13 @@ def _wrap_bio_offering(ctx: ssl.SSLContext, plain_wrap_bio):
     def wrap_bio(incoming, outgoing, server_side=False, server_hostname=None, session=None):
         slot = _SLOT.get()
         offered = slot.offer if slot is not None else None
+        der = b""
         if session is None and offered is not None and offered[0] is ctx and not server_side:
-            session = offered[1]
-        return plain_wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+            session, der = offered[1], offered[2]
+        obj = plain_wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        if session is None and der:
+            offer_der(obj, der)  # when it does not check out: a full handshake
+        return obj
 
     return wrap_bio
 
@@ -118,8 +133,14 @@ class ClientSessions:
 
     _shared: dict[bool, ClientSessions] = {}  # lmtp -> the process's instance
 
-    def __init__(self, timeout: float, limit: int = SESSION_CACHE_LIMIT) -> None:
+    def __init__(
+        self, timeout: float, limit: int = SESSION_CACHE_LIMIT, cache_type: str = "smtp"
+    ) -> None:
         self.timeout = float(timeout)
+        self.cache_type = cache_type  # of the shared cache in tlsmgr
+        self.remote: TlsmgrClient | None = None  # the shared cache, when configured
+        self.fetched: dict[tuple, bytes] = {}  # from tlsmgr, for the coming offer()
+        self.warned = False
         self.limit = limit
         self.sessions: OrderedDict[tuple, tuple[ssl.SSLContext, ssl.SSLSession, float]] = (
             OrderedDict()
@@ -129,12 +150,42 @@ class ClientSessions:
         self.resumed = 0  # handshakes the server resumed
 
     @classmethod
-    def shared(cls, lmtp: bool, timeout: float) -> ClientSessions:
-        """The instance of this process for one protocol (smtp or lmtp)."""
+    def shared(
+        cls, lmtp: bool, timeout: float, remote: TlsmgrClient | None = None
+    ) -> ClientSessions:
+        """The instance of this process for one protocol (smtp or lmtp); remote
+        is the tlsmgr client when *_tls_session_cache_database is set."""
         kept = cls._shared.get(lmtp)
         if kept is None or kept.timeout != float(timeout):
-            kept = cls._shared[lmtp] = cls(timeout)
+            kept = cls._shared[lmtp] = cls(timeout, cache_type="lmtp" if lmtp else "smtp")
+        kept.remote = remote
         return kept
+
+    @staticmethod
+    def cache_id(key: tuple) -> str:
+        """The key as the id of the shared cache: readable, or a digest when long."""
+        dest, host, addr, port, level, digest = key
+        text = f"{host}[{addr}]:{port}&{level}&{dest}&{digest[:32]}"
+        if len(text) <= CACHE_ID_MAX:
+            return text
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+    def _warn(self, exc: Exception) -> None:
+        if not self.warned:
+            log.warning("TLS session cache: %s; sessions are kept in this process only", exc)
+            self.warned = True
+
+    async def fetch(self, ctx: ssl.SSLContext, key: tuple) -> None:
+        """Ask tlsmgr for a session when this process has none for key."""
+        if not self.enabled or self.remote is None or self.lookup(ctx, key) is not None:
+            return
+        try:
+            der = await self.remote.lookup_session(self.cache_type, self.cache_id(key))
+        except TlsmgrError as exc:
+            self._warn(exc)
+            return
+        if der:
+            self.fetched[key] = der
 
     @property
     def enabled(self) -> bool:
@@ -173,11 +224,12 @@ class ClientSessions:
         return session
 
     @contextlib.contextmanager
-    def offer(self, ctx: ssl.SSLContext, key: tuple) -> Iterator[ssl.SSLSession | None]:
+    def offer(self, ctx: ssl.SSLContext, key: tuple) -> Iterator[ssl.SSLSession | bytes | None]:
         """Within the block, a handshake of ctx started by this task offers
         the session kept under key (when there is one)."""
         session = self.lookup(ctx, key) if self.enabled else None
-        if session is None:
+        der = self.fetched.pop(key, b"") if session is None else b""
+        if session is None and not der:
             yield None
             return
         self.offered += 1
@@ -185,14 +237,15 @@ class ClientSessions:
         if slot is None:
             slot = _Slot()
             _SLOT.set(slot)
-        slot.offer = (ctx, session)
+        slot.offer = (ctx, session, der)
         try:
-            yield session
+            yield session or der
         finally:
             slot.offer = None
 
-    def remember(self, ctx: ssl.SSLContext, key: tuple, ssl_object) -> None:
-        """Keep the session of a connection that passed its policy's checks."""
+    async def remember(self, ctx: ssl.SSLContext, key: tuple, ssl_object) -> None:
+        """Keep the session of a connection that passed its policy's checks,
+        here and, when configured, in tlsmgr's cache for the other processes."""
         if not self.enabled or ssl_object is None:
             return
         if ssl_object.session_reused:
@@ -206,6 +259,14 @@ class ClientSessions:
         self.sessions.move_to_end(key)
         while len(self.sessions) > self.limit:
             self.sessions.popitem(last=False)
+        if self.remote is not None:
+            der = session_der(ssl_object)
+            if der:
+                try:
+                    await self.remote.update_session(self.cache_type, self.cache_id(key), der)
+                except TlsmgrError as exc:
+                    self._warn(exc)
 
     def forget(self, key: tuple) -> None:
         self.sessions.pop(key, None)
+        self.fetched.pop(key, None)

@@ -4,6 +4,8 @@ SYNOPSIS
     from mta.common.tlsmgr_clnt import TlsmgrClient, TlsmgrError, TicketsOff
     client = TlsmgrClient(cfg)
     keybuf, expires = await client.ticket_key()
+    der = await client.lookup_session("smtp", cache_id)     # b"" when none
+    await client.update_session("smtp", cache_id, der)
 
 DESCRIPTION
     One kept connection to private/$tlsmgr_service_name, with the
@@ -60,3 +62,26 @@ class TlsmgrClient(VerifyClient):
         if len(keybuf) != TICKET_KEY_SIZE:
             raise TlsmgrError("tlsmgr service: malformed reply")
         return keybuf, expires
+
+    async def lookup_session(self, cache_type: str, cache_id: str) -> bytes:
+        """The client session cached under cache_id (DER), or b""."""
+        reply = await self.request(
+            {"request": "lookup", "cache_type": cache_type, "cache_id": cache_id}
+        )
+        try:
+            return bytes.fromhex(reply.get("session", ""))
+        except ValueError:
+            raise TlsmgrError("tlsmgr service: malformed reply") from None
+
+    async def update_session(self, cache_type: str, cache_id: str, der: bytes) -> None:
+        await self.request(
+            {
+                "request": "update",
+                "cache_type": cache_type,
+                "cache_id": cache_id,
+                "session": der.hex(),
+            }
+        )
+
+    async def delete_session(self, cache_type: str, cache_id: str) -> None:
+        await self.request({"request": "delete", "cache_type": cache_type, "cache_id": cache_id})

@@ -95,8 +95,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtp_tls_mandatory_protocols",  # outbound TLS
     "smtp_tls_policy_maps",         # outbound TLS: no per-destination policy
     "smtp_tls_protocols",           # outbound TLS
-    "smtp_tls_session_cache_database",  # client sessions are cached per smtp process
-    "lmtp_tls_session_cache_database",  # client sessions are cached per lmtp process
     # --- queue manager and scheduler
     "default_delivery_slot_cost",   # no preemptive scheduler
     "default_delivery_slot_discount",  # no preemptive scheduler

@@ -78,6 +78,7 @@ from dataclasses import dataclass
 from mta.common.dsn import ACTION_DELIVERED, ACTION_RELAYED
 from mta.common.tls_session import ClientSessions, arm_connection
 from mta.common.tls_ticket import cache_timeout
+from mta.common.tlsmgr_clnt import TlsmgrClient
 from mta.config.params import PARAMS
 from mta.queue import rec_type as R
 from mta.smtp.generic import GenericMapper
@@ -179,6 +180,7 @@ class Settings:
     line_length_limit: int
     sasl: SaslSettings
     tls_session_timeout: int  # 0: no TLS session resumption (mta/common/tls_session.py)
+    tls_session_remote: TlsmgrClient | None  # tlsmgr, when *_tls_session_cache_database is set
 
     @property
     def tls_required(self) -> bool:
@@ -248,6 +250,9 @@ class Settings:
             line_length_limit=cfg.get_int(p("line_length_limit")),
             sasl=SaslSettings.of(cfg, lmtp),
             tls_session_timeout=cache_timeout(cfg, p("tls_session_cache_timeout")),
+            tls_session_remote=(
+                TlsmgrClient(cfg) if cfg.get(p("tls_session_cache_database")).strip() else None
+            ),
         )
         cls._memo[(id(cfg), lmtp)] = (cfg, st)
         return st
@@ -498,7 +503,7 @@ class Session:
             await self.ehlo()
         if self.tls_resume is not None:  # every check passed: the session may be resumed
             sessions, ctx, key = self.tls_resume
-            sessions.remember(ctx, key, self.writer.get_extra_info("ssl_object"))
+            await sessions.remember(ctx, key, self.writer.get_extra_info("ssl_object"))
         if st.sasl.enabled:
             await login(self, st.sasl, dest)
 
@@ -560,10 +565,11 @@ class Session:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        sessions = ClientSessions.shared(st.lmtp, st.tls_session_timeout)
+        sessions = ClientSessions.shared(st.lmtp, st.tls_session_timeout, st.tls_session_remote)
         ctx = sessions.context(ctx)
         t = self.target
         key = sessions.key(ctx, self.dest, t.host, t.addr, t.port, st.tls_level)
+        await sessions.fetch(ctx, key)  # from tlsmgr, when this process has none
         try:
             with sessions.offer(ctx, key):
                 await asyncio.wait_for(

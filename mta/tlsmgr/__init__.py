@@ -1,4 +1,4 @@
-"""tlsmgr - the TLS session-ticket key service shared by smtpd processes
+"""tlsmgr - TLS session-ticket keys for smtpd, the TLS session cache of smtp
 
 SYNOPSIS
     master.cf:  tlsmgr  unix  -  -  n  1000?  1  tlsmgr
@@ -14,10 +14,15 @@ DESCRIPTION
     in memory only, and is replaced every
     smtpd_tls_session_cache_timeout.
 
-    Postfix's tlsmgr also keeps the smtpd and smtp session caches
-    (smtpd_tls_session_cache_database, smtp_tls_session_cache_database)
-    and the PRNG exchange file; this one does not (see
-    mta/common/tls_session.py for the smtp client's in-process cache).
+    It also keeps the smtp and lmtp clients' session cache
+    (smtp_tls_session_cache_database, lmtp_tls_session_cache_database:
+    tlsmgr/scache.py), so that a new client process resumes the
+    sessions others made (mta/common/tls_session.py).
+
+    Unlike Postfix's, it keeps no server-side session cache
+    (smtpd_tls_session_cache_database: tickets make it unneeded for
+    clients that support them) and no PRNG exchange file (OpenSSL
+    seeds itself from the kernel).
 
 SECURITY
     See mta/tlsmgr/server.py.

@@ -20,9 +20,22 @@ DESCRIPTION
     tls_session_ticket_cipher empty); a "status" of "1" is a malformed
     request or an unknown key name.
 
+    The smtp and lmtp clients' session caches (tlsmgr/scache.py), for
+    CACHE_TYPE "smtp" or "lmtp" when its *_tls_session_cache_database
+    is set:
+
+        {"request": "lookup", "cache_type": T, "cache_id": ID}
+            -> {"status": "0", "session": HEX}     (empty: none)
+        {"request": "update", "cache_type": T, "cache_id": ID, "session": HEX}
+            -> {"status": "0"}
+        {"request": "delete", "cache_type": T, "cache_id": ID} -> {"status": "0"}
+
+    A cache type without a cache, or a cache that fails, gets "1".
+
     A connection whose first bytes are the master's wakeup trigger
     (the "1000?" wakeup of master.cf) is a wakeup: the key is rotated
-    when due and the connection closed.
+    when due, expired cache entries are deleted, and the connection
+    closed.
 
 SECURITY
     The socket is private (queue_directory/private/tlsmgr, reachable by
@@ -36,9 +49,13 @@ import time
 
 from mta import log
 from mta.common.attr_proto import AttrReader, close_writer, write_attrs
+from mta.common.tls_serial import SESSION_DER_MAX
+from mta.common.tls_session import CACHE_ID_MAX
 from mta.common.tls_ticket import cache_timeout
 from mta.common.trigger import TRIGGER_WAKEUP
 from mta.tlsmgr.keys import TicketKeys
+from mta.tlsmgr.scache import SessionCache, open_session_caches
+from mta.verify.cache import StoreError
 
 TLSMGR_STAT_OK = "0"
 TLSMGR_STAT_BAD = "1"
@@ -56,8 +73,38 @@ class TlsmgrService:
     def __init__(self, cfg) -> None:
         self.enabled = tickets_enabled(cfg)
         self.keys = TicketKeys(cache_timeout(cfg) or 1)
+        try:
+            self.caches: dict[str, SessionCache] = open_session_caches(cfg)
+        except StoreError as exc:
+            log.warning("TLS session cache: %s; no shared client sessions", exc)
+            self.caches = {}
+
+    def serve_cache(self, msg: dict[str, str]) -> dict[str, str]:
+        cache = self.caches.get(msg.get("cache_type", ""))
+        cache_id = msg.get("cache_id", "")
+        if cache is None or not cache_id or len(cache_id) > CACHE_ID_MAX:
+            return {"status": TLSMGR_STAT_BAD}
+        request, now = msg["request"], time.time()
+        try:
+            if request == "lookup":
+                return {"status": TLSMGR_STAT_OK, "session": cache.lookup(cache_id, now).hex()}
+            if request == "update":
+                der = bytes.fromhex(msg.get("session", ""))
+                if not der or len(der) > SESSION_DER_MAX:
+                    return {"status": TLSMGR_STAT_BAD}
+                cache.update(cache_id, der, now)
+            else:
+                cache.delete(cache_id)
+        except ValueError:
+            return {"status": TLSMGR_STAT_BAD}
+        except StoreError as exc:
+            log.warning("TLS session cache: %s", exc)
+            return {"status": TLSMGR_STAT_BAD}
+        return {"status": TLSMGR_STAT_OK}
 
     def serve(self, msg: dict[str, str]) -> dict[str, str]:
+        if msg.get("request") in ("lookup", "update", "delete"):
+            return self.serve_cache(msg)
         if msg.get("request") != "tktkey":
             return {"status": TLSMGR_STAT_BAD}
         if not self.enabled:
@@ -79,8 +126,14 @@ class TlsmgrService:
         }
 
     def wakeup(self) -> None:
+        now = time.time()
         if self.enabled:
-            self.keys.current(time.time())
+            self.keys.current(now)
+        for cache in self.caches.values():
+            try:
+                cache.cleanup(now)
+            except StoreError as exc:
+                log.warning("TLS session cache cleanup: %s", exc)
 
     async def handle_client(self, reader, writer, ctx=None) -> None:
         """Serve one client (an smtpd process, or the master's wakeup) until it closes."""

@@ -1,6 +1,8 @@
 """The smtp client resumes its TLS session with a server it delivered to before
 (mta/common/tls_session.py): the server sees session_reused on the second
-delivery, never across TLS policies, and not at all with the cache turned off."""
+delivery, never across TLS policies, and not at all with the cache turned off;
+with smtp_tls_session_cache_database, a new process resumes a session another
+one left in tlsmgr's cache."""
 
 import asyncio
 import ssl
@@ -10,9 +12,12 @@ import pytest
 
 from mta.common.tls_session import ClientSessions
 from mta.config import load_config
+from mta.queue.paths import service_socket_path
 from mta.smtp import deliver
+from mta.tlsmgr.server import TlsmgrService
 from tests.support.agent import queue_message, request_for, run_agent
 from tests.support.instance import make_instance
+from tests.support.unix_server import HandlerServer
 from tests.unit.smtp.peers import ScriptServer, read_line
 
 
@@ -67,8 +72,8 @@ def tls_sink(server_ctx, resumed: list):
     return ScriptServer(script)
 
 
-def deliver_once(tmp_path, port: int, level: str, extra: str = "") -> str:
-    cfg = load_config(
+def instance_config(tmp_path, port: int, level: str, extra: str = ""):
+    return load_config(
         str(
             make_instance(
                 tmp_path,
@@ -77,6 +82,10 @@ def deliver_once(tmp_path, port: int, level: str, extra: str = "") -> str:
             )
         )
     )
+
+
+def deliver_once(tmp_path, port: int, level: str, extra: str = "") -> str:
+    cfg = instance_config(tmp_path, port, level, extra)
     msg = queue_message(cfg, ["u@example.com"])
     result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
     return result.statuses[0].action
@@ -130,3 +139,49 @@ def test_no_resumption_when_the_cache_timeout_is_zero(tmp_path, server_ctx):
     finally:
         srv.stop()
     assert resumed == [False, False]
+
+
+def test_a_new_process_resumes_a_session_from_tlsmgrs_cache(tmp_path, server_ctx):
+    extra = f"smtp_tls_session_cache_database = lmdb:{tmp_path}/smtp_scache\n"
+    resumed: list[bool] = []
+    srv = tls_sink(server_ctx, resumed)
+    cfg = instance_config(tmp_path, srv.port, "may", extra)
+    svc = TlsmgrService(cfg)
+    path = service_socket_path(cfg.get("queue_directory"), "tlsmgr", True)
+    tlsmgr = HandlerServer(path, svc.handle_client, cfg)
+    try:
+        for _ in range(3):
+            ClientSessions._shared.clear()  # as a new smtp process: nothing in memory
+            assert deliver_once(tmp_path, srv.port, "may", extra) == "relayed"
+    finally:
+        srv.stop()
+        tlsmgr.stop()
+    assert resumed == [False, True, True]
+    (entry,) = list(svc.caches["smtp"].store.items())
+    assert entry[0].startswith(f"127.0.0.1[127.0.0.1]:{srv.port}&may&[127.0.0.1]&")
+
+
+def test_without_the_database_a_new_process_starts_afresh(tmp_path, server_ctx):
+    resumed: list[bool] = []
+    srv = tls_sink(server_ctx, resumed)
+    try:
+        for _ in range(2):
+            ClientSessions._shared.clear()
+            assert deliver_once(tmp_path, srv.port, "may") == "relayed"
+    finally:
+        srv.stop()
+    assert resumed == [False, False]
+
+
+def test_tlsmgr_down_costs_one_warning_and_no_delivery(tmp_path, server_ctx):
+    extra = f"smtp_tls_session_cache_database = lmdb:{tmp_path}/smtp_scache\n"
+    resumed: list[bool] = []
+    srv = tls_sink(server_ctx, resumed)
+    try:
+        for _ in range(2):
+            assert deliver_once(tmp_path, srv.port, "may", extra) == "relayed"
+    finally:
+        srv.stop()
+    assert resumed == [False, True]  # this process's own cache still works
+    log = (tmp_path / "maillog").read_text()
+    assert log.count("warning: TLS session cache: tlsmgr service") == 1

@@ -11,7 +11,9 @@ from mta.common.tlsmgr_clnt import TicketsOff, TlsmgrClient, TlsmgrError
 from mta.common.trigger import TRIGGER_WAKEUP
 from mta.config import load_config
 from mta.tlsmgr.keys import TicketKeys
+from mta.tlsmgr.scache import open_session_caches
 from mta.tlsmgr.server import TlsmgrService
+from mta.verify.cache import StoreError
 from tests.support.instance import make_instance
 from tests.support.unix_server import HandlerServer
 
@@ -117,5 +119,65 @@ def test_a_missing_service_and_tickets_off(tmp_path):
 
     try:
         asyncio.run(go())
+    finally:
+        srv.stop()
+
+
+# ---------------------------------------------------------------- client session cache
+
+
+def cache_config(tmp_path, extra: str = ""):
+    return config(
+        tmp_path,
+        f"smtp_tls_session_cache_database = lmdb:{tmp_path}/smtp_scache\n"
+        f"smtp_tls_session_cache_timeout = 300s\n{extra}",
+    )
+
+
+def test_the_session_cache_keeps_a_session_until_its_timeout(tmp_path):
+    cache = open_session_caches(cache_config(tmp_path))["smtp"]
+    cache.update("mx[192.0.2.1]:25&may", b"\x30\x01\x02", 1000.0)
+    assert cache.lookup("mx[192.0.2.1]:25&may", 1299.0) == b"\x30\x01\x02"
+    assert cache.lookup("mx[192.0.2.1]:25&may", 1300.0) == b""  # expired
+    assert cache.lookup("other", 1000.0) == b""
+    assert (tmp_path / "smtp_scache.lmdb").exists()
+    cache.store.put("damaged", "soon:zz")
+    assert cache.lookup("damaged", 0.0) == b""
+    cache.update("fresh", b"\x30", 1200.0)
+    assert cache.cleanup(1300.0) == 2  # the expired and the damaged one
+    assert [k for k, _ in cache.store.items()] == ["fresh"]
+
+
+def test_no_cache_without_the_parameter_or_with_another_table_type(tmp_path):
+    assert open_session_caches(config(tmp_path)) == {}
+    cfg = config(tmp_path / "x", "smtp_tls_session_cache_database = texthash:/nowhere\n")
+    with pytest.raises(StoreError, match="smtp_tls_session_cache_database: unsupported table"):
+        open_session_caches(cfg)
+
+
+def test_sessions_travel_through_the_service(tmp_path):
+    cfg = cache_config(tmp_path)
+    svc = TlsmgrService(cfg)
+    srv = HandlerServer(str(tmp_path / "tlsmgr.sock"), svc.handle_client, cfg)
+
+    async def go():
+        one = TlsmgrClient(cfg, socket_path=srv.path)
+        two = TlsmgrClient(cfg, socket_path=srv.path)
+        try:
+            assert await one.lookup_session("smtp", "mx&may") == b""
+            await one.update_session("smtp", "mx&may", b"\x30\x03abc")
+            got = await two.lookup_session("smtp", "mx&may")
+            with pytest.raises(TlsmgrError, match="status 1"):
+                await two.lookup_session("lmtp", "mx&may")  # no lmtp cache here
+            with pytest.raises(TlsmgrError, match="status 1"):
+                await two.lookup_session("smtp", "x" * 401)
+            await two.delete_session("smtp", "mx&may")
+            return got, await one.lookup_session("smtp", "mx&may")
+        finally:
+            one.close()
+            two.close()
+
+    try:
+        assert asyncio.run(go()) == (b"\x30\x03abc", b"")
     finally:
         srv.stop()
