@@ -198,6 +198,14 @@ def test_a_session_ticket_cipher_other_than_aes_cbc_is_fatal(make, tmp_path):
     ]
 
 
+def test_the_smtp_tls_session_cache_must_be_an_lmdb_table(make, tmp_path):
+    assert lines(make(f"smtp_tls_session_cache_database = lmdb:{tmp_path}/scache\n")) == []
+    assert lines(make("lmtp_tls_session_cache_database = texthash:/x\n"), fatal=True) == [
+        f"{tmp_path / 'main.cf'}, line 1: parameter lmtp_tls_session_cache_database: "
+        'bad value "texthash:/x" (expected lmdb:PATH)'
+    ]
+
+
 def test_a_bad_concurrency_feedback_is_fatal(make, tmp_path):
     cfg = make(
         "default_destination_concurrency_negative_feedback = 1/concurency\n"
