@@ -3,15 +3,15 @@
 SYNOPSIS
     from mta.common.tlsmgr_clnt import TlsmgrClient, TlsmgrError, TicketsOff
     client = TlsmgrClient(cfg)
-    keybuf, expires = await client.ticket_key()
+    keybuf, expires, previous = await client.ticket_key()
     der = await client.lookup_session("smtp", cache_id)     # b"" when none
     await client.update_session("smtp", cache_id, der)
 
 DESCRIPTION
     One kept connection to private/$tlsmgr_service_name, with the
     request rules of mta/common/verify_clnt.py and mta/common/ipc.py.
-    ticket_key() returns the current 80-byte key and the time it will
-    be replaced; TicketsOff says tlsmgr has tickets turned off (an
+    ticket_key() returns the current 80-byte key, the time it will
+    be replaced and the key it replaced (b"" when none); TicketsOff says tlsmgr has tickets turned off (an
     empty key);
     TlsmgrError that it cannot be reached or answered nonsense.
 
@@ -50,18 +50,19 @@ class TlsmgrClient(VerifyClient):
             ),
         )
 
-    async def ticket_key(self) -> tuple[bytes, float]:
-        """(the current 80-byte ticket key, when tlsmgr replaces it)."""
+    async def ticket_key(self) -> tuple[bytes, float, bytes]:
+        """(the current 80-byte ticket key, when tlsmgr replaces it, the previous key)."""
         reply = await self.request({"request": "tktkey"})
         if reply.get("keybuf") == "":
             raise TicketsOff("tlsmgr service: session tickets are turned off")
         try:
             keybuf, expires = bytes.fromhex(reply["keybuf"]), float(reply["expires"])
+            previous = bytes.fromhex(reply.get("previous", ""))
         except (KeyError, ValueError):
             raise TlsmgrError("tlsmgr service: malformed reply") from None
-        if len(keybuf) != TICKET_KEY_SIZE:
+        if len(keybuf) != TICKET_KEY_SIZE or len(previous) not in (0, TICKET_KEY_SIZE):
             raise TlsmgrError("tlsmgr service: malformed reply")
-        return keybuf, expires
+        return keybuf, expires, previous
 
     async def lookup_session(self, cache_type: str, cache_id: str) -> bytes:
         """The client session cached under cache_id (DER), or b""."""

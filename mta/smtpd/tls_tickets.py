@@ -17,9 +17,13 @@ DESCRIPTION
     when tlsmgr says it will be replaced, every
     smtpd_tls_session_cache_timeout.
 
-    Python's ssl holds one ticket key per context, so right after a
-    rotation tickets issued under the previous key get a full
-    handshake (and a new ticket), once per client per rotation.
+    After a rotation, tickets issued under the previous key are still
+    accepted (and replaced by one under the new key): smtpd sets
+    OpenSSL's ticket key callback with both keys
+    (common/tls_ticket_keys.py). Where that callback cannot be set, it
+    falls back to the one-key call of common/tls_ticket.py, and a
+    ticket under the previous key gets a full handshake, once per
+    client per rotation.
 
     Sessions and ticket lifetime hints last
     smtpd_tls_session_cache_timeout (clamped as Postfix does:
@@ -56,6 +60,7 @@ from mta.common.tls_ticket import (
     set_session_timeout,
     unavailable,
 )
+from mta.common.tls_ticket_keys import install_ticket_keys
 from mta.common.tlsmgr_clnt import TicketsOff, TlsmgrClient, TlsmgrError
 
 TICKET_RETRY_DELAY = 60.0  # seconds before asking tlsmgr again after a failure
@@ -74,6 +79,8 @@ class TicketKeeper:
         self.client = client
         self.task: asyncio.Task | None = None
         self.shared = False  # the context holds tlsmgr's key now
+        self.current = b""  # the key new tickets are encrypted under
+        self.previous = b""  # the one before it, still accepted
         self.warned = False
 
     def configure(self) -> bool:
@@ -104,7 +111,7 @@ class TicketKeeper:
         if self.client is None:
             self.client = TlsmgrClient(self.cfg)
         try:
-            keybuf, expires = await self.client.ticket_key()
+            keybuf, expires, previous = await self.client.ticket_key()
         except TicketsOff as exc:
             log.warning("%s; smtpd keeps its own session ticket key", exc)
             return -1
@@ -118,7 +125,7 @@ class TicketKeeper:
                 self.warned = True
             self.shared = False
             return TICKET_RETRY_DELAY
-        why = install_ticket_key(self.context, keybuf)
+        why = self.install(keybuf, previous)
         if why:
             log.warning("cannot install the TLS session ticket key: %s", why)
             self.shared = False
@@ -128,6 +135,19 @@ class TicketKeeper:
         self.warned = False
         self.shared = True
         return max(expires - time.time() + TICKET_REFRESH_SLACK, TICKET_REFRESH_MIN)
+
+    def install(self, keybuf: bytes, previous: bytes = b"") -> str:
+        """Make keybuf the current key and keep the one it replaces (or, the
+        first time, the previous one tlsmgr names); "" or why not."""
+        if keybuf == self.current:
+            return ""
+        previous = self.current or previous
+        why = install_ticket_keys(self.context, keybuf, previous)
+        if why:
+            why = install_ticket_key(self.context, keybuf)
+        if not why:
+            self.current, self.previous = keybuf, previous
+        return why
 
     async def start(self) -> None:
         """Fetch the first key (so the first client already gets a shared

@@ -11,9 +11,9 @@ DESCRIPTION
     32-byte HMAC-SHA256 secret and a 32-byte AES-256 key
     (common/tls_ticket.py). current() draws the first key when first
     asked and a new one once the current one is timeout seconds old;
-    the key it replaces stays known to lookup() for one more timeout,
-    for a ticket user that can decrypt with more than one key (smtpd,
-    through Python's ssl, holds one: see smtpd/tls_tickets.py).
+    the key it replaces stays known to lookup() for one more timeout.
+    smtpd keeps the key it replaced itself and accepts tickets under
+    both (smtpd/tls_tickets.py, common/tls_ticket_keys.py).
 
     The timeout is smtpd_tls_session_cache_timeout as
     common/tls_ticket.py's cache_timeout() reads it.

@@ -8,14 +8,16 @@ DESCRIPTION
     Each request is one attr_proto message and gets one reply:
 
         {"request": "tktkey"}
-            -> {"status": "0", "keybuf": HEX, "expires": EPOCH}
+            -> {"status": "0", "keybuf": HEX, "expires": EPOCH, "previous": HEX}
         {"request": "tktkey", "keyname": HEX}
             -> the same for the current or previous key of that name,
                or {"status": "1"} when it is not known (any more)
 
     HEX is the 80-byte key (tlsmgr/keys.py) in hexadecimal, EPOCH the
     time (whole seconds) at which the key will be replaced: the client
-    asks again then. An empty keybuf says tickets are off
+    asks again then. "previous" is the key it replaced while tickets
+    under it may still be accepted (empty when there is none), so that
+    an smtpd process started after a rotation accepts them too. An empty keybuf says tickets are off
     (smtpd_tls_session_cache_timeout 0 or less, or
     tls_session_ticket_cipher empty); a "status" of "1" is a malformed
     request or an unknown key name.
@@ -119,11 +121,16 @@ class TlsmgrService:
                 key = None
             if key is None:
                 return {"status": TLSMGR_STAT_BAD}
-        return {
+        reply = {
             "status": TLSMGR_STAT_OK,
             "keybuf": key.keybuf.hex(),
             "expires": str(int(key.expires)),
         }
+        if not name:
+            older = self.keys.previous
+            fresh = older is not None and now < older.expires + self.keys.timeout
+            reply["previous"] = older.keybuf.hex() if fresh else ""
+        return reply
 
     def wakeup(self) -> None:
         now = time.time()

@@ -14,38 +14,54 @@ from mta.smtpd.tls_tickets import TICKET_RETRY_DELAY, TicketKeeper
 from mta.tlsmgr.server import TlsmgrService
 from tests.support.instance import make_instance
 from tests.support.unix_server import HandlerServer
+from tests.unit.common.test_tls_ticket import cert, client, handshake, server  # noqa: F401
 
 
 def config(tmp_path, main_cf: str = ""):
     return load_config(str(make_instance(tmp_path, main_cf=main_cf)))
 
 
-def test_the_keeper_installs_the_key_and_follows_its_rotation(tmp_path):
+def test_the_keeper_follows_tlsmgrs_rotation_and_still_accepts_the_old_tickets(tmp_path, cert):  # noqa: F811
     cfg = config(tmp_path, "smtpd_tls_session_cache_timeout = 600s\n")
     svc = TlsmgrService(cfg)
     srv = HandlerServer(str(tmp_path / "tlsmgr.sock"), svc.handle_client, cfg)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    before = tls_ticket.installed_key_name(ctx)
+    ctx = server(cert)  # smtpd's context, and another smtpd process's
+    other = server(cert)
+    cctx = client(ssl.TLSVersion.TLSv1_3)
 
     async def go():
         keeper = TicketKeeper(cfg, ctx, TlsmgrClient(cfg, socket_path=srv.path))
+        peer = TicketKeeper(cfg, other, TlsmgrClient(cfg, socket_path=srv.path))
         try:
-            assert keeper.configure()
+            assert keeper.configure() and peer.configure()
             delay = await keeper.refresh()
-            first = tls_ticket.installed_key_name(ctx)
-            # tlsmgr rotates: the next refresh installs the new key
+            await peer.refresh()
+            first = keeper.current
+            issued = handshake(cctx, ctx)[0].session  # a ticket under the first key
+            assert handshake(cctx, other, issued)[0].session_reused  # the other process
+            # tlsmgr rotates: the next refresh installs the new key, keeps the old one
             svc.keys.current(time.time() + 601)
             await keeper.refresh()
-            return delay, first, tls_ticket.installed_key_name(ctx)
+            again, srv_side = handshake(cctx, ctx, issued)
+            # an smtpd process started after the rotation gets both keys from tlsmgr
+            late = TicketKeeper(cfg, server(cert), TlsmgrClient(cfg, socket_path=srv.path))
+            assert late.configure()
+            await late.refresh()
+            late.client.close()
+            assert (late.current, late.previous) == (keeper.current, keeper.previous)
+            assert handshake(cctx, late.context, issued)[0].session_reused
+            return delay, first, keeper, again.session_reused, srv_side.session_reused
         finally:
             keeper.stop()
+            peer.stop()
 
     try:
-        delay, first, second = asyncio.run(go())
+        delay, first, keeper, reused, srv_reused = asyncio.run(go())
     finally:
         srv.stop()
-    assert first == svc.keys.previous.name and first != before
-    assert second == svc.keys.key.name != first
+    assert first == svc.keys.previous.keybuf
+    assert (keeper.current, keeper.previous) == (svc.keys.key.keybuf, first)
+    assert reused and srv_reused  # a ticket of the previous key still resumes
     assert 595 < delay <= 601  # asked again when tlsmgr replaces the key
 
 

@@ -51,8 +51,12 @@ def test_requests_and_replies(tmp_path):
     reply = svc.serve({"request": "tktkey"})
     assert reply["status"] == "0" and len(bytes.fromhex(reply["keybuf"])) == 80
     assert svc.serve({"request": "tktkey"}) == reply  # the same key for every smtpd
+    assert reply["previous"] == ""  # nothing rotated yet
     name = reply["keybuf"][:32]
-    assert svc.serve({"request": "tktkey", "keyname": name}) == reply
+    assert svc.serve({"request": "tktkey", "keyname": name})["keybuf"] == reply["keybuf"]
+    svc.keys.current(time.time() + 3601)  # rotated: the old key comes as "previous"
+    rotated = svc.serve({"request": "tktkey"})
+    assert rotated["previous"] == reply["keybuf"] != rotated["keybuf"]
     assert svc.serve({"request": "tktkey", "keyname": "00" * 16})["status"] == "1"
     assert svc.serve({"request": "tktkey", "keyname": "zz"})["status"] == "1"
     assert svc.serve({"request": "seed"})["status"] == "1"
