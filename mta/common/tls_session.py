@@ -40,7 +40,8 @@ DESCRIPTION
     client context (verify mode, host name check, protocol versions,
     options, cipher list, trusted authorities). The context itself
     must be the same object (OpenSSL refuses a session from another),
-    which context() ensures for identical settings. remember() is
+    which context() ensures for identical settings; a context handed to
+    context() must not be changed afterwards (its digest is kept). remember() is
     called only after the connection passed every check its level
     demands, so a resumed session never stands for a verification that
     did not happen. A session the server declined is replaced by the
@@ -196,22 +197,28 @@ class ClientSessions:
         time), armed to offer sessions."""
         if not self.enabled:
             return ctx
-        digest = context_digest(ctx)
+        digest = self._digest(ctx)
         kept = self.contexts.get(digest)
         if kept is not None:
             self.contexts.move_to_end(digest)
             return kept
         ctx.wrap_bio = _wrap_bio_offering(ctx, ctx.wrap_bio)
+        ctx._mta_digest = digest  # type: ignore[attr-defined]  # kept: settings no longer change
         self.contexts[digest] = ctx
         while len(self.contexts) > CONTEXT_CACHE_LIMIT:
             self.contexts.popitem(last=False)
         return ctx
 
+    @staticmethod
+    def _digest(ctx: ssl.SSLContext) -> str:
+        """context_digest(ctx), remembered on the contexts context() keeps."""
+        return getattr(ctx, "_mta_digest", None) or context_digest(ctx)
+
     def key(
         self, ctx: ssl.SSLContext, dest: str, host: str, addr: str, port: int, level: str
     ) -> tuple:
         """The cache key of one server under one policy."""
-        return (dest.lower(), host.lower(), addr, port, level, context_digest(ctx))
+        return (dest.lower(), host.lower(), addr, port, level, self._digest(ctx))
 
     def lookup(self, ctx: ssl.SSLContext, key: tuple) -> ssl.SSLSession | None:
         entry = self.sessions.get(key)
