@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.support.running import Instance, free_port
+from tests.support.running import Instance, free_port, wait_for
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
@@ -121,5 +121,32 @@ def test_without_tlsmgr_only_the_issuing_process_resumes(tmp_path, cert):
         inst.wait_log(r"warning: cannot get the TLS session ticket key: tlsmgr service .*connect")
         _, reused = tls_session(one, ctx, first)
         assert reused  # per-process tickets still work
+    finally:
+        inst.stop()
+
+
+def test_openssl_s_client_resumes_with_the_other_process(tmp_path, cert):
+    inst, one, two = start(tmp_path, cert, TLSMGR)
+    sess = tmp_path / "session.pem"
+
+    def s_client(port: int, *args: str) -> str:
+        proc = subprocess.Popen(
+            ["openssl", "s_client", "-starttls", "smtp", "-connect", f"127.0.0.1:{port}",
+             "-servername", "mx.test.example", *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        proc.stdin.write(b"EHLO client.example\r\n")
+        proc.stdin.flush()
+        # s_client writes -sess_out when the TLS 1.3 ticket arrives, after the handshake
+        wait_for(lambda: sess.exists() and sess.stat().st_size > 0, 10)
+        out, _ = proc.communicate(b"QUIT\r\n", timeout=30)
+        return out.decode(errors="replace")
+
+    try:
+        first = s_client(one, "-sess_out", str(sess))
+        assert "\nNew, TLSv1.3" in first, first
+        second = s_client(two, "-sess_in", str(sess))
+        assert "\nReused, TLSv1.3" in second, second
+        assert len(smtpd_pids(inst)) == 2
     finally:
         inst.stop()
