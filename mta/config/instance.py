@@ -146,6 +146,7 @@ scache    unix  -       -       n       -       1       scache
 showq     unix  n       -       n       -       -       showq
 verify    unix  -       -       n       -       1       verify
 anvil     unix  -       -       n       -       1       anvil
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 """
 
 
@@ -187,8 +188,14 @@ retry     unix  -       -       n       -       -       error
 scache    unix  -       -       n       -       1       scache
 """
 
+# master.cf as versions before the tlsmgr service and the submission entries
+# (added below) generated it
+MASTER_CF_TEXT_0_4 = MASTER_CF_TEXT.replace(
+    "tlsmgr    unix  -       -       n       1000?   1       tlsmgr\n", ""
+)
+
 # master.cf as versions before the anvil service generated it
-MASTER_CF_TEXT_0_3 = MASTER_CF_TEXT.replace(
+MASTER_CF_TEXT_0_3 = MASTER_CF_TEXT_0_4.replace(
     "anvil     unix  -       -       n       -       1       anvil\n", ""
 )
 
@@ -230,8 +237,6 @@ SUBMISSION_CF_TEXT = """\
 #  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
 """
 _SMTPD_LINE = "127.0.0.1:{smtp} inet n   -       n       -       -       smtpd\n"
-# master.cf as versions before the submission entries generated it
-MASTER_CF_TEXT_0_4 = MASTER_CF_TEXT
 MASTER_CF_TEXT = MASTER_CF_TEXT.replace(_SMTPD_LINE, _SMTPD_LINE + SUBMISSION_CF_TEXT)
 
 OLD_MASTER_CF_TEXTS = (

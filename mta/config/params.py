@@ -654,6 +654,13 @@ PARAMS: dict[str, Param] = _table([
     ("smtpd_tls_protocols", "str", ">=TLSv1", "protocols of opportunistic inbound TLS"),
     ("smtpd_tls_received_header", "bool", "no", "note the TLS protocol in Received:"),
     ("smtpd_tls_session_cache_database", "str", "", "cache of inbound TLS sessions"),
+    # TLS session resumption: tickets shared through tlsmgr, client sessions per process
+    ("smtpd_tls_session_cache_timeout", "time", "3600s", "lifetime of inbound TLS sessions"),
+    ("smtp_tls_session_cache_timeout", "time", "3600s", "lifetime of outbound TLS sessions"),
+    ("lmtp_tls_session_cache_timeout", "time", "3600s", "lifetime of outbound LMTP TLS sessions"),
+    ("lmtp_tls_session_cache_database", "str", "", "cache of outbound LMTP TLS sessions"),
+    ("tls_session_ticket_cipher", "str", "aes-256-cbc", "cipher of TLS session tickets"),
+    ("tlsmgr_service_name", "str", "tlsmgr", "name of the TLS key service in master.cf"),
     ("smtputf8_enable", "bool", "yes", "support SMTPUTF8 (RFC 6531)"),
     ("soft_bounce", "bool", "no", "defer instead of bounce, for testing"),
     ("stale_lock_time", "time", "500s", "age after which a dot-lock is removed"),

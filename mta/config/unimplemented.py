@@ -64,7 +64,7 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtpd_forbid_bare_newline_reject_code",  # not consulted
     "smtpd_log_access_permit_actions",  # permit actions are not logged
     "smtpd_noop_commands",          # no extra NOOP-like commands
-    "smtpd_tls_session_cache_database",  # inbound TLS
+    "smtpd_tls_session_cache_database",  # no server cache: tickets shared through tlsmgr
     # --- smtp client
     "smtp_always_send_ehlo",        # not consulted (smtp_never_send_ehlo is)
     "smtp_body_checks",             # no outbound content checks
@@ -72,7 +72,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtp_mime_header_checks",      # no outbound content checks
     "smtp_nested_header_checks",    # no outbound content checks
     "smtp_defer_if_no_mx_address_found",  # not consulted
-    "smtp_tls_session_cache_database",  # outbound TLS
     # --- queue manager and scheduler
     "default_delivery_slot_cost",   # no preemptive scheduler
     "default_delivery_slot_discount",  # no preemptive scheduler

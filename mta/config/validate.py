@@ -18,6 +18,8 @@ DESCRIPTION
         a parameter with a fixed set of values (CHOICES: mynetworks_style,
         smtp_tls_security_level ...) has one of them, and a concurrency
         feedback is a number or N/concurrency;
+        the client TLS session caches (smtp_tls_session_cache_database,
+        lmtp_...) are lmdb: tables;
         the address lists (mynetworks, qmqpd_authorized_clients ...)
         hold only addresses, networks without host bits, host names,
         /files and tables;
@@ -114,11 +116,16 @@ CHOICES["lmtp_dns_support_level"] = CHOICES["smtp_dns_support_level"]
 CHOICES["tls_dane_digests"] = ("sha256", "sha512", "sha256=1", "sha512=2")
 CHOICES["smtp_tls_dane_insecure_mx_policy"] = ("", "may", "encrypt", "dane")
 CHOICES["smtpd_tls_eecdh_grade"] = ("auto", "strong", "ultra", "none")
+# OpenSSL's ticket key (common/tls_ticket.py) is AES-256-CBC: aes-128-cbc gets that too
+CHOICES["tls_session_ticket_cipher"] = ("", "aes-256-cbc", "aes-128-cbc")
 # TRANSPORT_ suffixes written in qmgr's feedback notation ("1", "1/concurrency")
 FEEDBACK_SUFFIXES = (
     "_destination_concurrency_positive_feedback",
     "_destination_concurrency_negative_feedback",
 )
+# tables tlsmgr keeps in an LMDB file it writes: lmdb:PATH (hash: and btree: name the same file)
+LMDB_TABLES = frozenset({"smtp_tls_session_cache_database", "lmtp_tls_session_cache_database"})
+LMDB_TABLE_TYPES = ("lmdb", "hash", "btree")
 # tables a service or command writes: only their type is checked, never opened
 WRITTEN_TABLES = frozenset({"address_verify_map", "alias_database", "proxy_write_maps"})
 # tables whose absence only defers mail (local delivery), as in Postfix: a warning
@@ -242,6 +249,10 @@ def _value_problems(cfg, name: str, open_tables: bool) -> list[tuple[str, bool]]
             out.append((str(exc), True))
     if name in ADDRESS_LISTS:
         out.extend((why, True) for why in _address_problems(value))
+    if name in LMDB_TABLES and value.strip():
+        kind, _, path = value.strip().partition(":")
+        if kind.lower() not in LMDB_TABLE_TYPES or not path:
+            out.append((f'bad value "{value.strip()}" (expected lmdb:PATH)', True))
     if p is not None and p.kind in ("list", "maps"):
         for item in split_list(value):
             spec = item[1:] if item.startswith("!") else item

@@ -29,6 +29,8 @@ DESCRIPTION
     max_clients=1). busy_at > 1 tells the master "taken" only when that
     many clients are being served, so one process takes many clients
     before the master starts another (the delivery agents).
+    exit_when_idle=False ignores max_idle (tlsmgr, whose state is only
+    in memory).
 
     An exception in a handler is logged as one warning line and closes
     that client only.
@@ -70,13 +72,14 @@ class MultiServer:
         listeners: list,
         max_clients: int = 0,
         busy_at: int = 1,
+        exit_when_idle: bool = True,
     ) -> None:
         self.ctx = ctx
         self.handler = handler
         self.listeners = [s for s in listeners if isinstance(s, socket.socket)]
         self.max_clients = max_clients
         self.busy_at = max(1, busy_at)
-        self.max_idle = ctx.cfg.get_time("max_idle")
+        self.max_idle = ctx.cfg.get_time("max_idle") if exit_when_idle else 0
         self.max_use = ctx.cfg.get_int("max_use")
         self.clients = 0
         self.use_count = 0
@@ -213,12 +216,13 @@ def run_multi_server(
     *,
     max_clients: int = 0,
     busy_at: int = 1,
+    exit_when_idle: bool = True,
 ) -> NoReturn:
     """Serve clients on the master's listeners until told to stop; then exit."""
     ctx, listeners = start_service(service, argv)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    server = MultiServer(ctx, handler, listeners, max_clients, busy_at)
+    server = MultiServer(ctx, handler, listeners, max_clients, busy_at, exit_when_idle)
     drop_privileges_if_asked(ctx)
     try:
         status = loop.run_until_complete(server.serve())

@@ -92,6 +92,9 @@ from dataclasses import dataclass, replace
 
 from mta import log
 from mta.common.dsn import ACTION_DELIVERED, ACTION_RELAYED
+from mta.common.tls_session import ClientSessions, arm_connection
+from mta.common.tls_ticket import cache_timeout
+from mta.common.tlsmgr_clnt import TlsmgrClient
 from mta.config.params import PARAMS
 from mta.queue import rec_type as R
 from mta.smtp.dane import DanePolicy
@@ -203,6 +206,8 @@ class Settings:
     reuse_time_limit: float
     line_length_limit: int
     sasl: SaslSettings
+    tls_session_timeout: int  # 0: no TLS session resumption (mta/common/tls_session.py)
+    tls_session_remote: TlsmgrClient | None  # tlsmgr, when *_tls_session_cache_database is set
     tls: ClientTls  # the main.cf TLS parameters
     tls_policy: TlsPolicy  # this next hop's (main.cf, or smtp_tls_policy_maps)
 
@@ -292,6 +297,10 @@ class Settings:
             sasl=SaslSettings.of(cfg, lmtp),
             tls=tls,
             tls_policy=tls.default_policy(),
+            tls_session_timeout=cache_timeout(cfg, p("tls_session_cache_timeout")),
+            tls_session_remote=(
+                TlsmgrClient(cfg) if cfg.get(p("tls_session_cache_database")).strip() else None
+            ),
         )
         cls._memo[(id(cfg), lmtp)] = (cfg, st)
         return st
@@ -427,6 +436,8 @@ class Session:
         self.tls = False
         self.authenticated = False  # SMTP AUTH succeeded: never cached (mta/smtp/sasl.py)
         self.dane: DanePolicy | None = None  # TLSA records the server must match (dane.py)
+        self.dest = ""  # the next hop, for the TLS session cache
+        self.tls_resume: tuple | None = None  # (sessions, context, key) of the handshake
         self.closed = False
         self.timed_out = False
 
@@ -510,6 +521,7 @@ class Session:
         """Greeting, EHLO, STARTTLS and EHLO again, then AUTH; dest names the next hop
         for the SASL password lookup."""
         st = self.st
+        self.dest = dest
         reply = await self.read_reply(st.helo_timeout, STAGE_GREETING)
         if reply.code != 220:
             dsn = reply.dsn
@@ -537,6 +549,9 @@ class Session:
                 await self.ehlo()
         elif st.tls.note_starttls_offer:
             log.info("Host offered STARTTLS: [%s]", self.target.host)
+        if self.tls_resume is not None:  # every check passed: the session may be resumed
+            sessions, ctx, key = self.tls_resume
+            await sessions.remember(ctx, key, self.writer.get_extra_info("ssl_object"))
         if st.sasl.enabled:
             await login(self, st.sasl, dest)
 
@@ -604,23 +619,34 @@ class Session:
             )
         sni = st.tls_policy.servername
         sni = self.target.host if sni in ("", "hostname") else sni
+        # a session kept from an earlier handshake under the same settings is
+        # offered (mta/common/tls_session.py); the peer is judged all the same
+        sessions = ClientSessions.shared(st.lmtp, st.tls_session_timeout, st.tls_session_remote)
+        ctx = sessions.context(ctx)
+        t = self.target
+        key = sessions.key(ctx, self.dest, t.host, t.addr, t.port, st.tls_level)
+        await sessions.fetch(ctx, key)  # from tlsmgr, when this process has none
         try:
-            await asyncio.wait_for(
-                self.writer.start_tls(ctx, server_hostname=sni), st.starttls_timeout
-            )
+            with sessions.offer(ctx, key):
+                await asyncio.wait_for(
+                    self.writer.start_tls(ctx, server_hostname=sni), st.starttls_timeout
+                )
         except ssl.SSLCertVerificationError as exc:
             self.close()
+            sessions.forget(key)
             if st.tls.loglevel >= 1:
                 log.info("%s", verify_error_text(self.target.relay, exc))
             raise SessionError("4.7.5", TLS_NOT_TRUSTED, site=True) from None
         except (OSError, ssl.SSLError, asyncio.TimeoutError, RuntimeError, ValueError) as exc:
             self.close()
+            sessions.forget(key)
             raise TlsFailed(
                 "4.7.5",
                 f"Cannot start TLS: handshake failure with {self.hostaddr}: {_os_reason(exc)}",
                 site=True,
             ) from None
         self.tls = True
+        self.tls_resume = (sessions, ctx, key)
         self.parser = ReplyParser(REPLY_LINE_LIMIT, REPLY_MAX_LINES)
         self.replies.clear()
         self._judge_peer(dest)
@@ -860,6 +886,7 @@ async def connect(
     """Connect to target (reached as next hop dest) and greet it; SessionError
     (site=True) when it fails before the server became usable. dane: the TLSA
     records the server's certificate must match (st.tls_level is then "dane")."""
+    arm_connection()  # a place for a TLS session to resume (mta/common/tls_session.py)
     try:
         if target.unix:
             coro = asyncio.open_unix_connection(target.addr, limit=SMTP_READ_SIZE * 4)

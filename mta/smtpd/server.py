@@ -39,6 +39,7 @@ import time
 
 from mta import log
 from mta.cleanup import Cleanup
+from mta.common import tls_ticket
 from mta.common.mail_flow import FlowGate
 from mta.common.match_list import AddrList, DomainList
 from mta.common.worker import BlockingPool
@@ -48,6 +49,7 @@ from mta.smtpd.limits import ClientLimits
 from mta.smtpd.sasl import SmtpdSasl
 from mta.smtpd.tls import LEVELS, TlsSetupError, load_server_context, security_level
 from mta.smtpd.tls_params import asks_for_certificate, requires_certificate
+from mta.smtpd.tls_tickets import TicketKeeper
 from mta.smtpd.transcript import class_names, make_error_notice, notice_recipient, notify_mask
 
 NAME_CACHE_TTL = 60.0  # seconds a client host name stays cached
@@ -291,6 +293,7 @@ async def serve(ctx, listeners) -> int:
     from mta.smtpd.session import SmtpdSession
 
     tls_loaded = load_server_context(ctx.cfg)  # keys are read as root, as Postfix does
+    tls_ticket.bind()  # libssl for the shared ticket keys, found while still root
     drop_privileges_if_asked(ctx)
     log.start_background()
     loop = asyncio.get_running_loop()
@@ -346,6 +349,8 @@ async def serve(ctx, listeners) -> int:
                 arm_idle()
 
     server.on_session_end = ended
+    tickets = TicketKeeper(ctx.cfg, server.tls_context)  # shared through tlsmgr
+    await tickets.start()
     for sock in listeners:
         if isinstance(sock, socket.socket):
             servers.append(await loop.create_server(factory, sock=sock, backlog=1024))
@@ -354,6 +359,7 @@ async def serve(ctx, listeners) -> int:
     watch_master(loop, ctx)
     arm_idle()
     await done.wait()
+    tickets.stop()
     server.executor.shutdown()
     return 0
 

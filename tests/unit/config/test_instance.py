@@ -52,6 +52,18 @@ def test_untouched_master_cf_before_anvil_gets_it(tmp_path, monkeypatch):
     assert path.read_text() == MASTER_CF_TEXT.format(smtp=SMTP_PORT, qmqp=QMQP_PORT)
 
 
+def test_untouched_master_cf_before_tlsmgr_gets_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    (tmp_path / "mta").mkdir()
+    path = tmp_path / "mta" / "master.cf"
+    path.write_text(MASTER_CF_TEXT_0_4.format(smtp=SMTP_PORT, qmqp=QMQP_PORT))
+    assert "tlsmgr" not in path.read_text()
+    ensure_instance()
+    # Postfix's entry: a wakeup every 1000s when used, one process
+    assert "\ntlsmgr    unix  -       -       n       1000?   1       tlsmgr\n" in path.read_text()
+    assert path.read_text() == MASTER_CF_TEXT.format(smtp=SMTP_PORT, qmqp=QMQP_PORT)
+
+
 def test_edited_master_cf_is_left_alone(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     (tmp_path / "mta").mkdir()

@@ -188,6 +188,24 @@ def test_a_word_outside_its_fixed_set_is_fatal(make, tmp_path):
     ]
 
 
+def test_a_session_ticket_cipher_other_than_aes_cbc_is_fatal(make, tmp_path):
+    # OpenSSL's ticket key is AES-256-CBC; empty turns tickets off
+    for ok in ("aes-256-cbc", "aes-128-cbc", ""):
+        assert lines(make(f"tls_session_ticket_cipher = {ok}\n"), fatal=True) == []
+    assert lines(make("tls_session_ticket_cipher = aes-256-gcm\n"), fatal=True) == [
+        f"{tmp_path / 'main.cf'}, line 1: parameter tls_session_ticket_cipher: bad value "
+        '"aes-256-gcm" (expected aes-256-cbc or aes-128-cbc)'
+    ]
+
+
+def test_the_smtp_tls_session_cache_must_be_an_lmdb_table(make, tmp_path):
+    assert lines(make(f"smtp_tls_session_cache_database = lmdb:{tmp_path}/scache\n")) == []
+    assert lines(make("lmtp_tls_session_cache_database = texthash:/x\n"), fatal=True) == [
+        f"{tmp_path / 'main.cf'}, line 1: parameter lmtp_tls_session_cache_database: "
+        'bad value "texthash:/x" (expected lmdb:PATH)'
+    ]
+
+
 def test_a_bad_concurrency_feedback_is_fatal(make, tmp_path):
     cfg = make(
         "default_destination_concurrency_negative_feedback = 1/concurency\n"
