@@ -127,10 +127,15 @@ class MtaInstance:
         (self.etc / "master.cf").write_text(master_cf)
 
     def mta(self, *args: str, check: bool = True) -> None:
+        # the master starts from / with PYTHONSAFEPATH: without PYTHONPATH it
+        # would find no mta unless one is installed; default to this tree
+        env = dict(os.environ)
+        env.setdefault("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
         subprocess.run(
             [sys.executable, "-m", "mta", *args, "-c", str(self.etc)],
             check=check,
             capture_output=True,
+            env=env,
         )
 
     def start(self) -> None:
