@@ -3,7 +3,8 @@
 Usage:
     python bench/relay/run.py [--sessions 10 50] [--messages 3000] [--size 4096]
                               [--rcpts 1] [--targets mta,postfix] [--plot FILE.png]
-                              [--json FILE]
+                              [--json FILE] [--repeat N]
+                              [--tls [--per-connection N] [--postfix-tls-reuse]]
 
 For each target and session count, Postfix's smtp-source sends --messages
 messages of --size bytes to the MTA on 127.0.0.1, which relays them through
@@ -24,6 +25,16 @@ sampled every 0.2 s). When Postfix is installed and this runs as root, the
 same load goes through a private Postfix instance configured the same way, in
 the same run; --plot draws delivered messages/second against sessions for
 both (needs matplotlib).
+
+With --repeat N every target runs N times, interleaved (mta, postfix, mta,
+...), and the table shows the median of each figure.
+
+With --tls both MTAs offer STARTTLS and relay with smtp_tls_security_level
+= encrypt, with the same test certificates; the load comes from
+tls_source.py and the mail goes to tls_sink.py instead of Postfix's tools,
+which have no TLS (see tls_case.py). The table then adds handshakes per
+second in and out, how many handshakes resumed a session on each side,
+and the CPU per message of the load client and of the sink.
 
 Everything listens on 127.0.0.1 only.
 """
@@ -286,12 +297,20 @@ class MemorySampler(threading.Thread):
             self.peak = max(self.peak, tree_rss(self.pids))
 
 
-def run_one(name: str, sessions: int, messages: int, size: int, rcpts: int, tls: int = 0) -> dict:
+def run_one(
+    name: str,
+    sessions: int,
+    messages: int,
+    size: int,
+    rcpts: int,
+    tls: int = 0,
+    postfix_reuse: bool = False,
+) -> dict:
     """One run; with tls > 0, the TLS case with tls messages per inbound connection."""
     top = Path(tempfile.mkdtemp(prefix=f"relay-{name}-"))
     os.chmod(top, 0o755)  # Postfix's daemons run as postfix and must reach the spool
     count = DOMAINS if rcpts > 1 else 1
-    setup = TlsSetup(top) if tls else None
+    setup = TlsSetup(top, postfix_reuse) if tls else None
     sinks = TlsSinks(count, setup, top) if setup else SmtpSinks(count)
     probe_sink = ProbeSink(setup.probe_context() if setup else None)
     sinks.start()
@@ -401,8 +420,8 @@ def medians(rows: list[dict]) -> list[dict]:
     for group in groups.values():
         row = dict(group[0], runs=len(group))
         for key, value in group[0].items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "run":
-                row[key] = statistics.median(r[key] for r in group)
+            if isinstance(value, float):  # the measured figures; counts and settings are ints
+                row[key] = round(statistics.median(r[key] for r in group), 3)
         for key in ("in_reused", "out_reused"):  # "reused/handshakes": summed over the runs
             if key in row:
                 parts = [tuple(map(int, r[key].split("/"))) for r in group]
@@ -439,6 +458,11 @@ def main() -> int:
         "--per-connection", type=int, default=1, help="with --tls: messages per inbound connection"
     )
     parser.add_argument(
+        "--postfix-tls-reuse",
+        action="store_true",
+        help="with --tls: smtp_tls_connection_reuse = yes for Postfix (tlsproxy)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="interleaved runs of every target; medians at the end"
     )
     parser.add_argument("--plot", help="draw delivered msg/s against sessions to this PNG")
@@ -464,7 +488,9 @@ def main() -> int:
         for sessions in args.sessions:
             for run in range(args.repeat):  # interleaved: host drift hits every target
                 for name in names:
-                    row = run_one(name, sessions, args.messages, args.size, rcpts, tls)
+                    row = run_one(
+                        name, sessions, args.messages, args.size, rcpts, tls, args.postfix_tls_reuse
+                    )
                     row["run"] = run
                     results.append(row)
                     print(json.dumps(row), flush=True)

@@ -21,6 +21,12 @@ DESCRIPTION
     set of ticket keys), and the probe's aiosmtpd sink offers STARTTLS
     too, since encrypt applies to every destination.
 
+    mta keeps TLS connections open for the next delivery (its
+    connection cache); Postfix by default does not
+    (smtp_tls_connection_reuse = no) and makes one handshake per
+    delivery. --postfix-tls-reuse turns Postfix's reuse on, through its
+    tlsproxy service.
+
     Session caching is each MTA's own: Postfix gets its tlsmgr service
     (server ticket keys) and smtp_tls_session_cache_database, as
     Debian's main.cf has it; mta gets its tlsmgr service when the tree
@@ -50,13 +56,15 @@ from loadgen import SENDER, free_port, wait_port  # noqa: E402
 from tls_certs import make_certs  # noqa: E402
 
 POSTFIX_TLSMGR = "tlsmgr unix - - n 1000? 1 tlsmgr\n"
+POSTFIX_TLSPROXY = "tlsproxy unix - - n - 0 tlsproxy\n"
 
 
 class TlsSetup:
     """The certificates and the TLS lines of one benchmark run."""
 
-    def __init__(self, top: Path) -> None:
+    def __init__(self, top: Path, postfix_reuse: bool = False) -> None:
         self.certs = make_certs(top / "certs")
+        self.postfix_reuse = postfix_reuse
         os.chmod(top, 0o755)
         os.chmod(top / "certs", 0o755)
 
@@ -69,12 +77,13 @@ class TlsSetup:
         )
         if name == "postfix":
             lines += "smtp_tls_session_cache_database = btree:${data_directory}/smtp_scache\n"
+            if self.postfix_reuse:
+                lines += "smtp_tls_connection_reuse = yes\n"
         return lines
 
-    @staticmethod
-    def master_cf(name: str) -> str:
+    def master_cf(self, name: str) -> str:
         if name == "postfix":
-            return POSTFIX_TLSMGR
+            return POSTFIX_TLSMGR + (POSTFIX_TLSPROXY if self.postfix_reuse else "")
         if (ROOT / "mta" / "tlsmgr").is_dir():  # the service, once it exists
             return "tlsmgr unix - - n 1000? 1 tlsmgr\n"
         return ""

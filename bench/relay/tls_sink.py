@@ -20,7 +20,8 @@ DESCRIPTION
     object with connections, TLS handshakes, session_reused (the
     handshakes that resumed a session), messages, recipients, and the
     CPU seconds of the workers, summed. "ready" goes to standard output
-    once every worker listens.
+    once the sockets listen (connections wait there until a worker
+    takes them).
 
 SECURITY
     Accepts mail from anyone who connects and throws it away: listen on
