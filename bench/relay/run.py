@@ -60,9 +60,11 @@ from loadgen import (  # noqa: E402 - after the path is set
     SENDER,
     MtaInstance,
     PostfixInstance,
+    cpu_by_service,
     free_port,
     percentile,
     proc_tree_cpu,
+    service_cpu,
     smtp_source,
     wait_port,
 )
@@ -333,6 +335,7 @@ def run_one(
         while not target.queue_empty() and time.monotonic() < deadline:
             time.sleep(0.05)
         cpu0 = proc_tree_cpu(target.pids())
+        by_service0 = service_cpu(target.pids())
         memory = MemorySampler(target.pids())
         memory.start()
         probe = Probe(port, size)
@@ -351,6 +354,7 @@ def run_one(
         memory.stop_flag.set()
         memory.join(5)
         cpu = proc_tree_cpu(target.pids()) - cpu0
+        by_service = service_cpu(target.pids())
     finally:
         target.stop()
         sinks.stop()
@@ -375,6 +379,7 @@ def run_one(
         "probes": f"{len(latencies)}/{len(probe.sent)}",
         "cpu_ms_per_msg": round(1000 * cpu / total, 3),
         "peak_rss_mb": round(memory.peak / 2**20, 1),
+        "cpu_ms_by_program": cpu_by_service(by_service0, by_service, total),
     }
     if setup:
         row.update(tls_figures(row, source, sink_stats, tls))
@@ -422,6 +427,11 @@ def medians(rows: list[dict]) -> list[dict]:
         for key, value in group[0].items():
             if isinstance(value, float):  # the measured figures; counts and settings are ints
                 row[key] = round(statistics.median(r[key] for r in group), 3)
+            elif isinstance(value, dict):  # CPU by program
+                names = sorted({k for r in group for k in r[key]})
+                row[key] = {
+                    k: round(statistics.median(r[key].get(k, 0.0) for r in group), 3) for k in names
+                }
         for key in ("in_reused", "out_reused"):  # "reused/handshakes": summed over the runs
             if key in row:
                 parts = [tuple(map(int, r[key].split("/"))) for r in group]
@@ -442,6 +452,10 @@ def print_tls(results: list[dict]) -> None:
             f"{r['out_reused']:>11} {r['cpu_ms_per_msg']:>7} {r['source_cpu_ms_per_msg']:>7} "
             f"{r['sink_cpu_ms_per_msg']:>7}"
         )
+    print("\nCPU ms per message by program:")
+    for r in results:
+        parts = ", ".join(f"{k} {v}" for k, v in r["cpu_ms_by_program"].items())
+        print(f"{r['target']:8} {r['sessions']:>4}  {parts}")
 
 
 def main() -> int:
