@@ -29,8 +29,8 @@ DESCRIPTION
 
     Session caching is each MTA's own: Postfix gets its tlsmgr service
     (server ticket keys) and smtp_tls_session_cache_database, as
-    Debian's main.cf has it; mta gets its tlsmgr service when the tree
-    has one. Whether sessions were resumed shows in the counts of
+    Debian's main.cf has it; mta gets the same, with an lmdb: table, when
+    the tree has a tlsmgr service. Whether sessions were resumed shows in the counts of
     session_reused at the load client (inbound) and the sink (outbound).
 
 SECURITY
@@ -57,6 +57,7 @@ from tls_certs import make_certs  # noqa: E402
 
 POSTFIX_TLSMGR = "tlsmgr unix - - n 1000? 1 tlsmgr\n"
 POSTFIX_TLSPROXY = "tlsproxy unix - - n - 0 tlsproxy\n"
+MTA_TLSMGR = (ROOT / "mta" / "tlsmgr").is_dir()
 
 
 class TlsSetup:
@@ -79,14 +80,14 @@ class TlsSetup:
             lines += "smtp_tls_session_cache_database = btree:${data_directory}/smtp_scache\n"
             if self.postfix_reuse:
                 lines += "smtp_tls_connection_reuse = yes\n"
+        elif MTA_TLSMGR:  # mta keeps its client sessions in lmdb tables
+            lines += "smtp_tls_session_cache_database = lmdb:${data_directory}/smtp_scache\n"
         return lines
 
     def master_cf(self, name: str) -> str:
         if name == "postfix":
             return POSTFIX_TLSMGR + (POSTFIX_TLSPROXY if self.postfix_reuse else "")
-        if (ROOT / "mta" / "tlsmgr").is_dir():  # the service, once it exists
-            return "tlsmgr unix - - n 1000? 1 tlsmgr\n"
-        return ""
+        return POSTFIX_TLSMGR if MTA_TLSMGR else ""  # the same line, once mta has the service
 
     def probe_context(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
