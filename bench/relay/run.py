@@ -3,7 +3,8 @@
 Usage:
     python bench/relay/run.py [--sessions 10 50] [--messages 3000] [--size 4096]
                               [--rcpts 1] [--targets mta,postfix] [--plot FILE.png]
-                              [--json FILE]
+                              [--json FILE] [--repeat N]
+                              [--tls [--per-connection N] [--postfix-tls-reuse]]
 
 For each target and session count, Postfix's smtp-source sends --messages
 messages of --size bytes to the MTA on 127.0.0.1, which relays them through
@@ -25,6 +26,16 @@ same load goes through a private Postfix instance configured the same way, in
 the same run; --plot draws delivered messages/second against sessions for
 both (needs matplotlib).
 
+With --repeat N every target runs N times, interleaved (mta, postfix, mta,
+...), and the table shows the median of each figure.
+
+With --tls both MTAs offer STARTTLS and relay with smtp_tls_security_level
+= encrypt, with the same test certificates; the load comes from
+tls_source.py and the mail goes to tls_sink.py instead of Postfix's tools,
+which have no TLS (see tls_case.py). The table then adds handshakes per
+second in and out, how many handshakes resumed a session on each side,
+and the CPU per message of the load client and of the sink.
+
 Everything listens on 127.0.0.1 only.
 """
 
@@ -35,6 +46,7 @@ import json
 import os
 import shutil
 import smtplib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,12 +60,15 @@ from loadgen import (  # noqa: E402 - after the path is set
     SENDER,
     MtaInstance,
     PostfixInstance,
+    cpu_by_service,
     free_port,
     percentile,
     proc_tree_cpu,
+    service_cpu,
     smtp_source,
     wait_port,
 )
+from tls_case import TlsSetup, TlsSinks, tls_figures, tls_load  # noqa: E402
 
 ROOT = HERE.parent.parent
 DOMAINS = 10  # destinations in the --rcpts > 1 case
@@ -90,7 +105,7 @@ class SmtpSinks:
 class ProbeSink:
     """An aiosmtpd sink that notes when each probe message arrives."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls_context=None) -> None:
         from aiosmtpd.controller import Controller
 
         self.arrived: dict[str, float] = {}
@@ -104,7 +119,9 @@ class ProbeSink:
                 return "250 2.0.0 Ok"
 
         self.port = free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(
+            Handler(), hostname="127.0.0.1", port=self.port, tls_context=tls_context
+        )
 
     def start(self) -> None:
         self.controller.start()
@@ -179,7 +196,15 @@ def routing_files(etc: Path, transport: str, alias: str) -> str:
 
 
 class MtaTarget(MtaInstance, Target):
-    def __init__(self, top: Path, port: int, transport: str, alias: str) -> None:
+    def __init__(
+        self,
+        top: Path,
+        port: int,
+        transport: str,
+        alias: str,
+        main_cf: str = "",
+        master_cf: str = "",
+    ) -> None:
         super().__init__(
             top,
             port,
@@ -191,14 +216,22 @@ class MtaTarget(MtaInstance, Target):
             "error unix - - n - - error\n"
             "retry unix - - n - - error\n"
             "scache unix - - n - 1 scache\n"
-            "proxymap unix - - n - - proxymap\n",
+            "proxymap unix - - n - - proxymap\n" + master_cf,
         )
         with open(self.etc / "main.cf", "a") as f:
-            f.write(routing_files(self.etc, transport, alias))
+            f.write(routing_files(self.etc, transport, alias) + main_cf)
 
 
 class PostfixTarget(PostfixInstance, Target):
-    def __init__(self, top: Path, port: int, transport: str, alias: str) -> None:
+    def __init__(
+        self,
+        top: Path,
+        port: int,
+        transport: str,
+        alias: str,
+        main_cf: str = "",
+        master_cf: str = "",
+    ) -> None:
         super().__init__(
             top,
             port,
@@ -219,10 +252,10 @@ class PostfixTarget(PostfixInstance, Target):
             "scache unix - - n - 1 scache\n"
             "anvil unix - - n - 1 anvil\n"
             "proxymap unix - - n - - proxymap\n"
-            "postlog unix-dgram n - n - 1 postlogd\n",
+            "postlog unix-dgram n - n - 1 postlogd\n" + master_cf,
         )
         with open(self.etc / "main.cf", "a") as f:
-            f.write(routing_files(self.etc, transport, alias))
+            f.write(routing_files(self.etc, transport, alias) + main_cf)
 
 
 TARGETS = {"mta": MtaTarget, "postfix": PostfixTarget}
@@ -266,30 +299,50 @@ class MemorySampler(threading.Thread):
             self.peak = max(self.peak, tree_rss(self.pids))
 
 
-def run_one(name: str, sessions: int, messages: int, size: int, rcpts: int) -> dict:
+def run_one(
+    name: str,
+    sessions: int,
+    messages: int,
+    size: int,
+    rcpts: int,
+    tls: int = 0,
+    postfix_reuse: bool = False,
+) -> dict:
+    """One run; with tls > 0, the TLS case with tls messages per inbound connection."""
     top = Path(tempfile.mkdtemp(prefix=f"relay-{name}-"))
     os.chmod(top, 0o755)  # Postfix's daemons run as postfix and must reach the spool
-    sinks = SmtpSinks(DOMAINS if rcpts > 1 else 1)
-    probe_sink = ProbeSink()
+    count = DOMAINS if rcpts > 1 else 1
+    setup = TlsSetup(top, postfix_reuse) if tls else None
+    sinks = TlsSinks(count, setup, top) if setup else SmtpSinks(count)
+    probe_sink = ProbeSink(setup.probe_context() if setup else None)
     sinks.start()
     probe_sink.start()
     transport, alias, recipient = routing(sinks, probe_sink.port, rcpts)
     port = free_port()
-    target = TARGETS[name](top, port, transport, alias)
-    target.start()
+    extra = (setup.main_cf(name), setup.master_cf(name)) if setup else ("", "")
+    target = TARGETS[name](top, port, transport, alias, *extra)
+
+    def load(sessions: int, messages: int) -> dict | None:
+        if setup is None:
+            smtp_source(port, sessions, messages, size, recipient, rcpts)
+            return None
+        return tls_load(port, sessions, messages, size, recipient, tls, setup)
+
     try:
-        smtp_source(port, 2, 20, size, recipient, rcpts)  # warm up
+        target.start()
+        load(2, 20)  # warm up
         deadline = time.monotonic() + 60
         while not target.queue_empty() and time.monotonic() < deadline:
             time.sleep(0.05)
         cpu0 = proc_tree_cpu(target.pids())
+        by_service0 = service_cpu(target.pids())
         memory = MemorySampler(target.pids())
         memory.start()
         probe = Probe(port, size)
         start = time.perf_counter()
         probe.start()
-        smtp_source(port, sessions, messages, size, recipient, rcpts)
-        accepted = time.perf_counter() - start
+        source = load(sessions, messages)
+        accepted = source["elapsed_s"] if source else time.perf_counter() - start
         probe.stop_flag.set()
         probe.join(60)
         deadline = time.monotonic() + 180  # mail still queued then counts as not drained
@@ -301,16 +354,18 @@ def run_one(name: str, sessions: int, messages: int, size: int, rcpts: int) -> d
         memory.stop_flag.set()
         memory.join(5)
         cpu = proc_tree_cpu(target.pids()) - cpu0
+        by_service = service_cpu(target.pids())
     finally:
         target.stop()
         sinks.stop()
+        sink_stats = sinks.stats() if setup else {}
         probe_sink.stop()
         shutil.rmtree(top, ignore_errors=True)
     latencies = [
         probe_sink.arrived[tag] - t for tag, t in probe.sent.items() if tag in probe_sink.arrived
     ]
     total = messages + len(probe.sent)
-    return {
+    row = {
         "target": name,
         "sessions": sessions,
         "messages": messages,
@@ -324,7 +379,11 @@ def run_one(name: str, sessions: int, messages: int, size: int, rcpts: int) -> d
         "probes": f"{len(latencies)}/{len(probe.sent)}",
         "cpu_ms_per_msg": round(1000 * cpu / total, 3),
         "peak_rss_mb": round(memory.peak / 2**20, 1),
+        "cpu_ms_by_program": cpu_by_service(by_service0, by_service, total),
     }
+    if setup:
+        row.update(tls_figures(row, source, sink_stats, tls))
+    return row
 
 
 def plot(results: list[dict], path: str) -> None:
@@ -357,6 +416,48 @@ def plot(results: list[dict], path: str) -> None:
     fig.savefig(path, dpi=90)
 
 
+def medians(rows: list[dict]) -> list[dict]:
+    """One row per target, recipients and sessions: the median of each number."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["rcpts"], r["sessions"], r["target"]), []).append(r)
+    out = []
+    for group in groups.values():
+        row = dict(group[0], runs=len(group))
+        for key, value in group[0].items():
+            if isinstance(value, float):  # the measured figures; counts and settings are ints
+                row[key] = round(statistics.median(r[key] for r in group), 3)
+            elif isinstance(value, dict):  # CPU by program
+                names = sorted({k for r in group for k in r[key]})
+                row[key] = {
+                    k: round(statistics.median(r[key].get(k, 0.0) for r in group), 3) for k in names
+                }
+        for key in ("in_reused", "out_reused"):  # "reused/handshakes": summed over the runs
+            if key in row:
+                parts = [tuple(map(int, r[key].split("/"))) for r in group]
+                row[key] = f"{sum(p[0] for p in parts)}/{sum(p[1] for p in parts)}"
+        row["drained"] = all(r["drained"] for r in group)
+        out.append(row)
+    return out
+
+
+def print_tls(results: list[dict]) -> None:
+    head = ("target", "sess", "deliv/s", "in hs/s", "in reused", "out hs/s", "out reused",
+            "cpu ms", "src ms", "sink ms")  # fmt: skip
+    print("{:8} {:>4} {:>8} {:>8} {:>11} {:>8} {:>11} {:>7} {:>7} {:>7}".format(*head))
+    for r in results:
+        print(
+            f"{r['target']:8} {r['sessions']:>4} {r['delivered_per_s']:>8} "
+            f"{r['in_handshakes_per_s']:>8} {r['in_reused']:>11} {r['out_handshakes_per_s']:>8} "
+            f"{r['out_reused']:>11} {r['cpu_ms_per_msg']:>7} {r['source_cpu_ms_per_msg']:>7} "
+            f"{r['sink_cpu_ms_per_msg']:>7}"
+        )
+    print("\nCPU ms per message by program:")
+    for r in results:
+        parts = ", ".join(f"{k} {v}" for k, v in r["cpu_ms_by_program"].items())
+        print(f"{r['target']:8} {r['sessions']:>4}  {parts}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, nargs="+", default=[10, 50])
@@ -364,6 +465,20 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--rcpts", type=int, nargs="+", default=[1])
     parser.add_argument("--targets", default="mta,postfix")
+    parser.add_argument(
+        "--tls", action="store_true", help="STARTTLS inbound (tls_source.py), encrypt outbound"
+    )
+    parser.add_argument(
+        "--per-connection", type=int, default=1, help="with --tls: messages per inbound connection"
+    )
+    parser.add_argument(
+        "--postfix-tls-reuse",
+        action="store_true",
+        help="with --tls: smtp_tls_connection_reuse = yes for Postfix (tlsproxy)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="interleaved runs of every target; medians at the end"
+    )
     parser.add_argument("--plot", help="draw delivered msg/s against sessions to this PNG")
     parser.add_argument("--json", help="write the results here too")
     parser.add_argument(
@@ -374,24 +489,35 @@ def main() -> int:
         rows = [row for f in args.replot for row in json.loads(Path(f).read_text())]
         plot(rows, args.plot or "relay.png")
         return 0
-    for tool in ("smtp-source", "smtp-sink"):
+    for tool in ("openssl",) if args.tls else ("smtp-source", "smtp-sink"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} (Debian package postfix) is needed")
+    tls = max(1, args.per_connection) if args.tls else 0
+    names = args.targets.split(",")
+    if "postfix" in names and not PostfixTarget.available():
+        print("postfix: skipped (not installed, or not root)", file=sys.stderr)
+        names.remove("postfix")
     results = []
     for rcpts in args.rcpts:
         for sessions in args.sessions:
-            for name in args.targets.split(","):
-                if name == "postfix" and not PostfixTarget.available():
-                    print("postfix: skipped (not installed, or not root)", file=sys.stderr)
-                    continue
-                row = run_one(name, sessions, args.messages, args.size, rcpts)
-                results.append(row)
-                print(json.dumps(row), flush=True)
+            for run in range(args.repeat):  # interleaved: host drift hits every target
+                for name in names:
+                    row = run_one(
+                        name, sessions, args.messages, args.size, rcpts, tls, args.postfix_tls_reuse
+                    )
+                    row["run"] = run
+                    results.append(row)
+                    print(json.dumps(row), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    if args.repeat > 1:
+        results = medians(results)
     if args.plot and results:
         plot(results, args.plot)
     print()
+    if tls:
+        print_tls(results)
+        return 0
     head = ("target", "rcpt", "sess", "accept/s", "deliv/s", "p50 ms", "p99 ms", "cpu ms", "MB")
     print("{:8} {:>4} {:>4} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7}".format(*head))
     for r in results:
