@@ -66,6 +66,9 @@ DESCRIPTION
     each server's DNSSEC-validated TLSA records decide, before it is
     connected to, whether the session is "may", "encrypt",
     authenticated by the records, or deferred (mta/smtp/dane.py).
+    With smtp_tls_mta_sts_enable a bare-domain next hop's MTA-STS
+    policy (mta/smtp/mta_sts.py) may raise none, may or encrypt to
+    verify and keep only the MX hosts it names.
 
     job.conn_time is the time until the session was ready (connected,
     greeted, TLS and EHLO done); near zero for a reused session.
@@ -102,6 +105,7 @@ from mta import log
 from mta.common.deliver_agent import DeliveryJob
 from mta.maps import MapRetry
 from mta.scache import scache_find, scache_save
+from mta.smtp import mta_sts
 from mta.smtp.client import (
     Outgoing,
     SaslFailed,
@@ -251,6 +255,8 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
     if not job.pending():
         return
     st = Settings.of(job.cfg, lmtp).for_nexthop(job.req.nexthop)
+    sts = await mta_sts.delivery_policy(job.cfg, st, job.req.nexthop, lmtp)
+    st = mta_sts.enforce(st, sts)
     refusal = st.tls_refusal()
     sasl_problem = st.sasl.config_error()
     if refusal is None and sasl_problem is not None:
@@ -303,6 +309,12 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
         missed: NexthopError | None = None
     except NexthopError as exc:
         targets, missed = None, exc
+    try:
+        targets = mta_sts.screen_targets(targets, sts, job.req.nexthop, job.req.queue_id)
+    except mta_sts.StsError as exc:  # enforce, and no MX host the policy names
+        log.warning("%s: %s", job.req.queue_id, exc)
+        job.defer_all(str(exc), "4.7.5")
+        return
     if targets is not None and await _try_site(job, st, key, out, targets, tries, job.req.nexthop):
         return
     fallbacks = _fallback_relays(job, lmtp, targets, missed, tries)

@@ -1,11 +1,14 @@
 """smtp.mta_sts - MTA-STS policies (RFC 8461) for the smtp client
 
 SYNOPSIS
-    from mta.smtp.mta_sts import StsResolver
+    from mta.smtp.mta_sts import StsResolver, delivery_policy, enforce, screen_targets
     resolver = StsResolver.of(cfg)            # None when smtp_tls_mta_sts_enable = no
     policy = await resolver.policy("example.com")
-    if policy is not None and policy.enforced:
-        hosts = [h for h in mx_hosts if policy.mx_allowed(h)]
+
+    # the smtp client, per next hop
+    policy = await delivery_policy(cfg, st, nexthop, lmtp)   # None: no policy applies
+    st = enforce(st, policy)                  # mode enforce: level verify, system CAs
+    targets = screen_targets(targets, policy, nexthop, queue_id)   # the MX hosts it allows
 
 DESCRIPTION
     A domain publishes a policy with two things: a TXT record at
@@ -39,10 +42,19 @@ DESCRIPTION
     process) as JSON under the domain name, so that they survive
     restarts as RFC 8461 requires.
 
-    What the smtp client does with a policy: mode enforce delivers only
-    to MX hosts that match one of the patterns, with TLS and a server
-    certificate that verifies for the MX host name; testing only logs
-    what enforce would have refused; none is no policy.
+    What the smtp client does with a policy (delivery_policy(), for
+    a next hop that is a bare domain, the MX case, when
+    smtp_tls_mta_sts_enable is on): mode enforce delivers only to MX
+    hosts that match one of the patterns (screen_targets(); none left:
+    deferred, 4.7.5), with TLS level verify, match hostname, and the
+    system's trusted authorities added to smtp_tls_CAfile/CApath
+    (enforce()): a server that offers no STARTTLS or a certificate
+    that does not verify for its MX name gets no mail. Mode testing
+    changes nothing and logs each MX host the policy does not name.
+    A policy never weakens what is configured: it is not applied where
+    smtp_tls_policy_maps has an entry for the next hop, nor at the
+    levels dane, dane-only, fingerprint, verify and secure; it is
+    applied at none, may and encrypt. LMTP never uses MTA-STS.
 
 SECURITY
     The TXT record, the policy text and the HTTP answer come from the
@@ -65,7 +77,7 @@ import json
 import re
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mta import log
 from mta.common import dns as mta_dns
@@ -365,3 +377,74 @@ class StsResolver:
 
 def _in_force(policy: StsPolicy | None) -> StsPolicy | None:
     return None if policy is None or policy.mode == "none" else policy
+
+
+# ------------------------------------------------------------ the smtp client's use
+STS_APPLIED_LEVELS = frozenset({"", "none", "may", "encrypt"})  # levels a policy may raise
+_resolvers: dict[int, tuple[object, StsResolver | None]] = {}  # id(cfg) -> (cfg, resolver)
+
+
+def _resolver_for(cfg) -> StsResolver | None:
+    kept = _resolvers.get(id(cfg))
+    if kept is not None and kept[0] is cfg:
+        return kept[1]
+    resolver = StsResolver.of(cfg)
+    _resolvers.clear()  # one configuration at a time per process
+    _resolvers[id(cfg)] = (cfg, resolver)
+    return resolver
+
+
+def policy_domain(nexthop: str) -> str | None:
+    """The domain whose MTA-STS policy governs nexthop, or None (a [host] or a port)."""
+    hop = nexthop.strip().lower()
+    if not hop or hop.startswith("[") or ":" in hop:
+        return None
+    return hop.rstrip(".")
+
+
+async def delivery_policy(cfg, st, nexthop: str, lmtp: bool) -> StsPolicy | None:
+    """The MTA-STS policy that applies to a delivery to nexthop under settings st."""
+    if lmtp:
+        return None
+    resolver = _resolver_for(cfg)
+    domain = policy_domain(nexthop)
+    if resolver is None or domain is None or st.tls_level not in STS_APPLIED_LEVELS:
+        return None
+    if st.tls_policy != st.tls.default_policy():
+        return None  # smtp_tls_policy_maps names this next hop: the operator decided
+    return await resolver.policy(domain)
+
+
+def enforce(st, policy: StsPolicy | None):
+    """st raised to what an enforced policy demands (the same st otherwise)."""
+    if policy is None or not policy.enforced:
+        return st
+    tls_policy = replace(st.tls.make_policy("verify", {"match": ["hostname"]}), system_cas=True)
+    return replace(st, tls_level="verify", tls_policy=tls_policy)
+
+
+def screen_targets(targets, policy: StsPolicy | None, nexthop: str, queue_id: str):
+    """The targets the policy allows (all of them in testing mode, with a log line
+    for each one it does not name); StsError when enforce leaves none."""
+    if policy is None or targets is None:
+        return targets
+    refused = [t for t in targets if not policy.mx_allowed(t.host)]
+    if not refused:
+        return targets
+    for t in refused:
+        log.info(
+            "%s: MTA-STS policy for %s (mode %s): MX host %s is not in the policy%s",
+            queue_id,
+            nexthop,
+            policy.mode,
+            t.host,
+            ", skipped" if policy.enforced else "",
+        )
+    if not policy.enforced:
+        return targets
+    kept = [t for t in targets if policy.mx_allowed(t.host)]
+    if not kept:
+        raise StsError(f"MTA-STS policy for {nexthop}: no MX host matches the policy")
+    screened = type(targets)(kept)  # a nexthop.Targets keeps what it says of the next hop
+    screened.__dict__.update(getattr(targets, "__dict__", {}))
+    return screened

@@ -97,6 +97,7 @@ class TlsPolicy:
     tafiles: tuple[str, ...] = ()
     servername: str = ""
     error: str = ""  # why the policy cannot be served ("" when it can)
+    system_cas: bool = False  # the system's CAs are trusted too (MTA-STS: the web's PKI)
 
     @property
     def mandatory(self) -> bool:

@@ -116,6 +116,7 @@ def client_context(tls: ClientTls, policy: TlsPolicy) -> ssl.SSLContext:
         policy.ciphers,
         policy.exclude,
         policy.tafiles if ca_level else (),
+        policy.system_cas,
     )
     ctx = tls.contexts.get(key)
     if ctx is None:
@@ -174,7 +175,7 @@ def _load_trust(ctx: ssl.SSLContext, tls: ClientTls, policy: TlsPolicy) -> None:
         if not os.path.isdir(tls.ca_path):
             raise TlsSetupError(tls.param("tls_CApath"), tls.ca_path, "not a directory")
         _load_locations(ctx, tls.param("tls_CApath"), capath=tls.ca_path)
-    if tls.append_default_ca and (tls.ca_file or tls.ca_path):
+    if policy.system_cas or (tls.append_default_ca and (tls.ca_file or tls.ca_path)):
         ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
 
 

@@ -5,10 +5,7 @@ server on port 443 that presents a certificate from a test CA."""
 from __future__ import annotations
 
 import asyncio
-import http.server
-import random
 import ssl
-import threading
 
 import pytest
 from hypothesis import given
@@ -21,9 +18,10 @@ from mta.smtp import mta_sts
 from mta.smtp.mta_sts import StsError, StsPolicy, StsResolver, mx_matches, parse_policy, parse_txt
 from tests.support.certs import make_ca, make_cert, server_context
 from tests.support.dns_server import DnsServer
+from tests.support.mta_sts_site import POLICY_TEXT, PolicySite
 
 DOMAIN = "example.test"
-POLICY = "version: STSv1\r\nmode: enforce\r\nmx: mx1.example.test\r\nmx: *.backup.example.test\r\nmax_age: 86400\r\n"
+POLICY = POLICY_TEXT
 
 
 # ------------------------------------------------------------------ parsing
@@ -121,51 +119,6 @@ def test_a_wildcard_matches_exactly_the_names_one_label_longer(suffix, host_labe
 
 
 # ------------------------------------------------------ the loopback servers
-class PolicyHandler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - the http.server interface
-        site = self.server.site
-        site.requests.append((self.headers.get("Host"), self.path))
-        status, ctype, body = site.answer
-        self.send_response(status)
-        if ctype:
-            self.send_header("Content-Type", ctype)
-        if status in (301, 302):
-            self.send_header("Location", "https://elsewhere.example.test/")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-class PolicySite:
-    """An HTTPS server on ADDRESS:443 answering every GET with self.answer."""
-
-    def __init__(self, ctx: ssl.SSLContext) -> None:
-        self.address = (
-            f"127.{random.randint(1, 250)}.{random.randint(1, 250)}.{random.randint(2, 250)}"
-        )
-        self.answer = (200, "text/plain", POLICY.encode())
-        self.requests: list[tuple[str, str]] = []
-        try:
-            self.httpd = http.server.ThreadingHTTPServer(
-                (self.address, mta_sts.MTA_STS_PORT), PolicyHandler
-            )
-        except PermissionError:
-            pytest.skip(
-                "binding port 443 needs root (the policy server listens where RFC 8461 puts it)"
-            )
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.httpd.site = self
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 class TestCA:
     """A CA for the tests: its certificate in a file, and server contexts it signs."""
 
