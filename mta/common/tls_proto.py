@@ -18,11 +18,13 @@ DESCRIPTION
     empty value allows every protocol.
 
     The result is (lowest, highest) as protocol numbers (0x0300 SSLv3
-    ... 0x0304 TLSv1.3). An exclusion in the middle of the allowed
-    protocols leaves a gap that one pair of bounds cannot state; the
-    range is then the highest run without a gap, so an excluded
-    protocol is never allowed. ValueError when a word is unknown or no
-    protocol is left.
+    ... 0x0304 TLSv1.3). Exclusions are read as OpenSSL (and so
+    Postfix) reads them: the range starts at the lowest protocol left
+    enabled and ends below the first disabled one above it, so
+    "!SSLv2, !SSLv3, !TLSv1.1" allows TLSv1 only, and an excluded
+    protocol is never allowed. ValueError when a word is unknown
+    (names are case-sensitive, as in Postfix) or no TLS protocol is
+    left.
 
     cipher_string() turns a cipher grade (export, low, medium, high,
     null) into the OpenSSL cipher list of the matching
@@ -95,22 +97,22 @@ def protocol_range(value: str) -> tuple[int, int]:
             include.add(PROTOCOLS[word])
         else:
             raise ValueError(f"unknown TLS protocol: {word}")
-    allowed = [
-        v
-        for v in PROTOCOLS.values()
-        if lo <= v <= hi and v not in exclude and (not include or v in include)
-    ]
-    if not allowed:
-        raise ValueError(f"no TLS protocol left: {value.strip()}")
-    # the highest run of allowed protocols without an excluded one between
     order = list(PROTOCOLS.values())
-    top = bottom = allowed[-1]
-    for v in reversed(order[: order.index(top)]):
-        if v not in allowed:
-            break
-        bottom = v
-    if top == PROTO_HIGHEST and hi != 0xFFFF and hi > PROTO_HIGHEST:
-        top = hi  # a bound past the newest name: kept for a newer OpenSSL
+    enabled = [v for v in order if v not in exclude and (not include or v in include)]
+    if not enabled:
+        raise ValueError(f"no TLS protocol left: {value.strip()}")
+    # as OpenSSL reads exclusions: one range, from the lowest enabled protocol up
+    # to the first one disabled above it (a gap also disables what lies beyond)
+    at = order.index(enabled[0])
+    while at + 1 < len(order) and order[at + 1] in enabled:
+        at += 1
+    bottom, top = max(enabled[0], lo), order[at]
+    if top == PROTO_HIGHEST and hi != 0xFFFF:
+        top = hi  # may lie past the newest name: kept for a newer OpenSSL
+    else:
+        top = min(top, hi)
+    if top < max(bottom, PROTOCOLS["TLSv1"]):
+        raise ValueError(f"no TLS protocol left: {value.strip()}")
     return bottom, top
 
 

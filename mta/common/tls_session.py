@@ -113,7 +113,8 @@ def _wrap_bio_offering(ctx: ssl.SSLContext, plain_wrap_bio):
 
 
 def context_digest(ctx: ssl.SSLContext) -> str:
-    """A digest of the settings of ctx that decide which peers it accepts."""
+    """A digest of the settings of ctx that decide which peers it accepts, and
+    of the client certificate it presents (smtp/tls_verify.py notes the files)."""
     parts = [
         repr(ctx.verify_mode),
         repr(ctx.check_hostname),
@@ -122,6 +123,7 @@ def context_digest(ctx: ssl.SSLContext) -> str:
         repr(ctx.minimum_version),
         repr(ctx.maximum_version),
         ",".join(c["name"] for c in ctx.get_ciphers()),
+        getattr(ctx, "mta_client_certs", ""),  # the certificate it presents, if any
     ]
     h = hashlib.sha256("\n".join(parts).encode())
     for der in sorted(ctx.get_ca_certs(binary_form=True)):

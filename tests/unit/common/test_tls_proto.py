@@ -51,8 +51,10 @@ def test_postfix_examples(value, want):
     assert protocol_range(value) == (PROTOCOLS[want[0]], PROTOCOLS[want[1]])
 
 
-def test_a_gap_keeps_the_highest_run_so_the_excluded_protocol_stays_off():
-    assert protocol_range(">=TLSv1, !TLSv1.2") == (PROTOCOLS["TLSv1.3"],) * 2
+def test_a_gap_ends_the_range_as_openssl_and_postfix_read_exclusions():
+    # postconf.5: "!SSLv2, !SSLv3, !TLSv1.1" also disables everything above TLSv1.1
+    assert protocol_range("!SSLv2, !SSLv3, !TLSv1.1") == (PROTOCOLS["TLSv1"],) * 2
+    assert protocol_range(">=TLSv1, !TLSv1.2") == (PROTOCOLS["TLSv1"], PROTOCOLS["TLSv1.1"])
 
 
 def test_a_bound_past_the_newest_name_is_kept():
@@ -72,25 +74,30 @@ def test_nothing_left_is_an_error(value):
 
 
 def reference(value: str) -> tuple[int, int] | None:
-    """Every protocol judged on its own; then the top run of allowed ones."""
+    """OpenSSL's reading: the names and exclusions give one run from the lowest
+    enabled protocol up to the first gap; the bounds then cut it; TLS must remain."""
     words = value.replace(",", " ").replace(":", " ").split()
     included = [w for w in words if w in PROTOCOLS]
-    allowed = []
-    for name in NAMES:
-        ok = ("!" + name) not in words and (not included or name in included)
-        for w in words:
-            if w.startswith(">=") and PROTOCOLS[name] < PROTOCOLS[w[2:]]:
-                ok = False
-            if w.startswith("<=") and PROTOCOLS[name] > PROTOCOLS[w[2:]]:
-                ok = False
-        allowed.append(ok)
-    if not any(allowed):
+    enabled = [("!" + n) not in words and (not included or n in included) for n in NAMES]
+    if not any(enabled):
         return None
-    top = max(i for i, ok in enumerate(allowed) if ok)
-    bottom = top
-    while bottom > 0 and allowed[bottom - 1]:
-        bottom -= 1
-    return PROTOCOLS[NAMES[bottom]], PROTOCOLS[NAMES[top]]
+    first = enabled.index(True)
+    last = first
+    while last + 1 < len(NAMES) and enabled[last + 1]:
+        last += 1
+    run = [
+        i
+        for i in range(first, last + 1)
+        if all(
+            not (w.startswith(">=") and PROTOCOLS[NAMES[i]] < PROTOCOLS[w[2:]])
+            and not (w.startswith("<=") and PROTOCOLS[NAMES[i]] > PROTOCOLS[w[2:]])
+            for w in words
+        )
+    ]
+    run = [i for i in run if PROTOCOLS[NAMES[i]] >= PROTOCOLS["TLSv1"]] and run
+    if not run:
+        return None
+    return PROTOCOLS[NAMES[run[0]]], PROTOCOLS[NAMES[run[-1]]]
 
 
 WORDS = st.sampled_from(NAMES).flatmap(lambda n: st.sampled_from([n, "!" + n, ">=" + n, "<=" + n]))

@@ -109,14 +109,16 @@ def test_mandatory_protocols_do_not_apply_at_may(tmp_path, pki):
         ("TLSv1.2 TLSv1.3", (ssl.TLSVersion.TLSv1_2, None)),
         (">=0x0301, <=0305", (ssl.TLSVersion.TLSv1, None)),
         ("<=303", (None, ssl.TLSVersion.TLSv1_2)),
-        ("tlsv1.3", (ssl.TLSVersion.TLSv1_3, None)),
+        ("TLSv1.3", (ssl.TLSVersion.TLSv1_3, None)),
     ],
 )
 def test_protocol_range(value, expected):
     assert protocol_range(value) == expected
 
 
-@pytest.mark.parametrize("value", [">=TLSv1.4", "SSLv3", "!TLSv1 TLSv1", "bogus", ">=0305"])
+@pytest.mark.parametrize(
+    "value", [">=TLSv1.4", "SSLv3", "!TLSv1 TLSv1", "bogus", ">=0305", "tlsv1.3"]
+)
 def test_protocol_range_refuses_what_it_cannot_honour(value):
     with pytest.raises(ValueError):
         protocol_range(value)
