@@ -19,7 +19,7 @@ DESCRIPTION
         smtp_tls_security_level ...) has one of them, and a concurrency
         feedback is a number or N/concurrency;
         the client TLS session caches (smtp_tls_session_cache_database,
-        lmtp_...) are lmdb: tables;
+        lmtp_...) and the MTA-STS policy cache are lmdb: tables;
         the address lists (mynetworks, qmqpd_authorized_clients ...)
         hold only addresses, networks without host bits, host names,
         /files and tables;
@@ -123,8 +123,15 @@ FEEDBACK_SUFFIXES = (
     "_destination_concurrency_positive_feedback",
     "_destination_concurrency_negative_feedback",
 )
-# tables tlsmgr keeps in an LMDB file it writes: lmdb:PATH (hash: and btree: name the same file)
-LMDB_TABLES = frozenset({"smtp_tls_session_cache_database", "lmtp_tls_session_cache_database"})
+# caches kept in an LMDB file the service writes: lmdb:PATH (hash: and btree: name the same
+# file): tlsmgr's TLS sessions, the smtp client's MTA-STS policies
+LMDB_TABLES = frozenset(
+    {
+        "smtp_tls_session_cache_database",
+        "lmtp_tls_session_cache_database",
+        "smtp_tls_mta_sts_cache_database",
+    }
+)
 LMDB_TABLE_TYPES = ("lmdb", "hash", "btree")
 # tables a service or command writes: only their type is checked, never opened
 WRITTEN_TABLES = frozenset({"address_verify_map", "alias_database", "proxy_write_maps"})

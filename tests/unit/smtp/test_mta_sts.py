@@ -289,3 +289,15 @@ def test_the_lmdb_cache_keeps_policies_across_processes(ca, site, dns_zone, tmp_
     second = resolver_for(ca, LmdbStore(path, 1 << 20))
     assert policy_of(second).id == "first"
     assert len(site.requests) == 1
+
+
+def test_mta_check_refuses_a_policy_cache_that_is_not_lmdb(tmp_path):
+    from mta.config import load_config
+    from mta.config.validate import config_problems
+    from tests.support.instance import make_instance
+
+    cfg = load_config(
+        str(make_instance(tmp_path, "smtp_tls_mta_sts_cache_database = texthash:/tmp/x\n"))
+    )
+    found = [str(p) for p in config_problems(cfg) if "smtp_tls_mta_sts_cache_database" in str(p)]
+    assert found and "expected lmdb:PATH" in found[0]
