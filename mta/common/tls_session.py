@@ -114,7 +114,8 @@ def _wrap_bio_offering(ctx: ssl.SSLContext, plain_wrap_bio):
 
 def context_digest(ctx: ssl.SSLContext) -> str:
     """A digest of the settings of ctx that decide which peers it accepts, and
-    of the client certificate it presents (smtp/tls_verify.py notes the files)."""
+    of the client certificate it presents (smtp/tls_verify.py notes the files
+    and the CA directory, which the context itself does not report)."""
     parts = [
         repr(ctx.verify_mode),
         repr(ctx.check_hostname),
@@ -123,7 +124,7 @@ def context_digest(ctx: ssl.SSLContext) -> str:
         repr(ctx.minimum_version),
         repr(ctx.maximum_version),
         ",".join(c["name"] for c in ctx.get_ciphers()),
-        getattr(ctx, "mta_client_certs", ""),  # the certificate it presents, if any
+        getattr(ctx, "mta_identity", ""),  # trust and client certificate (smtp/tls_verify.py)
     ]
     h = hashlib.sha256("\n".join(parts).encode())
     for der in sorted(ctx.get_ca_certs(binary_form=True)):

@@ -121,6 +121,12 @@ def client_context(tls: ClientTls, policy: TlsPolicy) -> ssl.SSLContext:
     ctx = tls.contexts.get(key)
     if ctx is None:
         ctx = tls.contexts[key] = _build(tls, policy, ca_level)
+        # what the context trusts and presents, beyond what it reports itself (a CA
+        # directory is read lazily, a client certificate not shown): the TLS session
+        # cache tells contexts apart by it (common/tls_session.py)
+        ctx.mta_identity = repr(  # type: ignore[attr-defined]
+            (key, tls.ca_file, tls.ca_path, tls.append_default_ca, tls.chain_files, tls.cert_pairs)
+        )
     return ctx
 
 
@@ -213,11 +219,7 @@ def _load_pair(ctx: ssl.SSLContext, param: str, where: str, cert: str, key: str 
 
 def _load_client_certs(ctx: ssl.SSLContext, tls: ClientTls) -> None:
     """smtp_tls_chain_files (key, then its chain, per algorithm), else the
-    cert_file/key_file, eccert_file/eckey_file and dcert_file/dkey_file pairs.
-
-    The context remembers which files it presents (ctx.mta_client_certs): the
-    TLS session cache tells contexts apart by it (common/tls_session.py)."""
-    ctx.mta_client_certs = repr((tls.chain_files, tls.cert_pairs))  # type: ignore[attr-defined]
+    cert_file/key_file, eccert_file/eckey_file and dcert_file/dkey_file pairs."""
     if tls.chain_files:
         param, where = tls.param("tls_chain_files"), " ".join(tls.chain_files)
         blob = b"".join(_read(param, f).rstrip(b"\n") + b"\n" for f in tls.chain_files)

@@ -113,7 +113,7 @@ def send_on_port(tmp_path, server, cf, port):
         ("example.test verfy", 'invalid TLS security level "verfy"'),
         ("example.test verify mtach=hostname", 'invalid attribute "mtach=hostname"'),
         ("example.test verify ciphers=strong", 'invalid TLS cipher grade "strong"'),
-        ("example.test encrypt protocols=>=TLSv1.9", 'unknown TLS protocol "TLSv1.9"'),
+        ("example.test encrypt protocols=>=TLSv1.9", "unknown TLS protocol version: TLSv1.9"),
     ],
 )
 def test_an_entry_it_cannot_use_defers_and_warns(tmp_path, pki, entry, why):
