@@ -123,7 +123,15 @@ class LmdbFile:
                     except OSError:
                         st = None  # keep serving the table we have
                     if st is not None and (st.st_ino, st.st_mtime_ns) != self._ident:
-                        self._open()
+                        try:
+                            self._open()
+                        except _OpenFailed:
+                            if self._current is None:
+                                raise
+                            # the new file cannot be opened yet (a rebuild in flight,
+                            # or LMDB's "already open" guard racing a closing reader):
+                            # keep serving the table we have and look again next time
+                            self._checked = 0.0
         if self._current is None:
             raise _OpenFailed("table is closed")
         return self._current
