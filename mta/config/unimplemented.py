@@ -65,6 +65,24 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtpd_log_access_permit_actions",  # permit actions are not logged
     "smtpd_noop_commands",          # no extra NOOP-like commands
     "smtpd_tls_session_cache_database",  # no server cache: tickets shared through tlsmgr
+    # --- the TLS library: OpenSSL (through Python's ssl) decides these itself
+    "smtpd_tls_always_issue_session_ids",  # OpenSSL's server session ids are always issued
+    "tls_fast_shutdown_enable",     # asyncio never waits on the peer's TLS close at session end
+    "tls_legacy_public_key_fingerprints",  # only the correct fingerprints of Postfix 2.9.6 on
+    "smtpd_tls_dh512_param_file",   # no export ciphers (ignored by Postfix 3.6 on too)
+    "tls_random_source",            # OpenSSL seeds its own PRNG from the system
+    "tls_random_bytes",             # OpenSSL seeds its own PRNG from the system
+    "tls_daemon_random_bytes",      # OpenSSL seeds its own PRNG from the system
+    "tls_random_exchange_name",     # no PRNG exchange file: OpenSSL seeds itself
+    "tls_random_prng_update_period",  # no PRNG exchange file: OpenSSL seeds itself
+    "tls_random_reseed_period",     # OpenSSL reseeds its own PRNG
+    "tls_config_file",              # OpenSSL reads its system openssl.cnf as Python loads it
+    "tls_config_name",              # no per-application OpenSSL configuration section
+    "tls_server_sni_maps",          # no SNI: every client gets the default certificates
+    "smtpd_tls_ccert_verifydepth",  # OpenSSL's default depth (9)
+    "tls_eecdh_auto_curves",        # OpenSSL's own curve list
+    "tls_ssl_options",              # not applied
+    "tls_disable_workarounds",      # OpenSSL's workarounds stay on
     # --- smtp client
     "smtp_always_send_ehlo",        # not consulted (smtp_never_send_ehlo is)
     "smtp_body_checks",             # no outbound content checks
