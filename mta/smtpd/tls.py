@@ -18,7 +18,8 @@ DESCRIPTION
     The server certificates come from smtpd_tls_chain_files, or from
     the RSA, DSA and ECDSA pairs smtpd_tls_cert_file/_key_file,
     smtpd_tls_dcert_file/_dkey_file and smtpd_tls_eccert_file/_eckey_file
-    side by side (smtpd/tls_keys.py).
+    side by side (smtpd/tls_keys.py); tls_server_sni_maps gives other
+    keys to clients that ask for a server name (smtpd/tls_sni.py).
 
     Protocols, cipher grades, curves and DH parameters come from
     smtpd/tls_params.py (mandatory ones at encrypt and in wrapper mode).
@@ -64,6 +65,7 @@ from mta.common.tls_proto import SYNTAX_BY_SUFFIX
 from mta.smtpd.tls_ccert import peer_of, received_lines, setup_client_certs
 from mta.smtpd.tls_keys import load_server_keys
 from mta.smtpd.tls_params import TlsSetupError, configure_context
+from mta.smtpd.tls_sni import setup_sni
 from mta.smtpd.transcript import NOTIFY_POLICY
 
 LEVELS = ("none", "may", "encrypt")
@@ -79,13 +81,19 @@ def tls_wanted(cfg) -> bool:
     return security_level(cfg) in ("may", "encrypt") or cfg.get_bool("smtpd_tls_wrappermode")
 
 
-def server_context(cfg) -> ssl.SSLContext:
-    """The context smtpd's STARTTLS uses; TlsSetupError when it cannot be built."""
+def server_context(cfg, load_keys=load_server_keys) -> ssl.SSLContext:
+    """The context smtpd's STARTTLS uses; TlsSetupError when it cannot be built.
+
+    load_keys(ctx, cfg) puts the keys and certificates in; the default
+    context (smtpd's own keys) also gets the tls_server_sni_maps callback,
+    which builds the contexts of other keys through this function."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     configure_context(ctx, cfg)
-    load_server_keys(ctx, cfg)
+    load_keys(ctx, cfg)
     setup_client_certs(ctx, cfg)
+    if load_keys is load_server_keys:
+        setup_sni(ctx, cfg, lambda load: server_context(cfg, load))
     return ctx
 
 

@@ -1,9 +1,10 @@
 """smtpd.tls_keys - smtpd's server keys and certificates, loaded into a context
 
 SYNOPSIS
-    from mta.smtpd.tls_keys import load_server_keys, load_chain_files
+    from mta.smtpd.tls_keys import load_server_keys, load_chain_files, load_chain_pem
     load_server_keys(ctx, cfg)              # TlsSetupError names parameter and file
     load_chain_files(ctx, param, files)     # one list of PEM chain files
+    load_chain_pem(ctx, param, where, pem)  # the same, from their text
 
 DESCRIPTION
     With smtpd_tls_chain_files set, each of its files holds PEM keys
@@ -75,7 +76,11 @@ def _load(ctx: ssl.SSLContext, param: str, path: str, cert: str, key: str | None
 def load_chain_files(ctx: ssl.SSLContext, param: str, files: list[str]) -> None:
     """Load every key and its chain from files (smtpd_tls_chain_files syntax) into ctx."""
     blob = b"".join(_read(param, f).rstrip(b"\n") + b"\n" for f in files)
-    where = " ".join(files)
+    load_chain_pem(ctx, param, " ".join(files), blob)
+
+
+def load_chain_pem(ctx: ssl.SSLContext, param: str, where: str, blob: bytes) -> None:
+    """Load every key and the certificates after it from the PEM text blob into ctx."""
     starts = [m.start() for m in _KEY_RE.finditer(blob)]
     if not starts:
         raise TlsSetupError(param, where, "no private key found")
