@@ -668,7 +668,7 @@ PARAMS: dict[str, Param] = _table([
     ("smtpd_tls_eckey_file", "str", "$smtpd_tls_eccert_file", "ECDSA private key of smtpd"),
     ("tls_server_sni_maps", "maps", "", "key and certificate chain files by TLS SNI name"),
     ("smtpd_tls_ccert_verifydepth", "int", "9", "verification depth of client certificates",
-     {"min": 0}),
+     {"min": 1}),
     ("smtpd_tls_always_issue_session_ids", "bool", "yes",
      "issue TLS session ids even without a session cache"),
     ("tls_eecdh_auto_curves", "list", "X25519 X448 prime256v1 secp521r1 secp384r1",

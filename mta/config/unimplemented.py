@@ -78,10 +78,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "tls_random_reseed_period",     # OpenSSL reseeds its own PRNG
     "tls_config_file",              # OpenSSL reads its system openssl.cnf as Python loads it
     "tls_config_name",              # no per-application OpenSSL configuration section
-    "smtpd_tls_ccert_verifydepth",  # OpenSSL's default depth (9)
-    "tls_eecdh_auto_curves",        # OpenSSL's own curve list
-    "tls_ssl_options",              # not applied
-    "tls_disable_workarounds",      # OpenSSL's workarounds stay on
     # --- smtp client
     "smtp_always_send_ehlo",        # not consulted (smtp_never_send_ehlo is)
     "smtp_body_checks",             # no outbound content checks

@@ -22,7 +22,8 @@ DESCRIPTION
     keys to clients that ask for a server name (smtpd/tls_sni.py).
 
     Protocols, cipher grades, curves and DH parameters come from
-    smtpd/tls_params.py (mandatory ones at encrypt and in wrapper mode).
+    smtpd/tls_params.py (mandatory ones at encrypt and in wrapper mode),
+    OpenSSL options and the curves of grade auto from smtpd/tls_library.py.
 
     A context that cannot be built (no certificate, an unreadable file,
     a key that does not match its certificate) raises TlsSetupError
@@ -64,6 +65,7 @@ from mta import log
 from mta.common.tls_proto import SYNTAX_BY_SUFFIX
 from mta.smtpd.tls_ccert import peer_of, received_lines, setup_client_certs
 from mta.smtpd.tls_keys import load_server_keys
+from mta.smtpd.tls_library import configure_library
 from mta.smtpd.tls_params import TlsSetupError, configure_context
 from mta.smtpd.tls_sni import setup_sni
 from mta.smtpd.transcript import NOTIFY_POLICY
@@ -90,6 +92,7 @@ def server_context(cfg, load_keys=load_server_keys) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     configure_context(ctx, cfg)
+    configure_library(ctx, cfg)
     load_keys(ctx, cfg)
     setup_client_certs(ctx, cfg)
     if load_keys is load_server_keys:
