@@ -119,7 +119,7 @@ AS_IF: dict[str, str] = {
 }
 
 # values that demand what mta cannot do: refused rather than served with less security
-# ("*": any value other than the default)
+# ("*": any value other than the default, "/": any absolute path)
 REFUSED: dict[str, tuple[str, ...]] = {
     # content inspection the operator relies on: mail would pass unscanned
     # (a FILTER action from a table holds the message instead: qmgr/redirect.py)
@@ -128,4 +128,8 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "smtpd_milters": ("*",),
     "non_smtpd_milters": ("*",),
     "message_reject_characters": ("*",),
+    # OpenSSL settings (MinProtocol, CipherString ...) mta would not apply; "none" only
+    # skips the system baseline, which mta keeps: a warning
+    "tls_config_file": ("/",),
+    "tls_config_name": ("*",),
 }

@@ -360,7 +360,11 @@ def unimplemented_setting(cfg, name: str) -> Problem | None:
         return None
     path, line = _where(cfg, name)
     refused = REFUSED.get(name, ())
-    if "*" in refused or value.strip().lower() in refused:
+    if (
+        "*" in refused
+        or value.strip().lower() in refused
+        or ("/" in refused and value.strip().startswith("/"))
+    ):
         return Problem(
             f"{name} = {value.strip()} is not implemented, and mta would give less "
             "security than it asks for; refused",

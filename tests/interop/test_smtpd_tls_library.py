@@ -161,3 +161,12 @@ def test_a_verifydepth_below_one_is_a_check_error(start, certs):
     smtpd = start(tls_main_cf(*certs, smtpd_tls_ccert_verifydepth="0"))
     (found,) = [p for p in config_problems(Config(str(smtpd.cdir))) if "verifydepth" in str(p)]
     assert found.fatal and "below the minimum 1" in str(found)
+
+
+@pytest.mark.parametrize(
+    "param, value", [("tls_config_file", "/etc/ssl/mta.cnf"), ("tls_config_name", "postfix")]
+)
+def test_openssl_settings_mta_would_not_apply_are_refused(start, certs, param, value):
+    smtpd = start(tls_main_cf(*certs, **{param: value}))
+    problems = [p for p in config_problems(Config(str(smtpd.cdir))) if param in str(p)]
+    assert len(problems) == 1 and problems[0].fatal and "refused" in str(problems[0])
