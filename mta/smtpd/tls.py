@@ -63,6 +63,7 @@ import ssl
 
 from mta import log
 from mta.common.tls_proto import SYNTAX_BY_SUFFIX
+from mta.config.errors import ConfigError
 from mta.smtpd.tls_ccert import peer_of, received_lines, setup_client_certs
 from mta.smtpd.tls_keys import load_server_keys
 from mta.smtpd.tls_library import configure_library
@@ -114,7 +115,12 @@ def load_server_context(cfg) -> ssl.SSLContext | TlsSetupError | None:
 
 
 def _bad_value(cfg, param: str) -> bool:
-    """Is param's value one that config.validate refuses on its own (tls_proto syntax)?"""
+    """Is param's value one that config.validate refuses on its own (tls_proto syntax,
+    or not of the parameter's kind)?"""
+    try:
+        cfg.get_typed(param)
+    except ConfigError:
+        return True
     for suffix, check in SYNTAX_BY_SUFFIX.items():
         if param.endswith(suffix):
             try:

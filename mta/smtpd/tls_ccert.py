@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 from mta import log
 from mta.common.tls_cert import CertError, cert_fingerprint, issuer_cn, pkey_fingerprint, subject_cn
+from mta.config.errors import ConfigError
 from mta.smtpd.tls_params import TlsSetupError, asks_for_certificate
 
 _SSL_VERIFY_PEER = 0x01
@@ -145,7 +146,10 @@ def setup_client_certs(ctx: ssl.SSLContext, cfg) -> None:
     if not asks_for_certificate(cfg):
         return
     ctx.verify_mode = ssl.CERT_OPTIONAL
-    depth = cfg.get_int("smtpd_tls_ccert_verifydepth")
+    try:
+        depth = cfg.get_int("smtpd_tls_ccert_verifydepth")
+    except ConfigError as exc:  # mta check reports the value; here: no TLS rather than a crash
+        raise TlsSetupError("smtpd_tls_ccert_verifydepth", "", exc.message) from None
     ptr = _ctx_pointer(ctx)
     if ptr is None:
         log.warning(

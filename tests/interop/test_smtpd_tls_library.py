@@ -170,3 +170,13 @@ def test_openssl_settings_mta_would_not_apply_are_refused(start, certs, param, v
     smtpd = start(tls_main_cf(*certs, **{param: value}))
     problems = [p for p in config_problems(Config(str(smtpd.cdir))) if param in str(p)]
     assert len(problems) == 1 and problems[0].fatal and "refused" in str(problems[0])
+
+
+def test_a_verifydepth_that_is_no_number_is_a_check_error_and_gets_454(start, certs):
+    params = {"smtpd_tls_ask_ccert": "yes", "smtpd_tls_ccert_verifydepth": "deep"}
+    smtpd = start(tls_main_cf(*certs, **params))
+    (found,) = [p for p in config_problems(Config(str(smtpd.cdir))) if "verifydepth" in str(p)]
+    assert found.fatal and str(smtpd.cdir / "main.cf") in str(found)
+    with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
+        s.ehlo("client.example")
+        assert s.docmd("STARTTLS")[0] == 454

@@ -9,7 +9,15 @@ import pytest
 from mta.config import Config
 from mta.config.validate import config_problems
 from tests.support.instance import make_instance
-from tests.support.tls import SmtpdStarter, client_context, der_of, self_signed, tls_main_cf
+from tests.support.tls import (
+    SmtpdStarter,
+    client_context,
+    der_of,
+    issue,
+    make_ca,
+    self_signed,
+    tls_main_cf,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -121,3 +129,22 @@ def test_an_invalid_name_gets_the_default(start, certs, tmp_path):
     smtpd = start(sni_main_cf(certs, texthash(tmp_path, certs)))
     assert served(smtpd.port, "under_score.example") == der_of(certs["mx.test.example"][0])
     assert "is not a valid host name" in smtpd.maillog.read_text()
+
+
+def test_the_sni_context_asks_for_client_certificates_as_the_default_does(start, certs, tmp_path):
+    ca = make_ca(tmp_path)
+    client = issue(tmp_path, ca, "client.example")
+    main_cf = sni_main_cf(certs, texthash(tmp_path, certs))
+    smtpd = start(main_cf + f"smtpd_tls_ask_ccert = yes\nsmtpd_tls_CAfile = {ca[0]}\n")
+    ctx = client_context()
+    ctx.load_cert_chain(*client)
+    with smtplib.SMTP("127.0.0.1", smtpd.port, timeout=10) as s:
+        s.ehlo("client.example")
+        assert s.docmd("STARTTLS")[0] == 220
+        tls = ctx.wrap_socket(s.sock, server_hostname="a.example")
+        assert tls.getpeercert(binary_form=True) == der_of(certs["a.example"][0])
+        tls.sendall(b"EHLO client.example\r\n")
+        assert tls.recv(4096).startswith(b"250")
+        tls.close()
+    log = smtpd.maillog.read_text()
+    assert "Trusted TLS connection established from localhost[127.0.0.1]" in log
