@@ -68,7 +68,7 @@ from mta.smtpd.tls_ccert import peer_of, received_lines, setup_client_certs
 from mta.smtpd.tls_keys import load_server_keys
 from mta.smtpd.tls_library import configure_library
 from mta.smtpd.tls_params import TlsSetupError, configure_context
-from mta.smtpd.tls_sni import setup_sni
+from mta.smtpd.tls_sni import setup_sni, sni_problems
 from mta.smtpd.transcript import NOTIFY_POLICY
 
 LEVELS = ("none", "may", "encrypt")
@@ -135,12 +135,12 @@ def setup_problems(cfg) -> list[tuple[str, str]]:
     if not tls_wanted(cfg):
         return []  # none; an unknown level is a value problem of its own
     try:
-        server_context(cfg)
+        ctx = server_context(cfg)
     except TlsSetupError as exc:
         if _bad_value(cfg, exc.param):
             return []  # config.validate reports the value itself, fatal
         return [(exc.param, f"TLS not available: {exc}")]
-    return []
+    return sni_problems(ctx)
 
 
 def _feed(protocol, data: bytes) -> None:

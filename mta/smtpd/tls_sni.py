@@ -1,8 +1,9 @@
 """smtpd.tls_sni - tls_server_sni_maps: the certificate a client names with TLS SNI
 
 SYNOPSIS
-    from mta.smtpd.tls_sni import setup_sni
+    from mta.smtpd.tls_sni import setup_sni, sni_problems
     setup_sni(ctx, cfg, build)    # build(load_keys) -> a server context like ctx
+    sni_problems(ctx)             # [(param, message)] for mta check
 
 DESCRIPTION
     With tls_server_sni_maps set, the server name a client sends in the
@@ -19,7 +20,10 @@ DESCRIPTION
     The handshake then continues with a context built exactly as the
     default one (protocols, ciphers, client certificates), holding the
     keys of that value; contexts are kept per value. Session tickets
-    stay those of the default context.
+    stay those of the default context. The entries of tables that can
+    be listed (lmdb, texthash, inline) are loaded when smtpd starts,
+    before it gives up root, and mta check names the entries whose keys
+    do not load; those of other tables at the first lookup.
 
     No SNI, a name that is not a valid host name, or a name the tables
     do not know: the default certificates. A table that fails, or a
@@ -29,9 +33,9 @@ DESCRIPTION
 SECURITY
     The server name comes from an untrusted client: only a valid
     host name is looked up. Values hold private keys; the files a value
-    names are read by smtpd when the name is first asked for, so they
-    must be readable by the user smtpd runs as (a -F table holds the
-    keys themselves). A PEM group goes through a private temporary
+    of a table that cannot be listed names are read when the name is
+    first asked for, so they must be readable by the user smtpd runs
+    as (a -F table holds the keys themselves). A PEM group goes through a private temporary
     file (mode 0600) removed at once.
 """
 
@@ -83,11 +87,32 @@ class SniChooser:
         self.maps = Maps.from_param(cfg, PARAM)
         self.build = build
         self.contexts: dict[str, ssl.SSLContext] = {}
+        self.failed: dict[str, TlsSetupError] = {}  # value -> why its keys did not load
+        self.problems: list[tuple[str, TlsSetupError]] = []  # (key, why) found by preload()
+        self.preload()
+
+    def preload(self) -> None:
+        """Load the keys of every entry of the tables that can list them, now, while smtpd
+        may still read root's files (tables that cannot: at the first lookup)."""
+        for table in self.maps:
+            try:
+                entries = list(table.items())
+            except (MapError, OSError):
+                continue
+            for key, value in entries:
+                if len(self.contexts) >= SNI_CONTEXT_LIMIT:
+                    return
+                try:
+                    self._context(key, value)
+                except TlsSetupError as exc:
+                    self.problems.append((key, exc))
 
     def _context(self, name: str, value: str) -> ssl.SSLContext:
         ctx = self.contexts.get(value)
         if ctx is not None:
             return ctx
+        if value in self.failed:
+            raise self.failed[value]
         pem = _pem_of(value)
         where = f"value for {name}"
 
@@ -97,10 +122,14 @@ class SniChooser:
             else:
                 load_chain_files(new, PARAM, value.replace(",", " ").split())
 
-        ctx = self.build(load)
-        if len(self.contexts) >= SNI_CONTEXT_LIMIT:
-            self.contexts.clear()
-        self.contexts[value] = ctx
+        try:
+            ctx = self.build(load)
+        except TlsSetupError as exc:
+            if len(self.failed) < SNI_CONTEXT_LIMIT:
+                self.failed[value] = exc
+            raise
+        if len(self.contexts) < SNI_CONTEXT_LIMIT:
+            self.contexts[value] = ctx
         return ctx
 
     def choose(self, name: str) -> ssl.SSLContext | None:
@@ -130,6 +159,14 @@ class SniChooser:
         if ctx is not None:
             ssl_object.context = ctx
         return None
+
+
+def sni_problems(ctx: ssl.SSLContext) -> list[tuple[str, str]]:
+    """What mta check says about the entries of tls_server_sni_maps: [(param, message)]."""
+    chooser = ctx.sni_callback
+    if not isinstance(chooser, SniChooser):
+        return []
+    return [(PARAM, f"TLS SNI {key}: {exc}: default certificates") for key, exc in chooser.problems]
 
 
 def setup_sni(ctx: ssl.SSLContext, cfg, build: Callable[[Callable], ssl.SSLContext]) -> None:

@@ -113,6 +113,9 @@ def test_a_value_that_cannot_be_loaded_gets_the_default_and_a_warning(start, cer
     log = smtpd.maillog.read_text()
     assert "warning: TLS SNI bad.example: tls_server_sni_maps: " in log
     assert "missing.pem: No such file" in log
+    (found,) = [p for p in config_problems(Config(str(smtpd.cdir))) if "SNI" in str(p)]
+    assert "parameter tls_server_sni_maps: TLS SNI bad.example: " in str(found)
+    assert "missing.pem: No such file" in str(found) and not found.fatal
 
 
 def test_a_table_that_does_not_open_is_named_by_check_and_gets_the_default(start, certs, tmp_path):
@@ -148,3 +151,13 @@ def test_the_sni_context_asks_for_client_certificates_as_the_default_does(start,
         tls.close()
     log = smtpd.maillog.read_text()
     assert "Trusted TLS connection established from localhost[127.0.0.1]" in log
+
+
+def test_the_keys_of_a_listable_table_are_loaded_when_smtpd_starts(start, certs, tmp_path):
+    chain = tmp_path / "a.pem"
+    chain.write_bytes(open(certs["a.example"][2], "rb").read())
+    src = tmp_path / "sni"
+    src.write_text(f"a.example {chain}\n")
+    smtpd = start(sni_main_cf(certs, f"texthash:{src}"))
+    chain.unlink()  # as a root-only file is out of reach once smtpd has given up root
+    assert served(smtpd.port, "a.example") == der_of(certs["a.example"][0])
