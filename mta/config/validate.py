@@ -413,7 +413,7 @@ def config_problems(
             if n not in s.overrides and _uses(e.value, s.overrides)
         ]
         out.extend(_check_view(view, names, open_tables, seen))
-        if any(n.startswith("smtpd_tls_") for n in s.overrides):
+        if any(n.startswith(("smtpd_tls_", "tls_")) for n in s.overrides):
             out.extend(_tls_problems(view, seen))
         if any(n.startswith(("smtp_tls_", "lmtp_tls_", "tls_")) for n in s.overrides):
             out.extend(_client_tls_problems(view, seen))

@@ -161,3 +161,11 @@ def test_the_keys_of_a_listable_table_are_loaded_when_smtpd_starts(start, certs,
     smtpd = start(sni_main_cf(certs, f"texthash:{src}"))
     chain.unlink()  # as a root-only file is out of reach once smtpd has given up root
     assert served(smtpd.port, "a.example") == der_of(certs["a.example"][0])
+
+
+def test_check_names_a_bad_entry_of_an_sni_table_set_in_master_cf(certs, tmp_path):
+    table = texthash(tmp_path, certs, **{"bad.example": str(tmp_path / "missing.pem")})
+    master_cf = f"2525 inet n - n - - smtpd\n  -o tls_server_sni_maps={table}\n"
+    cdir = make_instance(tmp_path, tls_main_cf(*certs["mx.test.example"][:2]), master_cf)
+    (found,) = [p for p in config_problems(Config(str(cdir))) if "SNI" in str(p)]
+    assert "TLS SNI bad.example: " in str(found) and "missing.pem" in str(found)
