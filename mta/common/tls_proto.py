@@ -50,6 +50,8 @@ import re
 import ssl
 import warnings
 
+from mta.common.tls_options import disabled_workarounds, ssl_options
+
 # protocol names in the order of their numbers
 PROTOCOLS: dict[str, int] = {
     "SSLv2": 0x0002,
@@ -161,4 +163,6 @@ SYNTAX_BY_SUFFIX = {
     "_tls_mandatory_ciphers": check_grade,
     "_tls_exclude_ciphers": check_exclusions,
     "_tls_mandatory_exclude_ciphers": check_exclusions,
+    "tls_ssl_options": ssl_options,
+    "tls_disable_workarounds": disabled_workarounds,
 }

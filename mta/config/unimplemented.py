@@ -65,6 +65,19 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtpd_log_access_permit_actions",  # permit actions are not logged
     "smtpd_noop_commands",          # no extra NOOP-like commands
     "smtpd_tls_session_cache_database",  # no server cache: tickets shared through tlsmgr
+    # --- the TLS library: OpenSSL (through Python's ssl) decides these itself
+    "smtpd_tls_always_issue_session_ids",  # OpenSSL's server session ids are always issued
+    "tls_fast_shutdown_enable",     # asyncio never waits on the peer's TLS close at session end
+    "tls_legacy_public_key_fingerprints",  # only the correct fingerprints of Postfix 2.9.6 on
+    "smtpd_tls_dh512_param_file",   # no export ciphers (ignored by Postfix 3.6 on too)
+    "tls_random_source",            # OpenSSL seeds its own PRNG from the system
+    "tls_random_bytes",             # OpenSSL seeds its own PRNG from the system
+    "tls_daemon_random_bytes",      # OpenSSL seeds its own PRNG from the system
+    "tls_random_exchange_name",     # no PRNG exchange file: OpenSSL seeds itself
+    "tls_random_prng_update_period",  # no PRNG exchange file: OpenSSL seeds itself
+    "tls_random_reseed_period",     # OpenSSL reseeds its own PRNG
+    "tls_config_file",              # OpenSSL reads its system openssl.cnf as Python loads it
+    "tls_config_name",              # no per-application OpenSSL configuration section
     # --- smtp client
     "smtp_always_send_ehlo",        # not consulted (smtp_never_send_ehlo is)
     "smtp_body_checks",             # no outbound content checks
@@ -106,7 +119,7 @@ AS_IF: dict[str, str] = {
 }
 
 # values that demand what mta cannot do: refused rather than served with less security
-# ("*": any value other than the default)
+# ("*": any value other than the default, "/": any absolute path)
 REFUSED: dict[str, tuple[str, ...]] = {
     # content inspection the operator relies on: mail would pass unscanned
     # (a FILTER action from a table holds the message instead: qmgr/redirect.py)
@@ -115,4 +128,8 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "smtpd_milters": ("*",),
     "non_smtpd_milters": ("*",),
     "message_reject_characters": ("*",),
+    # OpenSSL settings (MinProtocol, CipherString ...) mta would not apply; "none" only
+    # skips the system baseline, which mta keeps: a warning
+    "tls_config_file": ("/",),
+    "tls_config_name": ("*",),
 }

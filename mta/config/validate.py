@@ -367,7 +367,11 @@ def unimplemented_setting(cfg, name: str) -> Problem | None:
         return None
     path, line = _where(cfg, name)
     refused = REFUSED.get(name, ())
-    if "*" in refused or value.strip().lower() in refused:
+    if (
+        "*" in refused
+        or value.strip().lower() in refused
+        or ("/" in refused and value.strip().startswith("/"))
+    ):
         return Problem(
             f"{name} = {value.strip()} is not implemented, and mta would give less "
             "security than it asks for; refused",
@@ -416,7 +420,7 @@ def config_problems(
             if n not in s.overrides and _uses(e.value, s.overrides)
         ]
         out.extend(_check_view(view, names, open_tables, seen))
-        if any(n.startswith("smtpd_tls_") for n in s.overrides):
+        if any(n.startswith(("smtpd_tls_", "tls_")) for n in s.overrides):
             out.extend(_tls_problems(view, seen))
         if any(n.startswith(("smtp_tls_", "lmtp_tls_", "tls_")) for n in s.overrides):
             out.extend(_client_tls_problems(view, seen))

@@ -15,14 +15,15 @@ DESCRIPTION
     ("may"), demands it before mail ("encrypt"), or does neither
     ("none", or empty).
 
-    The server certificates come from smtpd_tls_chain_files when it is
-    set: each file holds PEM keys and certificates, every private key
-    followed by its certificate chain (the key may also be alone in one
-    file and its chain in the next). Otherwise from smtpd_tls_cert_file
-    with its key in smtpd_tls_key_file (by default the same file).
+    The server certificates come from smtpd_tls_chain_files, or from
+    the RSA, DSA and ECDSA pairs smtpd_tls_cert_file/_key_file,
+    smtpd_tls_dcert_file/_dkey_file and smtpd_tls_eccert_file/_eckey_file
+    side by side (smtpd/tls_keys.py); tls_server_sni_maps gives other
+    keys to clients that ask for a server name (smtpd/tls_sni.py).
 
     Protocols, cipher grades, curves and DH parameters come from
-    smtpd/tls_params.py (mandatory ones at encrypt and in wrapper mode).
+    smtpd/tls_params.py (mandatory ones at encrypt and in wrapper mode),
+    OpenSSL options and the curves of grade auto from smtpd/tls_library.py.
 
     A context that cannot be built (no certificate, an unreadable file,
     a key that does not match its certificate) raises TlsSetupError
@@ -58,19 +59,19 @@ SECURITY
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import ssl
-import tempfile
 
 from mta import log
 from mta.common.tls_proto import SYNTAX_BY_SUFFIX
+from mta.config.errors import ConfigError
 from mta.smtpd.tls_ccert import peer_of, received_lines, setup_client_certs
+from mta.smtpd.tls_keys import load_server_keys
+from mta.smtpd.tls_library import configure_library
 from mta.smtpd.tls_params import TlsSetupError, configure_context
+from mta.smtpd.tls_sni import setup_sni, sni_problems
 from mta.smtpd.transcript import NOTIFY_POLICY
 
 LEVELS = ("none", "may", "encrypt")
-_KEY_RE = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
 def security_level(cfg) -> str:
@@ -83,62 +84,20 @@ def tls_wanted(cfg) -> bool:
     return security_level(cfg) in ("may", "encrypt") or cfg.get_bool("smtpd_tls_wrappermode")
 
 
-def _read(param: str, path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise TlsSetupError(param, path, exc.strerror or str(exc)) from None
+def server_context(cfg, load_keys=load_server_keys) -> ssl.SSLContext:
+    """The context smtpd's STARTTLS uses; TlsSetupError when it cannot be built.
 
-
-def _load(ctx: ssl.SSLContext, param: str, path: str, cert: str, key: str | None) -> None:
-    try:
-        ctx.load_cert_chain(cert, key)
-    except ssl.SSLError as exc:
-        reason = exc.reason or str(exc)
-        if "KEY_VALUES_MISMATCH" in reason.upper():
-            reason = "private key does not match the certificate"
-        raise TlsSetupError(param, path, f"cannot load the key and certificate: {reason}") from None
-    except OSError as exc:
-        raise TlsSetupError(param, path, exc.strerror or str(exc)) from None
-
-
-def _load_chain_files(ctx: ssl.SSLContext, files: list[str]) -> None:
-    param = "smtpd_tls_chain_files"
-    blob = b"".join(_read(param, f).rstrip(b"\n") + b"\n" for f in files)
-    starts = [m.start() for m in _KEY_RE.finditer(blob)]
-    if not starts:
-        raise TlsSetupError(param, " ".join(files), "no private key found")
-    where = " ".join(files)
-    for i, start in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else len(blob)
-        group = blob[start:end]
-        fd, tmp = tempfile.mkstemp(prefix="smtpd-tls-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(group)
-            _load(ctx, param, where, tmp, None)
-        finally:
-            os.unlink(tmp)
-
-
-def server_context(cfg) -> ssl.SSLContext:
-    """The context smtpd's STARTTLS uses; TlsSetupError when it cannot be built."""
+    load_keys(ctx, cfg) puts the keys and certificates in; the default
+    context (smtpd's own keys) also gets the tls_server_sni_maps callback,
+    which builds the contexts of other keys through this function."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     configure_context(ctx, cfg)
-    chain = cfg.get_list("smtpd_tls_chain_files")
-    if chain:
-        _load_chain_files(ctx, chain)
-    else:
-        cert = cfg.get("smtpd_tls_cert_file").strip()
-        key = cfg.get("smtpd_tls_key_file").strip() or cert
-        if not cert:
-            raise TlsSetupError("smtpd_tls_cert_file", "", "no server certificate configured")
-        _read("smtpd_tls_cert_file", cert)
-        _read("smtpd_tls_key_file", key)
-        _load(ctx, "smtpd_tls_key_file" if key != cert else "smtpd_tls_cert_file", key, cert, key)
+    configure_library(ctx, cfg)
+    load_keys(ctx, cfg)
     setup_client_certs(ctx, cfg)
+    if load_keys is load_server_keys:
+        setup_sni(ctx, cfg, lambda load: server_context(cfg, load))
     return ctx
 
 
@@ -156,7 +115,12 @@ def load_server_context(cfg) -> ssl.SSLContext | TlsSetupError | None:
 
 
 def _bad_value(cfg, param: str) -> bool:
-    """Is param's value one that config.validate refuses on its own (tls_proto syntax)?"""
+    """Is param's value one that config.validate refuses on its own (tls_proto syntax,
+    or not of the parameter's kind)?"""
+    try:
+        cfg.get_typed(param)
+    except ConfigError:
+        return True
     for suffix, check in SYNTAX_BY_SUFFIX.items():
         if param.endswith(suffix):
             try:
@@ -171,12 +135,12 @@ def setup_problems(cfg) -> list[tuple[str, str]]:
     if not tls_wanted(cfg):
         return []  # none; an unknown level is a value problem of its own
     try:
-        server_context(cfg)
+        ctx = server_context(cfg)
     except TlsSetupError as exc:
         if _bad_value(cfg, exc.param):
             return []  # config.validate reports the value itself, fatal
         return [(exc.param, f"TLS not available: {exc}")]
-    return []
+    return sni_problems(ctx)
 
 
 def _feed(protocol, data: bytes) -> None:

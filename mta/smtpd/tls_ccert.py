@@ -15,10 +15,14 @@ DESCRIPTION
     Postfix, a certificate that does not verify still completes the
     handshake, as "Untrusted": fingerprint restrictions
     (permit_tls_clientcerts) work with self-signed certificates.
+    smtpd_tls_ccert_verifydepth bounds the chain: 1 lets a certificate
+    that an authority in the CAfile signed verify, a longer chain is
+    then Untrusted.
+
     Python's ssl module cannot say "verify, but do not fail", so the
-    OpenSSL verify callback is set through ctypes on the context's
-    SSL_CTX (checked against what Python reports before it is
-    touched); where that is not possible a certificate that does not
+    OpenSSL verify callback (and the depth) is set through ctypes on
+    the context's SSL_CTX (checked against what Python reports before
+    it is touched); where that is not possible a certificate that does not
     verify fails the handshake, which is stricter, never weaker.
 
     TlsPeer holds the protocol, the cipher, and the client certificate:
@@ -40,6 +44,7 @@ from dataclasses import dataclass
 
 from mta import log
 from mta.common.tls_cert import CertError, cert_fingerprint, issuer_cn, pkey_fingerprint, subject_cn
+from mta.config.errors import ConfigError
 from mta.smtpd.tls_params import TlsSetupError, asks_for_certificate
 
 _SSL_VERIFY_PEER = 0x01
@@ -66,6 +71,12 @@ def _libssl():
     lib.SSL_get_SSL_CTX.restype = ctypes.c_void_p
     lib.SSL_get_verify_result.argtypes = [ctypes.c_void_p]
     lib.SSL_get_verify_result.restype = ctypes.c_long
+    lib.SSL_CTX_set_verify_depth.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.SSL_CTX_set_verify_depth.restype = None
+    lib.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
+    lib.SSL_CTX_ctrl.restype = ctypes.c_long
+    lib.ERR_clear_error.argtypes = []
+    lib.ERR_clear_error.restype = None
     return lib
 
 
@@ -103,6 +114,12 @@ def _ctx_pointer(ctx: ssl.SSLContext) -> int | None:
     return ptr
 
 
+def libssl_context(ctx: ssl.SSLContext):
+    """(libssl, SSL_CTX* of ctx) for the few calls Python's ssl lacks, or None."""
+    ptr = _ctx_pointer(ctx)
+    return None if ptr is None else (_ssl_lib(), ptr)
+
+
 def setup_client_certs(ctx: ssl.SSLContext, cfg) -> None:
     """Trusted authorities, and the certificate request when asked; TlsSetupError on a bad file."""
     cafile = cfg.get("smtpd_tls_CAfile").strip()
@@ -129,13 +146,22 @@ def setup_client_certs(ctx: ssl.SSLContext, cfg) -> None:
     if not asks_for_certificate(cfg):
         return
     ctx.verify_mode = ssl.CERT_OPTIONAL
+    try:
+        depth = cfg.get_int("smtpd_tls_ccert_verifydepth")
+    except ConfigError as exc:  # mta check reports the value; here: no TLS rather than a crash
+        raise TlsSetupError("smtpd_tls_ccert_verifydepth", "", exc.message) from None
     ptr = _ctx_pointer(ctx)
     if ptr is None:
         log.warning(
             "cannot accept client certificates that do not verify; "
-            "such a client's TLS handshake fails"
+            "such a client's TLS handshake fails; smtpd_tls_ccert_verifydepth = %d "
+            "is not enforced",
+            depth,
         )
         return
+    # OpenSSL's depth counts the CAs between the certificate and the trust anchor;
+    # Postfix's counts the anchor too (1: signed by an authority of the CAfile)
+    _ssl_lib().SSL_CTX_set_verify_depth(ptr, max(depth - 1, 0))
     _ssl_lib().SSL_CTX_set_verify(ptr, _SSL_VERIFY_PEER, ctypes.cast(_accept_any, ctypes.c_void_p))
     _verify_any[ctx] = ptr
 

@@ -19,7 +19,7 @@ DESCRIPTION
     ciphers are left out, as Postfix does.
 
     tls_preempt_cipherlist makes the server's order win.
-    smtpd_tls_eecdh_grade: auto leaves OpenSSL's own curve list, strong
+    smtpd_tls_eecdh_grade: auto uses tls_eecdh_auto_curves (smtpd/tls_library.py), strong
     and ultra use the one curve in tls_eecdh_strong_curve or
     tls_eecdh_ultra_curve, none drops the ECDHE key exchange of TLS 1.2
     and older. smtpd_tls_dh1024_param_file names PEM DH parameters for

@@ -21,6 +21,26 @@ def self_signed(directory: Path, name: str) -> tuple[str, str]:
     return str(cert), str(key)
 
 
+def self_signed_key(directory: Path, name: str, alg: str) -> tuple[str, str]:
+    """A self-signed certificate for CN=name with an "ec" (P-256) or "dsa" key: (cert, key)."""
+    cert, key = directory / f"{name}.{alg}.crt", directory / f"{name}.{alg}.key"
+    if alg == "ec":
+        opts = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+    else:
+        params = directory / f"{name}.dsaparam"
+        openssl("genpkey", "-genparam", "-algorithm", "DSA", "-pkeyopt", "dsa_paramgen_bits:2048",
+                "-out", str(params))  # fmt: skip
+        opts = ["-newkey", f"dsa:{params}"]
+    openssl("req", "-x509", *opts, "-nodes", "-days", "2", "-subj", f"/CN={name}",
+            "-keyout", str(key), "-out", str(cert))  # fmt: skip
+    return str(cert), str(key)
+
+
+def der_of(cert: str) -> bytes:
+    """The DER of the PEM certificate file cert."""
+    return ssl.PEM_cert_to_DER_cert(Path(cert).read_text())
+
+
 def make_ca(directory: Path, name: str = "Test CA") -> tuple[str, str]:
     """A certificate authority: (cert path, key path)."""
     cert, key = directory / "ca.crt", directory / "ca.key"
