@@ -517,9 +517,9 @@ class Session:
         return f"host {self.hostaddr} said: {reply.text} (in reply to {command} command)"
 
     # ------------------------------------------------------------- greeting
-    async def greet(self, allow_tls: bool = True, dest: str = "") -> None:
+    async def greet(self, allow_tls: bool = True, dest: str = "", sender: str = "") -> None:
         """Greeting, EHLO, STARTTLS and EHLO again, then AUTH; dest names the next hop
-        for the SASL password lookup."""
+        (and sender the envelope sender) for the SASL password lookup."""
         st = self.st
         self.dest = dest
         reply = await self.read_reply(st.helo_timeout, STAGE_GREETING)
@@ -553,7 +553,7 @@ class Session:
             sessions, ctx, key = self.tls_resume
             await sessions.remember(ctx, key, self.writer.get_extra_info("ssl_object"))
         if st.sasl.enabled:
-            await login(self, st.sasl, dest)
+            await login(self, st.sasl, dest, sender)
 
     async def ehlo(self) -> None:
         st = self.st
@@ -882,10 +882,12 @@ async def connect(
     allow_tls: bool = True,
     dest: str = "",
     dane: DanePolicy | None = None,
+    sender: str = "",
 ) -> Session:
     """Connect to target (reached as next hop dest) and greet it; SessionError
     (site=True) when it fails before the server became usable. dane: the TLSA
-    records the server's certificate must match (st.tls_level is then "dane")."""
+    records the server's certificate must match (st.tls_level is then "dane");
+    sender: the envelope sender, for sender-dependent SASL credentials."""
     arm_connection()  # a place for a TLS session to resume (mta/common/tls_session.py)
     try:
         if target.unix:
@@ -905,7 +907,7 @@ async def connect(
     session = Session(target, reader, writer, st)
     session.dane = dane
     try:
-        await session.greet(allow_tls, dest)
+        await session.greet(allow_tls, dest, sender)
     except SessionError:
         session.close()
         raise

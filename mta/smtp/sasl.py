@@ -4,7 +4,7 @@ SYNOPSIS
     from mta.smtp.sasl import SaslSettings, login
     sasl = SaslSettings.of(cfg, lmtp=False)
     problem = sasl.config_error()             # None, or a reason to defer with
-    await login(session, sasl, dest)          # after the last EHLO; SessionError on failure
+    await login(session, sasl, dest, sender)  # after the last EHLO; SessionError on failure
 
 DESCRIPTION
     With smtp_sasl_auth_enable (lmtp_sasl_auth_enable) set and a server
@@ -12,7 +12,11 @@ DESCRIPTION
     smtp_sasl_password_maps as Postfix does: first by the remote host
     name, then by the next-hop destination as it was given (for
     example "[mail.isp.example]:587"); the value is "username:password".
-    Without an entry the session goes on without AUTH.
+    With smtp_sender_dependent_authentication the envelope sender comes
+    first: the address as it is, without its extension (after
+    recipient_delimiter), then "@domain"; the null sender has no
+    entry of its own. Without an entry the session goes on without
+    AUTH.
 
     The mechanisms offered (the "AUTH" and the old "AUTH=" keyword) are
     narrowed by smtp_sasl_mechanism_filter (when set; a filter that
@@ -32,7 +36,10 @@ DESCRIPTION
     ..."); with smtp_sasl_auth_soft_bounce = no a 5xx reply bounces it.
     An authenticated session is marked (session.authenticated) and is
     never put into a session cache, so it cannot serve mail that is
-    not entitled to its credentials.
+    not entitled to its credentials; with sender-dependent
+    authentication no session is cached at all (as in Postfix), so
+    that a session opened without AUTH for one sender never carries
+    the mail of a sender that has credentials.
 
 SECURITY
     The password goes out only base64-encoded inside the AUTH exchange;
@@ -49,6 +56,7 @@ import base64
 from dataclasses import dataclass
 
 from mta import log
+from mta.common.addr_find import find_address
 from mta.config.params import PARAMS
 from mta.maps import MapError, MapRetry, Maps
 
@@ -86,6 +94,8 @@ class SaslSettings:
     options: frozenset[str]
     tls_options: frozenset[str]
     soft_bounce: bool
+    sender_dependent: bool = False  # smtp_sender_dependent_authentication
+    delimiter: str = ""  # recipient_delimiter, for the sender's extension
 
     _memo = {}  # (id(cfg), lmtp) -> (cfg, SaslSettings)
 
@@ -116,6 +126,8 @@ class SaslSettings:
                 o.lower() for o in cfg.get_list(_param(lmtp, "sasl_tls_security_options"))
             ),
             soft_bounce=cfg.get_bool(_param(lmtp, "sasl_auth_soft_bounce")),
+            sender_dependent=cfg.get_bool(_param(lmtp, "sender_dependent_authentication")),
+            delimiter=cfg.get("recipient_delimiter"),
         )
         cls._memo[(id(cfg), lmtp)] = (cfg, st)
         return st
@@ -144,20 +156,30 @@ class SaslSettings:
             )
         return None
 
-    def credentials(self, host: str, dest: str) -> tuple[str, str] | None:
-        """(user, password) for the server host reached as next hop dest, or None.
+    @property
+    def per_sender(self) -> bool:
+        """Credentials may depend on the envelope sender: sessions must not be shared."""
+        return self.enabled and self.sender_dependent
+
+    def credentials(self, host: str, dest: str, sender: str = "") -> tuple[str, str] | None:
+        """(user, password) for the server host reached as next hop dest (for
+        mail from sender, with sender-dependent authentication), or None.
 
         MapRetry passes to the caller."""
         if not self.maps:
             return None
+        value = None
+        if self.sender_dependent and sender:
+            value = find_address(self.maps, sender, self.delimiter, local=False)
         for key in (host, dest):
-            if not key:
-                continue
-            value = self.maps.lookup(key)
             if value is not None:
-                user, _, password = value.partition(":")
-                return user, password
-        return None
+                break
+            if key:
+                value = self.maps.lookup(key)
+        if value is None:
+            return None
+        user, _, password = value.partition(":")
+        return user, password
 
     def usable(self, offered: list[str], tls: bool) -> list[str]:
         """The offered mechanisms this client may use on this session, best first."""
@@ -185,7 +207,7 @@ def _b64(text: str) -> bytes:
     return base64.b64encode(text.encode("utf-8"))
 
 
-async def login(session, sasl: SaslSettings, dest: str) -> None:
+async def login(session, sasl: SaslSettings, dest: str, sender: str = "") -> None:
     """Authenticate session when the server offers AUTH and there are credentials.
 
     SessionError (from the session, or made here) when authentication
@@ -206,7 +228,7 @@ async def login(session, sasl: SaslSettings, dest: str) -> None:
             return
         offered = kept
     try:
-        creds = sasl.credentials(session.target.host, dest)
+        creds = sasl.credentials(session.target.host, dest, sender)
     except (MapRetry, MapError) as exc:
         raise SaslFailed(
             "4.3.0", f"{_param(sasl.lmtp, 'sasl_password_maps')} lookup error: {exc}"
