@@ -448,6 +448,9 @@ PARAMS: dict[str, Param] = _table([
      "look up TLSA records also for hosts in unsigned zones"),
     ("smtp_tls_dane_insecure_mx_policy", "str", "",
      "dane level, MX answer not validated: may, encrypt or dane (empty: dane at level dane)"),
+    ("smtp_tls_wrappermode", "bool", "no",
+     "TLS from the first byte (SMTPS, port 465) instead of STARTTLS; needs encrypt or above"),
+    ("lmtp_tls_wrappermode", "bool", "no", "LMTP: TLS from the first byte instead of STARTTLS"),
     ("tls_dane_digests", "list", "sha512 sha256", "DANE TLSA matching-type digests, best first"),
     # MTA-STS (RFC 8461): not in Postfix, named in its style
     ("smtp_tls_mta_sts_enable", "bool", "no", "honour the MTA-STS policies of destination domains"),

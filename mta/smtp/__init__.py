@@ -120,6 +120,7 @@ from mta.smtp.dane import DANE_LEVELS, dane_policy
 from mta.smtp.generic import GenericMapper
 from mta.smtp.nexthop import NexthopError, Target, Targets, resolve_nexthop
 from mta.smtp.scache import SessionCache
+from mta.smtp.tls_policy import wrapper_level
 
 session_cache = SessionCache()
 _no_tls: dict[str, float] = {}  # relay -> until when TLS is not tried again
@@ -228,7 +229,8 @@ async def _open(target, st, dest: str, cfg=None, sender: str = ""):
         policy = await dane_policy(target, dest, cfg, st.tls_level, st.lmtp)
         if policy.refusal is not None:
             raise SessionError(*policy.refusal)
-        st = dataclasses.replace(st, tls_level=policy.level)
+        level = wrapper_level(policy.level) if st.tls.wrapper else policy.level
+        st = dataclasses.replace(st, tls_level=level)
         dane = policy if policy.level == "dane" else None
     if st.tls_required:
         return await connect(target, st, True, dest, dane, sender)

@@ -40,6 +40,11 @@ DESCRIPTION
     unknown level is a configuration error; a policy table entry that
     cannot be used or a TLS context that cannot be built (where TLS is
     required) defers the mail.
+    With smtp_tls_wrappermode (lmtp_tls_wrappermode) the handshake
+    comes first, before the greeting (SMTPS, port 465), and STARTTLS is
+    never sent; the level (at least encrypt: mta/smtp/tls_policy.py)
+    judges the certificate as above, and a failed handshake ends the
+    session: there is no plain-text retry.
     With smtp_sasl_auth_enable the session then authenticates with
     SMTP AUTH (mta/smtp/sasl.py: login()) before any mail transaction;
     SaslFailed reports a refused or impossible login.
@@ -216,7 +221,9 @@ class Settings:
 
     @property
     def tls_required(self) -> bool:
-        """The level demands TLS: no plain-text session, no plain-text retry."""
+        """The level (or wrapper mode) demands TLS: no plain-text session, no plain-text retry."""
+        if self.tls.wrapper:
+            return True
         return self.tls_level in TLS_LEVELS and self.tls_level != "may"
 
     def tls_refusal(self) -> tuple[str, str] | None:
@@ -280,7 +287,7 @@ class Settings:
             helo_name=cfg.get("lmtp_lhlo_name" if lmtp else "smtp_helo_name"),
             bind_address=cfg.get("smtp_bind_address"),
             bind_address6=cfg.get("smtp_bind_address6"),
-            tls_level=cfg.get(p("tls_security_level")).strip().lower(),
+            tls_level=tls.level,  # raised to encrypt under smtp_tls_wrappermode
             never_send_ehlo=cfg.get_bool("smtp_never_send_ehlo") and not lmtp,
             discard_ehlo=frozenset(k.upper() for k in cfg.get_list("smtp_discard_ehlo_keywords")),
             mime_conversion=not cfg.get_bool("disable_mime_output_conversion"),
@@ -522,6 +529,8 @@ class Session:
         (and sender the envelope sender) for the SASL password lookup."""
         st = self.st
         self.dest = dest
+        if st.tls.wrapper:  # SMTPS: TLS before the first byte of SMTP
+            await self.wrap(dest)
         reply = await self.read_reply(st.helo_timeout, STAGE_GREETING)
         if reply.code != 220:
             dsn = reply.dsn
@@ -535,7 +544,9 @@ class Session:
                 mta=self.target.host,
             )
         await self.ehlo()
-        if st.tls_required:
+        if self.tls:
+            pass  # wrapper mode: the session is encrypted already
+        elif st.tls_required:
             if "STARTTLS" not in self.features:
                 raise SessionError(
                     "4.7.4", f"TLS is required, but was not offered by host {self.hostaddr}"
@@ -617,6 +628,22 @@ class Session:
                 f"Cannot start TLS: {self.hostaddr} sent data after its reply to STARTTLS",
                 site=True,
             )
+        await self.handshake(ctx, dest)
+        return True
+
+    async def wrap(self, dest: str = "") -> None:
+        """smtp_tls_wrappermode: the handshake before the greeting; never plain text."""
+        try:
+            ctx = client_context(self.st.tls, self.st.tls_policy)
+        except TlsSetupError as exc:  # tls_refusal() defers before connecting; be safe
+            log.warning("TLS not available: %s", exc)
+            self.close()
+            raise SessionError("4.7.5", TLS_ENGINE_UNAVAILABLE, site=True) from None
+        await self.handshake(ctx, dest)
+
+    async def handshake(self, ctx: ssl.SSLContext, dest: str) -> None:
+        """The TLS handshake on the open connection, then the check of the peer."""
+        st = self.st
         sni = st.tls_policy.servername
         sni = self.target.host if sni in ("", "hostname") else sni
         # a session kept from an earlier handshake under the same settings is
@@ -650,7 +677,6 @@ class Session:
         self.parser = ReplyParser(REPLY_LINE_LIMIT, REPLY_MAX_LINES)
         self.replies.clear()
         self._judge_peer(dest)
-        return True
 
     def _judge_peer(self, dest: str) -> None:
         """Log the handshake and end the session when the certificate fails the level."""

@@ -23,6 +23,16 @@ DESCRIPTION
     smtp_tls_note_starttls_offer. The lmtp agent reads the lmtp_tls_*
     twins.
 
+    smtp_tls_wrappermode (lmtp_tls_wrappermode) asks for TLS from the
+    first byte (SMTPS, "submissions" on port 465) instead of STARTTLS.
+    It needs the level "encrypt" or stronger, as in Postfix: a weaker
+    level (empty, none or may, in main.cf or in the policy table, or
+    "may" decided by DANE) is raised to "encrypt", with a warning at
+    mta check, so that such a session is never plain text and never
+    served by a weaker TLS than encrypt's. The policy table has no
+    attribute for it (Postfix has none either): a master.cf transport
+    with -o smtp_tls_wrappermode=yes is the per-destination way.
+
     A TlsPolicy is what one next hop gets: a level and the effective
     match list, protocols, cipher grade, exclusions and trust-anchor
     files. policy_for(dest) looks dest up in smtp_tls_policy_maps as
@@ -71,6 +81,7 @@ TLS_POLICY_ATTRS = frozenset(
     {"match", "protocols", "ciphers", "exclude", "tafile", "servername", "connection_reuse"}
 )
 TLS_CONFIG_PROBLEM = "client TLS configuration problem"  # Postfix's reason text
+TLS_WRAPPER_WEAK = frozenset({"", "none", "may"})  # levels wrapper mode raises to "encrypt"
 POLICY_CACHE_LIMIT = 10000  # next hops whose policy one process remembers
 _SPLIT_RE = re.compile(r"[\s,:]+")
 
@@ -142,6 +153,7 @@ class ClientTls:
     myhostname: str
     policy_maps: Maps | None
     policy_maps_error: str
+    wrapper: bool = False  # smtp_tls_wrappermode: TLS from the first byte, no STARTTLS
     _policies: dict = field(default_factory=dict, repr=False)  # next hop -> TlsPolicy
     contexts: dict = field(default_factory=dict, repr=False)  # see tls_verify.client_context
     _default: TlsPolicy | None = field(default=None, repr=False)  # when there is no table
@@ -157,9 +169,11 @@ class ClientTls:
                 maps = Maps.from_param(cfg, p("tls_policy_maps"))
             except MapError as exc:
                 maps_error = str(exc)
+        wrapper = cfg.get_bool(p("tls_wrappermode"))
+        level = cfg.get(p("tls_security_level")).strip().lower()
         return cls(
             lmtp=lmtp,
-            level=cfg.get(p("tls_security_level")).strip().lower(),
+            level=wrapper_level(level) if wrapper else level,
             ca_file=cfg.get(p("tls_CAfile")).strip(),
             ca_path=cfg.get(p("tls_CApath")).strip(),
             append_default_ca=cfg.get_bool("tls_append_default_CA"),
@@ -194,6 +208,7 @@ class ClientTls:
             myhostname=cfg.get("myhostname").strip().lower(),
             policy_maps=maps,
             policy_maps_error=maps_error,
+            wrapper=wrapper,
         )
 
     def param(self, name: str) -> str:
@@ -203,6 +218,8 @@ class ClientTls:
     def make_policy(self, level: str, attrs: dict[str, list[str]] | None = None) -> TlsPolicy:
         """The policy for level with the table's attributes (name -> values) on top of main.cf."""
         attrs = attrs or {}
+        if self.wrapper:
+            level = wrapper_level(level)
         mandatory = level in TLS_MANDATORY_LEVELS
         if level == "fingerprint":
             if "match" in attrs:
@@ -302,6 +319,11 @@ class ClientTls:
         if problem:
             return TlsPolicy(level, error=f"{where}: {problem}")
         return policy
+
+
+def wrapper_level(level: str) -> str:
+    """The level under wrapper mode: "encrypt" at least (Postfix requires it)."""
+    return "encrypt" if level in TLS_WRAPPER_WEAK else level
 
 
 def policy_problem(policy: TlsPolicy, tls: ClientTls) -> str:

@@ -41,7 +41,8 @@ DESCRIPTION
     consulted. Anything else is "Server certificate not verified".
 
     client_setup_problems() builds the main.cf contexts of the smtp and
-    lmtp clients as they will, for mta check and start: an unreadable
+    lmtp clients as they will, for mta check and start: wrapper mode
+    under a level weaker than encrypt (used as encrypt), an unreadable
     CA file, a client key that does not match its certificate, an
     unknown protocol, cipher grade or digest, each with its parameter
     (warnings: the clients then defer mail that needs TLS, with
@@ -79,7 +80,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from mta.smtp.tls_policy import TLS_CA_LEVELS, ClientTls, TlsPolicy
+from mta.smtp.tls_policy import TLS_CA_LEVELS, TLS_WRAPPER_WEAK, ClientTls, TlsPolicy
 from mta.smtp.tls_proto import cipher_string, protocol_range
 
 TLS_NOT_TRUSTED = "Server certificate not trusted"  # Postfix's reason texts (4.7.5)
@@ -244,7 +245,17 @@ def client_setup_problems(cfg) -> list[tuple[str, str]]:
     """What mta check says about the smtp and lmtp clients' TLS settings: [(param, message)]."""
     out = []
     for lmtp in (False, True):
-        for found in setup_problems(ClientTls.of(cfg, lmtp)):
+        tls = ClientTls.of(cfg, lmtp)
+        level_param = tls.param("tls_security_level")
+        if tls.wrapper and cfg.get(level_param).strip().lower() in TLS_WRAPPER_WEAK:
+            out.append(
+                (
+                    level_param,
+                    f"{tls.param('tls_wrappermode')} requires {level_param} = encrypt or "
+                    "stronger; using encrypt",
+                )
+            )
+        for found in setup_problems(tls):
             if found not in out:
                 out.append(found)
     return out
