@@ -72,6 +72,28 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtp_mime_header_checks",      # no outbound content checks
     "smtp_nested_header_checks",    # no outbound content checks
     "smtp_defer_if_no_mx_address_found",  # not consulted
+    "smtp_sasl_path",               # the built-in client has no SASL plug-in to configure
+    "lmtp_sasl_path",               # the built-in client has no SASL plug-in to configure
+    "smtp_sasl_auth_cache_name",    # no cache of refused logins: each delivery tries again
+    "lmtp_sasl_auth_cache_name",    # no cache of refused logins: each delivery tries again
+    "smtp_sasl_auth_cache_time",    # goes with smtp_sasl_auth_cache_name
+    "lmtp_sasl_auth_cache_time",    # goes with lmtp_sasl_auth_cache_name
+    "smtp_tls_scert_verifydepth",   # Python's ssl cannot set OpenSSL's verify depth (refused below 9)
+    "lmtp_tls_scert_verifydepth",   # Python's ssl cannot set OpenSSL's verify depth (refused below 9)
+    "smtp_tls_per_site",            # obsolete; smtp_tls_policy_maps is the table (refused)
+    "lmtp_tls_per_site",            # obsolete; lmtp_tls_policy_maps is the table (refused)
+    "smtp_tls_servername",          # TEMP
+    "lmtp_tls_servername",          # TEMP
+    "smtp_tls_block_early_mail_reply",  # TEMP
+    "lmtp_tls_block_early_mail_reply",  # TEMP
+    "smtp_tls_connection_reuse",    # TEMP
+    "lmtp_tls_connection_reuse",    # TEMP
+    "smtp_use_tls",                 # TEMP
+    "lmtp_use_tls",                 # TEMP
+    "smtp_enforce_tls",             # TEMP
+    "lmtp_enforce_tls",             # TEMP
+    "smtp_tls_enforce_peername",    # TEMP
+    "lmtp_tls_enforce_peername",    # TEMP
     # --- queue manager and scheduler
     "default_delivery_slot_cost",   # no preemptive scheduler
     "default_delivery_slot_discount",  # no preemptive scheduler
@@ -115,4 +137,10 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "smtpd_milters": ("*",),
     "non_smtpd_milters": ("*",),
     "message_reject_characters": ("*",),
+    # TLS the operator asks for that mta cannot give: a lower verification depth
+    # (Python's ssl module cannot set it), per-site TLS requirements in the old table
+    "smtp_tls_scert_verifydepth": tuple(str(n) for n in range(9)),
+    "lmtp_tls_scert_verifydepth": tuple(str(n) for n in range(9)),
+    "smtp_tls_per_site": ("*",),
+    "lmtp_tls_per_site": ("*",),
 }

@@ -111,6 +111,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     ),
 }
 CHOICES["lmtp_tls_security_level"] = CHOICES["smtp_tls_security_level"]
+CHOICES["smtp_sasl_type"] = ("cyrus",)  # Postfix's only client type: the built-in client
+CHOICES["lmtp_sasl_type"] = CHOICES["smtp_sasl_type"]
 CHOICES["smtp_dns_support_level"] = ("", "disabled", "enabled", "dnssec")
 CHOICES["lmtp_dns_support_level"] = CHOICES["smtp_dns_support_level"]
 CHOICES["tls_dane_digests"] = ("sha256", "sha512", "sha256=1", "sha512=2")

@@ -441,6 +441,7 @@ class Session:
         self.uses = 0
         self.reused = False
         self.tls = False
+        self.tls_verified = False  # the certificate met a verifying level (SASL options)
         self.authenticated = False  # SMTP AUTH succeeded: never cached (mta/smtp/sasl.py)
         self.dane: DanePolicy | None = None  # TLSA records the server must match (dane.py)
         self.dest = ""  # the next hop, for the TLS session cache
@@ -690,6 +691,7 @@ class Session:
             if reason is not None:
                 self.close()
                 raise SessionError("4.7.5", reason)
+            self.tls_verified = True
             return
         tls = st.tls
         hostname = tls.myhostname if self.target.unix else self.target.host
@@ -706,6 +708,7 @@ class Session:
                 )
             self.close()
             raise SessionError("4.7.5", outcome.failure, site=True)
+        self.tls_verified = outcome.status == "Verified"
 
     # ------------------------------------------------------------- transaction
     def _mail_command(self, out: Outgoing, body: str, utf8: bool) -> bytes:

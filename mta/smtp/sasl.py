@@ -21,12 +21,18 @@ DESCRIPTION
     The mechanisms offered (the "AUTH" and the old "AUTH=" keyword) are
     narrowed by smtp_sasl_mechanism_filter (when set; a filter that
     leaves nothing means no AUTH, with a warning) and by the security
-    options: smtp_sasl_tls_security_options on a TLS session,
-    smtp_sasl_security_options otherwise. PLAIN and LOGIN send the
+    options: smtp_sasl_tls_verified_security_options on a TLS session
+    whose server certificate was verified (the levels fingerprint,
+    verify, secure and a DANE match), smtp_sasl_tls_security_options on
+    another TLS session, smtp_sasl_security_options otherwise. PLAIN and LOGIN send the
     password itself, so noplaintext, noactive, nodictionary and
     mutual_auth rule both out, and Postfix's default ("noplaintext,
     noanonymous", also over TLS) allows neither: an operator sets
-    "noanonymous" as Postfix's SASL_README says. When the server offers
+    "noanonymous" as Postfix's SASL_README says.
+
+    smtp_sasl_type names the client implementation; Postfix's only one
+    is "cyrus", which is this built-in client (PLAIN and LOGIN). Any
+    other value is a configuration error (mta check; the mail waits). When the server offers
     AUTH, there are credentials and no usable mechanism is left, the
     mail is deferred (4.7.0 "... no mechanism available"), never sent
     with a password the options forbid.
@@ -65,6 +71,7 @@ SECURITY_OPTIONS = frozenset(
     {"noplaintext", "noactive", "nodictionary", "noanonymous", "mutual_auth"}
 )
 NO_PASSWORD_MECHS = frozenset({"noplaintext", "noactive", "nodictionary", "mutual_auth"})
+SASL_CLIENT_TYPE = "cyrus"  # Postfix's only client type; here the built-in client
 
 
 class AuthFailed(Exception):
@@ -94,6 +101,8 @@ class SaslSettings:
     options: frozenset[str]
     tls_options: frozenset[str]
     soft_bounce: bool
+    verified_options: frozenset[str] = frozenset()  # over TLS with a verified certificate
+    sasl_type: str = "cyrus"  # the only client type (the built-in client)
     sender_dependent: bool = False  # smtp_sender_dependent_authentication
     delimiter: str = ""  # recipient_delimiter, for the sender's extension
 
@@ -126,6 +135,10 @@ class SaslSettings:
                 o.lower() for o in cfg.get_list(_param(lmtp, "sasl_tls_security_options"))
             ),
             soft_bounce=cfg.get_bool(_param(lmtp, "sasl_auth_soft_bounce")),
+            verified_options=frozenset(
+                o.lower() for o in cfg.get_list(_param(lmtp, "sasl_tls_verified_security_options"))
+            ),
+            sasl_type=cfg.get(_param(lmtp, "sasl_type")).strip().lower(),
             sender_dependent=cfg.get_bool(_param(lmtp, "sender_dependent_authentication")),
             delimiter=cfg.get("recipient_delimiter"),
         )
@@ -138,9 +151,15 @@ class SaslSettings:
             return None
         if self.map_error:
             return f"{_param(self.lmtp, 'sasl_password_maps')}: {self.map_error}"
+        if self.sasl_type != SASL_CLIENT_TYPE:
+            return (
+                f"mail system configuration error: unsupported {_param(self.lmtp, 'sasl_type')} "
+                f"value: {self.sasl_type} (the built-in client is {SASL_CLIENT_TYPE})"
+            )
         for name, opts in (
             ("sasl_security_options", self.options),
             ("sasl_tls_security_options", self.tls_options),
+            ("sasl_tls_verified_security_options", self.verified_options),
         ):
             bad = sorted(opts - SECURITY_OPTIONS)
             if bad:
@@ -181,9 +200,12 @@ class SaslSettings:
         user, _, password = value.partition(":")
         return user, password
 
-    def usable(self, offered: list[str], tls: bool) -> list[str]:
+    def usable(self, offered: list[str], tls: bool, verified: bool = False) -> list[str]:
         """The offered mechanisms this client may use on this session, best first."""
-        options = self.tls_options if tls else self.options
+        if tls and verified:
+            options = self.verified_options
+        else:
+            options = self.tls_options if tls else self.options
         if options & NO_PASSWORD_MECHS:
             return []  # PLAIN and LOGIN are all there is, and both send the password
         return [m for m in MECH_PREFERENCE if m in offered]
@@ -235,7 +257,7 @@ async def login(session, sasl: SaslSettings, dest: str, sender: str = "") -> Non
         ) from None
     if creds is None:
         return
-    mechs = sasl.usable(offered, session.tls)
+    mechs = sasl.usable(offered, session.tls, session.tls_verified)
     if not mechs:
         raise SaslFailed(
             "4.7.0",
