@@ -28,7 +28,9 @@ DESCRIPTION
     (mta/smtp/tls_verify.py): a chain the CAs do not vouch for is
     "Server certificate not trusted", a name or fingerprint that does
     not match "Server certificate not verified" (both 4.7.5), and the
-    session ends before any mail goes out. With smtp_tls_loglevel 1
+    session ends before any mail goes out. The SNI name is the
+    policy's (smtp_tls_servername, the table's servername=): none by
+    default, as in Postfix. With smtp_tls_loglevel 1
     the handshake is logged ("Verified TLS connection established to
     ..."); with smtp_tls_note_starttls_offer a server that offers
     STARTTLS when TLS is off is logged ("Host offered STARTTLS:
@@ -645,8 +647,7 @@ class Session:
     async def handshake(self, ctx: ssl.SSLContext, dest: str) -> None:
         """The TLS handshake on the open connection, then the check of the peer."""
         st = self.st
-        sni = st.tls_policy.servername
-        sni = self.target.host if sni in ("", "hostname") else sni
+        sni = self._sni_name(dest)
         # a session kept from an earlier handshake under the same settings is
         # offered (mta/common/tls_session.py); the peer is judged all the same
         sessions = ClientSessions.shared(st.lmtp, st.tls_session_timeout, st.tls_session_remote)
@@ -678,6 +679,23 @@ class Session:
         self.parser = ReplyParser(REPLY_LINE_LIMIT, REPLY_MAX_LINES)
         self.replies.clear()
         self._judge_peer(dest)
+
+    def _sni_name(self, dest: str) -> str | None:
+        """The SNI name to send: the policy's servername (none when empty); at the
+        DANE levels always the server's host name (RFC 7672)."""
+        st = self.st
+        host = st.tls.myhostname if self.target.unix else self.target.host
+        if self.dane is not None or st.tls_level in ("dane", "dane-only"):
+            return host
+        name = st.tls_policy.servername
+        low = name.lower()
+        if not low:
+            return None
+        if low == "hostname":
+            return host
+        if low == "nexthop":
+            return nexthop_name(dest or self.target.host, st.lmtp, st.tls.myhostname)
+        return name.rstrip(".")
 
     def _judge_peer(self, dest: str) -> None:
         """Log the handshake and end the session when the certificate fails the level."""

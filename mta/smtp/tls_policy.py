@@ -44,9 +44,18 @@ DESCRIPTION
     (colon-separated names and strategies; for "fingerprint",
     "|"-separated fingerprints; may repeat), protocols= and exclude=
     (colon-separated), ciphers= (a grade), tafile= (may repeat),
-    servername= (the SNI name; "hostname" for the server's name) and
-    connection_reuse= (accepted; TLS sessions are reused within one
-    process either way). A table entry overrides the main.cf level.
+    servername= (the SNI name) and connection_reuse= (accepted; TLS
+    sessions are reused within one process either way). A table entry
+    overrides the main.cf level.
+
+    The SNI name (smtp_tls_servername, lmtp_tls_servername, or the
+    table's servername=, which wins) is, as in Postfix: empty for none
+    (the default), "hostname" for the server's host name (usually from
+    the MX record), "nexthop" for the next-hop domain, or a DNS name in
+    A-label form. A name that is none of these is a configuration
+    problem: a warning at mta check, and the mail is deferred. At the
+    DANE levels the server's host name is always sent (RFC 7672) and
+    the setting is not used.
 
     An entry with an unknown level or attribute, or a table that fails
     for now, yields a policy whose error says why: the mail is
@@ -84,6 +93,8 @@ TLS_CONFIG_PROBLEM = "client TLS configuration problem"  # Postfix's reason text
 TLS_WRAPPER_WEAK = frozenset({"", "none", "may"})  # levels wrapper mode raises to "encrypt"
 POLICY_CACHE_LIMIT = 10000  # next hops whose policy one process remembers
 _SPLIT_RE = re.compile(r"[\s,:]+")
+_DNS_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+TLS_SNI_STRATEGIES = frozenset({"hostname", "nexthop"})  # SNI names that stand for others
 
 
 def _param(lmtp: bool, name: str) -> str:
@@ -153,6 +164,7 @@ class ClientTls:
     myhostname: str
     policy_maps: Maps | None
     policy_maps_error: str
+    servername: str = ""  # smtp_tls_servername: the SNI name (empty: none)
     wrapper: bool = False  # smtp_tls_wrappermode: TLS from the first byte, no STARTTLS
     _policies: dict = field(default_factory=dict, repr=False)  # next hop -> TlsPolicy
     contexts: dict = field(default_factory=dict, repr=False)  # see tls_verify.client_context
@@ -208,6 +220,7 @@ class ClientTls:
             myhostname=cfg.get("myhostname").strip().lower(),
             policy_maps=maps,
             policy_maps_error=maps_error,
+            servername=cfg.get(p("tls_servername")).strip(),
             wrapper=wrapper,
         )
 
@@ -247,13 +260,17 @@ class ClientTls:
         else:
             exclude = self.exclude + (self.mandatory_exclude if mandatory else ())
         tafiles = tuple(attrs.get("tafile", ())) or self.trust_anchor_files
-        servername = attrs["servername"][-1] if "servername" in attrs else ""
+        servername = attrs["servername"][-1] if "servername" in attrs else self.servername
         return TlsPolicy(level, match, protocols, ciphers, exclude, tafiles, servername)
 
     def default_policy(self) -> TlsPolicy:
         """The policy main.cf alone gives (no table entry)."""
         level = self.level or "none"
-        return self.make_policy(level)
+        policy = self.make_policy(level)
+        if level != "none" and not sni_name_ok(policy.servername):
+            why = f"{self.param('tls_servername')}: invalid SNI name: {policy.servername}"
+            return TlsPolicy(level, error=why)
+        return policy
 
     def policy_for(self, dest: str) -> TlsPolicy:
         """The policy for next hop dest: smtp_tls_policy_maps, else main.cf."""
@@ -336,10 +353,23 @@ def policy_problem(policy: TlsPolicy, tls: ClientTls) -> str:
         return f"invalid TLS protocols: {exc}"
     if policy.ciphers not in TLS_GRADES:
         return f'invalid TLS cipher grade "{policy.ciphers}"'
+    if not sni_name_ok(policy.servername):
+        return f'invalid servername "{policy.servername}"'
     if policy.level == "fingerprint":
         if tls.fingerprint_digest not in hashlib.algorithms_available:
             return f"unknown {tls.param('tls_fingerprint_digest')}: {tls.fingerprint_digest}"
     return ""
+
+
+def sni_name_ok(name: str) -> bool:
+    """True for an SNI setting Postfix accepts: empty, a strategy, or a DNS name (A-labels)."""
+    low = name.lower()
+    if not low or low in TLS_SNI_STRATEGIES:
+        return True
+    labels = low.rstrip(".").split(".")
+    if len(low) > 253 or len(labels) < 1:
+        return False
+    return all(_DNS_LABEL_RE.match(label) for label in labels)
 
 
 def nexthop_name(dest: str, lmtp: bool, myhostname: str) -> str:

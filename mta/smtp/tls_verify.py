@@ -80,7 +80,13 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from mta.smtp.tls_policy import TLS_CA_LEVELS, TLS_WRAPPER_WEAK, ClientTls, TlsPolicy
+from mta.smtp.tls_policy import (
+    TLS_CA_LEVELS,
+    TLS_WRAPPER_WEAK,
+    ClientTls,
+    TlsPolicy,
+    sni_name_ok,
+)
 from mta.smtp.tls_proto import cipher_string, protocol_range
 
 TLS_NOT_TRUSTED = "Server certificate not trusted"  # Postfix's reason texts (4.7.5)
@@ -265,8 +271,16 @@ def setup_problems(tls: ClientTls) -> list[tuple[str, str]]:
     """What mta check says about one client's TLS settings: [(param, message)]."""
     if tls.level in ("", "none"):
         return []
-    policy = tls.default_policy()
+    policy = tls.make_policy(tls.level)
     out = []
+    if not sni_name_ok(tls.servername):
+        out.append(
+            (
+                tls.param("tls_servername"),
+                f"invalid SNI name: {tls.servername} (expected a DNS name in A-label form, "
+                "hostname, nexthop or nothing); mail is deferred",
+            )
+        )
     if tls.chain_files:
         for cert_param, cert, *_ in tls.cert_pairs:
             if cert:
