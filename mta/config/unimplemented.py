@@ -86,12 +86,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "lmtp_tls_block_early_mail_reply",  # TEMP
     "smtp_tls_connection_reuse",    # TEMP
     "lmtp_tls_connection_reuse",    # TEMP
-    "smtp_use_tls",                 # TEMP
-    "lmtp_use_tls",                 # TEMP
-    "smtp_enforce_tls",             # TEMP
-    "lmtp_enforce_tls",             # TEMP
-    "smtp_tls_enforce_peername",    # TEMP
-    "lmtp_tls_enforce_peername",    # TEMP
     # --- queue manager and scheduler
     "default_delivery_slot_cost",   # no preemptive scheduler
     "default_delivery_slot_discount",  # no preemptive scheduler

@@ -23,6 +23,11 @@ DESCRIPTION
     smtp_tls_note_starttls_offer. The lmtp agent reads the lmtp_tls_*
     twins.
 
+    When smtp_tls_security_level is empty, the parameters it replaced
+    give the level as in Postfix: smtp_enforce_tls = yes gives "verify"
+    (with smtp_tls_enforce_peername = yes, the default) or "encrypt",
+    smtp_use_tls = yes gives "may"; otherwise there is no TLS.
+
     smtp_tls_wrappermode (lmtp_tls_wrappermode) asks for TLS from the
     first byte (SMTPS, "submissions" on port 465) instead of STARTTLS.
     It needs the level "encrypt" or stronger, as in Postfix: a weaker
@@ -182,7 +187,7 @@ class ClientTls:
             except MapError as exc:
                 maps_error = str(exc)
         wrapper = cfg.get_bool(p("tls_wrappermode"))
-        level = cfg.get(p("tls_security_level")).strip().lower()
+        level = cfg.get(p("tls_security_level")).strip().lower() or obsolete_level(cfg, lmtp)
         return cls(
             lmtp=lmtp,
             level=wrapper_level(level) if wrapper else level,
@@ -336,6 +341,15 @@ class ClientTls:
         if problem:
             return TlsPolicy(level, error=f"{where}: {problem}")
         return policy
+
+
+def obsolete_level(cfg, lmtp: bool = False) -> str:
+    """The level Postfix's pre-2.3 parameters give when smtp_tls_security_level is empty:
+    smtp_enforce_tls (verify with smtp_tls_enforce_peername, else encrypt), smtp_use_tls
+    (may), else none ("")."""
+    if cfg.get_bool(_param(lmtp, "enforce_tls")):
+        return "verify" if cfg.get_bool(_param(lmtp, "tls_enforce_peername")) else "encrypt"
+    return "may" if cfg.get_bool(_param(lmtp, "use_tls")) else ""
 
 
 def wrapper_level(level: str) -> str:

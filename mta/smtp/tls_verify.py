@@ -85,6 +85,7 @@ from mta.smtp.tls_policy import (
     TLS_WRAPPER_WEAK,
     ClientTls,
     TlsPolicy,
+    obsolete_level,
     sni_name_ok,
 )
 from mta.smtp.tls_proto import cipher_string, protocol_range
@@ -253,7 +254,8 @@ def client_setup_problems(cfg) -> list[tuple[str, str]]:
     for lmtp in (False, True):
         tls = ClientTls.of(cfg, lmtp)
         level_param = tls.param("tls_security_level")
-        if tls.wrapper and cfg.get(level_param).strip().lower() in TLS_WRAPPER_WEAK:
+        asked = cfg.get(level_param).strip().lower() or obsolete_level(cfg, lmtp)
+        if tls.wrapper and asked in TLS_WRAPPER_WEAK:
             out.append(
                 (
                     level_param,

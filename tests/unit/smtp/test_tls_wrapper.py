@@ -236,3 +236,8 @@ def test_check_names_a_bad_wrapper_mode_value(tmp_path):
         f'{main}, line 1: parameter lmtp_tls_wrappermode: bad boolean value "sure" '
         "(expected yes or no)"
     ]
+
+
+def test_check_is_quiet_when_the_old_enforce_tls_gives_the_level(tmp_path):
+    got, _ = problems(tmp_path, "smtp_tls_wrappermode = yes\nsmtp_enforce_tls = yes\n")
+    assert got == []
