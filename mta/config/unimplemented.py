@@ -84,8 +84,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "lmtp_tls_per_site",            # obsolete; lmtp_tls_policy_maps is the table (refused)
     "smtp_tls_block_early_mail_reply",  # TEMP
     "lmtp_tls_block_early_mail_reply",  # TEMP
-    "smtp_tls_connection_reuse",    # TEMP
-    "lmtp_tls_connection_reuse",    # TEMP
     # --- queue manager and scheduler
     "default_delivery_slot_cost",   # no preemptive scheduler
     "default_delivery_slot_discount",  # no preemptive scheduler

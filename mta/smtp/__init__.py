@@ -36,6 +36,9 @@ DESCRIPTION
     authenticated (SMTP AUTH) is never kept, and with
     smtp_sender_dependent_authentication none is kept or reused, as in
     Postfix: the credentials depend on the sender (mta/smtp/sasl.py).
+    A TLS-encrypted session is kept only with smtp_tls_connection_reuse
+    (or the policy table's connection_reuse=yes); Postfix's default is
+    not to.
 
     When the scache service runs (its socket private/scache exists), a
     process that already keeps LOCAL_IDLE_PER_KEY idle sessions for a
@@ -132,6 +135,8 @@ LOCAL_IDLE_PER_KEY = 64  # idle sessions per next hop kept before the surplus go
 def _cacheable(st: Settings, nexthop: str, session) -> bool:
     if session.authenticated or st.sasl.per_sender:
         return False  # its credentials must not serve other mail (mta/smtp/sasl.py)
+    if session.tls and not session.st.tls_policy.connection_reuse:
+        return False  # smtp_tls_connection_reuse = no (Postfix's default)
     if not (st.cache_on_demand or nexthop.lower() in st.cache_destinations):
         return False
     if st.reuse_count_limit and session.uses >= st.reuse_count_limit:

@@ -49,9 +49,18 @@ DESCRIPTION
     (colon-separated names and strategies; for "fingerprint",
     "|"-separated fingerprints; may repeat), protocols= and exclude=
     (colon-separated), ciphers= (a grade), tafile= (may repeat),
-    servername= (the SNI name) and connection_reuse= (accepted; TLS
-    sessions are reused within one process either way). A table entry
-    overrides the main.cf level.
+    servername= (the SNI name) and connection_reuse= (yes or no; see
+    below). A table entry overrides the main.cf level.
+
+    smtp_tls_connection_reuse (lmtp_tls_connection_reuse; the table's
+    connection_reuse= wins) lets a TLS-encrypted connection into the
+    connection cache for more deliveries, under the same rules as a
+    plain-text one (mta/smtp/__init__.py). Off by default, as in
+    Postfix: each delivery then has its own connection and handshake
+    (a kept TLS session may still be resumed). Postfix passes such
+    connections through tlsproxy and scache; mta keeps them in the
+    smtp process that opened them (the scache service takes plain-text
+    connections only).
 
     The SNI name (smtp_tls_servername, lmtp_tls_servername, or the
     table's servername=, which wins) is, as in Postfix: empty for none
@@ -124,6 +133,7 @@ class TlsPolicy:
     tafiles: tuple[str, ...] = ()
     servername: str = ""
     error: str = ""  # why the policy cannot be served ("" when it can)
+    connection_reuse: bool = False  # a TLS connection may go into the connection cache
 
     @property
     def mandatory(self) -> bool:
@@ -170,6 +180,7 @@ class ClientTls:
     policy_maps: Maps | None
     policy_maps_error: str
     servername: str = ""  # smtp_tls_servername: the SNI name (empty: none)
+    connection_reuse: bool = False  # smtp_tls_connection_reuse
     wrapper: bool = False  # smtp_tls_wrappermode: TLS from the first byte, no STARTTLS
     _policies: dict = field(default_factory=dict, repr=False)  # next hop -> TlsPolicy
     contexts: dict = field(default_factory=dict, repr=False)  # see tls_verify.client_context
@@ -226,6 +237,7 @@ class ClientTls:
             policy_maps=maps,
             policy_maps_error=maps_error,
             servername=cfg.get(p("tls_servername")).strip(),
+            connection_reuse=cfg.get_bool(p("tls_connection_reuse")),
             wrapper=wrapper,
         )
 
@@ -266,7 +278,12 @@ class ClientTls:
             exclude = self.exclude + (self.mandatory_exclude if mandatory else ())
         tafiles = tuple(attrs.get("tafile", ())) or self.trust_anchor_files
         servername = attrs["servername"][-1] if "servername" in attrs else self.servername
-        return TlsPolicy(level, match, protocols, ciphers, exclude, tafiles, servername)
+        reuse = self.connection_reuse
+        if "connection_reuse" in attrs:
+            reuse = attrs["connection_reuse"][-1].lower() == "yes"
+        return TlsPolicy(
+            level, match, protocols, ciphers, exclude, tafiles, servername, connection_reuse=reuse
+        )
 
     def default_policy(self) -> TlsPolicy:
         """The policy main.cf alone gives (no table entry)."""
@@ -333,7 +350,7 @@ class ClientTls:
         if level == "none" and attrs:
             log.warning("%s: attributes ignored with TLS security level none", where)
             attrs = {}
-        reuse = attrs.pop("connection_reuse", [])
+        reuse = attrs.get("connection_reuse", [])
         if reuse and reuse[-1].lower() not in ("yes", "no"):
             return TlsPolicy(level, error=f'{where}: invalid connection_reuse value "{reuse[-1]}"')
         policy = self.make_policy(level, attrs)
