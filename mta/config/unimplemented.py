@@ -82,8 +82,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "lmtp_tls_scert_verifydepth",   # Python's ssl cannot set OpenSSL's verify depth (refused below 9)
     "smtp_tls_per_site",            # obsolete; smtp_tls_policy_maps is the table (refused)
     "lmtp_tls_per_site",            # obsolete; lmtp_tls_policy_maps is the table (refused)
-    "smtp_tls_block_early_mail_reply",  # TEMP
-    "lmtp_tls_block_early_mail_reply",  # TEMP
     # --- queue manager and scheduler
     "default_delivery_slot_cost",   # no preemptive scheduler
     "default_delivery_slot_discount",  # no preemptive scheduler

@@ -28,7 +28,11 @@ DESCRIPTION
     (mta/smtp/tls_verify.py): a chain the CAs do not vouch for is
     "Server certificate not trusted", a name or fingerprint that does
     not match "Server certificate not verified" (both 4.7.5), and the
-    session ends before any mail goes out. The SNI name is the
+    session ends before any mail goes out. With
+    smtp_tls_block_early_mail_reply, server data that no command asked
+    for in a TLS session (before MAIL FROM, or left over at the 354
+    reply) ends the session with 4.7.0 before anything more goes out.
+    The SNI name is the
     policy's (smtp_tls_servername, the table's servername=): none by
     default, as in Postfix. With smtp_tls_loglevel 1
     the handshake is logged ("Verified TLS connection established to
@@ -811,6 +815,7 @@ class Session:
             elif st.mime_conversion:
                 payload = out.payload_7bit()
         pipelining = "PIPELINING" in feats
+        self._check_early_reply("MAIL FROM")
         cmds: list[tuple[bytes, str, float, str]] = []  # (line, command name, timeout, stage)
         if self.reused:
             cmds.append((b"RSET", "RSET", st.rset_timeout, STAGE_RSET))
@@ -879,6 +884,7 @@ class Session:
             for r in accepted:
                 self._fail(job, out, r, reply, "DATA")
             return True
+        self._check_early_reply("message content")
         self.write(payload)
         await self.drain(st.data_xfer_timeout, STAGE_CONTENT)
         action = ACTION_DELIVERED if "DSN" in feats or st.lmtp else ACTION_RELAYED
@@ -900,6 +906,22 @@ class Session:
                 else:
                     self._fail(job, out, a, reply, "end of DATA")
         return True
+
+    def _check_early_reply(self, before: str) -> None:
+        """smtp_tls_block_early_mail_reply: in a TLS session, server data that no
+        command asked for (replies injected before the handshake, CVE-2009-3555)
+        ends the session before the next commands or the content go out."""
+        if not (self.tls and self.st.tls.block_early_mail_reply):
+            return
+        buffered = len(getattr(self.reader, "_buffer", b""))  # StreamReader has no peek()
+        if self.replies or self.parser.pending() or buffered:
+            self.close()
+            raise SessionError(
+                "4.7.0",
+                f"host {self.hostaddr} sent a reply before {before} was sent in a TLS "
+                "session: possible command injection (CVE-2009-3555)",
+                mta=self.target.host,
+            )
 
     async def _reset(self) -> bool:
         """End a transaction that sends no DATA (a probe); True when the session is usable."""

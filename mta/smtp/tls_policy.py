@@ -20,8 +20,8 @@ DESCRIPTION
     (smtp_tls_chain_files, else smtp_tls_cert_file and
     smtp_tls_key_file, smtp_tls_eccert_file and smtp_tls_eckey_file, and
     the DSA pair smtp_tls_dcert_file and smtp_tls_dkey_file), smtp_tls_loglevel and
-    smtp_tls_note_starttls_offer. The lmtp agent reads the lmtp_tls_*
-    twins.
+    smtp_tls_note_starttls_offer, smtp_tls_block_early_mail_reply
+    (mta/smtp/client.py). The lmtp agent reads the lmtp_tls_* twins.
 
     When smtp_tls_security_level is empty, the parameters it replaced
     give the level as in Postfix: smtp_enforce_tls = yes gives "verify"
@@ -181,6 +181,7 @@ class ClientTls:
     policy_maps_error: str
     servername: str = ""  # smtp_tls_servername: the SNI name (empty: none)
     connection_reuse: bool = False  # smtp_tls_connection_reuse
+    block_early_mail_reply: bool = False  # smtp_tls_block_early_mail_reply
     wrapper: bool = False  # smtp_tls_wrappermode: TLS from the first byte, no STARTTLS
     _policies: dict = field(default_factory=dict, repr=False)  # next hop -> TlsPolicy
     contexts: dict = field(default_factory=dict, repr=False)  # see tls_verify.client_context
@@ -231,6 +232,7 @@ class ClientTls:
                 )
             ),
             loglevel=cfg.get_int(p("tls_loglevel")),
+            block_early_mail_reply=cfg.get_bool(p("tls_block_early_mail_reply")),
             note_starttls_offer=cfg.get_bool(p("tls_note_starttls_offer")),
             wildcard_multi_label=cfg.get_bool("tls_wildcard_matches_multiple_labels"),
             myhostname=cfg.get("myhostname").strip().lower(),
