@@ -1,0 +1,65 @@
+"""mta check on the smtp/lmtp client's TLS and SASL parameters that mta declares but
+does not build (mta/config/unimplemented.py): warned, or refused where less security
+would be served than asked for."""
+
+import pytest
+
+from mta.config import Config
+from mta.config.validate import config_problems
+
+
+@pytest.fixture
+def check(tmp_path):
+    def check(main: str) -> list[tuple[str, bool]]:
+        (tmp_path / "main.cf").write_text(main)
+        (tmp_path / "master.cf").write_text("relay unix - - n - - smtp\n")
+        return [(str(p), p.fatal) for p in config_problems(Config(str(tmp_path)))]
+
+    return check
+
+
+def test_postfixs_defaults_are_quiet(check):
+    main = (
+        "smtp_tls_scert_verifydepth = 9\nsmtp_sasl_type = cyrus\nsmtp_tls_per_site =\n"
+        "smtp_sasl_auth_cache_time = 90d\nlmtp_tls_enforce_peername = yes\n"
+    )
+    assert check(main) == []
+
+
+@pytest.mark.parametrize("name", ["smtp_tls_scert_verifydepth", "lmtp_tls_scert_verifydepth"])
+def test_a_lower_verify_depth_is_refused(check, tmp_path, name):
+    ((text, fatal),) = check(f"{name} = 2\n")
+    assert fatal
+    assert text == (
+        f"{tmp_path / 'main.cf'}, line 1: {name} = 2 is not implemented, and mta would give "
+        "less security than it asks for; refused"
+    )
+
+
+def test_a_higher_verify_depth_is_only_warned(check):
+    ((text, fatal),) = check("smtp_tls_scert_verifydepth = 12\n")
+    assert not fatal and "smtp_tls_scert_verifydepth is not implemented" in text
+
+
+def test_the_old_per_site_table_is_refused(check):
+    ((text, fatal),) = check("smtp_tls_per_site = texthash:/etc/mta/tls_per_site\n")
+    assert fatal and "smtp_tls_per_site" in text and "refused" in text
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "smtp_sasl_path = smtp",
+        "lmtp_sasl_auth_cache_name = lmdb:/tmp/x",
+        "smtp_sasl_auth_cache_time = 1d",
+    ],
+)
+def test_sasl_plug_in_and_cache_settings_are_warned(check, setting):
+    ((text, fatal),) = check(setting + "\n")
+    assert not fatal and "is not implemented" in text
+
+
+def test_a_bad_verify_depth_names_parameter_and_file(check, tmp_path):
+    got = check("smtp_tls_scert_verifydepth = deep\n")
+    assert f"{tmp_path / 'main.cf'}, line 1: parameter smtp_tls_scert_verifydepth: " in got[0][0]
+    assert got[0][1]
