@@ -74,10 +74,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtp_defer_if_no_mx_address_found",  # not consulted
     "smtp_sasl_path",               # the built-in client has no SASL plug-in to configure
     "lmtp_sasl_path",               # the built-in client has no SASL plug-in to configure
-    "smtp_sasl_auth_cache_name",    # no cache of refused logins: each delivery tries again
-    "lmtp_sasl_auth_cache_name",    # no cache of refused logins: each delivery tries again
-    "smtp_sasl_auth_cache_time",    # goes with smtp_sasl_auth_cache_name
-    "lmtp_sasl_auth_cache_time",    # goes with lmtp_sasl_auth_cache_name
     "smtp_tls_scert_verifydepth",   # Python's ssl cannot set OpenSSL's verify depth (refused below 9)
     "lmtp_tls_scert_verifydepth",   # Python's ssl cannot set OpenSSL's verify depth (refused below 9)
     "smtp_tls_per_site",            # obsolete; smtp_tls_policy_maps is the table (refused)

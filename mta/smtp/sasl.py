@@ -40,6 +40,11 @@ DESCRIPTION
     A server that refuses the credentials defers the mail with its
     reply ("SASL authentication failed; server HOST[ADDR] said: 535
     ..."); with smtp_sasl_auth_soft_bounce = no a 5xx reply bounces it.
+    With smtp_sasl_auth_cache_name a login the server refused with 535
+    is not tried again with the same credentials until
+    smtp_sasl_auth_cache_time has passed: the mail gets the saved reply
+    (mta/smtp/sasl_cache.py).
+
     An authenticated session is marked (session.authenticated) and is
     never put into a session cache, so it cannot serve mail that is
     not entitled to its credentials; with sender-dependent
@@ -59,12 +64,15 @@ STANDARDS
 from __future__ import annotations
 
 import base64
+import re
+import time
 from dataclasses import dataclass
 
 from mta import log
 from mta.common.addr_find import find_address
 from mta.config.params import PARAMS
 from mta.maps import MapError, MapRetry, Maps
+from mta.smtp.sasl_cache import AuthCache
 
 MECH_PREFERENCE = ("PLAIN", "LOGIN")  # the mechanisms this client speaks, best first
 SECURITY_OPTIONS = frozenset(
@@ -72,6 +80,7 @@ SECURITY_OPTIONS = frozenset(
 )
 NO_PASSWORD_MECHS = frozenset({"noplaintext", "noactive", "nodictionary", "mutual_auth"})
 SASL_CLIENT_TYPE = "cyrus"  # Postfix's only client type; here the built-in client
+_ENHANCED_RE = re.compile(r"^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 class AuthFailed(Exception):
@@ -105,6 +114,7 @@ class SaslSettings:
     sasl_type: str = "cyrus"  # the only client type (the built-in client)
     sender_dependent: bool = False  # smtp_sender_dependent_authentication
     delimiter: str = ""  # recipient_delimiter, for the sender's extension
+    cache: AuthCache | None = None  # smtp_sasl_auth_cache_name (mta/smtp/sasl_cache.py)
 
     _memo = {}  # (id(cfg), lmtp) -> (cfg, SaslSettings)
 
@@ -141,6 +151,7 @@ class SaslSettings:
             sasl_type=cfg.get(_param(lmtp, "sasl_type")).strip().lower(),
             sender_dependent=cfg.get_bool(_param(lmtp, "sender_dependent_authentication")),
             delimiter=cfg.get("recipient_delimiter"),
+            cache=AuthCache.of(cfg, lmtp) if enabled else None,
         )
         cls._memo[(id(cfg), lmtp)] = (cfg, st)
         return st
@@ -265,13 +276,23 @@ async def login(session, sasl: SaslSettings, dest: str, sender: str = "") -> Non
             f"{session.hostaddr}: no mechanism available",
         )
     user, password = creds
+    host = session.target.host
+    saved = sasl.cache.refused(host, user, password, time.time()) if sasl.cache else None
     try:
+        if saved is not None:  # refused before: not tried again (smtp_sasl_auth_cache_name)
+            found = _ENHANCED_RE.match(saved)
+            said = f"SASL authentication failed; server {session.hostaddr} said: {saved}"
+            raise AuthFailed(found.group(1) if found else "5.7.8", said, saved)
         await _exchange(session, mechs[0], user, password)
     except AuthFailed as exc:
+        if sasl.cache is not None and saved is None and exc.reply.startswith("535"):
+            sasl.cache.remember(host, user, password, exc.reply, time.time())
         dsn = exc.dsn
         if dsn.startswith("5") and sasl.soft_bounce:
             dsn = "4" + dsn[1:]
-        raise SaslFailed(dsn, exc.reason, reply=exc.reply, mta=session.target.host) from None
+        raise SaslFailed(dsn, exc.reason, reply=exc.reply, mta=host) from None
+    if sasl.cache is not None:
+        sasl.cache.forget(host)
     session.authenticated = True
 
 
