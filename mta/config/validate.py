@@ -326,6 +326,13 @@ def _client_tls_problems(cfg, seen: set[str]) -> list[Problem]:
     )
 
 
+def _client_sasl_problems(cfg, seen: set[str]) -> list[Problem]:
+    """The smtp and lmtp clients' SASL options and auth cache (mta/smtp/sasl.py)."""
+    from mta.smtp.sasl import client_setup_problems
+
+    return _setup_problems(cfg, seen, client_setup_problems)
+
+
 def _sasl_problems(cfg, seen: set[str]) -> list[Problem]:
     """smtpd's SMTP AUTH settings: an unusable backend is fatal, a missing table a warning."""
     from mta.smtpd.sasl import setup_problems
@@ -392,6 +399,7 @@ def config_problems(
     out.extend(_tls_problems(cfg, seen))
     out.extend(_client_tls_problems(cfg, seen))
     out.extend(_sasl_problems(cfg, seen))
+    out.extend(_client_sasl_problems(cfg, seen))
     for name, e in cfg.entries.items():
         if name in PARAMS or per_transport_default(name, transports) or name in referenced:
             continue
@@ -417,6 +425,8 @@ def config_problems(
             out.extend(_client_tls_problems(view, seen))
         if any(n.startswith(("smtpd_sasl_", "smtpd_tls_auth")) for n in s.overrides):
             out.extend(_sasl_problems(view, seen))
+        if any(n.startswith(("smtp_sasl_", "lmtp_sasl_")) for n in s.overrides):
+            out.extend(_client_sasl_problems(view, seen))
         for name in s.overrides:
             known = name in PARAMS or per_transport_default(name, transports)
             if not known and name not in referenced and name not in cfg.entries:

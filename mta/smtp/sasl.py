@@ -70,6 +70,7 @@ from dataclasses import dataclass
 
 from mta import log
 from mta.common.addr_find import find_address
+from mta.common.kv_store import LMDB_KINDS
 from mta.config.params import PARAMS
 from mta.maps import MapError, MapRetry, Maps
 from mta.smtp.sasl_cache import AuthCache
@@ -220,6 +221,33 @@ class SaslSettings:
         if options & NO_PASSWORD_MECHS:
             return []  # PLAIN and LOGIN are all there is, and both send the password
         return [m for m in MECH_PREFERENCE if m in offered]
+
+
+def client_setup_problems(cfg) -> list[tuple[str, str, bool]]:
+    """What mta check says about the smtp and lmtp clients' SASL settings:
+    [(param, message, fatal)]: an unknown security option is fatal (the
+    client would defer all mail), an unusable auth cache a warning."""
+    out: list[tuple[str, str, bool]] = []
+    for lmtp in (False, True):
+        for name in (
+            "sasl_security_options",
+            "sasl_tls_security_options",
+            "sasl_tls_verified_security_options",
+        ):
+            param = _param(lmtp, name)
+            if "$" in cfg.raw(param):
+                continue  # from another of them ($smtp_sasl_security_options): said there
+            bad = [o for o in cfg.get_list(param) if o.lower() not in SECURITY_OPTIONS]
+            if bad:
+                expected = " or ".join(sorted(SECURITY_OPTIONS))
+                out.append((param, f'unknown value "{bad[0]}" (expected {expected})', True))
+        param = _param(lmtp, "sasl_auth_cache_name")
+        spec = cfg.get(param).strip()
+        kind, _, path = spec.partition(":")
+        if spec and (kind.lower() not in LMDB_KINDS or not path):
+            why = f'unsupported table "{spec}": use lmdb:PATH; the cache is not used'
+            out.append((param, why, False))
+    return out
 
 
 def offered_mechanisms(features: dict[str, str]) -> list[str]:

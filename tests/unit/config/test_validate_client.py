@@ -56,3 +56,40 @@ def test_a_bad_verify_depth_names_parameter_and_file(check, tmp_path):
     got = check("smtp_tls_scert_verifydepth = deep\n")
     assert f"{tmp_path / 'main.cf'}, line 1: parameter smtp_tls_scert_verifydepth: " in got[0][0]
     assert got[0][1]
+
+
+def test_an_unknown_sasl_security_option_is_fatal_once(check, tmp_path):
+    got = check("myhostname = mx.example\nsmtp_sasl_security_options = noplain\n")
+    assert got == [
+        (
+            f"{tmp_path / 'main.cf'}, line 2: parameter smtp_sasl_security_options: unknown "
+            'value "noplain" (expected mutual_auth or noactive or noanonymous or nodictionary '
+            "or noplaintext)",
+            True,
+        )
+    ]
+
+
+def test_an_unknown_verified_option_of_lmtp_is_fatal(check):
+    ((text, fatal),) = check("lmtp_sasl_tls_verified_security_options = noanon\n")
+    assert fatal and "lmtp_sasl_tls_verified_security_options" in text and "noanon" in text
+
+
+def test_an_auth_cache_that_is_no_lmdb_table_is_warned(check, tmp_path):
+    got = check("smtp_sasl_auth_cache_name = cdb:/var/lib/mta/sasl\n")
+    assert got == [
+        (
+            f"{tmp_path / 'main.cf'}, line 1: parameter smtp_sasl_auth_cache_name: unsupported "
+            'table "cdb:/var/lib/mta/sasl": use lmdb:PATH; the cache is not used',
+            False,
+        )
+    ]
+
+
+def test_a_bad_option_in_a_master_cf_override_is_found(tmp_path):
+    (tmp_path / "main.cf").write_text("myhostname = mx.example\n")
+    (tmp_path / "master.cf").write_text(
+        "relay unix - - n - - smtp\n  -o smtp_sasl_tls_security_options=noanonymus\n"
+    )
+    got = [str(p) for p in config_problems(Config(str(tmp_path))) if p.fatal]
+    assert len(got) == 1 and "smtp_sasl_tls_security_options" in got[0] and "noanonymus" in got[0]
