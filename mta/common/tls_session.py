@@ -122,6 +122,9 @@ def context_digest(ctx: ssl.SSLContext) -> str:
         repr(ctx.minimum_version),
         repr(ctx.maximum_version),
         ",".join(c["name"] for c in ctx.get_ciphers()),
+        # what the context was built from that it cannot show: a CA directory
+        # (loaded lazily, absent from get_ca_certs()) and the client certificates
+        str(getattr(ctx, "mta_sources", "")),
     ]
     h = hashlib.sha256("\n".join(parts).encode())
     for der in sorted(ctx.get_ca_certs(binary_form=True)):

@@ -167,6 +167,12 @@ def _build(tls: ClientTls, policy: TlsPolicy, ca_level: bool) -> ssl.SSLContext:
     else:
         ctx.verify_mode = ssl.CERT_NONE
     _load_client_certs(ctx, tls)
+    # for the session cache's context digest (mta/common/tls_session.py)
+    ctx.mta_sources = (  # type: ignore[attr-defined]
+        tls.ca_path if ca_level else "",
+        tls.chain_files,
+        tls.cert_pairs,
+    )
     return ctx
 
 
