@@ -21,8 +21,9 @@ DESCRIPTION
     set of ticket keys), and the probe's aiosmtpd sink offers STARTTLS
     too, since encrypt applies to every destination.
 
-    mta keeps TLS connections open for the next delivery (its
-    connection cache); Postfix by default does not
+    mta runs with smtp_tls_connection_reuse = yes and keeps TLS
+    connections open for the next delivery (its connection cache, in
+    the smtp process); Postfix by default does not
     (smtp_tls_connection_reuse = no) and makes one handshake per
     delivery. --postfix-tls-reuse turns Postfix's reuse on, through its
     tlsproxy service.
@@ -80,8 +81,10 @@ class TlsSetup:
             lines += "smtp_tls_session_cache_database = btree:${data_directory}/smtp_scache\n"
             if self.postfix_reuse:
                 lines += "smtp_tls_connection_reuse = yes\n"
-        elif MTA_TLSMGR:  # mta keeps its client sessions in lmdb tables
-            lines += "smtp_tls_session_cache_database = lmdb:${data_directory}/smtp_scache\n"
+        else:
+            lines += "smtp_tls_connection_reuse = yes\n"  # in the smtp process's cache
+            if MTA_TLSMGR:  # mta keeps its client sessions in lmdb tables
+                lines += "smtp_tls_session_cache_database = lmdb:${data_directory}/smtp_scache\n"
         return lines
 
     def master_cf(self, name: str) -> str:

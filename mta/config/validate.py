@@ -111,6 +111,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     ),
 }
 CHOICES["lmtp_tls_security_level"] = CHOICES["smtp_tls_security_level"]
+CHOICES["smtp_sasl_type"] = ("cyrus",)  # Postfix's only client type: the built-in client
+CHOICES["lmtp_sasl_type"] = CHOICES["smtp_sasl_type"]
 CHOICES["smtp_dns_support_level"] = ("", "disabled", "enabled", "dnssec")
 CHOICES["lmtp_dns_support_level"] = CHOICES["smtp_dns_support_level"]
 CHOICES["tls_dane_digests"] = ("sha256", "sha512", "sha256=1", "sha512=2")
@@ -331,6 +333,13 @@ def _client_tls_problems(cfg, seen: set[str]) -> list[Problem]:
     )
 
 
+def _client_sasl_problems(cfg, seen: set[str]) -> list[Problem]:
+    """The smtp and lmtp clients' SASL options and auth cache (mta/smtp/sasl.py)."""
+    from mta.smtp.sasl import client_setup_problems
+
+    return _setup_problems(cfg, seen, client_setup_problems)
+
+
 def _sasl_problems(cfg, seen: set[str]) -> list[Problem]:
     """smtpd's SMTP AUTH settings: an unusable backend is fatal, a missing table a warning."""
     from mta.smtpd.sasl import setup_problems
@@ -401,6 +410,7 @@ def config_problems(
     out.extend(_tls_problems(cfg, seen))
     out.extend(_client_tls_problems(cfg, seen))
     out.extend(_sasl_problems(cfg, seen))
+    out.extend(_client_sasl_problems(cfg, seen))
     for name, e in cfg.entries.items():
         if name in PARAMS or per_transport_default(name, transports) or name in referenced:
             continue
@@ -426,6 +436,8 @@ def config_problems(
             out.extend(_client_tls_problems(view, seen))
         if any(n.startswith(("smtpd_sasl_", "smtpd_tls_auth")) for n in s.overrides):
             out.extend(_sasl_problems(view, seen))
+        if any(n.startswith(("smtp_sasl_", "lmtp_sasl_")) for n in s.overrides):
+            out.extend(_client_sasl_problems(view, seen))
         for name in s.overrides:
             known = name in PARAMS or per_transport_default(name, transports)
             if not known and name not in referenced and name not in cfg.entries:

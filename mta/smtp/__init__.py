@@ -32,7 +32,13 @@ DESCRIPTION
     reached smtp_connection_reuse_count_limit (0: no limit) uses or
     smtp_connection_reuse_time_limit of age; the next request for the
     same next hop reuses it. A reused session that turns out to be
-    dead is dropped and a new connection made.
+    dead is dropped and a new connection made. A session that
+    authenticated (SMTP AUTH) is never kept, and with
+    smtp_sender_dependent_authentication none is kept or reused, as in
+    Postfix: the credentials depend on the sender (mta/smtp/sasl.py).
+    A TLS-encrypted session is kept only with smtp_tls_connection_reuse
+    (or the policy table's connection_reuse=yes); Postfix's default is
+    not to.
 
     When the scache service runs (its socket private/scache exists), a
     process that already keeps LOCAL_IDLE_PER_KEY idle sessions for a
@@ -121,6 +127,7 @@ from mta.smtp.dane import DANE_LEVELS, dane_policy
 from mta.smtp.generic import GenericMapper
 from mta.smtp.nexthop import NexthopError, Target, Targets, resolve_nexthop
 from mta.smtp.scache import SessionCache
+from mta.smtp.tls_policy import wrapper_level
 
 session_cache = SessionCache()
 _no_tls: dict[str, float] = {}  # relay -> until when TLS is not tried again
@@ -130,8 +137,10 @@ LOCAL_IDLE_PER_KEY = 64  # idle sessions per next hop kept before the surplus go
 
 
 def _cacheable(st: Settings, nexthop: str, session) -> bool:
-    if session.authenticated:
+    if session.authenticated or st.sasl.per_sender:
         return False  # its credentials must not serve other mail (mta/smtp/sasl.py)
+    if session.tls and not session.st.tls_policy.connection_reuse:
+        return False  # smtp_tls_connection_reuse = no (Postfix's default)
     if not (st.cache_on_demand or nexthop.lower() in st.cache_destinations):
         return False
     if st.reuse_count_limit and session.uses >= st.reuse_count_limit:
@@ -221,7 +230,7 @@ async def _finish_session(job, st, key, session, reusable: bool) -> None:
         await session.quit()
 
 
-async def _open(target, st, dest: str, cfg=None):
+async def _open(target, st, dest: str, cfg=None, sender: str = ""):
     """connect(), and again without TLS when the TLS handshake fails and TLS is
     optional; at the DANE levels the server's TLSA records set the level first."""
     dane = None
@@ -229,17 +238,18 @@ async def _open(target, st, dest: str, cfg=None):
         policy = await dane_policy(target, dest, cfg, st.tls_level, st.lmtp)
         if policy.refusal is not None:
             raise SessionError(*policy.refusal)
-        st = dataclasses.replace(st, tls_level=policy.level)
+        level = wrapper_level(policy.level) if st.tls.wrapper else policy.level
+        st = dataclasses.replace(st, tls_level=level)
         dane = policy if policy.level == "dane" else None
     if st.tls_required:
-        return await connect(target, st, True, dest, dane)
+        return await connect(target, st, True, dest, dane, sender)
     allow_tls = _no_tls.get(target.relay, 0) < time.monotonic()
     try:
-        return await connect(target, st, allow_tls, dest)
+        return await connect(target, st, allow_tls, dest, sender=sender)
     except TlsFailed as exc:
         log.warning("%s; trying without TLS", exc.reason)
         _no_tls[target.relay] = time.monotonic() + NO_TLS_RETRY
-        return await connect(target, st, False, dest)
+        return await connect(target, st, False, dest, sender=sender)
 
 
 def _give_up(job: DeliveryJob, err: SessionError, relay: str) -> None:
@@ -274,9 +284,10 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
     key = (lmtp, job.req.nexthop.lower())
     tries = _Tries()
 
-    # a kept session first (the shared cache holds plain-text sessions only)
-    shared = not st.tls_required
-    while job.pending():
+    # a kept session first (the shared cache holds plain-text sessions only);
+    # none with sender-dependent SASL credentials (nothing is kept then)
+    shared = not st.tls_required and not st.sasl.per_sender
+    while job.pending() and not st.sasl.per_sender:
         session = session_cache.take(key)
         if session is None and shared:
             session = await _scache_take(job, st, key)
@@ -379,7 +390,7 @@ async def _try_site(
         if target.relay in tries.soft_relays:
             continue  # it deferred these recipients already in this request
         try:
-            session = await _open(target, st, dest, job.cfg)
+            session = await _open(target, st, dest, job.cfg, job.req.sender)
         except SessionError as exc:
             tries.last, tries.last_relay = exc, target.relay
             if isinstance(exc, SaslFailed):

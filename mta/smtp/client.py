@@ -28,7 +28,13 @@ DESCRIPTION
     (mta/smtp/tls_verify.py): a chain the CAs do not vouch for is
     "Server certificate not trusted", a name or fingerprint that does
     not match "Server certificate not verified" (both 4.7.5), and the
-    session ends before any mail goes out. With smtp_tls_loglevel 1
+    session ends before any mail goes out. With
+    smtp_tls_block_early_mail_reply, server data that no command asked
+    for in a TLS session (before MAIL FROM, or left over at the 354
+    reply) ends the session with 4.7.0 before anything more goes out.
+    The SNI name is the
+    policy's (smtp_tls_servername, the table's servername=): none by
+    default, as in Postfix. With smtp_tls_loglevel 1
     the handshake is logged ("Verified TLS connection established to
     ..."); with smtp_tls_note_starttls_offer a server that offers
     STARTTLS when TLS is off is logged ("Host offered STARTTLS:
@@ -40,6 +46,11 @@ DESCRIPTION
     unknown level is a configuration error; a policy table entry that
     cannot be used or a TLS context that cannot be built (where TLS is
     required) defers the mail.
+    With smtp_tls_wrappermode (lmtp_tls_wrappermode) the handshake
+    comes first, before the greeting (SMTPS, port 465), and STARTTLS is
+    never sent; the level (at least encrypt: mta/smtp/tls_policy.py)
+    judges the certificate as above, and a failed handshake ends the
+    session: there is no plain-text retry.
     With smtp_sasl_auth_enable the session then authenticates with
     SMTP AUTH (mta/smtp/sasl.py: login()) before any mail transaction;
     SaslFailed reports a refused or impossible login.
@@ -216,7 +227,9 @@ class Settings:
 
     @property
     def tls_required(self) -> bool:
-        """The level demands TLS: no plain-text session, no plain-text retry."""
+        """The level (or wrapper mode) demands TLS: no plain-text session, no plain-text retry."""
+        if self.tls.wrapper:
+            return True
         return self.tls_level in TLS_LEVELS and self.tls_level != "may"
 
     def tls_refusal(self) -> tuple[str, str] | None:
@@ -280,7 +293,7 @@ class Settings:
             helo_name=cfg.get("lmtp_lhlo_name" if lmtp else "smtp_helo_name"),
             bind_address=cfg.get("smtp_bind_address"),
             bind_address6=cfg.get("smtp_bind_address6"),
-            tls_level=cfg.get(p("tls_security_level")).strip().lower(),
+            tls_level=tls.level,  # raised to encrypt under smtp_tls_wrappermode
             never_send_ehlo=cfg.get_bool("smtp_never_send_ehlo") and not lmtp,
             discard_ehlo=frozenset(k.upper() for k in cfg.get_list("smtp_discard_ehlo_keywords")),
             mime_conversion=not cfg.get_bool("disable_mime_output_conversion"),
@@ -434,6 +447,7 @@ class Session:
         self.uses = 0
         self.reused = False
         self.tls = False
+        self.tls_verified = False  # the certificate met a verifying level (SASL options)
         self.authenticated = False  # SMTP AUTH succeeded: never cached (mta/smtp/sasl.py)
         self.dane: DanePolicy | None = None  # TLSA records the server must match (dane.py)
         self.dest = ""  # the next hop, for the TLS session cache
@@ -517,11 +531,13 @@ class Session:
         return f"host {self.hostaddr} said: {reply.text} (in reply to {command} command)"
 
     # ------------------------------------------------------------- greeting
-    async def greet(self, allow_tls: bool = True, dest: str = "") -> None:
+    async def greet(self, allow_tls: bool = True, dest: str = "", sender: str = "") -> None:
         """Greeting, EHLO, STARTTLS and EHLO again, then AUTH; dest names the next hop
-        for the SASL password lookup."""
+        (and sender the envelope sender) for the SASL password lookup."""
         st = self.st
         self.dest = dest
+        if st.tls.wrapper:  # SMTPS: TLS before the first byte of SMTP
+            await self.wrap(dest)
         reply = await self.read_reply(st.helo_timeout, STAGE_GREETING)
         if reply.code != 220:
             dsn = reply.dsn
@@ -535,7 +551,9 @@ class Session:
                 mta=self.target.host,
             )
         await self.ehlo()
-        if st.tls_required:
+        if self.tls:
+            pass  # wrapper mode: the session is encrypted already
+        elif st.tls_required:
             if "STARTTLS" not in self.features:
                 raise SessionError(
                     "4.7.4", f"TLS is required, but was not offered by host {self.hostaddr}"
@@ -553,7 +571,7 @@ class Session:
             sessions, ctx, key = self.tls_resume
             await sessions.remember(ctx, key, self.writer.get_extra_info("ssl_object"))
         if st.sasl.enabled:
-            await login(self, st.sasl, dest)
+            await login(self, st.sasl, dest, sender)
 
     async def ehlo(self) -> None:
         st = self.st
@@ -617,8 +635,23 @@ class Session:
                 f"Cannot start TLS: {self.hostaddr} sent data after its reply to STARTTLS",
                 site=True,
             )
-        sni = st.tls_policy.servername
-        sni = self.target.host if sni in ("", "hostname") else sni
+        await self.handshake(ctx, dest)
+        return True
+
+    async def wrap(self, dest: str = "") -> None:
+        """smtp_tls_wrappermode: the handshake before the greeting; never plain text."""
+        try:
+            ctx = client_context(self.st.tls, self.st.tls_policy)
+        except TlsSetupError as exc:  # tls_refusal() defers before connecting; be safe
+            log.warning("TLS not available: %s", exc)
+            self.close()
+            raise SessionError("4.7.5", TLS_ENGINE_UNAVAILABLE, site=True) from None
+        await self.handshake(ctx, dest)
+
+    async def handshake(self, ctx: ssl.SSLContext, dest: str) -> None:
+        """The TLS handshake on the open connection, then the check of the peer."""
+        st = self.st
+        sni = self._sni_name(dest)
         # a session kept from an earlier handshake under the same settings is
         # offered (mta/common/tls_session.py); the peer is judged all the same
         sessions = ClientSessions.shared(st.lmtp, st.tls_session_timeout, st.tls_session_remote)
@@ -650,7 +683,23 @@ class Session:
         self.parser = ReplyParser(REPLY_LINE_LIMIT, REPLY_MAX_LINES)
         self.replies.clear()
         self._judge_peer(dest)
-        return True
+
+    def _sni_name(self, dest: str) -> str | None:
+        """The SNI name to send: the policy's servername (none when empty); at the
+        DANE levels always the server's host name (RFC 7672)."""
+        st = self.st
+        host = st.tls.myhostname if self.target.unix else self.target.host
+        if self.dane is not None or st.tls_level in ("dane", "dane-only"):
+            return host
+        name = st.tls_policy.servername
+        low = name.lower()
+        if not low:
+            return None
+        if low == "hostname":
+            return host
+        if low == "nexthop":
+            return nexthop_name(dest or self.target.host, st.lmtp, st.tls.myhostname)
+        return name.rstrip(".")
 
     def _judge_peer(self, dest: str) -> None:
         """Log the handshake and end the session when the certificate fails the level."""
@@ -664,6 +713,7 @@ class Session:
             if reason is not None:
                 self.close()
                 raise SessionError("4.7.5", reason)
+            self.tls_verified = True
             return
         tls = st.tls
         hostname = tls.myhostname if self.target.unix else self.target.host
@@ -680,6 +730,7 @@ class Session:
                 )
             self.close()
             raise SessionError("4.7.5", outcome.failure, site=True)
+        self.tls_verified = outcome.status == "Verified"
 
     # ------------------------------------------------------------- transaction
     def _mail_command(self, out: Outgoing, body: str, utf8: bool) -> bytes:
@@ -764,6 +815,7 @@ class Session:
             elif st.mime_conversion:
                 payload = out.payload_7bit()
         pipelining = "PIPELINING" in feats
+        self._check_early_reply("MAIL FROM")
         cmds: list[tuple[bytes, str, float, str]] = []  # (line, command name, timeout, stage)
         if self.reused:
             cmds.append((b"RSET", "RSET", st.rset_timeout, STAGE_RSET))
@@ -832,6 +884,7 @@ class Session:
             for r in accepted:
                 self._fail(job, out, r, reply, "DATA")
             return True
+        self._check_early_reply("message content")
         self.write(payload)
         await self.drain(st.data_xfer_timeout, STAGE_CONTENT)
         action = ACTION_DELIVERED if "DSN" in feats or st.lmtp else ACTION_RELAYED
@@ -853,6 +906,22 @@ class Session:
                 else:
                     self._fail(job, out, a, reply, "end of DATA")
         return True
+
+    def _check_early_reply(self, before: str) -> None:
+        """smtp_tls_block_early_mail_reply: in a TLS session, server data that no
+        command asked for (replies injected before the handshake, CVE-2009-3555)
+        ends the session before the next commands or the content go out."""
+        if not (self.tls and self.st.tls.block_early_mail_reply):
+            return
+        buffered = len(getattr(self.reader, "_buffer", b""))  # StreamReader has no peek()
+        if self.replies or self.parser.pending() or buffered:
+            self.close()
+            raise SessionError(
+                "4.7.0",
+                f"host {self.hostaddr} sent a reply before {before} was sent in a TLS "
+                "session: possible command injection (CVE-2009-3555)",
+                mta=self.target.host,
+            )
 
     async def _reset(self) -> bool:
         """End a transaction that sends no DATA (a probe); True when the session is usable."""
@@ -882,10 +951,12 @@ async def connect(
     allow_tls: bool = True,
     dest: str = "",
     dane: DanePolicy | None = None,
+    sender: str = "",
 ) -> Session:
     """Connect to target (reached as next hop dest) and greet it; SessionError
     (site=True) when it fails before the server became usable. dane: the TLSA
-    records the server's certificate must match (st.tls_level is then "dane")."""
+    records the server's certificate must match (st.tls_level is then "dane");
+    sender: the envelope sender, for sender-dependent SASL credentials."""
     arm_connection()  # a place for a TLS session to resume (mta/common/tls_session.py)
     try:
         if target.unix:
@@ -905,7 +976,7 @@ async def connect(
     session = Session(target, reader, writer, st)
     session.dane = dane
     try:
-        await session.greet(allow_tls, dest)
+        await session.greet(allow_tls, dest, sender)
     except SessionError:
         session.close()
         raise

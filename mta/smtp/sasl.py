@@ -4,7 +4,7 @@ SYNOPSIS
     from mta.smtp.sasl import SaslSettings, login
     sasl = SaslSettings.of(cfg, lmtp=False)
     problem = sasl.config_error()             # None, or a reason to defer with
-    await login(session, sasl, dest)          # after the last EHLO; SessionError on failure
+    await login(session, sasl, dest, sender)  # after the last EHLO; SessionError on failure
 
 DESCRIPTION
     With smtp_sasl_auth_enable (lmtp_sasl_auth_enable) set and a server
@@ -12,17 +12,27 @@ DESCRIPTION
     smtp_sasl_password_maps as Postfix does: first by the remote host
     name, then by the next-hop destination as it was given (for
     example "[mail.isp.example]:587"); the value is "username:password".
-    Without an entry the session goes on without AUTH.
+    With smtp_sender_dependent_authentication the envelope sender comes
+    first: the address as it is, without its extension (after
+    recipient_delimiter), then "@domain"; the null sender has no
+    entry of its own. Without an entry the session goes on without
+    AUTH.
 
     The mechanisms offered (the "AUTH" and the old "AUTH=" keyword) are
     narrowed by smtp_sasl_mechanism_filter (when set; a filter that
     leaves nothing means no AUTH, with a warning) and by the security
-    options: smtp_sasl_tls_security_options on a TLS session,
-    smtp_sasl_security_options otherwise. PLAIN and LOGIN send the
+    options: smtp_sasl_tls_verified_security_options on a TLS session
+    whose server certificate was verified (the levels fingerprint,
+    verify, secure and a DANE match), smtp_sasl_tls_security_options on
+    another TLS session, smtp_sasl_security_options otherwise. PLAIN and LOGIN send the
     password itself, so noplaintext, noactive, nodictionary and
     mutual_auth rule both out, and Postfix's default ("noplaintext,
     noanonymous", also over TLS) allows neither: an operator sets
-    "noanonymous" as Postfix's SASL_README says. When the server offers
+    "noanonymous" as Postfix's SASL_README says.
+
+    smtp_sasl_type names the client implementation; Postfix's only one
+    is "cyrus", which is this built-in client (PLAIN and LOGIN). Any
+    other value is a configuration error (mta check; the mail waits). When the server offers
     AUTH, there are credentials and no usable mechanism is left, the
     mail is deferred (4.7.0 "... no mechanism available"), never sent
     with a password the options forbid.
@@ -30,9 +40,17 @@ DESCRIPTION
     A server that refuses the credentials defers the mail with its
     reply ("SASL authentication failed; server HOST[ADDR] said: 535
     ..."); with smtp_sasl_auth_soft_bounce = no a 5xx reply bounces it.
+    With smtp_sasl_auth_cache_name a login the server refused with 535
+    is not tried again with the same credentials until
+    smtp_sasl_auth_cache_time has passed: the mail gets the saved reply
+    (mta/smtp/sasl_cache.py).
+
     An authenticated session is marked (session.authenticated) and is
     never put into a session cache, so it cannot serve mail that is
-    not entitled to its credentials.
+    not entitled to its credentials; with sender-dependent
+    authentication no session is cached at all (as in Postfix), so
+    that a session opened without AUTH for one sender never carries
+    the mail of a sender that has credentials.
 
 SECURITY
     The password goes out only base64-encoded inside the AUTH exchange;
@@ -46,17 +64,24 @@ STANDARDS
 from __future__ import annotations
 
 import base64
+import re
+import time
 from dataclasses import dataclass
 
 from mta import log
+from mta.common.addr_find import find_address
+from mta.common.kv_store import LMDB_KINDS
 from mta.config.params import PARAMS
 from mta.maps import MapError, MapRetry, Maps
+from mta.smtp.sasl_cache import AuthCache
 
 MECH_PREFERENCE = ("PLAIN", "LOGIN")  # the mechanisms this client speaks, best first
 SECURITY_OPTIONS = frozenset(
     {"noplaintext", "noactive", "nodictionary", "noanonymous", "mutual_auth"}
 )
 NO_PASSWORD_MECHS = frozenset({"noplaintext", "noactive", "nodictionary", "mutual_auth"})
+SASL_CLIENT_TYPE = "cyrus"  # Postfix's only client type; here the built-in client
+_ENHANCED_RE = re.compile(r"^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 class AuthFailed(Exception):
@@ -86,6 +111,11 @@ class SaslSettings:
     options: frozenset[str]
     tls_options: frozenset[str]
     soft_bounce: bool
+    verified_options: frozenset[str] = frozenset()  # over TLS with a verified certificate
+    sasl_type: str = "cyrus"  # the only client type (the built-in client)
+    sender_dependent: bool = False  # smtp_sender_dependent_authentication
+    delimiter: str = ""  # recipient_delimiter, for the sender's extension
+    cache: AuthCache | None = None  # smtp_sasl_auth_cache_name (mta/smtp/sasl_cache.py)
 
     _memo = {}  # (id(cfg), lmtp) -> (cfg, SaslSettings)
 
@@ -116,6 +146,13 @@ class SaslSettings:
                 o.lower() for o in cfg.get_list(_param(lmtp, "sasl_tls_security_options"))
             ),
             soft_bounce=cfg.get_bool(_param(lmtp, "sasl_auth_soft_bounce")),
+            verified_options=frozenset(
+                o.lower() for o in cfg.get_list(_param(lmtp, "sasl_tls_verified_security_options"))
+            ),
+            sasl_type=cfg.get(_param(lmtp, "sasl_type")).strip().lower(),
+            sender_dependent=cfg.get_bool(_param(lmtp, "sender_dependent_authentication")),
+            delimiter=cfg.get("recipient_delimiter"),
+            cache=AuthCache.of(cfg, lmtp) if enabled else None,
         )
         cls._memo[(id(cfg), lmtp)] = (cfg, st)
         return st
@@ -126,9 +163,15 @@ class SaslSettings:
             return None
         if self.map_error:
             return f"{_param(self.lmtp, 'sasl_password_maps')}: {self.map_error}"
+        if self.sasl_type != SASL_CLIENT_TYPE:
+            return (
+                f"mail system configuration error: unsupported {_param(self.lmtp, 'sasl_type')} "
+                f"value: {self.sasl_type} (the built-in client is {SASL_CLIENT_TYPE})"
+            )
         for name, opts in (
             ("sasl_security_options", self.options),
             ("sasl_tls_security_options", self.tls_options),
+            ("sasl_tls_verified_security_options", self.verified_options),
         ):
             bad = sorted(opts - SECURITY_OPTIONS)
             if bad:
@@ -144,27 +187,67 @@ class SaslSettings:
             )
         return None
 
-    def credentials(self, host: str, dest: str) -> tuple[str, str] | None:
-        """(user, password) for the server host reached as next hop dest, or None.
+    @property
+    def per_sender(self) -> bool:
+        """Credentials may depend on the envelope sender: sessions must not be shared."""
+        return self.enabled and self.sender_dependent
+
+    def credentials(self, host: str, dest: str, sender: str = "") -> tuple[str, str] | None:
+        """(user, password) for the server host reached as next hop dest (for
+        mail from sender, with sender-dependent authentication), or None.
 
         MapRetry passes to the caller."""
         if not self.maps:
             return None
+        value = None
+        if self.sender_dependent and sender:
+            value = find_address(self.maps, sender, self.delimiter, local=False)
         for key in (host, dest):
-            if not key:
-                continue
-            value = self.maps.lookup(key)
             if value is not None:
-                user, _, password = value.partition(":")
-                return user, password
-        return None
+                break
+            if key:
+                value = self.maps.lookup(key)
+        if value is None:
+            return None
+        user, _, password = value.partition(":")
+        return user, password
 
-    def usable(self, offered: list[str], tls: bool) -> list[str]:
+    def usable(self, offered: list[str], tls: bool, verified: bool = False) -> list[str]:
         """The offered mechanisms this client may use on this session, best first."""
-        options = self.tls_options if tls else self.options
+        if tls and verified:
+            options = self.verified_options
+        else:
+            options = self.tls_options if tls else self.options
         if options & NO_PASSWORD_MECHS:
             return []  # PLAIN and LOGIN are all there is, and both send the password
         return [m for m in MECH_PREFERENCE if m in offered]
+
+
+def client_setup_problems(cfg) -> list[tuple[str, str, bool]]:
+    """What mta check says about the smtp and lmtp clients' SASL settings:
+    [(param, message, fatal)]: an unknown security option is fatal (the
+    client would defer all mail), an unusable auth cache a warning."""
+    out: list[tuple[str, str, bool]] = []
+    for lmtp in (False, True):
+        for name in (
+            "sasl_security_options",
+            "sasl_tls_security_options",
+            "sasl_tls_verified_security_options",
+        ):
+            param = _param(lmtp, name)
+            if "$" in cfg.raw(param):
+                continue  # from another of them ($smtp_sasl_security_options): said there
+            bad = [o for o in cfg.get_list(param) if o.lower() not in SECURITY_OPTIONS]
+            if bad:
+                expected = " or ".join(sorted(SECURITY_OPTIONS))
+                out.append((param, f'unknown value "{bad[0]}" (expected {expected})', True))
+        param = _param(lmtp, "sasl_auth_cache_name")
+        spec = cfg.get(param).strip()
+        kind, _, path = spec.partition(":")
+        if spec and (kind.lower() not in LMDB_KINDS or not path):
+            why = f'unsupported table "{spec}": use lmdb:PATH; the cache is not used'
+            out.append((param, why, False))
+    return out
 
 
 def offered_mechanisms(features: dict[str, str]) -> list[str]:
@@ -185,7 +268,7 @@ def _b64(text: str) -> bytes:
     return base64.b64encode(text.encode("utf-8"))
 
 
-async def login(session, sasl: SaslSettings, dest: str) -> None:
+async def login(session, sasl: SaslSettings, dest: str, sender: str = "") -> None:
     """Authenticate session when the server offers AUTH and there are credentials.
 
     SessionError (from the session, or made here) when authentication
@@ -206,14 +289,14 @@ async def login(session, sasl: SaslSettings, dest: str) -> None:
             return
         offered = kept
     try:
-        creds = sasl.credentials(session.target.host, dest)
+        creds = sasl.credentials(session.target.host, dest, sender)
     except (MapRetry, MapError) as exc:
         raise SaslFailed(
             "4.3.0", f"{_param(sasl.lmtp, 'sasl_password_maps')} lookup error: {exc}"
         ) from None
     if creds is None:
         return
-    mechs = sasl.usable(offered, session.tls)
+    mechs = sasl.usable(offered, session.tls, session.tls_verified)
     if not mechs:
         raise SaslFailed(
             "4.7.0",
@@ -221,13 +304,23 @@ async def login(session, sasl: SaslSettings, dest: str) -> None:
             f"{session.hostaddr}: no mechanism available",
         )
     user, password = creds
+    host = session.target.host
+    saved = sasl.cache.refused(host, user, password, time.time()) if sasl.cache else None
     try:
+        if saved is not None:  # refused before: not tried again (smtp_sasl_auth_cache_name)
+            found = _ENHANCED_RE.match(saved)
+            said = f"SASL authentication failed; server {session.hostaddr} said: {saved}"
+            raise AuthFailed(found.group(1) if found else "5.7.8", said, saved)
         await _exchange(session, mechs[0], user, password)
     except AuthFailed as exc:
+        if sasl.cache is not None and saved is None and exc.reply.startswith("535"):
+            sasl.cache.remember(host, user, password, exc.reply, time.time())
         dsn = exc.dsn
         if dsn.startswith("5") and sasl.soft_bounce:
             dsn = "4" + dsn[1:]
-        raise SaslFailed(dsn, exc.reason, reply=exc.reply, mta=session.target.host) from None
+        raise SaslFailed(dsn, exc.reason, reply=exc.reply, mta=host) from None
+    if sasl.cache is not None:
+        sasl.cache.forget(host)
     session.authenticated = True
 
 

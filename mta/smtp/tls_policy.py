@@ -20,8 +20,23 @@ DESCRIPTION
     (smtp_tls_chain_files, else smtp_tls_cert_file and
     smtp_tls_key_file, smtp_tls_eccert_file and smtp_tls_eckey_file, and
     the DSA pair smtp_tls_dcert_file and smtp_tls_dkey_file), smtp_tls_loglevel and
-    smtp_tls_note_starttls_offer. The lmtp agent reads the lmtp_tls_*
-    twins.
+    smtp_tls_note_starttls_offer, smtp_tls_block_early_mail_reply
+    (mta/smtp/client.py). The lmtp agent reads the lmtp_tls_* twins.
+
+    When smtp_tls_security_level is empty, the parameters it replaced
+    give the level as in Postfix: smtp_enforce_tls = yes gives "verify"
+    (with smtp_tls_enforce_peername = yes, the default) or "encrypt",
+    smtp_use_tls = yes gives "may"; otherwise there is no TLS.
+
+    smtp_tls_wrappermode (lmtp_tls_wrappermode) asks for TLS from the
+    first byte (SMTPS, "submissions" on port 465) instead of STARTTLS.
+    It needs the level "encrypt" or stronger, as in Postfix: a weaker
+    level (empty, none or may, in main.cf or in the policy table, or
+    "may" decided by DANE) is raised to "encrypt", with a warning at
+    mta check, so that such a session is never plain text and never
+    served by a weaker TLS than encrypt's. The policy table has no
+    attribute for it (Postfix has none either): a master.cf transport
+    with -o smtp_tls_wrappermode=yes is the per-destination way.
 
     A TlsPolicy is what one next hop gets: a level and the effective
     match list, protocols, cipher grade, exclusions and trust-anchor
@@ -34,9 +49,27 @@ DESCRIPTION
     (colon-separated names and strategies; for "fingerprint",
     "|"-separated fingerprints; may repeat), protocols= and exclude=
     (colon-separated), ciphers= (a grade), tafile= (may repeat),
-    servername= (the SNI name; "hostname" for the server's name) and
-    connection_reuse= (accepted; TLS sessions are reused within one
-    process either way). A table entry overrides the main.cf level.
+    servername= (the SNI name) and connection_reuse= (yes or no; see
+    below). A table entry overrides the main.cf level.
+
+    smtp_tls_connection_reuse (lmtp_tls_connection_reuse; the table's
+    connection_reuse= wins) lets a TLS-encrypted connection into the
+    connection cache for more deliveries, under the same rules as a
+    plain-text one (mta/smtp/__init__.py). Off by default, as in
+    Postfix: each delivery then has its own connection and handshake
+    (a kept TLS session may still be resumed). Postfix passes such
+    connections through tlsproxy and scache; mta keeps them in the
+    smtp process that opened them (the scache service takes plain-text
+    connections only).
+
+    The SNI name (smtp_tls_servername, lmtp_tls_servername, or the
+    table's servername=, which wins) is, as in Postfix: empty for none
+    (the default), "hostname" for the server's host name (usually from
+    the MX record), "nexthop" for the next-hop domain, or a DNS name in
+    A-label form. A name that is none of these is a configuration
+    problem: a warning at mta check, and the mail is deferred. At the
+    DANE levels the server's host name is always sent (RFC 7672) and
+    the setting is not used.
 
     An entry with an unknown level or attribute, or a table that fails
     for now, yields a policy whose error says why: the mail is
@@ -71,8 +104,11 @@ TLS_POLICY_ATTRS = frozenset(
     {"match", "protocols", "ciphers", "exclude", "tafile", "servername", "connection_reuse"}
 )
 TLS_CONFIG_PROBLEM = "client TLS configuration problem"  # Postfix's reason text
+TLS_WRAPPER_WEAK = frozenset({"", "none", "may"})  # levels wrapper mode raises to "encrypt"
 POLICY_CACHE_LIMIT = 10000  # next hops whose policy one process remembers
 _SPLIT_RE = re.compile(r"[\s,:]+")
+_DNS_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+TLS_SNI_STRATEGIES = frozenset({"hostname", "nexthop"})  # SNI names that stand for others
 
 
 def _param(lmtp: bool, name: str) -> str:
@@ -98,6 +134,7 @@ class TlsPolicy:
     servername: str = ""
     error: str = ""  # why the policy cannot be served ("" when it can)
     system_cas: bool = False  # the system's CAs are trusted too (MTA-STS: the web's PKI)
+    connection_reuse: bool = False  # a TLS connection may go into the connection cache
 
     @property
     def mandatory(self) -> bool:
@@ -143,6 +180,12 @@ class ClientTls:
     myhostname: str
     policy_maps: Maps | None
     policy_maps_error: str
+    servername: str = ""  # smtp_tls_servername: the SNI name (empty: none)
+    connection_reuse: bool = False  # smtp_tls_connection_reuse
+    block_early_mail_reply: bool = False  # smtp_tls_block_early_mail_reply
+    ssl_options: str = ""  # tls_ssl_options (common/tls_options.py)
+    disable_workarounds: str = ""  # tls_disable_workarounds
+    wrapper: bool = False  # smtp_tls_wrappermode: TLS from the first byte, no STARTTLS
     _policies: dict = field(default_factory=dict, repr=False)  # next hop -> TlsPolicy
     contexts: dict = field(default_factory=dict, repr=False)  # see tls_verify.client_context
     _default: TlsPolicy | None = field(default=None, repr=False)  # when there is no table
@@ -158,9 +201,11 @@ class ClientTls:
                 maps = Maps.from_param(cfg, p("tls_policy_maps"))
             except MapError as exc:
                 maps_error = str(exc)
+        wrapper = cfg.get_bool(p("tls_wrappermode"))
+        level = cfg.get(p("tls_security_level")).strip().lower() or obsolete_level(cfg, lmtp)
         return cls(
             lmtp=lmtp,
-            level=cfg.get(p("tls_security_level")).strip().lower(),
+            level=wrapper_level(level) if wrapper else level,
             ca_file=cfg.get(p("tls_CAfile")).strip(),
             ca_path=cfg.get(p("tls_CApath")).strip(),
             append_default_ca=cfg.get_bool("tls_append_default_CA"),
@@ -190,11 +235,17 @@ class ClientTls:
                 )
             ),
             loglevel=cfg.get_int(p("tls_loglevel")),
+            block_early_mail_reply=cfg.get_bool(p("tls_block_early_mail_reply")),
             note_starttls_offer=cfg.get_bool(p("tls_note_starttls_offer")),
             wildcard_multi_label=cfg.get_bool("tls_wildcard_matches_multiple_labels"),
             myhostname=cfg.get("myhostname").strip().lower(),
             policy_maps=maps,
             policy_maps_error=maps_error,
+            servername=cfg.get(p("tls_servername")).strip(),
+            connection_reuse=cfg.get_bool(p("tls_connection_reuse")),
+            wrapper=wrapper,
+            ssl_options=cfg.get("tls_ssl_options"),
+            disable_workarounds=cfg.get("tls_disable_workarounds"),
         )
 
     def param(self, name: str) -> str:
@@ -204,6 +255,8 @@ class ClientTls:
     def make_policy(self, level: str, attrs: dict[str, list[str]] | None = None) -> TlsPolicy:
         """The policy for level with the table's attributes (name -> values) on top of main.cf."""
         attrs = attrs or {}
+        if self.wrapper:
+            level = wrapper_level(level)
         mandatory = level in TLS_MANDATORY_LEVELS
         if level == "fingerprint":
             if "match" in attrs:
@@ -231,13 +284,22 @@ class ClientTls:
         else:
             exclude = self.exclude + (self.mandatory_exclude if mandatory else ())
         tafiles = tuple(attrs.get("tafile", ())) or self.trust_anchor_files
-        servername = attrs["servername"][-1] if "servername" in attrs else ""
-        return TlsPolicy(level, match, protocols, ciphers, exclude, tafiles, servername)
+        servername = attrs["servername"][-1] if "servername" in attrs else self.servername
+        reuse = self.connection_reuse
+        if "connection_reuse" in attrs:
+            reuse = attrs["connection_reuse"][-1].lower() == "yes"
+        return TlsPolicy(
+            level, match, protocols, ciphers, exclude, tafiles, servername, connection_reuse=reuse
+        )
 
     def default_policy(self) -> TlsPolicy:
         """The policy main.cf alone gives (no table entry)."""
         level = self.level or "none"
-        return self.make_policy(level)
+        policy = self.make_policy(level)
+        if level != "none" and not sni_name_ok(policy.servername):
+            why = f"{self.param('tls_servername')}: invalid SNI name: {policy.servername}"
+            return TlsPolicy(level, error=why)
+        return policy
 
     def policy_for(self, dest: str) -> TlsPolicy:
         """The policy for next hop dest: smtp_tls_policy_maps, else main.cf."""
@@ -295,7 +357,7 @@ class ClientTls:
         if level == "none" and attrs:
             log.warning("%s: attributes ignored with TLS security level none", where)
             attrs = {}
-        reuse = attrs.pop("connection_reuse", [])
+        reuse = attrs.get("connection_reuse", [])
         if reuse and reuse[-1].lower() not in ("yes", "no"):
             return TlsPolicy(level, error=f'{where}: invalid connection_reuse value "{reuse[-1]}"')
         policy = self.make_policy(level, attrs)
@@ -303,6 +365,20 @@ class ClientTls:
         if problem:
             return TlsPolicy(level, error=f"{where}: {problem}")
         return policy
+
+
+def obsolete_level(cfg, lmtp: bool = False) -> str:
+    """The level Postfix's pre-2.3 parameters give when smtp_tls_security_level is empty:
+    smtp_enforce_tls (verify with smtp_tls_enforce_peername, else encrypt), smtp_use_tls
+    (may), else none ("")."""
+    if cfg.get_bool(_param(lmtp, "enforce_tls")):
+        return "verify" if cfg.get_bool(_param(lmtp, "tls_enforce_peername")) else "encrypt"
+    return "may" if cfg.get_bool(_param(lmtp, "use_tls")) else ""
+
+
+def wrapper_level(level: str) -> str:
+    """The level under wrapper mode: "encrypt" at least (Postfix requires it)."""
+    return "encrypt" if level in TLS_WRAPPER_WEAK else level
 
 
 def policy_problem(policy: TlsPolicy, tls: ClientTls) -> str:
@@ -315,10 +391,23 @@ def policy_problem(policy: TlsPolicy, tls: ClientTls) -> str:
         return f"invalid TLS protocols: {exc}"
     if policy.ciphers not in TLS_GRADES:
         return f'invalid TLS cipher grade "{policy.ciphers}"'
+    if not sni_name_ok(policy.servername):
+        return f'invalid servername "{policy.servername}"'
     if policy.level == "fingerprint":
         if tls.fingerprint_digest not in hashlib.algorithms_available:
             return f"unknown {tls.param('tls_fingerprint_digest')}: {tls.fingerprint_digest}"
     return ""
+
+
+def sni_name_ok(name: str) -> bool:
+    """True for an SNI setting Postfix accepts: empty, a strategy, or a DNS name (A-labels)."""
+    low = name.lower()
+    if not low or low in TLS_SNI_STRATEGIES:
+        return True
+    labels = low.rstrip(".").split(".")
+    if len(low) > 253 or len(labels) < 1:
+        return False
+    return all(_DNS_LABEL_RE.match(label) for label in labels)
 
 
 def nexthop_name(dest: str, lmtp: bool, myhostname: str) -> str:

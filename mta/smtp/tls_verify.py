@@ -41,7 +41,8 @@ DESCRIPTION
     consulted. Anything else is "Server certificate not verified".
 
     client_setup_problems() builds the main.cf contexts of the smtp and
-    lmtp clients as they will, for mta check and start: an unreadable
+    lmtp clients as they will, for mta check and start: wrapper mode
+    under a level weaker than encrypt (used as encrypt), an unreadable
     CA file, a client key that does not match its certificate, an
     unknown protocol, cipher grade or digest, each with its parameter
     (warnings: the clients then defer mail that needs TLS, with
@@ -79,7 +80,15 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from mta.smtp.tls_policy import TLS_CA_LEVELS, ClientTls, TlsPolicy
+from mta.common.tls_options import disabled_workarounds, ssl_options
+from mta.smtp.tls_policy import (
+    TLS_CA_LEVELS,
+    TLS_WRAPPER_WEAK,
+    ClientTls,
+    TlsPolicy,
+    obsolete_level,
+    sni_name_ok,
+)
 from mta.smtp.tls_proto import cipher_string, protocol_range
 
 TLS_NOT_TRUSTED = "Server certificate not trusted"  # Postfix's reason texts (4.7.5)
@@ -133,6 +142,15 @@ def client_context(tls: ClientTls, policy: TlsPolicy) -> ssl.SSLContext:
 def _build(tls: ClientTls, policy: TlsPolicy, ca_level: bool) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False  # check_peer() matches the names, as the policy says
+    for param, text, parse in (
+        ("tls_ssl_options", tls.ssl_options, ssl_options),
+        ("tls_disable_workarounds", tls.disable_workarounds, disabled_workarounds),
+    ):
+        try:
+            bits = parse(text)
+        except ValueError as exc:
+            raise TlsSetupError(param, "", str(exc)) from None
+        ctx.options = ctx.options | bits if param == "tls_ssl_options" else ctx.options & ~bits
     ctx.options |= ssl.OP_NO_COMPRESSION
     proto = tls.param("tls_mandatory_protocols" if policy.mandatory else "tls_protocols")
     try:
@@ -251,7 +269,18 @@ def client_setup_problems(cfg) -> list[tuple[str, str]]:
     """What mta check says about the smtp and lmtp clients' TLS settings: [(param, message)]."""
     out = []
     for lmtp in (False, True):
-        for found in setup_problems(ClientTls.of(cfg, lmtp)):
+        tls = ClientTls.of(cfg, lmtp)
+        level_param = tls.param("tls_security_level")
+        asked = cfg.get(level_param).strip().lower() or obsolete_level(cfg, lmtp)
+        if tls.wrapper and asked in TLS_WRAPPER_WEAK:
+            out.append(
+                (
+                    level_param,
+                    f"{tls.param('tls_wrappermode')} requires {level_param} = encrypt or "
+                    "stronger; using encrypt",
+                )
+            )
+        for found in setup_problems(tls):
             if found not in out:
                 out.append(found)
     return out
@@ -261,8 +290,16 @@ def setup_problems(tls: ClientTls) -> list[tuple[str, str]]:
     """What mta check says about one client's TLS settings: [(param, message)]."""
     if tls.level in ("", "none"):
         return []
-    policy = tls.default_policy()
+    policy = tls.make_policy(tls.level)
     out = []
+    if not sni_name_ok(tls.servername):
+        out.append(
+            (
+                tls.param("tls_servername"),
+                f"invalid SNI name: {tls.servername} (expected a DNS name in A-label form, "
+                "hostname, nexthop or nothing); mail is deferred",
+            )
+        )
     if tls.chain_files:
         for cert_param, cert, *_ in tls.cert_pairs:
             if cert:

@@ -261,3 +261,23 @@ def test_strategies_expand_to_the_names_they_stand_for():
         "example.com",
     )
     assert got == ["mx.example.net", "example.com", ".example.com", ".other.example", "x.example"]
+
+
+def test_the_tls_library_settings_apply_to_the_client_too(tmp_path):
+    from mta.common.tls_options import OP_TLSEXT_PADDING
+    from mta.config import load_config
+    from mta.smtp.tls_policy import ClientTls
+    from mta.smtp.tls_verify import client_context
+    from tests.support.instance import make_instance
+
+    def context(extra: str):
+        main_cf = "smtp_tls_security_level = encrypt\n" + extra
+        cfg = load_config(str(make_instance(tmp_path / str(len(extra)), main_cf)))
+        tls = ClientTls.of(cfg)
+        return client_context(tls, tls.default_policy())
+
+    plain = context("")
+    tuned = context("tls_ssl_options = NO_TICKET\ntls_disable_workarounds = TLSEXT_PADDING\n")
+    assert not plain.options & ssl.OP_NO_TICKET and plain.options & OP_TLSEXT_PADDING
+    assert tuned.options & ssl.OP_NO_TICKET
+    assert not tuned.options & OP_TLSEXT_PADDING

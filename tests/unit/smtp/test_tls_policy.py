@@ -229,8 +229,9 @@ def test_a_table_that_fails_for_now_defers_and_warns(tmp_path, pki):
 @pytest.mark.parametrize(
     "attribute,expected",
     [
-        ("", "mx.example.test"),
+        ("", None),  # as in Postfix: no SNI unless asked for
         ("servername=hostname", "mx.example.test"),
+        ("servername=nexthop", "example.test"),
         ("servername=sni.example.test", "sni.example.test"),
     ],
 )
@@ -243,3 +244,80 @@ def test_servername_attribute_chooses_the_sni_name(tmp_path, pki, attribute, exp
     handler, status, _, _, _ = send(tmp_path, server, cf)
     assert status.action == "relayed"
     assert seen == [expected]
+
+
+def sni_server(pki, seen: list) -> ssl.SSLContext:
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(*map(str, pki["good"]))
+    server.sni_callback = lambda sslobj, name, ctx: seen.append(name)
+    return server
+
+
+@pytest.mark.parametrize(
+    "setting,expected",
+    [
+        ("", None),
+        ("hostname", "mx.example.test"),
+        ("nexthop", "example.test"),
+        ("relay.example.net", "relay.example.net"),
+    ],
+)
+def test_smtp_tls_servername_chooses_the_sni_name(tmp_path, pki, setting, expected):
+    seen = []
+    cf = f"smtp_tls_security_level = encrypt\nsmtp_tls_servername = {setting}\n"
+    _, status, _, _, _ = send(tmp_path, sni_server(pki, seen), cf)
+    assert status.action == "relayed"
+    assert seen == [expected]
+
+
+def test_the_table_servername_wins_over_smtp_tls_servername(tmp_path, pki):
+    seen = []
+    cf = policy_cf(
+        tmp_path,
+        pki,
+        "example.test encrypt servername=nexthop\n",
+        "smtp_tls_servername = hostname\n",
+    )
+    _, status, _, _, _ = send(tmp_path, sni_server(pki, seen), cf)
+    assert status.action == "relayed" and seen == ["example.test"]
+
+
+def test_a_table_entry_without_servername_takes_smtp_tls_servername(tmp_path, pki):
+    seen = []
+    cf = policy_cf(tmp_path, pki, "example.test encrypt\n", "smtp_tls_servername = hostname\n")
+    _, status, _, _, _ = send(tmp_path, sni_server(pki, seen), cf)
+    assert status.action == "relayed" and seen == ["mx.example.test"]
+
+
+@pytest.mark.parametrize("bad", ["bad_name.example", "-x.example", "ünï.example"])
+def test_an_invalid_sni_name_defers_and_is_warned_at_check(tmp_path, pki, bad):
+    seen = []
+    cf = f"smtp_tls_security_level = may\nsmtp_tls_servername = {bad}\n"
+    handler, status, _, cfg, _ = send(tmp_path, sni_server(pki, seen), cf)
+    assert handler.messages == [] and seen == []
+    assert (status.action, status.dsn) == ("delayed", "4.7.5")
+    assert status.reason == (
+        f"client TLS configuration problem: smtp_tls_servername: invalid SNI name: {bad}"
+    )
+    from mta.config.validate import config_problems
+
+    got = [str(p) for p in config_problems(cfg) if "smtp_tls_servername" in str(p)]
+    assert len(got) == 1 and "main.cf, line" in got[0] and f"invalid SNI name: {bad}" in got[0]
+
+
+def test_an_invalid_table_servername_defers(tmp_path, pki):
+    cf = policy_cf(tmp_path, pki, "example.test encrypt servername=a..b\n")
+    handler, status, _, _, _ = send(tmp_path, sni_server(pki, []), cf)
+    assert handler.messages == []
+    assert (status.action, status.dsn) == ("delayed", "4.7.5")
+    assert 'invalid servername "a..b"' in status.reason
+
+
+def test_lmtp_reads_lmtp_tls_servername(tmp_path):
+    from mta.smtp.tls_policy import ClientTls
+
+    cfg = load_config(
+        str(make_instance(tmp_path, "lmtp_tls_servername = nexthop\nsmtp_tls_servername = x\n"))
+    )
+    assert ClientTls.of(cfg, lmtp=True).servername == "nexthop"
+    assert ClientTls.of(cfg, lmtp=False).servername == "x"

@@ -185,3 +185,31 @@ def test_tlsmgr_down_costs_one_warning_and_no_delivery(tmp_path, server_ctx):
     assert resumed == [False, True]  # this process's own cache still works
     log = (tmp_path / "maillog").read_text()
     assert log.count("warning: TLS session cache: tlsmgr service") == 1
+
+
+def test_contexts_that_differ_only_in_ca_directory_or_client_certificate_differ(tmp_path):
+    # neither a CA directory (loaded lazily) nor a client certificate shows in the
+    # context's own settings: without them in the digest, the session cache handed
+    # one policy's context to another
+    from mta.common.tls_session import context_digest
+    from mta.config import load_config
+    from mta.smtp.tls_policy import ClientTls
+    from mta.smtp.tls_verify import client_context
+    from tests.support.instance import make_instance
+    from tests.support.tls_certs import TestCA
+
+    ca = TestCA(tmp_path / "ca", "Digest CA")
+    cert, key = ca.issue("client", ["client.example.test"], client=True)
+    digests = []
+    for n, extra in enumerate(
+        [
+            "",
+            f"smtp_tls_CApath = {tmp_path}\n",
+            f"smtp_tls_cert_file = {cert}\nsmtp_tls_key_file = {key}\n",
+        ]
+    ):
+        top = tmp_path / f"i{n}"
+        cfg = load_config(str(make_instance(top, "smtp_tls_security_level = verify\n" + extra)))
+        tls = ClientTls.of(cfg)
+        digests.append(context_digest(client_context(tls, tls.default_policy())))
+    assert len(set(digests)) == 3
