@@ -707,7 +707,7 @@ PARAMS: dict[str, Param] = _table([
     ("lmtp_tls_session_cache_database", "str", "", "cache of outbound LMTP TLS sessions"),
     ("tls_session_ticket_cipher", "str", "aes-256-cbc", "cipher of TLS session tickets"),
     ("tlsmgr_service_name", "str", "tlsmgr", "name of the TLS key service in master.cf"),
-    # --- smtpd TLS: more certificates, SNI, and the TLS library's knobs (smtpd/tls_keys.py ...)
+    # --- smtpd TLS: more certificates, SNI, and the TLS library's knobs (common/tls_keys.py ...)
     ("smtpd_tls_dcert_file", "str", "", "DSA server certificate of smtpd"),
     ("smtpd_tls_dkey_file", "str", "$smtpd_tls_dcert_file", "DSA private key of smtpd"),
     ("smtpd_tls_eccert_file", "str", "", "ECDSA server certificate of smtpd"),

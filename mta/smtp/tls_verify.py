@@ -71,15 +71,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import ssl
-import tempfile
 import warnings
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from mta.common.tls_keys import TlsSetupError, load_cert_pairs, load_chain_files
 from mta.common.tls_options import disabled_workarounds, ssl_options
 from mta.smtp.tls_policy import (
     TLS_CA_LEVELS,
@@ -94,16 +93,6 @@ from mta.smtp.tls_proto import cipher_string, protocol_range
 TLS_NOT_TRUSTED = "Server certificate not trusted"  # Postfix's reason texts (4.7.5)
 TLS_NOT_VERIFIED = "Server certificate not verified"
 TLS_ENGINE_UNAVAILABLE = "TLS is required, but our TLS engine is unavailable"
-_KEY_RE = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
-
-
-class TlsSetupError(Exception):
-    """The client context cannot be built; str() names the parameter and the file."""
-
-    def __init__(self, param: str, path: str, reason: str) -> None:
-        self.param = param
-        self.path = path
-        super().__init__(f"{param}: {path}: {reason}" if path else f"{param}: {reason}")
 
 
 @dataclass
@@ -213,56 +202,13 @@ def _load_locations(ctx: ssl.SSLContext, param: str, **where: str) -> None:
         raise TlsSetupError(param, path, exc.strerror or str(exc)) from None
 
 
-def _read(param: str, path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise TlsSetupError(param, path, exc.strerror or str(exc)) from None
-
-
-def _load_pair(ctx: ssl.SSLContext, param: str, where: str, cert: str, key: str | None) -> None:
-    try:
-        ctx.load_cert_chain(cert, key)
-    except ssl.SSLError as exc:
-        reason = exc.reason or str(exc)
-        if "KEY_VALUES_MISMATCH" in reason.upper():
-            reason = "private key does not match the certificate"
-        raise TlsSetupError(
-            param, where, f"cannot load the key and certificate: {reason}"
-        ) from None
-    except OSError as exc:
-        raise TlsSetupError(param, where, exc.strerror or str(exc)) from None
-
-
 def _load_client_certs(ctx: ssl.SSLContext, tls: ClientTls) -> None:
     """smtp_tls_chain_files (key, then its chain, per algorithm), else the
-    cert_file/key_file, eccert_file/eckey_file and dcert_file/dkey_file pairs."""
+    cert_file/key_file, dcert_file/dkey_file and eccert_file/eckey_file pairs."""
     if tls.chain_files:
-        param, where = tls.param("tls_chain_files"), " ".join(tls.chain_files)
-        blob = b"".join(_read(param, f).rstrip(b"\n") + b"\n" for f in tls.chain_files)
-        starts = [m.start() for m in _KEY_RE.finditer(blob)]
-        if not starts or blob[: starts[0]].strip():
-            raise TlsSetupError(param, where, "each private key must come before its certificates")
-        for i, start in enumerate(starts):
-            end = starts[i + 1] if i + 1 < len(starts) else len(blob)
-            fd, tmp = tempfile.mkstemp(prefix="smtp-tls-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(blob[start:end])
-                _load_pair(ctx, param, where, tmp, None)
-            finally:
-                os.unlink(tmp)
-        return
-    for cert_param, cert, key_param, key in tls.cert_pairs:
-        if not cert:
-            if key:
-                raise TlsSetupError(key_param, key, "no certificate file")
-            continue
-        key = key or cert
-        _read(cert_param, cert)
-        _read(key_param, key)
-        _load_pair(ctx, key_param if key != cert else cert_param, key, cert, key)
+        load_chain_files(ctx, tls.param("tls_chain_files"), list(tls.chain_files))
+    else:
+        load_cert_pairs(ctx, tls.cert_pairs)
 
 
 def client_setup_problems(cfg) -> list[tuple[str, str]]:

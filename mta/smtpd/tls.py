@@ -18,7 +18,7 @@ DESCRIPTION
     The server certificates come from smtpd_tls_chain_files, or from
     the RSA, DSA and ECDSA pairs smtpd_tls_cert_file/_key_file,
     smtpd_tls_dcert_file/_dkey_file and smtpd_tls_eccert_file/_eckey_file
-    side by side (smtpd/tls_keys.py); tls_server_sni_maps gives other
+    side by side (common/tls_keys.py); tls_server_sni_maps gives other
     keys to clients that ask for a server name (smtpd/tls_sni.py).
 
     Protocols, cipher grades, curves and DH parameters come from
@@ -62,10 +62,10 @@ import asyncio
 import ssl
 
 from mta import log
+from mta.common.tls_keys import load_server_keys
 from mta.common.tls_proto import SYNTAX_BY_SUFFIX
 from mta.config.errors import ConfigError
 from mta.smtpd.tls_ccert import peer_of, received_lines, setup_client_certs
-from mta.smtpd.tls_keys import load_server_keys
 from mta.smtpd.tls_library import configure_library
 from mta.smtpd.tls_params import TlsSetupError, configure_context
 from mta.smtpd.tls_sni import setup_sni, sni_problems

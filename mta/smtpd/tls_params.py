@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ssl
 
+from mta.common.tls_keys import TlsSetupError  # noqa: F401 - smtpd modules import it from here
 from mta.common.tls_proto import (
     apply_protocols,
     check_exclusions,
@@ -44,15 +45,6 @@ from mta.common.tls_proto import (
 )
 
 EECDH_GRADES = ("auto", "strong", "ultra", "none")
-
-
-class TlsSetupError(Exception):
-    """The server context cannot be built; str() names the parameter and the file."""
-
-    def __init__(self, param: str, path: str, reason: str) -> None:
-        self.param = param
-        self.path = path
-        super().__init__(f"{param}: {path}: {reason}" if path else f"{param}: {reason}")
 
 
 def mandatory(cfg) -> bool:

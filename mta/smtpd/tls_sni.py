@@ -48,8 +48,8 @@ import ssl
 from collections.abc import Callable
 
 from mta import log
+from mta.common.tls_keys import load_chain_files, load_chain_pem
 from mta.maps import MapError, Maps
-from mta.smtpd.tls_keys import load_chain_files, load_chain_pem
 from mta.smtpd.tls_params import TlsSetupError
 
 PARAM = "tls_server_sni_maps"

@@ -1,18 +1,21 @@
-"""smtpd.tls_keys - smtpd's server keys and certificates, loaded into a context
+"""common.tls_keys - TLS keys and certificates of main.cf, loaded into a context
 
 SYNOPSIS
-    from mta.smtpd.tls_keys import load_server_keys, load_chain_files, load_chain_pem
-    load_server_keys(ctx, cfg)              # TlsSetupError names parameter and file
+    from mta.common.tls_keys import TlsSetupError, load_server_keys, load_cert_pairs
+    load_server_keys(ctx, cfg)              # smtpd; TlsSetupError names parameter and file
+    load_cert_pairs(ctx, pairs)             # [(cert param, cert, key param, key)]: count loaded
     load_chain_files(ctx, param, files)     # one list of PEM chain files
     load_chain_pem(ctx, param, where, pem)  # the same, from their text
 
 DESCRIPTION
-    With smtpd_tls_chain_files set, each of its files holds PEM keys
-    and certificates, every private key followed by its certificate
-    chain (a key may also be alone in one file and its chain in the
-    next); the other certificate parameters are then not used, as in
-    Postfix. Otherwise the certificate pairs of older main.cf files
-    are loaded side by side, each one that is set:
+    smtpd (its server certificates) and the smtp client (its client
+    certificates) load keys the same way. With *_tls_chain_files set,
+    each of its files holds PEM keys and certificates, every private
+    key followed by its certificate chain (a key may also be alone in
+    one file and its chain in the next; a certificate before the first
+    key is an error); the other certificate parameters are then not
+    used, as in Postfix. Otherwise the certificate pairs of older
+    main.cf files are loaded side by side, each one that is set:
 
         smtpd_tls_cert_file    with smtpd_tls_key_file     (RSA)
         smtpd_tls_dcert_file   with smtpd_tls_dkey_file    (DSA)
@@ -41,7 +44,15 @@ import re
 import ssl
 import tempfile
 
-from mta.smtpd.tls_params import TlsSetupError
+
+class TlsSetupError(Exception):
+    """A TLS context cannot be built; str() names the parameter and the file."""
+
+    def __init__(self, param: str, path: str, reason: str) -> None:
+        self.param = param
+        self.path = path
+        super().__init__(f"{param}: {path}: {reason}" if path else f"{param}: {reason}")
+
 
 _KEY_RE = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 # (certificate parameter, key parameter), in the order Postfix loads them
@@ -52,7 +63,8 @@ CERT_PAIRS = (
 )
 
 
-def _read(param: str, path: str) -> bytes:
+def read_file(param: str, path: str) -> bytes:
+    """The bytes of a key or certificate file; TlsSetupError naming param and path."""
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -75,7 +87,7 @@ def _load(ctx: ssl.SSLContext, param: str, path: str, cert: str, key: str | None
 
 def load_chain_files(ctx: ssl.SSLContext, param: str, files: list[str]) -> None:
     """Load every key and its chain from files (smtpd_tls_chain_files syntax) into ctx."""
-    blob = b"".join(_read(param, f).rstrip(b"\n") + b"\n" for f in files)
+    blob = b"".join(read_file(param, f).rstrip(b"\n") + b"\n" for f in files)
     load_chain_pem(ctx, param, " ".join(files), blob)
 
 
@@ -84,9 +96,11 @@ def load_chain_pem(ctx: ssl.SSLContext, param: str, where: str, blob: bytes) -> 
     starts = [m.start() for m in _KEY_RE.finditer(blob)]
     if not starts:
         raise TlsSetupError(param, where, "no private key found")
+    if blob[: starts[0]].strip():
+        raise TlsSetupError(param, where, "each private key must come before its certificates")
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else len(blob)
-        fd, tmp = tempfile.mkstemp(prefix="smtpd-tls-")
+        fd, tmp = tempfile.mkstemp(prefix="mta-tls-")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(blob[start:end])
@@ -95,23 +109,28 @@ def load_chain_pem(ctx: ssl.SSLContext, param: str, where: str, blob: bytes) -> 
             os.unlink(tmp)
 
 
+def load_cert_pairs(ctx: ssl.SSLContext, pairs) -> int:
+    """Load each (cert param, cert, key param, key) that is set; how many were."""
+    loaded = 0
+    for cert_param, cert, key_param, key in pairs:
+        key = key or cert
+        if not cert:
+            if key:
+                raise TlsSetupError(key_param, key, f"a key without a certificate ({cert_param})")
+            continue
+        read_file(cert_param, cert)
+        read_file(key_param, key)
+        _load(ctx, key_param if key != cert else cert_param, key, cert, key)
+        loaded += 1
+    return loaded
+
+
 def load_server_keys(ctx: ssl.SSLContext, cfg) -> None:
     """smtpd's keys and certificates into ctx; TlsSetupError when one cannot be used."""
     chain = cfg.get_list("smtpd_tls_chain_files")
     if chain:
         load_chain_files(ctx, "smtpd_tls_chain_files", chain)
         return
-    loaded = 0
-    for cert_param, key_param in CERT_PAIRS:
-        cert = cfg.get(cert_param).strip()
-        key = cfg.get(key_param).strip() or cert
-        if not cert:
-            if key:
-                raise TlsSetupError(key_param, key, f"a key without a certificate ({cert_param})")
-            continue
-        _read(cert_param, cert)
-        _read(key_param, key)
-        _load(ctx, key_param if key != cert else cert_param, key, cert, key)
-        loaded += 1
-    if not loaded:
+    pairs = [(c, cfg.get(c).strip(), k, cfg.get(k).strip()) for c, k in CERT_PAIRS]
+    if not load_cert_pairs(ctx, pairs):
         raise TlsSetupError("smtpd_tls_cert_file", "", "no server certificate configured")
