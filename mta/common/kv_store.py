@@ -1,7 +1,8 @@
 """common.kv_store - a small string table in memory or in an LMDB file
 
 SYNOPSIS
-    from mta.common.kv_store import LmdbStore, MemoryStore, StoreError
+    from mta.common.kv_store import LmdbStore, MemoryStore, StoreError, open_store
+    store = open_store(cfg, "address_verify_map")   # lmdb:PATH, or memory when empty
     store = LmdbStore("/var/lib/mta/verify_cache.lmdb", map_size)
     store.put(key, value); store.get(key); store.delete_many(keys)
     for key, value in store.items(): ...
@@ -158,3 +159,17 @@ class LmdbStore:
 
     def close(self) -> None:
         self.env.close()
+
+
+def open_store(cfg, param: str) -> MemoryStore | LmdbStore:
+    """The table param names: lmdb:PATH (hash: and btree: name the same FILE.lmdb),
+    or memory when it is empty; StoreError names what is wrong."""
+    spec = cfg.get(param).strip()
+    if not spec:
+        return MemoryStore()
+    kind, _, name = spec.partition(":")
+    if kind not in LMDB_KINDS or not name:
+        raise StoreError(
+            f'{param}: unsupported table "{spec}": use lmdb:PATH, or nothing for memory'
+        )
+    return LmdbStore(name + LMDB_SUFFIX, cfg.get_size("lmdb_map_size"))

@@ -81,7 +81,7 @@ from dataclasses import dataclass, replace
 
 from mta import log
 from mta.common import dns as mta_dns
-from mta.common.kv_store import LMDB_KINDS, LMDB_SUFFIX, LmdbStore, MemoryStore, StoreError
+from mta.common.kv_store import LmdbStore, MemoryStore, StoreError, open_store
 
 MTA_STS_PORT = 443  # the policy host's HTTPS port
 MTA_STS_PATH = "/.well-known/mta-sts.txt"
@@ -300,15 +300,7 @@ async def fetch_policy_text(domain: str, ctx: ssl.SSLContext, timeout: float) ->
 
 def open_cache(cfg) -> MemoryStore | LmdbStore:
     """The table smtp_tls_mta_sts_cache_database names; StoreError names what is wrong."""
-    spec = cfg.get("smtp_tls_mta_sts_cache_database").strip()
-    if not spec:
-        return MemoryStore()
-    kind, _, name = spec.partition(":")
-    if kind not in LMDB_KINDS or not name:
-        raise StoreError(
-            f'smtp_tls_mta_sts_cache_database: unsupported table "{spec}": use lmdb:PATH, or nothing for memory'
-        )
-    return LmdbStore(name + LMDB_SUFFIX, cfg.get_size("lmdb_map_size"))
+    return open_store(cfg, "smtp_tls_mta_sts_cache_database")
 
 
 class StsResolver:

@@ -65,6 +65,7 @@ from mta.common.kv_store import (  # noqa: F401 - the stores are part of this mo
     MemoryStore,
     StoreError,
 )
+from mta.common.kv_store import open_store as open_kv_store
 
 STATUS_OK = 0  # deliverable
 STATUS_DEFER = 1  # a temporary failure: status unknown
@@ -123,16 +124,7 @@ class Entry:
 
 def open_store(cfg) -> MemoryStore | LmdbStore:
     """The table address_verify_map names; StoreError names what is wrong."""
-    spec = cfg.get("address_verify_map").strip()
-    if not spec:
-        return MemoryStore()
-    kind, _, name = spec.partition(":")
-    if kind not in LMDB_KINDS or not name:
-        raise StoreError(
-            f'address_verify_map: unsupported table "{spec}": use lmdb:PATH, or nothing for memory'
-        )
-    # btree: (Postfix's default type here) and hash: name the same FILE.lmdb.
-    return LmdbStore(name + LMDB_SUFFIX, cfg.get_size("lmdb_map_size"))
+    return open_kv_store(cfg, "address_verify_map")
 
 
 def fold(address: str) -> str:
