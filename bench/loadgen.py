@@ -36,10 +36,8 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"nothing answers on port {port}")
 
 
-def proc_tree_cpu(root_pids: list[int]) -> float:
-    """User+system CPU seconds of the given processes and all their descendants,
-    including children they already waited for (cutime/cstime)."""
-    ticks = os.sysconf("SC_CLK_TCK")
+def _proc_table() -> tuple[dict[int, list[str]], dict[int, list[int]]]:
+    """({pid: /proc/PID/stat fields after the name}, {ppid: [child pids]}) of every process now."""
     children: dict[int, list[int]] = {}
     stats: dict[int, list[str]] = {}
     for entry in os.listdir("/proc"):
@@ -50,9 +48,16 @@ def proc_tree_cpu(root_pids: list[int]) -> float:
         except OSError:
             continue
         fields = text[text.rindex(")") + 2 :].split()
-        pid, ppid = int(entry), int(fields[1])
-        stats[pid] = fields
-        children.setdefault(ppid, []).append(pid)
+        stats[int(entry)] = fields
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    return stats, children
+
+
+def proc_tree_cpu(root_pids: list[int]) -> float:
+    """User+system CPU seconds of the given processes and all their descendants,
+    including children they already waited for (cutime/cstime)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats, children = _proc_table()
     total = 0.0
     todo = list(root_pids)
     while todo:
@@ -71,18 +76,7 @@ def service_cpu(root_pids: list[int]) -> dict[int, tuple[str, float]]:
     The program is the daemon's name (smtpd, smtp, qmgr, ...), taken from
     the module mta's master runs or the file Postfix's master runs."""
     ticks = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        stats[int(entry)] = fields
-        children.setdefault(int(fields[1]), []).append(int(entry))
+    stats, children = _proc_table()
     out: dict[int, tuple[str, float]] = {}
     todo = [c for pid in root_pids for c in children.get(pid, [])]
     while todo:

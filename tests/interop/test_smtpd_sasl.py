@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import smtplib
-import ssl
 import subprocess
 import sys
 
@@ -21,6 +20,7 @@ from mta.queue.queue_file import iter_content, read_queue_file
 from mta.smtpd.checks import SmtpdChecks
 from tests.support.instance import RawClient, SmtpdThread, greet, incoming_files, make_instance
 from tests.support.running import ROOT, wait_for
+from tests.support.tls import client_context, self_signed
 
 pytestmark = pytest.mark.interop
 
@@ -450,23 +450,10 @@ def test_check_sasl_access(start, tmp_path):
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
     """A self-signed server certificate and its key, made with openssl."""
-    d = tmp_path_factory.mktemp("certs")
-    crt, key = d / "mx.crt", d / "mx.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=mx.test.example", "-keyout", str(key), "-out", str(crt)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    crt, key = self_signed(tmp_path_factory.mktemp("certs"), "mx.test.example")
     return (
         f"smtpd_tls_security_level = may\nsmtpd_tls_cert_file = {crt}\nsmtpd_tls_key_file = {key}\n"
     )
-
-
-def _tls_context() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def test_tls_security_options_apply_after_starttls(start, cert):
@@ -479,7 +466,7 @@ def test_tls_security_options_apply_after_starttls(start, cert):
     with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
         s.ehlo("client.example")
         assert not s.has_extn("auth")  # PLAIN and LOGIN need TLS here
-        s.starttls(context=_tls_context())
+        s.starttls(context=client_context())
         s.ehlo("client.example")
         assert s.esmtp_features["auth"].split() == ["PLAIN", "LOGIN"]
         assert s.login("joe", "s3cret pass")[0] == 235
@@ -594,7 +581,7 @@ def test_encrypt_level_keeps_auth_for_after_starttls(start, cert):
         s.ehlo("client.example")
         assert not s.has_extn("auth")
         assert s.docmd("AUTH", "PLAIN") == (530, b"5.7.0 Must issue a STARTTLS command first")
-        s.starttls(context=_tls_context())
+        s.starttls(context=client_context())
         s.ehlo("client.example")
         assert s.login("joe", "s3cret pass")[0] == 235
 

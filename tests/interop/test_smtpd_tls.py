@@ -15,28 +15,19 @@ from mta.config.validate import config_problems
 from mta.queue.queue_file import iter_content
 from tests.support.instance import RawClient, SmtpdThread, greet, incoming_files, make_instance
 from tests.support.running import Instance, free_port, wait_for
+from tests.support.tls import client_context, self_signed
 
 pytestmark = pytest.mark.interop
 
 MESSAGE = b"Subject: tls\r\nFrom: a@sender.example\r\n\r\nOver TLS.\r\n"
 
 
-def _openssl_cert(directory, name: str) -> tuple[str, str]:
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return str(cert), str(key)
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     """Two self-signed server certificates with their keys: (cert, key, other_key)."""
     d = tmp_path_factory.mktemp("certs")
-    cert, key = _openssl_cert(d, "mx.test.example")
-    _, other_key = _openssl_cert(d, "other.example")
+    cert, key = self_signed(d, "mx.test.example")
+    _, other_key = self_signed(d, "other.example")
     return cert, key, other_key
 
 
@@ -66,19 +57,12 @@ def _may(certs, level: str = "may") -> str:
     )
 
 
-def _client_context() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def test_smtplib_starttls_delivers_with_esmtps_and_logs_the_handshake(start, certs):
     smtpd = start(_may(certs))
     with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
         s.ehlo("client.example")
         assert s.has_extn("starttls")
-        code, text = s.starttls(context=_client_context())
+        code, text = s.starttls(context=client_context())
         assert (code, text) == (220, b"2.0.0 Ready to start TLS")
         assert s.sock.version() in ("TLSv1.2", "TLSv1.3")
         s.ehlo("client.example")
@@ -105,7 +89,7 @@ def test_the_session_starts_over_after_the_handshake(start, certs):
     with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
         s.ehlo("client.example")
         s.mail("a@sender.example")  # a transaction begun in the clear is forgotten
-        s.starttls(context=_client_context())
+        s.starttls(context=client_context())
         assert s.docmd("RCPT", "TO:<user@mx.test.example>")[0] == 503
 
 
@@ -128,7 +112,7 @@ def test_encrypt_refuses_mail_before_starttls(start, certs):
         assert s.docmd("RCPT", "TO:<user@mx.test.example>") == want
         assert s.docmd("DATA") == want
         assert s.docmd("VRFY", "user") == want
-        s.starttls(context=_client_context())
+        s.starttls(context=client_context())
         s.ehlo("client.example")
         s.mail("a@sender.example")
         s.rcpt("user@mx.test.example")
@@ -143,7 +127,7 @@ def test_commands_pipelined_after_starttls_are_discarded(start, certs):
     client.send(b"STARTTLS\r\nRSET\r\n")  # one write: RSET is an injection attempt
     assert client.reply() == "220 2.0.0 Ready to start TLS"
     assert client.buf == b""
-    tls = _client_context().wrap_socket(client.sock, server_hostname="mx.test.example")
+    tls = client_context().wrap_socket(client.sock, server_hostname="mx.test.example")
     tls.settimeout(1)
     tls.sendall(b"NOOP\r\n")
     got = b""
@@ -197,7 +181,7 @@ def test_chain_files_hold_key_and_certificate(start, certs, tmp_path):
     smtpd = start(f"smtpd_tls_security_level = may\nsmtpd_tls_chain_files = {chain}\n")
     with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
         s.ehlo("client.example")
-        assert s.starttls(context=_client_context())[0] == 220
+        assert s.starttls(context=client_context())[0] == 220
         der = s.sock.getpeercert(binary_form=True)
     assert ssl.DER_cert_to_PEM_cert(der).split() == open(cert).read().split()
 
@@ -220,7 +204,7 @@ def test_garbage_or_hangup_during_the_handshake_ends_the_session(start, certs, a
     # the server still serves
     with smtplib.SMTP("127.0.0.1", smtpd.port) as s:
         s.ehlo("client.example")
-        assert s.starttls(context=_client_context())[0] == 220
+        assert s.starttls(context=client_context())[0] == 220
 
 
 def test_a_client_that_stalls_in_the_handshake_is_dropped_at_smtpd_starttls_timeout(start, certs):
@@ -260,7 +244,7 @@ def test_a_key_only_root_can_read_serves_an_smtpd_running_as_nobody():
     try:
         keys = os.path.join(top, "keys")
         os.mkdir(keys, 0o700)
-        cert, key = _openssl_cert(Path(keys), "mx.test.example")
+        cert, key = self_signed(Path(keys), "mx.test.example")
         os.chmod(key, 0o600)
         port = free_port()
         inst = Instance(
@@ -281,7 +265,7 @@ def test_a_key_only_root_can_read_serves_an_smtpd_running_as_nobody():
         try:
             with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
                 s.ehlo("client.example")
-                assert s.starttls(context=_client_context())[0] == 220, inst.log()
+                assert s.starttls(context=client_context())[0] == 220, inst.log()
                 assert s.ehlo("client.example")[0] == 250
             inst.wait_log(r"Anonymous TLS connection established from unknown\[127\.0\.0\.1\]")
             assert "TLS library problem" not in inst.log()

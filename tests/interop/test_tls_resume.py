@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from tests.support.running import Instance, free_port, wait_for
+from tests.support.tls import client_context
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
@@ -81,11 +82,7 @@ def tls_session(port: int, ctx: ssl.SSLContext, session=None) -> tuple[ssl.SSLSe
 
 
 def client(version: ssl.TLSVersion) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.maximum_version = version
-    return ctx
+    return client_context(maximum_version=version)
 
 
 def smtpd_pids(inst: Instance) -> set[str]:
