@@ -84,6 +84,7 @@ class ScriptServer:
         self.port = free_port()
         self.received: list[bytes] = []
         self.connections = 0
+        self.handlers: set[asyncio.Task] = set()
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
 
@@ -103,12 +104,24 @@ class ScriptServer:
 
     async def _conn(self, reader, writer):
         self.connections += 1
+        task = asyncio.current_task()
+        self.handlers.add(task)
+        task.add_done_callback(self.handlers.discard)
         try:
             await self.script(reader, writer, self.received)
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
+
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Wait until every connection's script has returned (the client may hang up first)."""
+
+        async def idle():
+            if self.handlers:
+                await asyncio.wait(list(self.handlers), timeout=timeout)
+
+        asyncio.run_coroutine_threadsafe(idle(), self.loop).result(timeout + 1)
 
     def stop(self) -> None:
         async def shutdown():
