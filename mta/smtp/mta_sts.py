@@ -37,6 +37,15 @@ DESCRIPTION
     The answer is read for at most smtp_tls_mta_sts_fetch_timeout and
     MTA_STS_MAX_BODY bytes.
 
+    The smtp client asks for a policy before each delivery, so the TXT
+    answer is kept in the process for its TTL (between TXT_TTL_MIN and
+    TXT_TTL_MAX; "no record" for TXT_NEGATIVE_TTL, a failed look-up for
+    TXT_RETRY_TTL), and a fetch that failed is not tried again for the
+    same id before FETCH_RETRY_MIN seconds, doubled after each further
+    failure up to FETCH_RETRY_MAX: a domain whose policy host is down
+    costs one HTTPS attempt (and one warning) per interval and process,
+    not one per message.
+
     Policies are kept in smtp_tls_mta_sts_cache_database (an lmdb:
     table shared by the smtp processes; empty: in the memory of each
     process) as JSON under the domain name, so that they survive
@@ -89,6 +98,13 @@ MTA_STS_MAX_BODY = 64 * 1024  # bytes of a policy file that are read (RFC 8461 s
 MTA_STS_MAX_HEAD = 16 * 1024  # bytes of HTTP status line and headers
 MTA_STS_MAX_AGE = 31557600  # seconds: the largest max_age a policy may have
 MTA_STS_MODES = ("enforce", "testing", "none")
+TXT_TTL_MIN = 60  # seconds a TXT answer is kept at least (a TTL of 0 would mean a query per mail)
+TXT_TTL_MAX = 3600  # seconds a TXT answer is kept at most
+TXT_NEGATIVE_TTL = 300  # seconds "no record" is kept (a new record is seen this late at most)
+TXT_RETRY_TTL = 60  # seconds a failed TXT look-up is kept before the next try
+FETCH_RETRY_MIN = 60  # seconds before a failed policy fetch is tried again, doubled per failure
+FETCH_RETRY_MAX = 3600  # seconds: the longest wait between fetch tries
+TXT_MEMO_LIMIT = 100_000  # domains whose TXT answer a process keeps
 _ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 _FIELD_RE = re.compile(r"^([A-Za-z0-9_.-]+)\s*:\s*(.*?)\s*$")
 
@@ -311,6 +327,10 @@ class StsResolver:
         self.ctx = ctx
         self.timeout = timeout
         self.clock = clock
+        self._txt: dict[str, tuple[float, str | None]] = {}  # domain -> (until, id or None)
+        self._failed: dict[
+            tuple[str, str], tuple[float, float]
+        ] = {}  # (domain, id) -> (retry at, wait)
 
     @classmethod
     def of(cls, cfg) -> StsResolver | None:
@@ -347,24 +367,49 @@ class StsResolver:
         cached = self._cached(domain)
         if cached is not None and cached.expired(now):
             cached = None
-        txt = await mta_dns.lookup_txt(f"_mta-sts.{domain}")
-        ident = parse_txt(txt.records) if txt.status == mta_dns.DNS_OK else None
+        ident = await self._record_id(domain, now)
         if ident is None or (cached is not None and cached.id == ident):
             return _in_force(cached)
+        failed = self._failed.get((domain, ident))
+        if failed is not None and now < failed[0]:
+            return _in_force(cached)  # the last fetch failed a moment ago
         try:
             text = await fetch_policy_text(domain, self.ctx, self.timeout)
             policy = parse_policy(text, ident, now)
         except StsError as exc:
+            wait = FETCH_RETRY_MIN if failed is None else min(failed[1] * 2, FETCH_RETRY_MAX)
+            if len(self._failed) >= TXT_MEMO_LIMIT:
+                self._failed.clear()
+            self._failed[(domain, ident)] = (now + wait, wait)
             log.warning(
                 f"MTA-STS policy for {domain}: {exc}"
                 + ("; using the cached policy" if cached else "")
+                + f"; next try in {int(wait)}s"
             )
             return _in_force(cached)
+        self._failed.pop((domain, ident), None)
         self._store(domain, policy)
         log.info(
             f"MTA-STS policy for {domain}: id={ident}, mode={policy.mode}, max_age={policy.max_age}"
         )
         return _in_force(policy)
+
+    async def _record_id(self, domain: str, now: float) -> str | None:
+        """The id of domain's _mta-sts TXT record (None: no valid record), kept for its TTL."""
+        kept = self._txt.get(domain)
+        if kept is not None and now < kept[0]:
+            return kept[1]
+        txt = await mta_dns.lookup_txt(f"_mta-sts.{domain}")
+        if txt.status == mta_dns.DNS_OK:
+            ident = parse_txt(txt.records)
+            keep = min(max(txt.ttl, TXT_TTL_MIN), TXT_TTL_MAX)
+        else:
+            ident = None
+            keep = TXT_RETRY_TTL if txt.status == mta_dns.DNS_RETRY else TXT_NEGATIVE_TTL
+        if len(self._txt) >= TXT_MEMO_LIMIT:
+            self._txt.clear()  # a bulk sender reaches many domains: start over rather than grow
+        self._txt[domain] = (now + keep, ident)
+        return ident
 
 
 def _in_force(policy: StsPolicy | None) -> StsPolicy | None:

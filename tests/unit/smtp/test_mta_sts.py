@@ -209,11 +209,13 @@ def test_a_published_policy_is_fetched_over_https(ca, site, dns_zone):
 
 
 def test_the_same_id_uses_the_cache_and_a_new_id_fetches_again(ca, site, dns_zone):
-    resolver = resolver_for(ca)
+    clock = Clock()
+    resolver = resolver_for(ca, clock=clock)
     policy_of(resolver)
     policy_of(resolver)
     assert len(site.requests) == 1
     dns_zone.update({f"_mta-sts.{DOMAIN}": {"TXT": ['"v=STSv1; id=second"']}})
+    clock.now += 60  # the TXT answer's TTL
     site.answer = (200, "text/plain", POLICY.replace("enforce", "testing").encode())
     policy = policy_of(resolver)
     assert len(site.requests) == 2 and policy.mode == "testing" and policy.id == "second"
@@ -236,11 +238,66 @@ def test_a_cached_policy_holds_while_the_record_is_gone_until_it_expires(ca, sit
 
 
 def test_a_failed_fetch_keeps_the_cached_policy(ca, site, dns_zone):
-    resolver = resolver_for(ca)
+    clock = Clock()
+    resolver = resolver_for(ca, clock=clock)
     assert policy_of(resolver).enforced
     dns_zone.update({f"_mta-sts.{DOMAIN}": {"TXT": ['"v=STSv1; id=second"']}})
     site.answer = (404, "text/plain", b"gone")
+    clock.now += 60
     assert policy_of(resolver).id == "first"
+    assert len(site.requests) == 2  # the new id was fetched, and failed
+
+
+def txt_queries(dns_zone) -> int:
+    return sum(1 for name, rdtype in dns_zone.queries if rdtype == "TXT")
+
+
+def test_the_txt_record_is_asked_once_per_ttl_not_once_per_delivery(ca, site, dns_zone):
+    clock = Clock()
+    resolver = resolver_for(ca, clock=clock)
+    for _ in range(5):
+        assert policy_of(resolver).id == "first"
+    assert txt_queries(dns_zone) == 1
+    clock.now += 59
+    policy_of(resolver)
+    assert txt_queries(dns_zone) == 1
+    clock.now += 1  # the record's TTL of 60 s has run out
+    policy_of(resolver)
+    assert txt_queries(dns_zone) == 2
+
+
+def test_no_record_is_remembered_for_a_while(ca, site, dns_zone):
+    clock = Clock()
+    resolver = resolver_for(ca, clock=clock)
+    for _ in range(3):
+        assert policy_of(resolver, "other.test") is None
+    assert txt_queries(dns_zone) == 1
+    clock.now += mta_sts.TXT_NEGATIVE_TTL
+    policy_of(resolver, "other.test")
+    assert txt_queries(dns_zone) == 2
+
+
+def test_a_failed_fetch_is_retried_after_a_growing_wait_not_per_delivery(
+    ca, site, dns_zone, maillog
+):
+    clock = Clock()
+    resolver = resolver_for(ca, clock=clock)
+    site.answer = (503, "text/plain", b"down")
+    for _ in range(3):
+        assert policy_of(resolver) is None
+    assert len(site.requests) == 1
+    assert maillog().count(f"MTA-STS policy for {DOMAIN}:") == 1
+    assert "next try in 60s" in maillog()
+    clock.now += mta_sts.FETCH_RETRY_MIN
+    assert policy_of(resolver) is None
+    assert len(site.requests) == 2 and "next try in 120s" in maillog()
+    clock.now += mta_sts.FETCH_RETRY_MIN  # not yet: the wait has doubled
+    assert policy_of(resolver) is None
+    assert len(site.requests) == 2
+    site.answer = (200, "text/plain", POLICY.encode())
+    clock.now += mta_sts.FETCH_RETRY_MIN
+    assert policy_of(resolver).enforced
+    assert len(site.requests) == 3
 
 
 @pytest.mark.parametrize(
