@@ -1,0 +1,138 @@
+"""Delivery-side benchmark: drain a full incoming queue through qmgr and the smtp client.
+
+Usage:
+    python bench/relay/drain.py [--messages 5000] [--size 4096] [--targets mta,postfix]
+                                [--repeat N] [--json FILE]
+
+The relay benchmark (run.py) measures the whole path with the load
+generator, smtpd, qmgr and the smtp client all fighting for two cores. This
+one takes the intake out of the picture, to see the delivery side alone:
+
+  1. the MTA runs without its queue manager, and smtp-source fills the
+     incoming queue with --messages messages (one recipient each);
+  2. the MTA stops; the queue manager's line goes back into master.cf;
+  3. the MTA starts again: qmgr finds the whole queue at once and relays
+     it through the smtp client to Postfix's smtp-sink on 127.0.0.1.
+
+Reported per run: messages delivered per second from the start of step 3
+until the queue is empty, and CPU milliseconds per message of each of the
+MTA's programs over that time (qmgr, smtp, scache, ...), their start-up
+included (a fixed cost spread over the run: use enough messages). Postfix goes
+through the same steps in the same run when it is installed and this runs
+as root. With --repeat N the targets run N times, interleaved, and the
+table shows medians.
+
+Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+from loadgen import PostfixInstance, cpu_by_service, free_port, service_cpu, smtp_source  # noqa: E402
+from run import TARGETS, ProbeSink, SmtpSinks, routing  # noqa: E402
+
+QMGR_LINES = ("qmgr fifo n - n 300 1 qmgr\n", "qmgr unix n - n 300 1 qmgr\n")
+
+
+def without_qmgr(master_cf: Path) -> str:
+    """Take the queue manager out of master.cf; return the line taken."""
+    text = master_cf.read_text()
+    for line in QMGR_LINES:
+        if line in text:
+            master_cf.write_text(text.replace(line, ""))
+            return line
+    raise SystemExit(f"{master_cf}: no qmgr line")
+
+
+def run_one(name: str, messages: int, size: int) -> dict:
+    top = Path(tempfile.mkdtemp(prefix=f"drain-{name}-"))
+    os.chmod(top, 0o755)  # Postfix's daemons run as postfix and must reach the spool
+    sinks = SmtpSinks(1)
+    probe_sink = ProbeSink(None)  # routing() wants its port; nothing is sent to it
+    sinks.start()
+    probe_sink.start()
+    transport, alias, recipient = routing(sinks, probe_sink.port, 1)
+    port = free_port()
+    target = TARGETS[name](top, port, transport, alias)
+    master_cf = target.etc / "master.cf"
+    qmgr_line = without_qmgr(master_cf)
+    try:
+        target.start()
+        smtp_source(port, 20, messages, size, recipient)
+        target.stop()
+        with open(master_cf, "a") as f:
+            f.write(qmgr_line)
+        start = time.perf_counter()
+        target.start()  # every process is new: all their CPU counts, start-up included
+        deadline = time.monotonic() + 600
+        while not target.queue_empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        drained = target.queue_empty()
+        elapsed = time.perf_counter() - start
+        by_program = cpu_by_service({}, service_cpu(target.pids()), messages)
+    finally:
+        target.stop()
+        sinks.stop()
+        probe_sink.stop()
+        shutil.rmtree(top, ignore_errors=True)
+    delivery = {k: v for k, v in by_program.items() if k != "smtpd"}
+    return {
+        "target": name,
+        "messages": messages,
+        "size": size,
+        "delivered_per_s": round(messages / elapsed, 1) if drained else 0.0,
+        "drained": drained,
+        "cpu_ms_per_msg": round(sum(delivery.values()), 3),
+        "cpu_ms_by_program": delivery,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--messages", type=int, default=5000)
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--targets", default="mta,postfix")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--json", help="write the results here too")
+    args = ap.parse_args()
+    names = [n for n in args.targets.split(",") if n]
+    if "postfix" in names and not PostfixInstance.available():
+        print("Postfix is not installed or this is not root: mta only", file=sys.stderr)
+        names.remove("postfix")
+    rows = []
+    for run in range(args.repeat):
+        for name in names:
+            row = run_one(name, args.messages, args.size)
+            row["run"] = run
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    print(f"\n{'target':8s} {'deliv/s':>9s} {'cpu ms/msg':>11s}  by program (medians)")
+    for name in names:
+        mine = [r for r in rows if r["target"] == name]
+        rate = statistics.median(r["delivered_per_s"] for r in mine)
+        cpu = statistics.median(r["cpu_ms_per_msg"] for r in mine)
+        programs = sorted({p for r in mine for p in r["cpu_ms_by_program"]})
+        each = {
+            p: round(statistics.median(r["cpu_ms_by_program"].get(p, 0.0) for r in mine), 3)
+            for p in programs
+        }
+        print(f"{name:8s} {rate:9.1f} {cpu:11.3f}  {each}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
