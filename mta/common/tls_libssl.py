@@ -31,7 +31,8 @@ DESCRIPTION
     Pointers into Python objects are never trusted blindly. The SSL_CTX*
     of a PySSLContext (right after PyObject_HEAD) counts only when
     SSL_CTX_get_options() and SSL_CTX_get_verify_mode() through it read
-    what ctx.options and ctx.verify_mode say; the SSL* of a connection
+    what ctx.options and ctx.verify_mode say (the peer and fail-if-no-
+    certificate bits); the SSL* of a connection
     (the second pointer of _ssl._SSLSocket, after the socket) only when
     the object's context pointer is that connection's context and
     SSL_get_SSL_CTX() of the SSL* is that context's checked SSL_CTX*.
@@ -90,6 +91,9 @@ LIBCRYPTO_FUNCS: dict[str, tuple] = {
     "HMAC_Init_ex": (_int, [_vp, _vp, _int, _vp, _vp]),
     "RAND_bytes": (_int, [_vp, _int]),
 }
+
+# ssl.h SSL_VERIFY_PEER (1) and SSL_VERIFY_FAIL_IF_NO_PEER_CERT (2) of each verify_mode
+_VERIFY_MODE_BITS = {ssl.CERT_NONE: 0, ssl.CERT_OPTIONAL: 1, ssl.CERT_REQUIRED: 3}
 
 _ssl_lib: ctypes.CDLL | None = None
 _crypto_lib: ctypes.CDLL | None = None
@@ -183,7 +187,7 @@ def ctx_pointer(ctx: ssl.SSLContext) -> int:
         return 0
     if _ssl_lib.SSL_CTX_get_options(ptr) != int(ctx.options):
         return 0
-    if _ssl_lib.SSL_CTX_get_verify_mode(ptr) != int(ctx.verify_mode):
+    if _ssl_lib.SSL_CTX_get_verify_mode(ptr) & 3 != _VERIFY_MODE_BITS.get(ctx.verify_mode):
         return 0
     return ptr
 
