@@ -13,7 +13,7 @@ DESCRIPTION
     function, that encrypts new tickets under current and decrypts
     tickets under current or previous; a ticket under previous is
     accepted and replaced by a new one under current (the callback
-    returns 2). Keys have the 80-byte layout of common/tls_ticket.py:
+    returns 2). The functions come from common/tls_libssl.py. Keys have the 80-byte layout of common/tls_ticket.py:
     name, HMAC-SHA256 secret, AES-256-CBC key.
 
     The callback runs inside the handshake, with the GIL taken back by
@@ -30,10 +30,9 @@ SECURITY
 from __future__ import annotations
 
 import ctypes
-import os
 import ssl
 
-from mta.common import tls_ticket
+from mta.common import tls_libssl
 from mta.common.tls_ticket import TICKET_KEY_SIZE, TICKET_NAME_SIZE
 
 SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB = 72  # ssl.h
@@ -52,42 +51,9 @@ TICKET_CB = ctypes.CFUNCTYPE(
     ctypes.c_int,
 )
 
-_crypto: ctypes.CDLL | None = None
 
-
-def _libcrypto() -> ctypes.CDLL | None:
-    global _crypto
-    if _crypto is not None:
-        return _crypto
-    if tls_ticket.bind():
-        return None
-    try:
-        with open("/proc/self/maps", "rb") as f:
-            paths = [
-                line.split()[5] for line in f if len(line.split()) >= 6 and b"/libcrypto.so" in line
-            ]
-        if not paths:
-            return None
-        lib = ctypes.CDLL(os.fsdecode(paths[0]), mode=os.RTLD_NOLOAD | os.RTLD_NOW)
-        lib.EVP_aes_256_cbc.restype = ctypes.c_void_p
-        lib.EVP_sha256.restype = ctypes.c_void_p
-        lib.EVP_EncryptInit_ex.argtypes = [ctypes.c_void_p] * 5
-        lib.EVP_DecryptInit_ex.argtypes = [ctypes.c_void_p] * 5
-        lib.HMAC_Init_ex.argtypes = [
-            ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]  # fmt: skip
-        lib.RAND_bytes.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        ssl_lib = tls_ticket._lib
-        ssl_lib.SSL_CTX_callback_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, TICKET_CB]
-        ssl_lib.SSL_CTX_callback_ctrl.restype = ctypes.c_long
-    except (OSError, AttributeError, IndexError):
-        return None
-    _crypto = lib
-    return lib
-
-
-def _callback(keys: list[bytes]):
+def _callback(lib: ctypes.CDLL, keys: list[bytes]):
     """The ticket key callback over keys (current first); see the module docstring."""
-    lib = _crypto
     cipher, digest = lib.EVP_aes_256_cbc(), lib.EVP_sha256()
 
     def init(key: bytes, iv, cctx, hctx, enc: int) -> bool:
@@ -123,13 +89,12 @@ def install_ticket_keys(ctx: ssl.SSLContext, current: bytes, previous: bytes | N
     keys = [k for k in (current, previous) if k]
     if any(len(k) != TICKET_KEY_SIZE for k in keys):
         return f"ticket key of the wrong size (not {TICKET_KEY_SIZE} bytes)"
-    if _libcrypto() is None:
-        return "libcrypto cannot be bound"
-    ptr = tls_ticket._ctx_pointer(ctx)
+    ptr, why = tls_libssl.ctx_pointer_why(ctx)
     if not ptr:
-        return "the SSL_CTX pointer of ssl.SSLContext does not check out"
-    cb = _callback(keys)
-    if tls_ticket._lib.SSL_CTX_callback_ctrl(ptr, SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB, cb) != 1:
+        return why
+    cb = _callback(tls_libssl.libcrypto(), keys)
+    fn = ctypes.cast(cb, ctypes.c_void_p)
+    if tls_libssl.libssl().SSL_CTX_callback_ctrl(ptr, SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB, fn) != 1:
         return "SSL_CTX_set_tlsext_ticket_key_cb failed"
     ctx._mta_ticket_cb = cb  # type: ignore[attr-defined]  # alive as long as ctx
     return ""

@@ -87,8 +87,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtp_defer_if_no_mx_address_found",  # not consulted
     "smtp_sasl_path",               # the built-in client has no SASL plug-in to configure
     "lmtp_sasl_path",               # the built-in client has no SASL plug-in to configure
-    "smtp_tls_scert_verifydepth",   # Python's ssl cannot set OpenSSL's verify depth (refused below 9)
-    "lmtp_tls_scert_verifydepth",   # Python's ssl cannot set OpenSSL's verify depth (refused below 9)
     "smtp_tls_per_site",            # obsolete; smtp_tls_policy_maps is the table (refused)
     "lmtp_tls_per_site",            # obsolete; lmtp_tls_policy_maps is the table (refused)
     # --- queue manager and scheduler
@@ -138,10 +136,8 @@ REFUSED: dict[str, tuple[str, ...]] = {
     # skips the system baseline, which mta keeps: a warning
     "tls_config_file": ("/",),
     "tls_config_name": ("*",),
-    # TLS the operator asks for that mta cannot give: a lower verification depth
-    # (Python's ssl module cannot set it), per-site TLS requirements in the old table
-    "smtp_tls_scert_verifydepth": tuple(str(n) for n in range(9)),
-    "lmtp_tls_scert_verifydepth": tuple(str(n) for n in range(9)),
+    # TLS the operator asks for that mta cannot give: per-site TLS requirements in the
+    # old table
     "smtp_tls_per_site": ("*",),
     "lmtp_tls_per_site": ("*",),
 }

@@ -5,6 +5,7 @@ argument "lmtp"."""
 import os
 import sys
 
+from mta.common import tls_libssl
 from mta.common.deliver_agent import run_delivery_agent
 from mta.master.mail_server import ServiceUsage, parse_service_argv
 from mta.smtp import make_deliver
@@ -22,4 +23,5 @@ if __name__ == "__main__":
         or name == "lmtp"
         or bool(args and "lmtp" in args.args)
     )
+    tls_libssl.bind()  # curves, verify depth, shared sessions: found while still root
     run_delivery_agent(name, make_deliver(lmtp), busy_at=SMTP_BUSY_AT)

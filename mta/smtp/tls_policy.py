@@ -186,6 +186,8 @@ class ClientTls:
     ssl_options: str = ""  # tls_ssl_options (common/tls_options.py)
     disable_workarounds: str = ""  # tls_disable_workarounds
     wrapper: bool = False  # smtp_tls_wrappermode: TLS from the first byte, no STARTTLS
+    auto_curves: tuple[str, ...] = ()  # tls_eecdh_auto_curves (common/tls_curves.py)
+    verify_depth: str = "9"  # smtp_tls_scert_verifydepth, checked in smtp/tls_verify.py
     _policies: dict = field(default_factory=dict, repr=False)  # next hop -> TlsPolicy
     contexts: dict = field(default_factory=dict, repr=False)  # see tls_verify.client_context
     _default: TlsPolicy | None = field(default=None, repr=False)  # when there is no table
@@ -246,6 +248,8 @@ class ClientTls:
             wrapper=wrapper,
             ssl_options=cfg.get("tls_ssl_options"),
             disable_workarounds=cfg.get("tls_disable_workarounds"),
+            auto_curves=tuple(cfg.get_list("tls_eecdh_auto_curves")),
+            verify_depth=cfg.get(p("tls_scert_verifydepth")).strip(),
         )
 
     def param(self, name: str) -> str:

@@ -22,7 +22,14 @@ DESCRIPTION
     handshake (CERT_REQUIRED): an untrusted, expired or not yet valid
     certificate ends the handshake with ssl.SSLCertVerificationError,
     which the client reports as "Server certificate not trusted".
-    Host names are checked here, not by the library.
+    Host names are checked here, not by the library. At those levels
+    smtp_tls_scert_verifydepth bounds the chain (1: a trusted authority
+    signed the server's certificate itself; common/tls_libssl.py sets it):
+    a longer chain is "not trusted" too; a depth below 1, or one that
+    cannot be set (other than the default, which then warns), leaves
+    the context unbuilt, so mail that needs it is deferred. Every
+    context offers the key exchange groups of tls_eecdh_auto_curves
+    that OpenSSL knows (common/tls_curves.py), as smtpd does.
 
     check_peer() judges a completed handshake. At "verify" and
     "secure" the certificate's DNS names (subjectAltName; the common
@@ -78,6 +85,9 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from mta import log
+from mta.common import tls_libssl
+from mta.common.tls_curves import set_auto_curves
 from mta.common.tls_keys import TlsSetupError, load_cert_pairs, load_chain_files
 from mta.common.tls_options import disabled_workarounds, ssl_options
 from mta.smtp.tls_policy import (
@@ -93,6 +103,8 @@ from mta.smtp.tls_proto import cipher_string, protocol_range
 TLS_NOT_TRUSTED = "Server certificate not trusted"  # Postfix's reason texts (4.7.5)
 TLS_NOT_VERIFIED = "Server certificate not verified"
 TLS_ENGINE_UNAVAILABLE = "TLS is required, but our TLS engine is unavailable"
+SCERT_VERIFYDEPTH_DEFAULT = 9  # Postfix's smtp_tls_scert_verifydepth
+OPENSSL_VERIFY_DEPTH = 100  # OpenSSL's own limit when none is set
 
 
 @dataclass
@@ -122,25 +134,18 @@ def client_context(tls: ClientTls, policy: TlsPolicy) -> ssl.SSLContext:
         # what the context trusts and presents, beyond what it reports itself (a CA
         # directory is read lazily, a client certificate not shown): the TLS session
         # cache tells contexts apart by it (common/tls_session.py)
+        # curves and the verification depth are not readable from the context either
         ctx.mta_identity = repr(  # type: ignore[attr-defined]
-            (key, tls.ca_file, tls.ca_path, tls.append_default_ca, tls.chain_files, tls.cert_pairs)
-        )
+            (key, tls.ca_file, tls.ca_path, tls.append_default_ca, tls.chain_files, tls.cert_pairs,
+             tls.auto_curves, tls.verify_depth if ca_level else "")
+        )  # fmt: skip
     return ctx
 
 
 def _build(tls: ClientTls, policy: TlsPolicy, ca_level: bool) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False  # check_peer() matches the names, as the policy says
-    for param, text, parse in (
-        ("tls_ssl_options", tls.ssl_options, ssl_options),
-        ("tls_disable_workarounds", tls.disable_workarounds, disabled_workarounds),
-    ):
-        try:
-            bits = parse(text)
-        except ValueError as exc:
-            raise TlsSetupError(param, "", str(exc)) from None
-        ctx.options = ctx.options | bits if param == "tls_ssl_options" else ctx.options & ~bits
-    ctx.options |= ssl.OP_NO_COMPRESSION
+    _library(ctx, tls)
     proto = tls.param("tls_mandatory_protocols" if policy.mandatory else "tls_protocols")
     try:
         low, high = protocol_range(policy.protocols)
@@ -170,10 +175,43 @@ def _build(tls: ClientTls, policy: TlsPolicy, ca_level: bool) -> ssl.SSLContext:
     if ca_level:
         ctx.verify_mode = ssl.CERT_REQUIRED
         _load_trust(ctx, tls, policy)
+        _verify_depth(ctx, tls)
     else:
         ctx.verify_mode = ssl.CERT_NONE
     _load_client_certs(ctx, tls)
     return ctx
+
+
+def _library(ctx: ssl.SSLContext, tls: ClientTls) -> None:
+    """tls_ssl_options, tls_disable_workarounds and tls_eecdh_auto_curves."""
+    for param, text, parse in (
+        ("tls_ssl_options", tls.ssl_options, ssl_options),
+        ("tls_disable_workarounds", tls.disable_workarounds, disabled_workarounds),
+    ):
+        try:
+            bits = parse(text)
+        except ValueError as exc:
+            raise TlsSetupError(param, "", str(exc)) from None
+        ctx.options = ctx.options | bits if param == "tls_ssl_options" else ctx.options & ~bits
+    ctx.options |= ssl.OP_NO_COMPRESSION
+    set_auto_curves(ctx, list(tls.auto_curves))
+
+
+def _verify_depth(ctx: ssl.SSLContext, tls: ClientTls) -> None:
+    """smtp_tls_scert_verifydepth on a context that verifies the chain."""
+    param = tls.param("tls_scert_verifydepth")
+    try:
+        depth = int(tls.verify_depth)
+    except ValueError:
+        raise TlsSetupError(param, "", f"not a number: {tls.verify_depth}") from None
+    if depth < 1:  # OpenSSL always lets a trust anchor sign the certificate
+        raise TlsSetupError(param, "", f"depth {depth} cannot be enforced; the least is 1")
+    why = tls_libssl.set_verify_depth(ctx, depth)
+    if not why:
+        return
+    if depth < OPENSSL_VERIFY_DEPTH + 1 and depth != SCERT_VERIFYDEPTH_DEFAULT:
+        raise TlsSetupError(param, "", f"cannot set the verification depth: {why}")
+    log.warning("%s = %d is not enforced (OpenSSL's own limit stays): %s", param, depth, why)
 
 
 def _load_trust(ctx: ssl.SSLContext, tls: ClientTls, policy: TlsPolicy) -> None:

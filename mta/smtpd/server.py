@@ -39,7 +39,7 @@ import time
 
 from mta import log
 from mta.cleanup import Cleanup
-from mta.common import tls_ticket
+from mta.common import tls_libssl
 from mta.common.mail_flow import FlowGate
 from mta.common.match_list import AddrList, DomainList
 from mta.common.worker import BlockingPool
@@ -293,7 +293,7 @@ async def serve(ctx, listeners) -> int:
     from mta.smtpd.session import SmtpdSession
 
     tls_loaded = load_server_context(ctx.cfg)  # keys are read as root, as Postfix does
-    tls_ticket.bind()  # libssl for the shared ticket keys, found while still root
+    tls_libssl.bind()  # libssl (ticket keys, client certificates), found while still root
     drop_privileges_if_asked(ctx)
     log.start_background()
     loop = asyncio.get_running_loop()

@@ -21,8 +21,8 @@ DESCRIPTION
 
     Python's ssl module cannot say "verify, but do not fail", so the
     OpenSSL verify callback (and the depth) is set through ctypes on
-    the context's SSL_CTX (checked against what Python reports before
-    it is touched); where that is not possible a certificate that does not
+    the context's SSL_CTX (common/tls_libssl.py checks the pointer
+    before it is touched); where that is not possible a certificate that does not
     verify fails the handshake, which is stricter, never weaker.
 
     TlsPeer holds the protocol, the cipher, and the client certificate:
@@ -43,81 +43,16 @@ import weakref
 from dataclasses import dataclass
 
 from mta import log
+from mta.common import tls_libssl
 from mta.common.tls_cert import CertError, cert_fingerprint, issuer_cn, pkey_fingerprint, subject_cn
 from mta.config.errors import ConfigError
 from mta.smtpd.tls_params import TlsSetupError, asks_for_certificate
 
 _SSL_VERIFY_PEER = 0x01
-_PYOBJECT_HEAD = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)
-
-
-def _libssl():
-    """The libssl that Python's _ssl module uses, with the few functions used here."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "libssl.so" in line}
-    except OSError:
-        return None
-    if len(paths) != 1:
-        return None
-    lib = ctypes.CDLL(paths.pop())
-    lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
-    lib.SSL_CTX_get_verify_mode.restype = ctypes.c_int
-    lib.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
-    lib.SSL_CTX_get_options.restype = ctypes.c_uint64
-    lib.SSL_CTX_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
-    lib.SSL_CTX_set_verify.restype = None
-    lib.SSL_get_SSL_CTX.argtypes = [ctypes.c_void_p]
-    lib.SSL_get_SSL_CTX.restype = ctypes.c_void_p
-    lib.SSL_get_verify_result.argtypes = [ctypes.c_void_p]
-    lib.SSL_get_verify_result.restype = ctypes.c_long
-    lib.SSL_CTX_set_verify_depth.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    lib.SSL_CTX_set_verify_depth.restype = None
-    lib.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
-    lib.SSL_CTX_ctrl.restype = ctypes.c_long
-    lib.ERR_clear_error.argtypes = []
-    lib.ERR_clear_error.restype = None
-    return lib
-
-
 _VERIFY_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
 _accept_any = _VERIFY_CB(lambda ok, store: 1)  # kept alive as long as the module
-_lib = None
-_lib_loaded = False
-# SSLContext -> its SSL_CTX*, for the contexts whose verify callback accepts any certificate
-_verify_any: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _ssl_lib():
-    global _lib, _lib_loaded
-    if not _lib_loaded:
-        _lib_loaded = True
-        try:
-            _lib = _libssl()
-        except OSError:
-            _lib = None
-    return _lib
-
-
-def _ctx_pointer(ctx: ssl.SSLContext) -> int | None:
-    """The SSL_CTX* of ctx, once it checks out against what Python reports of it."""
-    lib = _ssl_lib()
-    if lib is None:
-        return None
-    ptr = ctypes.c_void_p.from_address(id(ctx) + _PYOBJECT_HEAD).value
-    if not ptr:
-        return None
-    if lib.SSL_CTX_get_verify_mode(ptr) != int(ctx.verify_mode):
-        return None
-    if lib.SSL_CTX_get_options(ptr) != int(ctx.options):
-        return None
-    return ptr
-
-
-def libssl_context(ctx: ssl.SSLContext):
-    """(libssl, SSL_CTX* of ctx) for the few calls Python's ssl lacks, or None."""
-    ptr = _ctx_pointer(ctx)
-    return None if ptr is None else (_ssl_lib(), ptr)
+# the contexts whose verify callback accepts any certificate
+_verify_any: weakref.WeakSet = weakref.WeakSet()
 
 
 def setup_client_certs(ctx: ssl.SSLContext, cfg) -> None:
@@ -150,8 +85,8 @@ def setup_client_certs(ctx: ssl.SSLContext, cfg) -> None:
         depth = cfg.get_int("smtpd_tls_ccert_verifydepth")
     except ConfigError as exc:  # mta check reports the value; here: no TLS rather than a crash
         raise TlsSetupError("smtpd_tls_ccert_verifydepth", "", exc.message) from None
-    ptr = _ctx_pointer(ctx)
-    if ptr is None:
+    ptr = tls_libssl.ctx_pointer(ctx)
+    if not ptr or tls_libssl.set_verify_depth(ctx, depth):
         log.warning(
             "cannot accept client certificates that do not verify; "
             "such a client's TLS handshake fails; smtpd_tls_ccert_verifydepth = %d "
@@ -159,29 +94,19 @@ def setup_client_certs(ctx: ssl.SSLContext, cfg) -> None:
             depth,
         )
         return
-    # OpenSSL's depth counts the CAs between the certificate and the trust anchor;
-    # Postfix's counts the anchor too (1: signed by an authority of the CAfile)
-    _ssl_lib().SSL_CTX_set_verify_depth(ptr, max(depth - 1, 0))
-    _ssl_lib().SSL_CTX_set_verify(ptr, _SSL_VERIFY_PEER, ctypes.cast(_accept_any, ctypes.c_void_p))
-    _verify_any[ctx] = ptr
+    accept_any = ctypes.cast(_accept_any, ctypes.c_void_p)
+    tls_libssl.libssl().SSL_CTX_set_verify(ptr, _SSL_VERIFY_PEER, accept_any)
+    _verify_any.add(ctx)
 
 
 def _verified(ssl_object) -> bool:
     """Did the client certificate of this connection verify against the authorities?"""
-    ctx_ptr = _verify_any.get(ssl_object.context)
-    if ctx_ptr is None:
+    if ssl_object.context not in _verify_any:
         return True  # OpenSSL's own check ran: a certificate that failed ended the handshake
-    inner = getattr(ssl_object, "_sslobj", None)
-    lib = _ssl_lib()
-    if inner is None or lib is None:
-        return False
-    # _ssl._SSLSocket: PyObject_HEAD, the socket object, then SSL*
-    ssl_ptr = ctypes.c_void_p.from_address(
-        id(inner) + _PYOBJECT_HEAD + ctypes.sizeof(ctypes.c_void_p)
-    ).value
-    if not ssl_ptr or lib.SSL_get_SSL_CTX(ssl_ptr) != ctx_ptr:
+    ssl_ptr = tls_libssl.ssl_pointer(ssl_object)
+    if not ssl_ptr:
         return False  # cannot tell: not trusted
-    return lib.SSL_get_verify_result(ssl_ptr) == 0
+    return tls_libssl.libssl().SSL_get_verify_result(ssl_ptr) == 0
 
 
 @dataclass

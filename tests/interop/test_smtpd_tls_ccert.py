@@ -337,9 +337,9 @@ def test_without_the_verify_callback_an_untrusted_certificate_fails_never_passes
     start, pki, monkeypatch
 ):
     # where OpenSSL's verify callback cannot be set, OpenSSL's own check stays: stricter
-    from mta.smtpd import tls_ccert
+    from mta.common import tls_libssl
 
-    monkeypatch.setattr(tls_ccert, "_ctx_pointer", lambda ctx: None)
+    monkeypatch.setattr(tls_libssl, "ctx_pointer", lambda ctx: 0)
     smtpd = start(ask(pki) + RELAY.format("permit_tls_all_clientcerts"))
     assert send(smtpd.port, pki.trusted, "x@elsewhere.example")[0] == 250
     with pytest.raises((ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionError)):
