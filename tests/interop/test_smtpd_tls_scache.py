@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from mta.verify.cache import LmdbStore
 from tests.support.running import Instance, free_port, wait_for
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
@@ -124,5 +125,33 @@ def test_without_tlsmgr_a_full_handshake_and_a_warning(tmp_path, cert):
         assert "\nNew, TLSv1.2" in second, second
         inst.wait_log(r"warning: TLS session cache: tlsmgr service: connect")
         inst.wait_log(r"ehlo=2 starttls=1", count=2)  # the session went on after the miss
+    finally:
+        inst.stop()
+
+
+def test_tls13_tickets_still_resume_with_the_cache_set(tmp_path, cert):
+    inst, one, two = start(tmp_path, cert, CACHE)
+    sess = tmp_path / "session.pem"
+
+    def tls13(port: int, *args: str) -> str:
+        proc = subprocess.Popen(
+            ["openssl", "s_client", "-starttls", "smtp", "-connect", f"127.0.0.1:{port}",
+             "-tls1_3", *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        proc.stdin.write(b"EHLO client.example\r\n")
+        proc.stdin.flush()
+        # s_client writes -sess_out when the TLS 1.3 ticket arrives, after the handshake
+        wait_for(lambda: sess.exists() and sess.stat().st_size > 0, 10)
+        out, _ = proc.communicate(b"QUIT\r\n", timeout=30)
+        return out.decode(errors="replace")
+
+    try:
+        assert "\nNew, TLSv1.3" in tls13(one, "-sess_out", str(sess))
+        second = tls13(two, "-sess_in", str(sess))
+        assert "\nReused, TLSv1.3" in second, second
+        assert len(smtpd_pids(inst, 2)) == 2
+        store = LmdbStore(str(tmp_path / "data" / "smtpd_scache.lmdb"), 1 << 20)
+        assert list(store.items()) == []  # the tickets carry the sessions: nothing stored
     finally:
         inst.stop()
