@@ -64,7 +64,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "smtpd_forbid_bare_newline_reject_code",  # not consulted
     "smtpd_log_access_permit_actions",  # permit actions are not logged
     "smtpd_noop_commands",          # no extra NOOP-like commands
-    "smtpd_tls_session_cache_database",  # no server cache: tickets shared through tlsmgr
     # --- the TLS library: OpenSSL (through Python's ssl) decides these itself
     "smtpd_tls_always_issue_session_ids",  # OpenSSL's server session ids are always issued
     "tls_fast_shutdown_enable",     # asyncio never waits on the peer's TLS close at session end

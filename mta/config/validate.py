@@ -18,8 +18,8 @@ DESCRIPTION
         a parameter with a fixed set of values (CHOICES: mynetworks_style,
         smtp_tls_security_level ...) has one of them, and a concurrency
         feedback is a number or N/concurrency;
-        the client TLS session caches (smtp_tls_session_cache_database,
-        lmtp_...) and the MTA-STS policy cache are lmdb: tables;
+        the TLS session caches (smtp_tls_session_cache_database,
+        lmtp_..., smtpd_...) and the MTA-STS policy cache are lmdb: tables;
         the address lists (mynetworks, qmqpd_authorized_clients ...)
         hold only addresses, networks without host bits, host names,
         /files and tables;
@@ -131,6 +131,7 @@ LMDB_TABLES = frozenset(
     {
         "smtp_tls_session_cache_database",
         "lmtp_tls_session_cache_database",
+        "smtpd_tls_session_cache_database",
         "smtp_tls_mta_sts_cache_database",
     }
 )

@@ -49,6 +49,7 @@ from mta.smtpd.limits import ClientLimits
 from mta.smtpd.sasl import SmtpdSasl
 from mta.smtpd.tls import LEVELS, TlsSetupError, load_server_context, security_level
 from mta.smtpd.tls_params import asks_for_certificate, requires_certificate
+from mta.smtpd.tls_scache import setup_server_cache
 from mta.smtpd.tls_tickets import TicketKeeper
 from mta.smtpd.transcript import class_names, make_error_notice, notice_recipient, notify_mask
 
@@ -351,6 +352,8 @@ async def serve(ctx, listeners) -> int:
     server.on_session_end = ended
     tickets = TicketKeeper(ctx.cfg, server.tls_context)  # shared through tlsmgr
     await tickets.start()
+    # the session-id cache in tlsmgr, for clients that resume without tickets
+    scache = setup_server_cache(ctx.cfg, server.tls_context)
     for sock in listeners:
         if isinstance(sock, socket.socket):
             servers.append(await loop.create_server(factory, sock=sock, backlog=1024))
@@ -360,6 +363,8 @@ async def serve(ctx, listeners) -> int:
     arm_idle()
     await done.wait()
     tickets.stop()
+    if scache is not None:
+        scache.close()
     server.executor.shutdown()
     return 0
 

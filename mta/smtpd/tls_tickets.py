@@ -37,9 +37,9 @@ DESCRIPTION
     issued their ticket. It asks tlsmgr again after
     TICKET_RETRY_DELAY seconds.
 
-    smtpd_tls_session_cache_database (Postfix's server-side cache of
-    TLS 1.2 session ids) is not implemented: clients that do not use
-    tickets resume only within one process (OpenSSL's in-memory cache).
+    Clients that do not use tickets resume by session id: within one
+    process (OpenSSL's in-memory cache), or in every smtpd process with
+    smtpd_tls_session_cache_database (smtpd/tls_scache.py).
 
 SECURITY
     The key exists in this process's memory and in OpenSSL's context,

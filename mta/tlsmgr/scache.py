@@ -1,8 +1,8 @@
-"""tlsmgr.scache - the smtp and lmtp clients' TLS session caches, shared by their processes
+"""tlsmgr.scache - the TLS session caches of smtp, lmtp and smtpd, shared by their processes
 
 SYNOPSIS
     from mta.tlsmgr.scache import open_session_caches
-    caches = open_session_caches(cfg)          # {"smtp": SessionCache, "lmtp": ...}
+    caches = open_session_caches(cfg)          # {"smtp": SessionCache, "lmtp": ..., "smtpd": ...}
     der = caches["smtp"].lookup(cache_id, now)  # b"" when nothing (or expired)
     caches["smtp"].update(cache_id, der, now)
     caches["smtp"].cleanup(now)                # drop expired entries
@@ -13,8 +13,10 @@ DESCRIPTION
     elsewhere in mta) that tlsmgr alone opens and writes; the smtp and
     lmtp processes ask tlsmgr for a session before a handshake and hand
     it the session of each new one (common/tlsmgr_clnt.py,
-    common/tls_session.py). An empty parameter keeps no shared cache:
-    each client process then keeps its own sessions only.
+    common/tls_session.py). smtpd_tls_session_cache_database does the
+    same for smtpd's sessions, keyed by session id (smtpd/tls_scache.py).
+    An empty parameter keeps no shared cache: each process then keeps
+    its own sessions only.
 
     An entry is "EXPIRES:HEX", the session in OpenSSL's DER form
     (common/tls_serial.py) and the time it is no longer offered:
@@ -38,11 +40,12 @@ from mta.verify.cache import LMDB_KINDS, LMDB_SUFFIX, LmdbStore, StoreError
 CACHE_TYPES: dict[str, tuple[str, str]] = {
     "smtp": ("smtp_tls_session_cache_database", "smtp_tls_session_cache_timeout"),
     "lmtp": ("lmtp_tls_session_cache_database", "lmtp_tls_session_cache_timeout"),
+    "smtpd": ("smtpd_tls_session_cache_database", "smtpd_tls_session_cache_timeout"),
 }
 
 
 class SessionCache:
-    """One client session cache in an LMDB store; see the module docstring."""
+    """One session cache in an LMDB store; see the module docstring."""
 
     def __init__(self, store, timeout: float) -> None:
         self.store = store

@@ -22,9 +22,9 @@ DESCRIPTION
     tls_session_ticket_cipher empty); a "status" of "1" is a malformed
     request or an unknown key name.
 
-    The smtp and lmtp clients' session caches (tlsmgr/scache.py), for
-    CACHE_TYPE "smtp" or "lmtp" when its *_tls_session_cache_database
-    is set:
+    The session caches of the smtp and lmtp clients and of smtpd
+    (tlsmgr/scache.py), for CACHE_TYPE "smtp", "lmtp" or "smtpd" when
+    its *_tls_session_cache_database is set:
 
         {"request": "lookup", "cache_type": T, "cache_id": ID}
             -> {"status": "0", "session": HEX}     (empty: none)

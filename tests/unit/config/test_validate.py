@@ -206,6 +206,15 @@ def test_the_smtp_tls_session_cache_must_be_an_lmdb_table(make, tmp_path):
     ]
 
 
+def test_smtpds_session_cache_takes_debians_btree_and_nothing_but_lmdb(make, tmp_path):
+    debian = "smtpd_tls_session_cache_database = btree:${data_directory}/smtpd_scache\n"
+    assert lines(make(debian)) == []
+    assert lines(make("smtpd_tls_session_cache_database = cdb:/x\n"), fatal=True) == [
+        f"{tmp_path / 'main.cf'}, line 1: parameter smtpd_tls_session_cache_database: "
+        'bad value "cdb:/x" (expected lmdb:PATH)'
+    ]
+
+
 def test_a_bad_concurrency_feedback_is_fatal(make, tmp_path):
     cfg = make(
         "default_destination_concurrency_negative_feedback = 1/concurency\n"

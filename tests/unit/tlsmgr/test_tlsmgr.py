@@ -7,7 +7,13 @@ import time
 
 import pytest
 
-from mta.common.tlsmgr_clnt import TicketsOff, TlsmgrClient, TlsmgrError
+from mta.common.tlsmgr_clnt import (
+    BLOCKING_LIMIT,
+    TicketsOff,
+    TlsmgrBlockingClient,
+    TlsmgrClient,
+    TlsmgrError,
+)
 from mta.common.trigger import TRIGGER_WAKEUP
 from mta.config import load_config
 from mta.tlsmgr.keys import TicketKeys
@@ -185,3 +191,61 @@ def test_sessions_travel_through_the_service(tmp_path):
         assert asyncio.run(go()) == (b"\x30\x03abc", b"")
     finally:
         srv.stop()
+
+
+# ---------------------------------------------------------------- smtpd's session-id cache
+
+
+def test_smtpds_cache_opens_from_its_own_parameters(tmp_path):
+    cfg = config(
+        tmp_path,
+        f"smtpd_tls_session_cache_database = btree:{tmp_path}/smtpd_scache\n"
+        "smtpd_tls_session_cache_timeout = 10s\n",
+    )
+    caches = open_session_caches(cfg)
+    assert set(caches) == {"smtpd"}
+    assert caches["smtpd"].timeout == 120  # clamped as Postfix does
+    assert (tmp_path / "smtpd_scache.lmdb").exists()  # btree: names the lmdb file
+    off = config(tmp_path / "off", f"smtpd_tls_session_cache_database = lmdb:{tmp_path}/x\n"
+                 "smtpd_tls_session_cache_timeout = 0\n")  # fmt: skip
+    assert open_session_caches(off) == {}
+
+
+def test_the_blocking_client_stores_finds_and_deletes(tmp_path):
+    cfg = config(tmp_path, f"smtpd_tls_session_cache_database = lmdb:{tmp_path}/smtpd_scache\n")
+    svc = TlsmgrService(cfg)
+    srv = HandlerServer(str(tmp_path / "tlsmgr.sock"), svc.handle_client, cfg)
+    one = TlsmgrBlockingClient(cfg, srv.path)
+    two = TlsmgrBlockingClient(cfg, srv.path)
+    try:
+        assert one.lookup_session("smtpd", "ab" * 32) == b""
+        assert one.update_session("smtpd", "ab" * 32, b"\x30\x03abc")
+        assert two.lookup_session("smtpd", "ab" * 32) == b"\x30\x03abc"
+        assert not two.update_session("smtp", "ab" * 32, b"\x30")  # no smtp cache here
+        assert two.delete_session("smtpd", "ab" * 32)
+        assert one.lookup_session("smtpd", "ab" * 32) == b""
+        assert one.error == ""
+    finally:
+        one.close()
+        two.close()
+        srv.stop()
+    # the service went away: every request is a miss, and says why
+    assert one.lookup_session("smtpd", "ab" * 32) == b""
+    assert one.error.startswith("connect:")
+
+
+def test_the_blocking_client_gives_up_on_a_silent_service(tmp_path):
+    cfg = config(tmp_path)
+    path = str(tmp_path / "silent.sock")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen()
+        client = TlsmgrBlockingClient(cfg, path)
+        start = time.monotonic()
+        assert client.lookup_session("smtpd", "ab") == b""
+        assert time.monotonic() - start < BLOCKING_LIMIT + 0.5
+        assert "no reply within" in client.error
+        start = time.monotonic()
+        assert client.lookup_session("smtpd", "ab") == b""  # down: not asked again for a while
+        assert time.monotonic() - start < 0.1 and "not asked again" in client.error
+        client.close()
