@@ -81,6 +81,13 @@ LIBSSL_FUNCS: dict[str, tuple] = {
     "SSL_SESSION_free": (None, [_vp]),
     "i2d_SSL_SESSION": (_int, [_vp, _vp]),
     "d2i_SSL_SESSION": (_vp, [_vp, _vp, _long]),
+    "SSL_SESSION_get_id": (_vp, [_vp, ctypes.POINTER(ctypes.c_uint)]),
+    "SSL_CTX_sess_set_new_cb": (None, [_vp, _vp]),
+    "SSL_CTX_sess_set_get_cb": (None, [_vp, _vp]),
+    "SSL_CTX_sess_set_remove_cb": (None, [_vp, _vp]),
+    "SSL_CTX_set_session_id_context": (_int, [_vp, ctypes.c_char_p, ctypes.c_uint]),
+    "SSL_version": (_int, [_vp]),
+    "SSL_get_options": (ctypes.c_uint64, [_vp]),
 }
 LIBCRYPTO_FUNCS: dict[str, tuple] = {
     "ERR_clear_error": (None, []),

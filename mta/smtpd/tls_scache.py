@@ -16,7 +16,7 @@ DESCRIPTION
     (SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL |
     SSL_SESS_CACHE_NO_AUTO_CLEAR) and OpenSSL's session callbacks,
     set through ctypes on the libssl of Python's _ssl
-    (common/tls_ticket.py), go to tlsmgr's "smtpd" cache
+    (common/tls_libssl.py), go to tlsmgr's "smtpd" cache
     (tlsmgr/scache.py), keyed by the session id in hexadecimal:
 
         new session     its DER form (i2d_SSL_SESSION) is stored; OpenSSL
@@ -64,7 +64,7 @@ import hashlib
 import ssl
 
 from mta import log
-from mta.common import tls_serial, tls_ticket
+from mta.common import tls_libssl
 from mta.common.tls_serial import SESSION_DER_MAX
 from mta.common.tls_session import context_digest
 from mta.common.tls_ticket import SSL_CTRL_SET_SESS_CACHE_MODE, cache_timeout
@@ -86,52 +86,17 @@ GET_CB = ctypes.CFUNCTYPE(
 )
 REMOVE_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 
-_bound = False
-
-
-def _bind() -> bool:
-    """Bind what the callbacks need on tls_ticket's libssl, next to tls_serial's functions."""
-    global _bound
-    if _bound:
-        return True
-    if not tls_serial._bind():
-        return False
-    lib = tls_ticket._lib
-    try:
-        lib.SSL_CTX_sess_set_new_cb.argtypes = [ctypes.c_void_p, NEW_CB]
-        lib.SSL_CTX_sess_set_new_cb.restype = None
-        lib.SSL_CTX_sess_set_get_cb.argtypes = [ctypes.c_void_p, GET_CB]
-        lib.SSL_CTX_sess_set_get_cb.restype = None
-        lib.SSL_CTX_sess_set_remove_cb.argtypes = [ctypes.c_void_p, REMOVE_CB]
-        lib.SSL_CTX_sess_set_remove_cb.restype = None
-        lib.SSL_CTX_set_session_id_context.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_char_p,
-            ctypes.c_uint,
-        ]
-        lib.SSL_CTX_set_session_id_context.restype = ctypes.c_int
-        lib.SSL_SESSION_get_id.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint)]
-        lib.SSL_SESSION_get_id.restype = ctypes.c_void_p
-        lib.SSL_version.argtypes = [ctypes.c_void_p]
-        lib.SSL_version.restype = ctypes.c_int
-        lib.SSL_get_options.argtypes = [ctypes.c_void_p]
-        lib.SSL_get_options.restype = ctypes.c_uint64
-    except AttributeError:
-        return False
-    _bound = True
-    return True
-
 
 def _session_id(sess: int) -> bytes:
     length = ctypes.c_uint(0)
-    ptr = tls_ticket._lib.SSL_SESSION_get_id(sess, ctypes.byref(length))
+    ptr = tls_libssl.libssl().SSL_SESSION_get_id(sess, ctypes.byref(length))
     if not ptr or not 0 < length.value <= SSL_MAX_SSL_SESSION_ID_LENGTH:
         return b""
     return ctypes.string_at(ptr, length.value)
 
 
 def _der_of(sess: int) -> bytes:
-    lib = tls_ticket._lib
+    lib = tls_libssl.libssl()
     size = lib.i2d_SSL_SESSION(sess, None)
     if size <= 0 or size > SESSION_DER_MAX:
         return b""
@@ -162,19 +127,17 @@ class ServerSessionCache:
 
     def install(self, ctx: ssl.SSLContext) -> str:
         """Give ctx this cache and its session id context; "" or why not."""
-        if not _bind():
-            return tls_ticket.bind() or "libssl lacks the session cache functions"
-        ptr = tls_ticket._ctx_pointer(ctx)
+        ptr, why = tls_libssl.ctx_pointer_why(ctx)
         if not ptr:
-            return "the SSL_CTX pointer of ssl.SSLContext does not check out"
-        lib = tls_ticket._lib
+            return why
+        lib = tls_libssl.libssl()
         sid_ctx = session_id_context(ctx)
         if lib.SSL_CTX_set_session_id_context(ptr, sid_ctx, len(sid_ctx)) != 1:
             return "SSL_CTX_set_session_id_context failed"
         ctx._mta_scache = self  # type: ignore[attr-defined]  # callbacks live with the context
-        lib.SSL_CTX_sess_set_new_cb(ptr, self.new_cb)
-        lib.SSL_CTX_sess_set_get_cb(ptr, self.get_cb)
-        lib.SSL_CTX_sess_set_remove_cb(ptr, self.remove_cb)
+        lib.SSL_CTX_sess_set_new_cb(ptr, ctypes.cast(self.new_cb, ctypes.c_void_p))
+        lib.SSL_CTX_sess_set_get_cb(ptr, ctypes.cast(self.get_cb, ctypes.c_void_p))
+        lib.SSL_CTX_sess_set_remove_cb(ptr, ctypes.cast(self.remove_cb, ctypes.c_void_p))
         lib.SSL_CTX_ctrl(ptr, SSL_CTRL_SET_SESS_CACHE_MODE, SCACHE_MODE, None)
         if lib.SSL_CTX_ctrl(ptr, SSL_CTRL_GET_SESS_CACHE_MODE, 0, None) != SCACHE_MODE:
             return "SSL_CTX_set_session_cache_mode did not take"
@@ -193,7 +156,7 @@ class ServerSessionCache:
 
     def _new(self, ssl_ptr: int, sess: int) -> int:
         try:
-            lib = tls_ticket._lib
+            lib = tls_libssl.libssl()
             tickets = not lib.SSL_get_options(ssl_ptr) & ssl.OP_NO_TICKET
             if lib.SSL_version(ssl_ptr) == TLS1_3_VERSION and tickets:
                 return 0  # a stateless ticket carries the session
@@ -228,7 +191,7 @@ class ServerSessionCache:
         """The SSL_SESSION* of der when it parses and has the id sid; None otherwise."""
         if len(der) > SESSION_DER_MAX:
             return None
-        lib = tls_ticket._lib
+        lib = tls_libssl.libssl()
         buf = ctypes.create_string_buffer(der, len(der))
         inp = ctypes.c_void_p(ctypes.addressof(buf))
         sess = lib.d2i_SSL_SESSION(None, ctypes.byref(inp), len(der))
