@@ -5,6 +5,7 @@ SYNOPSIS
     cert_fingerprint(der, "sha256")   # "AB:CD:..."
     pkey_fingerprint(der, "sha256")   # of the SubjectPublicKeyInfo
     subject_cn(der), issuer_cn(der)   # "" when the name has no CommonName
+    one_label_wildcard("*.example.com", "mx.example.com")   # True
 
 DESCRIPTION
     Fingerprints are written as Postfix writes them: the digest in upper
@@ -13,6 +14,11 @@ DESCRIPTION
     sha256 ...). The public-key fingerprint digests the DER of the
     certificate's SubjectPublicKeyInfo, so it stays the same when the
     certificate is renewed with the same key.
+
+    one_label_wildcard() is the RFC 6125 section 6.4.3 rule that
+    certificate names (tls_verify, DANE) and MTA-STS mx patterns share:
+    "*.rest" stands for exactly one more label on the left of rest. The
+    caller normalises case and the trailing dot.
 
     A small DER reader walks the certificate to the issuer, subject and
     public key fields; CertError when the bytes are not a certificate.
@@ -124,3 +130,11 @@ def cert_fingerprint(der: bytes, digest: str) -> str:
 def pkey_fingerprint(der: bytes, digest: str) -> str:
     """The fingerprint of the certificate's public key (SubjectPublicKeyInfo)."""
     return _hex(public_key_info(der), digest)
+
+
+def one_label_wildcard(wildcard: str, name: str) -> bool:
+    """Does name have exactly one label more than "*.rest", and end in rest?"""
+    if not wildcard.startswith("*.") or "*" in wildcard[1:]:
+        return False
+    first, dot, rest = name.partition(".")
+    return bool(first and dot) and rest == wildcard[2:]

@@ -103,6 +103,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from mta import log
 from mta.common import dns as mta_dns
+from mta.common.tls_cert import one_label_wildcard
 from mta.config.params import PARAMS
 from mta.smtp.nexthop import NexthopError, Target, dns_support_level, parse_nexthop
 
@@ -287,10 +288,7 @@ def name_matches(pattern: str, name: str) -> bool:
     pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
     if pattern == name:
         return True
-    if pattern.startswith("*.") and pattern.count(".") >= 2:
-        first, dot, rest = name.partition(".")
-        return bool(first and dot) and rest == pattern[2:]
-    return False
+    return pattern.count(".") >= 2 and one_label_wildcard(pattern, name)
 
 
 def _names_ok(cert: x509.Certificate, names: Iterable[str]) -> bool:

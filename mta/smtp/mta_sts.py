@@ -91,6 +91,7 @@ from dataclasses import dataclass, replace
 from mta import log
 from mta.common import dns as mta_dns
 from mta.common.kv_store import LmdbStore, MemoryStore, StoreError, open_store
+from mta.common.tls_cert import one_label_wildcard
 
 MTA_STS_PORT = 443  # the policy host's HTTPS port
 MTA_STS_PATH = "/.well-known/mta-sts.txt"
@@ -169,8 +170,7 @@ def mx_matches(pattern: str, host: str) -> bool:
     if not pattern or not host:
         return False
     if pattern.startswith("*."):
-        label, dot, rest = host.partition(".")
-        return bool(label) and bool(dot) and rest == pattern[2:]
+        return one_label_wildcard(pattern, host)
     return host == pattern
 
 

@@ -87,6 +87,7 @@ from cryptography.hazmat.primitives import serialization
 
 from mta import log
 from mta.common import tls_libssl
+from mta.common.tls_cert import one_label_wildcard
 from mta.common.tls_curves import set_auto_curves
 from mta.common.tls_keys import TlsSetupError, load_cert_pairs, load_chain_files
 from mta.common.tls_options import disabled_workarounds, ssl_options
@@ -398,8 +399,7 @@ def name_matches(cert_name: str, pattern: str, multi_label: bool = True) -> bool
         return False  # "*.com": too wide to mean anything
     if multi_label:
         return len(pattern) > len(parent) and pattern.endswith(parent)
-    first, dot, rest = pattern.partition(".")
-    return bool(first and dot) and "." + rest == parent
+    return one_label_wildcard(cert_name, pattern)
 
 
 def established_text(status: str, relay: str, ssl_object) -> str:
