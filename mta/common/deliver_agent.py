@@ -80,6 +80,7 @@ from typing import NoReturn
 from mta import log
 from mta.bounce import logfile
 from mta.common.attr_proto import encode, read_attrs, write_attrs
+from mta.common.deadline import bounded
 from mta.common.deliver_request import (
     MSG_DONE,
     POOL_IDLE,
@@ -382,7 +383,7 @@ async def handle_request(
         if idle is None:
             msg = await read_attrs(reader)
         else:
-            msg = await asyncio.wait_for(read_attrs(reader), idle)
+            msg = await bounded(read_attrs(reader), idle)
     except asyncio.TimeoutError:
         return False
     except ValueError as exc:

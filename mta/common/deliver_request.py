@@ -50,6 +50,7 @@ import time
 from dataclasses import dataclass, field
 
 from mta.common.attr_proto import encode, read_attrs
+from mta.common.deadline import bounded
 from mta.common.dsn import ACTIONS, RecipientStatus
 
 REQ_FLAG_BOUNCE = 1 << 0  # the message is a notice: never bounce it again
@@ -312,11 +313,9 @@ async def _attempt(path, req, timeout, reader, writer) -> DeliveryResult:
     keep = False
     try:
         if writer is None:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(path), CONNECT_TIMEOUT
-            )
+            reader, writer = await bounded(asyncio.open_unix_connection(path), CONNECT_TIMEOUT)
         writer.write(encode(req.encode()))
-        keep = await asyncio.wait_for(_converse(reader, req, result), timeout)
+        keep = await bounded(_converse(reader, req, result), timeout)
         result.broken = not keep
     except asyncio.TimeoutError:
         result.error = "delivery agent timed out"

@@ -25,7 +25,10 @@ DESCRIPTION
     recipient limit. A damaged file goes to corrupt/. A scan of
     deferred/ runs every queue_run_delay (and on "D", "A", and "F" for
     flush, which ignores each message's back-off) and takes the
-    messages whose retry time (the file's mtime) has come.
+    messages whose retry time (the file's mtime) has come. A scan takes
+    SCAN_CHUNK messages per pass of the main loop and hands out
+    deliveries between passes, so a large queue starts moving at once
+    instead of after it has all been read.
 
     Delivery. The scheduler (mta/_speedups/scheduler) picks the next
     batch round-robin under the per-transport and per-destination
@@ -87,7 +90,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from mta import log
@@ -144,6 +147,10 @@ TRIGGER_FLUSH = ord("F")  # deferred mail is due now, whatever its back-off
 TRIGGER_WAKEUP = ord("W")  # the master's periodic wakeup
 
 IDLE_RESCAN = 1.0  # seconds between incoming scans when nothing pokes qmgr
+# messages taken in per pass of the main loop: between passes the scheduler
+# hands out what is already in, so delivery starts while a big queue is
+# still being read (a restart with 100,000 queued does not wait for all of them)
+SCAN_CHUNK = 100
 FORGET_EVERY = 60.0  # seconds between clean-ups of idle destinations
 FLUSH_REFRESH_EVERY = 1000.0  # seconds between fast flush log refreshes (Postfix's wakeup)
 SUSPENDED = "delivery temporarily suspended"
@@ -211,6 +218,10 @@ class QueueManager:
         self.last_deferred_scan = 0.0
         self.last_forget = time.monotonic()
         self.incoming_full = False  # the last incoming scan stopped at the window limit
+        self.incoming_scan: Iterator[tuple[str, str]] | None = None  # a scan under way
+        self.deferred_scan: Iterator[tuple[str, str]] | None = None
+        self.deferred_due: Callable[[str], bool] | None = None  # ... and its test of retry time
+        self.deferred_flush = False  # ... and whether it is a flush
         self.deferred_full = False  # the last deferred scan did; it goes on when room frees
         self.deferred_full_flush = False  # ... and it was a flush
         self.dead_reason: dict[tuple[str, str], str] = {}
@@ -267,13 +278,19 @@ class QueueManager:
             now = time.time()
             if now - self.last_deferred_scan >= self.run_delay:
                 self.want_deferred = True
-            if self.want_deferred:
+            if self.deferred_scan is None and self.want_deferred:
                 self.want_deferred = False
                 flush, self.flush_deferred = self.flush_deferred, False
                 self.last_deferred_scan = now
-                self.scan_deferred(flush)
-            if self.want_incoming:
+                self.start_deferred_scan(flush)
+            if self.deferred_scan is not None:
+                self.scan_deferred()
+            # a trigger during a scan leaves want_incoming set: the files it
+            # announces may sit in a directory the scan has already listed
+            if self.incoming_scan is None and self.want_incoming:
                 self.want_incoming = False
+                self.incoming_scan = self._iter("incoming")
+            if self.incoming_scan is not None:
                 self.scan_incoming()
             for d in self.sched.revive(time.time()):
                 log.info("%s: %s: delivery resumes", d.transport.name, d.key)
@@ -290,10 +307,14 @@ class QueueManager:
                 timeout = min(timeout, nxt - time.time())
             if self.incoming_full or self.deferred_full:
                 timeout = min(timeout, IDLE_RESCAN)
-            try:
-                await asyncio.wait_for(self.wake.wait(), max(0.01, timeout))
-            except asyncio.TimeoutError:
-                pass
+            if self._scanning():
+                # more to read: let the deliveries just handed out start first
+                await asyncio.sleep(0)
+            else:
+                try:
+                    await asyncio.wait_for(self.wake.wait(), max(0.01, timeout))
+                except asyncio.TimeoutError:
+                    pass
             self.wake.clear()
             if self.incoming_full and len(self.active) < self.active_limit:
                 self.want_incoming = True
@@ -337,11 +358,27 @@ class QueueManager:
             len(self.active) + removing < self.active_limit and self.active_rcpts < self.rcpt_limit
         )
 
-    def scan_incoming(self) -> None:
-        taken, self.incoming_full = self._take_in("incoming")
-        self.flow.put(taken)  # one intake token per message taken in
+    def _scanning(self) -> bool:
+        """A scan is under way or asked for (a trigger that came during one)."""
+        return (
+            self.incoming_scan is not None
+            or self.deferred_scan is not None
+            or self.want_incoming
+            or self.want_deferred
+        )
 
-    def scan_deferred(self, flush: bool) -> None:
+    def _iter(self, queue: str) -> Iterator[tuple[str, str]]:
+        return iter_queue(self.queue_dir, queue, self.hash_depth, self.hashed)
+
+    def scan_incoming(self) -> None:
+        """The next chunk of the incoming scan under way."""
+        taken, state = self._take_in(self.incoming_scan, "incoming")
+        self.flow.put(taken)  # one intake token per message taken in
+        if state != "more":
+            self.incoming_scan = None
+            self.incoming_full = state == "full"
+
+    def start_deferred_scan(self, flush: bool) -> None:
         now = time.time()
 
         def due(path: str) -> bool:
@@ -350,26 +387,36 @@ class QueueManager:
             except OSError:
                 return False
 
-        _, full = self._take_in("deferred", due)
-        if full:
-            self.deferred_full, self.deferred_full_flush = True, flush
+        self.deferred_scan = self._iter("deferred")
+        self.deferred_due, self.deferred_flush = due, flush
 
-    def _take_in(self, queue: str, due=None) -> tuple[int, bool]:
-        """Move queue's files into active while the window has room.
+    def scan_deferred(self) -> None:
+        """The next chunk of the deferred scan under way."""
+        _, state = self._take_in(self.deferred_scan, "deferred", self.deferred_due)
+        if state != "more":
+            self.deferred_scan = None
+            if state == "full":
+                self.deferred_full, self.deferred_full_flush = True, self.deferred_flush
 
-        How many moved, and whether the window filled before the scan ended
-        (then the caller comes back for the rest)."""
+    def _take_in(self, files: Iterator[tuple[str, str]], queue: str, due=None) -> tuple[int, str]:
+        """Move up to SCAN_CHUNK of a scan's files into active while the window has room.
+
+        How many moved, and how the scan stands: "done" at its end, "full"
+        when the window filled first (the caller comes back for the rest
+        when room frees), "more" when the chunk was used up."""
         taken = 0
-        for queue_id, path in iter_queue(self.queue_dir, queue, self.hash_depth, self.hashed):
+        for queue_id, path in files:
             if not self._room():
-                return taken, True
+                return taken, "full"
             if queue_id in self.active or (due is not None and not due(path)):
                 continue
             target = self._move(path, "active", queue_id)
             if target is not None:
                 taken += 1
                 self.activate(queue_id, target, fresh=queue == "incoming")
-        return taken, False
+                if taken >= SCAN_CHUNK:
+                    return taken, "more"
+        return taken, "done"
 
     def activate(self, queue_id: str, path: str, fresh: bool = False) -> None:
         """A message entered the active queue: read it and file its recipients.

@@ -102,6 +102,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 
 from mta import log
+from mta.common.deadline import bounded
 from mta.common.dsn import ACTION_DELIVERED, ACTION_RELAYED
 from mta.common.tls_session import ClientSessions, arm_connection
 from mta.common.tls_ticket import cache_timeout
@@ -485,7 +486,7 @@ class Session:
         if not self.writer.transport.get_write_buffer_size() and not self.writer.is_closing():
             return  # all of it is with the kernel already
         try:
-            await asyncio.wait_for(self.writer.drain(), timeout)
+            await bounded(self.writer.drain(), timeout)
         except asyncio.TimeoutError:
             raise SessionError(
                 "4.4.2", f"conversation with {self.hostaddr} timed out while {stage}", final=final

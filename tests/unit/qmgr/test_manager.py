@@ -312,6 +312,48 @@ def test_refusing_destination_is_suspended_after_a_cohort(tmp_path):
     assert d is not None and d.is_dead()
 
 
+def test_delivery_starts_before_a_large_incoming_queue_is_all_read(tmp_path, monkeypatch):
+    monkeypatch.setattr("mta.qmgr.manager.SCAN_CHUNK", 4)
+    cfg = instance(tmp_path, "default_transport = discard:thrown away\n")
+    msgs = [queue_message(cfg, [f"u{i}@remote.example"], queue="incoming") for i in range(12)]
+    left_at_first_request = []
+
+    def setup(qm):
+        qm.on_use = lambda: left_at_first_request.append(len(files(cfg, "incoming")))
+
+    with agents(cfg, "discard"):
+        run_qmgr(cfg, lambda qm: not files(cfg, "incoming") and not qm.active, setup=setup)
+    # the first chunk went out while two chunks still waited in incoming/
+    assert left_at_first_request == [8]
+    log_text = (tmp_path / "maillog").read_text()
+    assert all(f"{m.queue_id}: removed" in log_text for m in msgs)
+
+
+def test_trigger_during_a_scan_brings_a_new_scan_after_it(tmp_path, monkeypatch):
+    monkeypatch.setattr("mta.qmgr.manager.SCAN_CHUNK", 2)
+    cfg = instance(tmp_path, "default_transport = discard:thrown away\nqueue_run_delay = 3600s\n")
+    for i in range(6):
+        queue_message(cfg, [f"u{i}@remote.example"], queue="incoming")
+    late = []
+
+    def setup(qm):
+        def first_request():
+            # a message lands behind the scan's listing, and cleanup pokes qmgr
+            late.append(queue_message(cfg, ["late@remote.example"], queue="incoming"))
+            qm.trigger(b"I")
+
+        qm.on_use = first_request
+
+    with agents(cfg, "discard"):
+        run_qmgr(
+            cfg,
+            lambda qm: late and not files(cfg, "incoming") and not qm.active,
+            setup=setup,
+        )
+    assert files(cfg, "incoming") == []
+    assert f"{late[0].queue_id}: removed" in (tmp_path / "maillog").read_text()
+
+
 def test_deferred_scan_cut_short_by_the_window_goes_on_when_room_frees(tmp_path):
     # queue_run_delay is long: only the continuation can take in the rest soon
     cfg = instance(
