@@ -101,6 +101,28 @@ def cpu_by_service(before: dict, after: dict, messages: int) -> dict[str, float]
     return {k: round(1000 * v / max(1, messages), 3) for k, v in sorted(total.items()) if v > 0}
 
 
+def device_flushes(path: Path | str) -> int | None:
+    """Flush requests the block device under path has completed since boot.
+
+    From /proc/diskstats (the 16th number after the device name, Linux 5.5
+    and newer), for the whole disk when path lives on a partition: each one
+    is a cache flush the disk had to do, what an fsync costs on a disk with
+    a volatile write cache. None where the kernel does not count them or the
+    file system has no block device (tmpfs, overlay)."""
+    dev = os.stat(path).st_dev
+    sys_dev = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    try:
+        real = sys_dev.resolve(strict=True)
+    except OSError:
+        return None
+    disk = real.parent.name if (real / "partition").exists() else real.name
+    for line in Path("/proc/diskstats").read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 20 and fields[2] == disk:  # major, minor, name, then 17 counters
+            return int(fields[18])
+    return None
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

@@ -61,6 +61,7 @@ from loadgen import (  # noqa: E402 - after the path is set
     MtaInstance,
     PostfixInstance,
     cpu_by_service,
+    device_flushes,
     free_port,
     percentile,
     proc_tree_cpu,
@@ -336,6 +337,7 @@ def run_one(
             time.sleep(0.05)
         cpu0 = proc_tree_cpu(target.pids())
         by_service0 = service_cpu(target.pids())
+        flushes0 = device_flushes(top)
         memory = MemorySampler(target.pids())
         memory.start()
         probe = Probe(port, size)
@@ -355,6 +357,7 @@ def run_one(
         memory.join(5)
         cpu = proc_tree_cpu(target.pids()) - cpu0
         by_service = service_cpu(target.pids())
+        flushes1 = device_flushes(top)
     finally:
         target.stop()
         sinks.stop()
@@ -379,6 +382,10 @@ def run_one(
         "probes": f"{len(latencies)}/{len(probe.sent)}",
         "cpu_ms_per_msg": round(1000 * cpu / total, 3),
         "peak_rss_mb": round(memory.peak / 2**20, 1),
+        # every flush of the spool's disk over the run, whoever asked for it
+        "flushes_per_msg": (
+            round((flushes1 - flushes0) / total, 2) if flushes0 is not None else None
+        ),
         "cpu_ms_by_program": cpu_by_service(by_service0, by_service, total),
     }
     if setup:
@@ -518,13 +525,15 @@ def main() -> int:
     if tls:
         print_tls(results)
         return 0
-    head = ("target", "rcpt", "sess", "accept/s", "deliv/s", "p50 ms", "p99 ms", "cpu ms", "MB")
-    print("{:8} {:>4} {:>4} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7}".format(*head))
+    head = ("target", "rcpt", "sess", "accept/s", "deliv/s", "p50 ms", "p99 ms", "cpu ms", "MB",
+            "flush/msg")  # fmt: skip
+    print("{:8} {:>4} {:>4} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7} {:>9}".format(*head))
     for r in results:
+        flushes = r.get("flushes_per_msg")
         print(
             f"{r['target']:8} {r['rcpts']:>4} {r['sessions']:>4} {r['accepted_per_s']:>9} "
             f"{r['delivered_per_s']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8} "
-            f"{r['cpu_ms_per_msg']:>8} {r['peak_rss_mb']:>7}"
+            f"{r['cpu_ms_per_msg']:>8} {r['peak_rss_mb']:>7} {'-' if flushes is None else flushes:>9}"
         )
     return 0
 
