@@ -94,8 +94,21 @@ RESENT_HEADERS = frozenset(
 )
 
 
+_last_date: tuple[int, str] = (-1, "")  # the last second formatted, and its text
+
+
 def mail_date(when: float) -> str:
     """RFC 5322 date in Postfix's form, local time."""
+    global _last_date
+    second = int(when)
+    if _last_date[0] == second:
+        return _last_date[1]  # a busy smtpd stamps many messages in the same second
+    text = _format_date(second)
+    _last_date = (second, text)
+    return text
+
+
+def _format_date(when: int) -> str:
     lt = time.localtime(when)
     offset = lt.tm_gmtoff or 0
     sign = "-" if offset < 0 else "+"

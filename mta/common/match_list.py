@@ -142,6 +142,27 @@ class DomainList(_MatchList):
         return False
 
 
+_IP_CACHE: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address | None] = {}
+IP_CACHE_SIZE = 4096  # client addresses remembered; the cache starts afresh when full
+
+
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """text as an IP address, None when it is not one; remembered, since every
+    connection from the same client asks again (mynetworks, the anvil exceptions)."""
+    try:
+        return _IP_CACHE[text]
+    except KeyError:
+        pass
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        ip = None
+    if len(_IP_CACHE) >= IP_CACHE_SIZE:
+        _IP_CACHE.clear()
+    _IP_CACHE[text] = ip
+    return ip
+
+
 class AddrList(_MatchList):
     """A list of hosts and networks (mynetworks, debug_peer_list ...)."""
 
@@ -171,10 +192,7 @@ class AddrList(_MatchList):
     def match(self, addr: str, name: str = "") -> bool:
         """True when the client address (and/or host name) is on the list."""
         text = addr[1:-1] if addr.startswith("[") and addr.endswith("]") else addr
-        try:
-            ip = ipaddress.ip_address(text)
-        except ValueError:
-            ip = None
+        ip = parse_ip(text)
         low = name.lower().rstrip(".")
         for negate, kind, what in self.entries:
             if kind == "net":

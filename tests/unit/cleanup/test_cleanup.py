@@ -450,3 +450,16 @@ def test_always_bcc_and_bcc_maps(instance, tmp_path):
         "sarchive@example.org": R.DSN_NOTIFY_NEVER,
         "audit@example.org": R.DSN_NOTIFY_NEVER,
     }
+
+
+def test_mail_date_of_each_second_is_its_own_even_when_remembered():
+    import time as _time
+
+    from mta.cleanup.headers import _format_date, mail_date
+
+    t = 1_800_000_000
+    first = mail_date(t + 0.2)
+    assert mail_date(t + 0.9) == first == _format_date(t)
+    assert mail_date(t + 1.0) == _format_date(t + 1) != first
+    assert mail_date(t) == first  # going back a second is not served the later one
+    assert _time.strftime("%d %b %Y %H:%M:%S", _time.localtime(t)).lstrip("0") in first

@@ -71,3 +71,15 @@ def test_from_param_uses_parent_domain_matches_subdomains(tmp_path):
     cfg = load_config(str(tmp_path))
     assert DomainList.from_param(cfg, "relay_domains").match("sub.example.com")
     assert not DomainList.from_param(cfg, "mydestination").match("sub.example.org")
+
+
+def test_remembered_client_addresses_match_as_before_and_the_memory_is_bounded(monkeypatch):
+    from mta.common import match_list
+
+    monkeypatch.setattr(match_list, "IP_CACHE_SIZE", 3)
+    monkeypatch.setattr(match_list, "_IP_CACHE", {})
+    lst = AddrList(["10.0.0.0/8", "!192.0.2.1", "192.0.2.0/24", "[2001:db8::]/32"])
+    clients = ["10.1.2.3", "192.0.2.1", "192.0.2.7", "2001:db8::5", "[2001:db8::5]", "bogus"]
+    for _ in range(3):  # the second and third rounds come from the memory, or after a reset
+        assert [lst.match(c) for c in clients] == [True, False, True, True, True, False]
+        assert len(match_list._IP_CACHE) <= 3
