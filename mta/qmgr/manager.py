@@ -95,6 +95,7 @@ from dataclasses import dataclass, field
 
 from mta import log
 from mta.bounce import logfile
+from mta.common.deadline import bounded
 from mta.common.deliver_request import (
     REQ_FLAG_BOUNCE,
     REQ_FLAG_RECORD,
@@ -312,7 +313,7 @@ class QueueManager:
                 await asyncio.sleep(0)
             else:
                 try:
-                    await asyncio.wait_for(self.wake.wait(), max(0.01, timeout))
+                    await bounded(self.wake.wait(), max(0.01, timeout))
                 except asyncio.TimeoutError:
                     pass
             self.wake.clear()
