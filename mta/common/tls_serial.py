@@ -60,6 +60,13 @@ def session_der(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> bytes:
     ptr = _session_pointer(session) if session is not None else 0
     if not ptr or lib.SSL_SESSION_is_resumable(ptr) != 1:
         return b""
+    return pointer_der(ptr)
+
+
+def pointer_der(ptr: int) -> bytes:
+    """The SSL_SESSION at ptr in DER form (libssl bound); b"" when it cannot be had
+    or is larger than SESSION_DER_MAX."""
+    lib = tls_libssl.libssl()
     size = lib.i2d_SSL_SESSION(ptr, None)
     if size <= 0 or size > SESSION_DER_MAX:
         return b""

@@ -65,7 +65,7 @@ import ssl
 
 from mta import log
 from mta.common import tls_libssl
-from mta.common.tls_serial import SESSION_DER_MAX
+from mta.common.tls_serial import SESSION_DER_MAX, pointer_der
 from mta.common.tls_session import context_digest
 from mta.common.tls_ticket import SSL_CTRL_SET_SESS_CACHE_MODE, cache_timeout
 from mta.common.tlsmgr_clnt import TlsmgrBlockingClient
@@ -93,18 +93,6 @@ def _session_id(sess: int) -> bytes:
     if not ptr or not 0 < length.value <= SSL_MAX_SSL_SESSION_ID_LENGTH:
         return b""
     return ctypes.string_at(ptr, length.value)
-
-
-def _der_of(sess: int) -> bytes:
-    lib = tls_libssl.libssl()
-    size = lib.i2d_SSL_SESSION(sess, None)
-    if size <= 0 or size > SESSION_DER_MAX:
-        return b""
-    buf = ctypes.create_string_buffer(size)
-    out = ctypes.c_void_p(ctypes.addressof(buf))
-    if lib.i2d_SSL_SESSION(sess, ctypes.byref(out)) != size:
-        return b""
-    return buf.raw
 
 
 def session_id_context(ctx: ssl.SSLContext) -> bytes:
@@ -160,7 +148,7 @@ class ServerSessionCache:
             tickets = not lib.SSL_get_options(ssl_ptr) & ssl.OP_NO_TICKET
             if lib.SSL_version(ssl_ptr) == TLS1_3_VERSION and tickets:
                 return 0  # a stateless ticket carries the session
-            sid, der = _session_id(sess), _der_of(sess)
+            sid, der = _session_id(sess), pointer_der(sess)
             if sid and der:
                 if self.client.update_session(SCACHE_TYPE, sid.hex(), der):
                     self.stored += 1

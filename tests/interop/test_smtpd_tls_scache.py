@@ -12,7 +12,8 @@ import subprocess
 import pytest
 
 from mta.verify.cache import LmdbStore
-from tests.support.running import Instance, free_port, wait_for
+from tests.support.running import Instance, wait_for
+from tests.support.tls import self_signed, two_tls_smtpds
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
@@ -22,36 +23,12 @@ CACHE = "btree:${data_directory}/smtpd_scache"
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
-    d = tmp_path_factory.mktemp("certs")
-    key, crt = d / "mx.key", d / "mx.crt"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=mx.test.example", "-keyout", str(key), "-out", str(crt)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return str(crt), str(key)
+    return self_signed(tmp_path_factory.mktemp("certs"), "mx.test.example")
 
 
 def start(tmp_path, cert, database: str, services: str = TLSMGR) -> tuple[Instance, int, int]:
     """Two smtpd listeners (two processes) offering STARTTLS, and tlsmgr."""
-    one, two = free_port(), free_port()
-    inst = Instance(
-        tmp_path,
-        f"127.0.0.1:{one} inet n - n - - smtpd\n127.0.0.1:{two} inet n - n - - smtpd\n{services}",
-        {
-            "myhostname": "mx.test.example",
-            "mynetworks": "127.0.0.1/32",
-            "smtpd_peername_lookup": "no",
-            "smtpd_tls_security_level": "may",
-            "smtpd_tls_cert_file": cert[0],
-            "smtpd_tls_key_file": cert[1],
-            "smtpd_tls_loglevel": "1",
-            "smtpd_tls_session_cache_database": database,
-        },
-    )
-    r = inst.mta("start")
-    assert r.returncode == 0, r.stderr
-    return inst, one, two
+    return two_tls_smtpds(tmp_path, cert, services, smtpd_tls_session_cache_database=database)
 
 
 def s_client(port: int, *args: str) -> str:

@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from tests.support.running import Instance, free_port, wait_for
-from tests.support.tls import client_context
+from tests.support.running import Instance, wait_for
+from tests.support.tls import client_context, self_signed, two_tls_smtpds
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
@@ -21,35 +21,12 @@ TLSMGR = "tlsmgr unix - - n 1000? 1 tlsmgr\n"
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
-    d = tmp_path_factory.mktemp("certs")
-    key, crt = d / "mx.key", d / "mx.crt"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=mx.test.example", "-keyout", str(key), "-out", str(crt)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return str(crt), str(key)
+    return self_signed(tmp_path_factory.mktemp("certs"), "mx.test.example")
 
 
 def start(tmp_path, cert, services: str) -> tuple[Instance, int, int]:
     """Two smtpd listeners (two processes) offering STARTTLS, and services."""
-    one, two = free_port(), free_port()
-    inst = Instance(
-        tmp_path,
-        f"127.0.0.1:{one} inet n - n - - smtpd\n127.0.0.1:{two} inet n - n - - smtpd\n{services}",
-        {
-            "myhostname": "mx.test.example",
-            "mynetworks": "127.0.0.1/32",
-            "smtpd_peername_lookup": "no",
-            "smtpd_tls_security_level": "may",
-            "smtpd_tls_cert_file": cert[0],
-            "smtpd_tls_key_file": cert[1],
-            "smtpd_tls_loglevel": "1",
-        },
-    )
-    r = inst.mta("start")
-    assert r.returncode == 0, r.stderr
-    return inst, one, two
+    return two_tls_smtpds(tmp_path, cert, services)
 
 
 def read_reply(f) -> str:

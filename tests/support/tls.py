@@ -102,3 +102,28 @@ class SmtpdStarter:
     def close(self) -> None:
         for server in self.servers:
             server.close()
+
+
+def two_tls_smtpds(tmp_path: Path, cert: tuple[str, str], services: str, **main_cf: str):
+    """A real instance with two smtpd listeners (two processes) offering STARTTLS with
+    cert, plus the master.cf lines services, started: (instance, port one, port two)."""
+    from tests.support.running import Instance, free_port
+
+    one, two = free_port(), free_port()
+    inst = Instance(
+        tmp_path,
+        f"127.0.0.1:{one} inet n - n - - smtpd\n127.0.0.1:{two} inet n - n - - smtpd\n{services}",
+        {
+            "myhostname": "mx.test.example",
+            "mynetworks": "127.0.0.1/32",
+            "smtpd_peername_lookup": "no",
+            "smtpd_tls_security_level": "may",
+            "smtpd_tls_cert_file": cert[0],
+            "smtpd_tls_key_file": cert[1],
+            "smtpd_tls_loglevel": "1",
+            **main_cf,
+        },
+    )
+    r = inst.mta("start")
+    assert r.returncode == 0, r.stderr
+    return inst, one, two
