@@ -57,15 +57,6 @@ def without_qmgr(master_cf: Path) -> str:
     raise SystemExit(f"{master_cf}: no qmgr line")
 
 
-def queued(target) -> int:
-    """Messages still in the queue (incoming, active, deferred)."""
-    n = 0
-    for sub in ("incoming", "active", "deferred"):
-        for _, _, files in os.walk(target.queue / sub):
-            n += sum(1 for f in files if not f.startswith("."))
-    return n
-
-
 def run_one(name: str, messages: int, size: int) -> dict:
     top = Path(tempfile.mkdtemp(prefix=f"drain-{name}-"))
     os.chmod(top, 0o755)  # Postfix's daemons run as postfix and must reach the spool
@@ -95,10 +86,10 @@ def run_one(name: str, messages: int, size: int) -> dict:
         # the clock starts at the first delivery: start-up (the master, the
         # queue manager's first scan) is reported apart, not spread over the rate
         deadline = time.monotonic() + 120
-        while queued(target) >= messages and time.monotonic() < deadline:
+        while target.queued() >= messages and time.monotonic() < deadline:
             time.sleep(0.05)  # a scan of the whole queue is not free either
         first = time.perf_counter()
-        left = queued(target)
+        left = target.queued()
         before = service_cpu(target.pids())
         deadline = time.monotonic() + 600
         while not target.queue_empty() and time.monotonic() < deadline:

@@ -52,6 +52,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -180,12 +181,17 @@ class Target:
 
     def pids(self) -> list[int]: ...
 
-    def queue_empty(self) -> bool:
+    def queue_files(self) -> Iterator[str]:
+        """The names of the messages in the queue (maildrop, incoming, active, deferred)."""
         for sub in ("incoming", "active", "deferred", "maildrop"):
             for _, _, files in os.walk(self.queue / sub):
-                if any(not f.startswith(".") for f in files):
-                    return False
-        return True
+                yield from (f for f in files if not f.startswith("."))
+
+    def queue_empty(self) -> bool:
+        return next(self.queue_files(), None) is None
+
+    def queued(self) -> int:
+        return sum(1 for _ in self.queue_files())
 
 
 def routing_files(etc: Path, transport: str, alias: str) -> str:
