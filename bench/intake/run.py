@@ -2,7 +2,8 @@
 
 Usage:
     python bench/intake/run.py [--sessions 1 10 50] [--messages 3000] [--size 4096]
-                               [--targets mta,aiosmtpd,postfix] [--json FILE]
+                               [--targets mta,aiosmtpd,postfix] [--pin] [--repeat N]
+                               [--json FILE]
 
 For each target and each session count, Postfix's smtp-source sends --messages
 messages of --size bytes with one recipient each to a server on 127.0.0.1, and
@@ -17,6 +18,10 @@ Targets:
   aiosmtpd  aiosmtpd with a handler that writes and fsyncs one file per message
   postfix   Postfix's own master/smtpd/cleanup with delivery deferred
             (defer_transports), when Postfix is installed; needs root
+
+With --pin the server's processes run on CPU 0 and smtp-source with the
+probe on CPU 1, so the load generator no longer takes the server's CPU;
+--repeat N runs the targets N times, interleaved.
 
 Everything listens on 127.0.0.1 only. The machine's two cores are shared by the
 load generator and the server, as they would be for Postfix.
@@ -45,12 +50,14 @@ from loadgen import (  # noqa: E402 - after the path is set
     PostfixInstance,
     free_port,
     percentile,
+    pin_tree,
     proc_tree_cpu,
     smtp_source,
     wait_port,
 )
 
 ROOT = HERE.parent.parent
+SERVER_CPU, LOAD_CPU = 0, 1  # with --pin
 
 
 def count_files(directory: Path) -> int:
@@ -177,13 +184,17 @@ class PostfixTarget(PostfixInstance, Target):
 TARGETS = {"mta": MtaTarget, "aiosmtpd": AiosmtpdTarget, "postfix": PostfixTarget}
 
 
-def run_one(target_cls, sessions: int, messages: int, size: int) -> dict:
+def run_one(target_cls, sessions: int, messages: int, size: int, pin: bool = False) -> dict:
     top = Path(tempfile.mkdtemp(prefix=f"intake-{target_cls.name}-"))
     os.chmod(top, 0o755)  # Postfix's daemons run as postfix and must reach the spool
     port = free_port()
     target = target_cls(top, port)
     target.start()
     try:
+        if pin:
+            # the server on CPU 0; this process, its probe and smtp-source
+            # (started from here) on CPU 1 (main() moved this process there)
+            pin_tree(target.pids(), {SERVER_CPU})
         smtp_source(port, 2, 20, size)  # warm up: start processes, fill caches
         before_files = count_files(target.incoming)
         cpu0 = proc_tree_cpu(target.pids())
@@ -212,6 +223,7 @@ def run_one(target_cls, sessions: int, messages: int, size: int) -> dict:
         "probe_samples": len(probe.samples),
         "cpu_ms_per_msg": round(1000 * cpu / total, 3),
         "queued": queued,
+        "pinned": pin,
     }
 
 
@@ -221,20 +233,32 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--targets", default="mta,aiosmtpd,postfix")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the server's processes on CPU 0, smtp-source and the probe on CPU 1 (taskset-style)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved runs of every target")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
     if shutil.which("smtp-source") is None:
         sys.exit("smtp-source (Debian package postfix) is needed")
+    if args.pin:
+        if len(os.sched_getaffinity(0)) < 2:
+            sys.exit("--pin needs two CPUs")
+        os.sched_setaffinity(0, {LOAD_CPU})
     results = []
-    for name in args.targets.split(","):
-        cls = TARGETS[name]
-        if cls is PostfixTarget and not PostfixTarget.available():
-            print("postfix: skipped (not installed, or not root)", file=sys.stderr)
-            continue
-        for sessions in args.sessions:
-            row = run_one(cls, sessions, args.messages, args.size)
-            results.append(row)
-            print(json.dumps(row), flush=True)
+    names = args.targets.split(",")
+    if "postfix" in names and not PostfixTarget.available():
+        print("postfix: skipped (not installed, or not root)", file=sys.stderr)
+        names.remove("postfix")
+    for sessions in args.sessions:
+        for run in range(args.repeat):  # interleaved: host drift hits every target
+            for name in names:
+                row = run_one(TARGETS[name], sessions, args.messages, args.size, args.pin)
+                row["run"] = run
+                results.append(row)
+                print(json.dumps(row), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     print()

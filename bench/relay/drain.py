@@ -18,7 +18,8 @@ Reported per run: the seconds from the start of step 3 to the first
 delivery (start-up and the queue manager's first scan), then messages
 delivered per second from the first delivery until the queue is empty, and
 CPU milliseconds per message of each of the MTA's programs over that same
-time (qmgr, smtp, scache, ...). Postfix goes
+time (qmgr, smtp, scache, ...; "exited" is the time of processes that
+ended during the run, which only their master's counters keep). Postfix goes
 through the same steps in the same run when it is installed and this runs
 as root. With --repeat N the targets run N times, interleaved, and the
 table shows medians.
@@ -41,7 +42,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from loadgen import PostfixInstance, cpu_by_service, free_port, service_cpu, smtp_source  # noqa: E402
+from loadgen import (  # noqa: E402 - after the path is set
+    PostfixInstance,
+    cpu_by_service,
+    free_port,
+    proc_tree_cpu,
+    service_cpu,
+    smtp_source,
+)
 from run import TARGETS, ProbeSink, SmtpSinks, routing  # noqa: E402
 
 QMGR_LINES = ("qmgr fifo n - n 300 1 qmgr\n", "qmgr unix n - n 300 1 qmgr\n")
@@ -91,12 +99,14 @@ def run_one(name: str, messages: int, size: int) -> dict:
         first = time.perf_counter()
         left = target.queued()
         before = service_cpu(target.pids())
+        tree0 = proc_tree_cpu(target.pids())
         deadline = time.monotonic() + 600
         while not target.queue_empty() and time.monotonic() < deadline:
             time.sleep(0.01)
         drained = target.queue_empty()
         elapsed = time.perf_counter() - first
-        by_program = cpu_by_service(before, service_cpu(target.pids()), left)
+        tree = proc_tree_cpu(target.pids()) - tree0
+        by_program = cpu_by_service(before, service_cpu(target.pids()), left, tree)
     finally:
         target.stop()
         sinks.stop()

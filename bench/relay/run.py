@@ -314,6 +314,7 @@ def run_one(
     rcpts: int,
     tls: int = 0,
     postfix_reuse: bool = False,
+    reuse: bool = False,
 ) -> dict:
     """One run; with tls > 0, the TLS case with tls messages per inbound connection."""
     top = Path(tempfile.mkdtemp(prefix=f"relay-{name}-"))
@@ -331,7 +332,7 @@ def run_one(
 
     def load(sessions: int, messages: int) -> dict | None:
         if setup is None:
-            smtp_source(port, sessions, messages, size, recipient, rcpts)
+            smtp_source(port, sessions, messages, size, recipient, rcpts, reuse)
             return None
         return tls_load(port, sessions, messages, size, recipient, tls, setup)
 
@@ -380,6 +381,7 @@ def run_one(
         "messages": messages,
         "rcpts": rcpts,
         "size": size,
+        "reuse": reuse,
         "accepted_per_s": round(messages / accepted, 1),
         "delivered_per_s": round(messages / delivered, 1) if drained else 0.0,
         "drained": drained,
@@ -392,7 +394,7 @@ def run_one(
         "flushes_per_msg": (
             round((flushes1 - flushes0) / total, 2) if flushes0 is not None else None
         ),
-        "cpu_ms_by_program": cpu_by_service(by_service0, by_service, total),
+        "cpu_ms_by_program": cpu_by_service(by_service0, by_service, total, cpu),
     }
     if setup:
         row.update(tls_figures(row, source, sink_stats, tls))
@@ -490,6 +492,11 @@ def main() -> int:
         help="with --tls: smtp_tls_connection_reuse = yes for Postfix (tlsproxy)",
     )
     parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="smtp-source -d: every session sends all its messages over one connection",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="interleaved runs of every target; medians at the end"
     )
     parser.add_argument("--plot", help="draw delivered msg/s against sessions to this PNG")
@@ -516,7 +523,14 @@ def main() -> int:
             for run in range(args.repeat):  # interleaved: host drift hits every target
                 for name in names:
                     row = run_one(
-                        name, sessions, args.messages, args.size, rcpts, tls, args.postfix_tls_reuse
+                        name,
+                        sessions,
+                        args.messages,
+                        args.size,
+                        rcpts,
+                        tls,
+                        args.postfix_tls_reuse,
+                        args.reuse,
                     )
                     row["run"] = run
                     results.append(row)

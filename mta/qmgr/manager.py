@@ -28,7 +28,11 @@ DESCRIPTION
     messages whose retry time (the file's mtime) has come. A scan takes
     SCAN_CHUNK messages per pass of the main loop and hands out
     deliveries between passes, so a large queue starts moving at once
-    instead of after it has all been read.
+    instead of after it has all been read. A scan that fills the active
+    window (qmgr_message_active_limit) pauses where it is and goes on
+    from there when room frees; it is not started over, which in a
+    backlog of a million messages would list the directories again for
+    every few deliveries.
 
     Delivery. The scheduler (mta/_speedups/scheduler) picks the next
     batch round-robin under the per-transport and per-destination
@@ -218,13 +222,11 @@ class QueueManager:
         self.tasks: set[asyncio.Task] = set()
         self.last_deferred_scan = 0.0
         self.last_forget = time.monotonic()
-        self.incoming_full = False  # the last incoming scan stopped at the window limit
         self.incoming_scan: Iterator[tuple[str, str]] | None = None  # a scan under way
+        self.incoming_full = False  # ... paused at the window limit until room frees
         self.deferred_scan: Iterator[tuple[str, str]] | None = None
         self.deferred_due: Callable[[str], bool] | None = None  # ... and its test of retry time
-        self.deferred_flush = False  # ... and whether it is a flush
-        self.deferred_full = False  # the last deferred scan did; it goes on when room frees
-        self.deferred_full_flush = False  # ... and it was a flush
+        self.deferred_full = False  # ... paused at the window limit until room frees
         self.dead_reason: dict[tuple[str, str], str] = {}
         self.cleanup = None  # built on the first notice: it opens every cleanup table
         self.verify_client = None  # built on the first probe result
@@ -284,14 +286,14 @@ class QueueManager:
                 flush, self.flush_deferred = self.flush_deferred, False
                 self.last_deferred_scan = now
                 self.start_deferred_scan(flush)
-            if self.deferred_scan is not None:
+            if self.deferred_scan is not None and not self.deferred_full:
                 self.scan_deferred()
             # a trigger during a scan leaves want_incoming set: the files it
             # announces may sit in a directory the scan has already listed
             if self.incoming_scan is None and self.want_incoming:
                 self.want_incoming = False
                 self.incoming_scan = self._iter("incoming")
-            if self.incoming_scan is not None:
+            if self.incoming_scan is not None and not self.incoming_full:
                 self.scan_incoming()
             for d in self.sched.revive(time.time()):
                 log.info("%s: %s: delivery resumes", d.transport.name, d.key)
@@ -317,13 +319,9 @@ class QueueManager:
                 except asyncio.TimeoutError:
                     pass
             self.wake.clear()
-            if self.incoming_full and len(self.active) < self.active_limit:
-                self.want_incoming = True
-            if self.deferred_full and self._room():
-                # the rest of a deferred scan that the window cut short
-                self.deferred_full = False
-                self.want_deferred = True
-                self.flush_deferred = self.flush_deferred or self.deferred_full_flush
+            if (self.incoming_full or self.deferred_full) and self._room():
+                # a scan paused at the window limit goes on where it stopped
+                self.incoming_full = self.deferred_full = False
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=5)
         close_spares()
@@ -360,13 +358,19 @@ class QueueManager:
         )
 
     def _scanning(self) -> bool:
-        """A scan is under way or asked for (a trigger that came during one)."""
-        return (
-            self.incoming_scan is not None
-            or self.deferred_scan is not None
-            or self.want_incoming
-            or self.want_deferred
-        )
+        """A scan has files to read now, or one asked for can start.
+
+        A scan paused at the window limit waits for room like the rest of
+        the loop; a scan asked for meanwhile (a trigger) starts after it."""
+        if self.incoming_scan is None:
+            incoming = self.want_incoming
+        else:
+            incoming = not self.incoming_full
+        if self.deferred_scan is None:
+            deferred = self.want_deferred
+        else:
+            deferred = not self.deferred_full
+        return incoming or deferred
 
     def _iter(self, queue: str) -> Iterator[tuple[str, str]]:
         return iter_queue(self.queue_dir, queue, self.hash_depth, self.hashed)
@@ -375,9 +379,9 @@ class QueueManager:
         """The next chunk of the incoming scan under way."""
         taken, state = self._take_in(self.incoming_scan, "incoming")
         self.flow.put(taken)  # one intake token per message taken in
-        if state != "more":
+        if state == "done":
             self.incoming_scan = None
-            self.incoming_full = state == "full"
+        self.incoming_full = state == "full"
 
     def start_deferred_scan(self, flush: bool) -> None:
         now = time.time()
@@ -389,15 +393,14 @@ class QueueManager:
                 return False
 
         self.deferred_scan = self._iter("deferred")
-        self.deferred_due, self.deferred_flush = due, flush
+        self.deferred_due = due
 
     def scan_deferred(self) -> None:
         """The next chunk of the deferred scan under way."""
         _, state = self._take_in(self.deferred_scan, "deferred", self.deferred_due)
-        if state != "more":
+        if state == "done":
             self.deferred_scan = None
-            if state == "full":
-                self.deferred_full, self.deferred_full_flush = True, self.deferred_flush
+        self.deferred_full = state == "full"
 
     def _take_in(self, files: Iterator[tuple[str, str]], queue: str, due=None) -> tuple[int, str]:
         """Move up to SCAN_CHUNK of a scan's files into active while the window has room.
@@ -406,9 +409,15 @@ class QueueManager:
         when the window filled first (the caller comes back for the rest
         when room frees), "more" when the chunk was used up."""
         taken = 0
-        for queue_id, path in files:
+        while True:
+            # room first: a file taken from the scan must not be dropped
+            # when the window is full, as the scan resumes after it
             if not self._room():
                 return taken, "full"
+            entry = next(files, None)
+            if entry is None:
+                return taken, "done"
+            queue_id, path = entry
             if queue_id in self.active or (due is not None and not due(path)):
                 continue
             target = self._move(path, "active", queue_id)
@@ -417,7 +426,6 @@ class QueueManager:
                 self.activate(queue_id, target, fresh=queue == "incoming")
                 if taken >= SCAN_CHUNK:
                     return taken, "more"
-        return taken, "done"
 
     def activate(self, queue_id: str, path: str, fresh: bool = False) -> None:
         """A message entered the active queue: read it and file its recipients.
@@ -681,8 +689,7 @@ class QueueManager:
         self.active.pop(queue_id, None)
         self.active_rcpts -= am.nrcpt
         if self.incoming_full or self.deferred_full:
-            self.want_incoming = self.want_incoming or self.incoming_full
-            self.wake.set()
+            self.wake.set()  # room for a paused scan, unless removals still hold it
         reported = True
         if am.traced or am.had_logs:
             reported = self.send_traced(am)

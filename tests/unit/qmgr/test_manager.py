@@ -254,6 +254,28 @@ def test_active_window_is_bounded(tmp_path):
     assert len(files(cfg, "deferred")) == 6
 
 
+def test_scan_paused_by_the_window_goes_on_without_listing_again(tmp_path):
+    # a backlog bigger than the active window is read in one walk of its
+    # directory: the scan pauses when the window fills and resumes where
+    # it stopped, so no file is skipped and none is listed twice
+    cfg = instance(tmp_path, "default_transport = smtp\nqmgr_message_active_limit = 3\n")
+    msgs = [queue_message(cfg, [f"u{i}@x.example"], queue="incoming") for i in range(12)]
+    walks = []
+
+    def setup(qm):
+        plain = qm._iter
+
+        def counted(queue):
+            walks.append(queue)
+            return plain(queue)
+
+        qm._iter = counted
+
+    run_qmgr(cfg, lambda qm: len(files(cfg, "deferred")) == 12, setup=setup)
+    assert sorted(files(cfg, "deferred")) == sorted(m.queue_id for m in msgs)
+    assert walks.count("incoming") == 1
+
+
 def test_bounce_sends_a_notice_and_removes_the_message(tmp_path):
     cfg = instance(tmp_path, "default_transport = error:5.1.2 domain is gone\n")
     m = queue_message(cfg, ["u@gone.example"], sender="writer@origin.example", queue="incoming")
