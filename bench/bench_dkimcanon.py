@@ -59,4 +59,3 @@ def test_sign_rsa_4k(benchmark, impl):
             return dkim.sign(message, b"s1", b"example.net", pem, include_headers=names)
 
     benchmark(run)
-
