@@ -103,6 +103,7 @@ from mta import log
 from mta.cleanup import header_parse as H
 from mta.cleanup.addresses import AddressMapper, ExpansionError
 from mta.cleanup.checks import NO_ACTION, Action, ContentChecks, reject_text
+from mta.cleanup.dkim_sign import DkimSigning
 from mta.cleanup.headers import (
     ADDRESS_HEADERS,
     RESENT_HEADERS,
@@ -120,6 +121,7 @@ from mta.cleanup.mime import (
     parse_content_type,
 )
 from mta.cleanup.mime_strict import StrictMime
+from mta.common.dkim import DkimError
 from mta.common.match_list import AddrList
 from mta.common.trigger import TRIGGER_INCOMING, Kicker
 from mta.maps import MapRetry, open_map
@@ -138,6 +140,7 @@ COPY_CHUNK = 1 << 16  # bytes of a copied queue file handed to write() at a time
 
 REPLY_WRITE_ERROR = "4.3.0 queue file write error"
 REPLY_LOOKUP_ERROR = "4.3.0 temporary lookup failure"
+REPLY_DKIM_ERROR = "4.7.0 DKIM signing failed"  # dkim_failure_action = defer
 REPLY_ALIAS_ERROR = "4.6.0 Alias expansion error"
 REPLY_TOO_BIG = "5.3.4 message file too big"
 REPLY_HOPS = "5.4.6 too many hops"
@@ -226,6 +229,7 @@ class Cleanup:
         self.checks = ContentChecks(cfg)
         self.strict = StrictMime(cfg)
         self.local_clients = LocalClients(cfg, OwnAddresses(cfg))
+        self.dkim = DkimSigning(cfg)
         self.qmgr_kicker = Kicker(
             service_socket_path(cfg.get("queue_directory"), cfg.get("queue_service_name"), False),
             TRIGGER_INCOMING,
@@ -311,6 +315,8 @@ class CleanupJob:
         self.part_bytes = 0
         self.strict = c.strict.start(self._mime_error) if c.strict and not internal else None
         self.writer: QueueFileWriter | None = None
+        self.signing = None  # cleanup.dkim_sign.SigningJob when a key signs this message
+        self.dkim_offsets: list[int] = []  # where its placeholder lines are in the file
         self.queue_id = "NOQUEUE"
         try:
             self.writer = QueueFileWriter(
@@ -658,6 +664,14 @@ class CleanupJob:
         ).encode("utf-8", "surrogateescape")
         if self.writer is None or self.stopped:
             return
+        lines = [received, *self.headers_out, *added]
+        if c.dkim.enabled:
+            try:
+                self.signing = c.dkim.start(self.queue_id, self.sender, lines, self.now)
+            except DkimError as exc:
+                if c.dkim.failed(self.queue_id, exc):
+                    self._fail(ACTION_DEFERRED, REPLY_DKIM_ERROR)
+                    return
         attrs = {k: v for k, v in self.attrs.items()}
         if self.requeue:
             warn = self.requeue.warn_time
@@ -667,7 +681,9 @@ class CleanupJob:
             self.sender, self.recipients, attrs, self.full_name, 0, warn_time=warn
         )
         self.envelope_written = True
-        lines = [received, *self.headers_out, *added]
+        if self.signing is not None:
+            # the signature's place, above everything: filled in at finish()
+            self.dkim_offsets = self.writer.reserve_lines(self.signing.placeholder_lines())
         self.headers_out = []
         data = b"\n".join(lines) + b"\n"
         if body_follows:
@@ -708,9 +724,15 @@ class CleanupJob:
         self.part_type = ("", None)
         self.part_bytes = 0
 
+    def _write_body(self, data: bytes) -> None:
+        """Body content into the queue file, and into the DKIM body hash."""
+        self.writer.write_content(data)
+        if self.signing is not None:
+            self.signing.body(data)
+
     def _body(self, data: bytes) -> None:
         if not self.line_mode:
-            self.writer.write_content(data)
+            self._write_body(data)
             return
         if self.partial:
             data = self.partial + data
@@ -725,7 +747,7 @@ class CleanupJob:
             if self.stopped:
                 return
         if out:
-            self.writer.write_content(b"\n".join(out) + b"\n")
+            self._write_body(b"\n".join(out) + b"\n")
 
     def _part_header(self, name: bytes, raw: bytes, hid: int, out: list[bytes]) -> None:
         if self.strict is not None:
@@ -875,12 +897,30 @@ class CleanupJob:
             for name, value in self.late_attrs.items():
                 writer.add_attr(name, value)
             writer.flags |= self.flags
+            if self.signing is not None:
+                self._sign(writer)
+                if self.error is not None:
+                    self.abort()
+                    return self._result(*self.error)
             writer.seal(target)
         except OSError as exc:
             self._write_error(exc)
             self.abort()
             return self._result(*self.error)
         return None
+
+    def _sign(self, writer: QueueFileWriter) -> None:
+        """Put the DKIM signatures in place of their placeholders."""
+        try:
+            lines = self.signing.signed_lines()
+        except (DkimError, ValueError) as exc:
+            # the placeholder is in the file already: never send it, whatever
+            # dkim_failure_action says (that is for keys that cannot be read)
+            log.warning("%s: DKIM signing failed, message deferred: %s", self.queue_id, exc)
+            self._fail(ACTION_DEFERRED, REPLY_DKIM_ERROR)
+            return
+        for offset, line in zip(self.dkim_offsets, lines, strict=True):
+            writer.patch(offset, line)
 
     def commit(self) -> CleanupResult:
         """After finish() said None: fsync and rename into place (blocks)."""

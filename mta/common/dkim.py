@@ -192,6 +192,13 @@ def _fold_tags(tags: list[bytes]) -> bytearray:
     return field
 
 
+def _sig_size(key: DkimKey) -> int:
+    """The length in bytes of key's signatures."""
+    if key.algorithm == ED25519:
+        return 64
+    return (key.private_key.key_size + 7) // 8
+
+
 class Signer:
     """The DKIM signatures of one message, one per key; see the module docstring."""
 
@@ -257,7 +264,19 @@ class Signer:
     def sign(self, fields: list[bytes], now: float | None = None) -> list[bytes]:
         """The DKIM-Signature fields (one per key, CRLF folds, no final line end)."""
         self.body_hash.update(self.body.finish())
-        bh = base64.b64encode(self.body_hash.digest())
+        return self._fields(fields, now, self.body_hash.digest(), self._sign_data)
+
+    def placeholders(self, fields: list[bytes], now: float) -> list[bytes]:
+        """sign()'s fields as they will be laid out for the same fields and now,
+        with zero bytes for the body hash and the signature: a queue file can
+        hold their place before the body is read (their lines keep their
+        lengths, so the real fields overwrite them in place)."""
+        return self._fields(fields, now, bytes(32), lambda key, data: bytes(_sig_size(key)))
+
+    def _fields(
+        self, fields: list[bytes], now: float | None, digest: bytes, sign_fn
+    ) -> list[bytes]:
+        bh = base64.b64encode(digest)
         names, data = self._selected(fields)
         stamp = int(time.time() if now is None else now)
         out = []
@@ -277,7 +296,7 @@ class Signer:
             field = _fold_tags(tags)
             field += b"\r\n\tb="
             unsigned = self._canon_field(bytes(field))[:-2]  # no CRLF after this one
-            signature = self._sign_data(key, data + unsigned)
+            signature = sign_fn(key, data + unsigned)
             out.append(bytes(field) + _b64_folded(signature, 70))
         return out
 

@@ -797,6 +797,26 @@ PARAMS: dict[str, Param] = _table([
     ("virtual_minimum_uid", "int", "100", "smallest user id virtual delivery accepts"),
     ("virtual_transport", "str", "virtual", "transport for virtual_mailbox_domains"),
     ("virtual_uid_maps", "maps", "", "user id of each virtual mailbox"),
+    # DKIM signing in cleanup (mta's own; OpenDKIM's KeyTable/SigningTable forms)
+    ("dkim_key_table", "maps", "",
+     "DKIM: key name -> domain:selector:/path/to/key.pem (OpenDKIM KeyTable form)"),
+    ("dkim_signing_table", "maps", "",
+     "DKIM: sender or From: address (user@domain, @domain) -> key names, comma separated"),
+    ("dkim_canonicalization", "str", "relaxed/relaxed",
+     "DKIM: header/body canonicalization, each relaxed or simple"),
+    ("dkim_signed_headers", "list",
+     "From, Sender, Reply-To, Subject, Date, Message-ID, To, Cc, MIME-Version, "
+     "Content-Type, Content-Transfer-Encoding, Content-ID, Content-Description, "
+     "Resent-Date, Resent-From, Resent-Sender, Resent-To, Resent-Cc, Resent-Message-ID, "
+     "In-Reply-To, References, List-Id, List-Help, List-Unsubscribe, "
+     "List-Unsubscribe-Post, List-Subscribe, List-Post, List-Owner, List-Archive, Feedback-ID",
+     "DKIM: header fields signed when present"),
+    ("dkim_oversign_headers", "list", "From, Subject, Date, To, Message-ID",
+     "DKIM: header fields signed once more than present, so none can be added"),
+    ("dkim_signature_expiry", "time", "0s",
+     "DKIM: x= this long after signing; 0 for no x= tag"),
+    ("dkim_failure_action", "str", "defer",
+     "DKIM: a key that cannot be used: defer (4.7.0, not queued) or send (unsigned)"),
 ])
 # fmt: on
 

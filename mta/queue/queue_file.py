@@ -376,6 +376,33 @@ class QueueFileWriter:
         if len(self.buf) >= WRITE_BUFFER:
             self._flush()
 
+    def reserve_lines(self, lines: list[bytes]) -> list[int]:
+        """Write lines as the first content lines, to be overwritten by patch()
+        before seal(); return the file offset of each line's bytes.
+
+        For content known only at the end (a DKIM signature over the body)
+        that must stand first: each line must keep its length."""
+        if self.state != "content" or self.content_size:
+            raise RuntimeError("lines can be reserved only at the start of the content")
+        offsets = []
+        for line in lines:
+            if len(line) > self.encoder.limit or b"\n" in line:
+                raise ValueError("a reserved line must be one short line")
+            self._put(R.REC_TYPE_NORM, line)
+            offsets.append(self.offset - len(line))  # the payload ends the record
+            self.content_size += len(line) + 1
+        return offsets
+
+    def patch(self, offset: int, data: bytes) -> None:
+        """Overwrite bytes that reserve_lines() wrote, before seal()."""
+        if self.state not in ("content", "extra"):
+            raise RuntimeError("patch after seal")
+        self._flush()
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self.fd, view, offset)
+            view, offset = view[n:], offset + n
+
     def end_content(self) -> None:
         if self.state != "content":
             raise RuntimeError("no content section open")

@@ -104,6 +104,7 @@ from dataclasses import dataclass, replace
 from mta import log
 from mta.common.deadline import bounded
 from mta.common.dsn import ACTION_DELIVERED, ACTION_RELAYED
+from mta.common.long_lines import fold_long_lines
 from mta.common.tls_session import ClientSessions, arm_connection
 from mta.common.tls_ticket import cache_timeout
 from mta.common.tlsmgr_clnt import TlsmgrClient
@@ -373,22 +374,6 @@ class Outgoing:
 
             self._payload7 = stuff_dots(downgrade_8bit(self._raw))
         return self._payload7
-
-
-def fold_long_lines(lines: list[bytes], limit: int) -> list[bytes]:
-    """Break lines longer than limit; each continuation starts with a blank (Postfix's way)."""
-    out: list[bytes] = []
-    for line in lines:
-        if len(line) <= limit:
-            out.append(line)
-            continue
-        out.append(line[:limit])
-        rest = line[limit:]
-        step = max(1, limit - 1)
-        while rest:
-            out.append(b" " + rest[:step])
-            rest = rest[step:]
-    return out
 
 
 def stuff_dots(data: bytes) -> bytes:
