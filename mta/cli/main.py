@@ -53,7 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kick": ("mta.cli.kick", "poke a mail system service (postkick)"),
     "rewrite": ("mta.cli.rewrite", "show how addresses are rewritten and resolved"),
     "sasl": ("mta.cli.sasl", "manage the users of smtpd's built-in SASL backend"),
-    "dkim": ("mta.cli.dkim", "make DKIM signing keys and their DNS records"),
+    "dkim": ("mta.cli.dkim", "make DKIM keys and their DNS records; check signatures"),
 }
 
 USAGE = "usage: mta [-c CONFIG_DIR] [-v] COMMAND [ARGS...]"

@@ -1,4 +1,4 @@
-"""mta dkim keygen: the key file, its mode, and the TXT record that verifies its signatures."""
+"""mta dkim keygen (the key file, its mode, its TXT record) and mta dkim check (through DNS)."""
 
 import json
 import os
@@ -7,7 +7,9 @@ import stat
 import pytest
 
 from mta.cli.main import run
-from mta.common.dkim import Signer, load_key
+from mta.common import dns as mta_dns
+from mta.common.dkim import Signer, dns_record, generate_key, load_key, private_pem
+from tests.support.dns_server import DnsServer
 
 dkim = pytest.importorskip("dkim")
 pytest.importorskip("nacl")
@@ -61,3 +63,42 @@ def test_keygen_zone_form_and_refusals(tmp_path, capsys):
     )
     assert "1024 to 4096 bits" in capsys.readouterr().err
     assert not (tmp_path / "example.org.s2.pem").exists()
+
+
+def test_check_asks_dns_and_reports_each_signature(tmp_path, capsys, monkeypatch):
+    key = generate_key("ed25519")
+    path = tmp_path / "k.pem"
+    path.write_bytes(private_pem(key))
+    os.chmod(path, 0o600)
+    signer = Signer([load_key("example.org", "s1", str(path))])
+    signer.body_text(b"hello\r\n")
+    headers = [b"From: a@example.org", b"Subject: hi"]
+    [field] = signer.sign(headers)
+    message = tmp_path / "message.eml"
+    message.write_bytes(b"\r\n".join([field] + headers) + b"\r\n\r\nhello\r\n")
+    zone = {"s1._domainkey.example.org": {"TXT": [f'"{dns_record(key)}"']}}
+    with DnsServer(zone) as server:
+        mta_dns.set_nameservers([server.nameserver])
+        try:
+            assert run(["dkim", "check", str(message), "--json"]) == 0
+            row = json.loads(capsys.readouterr().out)
+            assert row == {
+                "result": "pass",
+                "domain": "example.org",
+                "selector": "s1",
+                "algorithm": "ed25519-sha256",
+                "reason": "",
+            }
+            tampered = tmp_path / "tampered.eml"
+            tampered.write_bytes(message.read_bytes().replace(b"hello", b"HELLO"))
+            assert run(["dkim", "check", str(tampered)]) == 1
+            out = capsys.readouterr().out
+            assert out == "fail: d=example.org s=s1 a=ed25519-sha256 (body hash mismatch)\n"
+        finally:
+            mta_dns.set_nameservers(None)
+    unsigned = tmp_path / "plain.eml"
+    unsigned.write_bytes(b"Subject: x\r\n\r\nbody\r\n")
+    assert run(["dkim", "check", str(unsigned)]) == 1
+    assert "no DKIM-Signature" in capsys.readouterr().out
+    assert run(["dkim", "check", str(tmp_path / "absent.eml")]) == 1
+    assert "absent.eml: No such file" in capsys.readouterr().err
