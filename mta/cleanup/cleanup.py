@@ -673,6 +673,8 @@ class CleanupJob:
                     self._fail(ACTION_DEFERRED, REPLY_DKIM_ERROR)
                     return
         attrs = {k: v for k, v in self.attrs.items()}
+        if self.signing is not None:
+            attrs["dkim_keys"] = ",".join(self.signing.names)  # for a client that signs again
         if self.requeue:
             warn = self.requeue.warn_time
         else:

@@ -30,9 +30,10 @@ DESCRIPTION
     body_checks, with body lines longer than smtp_line_length_limit
     broken as the client breaks them (common/long_lines.py). Not yet
     covered: a header line longer than that limit (the client breaks
-    it too, which changes it), and an 8-bit body converted to 7 bits on
-    the way to a server without 8BITMIME (smtp/mime_7bit.py): either
-    breaks that signature.
+    it too, which changes it), and smtp_generic_maps, which rewrites
+    address headers on the way out. An 8-bit body that the smtp client
+    converts to 7 bits for a server without 8BITMIME is signed again
+    by the client with the same keys (common/dkim_keys.resign).
 
     A key file that cannot be used (see common/dkim.load_key) or a key
     name the key table lacks: with dkim_failure_action = defer (the
@@ -49,11 +50,10 @@ SECURITY
 
 from __future__ import annotations
 
-import os
-
 from mta import log
 from mta.common.addr_find import find_address
-from mta.common.dkim import DkimError, DkimKey, Signer, load_key
+from mta.common.dkim import DkimError, Signer
+from mta.common.dkim_keys import KeyTable
 from mta.common.long_lines import fold_long_lines
 from mta.config.errors import ConfigError
 from mta.maps import Maps
@@ -66,9 +66,9 @@ class DkimSigning:
     """Per-process DKIM settings and the keys read so far."""
 
     def __init__(self, cfg) -> None:
-        self.key_table = Maps.from_param(cfg, "dkim_key_table")
+        self.key_table = KeyTable(cfg)
         self.signing_table = Maps.from_param(cfg, "dkim_signing_table")
-        self.enabled = bool(self.key_table) and bool(self.signing_table)
+        self.enabled = self.key_table.enabled and bool(self.signing_table)
         self.canon = cfg.get("dkim_canonicalization").strip() or "relaxed/relaxed"
         self.headers = cfg.get_list("dkim_signed_headers")
         self.oversign = cfg.get_list("dkim_oversign_headers")
@@ -86,34 +86,11 @@ class DkimSigning:
             Signer([], canon=self.canon)
         except DkimError as exc:
             raise ConfigError(str(exc), param="dkim_canonicalization") from exc
-        self._keys: dict[str, tuple[tuple[int, int, int], DkimKey]] = {}
 
-    def _key(self, name: str) -> DkimKey:
-        spec = self.key_table.lookup(name)
-        if spec is None:
-            raise DkimError(f"dkim_key_table has no key named {name!r}")
-        parts = spec.strip().split(":", 2)
-        if len(parts) != 3 or not all(parts):
-            raise DkimError(f"dkim_key_table: key {name!r}: expected domain:selector:path")
-        domain, selector, path = parts
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            raise DkimError(f"{path}: cannot open key file: {exc.strerror}") from exc
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        cached = self._keys.get(name)
-        if cached is not None and cached[0] == stamp and cached[1].path == path:
-            key = cached[1]
-            if (key.domain, key.selector) == (domain.lower().rstrip("."), selector):
-                return key
-        key = load_key(domain, selector, path)
-        self._keys[name] = (stamp, key)
-        return key
+    def keys_for(self, sender: str, from_addr: str | None) -> list[str]:
+        """The names of the keys that sign mail from sender (else from_addr); [] for none.
 
-    def keys_for(self, sender: str, from_addr: str | None) -> list[DkimKey]:
-        """The keys that sign mail from sender (else from_addr); [] for none.
-
-        DkimError for a key that cannot be used; MapRetry from the tables."""
+        MapRetry from the table."""
         value = None
         for addr in (sender, from_addr):
             if addr and "@" in addr:
@@ -122,8 +99,7 @@ class DkimSigning:
                     break
         if value is None:
             return []
-        names = [n.strip() for n in value.split(",") if n.strip()]
-        return [self._key(n) for n in names]
+        return [n.strip() for n in value.split(",") if n.strip()]
 
     def start(self, queue_id: str, sender: str, headers: list[bytes], now: float):
         """The signing job of one message, None when no key signs it.
@@ -131,11 +107,15 @@ class DkimSigning:
         DkimError when a key should sign it and cannot."""
         if not self.enabled:
             return None
-        keys = self.keys_for(sender, from_address(headers))
-        if not keys:
+        names = self.keys_for(sender, from_address(headers))
+        if not names:
             return None
-        signer = Signer(keys, self.canon, self.headers, self.oversign, self.expire)
-        return SigningJob(queue_id, signer, headers, now, self.line_limit)
+        signer = Signer(
+            self.key_table.keys(names), self.canon, self.headers, self.oversign, self.expire
+        )
+        job = SigningJob(queue_id, signer, headers, now, self.line_limit)
+        job.names = names
+        return job
 
     def failed(self, queue_id: str, exc: DkimError) -> bool:
         """Log a signing failure; True when the message must be deferred."""
@@ -164,6 +144,7 @@ class SigningJob:
     ) -> None:
         self.queue_id = queue_id
         self.line_limit = line_limit
+        self.names: list[str] = []  # the key names, one signature each, in order
         self.signer = signer
         self.headers = headers
         self.now = int(now)

@@ -103,6 +103,8 @@ from dataclasses import dataclass, replace
 
 from mta import log
 from mta.common.deadline import bounded
+from mta.common.dkim import DkimError
+from mta.common.dkim_keys import KeyTable, resign
 from mta.common.dsn import ACTION_DELIVERED, ACTION_RELAYED
 from mta.common.long_lines import fold_long_lines
 from mta.common.tls_session import ClientSessions, arm_connection
@@ -353,6 +355,7 @@ class Outgoing:
         self.eightbit = bool(msg.flags & R.QF_8BIT) or not data.isascii()
         self.smtputf8 = bool(msg.flags & R.QF_SMTPUTF8)
         self.attrs = job.req.attrs
+        self.cfg = job.cfg
         self._raw = data
         self.payload = stuff_dots(data)
         self._payload7: bytes | None = None
@@ -368,11 +371,19 @@ class Outgoing:
         return self.mapped.get(rcpt.offset, rcpt.address)
 
     def payload_7bit(self) -> bytes:
-        """The content with 8-bit text parts made quoted-printable (for servers without 8BITMIME)."""
+        """The content with 8-bit text parts made quoted-printable (for servers without 8BITMIME).
+
+        A message cleanup signed (attribute dkim_keys) is signed again
+        over the converted content with the same keys: DkimError when
+        that cannot be done, and the message must wait."""
         if self._payload7 is None:
             from mta.smtp.mime_7bit import downgrade_8bit
 
-            self._payload7 = stuff_dots(downgrade_8bit(self._raw))
+            data = downgrade_8bit(self._raw)
+            names = [n for n in self.attrs.get("dkim_keys", "").split(",") if n]
+            if names:
+                data = resign(self.cfg, KeyTable(self.cfg), data, names)
+            self._payload7 = stuff_dots(data)
         return self._payload7
 
 
@@ -799,7 +810,18 @@ class Session:
             if "8BITMIME" in feats:
                 body = "8BITMIME"
             elif st.mime_conversion:
-                payload = out.payload_7bit()
+                try:
+                    payload = out.payload_7bit()
+                except DkimError as exc:
+                    # never out unsigned, nor with a signature the conversion broke
+                    for r in rcpts:
+                        job.defer(
+                            r,
+                            f"cannot sign the message again after 8BITMIME conversion: {exc}",
+                            "4.7.0",
+                            relay,
+                        )
+                    return True
         pipelining = "PIPELINING" in feats
         self._check_early_reply("MAIL FROM")
         cmds: list[tuple[bytes, str, float, str]] = []  # (line, command name, timeout, stage)

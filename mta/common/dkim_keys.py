@@ -1,0 +1,110 @@
+"""common.dkim_keys - DKIM signing keys by name (dkim_key_table), and re-signing
+
+SYNOPSIS
+    from mta.common.dkim_keys import KeyTable, signer_from_config, resign
+    table = KeyTable(cfg)                  # dkim_key_table; table.enabled
+    key = table.key("rsa1")                # DkimKey; DkimError when unusable
+    data = resign(cfg, table, data, ["rsa1", "ed1"])   # new signatures on top
+
+DESCRIPTION
+    dkim_key_table maps a key name to "domain:selector:/path/key.pem",
+    OpenDKIM's KeyTable form. A key file is read once and again only
+    when it changes (inode, size, modification time).
+
+    signer_from_config() is a common/dkim.Signer with the main.cf
+    settings (dkim_canonicalization, dkim_signed_headers,
+    dkim_oversign_headers, dkim_signature_expiry).
+
+    resign() is for content changed after cleanup signed it (the smtp
+    client's 8-bit to 7-bit conversion): data is the whole message as
+    it will be sent, CRLF line ends, not dot-stuffed; the DKIM-Signature
+    fields cleanup put on top (one per name) are replaced by new ones
+    over the changed content, made with the same keys.
+
+SECURITY
+    Reads private key files (common/dkim.load_key refuses those open to
+    others); never logs or returns key material.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mta.common.dkim import DkimError, DkimKey, Signer, load_key
+from mta.maps import Maps
+
+
+class KeyTable:
+    """dkim_key_table, with the keys read so far."""
+
+    def __init__(self, cfg) -> None:
+        self.maps = Maps.from_param(cfg, "dkim_key_table")
+        self.enabled = bool(self.maps)
+        self._keys: dict[str, tuple[tuple[int, int, int], DkimKey]] = {}
+
+    def key(self, name: str) -> DkimKey:
+        """The key called name; DkimError when the table lacks it or it cannot be used.
+
+        MapRetry passes to the caller (a table that does not answer)."""
+        spec = self.maps.lookup(name)
+        if spec is None:
+            raise DkimError(f"dkim_key_table has no key named {name!r}")
+        parts = spec.strip().split(":", 2)
+        if len(parts) != 3 or not all(parts):
+            raise DkimError(f"dkim_key_table: key {name!r}: expected domain:selector:path")
+        domain, selector, path = parts
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise DkimError(f"{path}: cannot open key file: {exc.strerror}") from exc
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self._keys.get(name)
+        if cached is not None and cached[0] == stamp:
+            key = cached[1]
+            if (key.path, key.domain, key.selector) == (path, domain.lower().rstrip("."), selector):
+                return key
+        key = load_key(domain, selector, path)
+        self._keys[name] = (stamp, key)
+        return key
+
+    def keys(self, names: list[str]) -> list[DkimKey]:
+        return [self.key(n) for n in names]
+
+
+def signer_from_config(cfg, keys: list[DkimKey]) -> Signer:
+    """A Signer for keys with main.cf's DKIM settings; DkimError for a bad canonicalization."""
+    return Signer(
+        keys,
+        cfg.get("dkim_canonicalization").strip() or "relaxed/relaxed",
+        cfg.get_list("dkim_signed_headers"),
+        cfg.get_list("dkim_oversign_headers"),
+        int(cfg.get_time("dkim_signature_expiry")),
+    )
+
+
+def _fields(head: bytes) -> list[bytes]:
+    fields: list[bytes] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\r\n" + line
+        elif line:
+            fields.append(line)
+    return fields
+
+
+def resign(cfg, table: KeyTable, data: bytes, names: list[str]) -> bytes:
+    """data with its top len(names) DKIM-Signature fields made again; see the docstring."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    fields = _fields(head)
+    ours = 0
+    while ours < len(names) and ours < len(fields):
+        if fields[ours].partition(b":")[0].strip().lower() != b"dkim-signature":
+            break
+        ours += 1
+    if ours != len(names):
+        raise DkimError("the message lost the signatures cleanup made")
+    signer = signer_from_config(cfg, table.keys(names))
+    signer.body_text(body)
+    rest = fields[ours:]
+    new = signer.sign(rest)
+    return b"\r\n".join(new + rest) + (sep or b"\r\n\r\n") + body
