@@ -9,7 +9,8 @@ DESCRIPTION
     keygen makes a new private key (RSA of --bits bits, 2048 by default,
     1024-4096; or Ed25519), writes it as PEM to FILE (default
     DIR/DOMAIN.SELECTOR.pem, DIR the current directory) with mode 0600,
-    never over an existing file, and prints the TXT record to publish at
+    owned by the instance's mail_owner when root runs it (cleanup reads
+    keys as mail_owner), never over an existing file, and prints the TXT record to publish at
     SELECTOR._domainkey.DOMAIN in zone-file form, split into strings of
     at most 255 bytes as DNS needs. With --json it prints one object
     instead: {"domain", "selector", "name", "type", "bits", "key_file",
@@ -35,12 +36,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import sys
 
-from mta.cli.common import fatal, make_parser
+from mta.cli.common import fatal, load, make_parser
 from mta.common import dns as mta_dns
 from mta.common.dkim import DkimError, dns_record, generate_key, private_pem
 from mta.common.dkim_verify import verify_message
+from mta.config.errors import ConfigError
 
 TXT_CHUNK = 255  # the longest string a TXT record holds
 
@@ -50,6 +53,16 @@ def zone_line(name: str, txt: str) -> str:
     parts = [txt[i : i + TXT_CHUNK] for i in range(0, len(txt), TXT_CHUNK)]
     quoted = "\n\t".join(f'"{p}"' for p in parts)
     return f"{name}.\tIN\tTXT\t( {quoted} )"
+
+
+def _mail_owner(args) -> tuple[int, int] | None:
+    """(uid, gid) of the instance's mail_owner, for a key made by root; None if unknown."""
+    try:
+        name = load(args).get("mail_owner")
+        entry = pwd.getpwnam(name)
+    except (ConfigError, KeyError):
+        return None
+    return entry.pw_uid, entry.pw_gid
 
 
 def keygen(args) -> int:
@@ -67,6 +80,9 @@ def keygen(args) -> int:
         return fatal("dkim", f"{path}: {exc.strerror}")
     try:
         os.fchmod(fd, 0o600)  # whatever the umask
+        owner = _mail_owner(args) if os.geteuid() == 0 else None
+        if owner is not None:
+            os.fchown(fd, owner[0], owner[1])  # cleanup reads it as mail_owner
         os.write(fd, private_pem(key))
         os.fsync(fd)
     finally:

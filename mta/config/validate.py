@@ -118,6 +118,15 @@ CHOICES["lmtp_dns_support_level"] = CHOICES["smtp_dns_support_level"]
 CHOICES["tls_dane_digests"] = ("sha256", "sha512", "sha256=1", "sha512=2")
 CHOICES["smtp_tls_dane_insecure_mx_policy"] = ("", "may", "encrypt", "dane")
 CHOICES["smtpd_tls_eecdh_grade"] = ("auto", "strong", "ultra", "none")
+CHOICES["dkim_failure_action"] = ("defer", "send")
+CHOICES["dkim_canonicalization"] = (
+    "relaxed/relaxed",
+    "relaxed/simple",
+    "simple/relaxed",
+    "simple/simple",
+    "relaxed",
+    "simple",
+)
 # OpenSSL's ticket key (common/tls_ticket.py) is AES-256-CBC: aes-128-cbc gets that too
 CHOICES["tls_session_ticket_cipher"] = ("", "aes-256-cbc", "aes-128-cbc")
 # TRANSPORT_ suffixes written in qmgr's feedback notation ("1", "1/concurrency")

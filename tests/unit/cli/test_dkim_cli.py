@@ -2,6 +2,7 @@
 
 import json
 import os
+import pwd
 import stat
 
 import pytest
@@ -10,6 +11,7 @@ from mta.cli.main import run
 from mta.common import dns as mta_dns
 from mta.common.dkim import Signer, dns_record, generate_key, load_key, private_pem
 from tests.support.dns_server import DnsServer
+from tests.support.instance import make_instance
 
 dkim = pytest.importorskip("dkim")
 pytest.importorskip("nacl")
@@ -102,3 +104,14 @@ def test_check_asks_dns_and_reports_each_signature(tmp_path, capsys, monkeypatch
     assert "no DKIM-Signature" in capsys.readouterr().out
     assert run(["dkim", "check", str(tmp_path / "absent.eml")]) == 1
     assert "absent.eml: No such file" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+def test_keygen_as_root_gives_the_key_to_mail_owner(tmp_path, capsys):
+    cdir = make_instance(tmp_path, "mail_owner = nobody\n")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    assert run(["-c", str(cdir), "dkim", "keygen", "example.org", "s1", "--dir", str(keys)]) == 0
+    st = os.stat(keys / "example.org.s1.pem")
+    assert st.st_uid == pwd.getpwnam("nobody").pw_uid
+    assert stat.S_IMODE(st.st_mode) == 0o600
