@@ -152,6 +152,18 @@ def load_key(domain: str, selector: str, path: str) -> DkimKey:
     return DkimKey(domain.lower().rstrip("."), selector, algorithm, key, path)
 
 
+def header_fields(head: bytes) -> list[bytes]:
+    """The fields of a header section with CRLF line ends: each whole, folds
+    kept as CRLF, no final line end."""
+    fields: list[bytes] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\r\n" + line
+        elif line:
+            fields.append(line)
+    return fields
+
+
 def _split_field(raw: bytes) -> tuple[bytes, bytes]:
     name, colon, value = raw.partition(b":")
     if not colon:

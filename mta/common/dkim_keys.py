@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 
-from mta.common.dkim import DkimError, DkimKey, Signer, load_key
+from mta.common.dkim import DkimError, DkimKey, Signer, header_fields, load_key
 from mta.maps import Maps
 
 
@@ -82,20 +82,10 @@ def signer_from_config(cfg, keys: list[DkimKey]) -> Signer:
     )
 
 
-def _fields(head: bytes) -> list[bytes]:
-    fields: list[bytes] = []
-    for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += b"\r\n" + line
-        elif line:
-            fields.append(line)
-    return fields
-
-
 def resign(cfg, table: KeyTable, data: bytes, names: list[str]) -> bytes:
     """data with its top len(names) DKIM-Signature fields made again; see the docstring."""
     head, sep, body = data.partition(b"\r\n\r\n")
-    fields = _fields(head)
+    fields = header_fields(head)
     ours = 0
     while ours < len(names) and ours < len(fields):
         if fields[ours].partition(b":")[0].strip().lower() != b"dkim-signature":

@@ -35,12 +35,13 @@ import hashlib
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
+from mta.common.dkim import header_fields
 from mta.common.dkim_canon import BodyCanon, header_relaxed, header_simple
 
 TxtLookup = Callable[[str], tuple[str, list[str]]]
@@ -56,13 +57,7 @@ class Result:
     reason: str = ""
 
     def as_dict(self) -> dict[str, str]:
-        return {
-            "result": self.result,
-            "domain": self.domain,
-            "selector": self.selector,
-            "algorithm": self.algorithm,
-            "reason": self.reason,
-        }
+        return asdict(self)
 
 
 def _split(message: bytes) -> tuple[list[bytes], bytes]:
@@ -71,13 +66,7 @@ def _split(message: bytes) -> tuple[list[bytes], bytes]:
     head, sep, body = text.partition(b"\r\n\r\n")
     if not sep and head.endswith(b"\r\n"):
         head = head[:-2]
-    fields: list[bytes] = []
-    for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += b"\r\n" + line
-        elif line:
-            fields.append(line)
-    return fields, body
+    return header_fields(head), body
 
 
 def tag_list(value: bytes) -> dict[str, bytes]:

@@ -4,15 +4,14 @@ served as TXT records by a DNS server on loopback."""
 
 from __future__ import annotations
 
-import os
 import smtplib
 
 import dns.resolver
 import pytest
 
-from mta.common.dkim import dns_record, generate_key, private_pem
+from tests.support.dkim_keys import write_keys
 from tests.support.dns_server import DnsServer
-from tests.support.running import Instance, free_port
+from tests.support.running import free_port, relay_system
 
 dkim = pytest.importorskip("dkim")
 pytest.importorskip("nacl")
@@ -42,40 +41,23 @@ def test_signed_in_cleanup_and_verified_after_relay(tmp_path):
             received.append(envelope.original_content)
             return "250 2.0.0 Ok: taken"
 
+    records, table = write_keys(tmp_path, [("r2026", "rsa"), ("e2026", "ed25519")])
     zone = {}
-    table = []
-    for selector, kind in (("r2026", "rsa"), ("e2026", "ed25519")):
-        key = generate_key(kind, 2048)
-        path = tmp_path / f"{selector}.pem"
-        path.write_bytes(private_pem(key))
-        os.chmod(path, 0o600)
-        txt = dns_record(key)
+    for selector, txt in records.items():
         strings = " ".join(f'"{txt[i : i + 255]}"' for i in range(0, len(txt), 255))
         zone[f"{selector}._domainkey.example.org"] = {"TXT": [strings]}
-        table.append(f"{selector} example.org:{selector}:{path}")
-    (tmp_path / "keys").write_text("\n".join(table) + "\n")
     (tmp_path / "signing").write_text("@example.org r2026, e2026\n")
     sink_port = free_port()
     ctl = Controller(Sink(), hostname="127.0.0.1", port=sink_port)
     ctl.start()
-    port = free_port()
-    inst = Instance(
+    inst = relay_system(
         tmp_path / "mta",
-        f"127.0.0.1:{port} inet n - n - - smtpd\n"
-        "qmgr fifo n - n 300 1 qmgr\n"
-        "cleanup unix n - n - 0 cleanup\n"
         "smtp unix - - n - - smtp\n",
-        {
-            "myhostname": "mx.test.example",
-            "mydestination": "",
-            "mynetworks": "127.0.0.0/8",
-            "local_recipient_maps": "",
-            "smtpd_peername_lookup": "no",
-            "relayhost": f"[127.0.0.1]:{sink_port}",
-            "dkim_key_table": f"texthash:{tmp_path / 'keys'}",
-            "dkim_signing_table": f"texthash:{tmp_path / 'signing'}",
-        },
+        relayhost=f"[127.0.0.1]:{sink_port}",
+        dkim_key_table=f"texthash:{table}",
+        dkim_signing_table=f"texthash:{tmp_path / 'signing'}",
     )
+    port = inst.port
     with DnsServer(zone) as server:
         try:
             r = inst.mta("start")

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from mta.common.dkim import dns_record, generate_key, private_pem
+from tests.support.dkim_keys import write_keys
 
 dkim = pytest.importorskip("dkim")
 pytest.importorskip("nacl")
@@ -22,17 +22,7 @@ MESSAGE = (
 
 def make_keys(tmp_path):
     """An RSA and an Ed25519 key for example.org, their key table and their TXT records."""
-    records = {}
-    lines = []
-    for name, kind in (("rsa1", "rsa"), ("ed1", "ed25519")):
-        key = generate_key(kind, 2048)
-        path = tmp_path / f"{name}.pem"
-        path.write_bytes(private_pem(key))
-        os.chmod(path, 0o600)
-        records[name] = dns_record(key)
-        lines.append(f"{name} example.org:{name}:{path}")
-    (tmp_path / "keytable").write_text("\n".join(lines) + "\n")
-    return records
+    return write_keys(tmp_path, [("rsa1", "rsa"), ("ed1", "ed25519")])[0]
 
 
 def settings(tmp_path, signing: str, extra: str = "") -> str:

@@ -6,11 +6,11 @@ import os
 import pytest
 
 from mta.cleanup import Cleanup
-from mta.common.dkim import dns_record, generate_key, private_pem
 from mta.config import load_config
 from mta.queue.queue_file import queue_dir_for, read_queue_file
 from mta.smtp import deliver
 from tests.support.agent import request_for, run_agent
+from tests.support.dkim_keys import write_keys
 from tests.support.instance import make_instance
 from tests.unit.smtp.test_client import FAST, content_of, dsn_server
 
@@ -26,20 +26,10 @@ MESSAGE = (
 
 
 def setup(tmp_path, port):
-    records = {}
-    table = []
-    for name, kind in (("rsa1", "rsa"), ("ed1", "ed25519")):
-        key = generate_key(kind)
-        path = tmp_path / f"{name}.pem"
-        path.write_bytes(private_pem(key))
-        os.chmod(path, 0o600)
-        records[name] = dns_record(key)
-        table.append(f"{name} example.org:{name}:{path}")
-    (tmp_path / "keys").write_text("\n".join(table) + "\n")
+    records, table = write_keys(tmp_path, [("rsa1", "rsa"), ("ed1", "ed25519")])
     (tmp_path / "signing").write_text("@example.org rsa1, ed1\n")
     extra = (
-        f"dkim_key_table = texthash:{tmp_path / 'keys'}\n"
-        f"dkim_signing_table = texthash:{tmp_path / 'signing'}\n"
+        f"dkim_key_table = texthash:{table}\ndkim_signing_table = texthash:{tmp_path / 'signing'}\n"
     )
     cfg = load_config(str(make_instance(tmp_path, FAST + f"smtp_tcp_port = {port}\n" + extra)))
     job = Cleanup(cfg).open("ann@example.org", {"protocol": "ESMTP", "client_address": "192.0.2.1"})
