@@ -4,11 +4,14 @@ import os
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mta.common.dkim import (
     ED25519,
     RSA,
     DkimError,
+    DkimKey,
     Signer,
     dns_record,
     generate_key,
@@ -158,3 +161,35 @@ def test_load_key_refusals(tmp_path):
         generate_key("rsa", 512)
     with pytest.raises(DkimError, match="bad canonicalization"):
         Signer([], canon="loose/relaxed")
+
+
+_ED = generate_key("ed25519")
+_ED_KEY = (_ED, DkimKey("example.org", "s1", ED25519, _ED))  # one key: key generation is slow
+
+# random messages: header values with folds and white-space runs, bodies of any
+# printable or 8-bit lines, empty lines anywhere; every signature must verify
+FIELD_TEXT = st.lists(
+    st.sampled_from([b"a", b"Z", b" ", b"\t", b"  ", b"\r\n ", b"\r\n\t", b";", b"\xc3\xa9"]),
+    min_size=1,
+    max_size=12,
+).map(lambda parts: b"x" + b"".join(parts).rstrip(b" \t\r\n"))
+LINES = st.lists(
+    st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"").rstrip(b"\r")), max_size=8
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    FIELD_TEXT,
+    FIELD_TEXT,
+    LINES,
+    st.sampled_from(["relaxed/relaxed", "simple/simple", "relaxed/simple", "simple/relaxed"]),
+)
+def test_random_messages_verify_with_dkimpy(subject, other, lines, canon):
+    key = _ED_KEY[0]
+    headers = [b"From: a@example.org", b"Subject: " + subject, b"X-Other: " + other]
+    body = b"".join(line + b"\r\n" for line in lines)
+    signer = Signer([_ED_KEY[1]], canon=canon)
+    signer.body_text(body)
+    fields = signer.sign(headers)
+    assert verify_all(wire(fields, headers, body), {"s1": dns_record(key)}) == [True]
