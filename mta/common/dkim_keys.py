@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 
 from mta.common.dkim import DkimError, DkimKey, Signer, header_fields, load_key
-from mta.maps import Maps
+from mta.maps import MapError, MapRetry, Maps
 
 
 class KeyTable:
@@ -69,6 +69,68 @@ class KeyTable:
 
     def keys(self, names: list[str]) -> list[DkimKey]:
         return [self.key(n) for n in names]
+
+
+def setup_problems(cfg) -> list[tuple[str, str, bool]]:
+    """What mta check says of the DKIM settings: (parameter, why, fatal).
+
+    Each key of dkim_key_table (when its table type can be listed) must
+    load, and be readable by mail_owner, who signs in cleanup; each key
+    name dkim_signing_table lists must be in the key table. All are
+    warnings: at run time such a message is deferred (or sent unsigned)
+    with the reason in the log."""
+    out: list[tuple[str, str, bool]] = []
+    try:
+        table = KeyTable(cfg)
+    except (MapError, MapRetry):
+        return out  # the table itself is reported by the table checks
+    if not table.enabled:
+        return out
+    names: list[str] = []
+    try:
+        for d in table.maps:
+            names += [k for k, _ in d.items()]
+    except MapError:
+        return out  # a table type that cannot list its keys: checked at use
+    owner = _uid_of(cfg.get("mail_owner"))
+    for name in names:
+        try:
+            key = table.key(name)
+        except MapRetry:
+            return out
+        except DkimError as exc:
+            out.append(("dkim_key_table", f"key {name}: {exc}", False))
+            continue
+        st = os.stat(key.path)
+        if owner is not None and os.geteuid() == 0 and st.st_uid != owner:
+            out.append(
+                (
+                    "dkim_key_table",
+                    f"key {name}: {key.path} is not owned by mail_owner, who cannot read it",
+                    False,
+                )
+            )
+    try:
+        signing = Maps.from_param(cfg, "dkim_signing_table")
+        listed = [v for d in signing for _, v in d.items()]
+    except (MapError, MapRetry):
+        return out
+    for value in listed:
+        for name in (n.strip() for n in value.split(",")):
+            if name and name not in names:
+                out.append(
+                    ("dkim_signing_table", f"names key {name!r}, not in dkim_key_table", False)
+                )
+    return out
+
+
+def _uid_of(user: str) -> int | None:
+    import pwd
+
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
 
 
 def signer_from_config(cfg, keys: list[DkimKey]) -> Signer:

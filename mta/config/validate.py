@@ -40,6 +40,9 @@ DESCRIPTION
     users table or Dovecot socket that is not there (smtpd answers AUTH
     with 454 4.7.0), while a backend that cannot be used at all
     (smtpd_sasl_type = cyrus, an unknown security option) is fatal; a
+    DKIM key of dkim_key_table that cannot be used or that mail_owner
+    cannot read, and a key name dkim_signing_table lists that the key
+    table lacks (common/dkim_keys.setup_problems); a
     main.cf name that no parameter has and that no setting uses as
     $name (nor smtpd_restriction_classes lists),
     which is probably a typo, and a parameter from
@@ -350,6 +353,13 @@ def _client_sasl_problems(cfg, seen: set[str]) -> list[Problem]:
     return _setup_problems(cfg, seen, client_setup_problems)
 
 
+def _dkim_problems(cfg, seen: set[str]) -> list[Problem]:
+    """DKIM keys that cannot be used, key names the key table lacks: warnings."""
+    from mta.common.dkim_keys import setup_problems
+
+    return _setup_problems(cfg, seen, setup_problems)
+
+
 def _sasl_problems(cfg, seen: set[str]) -> list[Problem]:
     """smtpd's SMTP AUTH settings: an unusable backend is fatal, a missing table a warning."""
     from mta.smtpd.sasl import setup_problems
@@ -421,6 +431,7 @@ def config_problems(
     out.extend(_client_tls_problems(cfg, seen))
     out.extend(_sasl_problems(cfg, seen))
     out.extend(_client_sasl_problems(cfg, seen))
+    out.extend(_dkim_problems(cfg, seen))
     for name, e in cfg.entries.items():
         if name in PARAMS or per_transport_default(name, transports) or name in referenced:
             continue

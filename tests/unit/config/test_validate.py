@@ -1,10 +1,14 @@
 """config_problems(): every problem of main.cf and master.cf, with file and line."""
 
+import os
+import pwd
+
 import pytest
 
 from mta.config import Config
 from mta.config.validate import config_problems
 from mta.maps.dict_lmdb import build_lmdb
+from tests.support.dkim_keys import write_keys
 
 MASTER_CF = "smtp inet n - n - - smtpd\nrelay unix - - n - - smtp\n"
 
@@ -342,3 +346,26 @@ def test_the_per_client_limits_anvil_enforces_are_accepted(make):
         "",
     )
     assert lines(cfg) == []
+
+
+def test_dkim_keys_are_checked(make, tmp_path):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    _, table = write_keys(keys, [("good", "ed25519"), ("loose", "ed25519")])
+    os.chmod(keys / "loose.pem", 0o644)
+    signing = tmp_path / "signing"
+    signing.write_text("@example.org good, missing\n")
+    me = pwd.getpwuid(os.getuid()).pw_name
+    cfg = make(
+        f"mail_owner = {me}\n"
+        f"dkim_key_table = texthash:{table}\n"
+        f"dkim_signing_table = texthash:{signing}\n"
+    )
+    got = lines(cfg, fatal=False)
+    main = tmp_path / "main.cf"
+    assert f"{main}, line 2: parameter dkim_key_table: key loose: {keys / 'loose.pem'}: " in got[0]
+    assert "key file is open to others" in got[0]
+    assert got[1:] == [
+        f"{main}, line 3: parameter dkim_signing_table: names key 'missing', not in dkim_key_table"
+    ]
+    assert lines(cfg, fatal=True) == []
