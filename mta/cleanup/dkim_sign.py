@@ -3,10 +3,10 @@
 SYNOPSIS
     from mta.cleanup.dkim_sign import DkimSigning
     dkim = DkimSigning(cfg)                      # once per cleanup process
-    job = dkim.start(sender, header_lines, now)  # None: nothing signs this message
-    offsets = writer.reserve_lines(job.placeholder_lines())
-    job.body(data)  ...  job.finish()            # the body as written, then its end
-    for offset, line in zip(offsets, job.signed_lines()):
+    job = dkim.start(queue_id, sender, header_lines, now)  # None: no key signs it
+    offsets = writer.reserve_lines(job.placeholder_lines())  # job.names: the keys
+    job.body(data)                               # the body as written, in any pieces
+    for offset, line in zip(offsets, job.signed_lines()):  # after the last piece
         writer.patch(offset, line)
 
 DESCRIPTION

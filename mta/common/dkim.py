@@ -30,6 +30,12 @@ DESCRIPTION
     8463 says. t= is the signing time; x= (expire seconds after t=) only
     when asked for.
 
+    placeholders() gives sign()'s fields laid out the same for the same
+    headers and time, with zeros for the body hash and the signature, so
+    that a queue file can hold their place before the body is read.
+    header_fields() splits a header section (CRLF line ends) into its
+    fields, as sign() takes them.
+
     load_key() refuses a key file that others than its owner can read
     or write, a file that is not a PEM private key, and an RSA key of a
     size outside 1024-4096 bits: DkimError, naming the file.
