@@ -27,11 +27,10 @@ DESCRIPTION
 
     What is signed is what the smtp client will send: the headers after
     header_checks and rewriting, the added headers, the body after
-    body_checks, with body lines longer than smtp_line_length_limit
-    broken as the client breaks them (common/long_lines.py). Not yet
-    covered: a header line longer than that limit (the client breaks
-    it too, which changes it), and smtp_generic_maps, which rewrites
-    address headers on the way out. An 8-bit body that the smtp client
+    body_checks, with header and body lines longer than
+    smtp_line_length_limit broken as the client breaks them
+    (common/long_lines.py). Not yet covered: smtp_generic_maps, which
+    rewrites address headers on the way out. An 8-bit body that the smtp client
     converts to 7 bits for a server without 8BITMIME is signed again
     by the client with the same keys (common/dkim_keys.resign).
 
@@ -136,6 +135,14 @@ def from_address(headers: list[bytes]) -> str | None:
     return None
 
 
+def _as_sent(field: bytes, limit: int) -> bytes:
+    """A header field (folds as LF) with its lines over limit broken as the client breaks them."""
+    lines = field.split(b"\n")
+    if limit <= 0 or all(len(line) <= limit for line in lines):
+        return field
+    return b"\n".join(fold_long_lines(lines, limit))
+
+
 class SigningJob:
     """One message's signatures: body fed as written, then lines to patch in."""
 
@@ -146,7 +153,8 @@ class SigningJob:
         self.line_limit = line_limit
         self.names: list[str] = []  # the key names, one signature each, in order
         self.signer = signer
-        self.headers = headers
+        # header lines too are signed as the smtp client will break them
+        self.headers = [_as_sent(h, line_limit) for h in headers]
         self.now = int(now)
         self.partial = b""
         self.reserved = b"\r\n".join(signer.placeholders(headers, self.now)).split(b"\r\n")

@@ -111,6 +111,15 @@ def test_odd_bodies(instance, tmp_path, body):
     assert verdicts(out.content, records) == [True]
 
 
+def test_header_line_over_the_smtp_limit(instance, tmp_path):
+    # the client breaks a 1,500-byte Subject: line; the signature is over that
+    records = make_keys(tmp_path)
+    inst = instance(settings(tmp_path, "@example.org rsa1, ed1\n"))
+    message = MESSAGE.replace(b"Subject: a subject", b"Subject: " + b"s" * 1500 + b" subject")
+    out = inst.run(message)
+    assert verdicts(out.content, records) == [True, True]
+
+
 def test_key_open_to_others_defers_and_logs(instance, tmp_path):
     make_keys(tmp_path)
     os.chmod(tmp_path / "rsa1.pem", 0o644)
