@@ -29,10 +29,10 @@ DESCRIPTION
     header_checks and rewriting, the added headers, the body after
     body_checks, with header and body lines longer than
     smtp_line_length_limit broken as the client breaks them
-    (common/long_lines.py). Not yet covered: smtp_generic_maps, which
-    rewrites address headers on the way out. An 8-bit body that the smtp client
-    converts to 7 bits for a server without 8BITMIME is signed again
-    by the client with the same keys (common/dkim_keys.resign).
+    (common/long_lines.py). A message whose body the smtp client
+    converts to 7 bits for a server without 8BITMIME, or whose headers
+    smtp_generic_maps rewrites, is signed again by the client with the
+    same keys (common/dkim_keys.resign).
 
     A key file that cannot be used (see common/dkim.load_key) or a key
     name the key table lacks: with dkim_failure_action = defer (the
@@ -40,7 +40,9 @@ DESCRIPTION
     with the reason in the log; with send it goes out unsigned and the
     log says so. A table that does not answer is a temporary lookup
     failure, as for every cleanup table. Keys are read once and again
-    only when their file changes.
+    only when their file changes (common/dkim_keys.py). The key names
+    are kept in the queue file (attribute dkim_keys) for the client that
+    signs again.
 
 SECURITY
     Reads private key files (common/dkim refuses those open to others);

@@ -109,6 +109,7 @@ from dataclasses import dataclass, field
 
 from mta import log
 from mta.common.deliver_agent import DeliveryJob
+from mta.common.dkim import DkimError
 from mta.maps import MapRetry
 from mta.scache import scache_find, scache_save
 from mta.smtp import mta_sts
@@ -280,6 +281,10 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
         out = Outgoing(job, st.line_length_limit, GenericMapper.of(job.cfg, lmtp))
     except MapRetry as exc:
         job.defer_all(f"{param_name(lmtp, 'generic_maps')} lookup error: {exc}", "4.3.0")
+        return
+    except DkimError as exc:
+        # generic mapping changed signed headers and the signature could not be remade
+        job.defer_all(f"cannot sign the message again after generic mapping: {exc}", "4.7.0")
         return
     key = (lmtp, job.req.nexthop.lower())
     tries = _Tries()

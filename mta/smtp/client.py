@@ -332,7 +332,9 @@ class Outgoing:
 
     With a generic mapper (smtp_generic_maps) the sender, the recipients
     and the primary address headers go out mapped; MapRetry passes to
-    the caller."""
+    the caller. A message cleanup signed whose headers the mapping
+    changed is signed again with the same keys (DkimError when that
+    cannot be done)."""
 
     def __init__(self, job, line_limit: int = 0, generic: GenericMapper | None = None) -> None:
         msg = job.message()
@@ -345,10 +347,16 @@ class Outgoing:
                 data = b"".join(line + b"\r\n" for line in lines)
             self.sender = job.req.sender
         else:
-            lines = generic.header_lines(list(job.content_lines()))
+            original = list(job.content_lines())
+            lines = generic.header_lines(original)
+            mapped = lines != original
             if line_limit > 0 and any(len(line) > line_limit for line in lines):
                 lines = fold_long_lines(lines, line_limit)
             data = b"".join(line + b"\r\n" for line in lines)
+            names = _dkim_names(job.req.attrs)
+            if mapped and names:
+                # cleanup's signatures covered the headers before the mapping
+                data = resign(job.cfg, KeyTable(job.cfg), data, names)
             self.sender = generic.address(job.req.sender)
             self.mapped = {r.offset: generic.address(r.address) for r in job.pending()}
         self.size = len(data)
@@ -380,11 +388,16 @@ class Outgoing:
             from mta.smtp.mime_7bit import downgrade_8bit
 
             data = downgrade_8bit(self._raw)
-            names = [n for n in self.attrs.get("dkim_keys", "").split(",") if n]
+            names = _dkim_names(self.attrs)
             if names:
                 data = resign(self.cfg, KeyTable(self.cfg), data, names)
             self._payload7 = stuff_dots(data)
         return self._payload7
+
+
+def _dkim_names(attrs: dict[str, str]) -> list[str]:
+    """The keys cleanup signed the message with (attribute dkim_keys), in order."""
+    return [n for n in attrs.get("dkim_keys", "").split(",") if n]
 
 
 def stuff_dots(data: bytes) -> bytes:

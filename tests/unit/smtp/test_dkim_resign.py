@@ -1,5 +1,6 @@
-"""A message cleanup signed, converted to 7 bits for a server without 8BITMIME:
-the smtp client signs it again with the same keys, and dkimpy verifies what arrived."""
+"""A message cleanup signed, converted to 7 bits for a server without 8BITMIME or
+with headers rewritten by smtp_generic_maps: the smtp client signs it again with
+the same keys, and dkimpy verifies what arrived."""
 
 import os
 
@@ -25,11 +26,12 @@ MESSAGE = (
 )
 
 
-def setup(tmp_path, port):
+def setup(tmp_path, port, more=""):
     records, table = write_keys(tmp_path, [("rsa1", "rsa"), ("ed1", "ed25519")])
     (tmp_path / "signing").write_text("@example.org rsa1, ed1\n")
     extra = (
-        f"dkim_key_table = texthash:{table}\ndkim_signing_table = texthash:{tmp_path / 'signing'}\n"
+        f"dkim_key_table = texthash:{table}\n"
+        f"dkim_signing_table = texthash:{tmp_path / 'signing'}\n" + more
     )
     cfg = load_config(str(make_instance(tmp_path, FAST + f"smtp_tcp_port = {port}\n" + extra)))
     job = Cleanup(cfg).open("ann@example.org", {"protocol": "ESMTP", "client_address": "192.0.2.1"})
@@ -90,3 +92,20 @@ def test_key_gone_before_conversion_defers(tmp_path):
     assert "cannot sign the message again after 8BITMIME conversion" in st.reason
     assert "ed1.pem: cannot open key file" in st.reason
     assert not any(line.startswith(b"DATA") for line in srv.received)
+
+
+def test_signed_again_after_generic_mapping(tmp_path):
+    (tmp_path / "generic").write_text("ann@example.org ann@public.example\n")
+    srv = dsn_server((b"8BITMIME",))
+    try:
+        cfg, msg, records = setup(
+            tmp_path, srv.port, f"smtp_generic_maps = texthash:{tmp_path / 'generic'}\n"
+        )
+        result = run_agent(deliver, cfg, request_for(msg, "[127.0.0.1]"), tmp_path)
+    finally:
+        srv.stop()
+    assert result.statuses[0].action == "relayed"
+    content = content_of(srv.received)
+    assert b"From: Ann <ann@public.example>" in content
+    assert content.count(b"DKIM-Signature:") == 2
+    assert verdicts(content, records) == [True, True]
