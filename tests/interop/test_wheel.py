@@ -181,7 +181,8 @@ def test_installed_wheel_runs_the_mail_system(venv, bare_env, tmp_path):
                 maps = f.read()
             assert f"{venv}/lib" in maps and f"_speedups/{kernel}." in maps, service
         assert MISSING_WARNING not in inst.log()
-        assert "status=sent (delivered to mailbox)" in inst.log()
+        # the agent logs after the mailbox is written: the line may come a moment later
+        assert wait_for(lambda: "status=sent (delivered to mailbox)" in inst.log(), 10), inst.log()
     finally:
         run(bare_env, "mta", "stop", "-c", inst.dir, cwd=tmp_path)
         inst.stop()
