@@ -668,6 +668,8 @@ class CleanupJob:
         if c.dkim.enabled:
             try:
                 self.signing = c.dkim.start(self.queue_id, self.sender, lines, self.now)
+                if self.signing is not None:
+                    lines = self.signing.kept  # without our own signatures of an earlier pass
             except DkimError as exc:
                 if c.dkim.failed(self.queue_id, exc):
                     self._fail(ACTION_DEFERRED, REPLY_DKIM_ERROR)

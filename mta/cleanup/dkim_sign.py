@@ -38,7 +38,10 @@ DESCRIPTION
     name the key table lacks: with dkim_failure_action = defer (the
     default) the message is not queued and the client hears 451 4.7.0,
     with the reason in the log; with send it goes out unsigned and the
-    log says so. A table that does not answer is a temporary lookup
+    log says so. A DKIM-Signature the message already has with the
+    d= and s= of a key that signs it is ours from an earlier pass (a
+    message requeued with postsuper -r, or back from a content filter):
+    it is dropped and replaced, never stacked. A table that does not answer is a temporary lookup
     failure, as for every cleanup table. Keys are read once and again
     only when their file changes (common/dkim_keys.py). The key names
     are kept in the queue file (attribute dkim_keys) for the client that
@@ -55,6 +58,7 @@ from mta import log
 from mta.common.addr_find import find_address
 from mta.common.dkim import DkimError, Signer
 from mta.common.dkim_keys import KeyTable
+from mta.common.dkim_verify import tag_list
 from mta.common.long_lines import fold_long_lines
 from mta.config.errors import ConfigError
 from mta.maps import Maps
@@ -111,11 +115,13 @@ class DkimSigning:
         names = self.keys_for(sender, from_address(headers))
         if not names:
             return None
-        signer = Signer(
-            self.key_table.keys(names), self.canon, self.headers, self.oversign, self.expire
-        )
-        job = SigningJob(queue_id, signer, headers, now, self.line_limit)
+        keys = self.key_table.keys(names)
+        ours = {(k.domain.lower(), k.selector.lower()) for k in keys}
+        kept = [h for h in headers if _signed_by(h) not in ours]
+        signer = Signer(keys, self.canon, self.headers, self.oversign, self.expire)
+        job = SigningJob(queue_id, signer, kept, now, self.line_limit)
         job.names = names
+        job.kept = kept
         return job
 
     def failed(self, queue_id: str, exc: DkimError) -> bool:
@@ -125,6 +131,19 @@ class DkimSigning:
             return True
         log.warning("%s: DKIM signing failed, message sent unsigned: %s", queue_id, exc)
         return False
+
+
+def _signed_by(raw: bytes) -> tuple[str, str] | None:
+    """(d=, s=) of a DKIM-Signature header field, lower case; None for any other field."""
+    name, colon, value = raw.partition(b":")
+    if not colon or name.strip().lower() != b"dkim-signature":
+        return None
+    try:
+        tags = tag_list(value)
+    except ValueError:
+        return None
+    domain = tags.get("d", b"").decode("ascii", "replace").lower()
+    return domain, tags.get("s", b"").decode("ascii", "replace").lower()
 
 
 def from_address(headers: list[bytes]) -> str | None:
@@ -154,6 +173,7 @@ class SigningJob:
         self.queue_id = queue_id
         self.line_limit = line_limit
         self.names: list[str] = []  # the key names, one signature each, in order
+        self.kept = headers  # the header fields that stay: less our own old signatures
         self.signer = signer
         # header lines too are signed as the smtp client will break them
         self.headers = [_as_sent(h, line_limit) for h in headers]

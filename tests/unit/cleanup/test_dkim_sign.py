@@ -149,3 +149,21 @@ def test_bad_settings_are_config_errors(instance, tmp_path):
         instance(settings(tmp_path, "", "dkim_failure_action = maybe\n"))
     with pytest.raises(ConfigError, match="dkim_canonicalization"):
         instance(settings(tmp_path, "", "dkim_canonicalization = loose\n"))
+
+
+def test_requeued_message_is_signed_again_not_twice(instance, tmp_path):
+    """postsuper -r feeds a signed message through cleanup again: our old
+    signatures are replaced; a third party's stays."""
+    from mta.cleanup.cleanup import Requeue
+
+    records = make_keys(tmp_path)
+    inst = instance(settings(tmp_path, "@example.org rsa1, ed1\n"))
+    first = inst.run(MESSAGE)
+    foreign = b"DKIM-Signature: v=1; a=rsa-sha256; d=other.example; s=x; h=from; bh=AA==; b=AA==\n"
+    again = inst.run(
+        foreign + first.content, requeue=Requeue(arrival=first.msg.arrival, warn_time=0, uid=0)
+    )
+    heads = [h for h in again.header_lines() if h.startswith(b"DKIM-Signature:")]
+    assert len(heads) == 3  # ours, one per key, and the foreign one kept
+    assert sum(b"d=other.example" in h for h in heads) == 1
+    assert verdicts(again.content, dict(records, x="v=DKIM1; p=")) == [True, True, False]
