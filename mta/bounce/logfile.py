@@ -17,9 +17,9 @@ DESCRIPTION
     notify, offset, status (the enhanced code), action, relay, reason,
     when, and when they are set word (the maillog word, "deliverable"
     for sendmail -bv), dsn_passed (the next hop took the DSN
-    request), and diag_type, diag_text and remote_mta (a remote
+    request), diag_type, diag_text and remote_mta (a remote
     server's reply and name, for the notice's Diagnostic-Code: and
-    Remote-MTA:). Values are folded to one line. Entries written
+    Remote-MTA:), and class (the bounce class, common/bounce_class). Values are folded to one line. Entries written
     before a field existed read back with that field empty.
 
     append() writes with O_APPEND in one write and fdatasync()s before
@@ -115,6 +115,8 @@ def encode_entry(st: RecipientStatus, when: float | None = None) -> bytes:
         lines.append(f"diag_text={_fold(st.diag_text)}")
     if st.remote_mta:
         lines.append(f"remote_mta={_fold(st.remote_mta)}")
+    if st.klass:
+        lines.append(f"class={_fold(st.klass)}")
     return ("\n".join(lines) + "\n\n").encode("utf-8", "surrogateescape")
 
 
@@ -185,6 +187,7 @@ def _decode_entry(block: str) -> RecipientStatus | None:
             diag_type=fields.get("diag_type", ""),
             diag_text=fields.get("diag_text", ""),
             remote_mta=fields.get("remote_mta", ""),
+            klass=fields.get("class", ""),
         )
     except (KeyError, ValueError):
         return None

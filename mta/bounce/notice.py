@@ -30,7 +30,8 @@ DESCRIPTION
         Diagnostic-Code: smtp; REPLY with the server's own reply when
         a server gave one (the status's diag_text; the reason, "host
         H said: ...", stays in the letter), or "X-Mta; REASON" for a
-        reason made here;
+        reason made here, and X-Bounce-Class: with the bounce class
+        (common/bounce_class) when the recipient has one;
       - part 3: the original message as message/rfc822 unless the
         sender asked for RET=HDRS (as Postfix does when RET is absent),
         when it fits in bounce_size_limit bytes; otherwise its header
@@ -279,6 +280,8 @@ def _delivery_status(cfg, msg: QueueMessage, action: str, statuses) -> str:
         diag = _diagnostic(st)
         if diag:
             rows.append(f"Diagnostic-Code: {diag}")
+        if st.klass:
+            rows.append(f"X-Bounce-Class: {st.klass}")  # common/bounce_class
         blocks.append("\n".join(rows))
     return _ascii("\n\n".join(blocks)) + "\n"
 

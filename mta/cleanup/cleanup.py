@@ -21,7 +21,10 @@ DESCRIPTION
     dropped (remembering up to duplicate_filter_limit of them; with
     enable_original_recipient the original address counts too).
     always_bcc, sender_bcc_maps and recipient_bcc_maps add recipients
-    with NOTIFY=NEVER.
+    with NOTIFY=NEVER. The envelope attribute "verp_delimiters" (XVERP,
+    sendmail -XV; common/verp.py) is written only when the message has
+    a sender and the two characters pass verp_delimiter_filter;
+    otherwise it is dropped with a warning, as Postfix ignores it.
 
     Headers. The header section is split by the header kernel
     (cleanup.header_parse) and held in memory until it ends, so that
@@ -124,6 +127,7 @@ from mta.cleanup.mime_strict import StrictMime
 from mta.common.dkim import DkimError
 from mta.common.match_list import AddrList
 from mta.common.trigger import TRIGGER_INCOMING, Kicker
+from mta.common.verp import VERP_ATTR, delimiters_problem
 from mta.maps import MapRetry, open_map
 from mta.queue import rec_type as R
 from mta.queue.paths import service_socket_path
@@ -140,6 +144,7 @@ COPY_CHUNK = 1 << 16  # bytes of a copied queue file handed to write() at a time
 
 REPLY_WRITE_ERROR = "4.3.0 queue file write error"
 REPLY_LOOKUP_ERROR = "4.3.0 temporary lookup failure"
+MESSAGE_ID_LIMIT = 500  # characters of Message-ID kept in the envelope
 REPLY_DKIM_ERROR = "4.7.0 DKIM signing failed"  # dkim_failure_action = defer
 REPLY_ALIAS_ERROR = "4.6.0 Alias expansion error"
 REPLY_TOO_BIG = "5.3.4 message file too big"
@@ -224,6 +229,7 @@ class Cleanup:
         self.remote_domain = cfg.get("remote_header_rewrite_domain").strip()
         self.mime_off = cfg.get_bool("disable_mime_input_processing")
         self.mime_limit = cfg.get_int("mime_nesting_limit")
+        self.verp_filter = cfg.get("verp_delimiter_filter")
         self.rewriter = Rewriter(cfg)
         self.addr = AddressMapper(cfg, self.rewriter)
         self.checks = ContentChecks(cfg)
@@ -316,6 +322,7 @@ class CleanupJob:
         self.strict = c.strict.start(self._mime_error) if c.strict and not internal else None
         self.writer: QueueFileWriter | None = None
         self.signing = None  # cleanup.dkim_sign.SigningJob when a key signs this message
+        self.message_id = ""  # the Message-ID: header's value, kept in the envelope
         self.dkim_offsets: list[int] = []  # where its placeholder lines are in the file
         self.queue_id = "NOQUEUE"
         try:
@@ -343,6 +350,20 @@ class CleanupJob:
             self.sender = c.addr.sender(sender)
         except MapRetry as exc:
             self._lookup_error(exc)
+        self._check_verp()
+
+    def _check_verp(self) -> None:
+        """Keep the VERP delimiters only when they pass the filter and there is a sender."""
+        delims = self.attrs.get(VERP_ATTR)
+        if delims is None:
+            return
+        if not self.sender:
+            log.warning("%s: ignoring VERP request for null sender", self.queue_id)
+        elif delimiters_problem(delims, self.c.verp_filter):
+            log.warning('%s: ignoring bad VERP request: "%.100s"', self.queue_id, delims)
+        else:
+            return
+        del self.attrs[VERP_ATTR]
 
     # ---- errors and logging
 
@@ -588,7 +609,10 @@ class CleanupJob:
         if hid in (H.HDR_MESSAGE_ID, H.HDR_RESENT_MESSAGE_ID):
             value = H.unfold(raw[raw.find(b":") + 1 :]).strip()
             label = "message-id" if hid == H.HDR_MESSAGE_ID else "resent-message-id"
-            log.info("%s: %s=%s", self.queue_id, label, value.decode("utf-8", "replace"))
+            text = value.decode("utf-8", "replace")
+            log.info("%s: %s=%s", self.queue_id, label, text)
+            if hid == H.HDR_MESSAGE_ID and not self.message_id:
+                self.message_id = text[:MESSAGE_ID_LIMIT]  # for the event log
         if hid:
             self.seen.add(hid)
         if hid in (H.HDR_BCC, H.HDR_RESENT_BCC) and self.local_submit:
@@ -612,6 +636,8 @@ class CleanupJob:
         msgid = H.HDR_RESENT_MESSAGE_ID if resent else H.HDR_MESSAGE_ID
         if msgid not in self.seen:
             text = message_id_header(self.queue_id, c.myhostname, self.arrival, resent)
+            if not resent:
+                self.message_id = text.partition(": ")[2]
             log.info(
                 "%s: %s=%s",
                 self.queue_id,
@@ -675,6 +701,8 @@ class CleanupJob:
                     self._fail(ACTION_DEFERRED, REPLY_DKIM_ERROR)
                     return
         attrs = {k: v for k, v in self.attrs.items()}
+        if self.message_id:
+            attrs["message_id"] = self.message_id  # the event log's message_id
         if self.signing is not None:
             attrs["dkim_keys"] = ",".join(self.signing.names)  # for a client that signs again
         if self.requeue:

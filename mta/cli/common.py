@@ -65,6 +65,26 @@ def make_parser(command: str, description: str, **kw) -> argparse.ArgumentParser
     return parser
 
 
+def accept_options_after(actions: list[argparse.ArgumentParser]) -> None:
+    """Let -c and -v come after an ACTION too ("mta suppress list -c DIR"), as
+    Postfix's commands take their options anywhere."""
+    for parser in actions:
+        parser.add_argument(
+            "-c",
+            dest="config_dir",
+            metavar="CONFIG_DIR",
+            default=argparse.SUPPRESS,
+            help="configuration directory",
+        )
+        parser.add_argument(
+            "-v",
+            dest="verbose",
+            action="count",
+            default=argparse.SUPPRESS,
+            help="more verbose logging",
+        )
+
+
 def load(args: argparse.Namespace) -> Config:
     return load_config(args.config_dir)
 

@@ -39,7 +39,7 @@ import os
 import pwd
 import sys
 
-from mta.cli.common import fatal, load, make_parser
+from mta.cli.common import accept_options_after, fatal, load, make_parser
 from mta.common import dns as mta_dns
 from mta.common.dkim import DkimError, dns_record, generate_key, private_pem
 from mta.common.dkim_verify import verify_message
@@ -148,6 +148,7 @@ def main(argv: list[str], command: str = "dkim") -> int:
     chk = sub.add_parser("check", help="check a message's DKIM signatures")
     chk.add_argument("file", metavar="FILE", nargs="?", help="the message (default: stdin)")
     chk.add_argument("--json", action="store_true", help="one JSON object per signature")
+    accept_options_after([gen, chk])
     args = parser.parse_args(argv)
     if args.action == "keygen":
         return keygen(args)

@@ -4,6 +4,7 @@ SYNOPSIS
     mta log [-c DIR] [-v] [-i] [-p PRIORITY] [-t TAG] [TEXT...]
     mta log [-c DIR] --tail [N]              # the last N lines (default 10)
     mta log [-c DIR] -f [--tail N]           # and every new line, until ^C
+    mta log [-c DIR] --json [--tail N] [-f]  # delivery events as JSON lines
 
 DESCRIPTION
     Logs TEXT, or each line of standard input when there is no TEXT, in
@@ -23,6 +24,12 @@ DESCRIPTION
     line as it is written, following the log across rotation, until
     interrupted, as "tail -F" does. Postfix's postlog has neither flag.
 
+    --json prints delivery events, one JSON object per line
+    (common/events.py has the keys): the lines of event_log_file when
+    it is set and exists, else events derived from maillog_file's status
+    lines (log/maillog_events.py); with --tail N only the last N, with
+    -f the event log's new lines as they come.
+
 SECURITY
     Runs with the invoker's privileges; the text is the invoker's and
     is cleaned of control characters by mta.log.
@@ -30,10 +37,14 @@ SECURITY
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 from mta import log
 from mta.cli.common import fatal, load, make_parser
+from mta.common.events import read_events as read_events_file
+from mta.log.maillog_events import events_from_lines
 from mta.log.read import follow, last_lines
 
 TAIL_DEFAULT = 10  # lines --tail and -f show when no N is given
@@ -84,8 +95,44 @@ def _parser(command: str):
         metavar="N",
         help=f"show the last N lines of the log (default: {TAIL_DEFAULT})",
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="delivery events, one JSON object per line (event_log_file, else the maillog)",
+    )
     parser.add_argument("text", nargs="*", help="the text; standard input when absent")
     return parser
+
+
+def read_events(cfg, command: str, tail: int | None, follow_it: bool) -> int:
+    """--json: the event log, or events derived from the maillog when there is none."""
+    path = cfg.get("event_log_file").strip()
+    out = sys.stdout
+    if path and os.path.exists(path):
+        if follow_it:
+            follow(path, sys.stdout.buffer, TAIL_DEFAULT if tail is None else tail)
+            return 0
+        try:
+            events = list(read_events_file(path))
+        except OSError as exc:
+            return fatal(command, f"open {path}: {exc.strerror}")
+    else:
+        if follow_it:
+            return fatal(command, "-f --json follows event_log_file, which is not set or not there")
+        maillog = cfg.get("maillog_file")
+        if not maillog:
+            return fatal(command, "neither event_log_file nor maillog_file is set")
+        try:
+            with open(maillog, encoding="utf-8", errors="replace") as f:
+                events = list(events_from_lines(f))
+        except OSError as exc:
+            return fatal(command, f"open {maillog}: {exc.strerror}")
+    if tail is not None:
+        events = events[-tail:] if tail else []
+    for event in events:
+        out.write(json.dumps(event, ensure_ascii=False) + "\n")
+    out.flush()
+    return 0
 
 
 def read_log(cfg, command: str, tail: int | None, follow_it: bool) -> int:
@@ -109,7 +156,7 @@ def read_log(cfg, command: str, tail: int | None, follow_it: bool) -> int:
 def main(argv: list[str], command: str) -> int:
     parser = _parser(command)
     args = parser.parse_args(argv)
-    reading = args.follow or args.tail is not None
+    reading = args.follow or args.tail is not None or args.json
     if reading and args.text:
         parser.error("--tail and -f read the log: they take no TEXT")
     if reading and args.tail is not None and args.tail < 0:
@@ -123,6 +170,8 @@ def main(argv: list[str], command: str) -> int:
     if priority not in PRIORITIES:
         return fatal(command, f"unknown priority: {args.priority}", 2)
     cfg = load(args)
+    if args.json:
+        return read_events(cfg, command, args.tail, args.follow)
     if reading:
         return read_log(cfg, command, args.tail, args.follow)
     try:

@@ -54,6 +54,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rewrite": ("mta.cli.rewrite", "show how addresses are rewritten and resolved"),
     "sasl": ("mta.cli.sasl", "manage the users of smtpd's built-in SASL backend"),
     "dkim": ("mta.cli.dkim", "make DKIM keys and their DNS records; check signatures"),
+    "suppress": ("mta.cli.suppress", "show and edit the suppression list"),
 }
 
 USAGE = "usage: mta [-c CONFIG_DIR] [-v] COMMAND [ARGS...]"

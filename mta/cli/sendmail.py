@@ -2,7 +2,7 @@
 
 SYNOPSIS
     sendmail [-t] [-i | -oi] [-f sender] [-F full_name] [-N dsn] [-R ret] [-V envid]
-             [-B body_type] [-C config_dir] [-bm] [recipient ...]
+             [-XV[xy]] [-B body_type] [-C config_dir] [-bm] [recipient ...]
     sendmail -bs                   # SMTP conversation on standard input and output
     sendmail -bp | -bv | -bi | -I | -q[...]
     mailq, newaliases              # the same program under other names
@@ -18,8 +18,17 @@ DESCRIPTION
     (default: the login name), -F the full name. -N, -R and -V set the
     DSN NOTIFY, RET and ENVID of RFC 3461. -bs speaks SMTP on standard
     input and output and queues each message the same way. Options
-    Sendmail takes and Postfix ignores (-o*, -h, -L, -n, -U, -m, -x, -X)
-    are ignored here too.
+    Sendmail takes and Postfix ignores (-o*, -h, -L, -n, -U, -m, -x, and
+    -X other than -XV) are ignored here too.
+
+    -XV asks for VERP delivery (mta/common/verp.py): each recipient gets
+    a copy whose envelope sender encodes it, owner-list+user=domain@origin
+    for -f owner-list@origin, with default_verp_delimiters; -XVxy gives
+    the two delimiters, which must be in verp_delimiter_filter (else exit
+    64, "-V requires two characters from -=+"). Postfix 2.2's forms are
+    still understood, with a warning: -Vxy, and a bare -V when the next
+    word has two characters (-V -f owner-list); any other -V takes an
+    ENVID. VERP needs a sender: -f "<>" with -XV exits 64.
 
     -v asks for a report of the first delivery attempt by mail (a
     "Mail Delivery Status Report" to the sender, as Postfix sends).
@@ -63,6 +72,7 @@ import pwd
 import sys
 
 from mta.common.user_acl import FLUSH_ACL, SUBMIT_ACL, AccessDenied, check_user
+from mta.common.verp import VERP_ATTR, delimiters_problem
 from mta.config import ConfigError, load_config
 from mta.queue import rec_type as R
 from mta.trivial_rewrite.address import parse_addr_list
@@ -80,7 +90,7 @@ RESENT_HEADERS = (b"resent-to", b"resent-cc", b"resent-bcc")
 
 USAGE = (
     "usage: sendmail [-t] [-i] [-f sender] [-F name] [-N notify] [-R ret] [-V envid]\n"
-    "                [-C config_dir] [-bm | -bs | -bp | -bv | -bi] [recipient ...]\n"
+    "                [-XV[xy]] [-C config_dir] [-bm | -bs | -bp | -bv | -bi] [recipient ...]\n"
 )
 MAILQ_USAGE = "usage: mailq [-C config_dir] [-v]\n"
 MAILQ_OPTIONS = ("-bp", "-v")  # all mailq takes besides -C config_dir
@@ -131,6 +141,14 @@ def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
             continue
         if not arg.startswith("-") or arg == "-":
             break
+        old_verp = old_verp_form(argv, i)
+        if old_verp is not None:
+            sys.stderr.write(
+                f"sendmail: warning: {arg} asks for VERP in the old form; use -X{arg[1:]}\n"
+            )
+            opts["XV"] = old_verp
+            i += 1
+            continue
         letter, rest = arg[1], arg[2:]
         i += 1
         if letter in WITH_VALUE:
@@ -139,7 +157,10 @@ def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
                     raise UsageError(f"option -{letter} requires an argument")
                 rest = argv[i]
                 i += 1
-            opts[letter] = rest
+            if letter == "X" and rest.startswith("V"):
+                opts["XV"] = rest[1:]  # VERP; "" for default_verp_delimiters
+            else:
+                opts[letter] = rest
         elif letter == "o":
             if rest == "i":
                 opts["i"] = True
@@ -160,6 +181,30 @@ def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
         else:
             raise UsageError(f"unsupported option {arg}")
     return opts, argv[i:]
+
+
+def old_verp_form(argv: list[str], i: int) -> str | None:
+    """Postfix 2.2's -V for VERP at argv[i]: the delimiters ("" for the default), or None.
+
+    -Vxy is VERP with delimiters xy; a bare -V is VERP when the word
+    after it has two characters (-f, -t ...); otherwise -V takes an ENVID."""
+    arg = argv[i]
+    if arg == "-V" and i + 1 < len(argv) and len(argv[i + 1]) == 2:
+        return ""
+    if arg.startswith("-V") and len(arg) == 4:
+        return arg[2:]
+    return None
+
+
+def verp_delimiters(cfg, opts: dict) -> str | None:
+    """The delimiters -XV asks for (None: no VERP); UsageError when the filter refuses them."""
+    if "XV" not in opts:
+        return None
+    delims = opts["XV"] or cfg.get("default_verp_delimiters")
+    allowed = cfg.get("verp_delimiter_filter")
+    if delimiters_problem(delims, allowed):
+        raise UsageError(f"-V requires two characters from {allowed}")
+    return delims
 
 
 def read_message(stream, dot_ends: bool) -> bytes:
@@ -255,6 +300,12 @@ def submit(cfg, opts: dict, recipients: list[str], data: bytes) -> int:
         attrs["ret"] = opts["R"].upper()
     if "V" in opts:
         attrs["envid"] = opts["V"]
+    verp = verp_delimiters(cfg, opts)
+    if verp:
+        if not sender:
+            uid = os.getuid()
+            return fail(EX_USAGE, f"{sender}({uid}): -V option requires non-null sender address")
+        attrs[VERP_ATTR] = verp
     flags = R.QF_8BIT if opts.get("B", "").upper() == "8BITMIME" else 0
     if opts.get("v"):
         flags |= R.QF_TRACE
@@ -343,6 +394,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         check_user(cfg, SUBMIT_ACL)
         if opts["mode"] == "s":
             return run_smtp_on_stdio(cfg)
+        verp_delimiters(cfg, opts)  # refused before the message is read, as Postfix
         if opts["mode"] == "v":
             data = VERIFY_MESSAGE  # -bv collects no message
         else:

@@ -40,8 +40,9 @@ DESCRIPTION
     and bounced recipients are marked done in the queue file with one
     fdatasync, then every status is logged in Postfix's form
     ("QUEUEID: to=<...>, relay=..., delay=..., delays=a/b/c/d,
-    dsn=..., status=sent (...)") and sent back to qmgr, and a "done"
-    message ends the conversation. A recipient deliver() left without a
+    dsn=..., status=sent (...)"; a failure or delay also gets its bounce
+    class, common/bounce_class) and sent back to qmgr with its delays,
+    and a "done" message ends the conversation. A recipient deliver() left without a
     status is deferred; an exception in deliver() defers everything
     that is left and is logged as one warning.
 
@@ -80,6 +81,7 @@ from typing import NoReturn
 from mta import log
 from mta.bounce import logfile
 from mta.common.attr_proto import encode, read_attrs, write_attrs
+from mta.common.bounce_class import classifier_for
 from mta.common.deadline import bounded
 from mta.common.deliver_request import (
     MSG_DONE,
@@ -204,6 +206,8 @@ class DeliveryJob:
         st = RecipientStatus.of(rcpt, action, dsn, reason, relay, word)
         if reply:  # a remote server's own reply: Diagnostic-Code: smtp; ...
             st.diag_type, st.diag_text, st.remote_mta = "smtp", reply, mta
+        if action in (ACTION_FAILED, ACTION_DELAYED):
+            st.klass = classifier_for(self.cfg).of_status(st)
         self.statuses[rcpt.offset] = st
 
     def sent(
@@ -348,8 +352,10 @@ class DeliveryJob:
             max(0.0, now - self.started - conn),
         )
         for rcpt in req.recipients:
+            st = self.statuses[rcpt.offset]
+            st.delays = delays
             if rcpt.offset not in self.quiet:
-                log.info("%s", status_line(req.queue_id, self.statuses[rcpt.offset], delays))
+                log.info("%s", status_line(req.queue_id, st, delays))
         if writer is None:
             return
         for rcpt in req.recipients:

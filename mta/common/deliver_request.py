@@ -169,6 +169,12 @@ def encode_status(st: RecipientStatus) -> dict[str, str]:
         "word": st.status_word,
         "dsn_passed": "1" if st.dsn_passed else "",
     }
+    if st.klass:
+        out["class"] = st.klass
+    if st.source:
+        out["source"] = st.source
+    if st.delays:
+        out["delays"] = " ".join(f"{d:.3f}" for d in st.delays)
     if st.diag_type:  # a remote server's reply, for the notice
         out["diag_type"] = st.diag_type
         out["diag_text"] = st.diag_text
@@ -190,6 +196,9 @@ def decode_status(msg: dict[str, str], req: DeliveryRequest | None = None) -> Re
             diag_type=msg.get("diag_type", ""),
             diag_text=msg.get("diag_text", ""),
             remote_mta=msg.get("remote_mta", ""),
+            klass=msg.get("class", ""),
+            source=msg.get("source", ""),
+            delays=tuple(float(d) for d in msg.get("delays", "").split()[:4]),
         )
     except (KeyError, ValueError) as exc:
         raise RequestError(f"bad recipient status: {exc}") from None

@@ -22,9 +22,11 @@ DESCRIPTION
 
     status_line() writes the Postfix maillog form of a result:
     "QUEUEID: to=<a>, orig_to=<b>, relay=R, delay=D, delays=a/b/c/d,
-    dsn=X.Y.Z, status=sent (reason)". The four delays are: before the
-    queue manager took the message, inside the queue manager, setting
-    up the connection, and transmitting.
+    dsn=X.Y.Z, status=sent (reason)", and for a failure or delay its
+    bounce class after the reason: "status=bounced (reason)
+    class=invalid_mailbox". The four delays are: before the queue
+    manager took the message, inside the queue manager, setting up the
+    connection, and transmitting.
 
     SYS_EXITS maps a command's <sysexits.h> exit status to a code;
     leading_failure_dsn() finds a 4.x.y or 5.x.y code at the start of a
@@ -91,15 +93,18 @@ class RecipientStatus:
     diag_type: str = ""  # "smtp" when diag_text is a remote server's reply (RFC 3464 2.3.6)
     diag_text: str = ""  # that reply, "550 5.1.1 <u@example.com>: no such user"
     remote_mta: str = ""  # the host name of the server that gave it (Remote-MTA:)
+    klass: str = ""  # bounce class of a failure or delay (common/bounce_class)
+    source: str = ""  # the source address the smtp client used
+    delays: tuple[float, ...] = ()  # before qmgr, in qmgr, connection, transmission
 
     @property
     def done(self) -> bool:
         return self.action in DONE_ACTIONS
 
     def diagnostic_of(self, other: RecipientStatus) -> RecipientStatus:
-        """Take other's remote diagnostic (when a deferral becomes a bounce); returns self."""
+        """Take other's remote diagnostic and class (a deferral becomes a bounce); returns self."""
         self.diag_type, self.diag_text = other.diag_type, other.diag_text
-        self.remote_mta = other.remote_mta
+        self.remote_mta, self.klass = other.remote_mta, other.klass
         return self
 
     @classmethod
@@ -199,4 +204,6 @@ def status_line(
     parts.append(f"dsn={st.dsn}")
     word = st.status_word or STATUS_WORDS.get(st.action, "deferred")
     parts.append(f"status={word} ({st.reason})")
-    return ", ".join(parts)
+    line = ", ".join(parts)
+    # after the reason, where Postfix's log readers (pflogsumm) do not look
+    return f"{line} class={st.klass}" if st.klass else line

@@ -6,6 +6,7 @@ SYNOPSIS
     store = LmdbStore("/var/lib/mta/verify_cache.lmdb", map_size)
     store.put(key, value); store.get(key); store.delete_many(keys)
     for key, value in store.items(): ...
+    store.put_many(pairs); store.items_from(prefix)      # LmdbStore only
 
 DESCRIPTION
     The caches services keep between deliveries (address verification,
@@ -136,6 +137,20 @@ class LmdbStore:
         k, v = key.encode("utf-8", "surrogateescape"), value.encode("utf-8", "surrogateescape")
         self._write(lambda txn: txn.put(k, v))
 
+    def put_many(self, pairs: list[tuple[str, str]]) -> None:
+        """Store pairs in one transaction (one sync, not one per pair)."""
+        raw = [
+            (k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
+            for k, v in pairs
+        ]
+
+        def put(txn) -> None:
+            for k, v in raw:
+                txn.put(k, v)
+
+        if raw:
+            self._write(put)
+
     def delete(self, key: str) -> None:
         self.delete_many([key])
 
@@ -155,6 +170,19 @@ class LmdbStore:
         self._recheck()
         with self.env.begin() as txn:
             for k, v in txn.cursor():
+                yield k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "replace")
+
+    def items_from(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """The entries whose key starts with prefix, in key order."""
+        self._recheck()
+        start = prefix.encode("utf-8", "surrogateescape")
+        with self.env.begin() as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(start):
+                return
+            for k, v in cursor:
+                if not k.startswith(start):
+                    return
                 yield k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "replace")
 
     def close(self) -> None:

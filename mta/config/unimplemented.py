@@ -99,7 +99,6 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "default_recipient_refill_limit",  # no per-transport recipient memory limits
     "default_transport_rate_delay",  # no per-transport rate delay
     "default_delivery_status_filter",  # delivery status is logged as reported
-    "default_verp_delimiters",      # no VERP
     "delay_logging_resolution_limit",  # not consulted
     "qmgr_clog_warn_time",          # no clog warnings
     "qmgr_fudge_factor",            # no fudge factor

@@ -23,6 +23,8 @@ DESCRIPTION
         the address lists (mynetworks, qmqpd_authorized_clients ...)
         hold only addresses, networks without host bits, host names,
         /files and tables;
+        default_verp_delimiters is two characters that
+        verp_delimiter_filter allows (checked when either is set);
         each type:name in a table list or a match list names a table
         type mta has, and with open_tables the table opens (except the
         ones services write, WRITTEN_TABLES; one of OPTIONAL_TABLES
@@ -42,7 +44,11 @@ DESCRIPTION
     (smtpd_sasl_type = cyrus, an unknown security option) is fatal; a
     DKIM key of dkim_key_table that cannot be used or that mail_owner
     cannot read, and a key name dkim_signing_table lists that the key
-    table lacks (common/dkim_keys.setup_problems); a
+    table lacks (common/dkim_keys.setup_problems); a suppression_map
+    that is not lmdb: or suppression_classes naming an unknown class
+    (fatal), an event_log_file whose directory is missing and a
+    bounce_class_maps rule whose result is not a class (warnings,
+    common/suppress.setup_problems); a
     main.cf name that no parameter has and that no setting uses as
     $name (nor smtpd_restriction_classes lists),
     which is probably a typo, and a parameter from
@@ -67,6 +73,7 @@ from dataclasses import dataclass
 from mta._speedups.scheduler_ref import parse_feedback
 from mta.common.match_list import AddrList
 from mta.common.tls_proto import SYNTAX_BY_SUFFIX as TLS_SYNTAX
+from mta.common.verp import delimiters_problem
 from mta.config.errors import ConfigError
 from mta.config.master_cf import ServiceEntry, read_master_cf
 from mta.config.params import PARAMS, per_transport_default
@@ -82,7 +89,11 @@ ADDRESS_LISTS = (
     "smtpd_authorized_xclient_hosts",
     "smtpd_forbid_bare_newline_exclusions",
     "smtpd_sasl_exceptions_networks",
+    "smtpd_authorized_verp_clients",
+    "authorized_verp_clients",
 )
+# the VERP delimiters and the filter they must pass (common/verp.py)
+VERP_PARAMS = ("default_verp_delimiters", "verp_delimiter_filter")
 # parameters that take one word (or, for lists, words) out of a fixed set; "" is the default
 CHOICES: dict[str, tuple[str, ...]] = {
     "mynetworks_style": ("host", "subnet", "class"),
@@ -114,6 +125,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     ),
 }
 CHOICES["lmtp_tls_security_level"] = CHOICES["smtp_tls_security_level"]
+CHOICES["suppression_scope"] = ("global", "sender_domain")
+CHOICES["suppression_action"] = ("reject", "drop")
 CHOICES["smtp_sasl_type"] = ("cyrus",)  # Postfix's only client type: the built-in client
 CHOICES["lmtp_sasl_type"] = CHOICES["smtp_sasl_type"]
 CHOICES["smtp_dns_support_level"] = ("", "disabled", "enabled", "dnssec")
@@ -145,6 +158,7 @@ LMDB_TABLES = frozenset(
         "lmtp_tls_session_cache_database",
         "smtpd_tls_session_cache_database",
         "smtp_tls_mta_sts_cache_database",
+        "suppression_map",
     }
 )
 LMDB_TABLE_TYPES = ("lmdb", "hash", "btree")
@@ -271,6 +285,10 @@ def _value_problems(cfg, name: str, open_tables: bool) -> list[tuple[str, bool]]
             out.append((str(exc), True))
     if name in ADDRESS_LISTS:
         out.extend((why, True) for why in _address_problems(value))
+    if name in VERP_PARAMS:
+        why = _verp_problem(cfg, name)
+        if why:
+            out.append((why, True))
     if name in LMDB_TABLES and value.strip():
         kind, _, path = value.strip().partition(":")
         if kind.lower() not in LMDB_TABLE_TYPES or not path:
@@ -284,6 +302,17 @@ def _value_problems(cfg, name: str, open_tables: bool) -> list[tuple[str, bool]]
                     why, not_opened = found
                     out.append((why, not (not_opened and name in OPTIONAL_TABLES)))
     return out
+
+
+def _verp_problem(cfg, name: str) -> str | None:
+    """default_verp_delimiters must be two characters of verp_delimiter_filter."""
+    delims, allowed = cfg.get("default_verp_delimiters"), cfg.get("verp_delimiter_filter")
+    why = delimiters_problem(delims, allowed)
+    if why is None:
+        return None
+    if name == "verp_delimiter_filter":
+        return f'default_verp_delimiters "{delims}" do not pass it: {why}'
+    return f'{why} in "{delims}" (expected two characters from "{allowed}")'
 
 
 def _address_problems(value: str) -> list[str]:
@@ -360,6 +389,13 @@ def _dkim_problems(cfg, seen: set[str]) -> list[Problem]:
     return _setup_problems(cfg, seen, setup_problems)
 
 
+def _suppression_problems(cfg, seen: set[str]) -> list[Problem]:
+    """The suppression list, its classes, the event log, the bounce class tables."""
+    from mta.common.suppress import setup_problems
+
+    return _setup_problems(cfg, seen, setup_problems)
+
+
 def _sasl_problems(cfg, seen: set[str]) -> list[Problem]:
     """smtpd's SMTP AUTH settings: an unusable backend is fatal, a missing table a warning."""
     from mta.smtpd.sasl import setup_problems
@@ -432,6 +468,7 @@ def config_problems(
     out.extend(_sasl_problems(cfg, seen))
     out.extend(_client_sasl_problems(cfg, seen))
     out.extend(_dkim_problems(cfg, seen))
+    out.extend(_suppression_problems(cfg, seen))
     for name, e in cfg.entries.items():
         if name in PARAMS or per_transport_default(name, transports) or name in referenced:
             continue

@@ -31,6 +31,7 @@ import os
 
 from mta import log
 from mta.common.mail_flow import FlowGate
+from mta.common.verp import VERP_ATTR
 from mta.queue.paths import QUEUE_HOLD, QUEUE_MAILDROP
 from mta.queue.queue_file import (
     QueueFileError,
@@ -40,6 +41,10 @@ from mta.queue.queue_file import (
     read_queue_file,
 )
 from mta.queue.queue_id import is_queue_id
+
+# what sendmail may ask for in the envelope: RET, ENVID, and VERP (-XV;
+# cleanup checks the delimiters, since any local user writes maildrop/)
+PASSED_ATTRS = ("ret", "envid", VERP_ATTR)
 
 
 class Pickup:
@@ -83,7 +88,7 @@ class Pickup:
             log.warning("%s: %s; moved to corrupt", name, exc)
             move_to_corrupt(self.queue_dir, path)
             return True
-        attrs = {k: v for k, v in msg.attrs.items() if k in ("ret", "envid")}
+        attrs = {k: v for k, v in msg.attrs.items() if k in PASSED_ATTRS}
         attrs["protocol"] = "local"
         attrs["uid"] = msg.attrs.get("uid", "")
         attrs["full_name"] = msg.full_name

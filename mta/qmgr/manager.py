@@ -45,6 +45,15 @@ DESCRIPTION
     REASON". An agent that cannot be reached or breaks off defers the
     recipients it did not answer for.
 
+    VERP. A message with the envelope attribute verp_delimiters
+    (XVERP, sendmail -XV; ignored for the null sender and for delimiters
+    verp_delimiter_filter refuses) goes out one recipient per request,
+    each with the sender that names that recipient (its original
+    address): owner-list@example.com with "+=" for user@domain.tld is
+    owner-list+user=domain.tld@example.com (common/verp.py). Unless
+    disable_verp_bounces is set, each failed recipient gets the sender a
+    notice of its own, sent to that same VERP address.
+
     Completion. When the last batch of a message is back: a message
     with every recipient done is removed, after a non-delivery notice
     to the sender when recipients bounced (mta/bounce/notice.py);
@@ -95,7 +104,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mta import log
 from mta.bounce import logfile
@@ -118,8 +127,10 @@ from mta.common.dsn import (
     wants_success_notice,
 )
 from mta.common.mail_flow import FLOW_RESERVE, FlowTokens
+from mta.common.verp import message_delimiters, verp_sender
 from mta.common.worker import Worker
 from mta.flush import FlushLogs, refresh_logs
+from mta.qmgr.outcomes import Outcomes
 from mta.qmgr.redirect import Routing
 from mta.qmgr.scan import iter_queue
 from mta.qmgr.settings import TransportSettings, load_transports
@@ -210,6 +221,9 @@ class QueueManager:
         self.ipc_timeout = float(cfg.get_time("qmgr_daemon_timeout"))
         self.resolver = Resolver(cfg)
         self.routing = Routing(cfg)
+        self.verp_filter = cfg.get("verp_delimiter_filter")
+        self.verp_bounces_off = cfg.get_bool("disable_verp_bounces")
+        self.outcomes = Outcomes(cfg)  # event log, suppression list
         self.transports = load_transports(cfg)
         self.sched = Scheduler()
         self.active: dict[str, ActiveMessage] = {}
@@ -484,6 +498,11 @@ class QueueManager:
             except Exception as exc:  # noqa: BLE001 - a message is deferred, never dropped
                 self._defer_after_error(am, "cannot expire", exc)
             return
+        routed = self.outcomes.suppress(msg, path, routed, now)
+        if not routed:
+            self._complete_safely(am)
+            return
+        verp = self._verp(msg)
         groups: dict[tuple[str, str], list[RequestRecipient]] = {}
         try:
             resolver = self.probe_resolver() if msg.flags & QF_VERIFY_MTA else self.resolver
@@ -498,8 +517,9 @@ class QueueManager:
             ts = self.transports.get(transport)
             self.sched.set_transport(transport, ts.process_limit)
             limit = ts.recipient_limit
-            for i in range(0, len(rcpts), limit):
-                chunk = rcpts[i : i + limit]
+            step = 1 if verp else limit  # VERP: each recipient gets a sender of its own
+            for i in range(0, len(rcpts), step):
+                chunk = rcpts[i : i + step]
                 key = chunk[0].address.lower() if limit == 1 else nexthop.lower()
                 dest = self._destination(ts, key)
                 am.batches_out += 1
@@ -549,13 +569,22 @@ class QueueManager:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
+    def _verp(self, msg: QueueMessage) -> str | None:
+        """The message's VERP delimiters (common/verp.py), or None."""
+        return message_delimiters(msg.attrs, msg.sender, self.verp_filter)
+
     async def _deliver(self, dest, batch: Batch) -> None:
         am = batch.message
         msg = am.msg
+        sender = msg.sender
+        verp = self._verp(msg)
+        if verp:  # one recipient per batch: the sender names it
+            rcpt = batch.recipients[0]
+            sender = verp_sender(verp, msg.sender, rcpt.orig or rcpt.address)
         req = DeliveryRequest(
             queue_name="active",
             queue_id=msg.queue_id,
-            sender=msg.sender,
+            sender=sender,
             nexthop=batch.nexthop,
             transport=batch.transport,
             recipients=batch.recipients,
@@ -603,6 +632,7 @@ class QueueManager:
             log.info("%s: %s: too many failures; %s", batch.transport, dest.key, SUSPENDED)
             for waiting in self.sched.drain(dest):
                 self._defer_batch(waiting, f"{SUSPENDED}: {reason}")
+        self.outcomes.record(msg, result.statuses, "", batch.transport)
         for st in result.statuses:
             self._note(am, st)
         missing = result.missing(req)
@@ -646,8 +676,11 @@ class QueueManager:
         msg = am.msg
         delays = (max(0.0, am.active_time - msg.arrival), max(0.0, now - am.active_time), 0, 0)
         for st in statuses:
+            st.klass = self.outcomes.classes.of_status(st)
+            st.delays = delays
             log.info("%s", status_line(msg.queue_id, st, delays))
             self._note(am, st)  # as if an agent had deferred it
+        self.outcomes.record(msg, statuses, "", "")
 
     def _batch_done(self, am: ActiveMessage) -> None:
         am.batches_out -= 1
@@ -800,7 +833,11 @@ class QueueManager:
             to, who = self.cfg.get("2bounce_notice_recipient"), "postmaster"
         else:
             to, who = None, "sender"
-        if not self._notice(am, failed, "failure", f"{who} non-delivery notification", to):
+        verp = self._verp(msg) if not self.verp_bounces_off else None
+        if verp:
+            if not self._verp_notices(am, failed, verp):
+                return False
+        elif not self._notice(am, failed, "failure", f"{who} non-delivery notification", to):
             return False
         if msg.sender and "bounce" in self.notify_classes:
             self._notice(
@@ -811,6 +848,17 @@ class QueueManager:
                 self.cfg.get("bounce_notice_recipient"),
                 headers_only=True,
             )
+        return True
+
+    def _verp_notices(self, am: ActiveMessage, failed: list[RecipientStatus], verp: str) -> bool:
+        """disable_verp_bounces = no: a notice for each failed recipient, sent to
+        the VERP sender that names it (owner-list+user=domain@origin), as Postfix does."""
+        msg = am.msg
+        for st in failed:
+            to = verp_sender(verp, msg.sender, st.orig or st.address)
+            one = replace(am, msg=replace(msg, sender=to))
+            if not self._notice(one, [st], "failure", "sender non-delivery notification"):
+                return False  # the bounce log stays: all of them go again next time
         return True
 
     def send_traced(self, am: ActiveMessage) -> bool:
@@ -980,6 +1028,7 @@ class QueueManager:
             log.warning("%s: cannot expire: %s", msg.queue_id, exc)
             self.defer_message(am, time.time())
             return
+        self.outcomes.expired(msg, statuses)
         word = "force-expired" if msg.forced_expire else "expired"
         log.info("%s: from=<%s>, status=%s, returned to sender", msg.queue_id, msg.sender, word)
         am.bounced += len(statuses)

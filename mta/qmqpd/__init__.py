@@ -16,6 +16,13 @@ DESCRIPTION
     refused. The message goes to cleanup with protocol QMQP, which adds
     the Received: header and queues it durably before the "K".
 
+    VERP, as qmail's ezmlm asks for it: a sender of the form
+    prefix@origin-@[] becomes prefix@origin, with the last character
+    of prefix as the first VERP delimiter and "=" as the second
+    (list-@example.org-@[] gives list@example.org with "-=", and its
+    recipients see list-user=domain@example.org; common/verp.py). A
+    first delimiter outside verp_delimiter_filter gets "D".
+
 SECURITY
     Parses untrusted network input; lengths are checked before anything
     is read, and nothing larger than message_size_limit is kept.
@@ -32,6 +39,7 @@ import asyncio
 from mta import log
 from mta.common.mail_flow import FlowGate
 from mta.common.match_list import AddrList
+from mta.common.verp import VERP_ATTR, delimiters_problem
 
 NETSTRING_DIGITS = 10  # longest length prefix accepted
 
@@ -72,6 +80,19 @@ def split_netstrings(data: bytes) -> list[bytes]:
     return out
 
 
+def split_verp_sender(sender: str) -> tuple[str, str | None]:
+    """prefix@origin-@[] -> (prefix without its last character @origin, "X="); else (sender, None).
+
+    X is the last character of prefix; prefix and origin must not be empty."""
+    if not sender.endswith("-@[]"):
+        return sender, None
+    at = sender.find("@")
+    end = len(sender) - 4  # where "-@[]" starts
+    if at < 2 or at >= end - 1:  # no prefix before the delimiter, or no origin
+        return sender, None
+    return sender[: at - 1] + sender[at:end], sender[at - 1] + "="
+
+
 def netstring(data: bytes) -> bytes:
     return b"%d:%s," % (len(data), data)
 
@@ -85,6 +106,7 @@ class QmqpServer:
         self.cfg = cfg
         self.cleanup = cleanup if cleanup is not None else Cleanup(cfg)
         self.authorized = AddrList(cfg.get_list("qmqpd_authorized_clients"), cfg)
+        self.verp_filter = cfg.get("verp_delimiter_filter")
         self.timeout = cfg.get_time("qmqpd_timeout")
         self.error_delay = cfg.get_time("qmqpd_error_delay")
         size = cfg.get_size("message_size_limit")
@@ -132,7 +154,17 @@ class QmqpServer:
             "reverse_client_name": "unknown",
             "helo_name": "",
         }
-        job = self.cleanup.open(sender.decode("utf-8", "replace"), attrs)
+        envelope_sender, verp = split_verp_sender(sender.decode("utf-8", "replace"))
+        if verp is not None:
+            if delimiters_problem(verp, self.verp_filter):
+                text = (
+                    f'Error: bad VERP delimiters "{verp}": two of "{self.verp_filter}" are needed'
+                )
+                log.warning("%s: %s", client, text)
+                await self.reply(writer, b"D", text, True)
+                return
+            attrs[VERP_ATTR] = verp
+        job = self.cleanup.open(envelope_sender, attrs)
         log.info("%s: client=%s", job.queue_id, client)
         loop = asyncio.get_running_loop()
         try:

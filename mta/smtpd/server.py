@@ -23,6 +23,10 @@ DESCRIPTION
     forward lookup (through the system resolver, so /etc/hosts counts),
     or "unknown"; results are cached for a minute.
 
+    XVERP is in the EHLO reply only for clients on
+    smtpd_authorized_verp_clients (verp_allowed(); a table that fails
+    leaves it out), as Postfix offers it.
+
 SECURITY
     Accepts connections from anyone the listener lets in; runs as
     mail_owner once the master's framework has dropped privileges.
@@ -43,10 +47,12 @@ from mta.common import tls_libssl
 from mta.common.mail_flow import FlowGate
 from mta.common.match_list import AddrList, DomainList
 from mta.common.worker import BlockingPool
+from mta.maps import MapRetry
 from mta.smtpd.checks import SessionState, SmtpdChecks
 from mta.smtpd.footer import ReplyFooter
 from mta.smtpd.limits import ClientLimits
 from mta.smtpd.sasl import SmtpdSasl
+from mta.smtpd.suppressed import RcptSuppression
 from mta.smtpd.tls import LEVELS, TlsSetupError, load_server_context, security_level
 from mta.smtpd.tls_params import asks_for_certificate, requires_certificate
 from mta.smtpd.tls_scache import setup_server_cache
@@ -103,11 +109,15 @@ class SmtpdServer:
         self.forbid_unauth_pipelining = cfg.get_bool("smtpd_forbid_unauth_pipelining")
         self._forbid_bare = cfg.get_bool("smtpd_forbid_bare_newline")
         self.bare_exclusions = AddrList(cfg.get_list("smtpd_forbid_bare_newline_exclusions"), cfg)
+        self.verp_clients = AddrList.from_param(cfg, "smtpd_authorized_verp_clients")
+        self.verp_delims = cfg.get("default_verp_delimiters")
+        self.verp_filter = cfg.get("verp_delimiter_filter")
         self.peername_lookup = cfg.get_bool("smtpd_peername_lookup")
         self.flush_domains = DomainList.from_param(cfg, "fast_flush_domains")
         self.notify_mask = notify_mask(cfg)
         self.notice_tasks: set[asyncio.Task] = set()
         self.checks = SmtpdChecks(cfg)
+        self.suppression = RcptSuppression(cfg)  # suppression_action = reject
         self.limits = ClientLimits(cfg)
         self.footer = ReplyFooter(cfg)
         self.cleanup = cleanup if cleanup is not None else Cleanup(cfg)
@@ -159,29 +169,39 @@ class SmtpdServer:
                 self.tls_cipher_list = ":".join(c["name"] for c in loaded.get_ciphers())
 
     async def ehlo_bytes(self, session) -> bytes:
-        """The EHLO reply for session: with or without STARTTLS, and AUTH when offered."""
-        base = self.ehlo_reply_tls if session.tls else self.ehlo_reply
-        if self.sasl is None:
-            return base
-        auth = tuple(await self.sasl.ehlo_keywords(session))
-        if not auth:
-            return base
-        key = (session.tls, auth)
+        """The EHLO reply for session: with or without STARTTLS, AUTH when offered,
+        XVERP for smtpd_authorized_verp_clients."""
+        auth = tuple(await self.sasl.ehlo_keywords(session)) if self.sasl is not None else ()
+        xverp = self.verp_allowed(session.st)
+        if not auth and not xverp:
+            return self.ehlo_reply_tls if session.tls else self.ehlo_reply
+        key = (session.tls, auth, xverp)
         reply = self.ehlo_auth.get(key)
         if reply is None:
             if len(self.ehlo_auth) > 16:
                 self.ehlo_auth.clear()  # a backend whose mechanisms keep changing
-            reply = self.ehlo_auth[key] = self.build_ehlo_reply(not session.tls, auth)
+            reply = self.ehlo_auth[key] = self.build_ehlo_reply(not session.tls, auth, xverp)
         return reply
 
-    def build_ehlo_reply(self, starttls: bool = True, auth: tuple[str, ...] = ()) -> bytes:
+    def verp_allowed(self, st: SessionState) -> bool:
+        """May this client ask for VERP (XVERP)? A table that fails says no, as in Postfix."""
+        try:
+            return self.verp_clients.match(st.client_addr, st.client_name)
+        except MapRetry as exc:
+            log.warning("smtpd_authorized_verp_clients: %s; XVERP not offered", exc)
+            return False
+
+    def build_ehlo_reply(
+        self, starttls: bool = True, auth: tuple[str, ...] = (), xverp: bool = False
+    ) -> bytes:
         discard = {k.upper() for k in self.cfg.get_list("smtpd_discard_ehlo_keywords")}
         lines = [self.hostname]
         keywords = list(EHLO_KEYWORDS)
         if starttls and self.tls_level != "none":
             keywords.insert(keywords.index("ENHANCEDSTATUSCODES"), "STARTTLS")
         where = keywords.index("ENHANCEDSTATUSCODES")
-        keywords[where:where] = auth  # after STARTTLS, as Postfix orders them
+        # after STARTTLS, as Postfix orders them: AUTH, then XVERP
+        keywords[where:where] = auth + (("XVERP",) if xverp else ())
         for keyword in keywords:
             name = keyword.split("=")[0].split()[0]  # "AUTH=PLAIN LOGIN" is AUTH
             if name in discard or (keyword == "VRFY" and self.disable_vrfy):

@@ -31,6 +31,13 @@ DESCRIPTION
     exclusions) and smtpd_forbid_unauth_pipelining (554 and disconnect
     when a client sends ahead where RFC 2920 forbids it).
 
+    MAIL FROM takes XVERP (default_verp_delimiters) and XVERP=xy from
+    clients on smtpd_authorized_verp_clients, as Postfix: xy must be two
+    characters of verp_delimiter_filter (else 501 5.5.4), the sender
+    must not be null (503 5.5.4); from other clients XVERP is an
+    unsupported option (555 5.5.4). The delimiters go to cleanup as the
+    envelope attribute verp_delimiters (common/verp.py).
+
     VRFY answers 252 only for an address the relay and recipient
     restrictions (and smtpd_reject_unlisted_recipient) would take at
     RCPT TO, and their refusal otherwise (550 5.1.1 for an unknown
@@ -80,6 +87,7 @@ from mta.cleanup.cleanup import (
     REPLY_TOO_BIG,
     REPLY_WRITE_ERROR,
 )
+from mta.common.verp import VERP_ATTR, delimiters_problem
 from mta.queue import rec_type as R
 from mta.smtpd import sasl
 from mta.smtpd.address import AddressError, decode_xtext, parse_path, printable_arg
@@ -308,6 +316,7 @@ class SmtpdSession(asyncio.Protocol):
         if job is not None:
             job.abort()  # a message in progress is thrown away, its file too
         self.sender: str | None = None
+        self.verp: str | None = None  # VERP delimiters asked for with XVERP
         self.recipients: list[tuple[str, int, str]] = []  # (address, notify, orcpt)
         self.rcpt_overshoot = 0  # RCPTs refused for smtpd_recipient_limit
         self.job = None
@@ -573,8 +582,13 @@ class SmtpdSession(asyncio.Protocol):
         except AddressError:
             return await self.error("501 5.1.7 Bad sender address syntax")
         params: dict[bytes, bytes | None] = {}
+        verp = None
         for key, value in parse_esmtp_params(arg[5 + end :]):
-            problem = self.check_mail_param(key, value)
+            if key == b"XVERP" and self.server.verp_allowed(self.st):
+                verp = self.server.verp_delims if value is None else value.decode("latin-1")
+                problem = self.check_verp(verp)
+            else:
+                problem = self.check_mail_param(key, value)
             if not problem and key == b"AUTH" and key in params:
                 problem = "503 5.5.4 Error: multiple AUTH= options"
             if problem:
@@ -585,6 +599,8 @@ class SmtpdSession(asyncio.Protocol):
             return await self.error("552 5.3.4 Message size exceeds fixed limit", NOTIFY_POLICY)
         if not self.server.room_for(int(size or 0)):
             return await self.error("452 4.3.1 Insufficient system storage", NOTIFY_RESOURCE)
+        if verp is not None and not sender:
+            return await self.error("503 5.5.4 Error: XVERP requires non-null sender", 0)
         self.st.sender = sender
         if not self.server.checks.delay_reject:
             verdict = await self.server.checks.sender(self.st)
@@ -592,11 +608,18 @@ class SmtpdSession(asyncio.Protocol):
                 self.st.sender = None
                 return await self.refuse("MAIL", verdict)
         self.sender = sender
+        self.verp = verp
         self.mail_params = params
         self.body_8bit = (params.get(b"BODY") or b"").upper() == b"8BITMIME"
         self.smtputf8 = b"SMTPUTF8" in params
         self.reply("250 2.1.0 Ok")
         return True
+
+    def check_verp(self, delims: str) -> str | None:
+        """XVERP=xy from an authorized client: two characters of verp_delimiter_filter."""
+        if delimiters_problem(delims, self.server.verp_filter):
+            return f"501 5.5.4 Error: XVERP needs two characters from {self.server.verp_filter}"
+        return None
 
     def check_mail_param(self, key: bytes, value: bytes | None) -> str | None:
         if key == b"SIZE":
@@ -667,6 +690,8 @@ class SmtpdSession(asyncio.Protocol):
             return await self.error("452 4.5.3 Error: too many recipients", NOTIFY_POLICY)
         self.st.recipient = rcpt
         verdict = await self.server.checks.recipient(self.st)
+        if verdict is None:
+            verdict = self.server.suppression.verdict(rcpt, self.sender)
         if verdict is not None:
             ok = await self.refuse("RCPT", verdict)
             self.st.recipient = ""
@@ -700,6 +725,8 @@ class SmtpdSession(asyncio.Protocol):
             attrs["ret"] = params[b"RET"].decode("ascii").upper()
         if params.get(b"ENVID"):
             attrs["envid"] = decode_xtext(params[b"ENVID"]) or ""
+        if self.verp:
+            attrs[VERP_ATTR] = self.verp
         prepend = []
         self.apply_flags()
         for kind, value in self.st.actions:

@@ -141,6 +141,17 @@ def test_installed_wheel_loads_compiled_kernels_without_compiler(venv, bare_env,
     assert result.stderr == ""
 
 
+def test_installed_wheel_has_the_bounce_class_table(venv, bare_env, tmp_path):
+    code = (
+        "from mta.common.bounce_class import BUILTIN_TABLE, Classifier;"
+        "print(BUILTIN_TABLE); print(Classifier().classify('5.2.2', '552 mailbox full'))"
+    )
+    result = run(bare_env, "python", "-c", code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    table, klass = result.stdout.split()
+    assert table.startswith(str(venv)) and klass == "mailbox_full"
+
+
 def test_installed_wheel_runs_the_mail_system(venv, bare_env, tmp_path):
     port, qmqp = free_port(), free_port()
     user = getpass.getuser()

@@ -369,3 +369,26 @@ def test_dkim_keys_are_checked(make, tmp_path):
         f"{main}, line 3: parameter dkim_signing_table: names key 'missing', not in dkim_key_table"
     ]
     assert lines(cfg, fatal=True) == []
+
+
+def test_suppression_and_event_settings_are_checked(make, tmp_path):
+    classes = tmp_path / "classes"
+    classes.write_text("/quota/ mailbox_full\n/x/ mailbox_ful\n")
+    cfg = make(
+        "suppression_map = regexp:/etc/nothing\n"
+        "suppression_classes = invalid_mailbox:400d, bogus:1d\n"
+        f"event_log_file = {tmp_path}/no/such/events.jsonl\n"
+        f"bounce_class_maps = regexp:{classes}\n"
+    )
+    main = tmp_path / "main.cf"
+    assert lines(cfg, fatal=True) == [
+        f'{main}, line 1: parameter suppression_map: bad value "regexp:/etc/nothing"'
+        " (expected lmdb:PATH)",
+        f"{main}, line 2: parameter suppression_classes: unknown bounce class 'bogus'",
+    ]
+    assert lines(cfg, fatal=False) == [
+        f"{main}, line 3: parameter event_log_file: no directory for {tmp_path}/no/such/events.jsonl:"
+        " no events are written",
+        f"{main}, line 4: parameter bounce_class_maps: regexp:{classes}, line 2:"
+        " 'mailbox_ful' is not a bounce class",
+    ]
