@@ -25,6 +25,9 @@ DESCRIPTION
     sendmail -XV; common/verp.py) is written only when the message has
     a sender and the two characters pass verp_delimiter_filter;
     otherwise it is dropped with a warning, as Postfix ignores it.
+    The header egress_pool_header names (X-Pool:) is removed, and the
+    first one's value, when it is a pool name (1 to 64 of a-z 0-9 . _ -,
+    compared in lower case), becomes the envelope attribute "pool".
 
     Headers. The header section is split by the header kernel
     (cleanup.header_parse) and held in memory until it ends, so that
@@ -99,6 +102,7 @@ SEE ALSO
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -150,6 +154,8 @@ REPLY_ALIAS_ERROR = "4.6.0 Alias expansion error"
 REPLY_TOO_BIG = "5.3.4 message file too big"
 REPLY_HOPS = "5.4.6 too many hops"
 REPLY_NO_RCPT = "5.1.0 no recipients specified"
+
+POOL_NAME_RE = re.compile(rb"[a-z0-9._-]{1,64}\Z")  # an egress pool name (mta/common/egress.py)
 
 _PART_PRIMARY = "primary"  # the message's own headers
 _PART_MULTIPART = "multipart"  # headers of a multipart body part
@@ -230,6 +236,7 @@ class Cleanup:
         self.mime_off = cfg.get_bool("disable_mime_input_processing")
         self.mime_limit = cfg.get_int("mime_nesting_limit")
         self.verp_filter = cfg.get("verp_delimiter_filter")
+        self.pool_header = cfg.get("egress_pool_header").strip().lower().encode("ascii", "replace")
         self.rewriter = Rewriter(cfg)
         self.addr = AddressMapper(cfg, self.rewriter)
         self.checks = ContentChecks(cfg)
@@ -323,6 +330,7 @@ class CleanupJob:
         self.writer: QueueFileWriter | None = None
         self.signing = None  # cleanup.dkim_sign.SigningJob when a key signs this message
         self.message_id = ""  # the Message-ID: header's value, kept in the envelope
+        self.pool: str | None = None  # egress_pool_header's name; None: no such header yet
         self.dkim_offsets: list[int] = []  # where its placeholder lines are in the file
         self.queue_id = "NOQUEUE"
         try:
@@ -576,6 +584,9 @@ class CleanupJob:
     def _primary_header(self, name: bytes, raw: bytes, hid: int) -> None:
         if self.stopped:
             return
+        if name == self.c.pool_header and name:
+            self._take_pool(raw)
+            return
         if self.strict is not None:
             self.strict.header(hid, raw)
         table = "mime_header_checks" if is_mime_header(name) else "header_checks"
@@ -591,6 +602,17 @@ class CleanupJob:
             name = raw[:namelen].lower() if namelen else b""
             hid = H.header_id(name)
         self._account_header(name, raw, hid)
+
+    def _take_pool(self, raw: bytes) -> None:
+        """egress_pool_header: the first one names the pool; every one is removed."""
+        if self.pool is not None:
+            return
+        value = H.unfold(raw[raw.find(b":") + 1 :]).strip().lower()
+        self.pool = value.decode("ascii") if POOL_NAME_RE.match(value) else ""
+        if not self.pool:
+            log.warning(
+                "%s: %s: not a pool name, ignored", self.queue_id, self.c.pool_header.decode()
+            )
 
     def _account_header(self, name: bytes, raw: bytes, hid: int) -> None:
         """Track, rewrite and keep (or drop) one primary header."""
@@ -703,6 +725,8 @@ class CleanupJob:
         attrs = {k: v for k, v in self.attrs.items()}
         if self.message_id:
             attrs["message_id"] = self.message_id  # the event log's message_id
+        if self.pool:
+            attrs["pool"] = self.pool  # the egress pool (mta/common/egress.py)
         if self.signing is not None:
             attrs["dkim_keys"] = ",".join(self.signing.names)  # for a client that signs again
         if self.requeue:

@@ -57,7 +57,7 @@ from __future__ import annotations
 from mta import log
 from mta.common.addr_find import find_address
 from mta.common.dkim import DkimError, Signer
-from mta.common.dkim_keys import KeyTable
+from mta.common.dkim_keys import KeyTable, SigningSettings
 from mta.common.dkim_verify import tag_list
 from mta.common.long_lines import fold_long_lines
 from mta.config.errors import ConfigError
@@ -74,10 +74,7 @@ class DkimSigning:
         self.key_table = KeyTable(cfg)
         self.signing_table = Maps.from_param(cfg, "dkim_signing_table")
         self.enabled = self.key_table.enabled and bool(self.signing_table)
-        self.canon = cfg.get("dkim_canonicalization").strip() or "relaxed/relaxed"
-        self.headers = cfg.get_list("dkim_signed_headers")
-        self.oversign = cfg.get_list("dkim_oversign_headers")
-        self.expire = int(cfg.get_time("dkim_signature_expiry"))
+        self.settings = SigningSettings.from_config(cfg)
         self.on_failure = cfg.get("dkim_failure_action").strip().lower()
         self.delimiter = cfg.get("recipient_delimiter")
         # body lines are hashed as the smtp client will break them
@@ -88,7 +85,7 @@ class DkimSigning:
                 param="dkim_failure_action",
             )
         try:
-            Signer([], canon=self.canon)
+            self.settings.signer([])
         except DkimError as exc:
             raise ConfigError(str(exc), param="dkim_canonicalization") from exc
 
@@ -118,7 +115,7 @@ class DkimSigning:
         keys = self.key_table.keys(names)
         ours = {(k.domain.lower(), k.selector.lower()) for k in keys}
         kept = [h for h in headers if _signed_by(h) not in ours]
-        signer = Signer(keys, self.canon, self.headers, self.oversign, self.expire)
+        signer = self.settings.signer(keys)
         job = SigningJob(queue_id, signer, kept, now, self.line_limit)
         job.names = names
         job.kept = kept

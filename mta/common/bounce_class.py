@@ -117,7 +117,7 @@ class Classifier:
             log.warning("%s", text)
 
 
-_by_config: dict[int, Classifier] = {}
+_by_config: dict[int, tuple] = {}  # id(cfg) -> (cfg, classifier); cfg held: ids stay unique
 
 
 def classifier_for(cfg) -> Classifier:
@@ -125,5 +125,5 @@ def classifier_for(cfg) -> Classifier:
     found = _by_config.get(id(cfg))
     if found is None:
         user = Maps.from_param(cfg, "bounce_class_maps") if cfg.get("bounce_class_maps") else None
-        found = _by_config[id(cfg)] = Classifier(user)
-    return found
+        found = _by_config[id(cfg)] = (cfg, Classifier(user))
+    return found[1]

@@ -1,19 +1,23 @@
 """common.dkim_keys - DKIM signing keys by name (dkim_key_table), and re-signing
 
 SYNOPSIS
-    from mta.common.dkim_keys import KeyTable, signer_from_config, resign
+    from mta.common.dkim_keys import KeyTable, SigningSettings, resign, resign_for
     table = KeyTable(cfg)                  # dkim_key_table; table.enabled
     key = table.key("rsa1")                # DkimKey; DkimError when unusable
-    data = resign(cfg, table, data, ["rsa1", "ed1"])   # new signatures on top
+    settings = SigningSettings.from_config(cfg)
+    signer = settings.signer([key])
+    data = resign(settings, table, data, ["rsa1", "ed1"])   # new signatures on top
+    data = resign_for(cfg, data, names)    # the same, tables kept per process
 
 DESCRIPTION
     dkim_key_table maps a key name to "domain:selector:/path/key.pem",
     OpenDKIM's KeyTable form. A key file is read once and again only
     when it changes (inode, size, modification time).
 
-    signer_from_config() is a common/dkim.Signer with the main.cf
-    settings (dkim_canonicalization, dkim_signed_headers,
-    dkim_oversign_headers, dkim_signature_expiry).
+    SigningSettings holds the main.cf settings (dkim_canonicalization,
+    dkim_signed_headers, dkim_oversign_headers, dkim_signature_expiry),
+    read once; its signer() is a common/dkim.Signer for some keys.
+    cleanup (cleanup/dkim_sign.py) and the smtp client use it.
 
     resign() is for content changed after cleanup signed it (the smtp
     client's 8-bit to 7-bit conversion): data is the whole message as
@@ -29,6 +33,7 @@ SECURITY
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from mta.common.dkim import DkimError, DkimKey, Signer, header_fields, load_key
 from mta.maps import MapError, MapRetry, Maps
@@ -133,18 +138,41 @@ def _uid_of(user: str) -> int | None:
         return None
 
 
-def signer_from_config(cfg, keys: list[DkimKey]) -> Signer:
-    """A Signer for keys with main.cf's DKIM settings; DkimError for a bad canonicalization."""
-    return Signer(
-        keys,
-        cfg.get("dkim_canonicalization").strip() or "relaxed/relaxed",
-        cfg.get_list("dkim_signed_headers"),
-        cfg.get_list("dkim_oversign_headers"),
-        int(cfg.get_time("dkim_signature_expiry")),
-    )
+@dataclass(frozen=True)
+class SigningSettings:
+    """main.cf's DKIM signature settings, read once per process."""
+
+    canon: str
+    headers: tuple[str, ...]
+    oversign: tuple[str, ...]
+    expire: int
+
+    @classmethod
+    def from_config(cls, cfg) -> SigningSettings:
+        return cls(
+            cfg.get("dkim_canonicalization").strip() or "relaxed/relaxed",
+            tuple(cfg.get_list("dkim_signed_headers")),
+            tuple(cfg.get_list("dkim_oversign_headers")),
+            int(cfg.get_time("dkim_signature_expiry")),
+        )
+
+    def signer(self, keys: list[DkimKey]) -> Signer:
+        """A Signer for keys; DkimError for a canonicalization that is not one."""
+        return Signer(keys, self.canon, list(self.headers), list(self.oversign), self.expire)
 
 
-def resign(cfg, table: KeyTable, data: bytes, names: list[str]) -> bytes:
+_resigning: dict[int, tuple] = {}  # id(cfg) -> (cfg, settings, table); cfg held: ids stay unique
+
+
+def resign_for(cfg, data: bytes, names: list[str]) -> bytes:
+    """resign() with the settings and key table of cfg, made once per process."""
+    found = _resigning.get(id(cfg))
+    if found is None:
+        found = _resigning[id(cfg)] = (cfg, SigningSettings.from_config(cfg), KeyTable(cfg))
+    return resign(found[1], found[2], data, names)
+
+
+def resign(settings: SigningSettings, table: KeyTable, data: bytes, names: list[str]) -> bytes:
     """data with its top len(names) DKIM-Signature fields made again; see the docstring."""
     head, sep, body = data.partition(b"\r\n\r\n")
     fields = header_fields(head)
@@ -155,7 +183,7 @@ def resign(cfg, table: KeyTable, data: bytes, names: list[str]) -> bytes:
         ours += 1
     if ours != len(names):
         raise DkimError("the message lost the signatures cleanup made")
-    signer = signer_from_config(cfg, table.keys(names))
+    signer = settings.signer(table.keys(names))
     signer.body_text(body)
     rest = fields[ours:]
     new = signer.sign(rest)

@@ -1,15 +1,16 @@
 """common.events - one JSON object per delivery event, for scripts and webhooks
 
 SYNOPSIS
-    from mta.common.events import EventLog, status_event, EVENTS
+    from mta.common.events import EventLog, status_event, report_event, EVENTS
     events = EventLog.from_config(cfg)          # None when event_log_file is empty
     events.write(status_event(st, msg, site="gmail.com", transport="smtp"))
-    events.write({"event": "feedback", "recipient": ..., "class": "complaint", ...})
+    events.write(report_event("feedback", qid, bounce_address, "u@example.com", "complaint", ...))
 
 DESCRIPTION
     With event_log_file set, qmgr (and the bounce address handler, for
-    feedback) append one line per recipient event to that file: a JSON
-    object with at least these keys, in this order:
+    asynchronous bounces and feedback) append one line per recipient
+    event to that file: a JSON object with at least these keys, in this
+    order:
 
         event       delivered, deferred, bounced, expired, suppressed,
                     feedback
@@ -28,7 +29,9 @@ DESCRIPTION
     Values are strings, except delays (four numbers, seconds). One event
     is one line: JSON escapes every control character, so a reply
     cannot break a line. The same object is what a webhook sender will
-    post; status_event() is its only constructor for delivery events.
+    post; status_event() is its only constructor for delivery events,
+    report_event() the one for what the bounce address handler
+    (mta/bouncein) reads from asynchronous bounces and feedback reports.
 
     Lines are appended with O_APPEND in one write(2) each, so several
     processes can share the file. The file is opened again when it is
@@ -124,6 +127,43 @@ def status_event(
         "reply": st.diag_text or st.reason,
         "relay": st.relay or "none",
         "delays": [round(d, 3) for d in st.delays] if st.delays else [0, 0, 0, 0],
+    }
+
+
+def report_event(
+    event: str,
+    queue_id: str,
+    sender: str,
+    recipient: str,
+    klass: str,
+    dsn: str,
+    reply: str,
+    message_id: str = "",
+    orig_recipient: str = "",
+    relay: str = "none",
+    transport: str = "",
+    when: float | None = None,
+) -> dict:
+    """The event object of a report the bounce address handler read (a DSN or a complaint).
+
+    queue_id is the report's own, message_id that of the reported
+    message when the report carries it, sender the bounce address."""
+    return {
+        "event": event,
+        "time": rfc3339(time.time() if when is None else when),
+        "queue_id": queue_id,
+        "message_id": message_id,
+        "sender": sender,
+        "recipient": recipient,
+        "orig_recipient": orig_recipient if orig_recipient != recipient else "",
+        "site": recipient.rpartition("@")[2].lower(),
+        "source": "",
+        "transport": transport,
+        "class": klass,
+        "dsn": dsn,
+        "reply": reply,
+        "relay": relay or "none",
+        "delays": [0, 0, 0, 0],
     }
 
 

@@ -6,7 +6,7 @@ SYNOPSIS
     store = LmdbStore("/var/lib/mta/verify_cache.lmdb", map_size)
     store.put(key, value); store.get(key); store.delete_many(keys)
     for key, value in store.items(): ...
-    store.put_many(pairs); store.items_from(prefix)      # LmdbStore only
+    store.put_many(pairs); store.items_from(prefix)
 
 DESCRIPTION
     The caches services keep between deliveries (address verification,
@@ -50,6 +50,9 @@ class MemoryStore:
     def put(self, key: str, value: str) -> None:
         self.data[key] = value
 
+    def put_many(self, pairs: list[tuple[str, str]]) -> None:
+        self.data.update(pairs)
+
     def delete(self, key: str) -> None:
         self.data.pop(key, None)
 
@@ -59,6 +62,10 @@ class MemoryStore:
 
     def items(self) -> Iterator[tuple[str, str]]:
         return iter(list(self.data.items()))
+
+    def items_from(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """The entries whose key starts with prefix, in key order."""
+        return iter(sorted((k, v) for k, v in self.data.items() if k.startswith(prefix)))
 
     def close(self) -> None:
         pass

@@ -48,7 +48,12 @@ DESCRIPTION
     that is not lmdb: or suppression_classes naming an unknown class
     (fatal), an event_log_file whose directory is missing and a
     bounce_class_maps rule whose result is not a class (warnings,
-    common/suppress.setup_problems); a
+    common/suppress.setup_problems); a shaping_table limit or
+    shaping_reply_maps action that does not parse (qmgr/shaping.problems,
+    fatal); an egress source, pool or warm-up
+    schedule that cannot be used, such as an address not configured on
+    this host (fatal; a pool egress_pool_maps names but egress_pools
+    lacks is a warning; common/egress.setup_problems); a
     main.cf name that no parameter has and that no setting uses as
     $name (nor smtpd_restriction_classes lists),
     which is probably a typo, and a parameter from
@@ -159,6 +164,7 @@ LMDB_TABLES = frozenset(
         "smtpd_tls_session_cache_database",
         "smtp_tls_mta_sts_cache_database",
         "suppression_map",
+        "egress_state_map",
     }
 )
 LMDB_TABLE_TYPES = ("lmdb", "hash", "btree")
@@ -167,7 +173,9 @@ WRITTEN_TABLES = frozenset({"address_verify_map", "alias_database", "proxy_write
 # tables whose absence only defers mail (local delivery), as in Postfix: a warning
 OPTIONAL_TABLES = frozenset({"alias_maps"})
 # master.cf commands whose service names get TRANSPORT_* parameters
-DELIVERY_AGENTS = frozenset({"smtp", "lmtp", "local", "virtual", "pipe", "error", "discard"})
+DELIVERY_AGENTS = frozenset(
+    {"smtp", "lmtp", "local", "virtual", "pipe", "error", "discard", "bouncein"}
+)
 
 _REF_RE = re.compile(r"\$(?:([A-Za-z0-9_]+)|[{(]\s*([A-Za-z0-9_]+))")
 _TABLE_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):(.+)\Z", re.DOTALL)
@@ -396,6 +404,20 @@ def _suppression_problems(cfg, seen: set[str]) -> list[Problem]:
     return _setup_problems(cfg, seen, setup_problems)
 
 
+def _egress_problems(cfg, seen: set[str]) -> list[Problem]:
+    """Egress sources, pools and warm-up schedules (common/egress.setup_problems)."""
+    from mta.common.egress import setup_problems
+
+    return _setup_problems(cfg, seen, setup_problems)
+
+
+def _shaping_problems(cfg, seen: set[str]) -> list[Problem]:
+    """shaping_table limits and shaping_reply_maps actions that do not parse: fatal."""
+    from mta.qmgr.shaping import problems
+
+    return _setup_problems(cfg, seen, problems)
+
+
 def _sasl_problems(cfg, seen: set[str]) -> list[Problem]:
     """smtpd's SMTP AUTH settings: an unusable backend is fatal, a missing table a warning."""
     from mta.smtpd.sasl import setup_problems
@@ -469,6 +491,8 @@ def config_problems(
     out.extend(_client_sasl_problems(cfg, seen))
     out.extend(_dkim_problems(cfg, seen))
     out.extend(_suppression_problems(cfg, seen))
+    out.extend(_shaping_problems(cfg, seen))
+    out.extend(_egress_problems(cfg, seen))
     for name, e in cfg.entries.items():
         if name in PARAMS or per_transport_default(name, transports) or name in referenced:
             continue

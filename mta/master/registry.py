@@ -11,7 +11,8 @@ DESCRIPTION
     with "_" for "-" (trivial-rewrite -> mta.trivial_rewrite); it is
     available when that package has a __main__ module. A command that
     contains "." is a module path run as it is: custom services and the
-    test services. resolve_command() returns the module, or None and a
+    test services. MTA_PROGRAMS are mta's own programs (bouncein), named
+    and found the same way. resolve_command() returns the module, or None and a
     reason the master logs before it skips the service.
 
     PRESPAWN_COMMANDS are the long-running services the master starts
@@ -67,6 +68,9 @@ POSTFIX_PROGRAMS: frozenset[str] = frozenset(
     }
 )
 
+# mta's own programs, which Postfix does not have
+MTA_PROGRAMS: frozenset[str] = frozenset({"bouncein"})  # the bounce address handler
+
 # Postfix programs whose mta module has another name
 COMMAND_ALIASES: dict[str, str] = {
     "defer": "bounce",  # one program, three services (bounce, defer, trace)
@@ -113,7 +117,7 @@ def resolve_command(command: str) -> tuple[str | None, str]:
         if _module_exists(command):
             return command, ""
         return None, f"command {command}: no such Python module"
-    if command in POSTFIX_PROGRAMS:
+    if command in POSTFIX_PROGRAMS or command in MTA_PROGRAMS:
         module = module_for_program(command)
         if _has_main(module):
             return module, ""

@@ -134,6 +134,8 @@ from mta.qmgr.outcomes import Outcomes
 from mta.qmgr.redirect import Routing
 from mta.qmgr.scan import iter_queue
 from mta.qmgr.settings import TransportSettings, load_transports
+from mta.qmgr.shaping import Shaper
+from mta.qmgr.sites import SiteResolver, literal_site
 from mta.queue import paths
 from mta.queue.queue_file import (
     QueueFileError,
@@ -224,6 +226,8 @@ class QueueManager:
         self.verp_filter = cfg.get("verp_delimiter_filter")
         self.verp_bounces_off = cfg.get_bool("disable_verp_bounces")
         self.outcomes = Outcomes(cfg)  # event log, suppression list
+        self.sites = SiteResolver(cfg)  # domain -> mailbox provider, by MX hosts
+        self.shaper = Shaper(cfg)  # per-site limits and reply rules
         self.transports = load_transports(cfg)
         self.sched = Scheduler()
         self.active: dict[str, ActiveMessage] = {}
@@ -311,6 +315,8 @@ class QueueManager:
                 self.scan_incoming()
             for d in self.sched.revive(time.time()):
                 log.info("%s: %s: delivery resumes", d.transport.name, d.key)
+            if self.shaper.rate_cuts:
+                self.shaper.restore(self.sched, time.time())
             self.dispatch()
             if time.monotonic() - self.last_forget > FORGET_EVERY:
                 self.last_forget = time.monotonic()
@@ -520,14 +526,43 @@ class QueueManager:
             step = 1 if verp else limit  # VERP: each recipient gets a sender of its own
             for i in range(0, len(rcpts), step):
                 chunk = rcpts[i : i + step]
-                key = chunk[0].address.lower() if limit == 1 else nexthop.lower()
-                dest = self._destination(ts, key)
                 am.batches_out += 1
                 batch = Batch(am, transport, nexthop, chunk)
-                if dest.is_dead():
-                    self._defer_batch(batch, f"{SUSPENDED}: {self._dead_reason(dest)}")
+                if limit == 1:
+                    self._queue(ts, chunk[0].address.lower(), batch)
                 else:
-                    self.sched.push(dest, batch)
+                    self._queue_by_site(ts, batch)
+
+    def _queue_by_site(self, ts: TransportSettings, batch: Batch) -> None:
+        """Queue a batch under its site (qmgr/sites.py) when its transport is
+        shaped; a domain whose site is not known yet waits for its MX look-up."""
+        nexthop = batch.nexthop
+        literal = literal_site(nexthop) if self.shaper.applies(ts.name) else nexthop.lower()
+        if literal is not None:
+            self._queue(ts, literal, batch)  # not shaped: a relayhost, [host], or off
+            return
+        site = self.sites.cached(nexthop)
+        if site is not None:
+            self._queue(ts, site, batch, shaped=True)
+            return
+
+        def resolved(site: str) -> None:
+            try:
+                self._queue(ts, site, batch, shaped=True)
+            except Exception as exc:  # noqa: BLE001 - the batch is deferred, never lost
+                self._defer_batch(batch, f"cannot queue for site {site}: {exc}")
+            self.wake.set()
+
+        self.sites.resolve(nexthop, resolved)
+
+    def _queue(self, ts: TransportSettings, key: str, batch: Batch, shaped: bool = False) -> None:
+        dest = self._destination(ts, key)
+        if shaped:
+            self.shaper.configure(dest, time.time())
+        if dest.is_dead():
+            self._defer_batch(batch, f"{SUSPENDED}: {self._dead_reason(dest)}")
+        else:
+            self.sched.push(dest, batch)
 
     def probe_resolver(self) -> Resolver:
         """The resolver for address probes: address_verify_* routing in place of the usual."""
@@ -593,7 +628,7 @@ class QueueManager:
             flags=(REQ_FLAG_BOUNCE if not msg.sender else 0)
             | (REQ_FLAG_VERIFY if msg.flags & QF_VERIFY else 0)
             | (REQ_FLAG_RECORD if msg.flags & QF_TRACE else 0),
-            attrs=msg.attrs,
+            attrs=self._request_attrs(dest, msg),
             content_offset=msg.content_offset,
             content_size=msg.content_size,
         )
@@ -618,6 +653,31 @@ class QueueManager:
             self._batch_done(am)
         self.dispatch()
 
+    def _request_attrs(self, dest, msg: QueueMessage) -> dict[str, str]:
+        """The envelope attributes, and a shaped site's per-connection limit."""
+        if not self.shaper.is_shaped(dest):
+            return msg.attrs
+        return {**msg.attrs, **self.shaper.request_attrs(dest)}
+
+    def _shape(self, dest, result, now: float) -> None:
+        """A shaped site's reply rules: the first reply that matches one acts."""
+        replies = [(result.hop_dsn, result.hop_reason)] if result.hop_dsn else []
+        replies += [
+            (st.dsn, st.diag_text or st.reason)
+            for st in result.statuses
+            if st.action in (ACTION_DELAYED, ACTION_FAILED)
+        ]
+        for dsn, reply in replies:
+            actions = self.shaper.on_reply(dest, dsn, reply, now)
+            if actions is None:
+                continue
+            if actions.suspend:
+                why = f"site {dest.key}: {' '.join(reply.split())[:300]}"
+                self.dead_reason[(dest.transport.name, dest.key)] = why
+                for waiting in self.sched.drain(dest):
+                    self._defer_batch(waiting, f"{SUSPENDED}: {why}")
+            return
+
     def _take_result(self, dest, batch: Batch, req: DeliveryRequest, result) -> None:
         """Feed an agent's answer to the scheduler and the message's bookkeeping."""
         am = batch.message
@@ -632,6 +692,8 @@ class QueueManager:
             log.info("%s: %s: too many failures; %s", batch.transport, dest.key, SUSPENDED)
             for waiting in self.sched.drain(dest):
                 self._defer_batch(waiting, f"{SUSPENDED}: {reason}")
+        elif self.shaper.is_shaped(dest):
+            self._shape(dest, result, now)
         self.outcomes.record(msg, result.statuses, "", batch.transport)
         for st in result.statuses:
             self._note(am, st)

@@ -76,6 +76,16 @@ DESCRIPTION
     policy (mta/smtp/mta_sts.py) may raise none, may or encrypt to
     verify and keep only the MX hosts it names.
 
+    A request may name its source: the delivery attributes
+    "source_address" and "helo_name" (qmgr sets them from the
+    message's egress pool, mta/common/egress.py). The session is then
+    bound to that address (for both address families, instead of
+    smtp_bind_address and smtp_bind_address6) and greets with that
+    name; sessions are kept and found by next hop, source address and
+    EHLO name together, so a session never carries mail of another
+    source. Every recipient status names the local address of the
+    session that decided it (its "source").
+
     job.conn_time is the time until the session was ready (connected,
     greeted, TLS and EHLO done); near zero for a reused session.
 
@@ -155,8 +165,15 @@ def _scache_path(cfg) -> str | None:
     return path if os.path.exists(path) else None
 
 
+def _cache_key(lmtp: bool, nexthop: str, source: tuple[str, str]) -> tuple:
+    """A kept session's key: the next hop, and the source address and EHLO name a
+    request asked for, so that no session serves a request of another source."""
+    return (lmtp, nexthop.lower(), *source)
+
+
 def _scache_key(key: tuple) -> str:
-    return ("lmtp:" if key[0] else "smtp:") + key[1]
+    kind = ("lmtp:" if key[0] else "smtp:") + key[1]
+    return kind + (f"|{key[2]}|{key[3]}" if key[2] or key[3] else "")
 
 
 async def _scache_take(job, st: Settings, key: tuple) -> Session | None:
@@ -265,7 +282,8 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
     """Deliver job's pending recipients over SMTP or LMTP."""
     if not job.pending():
         return
-    st = Settings.of(job.cfg, lmtp).for_nexthop(job.req.nexthop)
+    source = (job.req.attrs.get("source_address", ""), job.req.attrs.get("helo_name", ""))
+    st = Settings.of(job.cfg, lmtp).for_nexthop(job.req.nexthop).with_source(*source)
     sts = await mta_sts.delivery_policy(job.cfg, st, job.req.nexthop, lmtp)
     st = mta_sts.enforce(st, sts)
     refusal = st.tls_refusal()
@@ -286,7 +304,7 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
         # generic mapping changed signed headers and the signature could not be remade
         job.defer_all(f"cannot sign the message again after generic mapping: {exc}", "4.7.0")
         return
-    key = (lmtp, job.req.nexthop.lower())
+    key = _cache_key(lmtp, job.req.nexthop, source)
     tries = _Tries()
 
     # a kept session first (the shared cache holds plain-text sessions only);
@@ -301,6 +319,9 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
             break
         if session.st.tls_policy != st.tls_policy or (st.tls_required and not session.tls):
             session.close()  # kept under another TLS policy: never used for this one
+            continue
+        if st.source and session.local != st.source:
+            session.close()  # not from the source this request asked for
             continue
         job.conn_time = time.time() - job.started
         try:
@@ -348,7 +369,7 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
         except NexthopError as exc:
             tries.missed = exc
             continue
-        key = (lmtp, relay.lower())
+        key = _cache_key(lmtp, relay, source)
         if await _try_site(job, relay_st, key, out, relay_targets, tries, relay):
             return
     if not job.pending():

@@ -9,7 +9,8 @@ SYNOPSIS
 
 DESCRIPTION
     connect() opens the connection (smtp_connect_timeout, from
-    smtp_bind_address), reads the greeting (smtp_helo_timeout) and
+    smtp_bind_address, or from the request's source address:
+    Settings.with_source()), reads the greeting (smtp_helo_timeout) and
     greets with EHLO, falling back to HELO when the server refuses EHLO
     with a 5xx reply (LMTP: LHLO, no fallback). The EHLO reply's
     keywords (minus smtp_discard_ehlo_keywords) go into
@@ -69,7 +70,8 @@ DESCRIPTION
     PIPELINING every command up to DATA goes out in one write. Each
     recipient ends on the job with sent() (action "relayed" when the
     server lacks DSN, else "delivered"), defer() for a 4xx reply or
-    bounce() for a 5xx reply, with Postfix's reason text: "host
+    bounce() for a 5xx reply, its status naming the connection's local
+    address as its source, with Postfix's reason text: "host
     mx.example[192.0.2.1] said: 550 5.1.1 no such user (in reply to
     RCPT TO command)". An LMTP server gives one reply per accepted
     recipient after the final dot.
@@ -104,7 +106,7 @@ from dataclasses import dataclass, replace
 from mta import log
 from mta.common.deadline import bounded
 from mta.common.dkim import DkimError
-from mta.common.dkim_keys import KeyTable, resign
+from mta.common.dkim_keys import resign_for
 from mta.common.dsn import ACTION_DELIVERED, ACTION_RELAYED
 from mta.common.long_lines import fold_long_lines
 from mta.common.tls_session import ClientSessions, arm_connection
@@ -225,9 +227,11 @@ class Settings:
     tls_session_remote: TlsmgrClient | None  # tlsmgr, when *_tls_session_cache_database is set
     tls: ClientTls  # the main.cf TLS parameters
     tls_policy: TlsPolicy  # this next hop's (main.cf, or smtp_tls_policy_maps)
+    source: str = ""  # the request's source address (egress pools), bound for both families
 
     def __post_init__(self) -> None:
         self._with_policy: dict[TlsPolicy, Settings] = {}
+        self._with_source: dict[tuple[str, str], Settings] = {}
 
     @property
     def tls_required(self) -> bool:
@@ -265,6 +269,21 @@ class Settings:
         if found is None:
             found = replace(self, tls_level=policy.level, tls_policy=policy)
             self._with_policy[policy] = found
+        return found
+
+    def with_source(self, address: str, helo: str) -> Settings:
+        """These settings for a request that names its source address and EHLO name
+        (mta/common/egress.py): the address replaces smtp_bind_address and
+        smtp_bind_address6, so that a server of the other address family is not
+        reached from another address; helo, when given, replaces smtp_helo_name."""
+        if not address and not helo:
+            return self
+        found = self._with_source.get((address, helo))
+        if found is None:
+            found = replace(self, helo_name=helo or self.helo_name)
+            if address:
+                found = replace(found, bind_address=address, bind_address6=address, source=address)
+            self._with_source[(address, helo)] = found
         return found
 
     _memo = {}  # (id(cfg), lmtp) -> (cfg, Settings)
@@ -356,7 +375,7 @@ class Outgoing:
             names = _dkim_names(job.req.attrs)
             if mapped and names:
                 # cleanup's signatures covered the headers before the mapping
-                data = resign(job.cfg, KeyTable(job.cfg), data, names)
+                data = resign_for(job.cfg, data, names)
             self.sender = generic.address(job.req.sender)
             self.mapped = {r.offset: generic.address(r.address) for r in job.pending()}
         self.size = len(data)
@@ -390,7 +409,7 @@ class Outgoing:
             data = downgrade_8bit(self._raw)
             names = _dkim_names(self.attrs)
             if names:
-                data = resign(self.cfg, KeyTable(self.cfg), data, names)
+                data = resign_for(self.cfg, data, names)
             self._payload7 = stuff_dots(data)
         return self._payload7
 
@@ -464,6 +483,8 @@ class Session:
         self.tls_resume: tuple | None = None  # (sessions, context, key) of the handshake
         self.closed = False
         self.timed_out = False
+        sockname = writer.get_extra_info("sockname")
+        self.local = sockname[0] if isinstance(sockname, tuple) else ""  # our address
 
     @property
     def hostaddr(self) -> str:
@@ -790,7 +811,19 @@ class Session:
         )
 
     async def transact(self, job, out: Outgoing, rcpts: list) -> bool:
-        """One mail transaction; True when the session may be used again."""
+        """One mail transaction; True when the session may be used again. Each
+        status it decides names the connection's local address (its source)."""
+        before = {r.offset: job.statuses.get(r.offset) for r in rcpts}
+        try:
+            return await self._transact(job, out, rcpts)
+        finally:
+            if self.local:
+                for r in rcpts:
+                    status = job.statuses.get(r.offset)
+                    if status is not None and status is not before[r.offset]:
+                        status.source = self.local
+
+    async def _transact(self, job, out: Outgoing, rcpts: list) -> bool:
         st = self.st
         relay = self.target.relay
         feats = self.features

@@ -392,3 +392,11 @@ def test_suppression_and_event_settings_are_checked(make, tmp_path):
         f"{main}, line 4: parameter bounce_class_maps: regexp:{classes}, line 2:"
         " 'mailbox_ful' is not a bounce class",
     ]
+
+
+def test_a_bouncein_service_is_a_transport(make):
+    cfg = make(
+        "bouncein_destination_concurrency_limit = 2\nbouncein_report_size_limit = 2000000\n",
+        MASTER_CF + "bouncein unix - - n - - bouncein\n",
+    )
+    assert lines(cfg) == []

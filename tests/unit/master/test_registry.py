@@ -54,3 +54,7 @@ def test_wakeup_and_qmgr_are_prespawned():
     assert registry.is_prespawned("anything", 60)
     assert registry.is_prespawned("qmgr", 0)
     assert not registry.is_prespawned("smtpd", 0)
+
+
+def test_bouncein_is_mtas_own_program():
+    assert registry.resolve_command("bouncein") == ("mta.bouncein", "")
