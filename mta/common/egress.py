@@ -237,6 +237,14 @@ class Egress:
     def flush(self) -> None:
         self.counts.flush()
 
+    def save(self) -> None:
+        """Write the counts not written yet, if any; a failure is logged.
+
+        qmgr calls it before it hands batches out, so that a crash never
+        loses the count of mail that left."""
+        if self.counts.dirty:
+            self.counts.flush_logged()
+
     def close(self) -> None:
         self.counts.close()
 

@@ -21,12 +21,13 @@ DESCRIPTION
     counts through in one transaction at most every
     EGRESS_FLUSH_INTERVAL seconds or after EGRESS_FLUSH_COUNTS counted
     messages, whichever comes first; flush() and close() write the rest.
-    A crash therefore loses at most that much counting: the source then
-    sends up to that many messages more than its cap on that day. That
-    is acceptable, since a cap is a politeness target that a provider
-    judges over days, not a hard limit, and the batches already in
-    flight when a cap is reached overshoot it by as much anyway. In
-    return no delivery waits for a disk write.
+    qmgr counts a batch when it chooses its source, before the batch is
+    queued, and calls flush_logged() (through Egress.save()) before it
+    hands batches to the delivery agents: one write per dispatch round,
+    and a crash never loses the count of mail that left, so a cap holds
+    across crashes and restarts. A batch counted and then not delivered
+    (deferred, qmgr stopped) still counts: the cap errs on the side of
+    sending less.
 
     A new day flushes the old one, starts from the file's counts for
     the new day, and deletes the counts older than EGRESS_KEEP_DAYS
@@ -107,7 +108,7 @@ class WarmupCounts:
             self.unflushed >= self.flush_counts
             or time.monotonic() - self.flushed_at >= self.flush_interval
         ):
-            self._flush_logged()
+            self.flush_logged()
 
     def flush(self) -> None:
         """Write the changed counts now; StoreError when the table fails."""
@@ -123,17 +124,17 @@ class WarmupCounts:
         self.unflushed = 0
 
     def close(self) -> None:
-        self._flush_logged()
+        self.flush_logged()
         self.store.close()
 
-    def _flush_logged(self) -> None:
+    def flush_logged(self) -> None:
         try:
             self.flush()
         except StoreError as exc:
             log.warning("egress counts not saved: %s", exc)
 
     def _start_day(self, day: str) -> None:
-        self._flush_logged()
+        self.flush_logged()
         self.day = day
         self.counts = {}
         self.dirty.clear()

@@ -126,15 +126,17 @@ from mta.common.dsn import (
     status_line,
     wants_success_notice,
 )
+from mta.common.egress import Source, open_egress
 from mta.common.mail_flow import FLOW_RESERVE, FlowTokens
 from mta.common.verp import message_delimiters, verp_sender
 from mta.common.worker import Worker
 from mta.flush import FlushLogs, refresh_logs
+from mta.maps import MapRetry
 from mta.qmgr.outcomes import Outcomes
 from mta.qmgr.redirect import Routing
 from mta.qmgr.scan import iter_queue
 from mta.qmgr.settings import TransportSettings, load_transports
-from mta.qmgr.shaping import Shaper
+from mta.qmgr.shaping import Shaper, site_of
 from mta.qmgr.sites import SiteResolver, literal_site
 from mta.queue import paths
 from mta.queue.queue_file import (
@@ -205,6 +207,7 @@ class Batch:
     transport: str
     nexthop: str
     recipients: list[RequestRecipient]
+    source: Source | None = None  # the egress source it leaves from (common/egress)
 
 
 class QueueManager:
@@ -228,6 +231,7 @@ class QueueManager:
         self.outcomes = Outcomes(cfg)  # event log, suppression list
         self.sites = SiteResolver(cfg)  # domain -> mailbox provider, by MX hosts
         self.shaper = Shaper(cfg)  # per-site limits and reply rules
+        self.egress = open_egress(cfg)  # egress pools and warm-up; None without pools
         self.transports = load_transports(cfg)
         self.sched = Scheduler()
         self.active: dict[str, ActiveMessage] = {}
@@ -344,6 +348,8 @@ class QueueManager:
                 self.incoming_full = self.deferred_full = False
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=5)
+        if self.egress is not None:
+            self.egress.close()  # the last warm-up counts to the state file
         close_spares()
         await self.loop.run_in_executor(None, self.remover.close)
 
@@ -537,23 +543,57 @@ class QueueManager:
         """Queue a batch under its site (qmgr/sites.py) when its transport is
         shaped; a domain whose site is not known yet waits for its MX look-up."""
         nexthop = batch.nexthop
-        literal = literal_site(nexthop) if self.shaper.applies(ts.name) else nexthop.lower()
+        if not self.shaper.applies(ts.name):
+            self._queue(ts, nexthop.lower(), batch)
+            return
+        literal = literal_site(nexthop)
         if literal is not None:
-            self._queue(ts, literal, batch)  # not shaped: a relayhost, [host], or off
+            self._queue_from_pool(ts, literal, batch, False)  # a relayhost, [host]: not shaped
             return
         site = self.sites.cached(nexthop)
         if site is not None:
-            self._queue(ts, site, batch, shaped=True)
+            self._queue_from_pool(ts, site, batch, True)
             return
 
         def resolved(site: str) -> None:
             try:
-                self._queue(ts, site, batch, shaped=True)
+                self._queue_from_pool(ts, site, batch, True)
             except Exception as exc:  # noqa: BLE001 - the batch is deferred, never lost
                 self._defer_batch(batch, f"cannot queue for site {site}: {exc}")
             self.wake.set()
 
         self.sites.resolve(nexthop, resolved)
+
+    def _queue_from_pool(self, ts: TransportSettings, site: str, batch: Batch, shaped: bool):
+        """Queue a batch for a site, from a source of its message's egress pool if it has
+        one (queued as "SITE/SOURCE"); every source capped for today defers it."""
+        if self.egress is None:
+            self._queue(ts, site, batch, shaped)
+            return
+        msg = batch.message.msg
+        try:
+            pool = self.egress.pool_for(msg.sender, msg.attrs.get("pool", ""))
+        except MapRetry as exc:
+            self._defer_batch(batch, f"egress_pool_maps: {exc}", "4.3.0")
+            return
+        if not pool:
+            self._queue(ts, site, batch, shaped)
+            return
+        now = time.time()
+        try:
+            source = self.egress.choose(pool, site, now)
+        except KeyError:
+            log.warning("%s: egress pool %s is not configured", msg.queue_id, pool)
+            self._defer_batch(batch, f"egress pool {pool} is not configured", "4.3.5")
+            return
+        if source is None:
+            why = f"every source of egress pool {pool} reached today's warm-up cap for {site}"
+            self._defer_batch(batch, why, "4.7.0")
+            return
+        # counted when chosen: batches still queued count against the cap too
+        self.egress.count(source.name, site, len(batch.recipients), now)
+        batch.source = source
+        self._queue(ts, f"{site}/{source.name}", batch, shaped)
 
     def _queue(self, ts: TransportSettings, key: str, batch: Batch, shaped: bool = False) -> None:
         dest = self._destination(ts, key)
@@ -591,6 +631,8 @@ class QueueManager:
 
     # ------------------------------------------------------------ delivery
     def dispatch(self) -> None:
+        if self.egress is not None:
+            self.egress.save()  # counted warm-up batches are on disk before any leaves
         now = time.time()
         while True:
             picked = self.sched.pick(now)
@@ -628,7 +670,7 @@ class QueueManager:
             flags=(REQ_FLAG_BOUNCE if not msg.sender else 0)
             | (REQ_FLAG_VERIFY if msg.flags & QF_VERIFY else 0)
             | (REQ_FLAG_RECORD if msg.flags & QF_TRACE else 0),
-            attrs=self._request_attrs(dest, msg),
+            attrs=self._request_attrs(dest, batch),
             content_offset=msg.content_offset,
             content_size=msg.content_size,
         )
@@ -653,11 +695,18 @@ class QueueManager:
             self._batch_done(am)
         self.dispatch()
 
-    def _request_attrs(self, dest, msg: QueueMessage) -> dict[str, str]:
-        """The envelope attributes, and a shaped site's per-connection limit."""
-        if not self.shaper.is_shaped(dest):
-            return msg.attrs
-        return {**msg.attrs, **self.shaper.request_attrs(dest)}
+    def _request_attrs(self, dest, batch: Batch) -> dict[str, str]:
+        """The envelope attributes, a shaped site's per-connection limit, the source."""
+        attrs = batch.message.msg.attrs
+        if self.shaper.is_shaped(dest):
+            attrs = {**attrs, **self.shaper.request_attrs(dest)}
+        if batch.source is not None:
+            attrs = {
+                **attrs,
+                "source_address": batch.source.address,
+                "helo_name": batch.source.helo,
+            }
+        return attrs
 
     def _shape(self, dest, result, now: float) -> None:
         """A shaped site's reply rules: the first reply that matches one acts."""
@@ -694,7 +743,8 @@ class QueueManager:
                 self._defer_batch(waiting, f"{SUSPENDED}: {reason}")
         elif self.shaper.is_shaped(dest):
             self._shape(dest, result, now)
-        self.outcomes.record(msg, result.statuses, "", batch.transport)
+        site = site_of(dest.key) if self.shaper.is_shaped(dest) else ""
+        self.outcomes.record(msg, result.statuses, site, batch.transport)
         for st in result.statuses:
             self._note(am, st)
         missing = result.missing(req)
@@ -717,8 +767,8 @@ class QueueManager:
         elif st.action == ACTION_FAILED:
             am.bounced += 1
 
-    def _defer_batch(self, batch: Batch, reason: str) -> None:
-        self._defer_recipients(batch.message, batch.recipients, reason, "4.4.1")
+    def _defer_batch(self, batch: Batch, reason: str, dsn: str = "4.4.1") -> None:
+        self._defer_recipients(batch.message, batch.recipients, reason, dsn)
         self._batch_done(batch.message)
 
     def _defer_recipients(

@@ -46,6 +46,12 @@ DESCRIPTION
     "delivery resumes"; suspensions and rate cuts live in qmgr's memory
     and end when it restarts.
 
+    With egress pools (common/egress.py), a site's mail is queued per
+    source address ("gmail/src1"): providers count per sending address,
+    so the limits and the reply rules' actions hold for each source at
+    each site, and a 421 that suspends one source leaves the others
+    sending.
+
     A limit or action word that does not parse is a ConfigError naming
     the table and key at start-up; mta check reports it (problems()).
 
@@ -166,6 +172,11 @@ def _tables(cfg, param: str, builtin) -> list:
     return tables
 
 
+def site_of(key: str) -> str:
+    """The site of a scheduler key: "gmail", or "gmail/src1" for mail from a pool's source."""
+    return key.partition("/")[0]
+
+
 class Shaper:
     def __init__(self, cfg) -> None:
         self.transports = {t.lower() for t in cfg.get_list("shaping_transports")}
@@ -226,7 +237,7 @@ class Shaper:
             return
         self.configured[k] = dest
         self.base_delay[dest.key] = dest.rate_delay  # destination_rate_delay, if any
-        limits = self.limits_of(dest.key)
+        limits = self.limits_of(site_of(dest.key))
         if limits.concurrency:
             dest.limit = limits.concurrency
             dest.init_window = min(dest.init_window, limits.concurrency)
@@ -251,16 +262,16 @@ class Shaper:
                 del self.rate_cuts[site]
                 for (transport, key), dest in list(self.configured.items()):
                     if key == site and sched.find(transport, key) is dest:
-                        dest.rate_delay = self.limits_of(site).interval or self.base_delay.get(
-                            site, 0.0
-                        )
+                        dest.rate_delay = self.limits_of(
+                            site_of(site)
+                        ).interval or self.base_delay.get(site, 0.0)
                 log.info("%s: shaping: rate restored", site)
 
     def is_shaped(self, dest) -> bool:
         return self.configured.get((dest.transport.name, dest.key)) is dest
 
     def request_attrs(self, dest) -> dict[str, str]:
-        limits = self.limits_of(dest.key)
+        limits = self.limits_of(site_of(dest.key))
         return {"reuse_count_limit": str(limits.per_connection)} if limits.per_connection else {}
 
     def on_reply(self, dest, dsn: str, reply: str, now: float) -> ReplyActions | None:
@@ -284,7 +295,7 @@ class Shaper:
             dest.window = max(1.0, float(int(dest.window * actions.concurrency + 0.5)))
         if actions.rate:
             self.rate_cuts[site] = (actions.rate, now + actions.duration)
-            dest.rate_delay = self._interval(site, self.limits_of(site), now)
+            dest.rate_delay = self._interval(site, self.limits_of(site_of(site)), now)
         if actions.suspend:
             dest.dead_until = max(dest.dead_until, now + actions.suspend)
         log.info("%s: shaping: %s: %s", site, key[:200], actions.text)

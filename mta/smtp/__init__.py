@@ -84,7 +84,10 @@ DESCRIPTION
     name; sessions are kept and found by next hop, source address and
     EHLO name together, so a session never carries mail of another
     source. Every recipient status names the local address of the
-    session that decided it (its "source").
+    session that decided it (its "source"). A request's
+    "reuse_count_limit" attribute (a shaped site's per_connection,
+    mta/qmgr/shaping.py) replaces smtp_connection_reuse_count_limit
+    for the sessions it uses.
 
     job.conn_time is the time until the session was ready (connected,
     greeted, TLS and EHLO done); near zero for a reused session.
@@ -284,6 +287,9 @@ async def deliver_over(job: DeliveryJob, lmtp: bool) -> None:
         return
     source = (job.req.attrs.get("source_address", ""), job.req.attrs.get("helo_name", ""))
     st = Settings.of(job.cfg, lmtp).for_nexthop(job.req.nexthop).with_source(*source)
+    reuse = job.req.attrs.get("reuse_count_limit", "")
+    if reuse.isdigit():
+        st = st.with_reuse_limit(int(reuse))  # the site's per_connection (qmgr/shaping.py)
     sts = await mta_sts.delivery_policy(job.cfg, st, job.req.nexthop, lmtp)
     st = mta_sts.enforce(st, sts)
     refusal = st.tls_refusal()

@@ -232,6 +232,7 @@ class Settings:
     def __post_init__(self) -> None:
         self._with_policy: dict[TlsPolicy, Settings] = {}
         self._with_source: dict[tuple[str, str], Settings] = {}
+        self._with_reuse: dict[int, Settings] = {}
 
     @property
     def tls_required(self) -> bool:
@@ -284,6 +285,16 @@ class Settings:
             if address:
                 found = replace(found, bind_address=address, bind_address6=address, source=address)
             self._with_source[(address, helo)] = found
+        return found
+
+    def with_reuse_limit(self, limit: int) -> Settings:
+        """These settings with another smtp_connection_reuse_count_limit: a shaped site's
+        per_connection (mta/qmgr/shaping.py), sent by qmgr with the request."""
+        if limit <= 0 or limit == self.reuse_count_limit:
+            return self
+        found = self._with_reuse.get(limit)
+        if found is None:
+            found = self._with_reuse[limit] = replace(self, reuse_count_limit=limit)
         return found
 
     _memo = {}  # (id(cfg), lmtp) -> (cfg, Settings)

@@ -650,3 +650,31 @@ def test_recipients_are_marked_done_before_quit(tmp_path):
         srv.stop()
     assert [st.action for st in result.statuses] == ["relayed", "relayed"]
     assert done_at_quit == [True]
+
+
+def test_request_reuse_limit_is_a_sites_per_connection(tmp_path):
+    """qmgr sends a shaped site's per_connection as the request attribute
+    reuse_count_limit: it replaces smtp_connection_reuse_count_limit (0, no limit)."""
+    from tests.unit.smtp.peers import SinkHandler
+
+    peers: list[tuple] = []
+
+    class Counting(SinkHandler):
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):
+            peers.append(session.peer)
+            session.host_name = hostname
+            return responses
+
+    ctl, _ = sink(Counting())
+    cfg = config(tmp_path, ctl.port)
+    agent = AgentServer(deliver, cfg, tmp_path)
+    try:
+        for i in range(5):
+            msg = queue_message(cfg, [f"u{i}@example.com"])
+            req = request_for(msg, "[127.0.0.1]")
+            req.attrs["reuse_count_limit"] = "2"
+            agent.send(req)
+    finally:
+        agent.stop()
+        ctl.stop()
+    assert len(peers) == 3  # 2 + 2 + 1 deliveries, one connection each
