@@ -330,6 +330,7 @@ class CleanupJob:
         self.writer: QueueFileWriter | None = None
         self.signing = None  # cleanup.dkim_sign.SigningJob when a key signs this message
         self.message_id = ""  # the Message-ID: header's value, kept in the envelope
+        self.seal_target: str | None = None  # a signed message is sealed in commit()
         self.pool: str | None = None  # egress_pool_header's name; None: no such header yet
         self.dkim_offsets: list[int] = []  # where its placeholder lines are in the file
         self.queue_id = "NOQUEUE"
@@ -954,10 +955,10 @@ class CleanupJob:
                 writer.add_attr(name, value)
             writer.flags |= self.flags
             if self.signing is not None:
-                self._sign(writer)
-                if self.error is not None:
-                    self.abort()
-                    return self._result(*self.error)
+                # the signature and the seal wait for commit(): an event loop runs
+                # it on a thread, where RSA signing does not hold the loop (nor the GIL)
+                self.seal_target = target
+                return None
             writer.seal(target)
         except OSError as exc:
             self._write_error(exc)
@@ -979,9 +980,16 @@ class CleanupJob:
             writer.patch(offset, line)
 
     def commit(self) -> CleanupResult:
-        """After finish() said None: fsync and rename into place (blocks)."""
+        """After finish() said None: sign a message DKIM keys sign, seal, fsync and
+        rename into place (blocks: an event loop runs it on a thread)."""
         writer = self.writer
         try:
+            if self.seal_target is not None:
+                self._sign(writer)
+                if self.error is not None:
+                    self.abort()
+                    return self._result(*self.error)
+                writer.seal(self.seal_target)
             writer.sync()
         except OSError as exc:
             self._write_error(exc)
