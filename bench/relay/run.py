@@ -26,6 +26,11 @@ same load goes through a private Postfix instance configured the same way, in
 the same run; --plot draws delivered messages/second against sessions for
 both (needs matplotlib).
 
+--targets mta,mta-bulk,postfix adds mta with the bulk sender's features
+on (bulk_case.py: a suppression list of 100,000 entries, the event log, an
+egress pool of two source addresses with warm-up counting), to show what
+they cost.
+
 With --repeat N every target runs N times, interleaved (mta, postfix, mta,
 ...), and the table shows the median of each figure.
 
@@ -57,6 +62,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from bulk_case import BulkSetup  # noqa: E402
 from dkim_case import DkimSetup  # noqa: E402
 from loadgen import (  # noqa: E402 - after the path is set
     SENDER,
@@ -271,7 +277,7 @@ class PostfixTarget(PostfixInstance, Target):
             f.write(routing_files(self.etc, transport, alias) + main_cf)
 
 
-TARGETS = {"mta": MtaTarget, "postfix": PostfixTarget}
+TARGETS = {"mta": MtaTarget, "mta-bulk": MtaTarget, "postfix": PostfixTarget}
 
 
 # ---------------------------------------------------------------- measuring
@@ -338,6 +344,9 @@ def run_one(
     signing = DkimSetup(top, dkim) if dkim else None
     if signing is not None:
         extra = (extra[0] + signing.main_cf(name), extra[1])
+    bulk = BulkSetup(top) if name == "mta-bulk" else None
+    if bulk is not None:
+        extra = (extra[0] + bulk.main_cf(name), extra[1])
     target = TARGETS[name](top, port, transport, alias, *extra)
 
     def load(sessions: int, messages: int) -> dict | None:
@@ -380,6 +389,7 @@ def run_one(
         helpers_cpu = proc_tree_cpu(helpers) - helpers0 if helpers else 0.0
         by_service = service_cpu(target.pids())
         flushes1 = device_flushes(top)
+        events = bulk.event_lines() if bulk is not None else None
     finally:
         target.stop()
         if signing is not None:
@@ -420,6 +430,8 @@ def run_one(
             row["cpu_ms_by_program"]["opendkim"] = round(1000 * helpers_cpu / total, 3)
     if setup:
         row.update(tls_figures(row, source, sink_stats, tls))
+    if bulk is not None:
+        row["events"] = events
     return row
 
 

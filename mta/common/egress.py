@@ -230,8 +230,10 @@ class Egress:
         return max(0, cap - self.counts.get(key, source, site))
 
     def count(self, source: str, site: str, n: int, now: float) -> None:
-        """Record n messages sent from source to site at now."""
-        if n > 0:
+        """Record n messages sent from source to site at now (only a source that is
+        warmed up is counted: no other ever asks for its count)."""
+        src = self.config.sources.get(source)
+        if n > 0 and src is not None and src.schedule:
             self.counts.add(self._today(now)[1], source, site, n)
 
     def flush(self) -> None:

@@ -717,14 +717,16 @@ class QueueManager:
             if st.action in (ACTION_DELAYED, ACTION_FAILED)
         ]
         for dsn, reply in replies:
-            actions = self.shaper.on_reply(dest, dsn, reply, now)
-            if actions is None:
+            found = self.shaper.on_reply(dest, dsn, reply, now, self.sched)
+            if found is None:
                 continue
+            actions, targets = found
             if actions.suspend:
-                why = f"site {dest.key}: {' '.join(reply.split())[:300]}"
-                self.dead_reason[(dest.transport.name, dest.key)] = why
-                for waiting in self.sched.drain(dest):
-                    self._defer_batch(waiting, f"{SUSPENDED}: {why}")
+                for d in targets:
+                    why = f"site {d.key}: {' '.join(reply.split())[:300]}"
+                    self.dead_reason[(d.transport.name, d.key)] = why
+                    for waiting in self.sched.drain(d):
+                        self._defer_batch(waiting, f"{SUSPENDED}: {why}")
             return
 
     def _take_result(self, dest, batch: Batch, req: DeliveryRequest, result) -> None:

@@ -40,6 +40,10 @@ DESCRIPTION
                                  percent, for=TIME (default 1h), then
                                  restored
         for=TIME                 how long a rate cut lasts
+        scope=site               with egress pools: act on every source's
+                                 queue of the site, not only on the
+                                 source that got the reply (scope=source,
+                                 the default)
 
     Each action is logged once per reply ("gmail: shaping: 421 4.7.28
     ...: suspend 30m"). A suspension ends by itself, when qmgr logs
@@ -113,9 +117,10 @@ def parse_limits(text: str, where: str) -> SiteLimits:
 
 
 class ReplyActions:
-    __slots__ = ("suspend", "concurrency", "rate", "duration", "text")
+    __slots__ = ("suspend", "concurrency", "rate", "duration", "whole_site", "text")
 
     def __init__(self) -> None:
+        self.whole_site = False  # scope=site: every source's queue of the site
         self.suspend = 0.0
         self.concurrency = 0.0  # fraction of the window kept; 0: unchanged
         self.rate = 0.0  # fraction of the rate kept; 0: unchanged
@@ -153,10 +158,12 @@ def parse_actions(text: str, where: str) -> ReplyActions:
                 out.rate = _percent(value)
             elif name in ("for", "duration"):
                 out.duration = float(parse_time(value, "m"))
+            elif name == "scope" and value.lower() in ("site", "source"):
+                out.whole_site = value.lower() == "site"
             else:
                 raise ConfigError(
                     f"{where}: unknown action {word!r} (expected suspend=TIME, "
-                    "concurrency=P%, rate=P%, for=TIME)"
+                    "concurrency=P%, rate=P%, for=TIME, scope=site|source)"
                 )
         except ValueError:
             raise ConfigError(f"{where}: bad value in {word!r}") from None
@@ -274,8 +281,9 @@ class Shaper:
         limits = self.limits_of(site_of(dest.key))
         return {"reuse_count_limit": str(limits.per_connection)} if limits.per_connection else {}
 
-    def on_reply(self, dest, dsn: str, reply: str, now: float) -> ReplyActions | None:
-        """Apply the reply rules to one reply of a shaped site; the actions taken, if any."""
+    def on_reply(self, dest, dsn: str, reply: str, now: float, sched=None):
+        """Apply the reply rules to one reply of a shaped site: (the actions, the
+        destinations they were applied to), or None when no rule matched."""
         key = f"{dsn} {' '.join(reply.split())}"[:REPLY_KEY_LIMIT]
         text, where = self._ask(self.reply_tables, key)
         if not text:
@@ -290,16 +298,24 @@ class Shaper:
             self.actions[text] = actions
         if not actions:
             return None
-        site = dest.key
-        if actions.concurrency:
-            dest.window = max(1.0, float(int(dest.window * actions.concurrency + 0.5)))
-        if actions.rate:
-            self.rate_cuts[site] = (actions.rate, now + actions.duration)
-            dest.rate_delay = self._interval(site, self.limits_of(site_of(site)), now)
-        if actions.suspend:
-            dest.dead_until = max(dest.dead_until, now + actions.suspend)
-        log.info("%s: shaping: %s: %s", site, key[:200], actions.text)
-        return actions
+        targets = [dest]
+        if actions.whole_site and sched is not None:
+            site = site_of(dest.key)
+            targets += [
+                d
+                for (t, k), d in self.configured.items()
+                if d is not dest and site_of(k) == site and sched.find(t, k) is d
+            ]
+        for d in targets:
+            if actions.concurrency:
+                d.window = max(1.0, float(int(d.window * actions.concurrency + 0.5)))
+            if actions.rate:
+                self.rate_cuts[d.key] = (actions.rate, now + actions.duration)
+                d.rate_delay = self._interval(d.key, self.limits_of(site_of(d.key)), now)
+            if actions.suspend:
+                d.dead_until = max(d.dead_until, now + actions.suspend)
+        log.info("%s: shaping: %s: %s", dest.key, key[:200], actions.text)
+        return actions, targets
 
 
 def problems(cfg) -> list[tuple[str, str, bool]]:

@@ -23,6 +23,10 @@ DESCRIPTION
     no MX record or a failed look-up) is its own site; a literal next
     hop ([host], a relayhost) is not shaped at all.
 
+    With DNS off for the smtp client (disable_dns_lookups = yes,
+    smtp_dns_support_level = disabled, or smtp_host_lookup without dns)
+    a domain is its own site, unless a table names it.
+
     Look-ups run on qmgr's event loop (common/dns), at most one per
     domain at a time; callers park the mail of a domain being looked up
     and queue it when on_done() runs. Answers are kept for
@@ -68,7 +72,12 @@ class SiteResolver:
         if cfg.get_bool("shaping_builtin_tables"):
             self.builtin = RegexpDict(f"regexp:{BUILTIN_SITES}", BUILTIN_SITES)
         self.cache_time = float(cfg.get_time("shaping_site_cache_time"))
-        self.dns = not cfg.get_bool("disable_dns_lookups")
+        # no MX look-ups where the smtp client makes none either
+        self.dns = (
+            not cfg.get_bool("disable_dns_lookups")
+            and "dns" in [w.lower() for w in cfg.get_list("smtp_host_lookup")]
+            and cfg.get("smtp_dns_support_level").strip().lower() != "disabled"
+        )
         self.known: dict[str, tuple[str, float]] = {}  # domain -> (site, until)
         self.pending: dict[str, list[Callable[[str], None]]] = {}
         self.warned: set[str] = set()

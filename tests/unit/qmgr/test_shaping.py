@@ -103,9 +103,11 @@ def test_limits_and_actions_parse_and_refuse():
         parse_limits("speed=9", "t")
     with pytest.raises(ConfigError, match="concurrency needs a whole number"):
         parse_limits("concurrency=-1", "t")
+    assert parse_actions("suspend=1h scope=site", "r").whole_site
+    assert not parse_actions("suspend=1h scope=source", "r").whole_site
     act = parse_actions("suspend=30m concurrency=50% rate=25% for=2h", "r")
     assert (act.suspend, act.concurrency, act.rate, act.duration) == (1800, 0.5, 0.25, 7200)
-    for bad in ("suspend=soon", "rate=150%", "concurrency=5", "pause=1m"):
+    for bad in ("suspend=soon", "rate=150%", "concurrency=5", "pause=1m", "scope=all"):
         with pytest.raises(ConfigError):
             parse_actions(bad, "r")
 
@@ -136,15 +138,15 @@ def test_limits_and_reply_rules_on_the_kernel(tmp_path):
     assert (d.limit, d.window, d.rate_delay) == (4, 4.0, 1.0)
     assert shaper.is_shaped(d)
     # the built-in rules: Microsoft's throttling halves window and rate for an hour
-    act = shaper.on_reply(
+    act, _ = shaper.on_reply(
         d, "4.7.650", "451 4.7.650 The mail server has been temporarily rate limited", 1000.0
     )
-    assert act is not None and (d.window, d.rate_delay) == (2.0, 2.0)
+    assert act.rate == 0.5 and (d.window, d.rate_delay) == (2.0, 2.0)
     shaper.restore(sched, 1000.0 + 3599)
     assert d.rate_delay == 2.0
     shaper.restore(sched, 1000.0 + 3601)
     assert d.rate_delay == 1.0
-    act = shaper.on_reply(
+    act, _ = shaper.on_reply(
         d, "4.7.28", "421-4.7.28 [192.0.2.1] Our system has detected an unusual rate", 2000.0
     )
     assert act.suspend == 1800 and d.is_dead() and d.dead_until == 3800.0
@@ -204,3 +206,22 @@ def test_qmgr_queues_a_site_as_one_and_backs_off_on_its_421(tmp_path, dns_server
     assert len(suspended) == 3  # the other gmail.com and corp.example mail, never tried
     assert qm.sched.find("smtp", "corp.example") is None  # no queue of its own
     assert seen["gmail"] is not None and seen["gmail"].limit == 1
+
+
+def test_reply_scope_source_or_whole_site(tmp_path):
+    """With egress pools a site is queued per source: a rule acts on the source that
+    got the reply, or with scope=site on every source's queue of the site."""
+    (tmp_path / "replies").write_text("/TSS04/ suspend=1h\n/TS03/ suspend=2h scope=site\n")
+    shaper = Shaper(cfg_of(tmp_path, f"shaping_reply_maps = regexp:{tmp_path / 'replies'}\n"))
+    sched = Scheduler()
+    sched.set_transport("smtp", 100)
+    a, b, other = (
+        sched.destination("smtp", k, 5, 20) for k in ("yahoo/ip1", "yahoo/ip2", "gmail/ip1")
+    )
+    for d in (a, b, other):
+        shaper.configure(d, 0.0)
+    _, targets = shaper.on_reply(a, "4.7.0", "421 4.7.0 [TSS04] deferred", 100.0, sched)
+    assert targets == [a] and a.is_dead() and not b.is_dead()
+    _, targets = shaper.on_reply(b, "5.7.9", "554 5.7.9 blocked TS03", 100.0, sched)
+    assert set(targets) == {a, b} and b.dead_until == a.dead_until == 7300.0
+    assert not other.is_dead()
