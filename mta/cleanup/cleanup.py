@@ -25,7 +25,8 @@ DESCRIPTION
     sendmail -XV; common/verp.py) is written only when the message has
     a sender and the two characters pass verp_delimiter_filter;
     otherwise it is dropped with a warning, as Postfix ignores it.
-    The header egress_pool_header names (X-Pool:) is removed, and the
+    With egress_pools set, the header egress_pool_header names (X-Pool:)
+    is removed, and the
     first one's value, when it is a pool name (1 to 64 of a-z 0-9 . _ -,
     compared in lower case), becomes the envelope attribute "pool".
 
@@ -236,7 +237,12 @@ class Cleanup:
         self.mime_off = cfg.get_bool("disable_mime_input_processing")
         self.mime_limit = cfg.get_int("mime_nesting_limit")
         self.verp_filter = cfg.get("verp_delimiter_filter")
-        self.pool_header = cfg.get("egress_pool_header").strip().lower().encode("ascii", "replace")
+        # only where pools are configured: elsewhere such a header is the sender's own
+        self.pool_header = (
+            cfg.get("egress_pool_header").strip().lower().encode("ascii", "replace")
+            if cfg.get("egress_pools").strip()
+            else b""
+        )
         self.rewriter = Rewriter(cfg)
         self.addr = AddressMapper(cfg, self.rewriter)
         self.checks = ContentChecks(cfg)

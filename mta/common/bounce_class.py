@@ -44,6 +44,7 @@ from mta import log
 from mta.common.dsn import ACTION_DELAYED, ACTION_FAILED, RecipientStatus
 from mta.maps import MapError, MapRetry, Maps
 from mta.maps.dict_regexp import RegexpDict
+from mta.maps.text import preload_source
 
 CLASSES = (
     "invalid_mailbox",
@@ -63,6 +64,7 @@ UNCLASSIFIED = "unclassified"
 COMPLAINT = "complaint"
 KEY_LIMIT = 2000  # characters of reply matched against the patterns
 BUILTIN_TABLE = os.path.join(os.path.dirname(__file__), "bounce_classes.regexp")
+preload_source(BUILTIN_TABLE)  # read while the service may still be root
 
 _builtin: RegexpDict | None = None
 

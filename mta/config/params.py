@@ -843,7 +843,8 @@ PARAMS: dict[str, Param] = _table([
     ("shaping_site_maps", "maps", "",
      "domain or MX host name -> site name, asked before the built-in sites"),
     ("shaping_table", "maps", "",
-     "site -> limits (concurrency= messages_per_minute= messages_per_hour= per_connection=)"),
+     "site -> limits (concurrency= messages_per_minute= messages_per_hour= per_connection="
+     " connections_per_minute=)"),
     ("shaping_reply_maps", "maps", "",
      "'DSN reply' -> actions (suspend=TIME concurrency=P% rate=P% for=TIME)"),
     ("shaping_builtin_tables", "bool", "yes",

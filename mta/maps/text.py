@@ -45,7 +45,27 @@ parse_table_text = parse_table_text_c or parse_table_text_ref
 _WS = " \t\r\n\v\f"
 
 
+_preloaded: dict[str, bytes] = {}  # path -> bytes read at import (preload_source)
+
+
+def preload_source(path: str) -> None:
+    """Read a table file now and serve later reads of it from memory.
+
+    For the tables shipped inside the package (bounce classes, shaping):
+    their modules call it when imported, before a service gives up root,
+    since mail_owner may not be able to open files where the package
+    lives. A file that cannot be read now is read (and reported) later."""
+    try:
+        with open(path, "rb") as fh:
+            _preloaded[path] = fh.read()
+    except OSError:
+        pass
+
+
 def read_source(path: str) -> bytes:
+    found = _preloaded.get(path)
+    if found is not None:
+        return found
     try:
         with open(path, "rb") as fh:
             return fh.read()

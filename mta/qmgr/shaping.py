@@ -24,6 +24,9 @@ DESCRIPTION
         per_connection=N         deliveries per SMTP connection before
                                  the client closes it (the smtp client's
                                  smtp_connection_reuse_count_limit)
+        connections_per_minute=N new connections to the site per minute,
+                                 paced by the smtp clients together
+                                 (mta/smtp/conn_pace.py)
 
     shaping_reply_maps (then the built-in shaping_replies.regexp) is
     asked with "DSN REPLY" of every deferred or bounced recipient and
@@ -73,22 +76,38 @@ from mta.config.errors import ConfigError
 from mta.config.values import parse_time
 from mta.maps import MapError, MapRetry, Maps, open_map
 from mta.maps.dict_regexp import RegexpDict
+from mta.maps.text import preload_source
 
 HERE = os.path.dirname(__file__)
 BUILTIN_LIMITS = os.path.join(HERE, "shaping_limits.texthash")
 BUILTIN_REPLIES = os.path.join(HERE, "shaping_replies.regexp")
-LIMIT_WORDS = ("concurrency", "messages_per_minute", "messages_per_hour", "per_connection")
+preload_source(BUILTIN_LIMITS)  # read while qmgr may still be root
+preload_source(BUILTIN_REPLIES)
+LIMIT_WORDS = (
+    "concurrency",
+    "messages_per_minute",
+    "messages_per_hour",
+    "per_connection",
+    "connections_per_minute",
+)
 REPLY_KEY_LIMIT = 2000
 DEFAULT_CUT_TIME = 3600.0  # seconds a rate cut lasts when for= is not given
 
 
 class SiteLimits:
-    __slots__ = ("concurrency", "interval", "per_connection")
+    __slots__ = ("concurrency", "interval", "per_connection", "connections_per_minute")
 
-    def __init__(self, concurrency: int = 0, interval: float = 0.0, per_connection: int = 0):
+    def __init__(
+        self,
+        concurrency: int = 0,
+        interval: float = 0.0,
+        per_connection: int = 0,
+        connections_per_minute: int = 0,
+    ):
         self.concurrency = concurrency  # 0: the transport's limit
         self.interval = interval  # seconds between delivery starts; 0: no rate limit
         self.per_connection = per_connection  # 0: the client's own limit
+        self.connections_per_minute = connections_per_minute  # 0: unpaced
 
 
 def parse_limits(text: str, where: str) -> SiteLimits:
@@ -112,7 +131,10 @@ def parse_limits(text: str, where: str) -> SiteLimits:
     if values.get("messages_per_hour"):
         intervals.append(3600.0 / values["messages_per_hour"])
     return SiteLimits(
-        values.get("concurrency", 0), max(intervals, default=0.0), values.get("per_connection", 0)
+        values.get("concurrency", 0),
+        max(intervals, default=0.0),
+        values.get("per_connection", 0),
+        values.get("connections_per_minute", 0),
     )
 
 
@@ -279,7 +301,13 @@ class Shaper:
 
     def request_attrs(self, dest) -> dict[str, str]:
         limits = self.limits_of(site_of(dest.key))
-        return {"reuse_count_limit": str(limits.per_connection)} if limits.per_connection else {}
+        out = {}
+        if limits.per_connection:
+            out["reuse_count_limit"] = str(limits.per_connection)
+        if limits.connections_per_minute:
+            out["connections_per_minute"] = str(limits.connections_per_minute)
+            out["connection_pace_key"] = dest.key  # the site, and the source with pools
+        return out
 
     def on_reply(self, dest, dsn: str, reply: str, now: float, sched=None):
         """Apply the reply rules to one reply of a shaped site: (the actions, the

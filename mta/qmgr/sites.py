@@ -50,8 +50,10 @@ from mta.common import dns as mta_dns
 from mta.common.deadline import bounded
 from mta.maps import MapError, MapRetry, Maps
 from mta.maps.dict_regexp import RegexpDict
+from mta.maps.text import preload_source
 
 BUILTIN_SITES = os.path.join(os.path.dirname(__file__), "shaping_sites.regexp")
+preload_source(BUILTIN_SITES)  # read while qmgr may still be root
 SITE_CACHE_LIMIT = 100000  # domains whose site is remembered
 LOOKUP_LIMIT = 30.0  # seconds a site look-up may take in all
 SITE_NAME_LIMIT = 200  # characters of a site named by its MX hosts

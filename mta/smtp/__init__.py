@@ -87,7 +87,9 @@ DESCRIPTION
     session that decided it (its "source"). A request's
     "reuse_count_limit" attribute (a shaped site's per_connection,
     mta/qmgr/shaping.py) replaces smtp_connection_reuse_count_limit
-    for the sessions it uses.
+    for the sessions it uses; "connections_per_minute" with
+    "connection_pace_key" paces new connections across every smtp
+    process (mta/smtp/conn_pace.py).
 
     job.conn_time is the time until the session was ready (connected,
     greeted, TLS and EHLO done); near zero for a reused session.
@@ -137,6 +139,7 @@ from mta.smtp.client import (
     connect,
     param_name,
 )
+from mta.smtp.conn_pace import connection_turn
 from mta.smtp.dane import DANE_LEVELS, dane_policy
 from mta.smtp.generic import GenericMapper
 from mta.smtp.nexthop import NexthopError, Target, Targets, resolve_nexthop
@@ -421,6 +424,10 @@ async def _try_site(
             break
         if target.relay in tries.soft_relays:
             continue  # it deferred these recipients already in this request
+        too_soon = await connection_turn(job)  # a shaped site's connections_per_minute
+        if too_soon is not None:
+            job.defer_all(too_soon, "4.7.0")
+            return True
         try:
             session = await _open(target, st, dest, job.cfg, job.req.sender)
         except SessionError as exc:

@@ -99,6 +99,7 @@ def test_limits_and_actions_parse_and_refuse():
     lim = parse_limits("concurrency=3 messages_per_minute=120 messages_per_hour=3600", "t")
     assert (lim.concurrency, lim.interval, lim.per_connection) == (3, 1.0, 0)
     assert parse_limits("per_connection=5", "t").per_connection == 5
+    assert parse_limits("connections_per_minute=30", "t").connections_per_minute == 30
     with pytest.raises(ConfigError, match="t: unknown limit 'speed=9'"):
         parse_limits("speed=9", "t")
     with pytest.raises(ConfigError, match="concurrency needs a whole number"):
@@ -137,6 +138,7 @@ def test_limits_and_reply_rules_on_the_kernel(tmp_path):
     shaper.configure(d, 1000.0)
     assert (d.limit, d.window, d.rate_delay) == (4, 4.0, 1.0)
     assert shaper.is_shaped(d)
+    assert shaper.request_attrs(d) == {}
     # the built-in rules: Microsoft's throttling halves window and rate for an hour
     act, _ = shaper.on_reply(
         d, "4.7.650", "451 4.7.650 The mail server has been temporarily rate limited", 1000.0
@@ -225,3 +227,19 @@ def test_reply_scope_source_or_whole_site(tmp_path):
     _, targets = shaper.on_reply(b, "5.7.9", "554 5.7.9 blocked TS03", 100.0, sched)
     assert set(targets) == {a, b} and b.dead_until == a.dead_until == 7300.0
     assert not other.is_dead()
+
+
+def test_client_limits_travel_with_the_request(tmp_path):
+    cfg = cfg_of(
+        tmp_path,
+        "shaping_table = inline:{ {gmail=per_connection=50 connections_per_minute=20} }\n",
+    )
+    shaper = Shaper(cfg)
+    sched = Scheduler()
+    d = sched.destination("smtp", "gmail/ip1", 5, 20)
+    shaper.configure(d, 0.0)
+    assert shaper.request_attrs(d) == {
+        "reuse_count_limit": "50",
+        "connections_per_minute": "20",
+        "connection_pace_key": "gmail/ip1",
+    }

@@ -678,3 +678,51 @@ def test_request_reuse_limit_is_a_sites_per_connection(tmp_path):
         agent.stop()
         ctl.stop()
     assert len(peers) == 3  # 2 + 2 + 1 deliveries, one connection each
+
+
+def test_connections_per_minute_paces_new_connections(tmp_path):
+    """A shaped site's connections_per_minute (60: one a second) spaces the client's
+    new connections, through the pace file every smtp process shares."""
+    import time as _time
+
+    from tests.unit.smtp.peers import SinkHandler
+
+    opened: list[float] = []
+
+    class Stamping(SinkHandler):
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):
+            opened.append(_time.monotonic())
+            session.host_name = hostname
+            return responses
+
+    ctl, _ = sink(Stamping())
+    cfg = config(tmp_path, ctl.port, "smtp_connection_cache_on_demand = no\n")
+    agent = AgentServer(deliver, cfg, tmp_path)
+    try:
+        for i in range(3):
+            msg = queue_message(cfg, [f"u{i}@example.com"])
+            req = request_for(msg, "[127.0.0.1]")
+            req.attrs.update(connections_per_minute="60", connection_pace_key="site1/ip1")
+            agent.send(req)
+    finally:
+        agent.stop()
+        ctl.stop()
+    assert len(opened) == 3
+    gaps = [b - a for a, b in zip(opened, opened[1:], strict=False)]
+    assert min(gaps) >= 0.9, gaps  # turns one second apart, less scheduling noise
+
+
+def test_pace_turns_and_the_wait_limit(tmp_path):
+    import lmdb
+
+    from mta.smtp.conn_pace import PACE_WAIT_LIMIT, take_turn
+
+    env = lmdb.open(str(tmp_path / "pace.lmdb"), subdir=False, map_size=1 << 20)
+    assert take_turn(env, "gmail/ip1", 10.0, 1000.0) == 0.0
+    assert take_turn(env, "gmail/ip1", 10.0, 1000.0) == 10.0
+    assert take_turn(env, "gmail/ip2", 10.0, 1000.0) == 0.0  # another source, its own turns
+    assert take_turn(env, "gmail/ip1", 10.0, 1025.0) == 0.0  # turns do not pile up unused
+    for _ in range(6):
+        take_turn(env, "gmail/ip1", 10.0, 1025.0)
+    assert take_turn(env, "gmail/ip1", 10.0, 1025.0) > PACE_WAIT_LIMIT  # not reserved
+    assert take_turn(env, "gmail/ip1", 10.0, 1025.0) > PACE_WAIT_LIMIT
