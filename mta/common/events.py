@@ -148,23 +148,14 @@ def report_event(
 
     queue_id is the report's own, message_id that of the reported
     message when the report carries it, sender the bounce address."""
-    return {
-        "event": event,
-        "time": rfc3339(time.time() if when is None else when),
-        "queue_id": queue_id,
-        "message_id": message_id,
-        "sender": sender,
-        "recipient": recipient,
-        "orig_recipient": orig_recipient if orig_recipient != recipient else "",
-        "site": recipient.rpartition("@")[2].lower(),
-        "source": "",
-        "transport": transport,
-        "class": klass,
-        "dsn": dsn,
-        "reply": reply,
-        "relay": relay or "none",
-        "delays": [0, 0, 0, 0],
-    }
+    st = RecipientStatus(
+        recipient, 0, ACTION_FAILED, dsn, reply, relay or "none", orig=orig_recipient, klass=klass
+    )
+    out = status_event(
+        st, queue_id, sender, message_id, recipient.rpartition("@")[2].lower(), transport, when
+    )
+    out["event"] = event
+    return out
 
 
 class EventLog:

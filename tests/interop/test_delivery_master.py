@@ -8,7 +8,7 @@ import smtplib
 import pytest
 
 from mta.qmgr.scan import iter_queue
-from tests.support.running import Instance, free_port, relay_system, wait_for
+from tests.support.running import Instance, free_port, mx_system, relay_system, wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -80,24 +80,9 @@ def test_remote_domain_through_its_mx_on_loopback(tmp_path):
         "far.example": {"MX": ["10 mx.far.example."]},
         "mx.far.example": {"A": ["127.0.0.1"]},
     }
-    port = free_port()
     with DnsServer(zone) as dns:
-        inst = Instance(
-            tmp_path,
-            f"127.0.0.1:{port} inet n - n - - smtpd\n"
-            "qmgr fifo n - n 300 1 qmgr\n"
-            "cleanup unix n - n - 0 cleanup\n"
-            "smtp unix - - n - - smtp\n",
-            {
-                "myhostname": "mx.test.example",
-                "mydestination": "",
-                "mynetworks": "127.0.0.0/8",
-                "local_recipient_maps": "",
-                "smtpd_peername_lookup": "no",
-                "smtp_tcp_port": str(sink_port),
-            },
-        )
-        inst.env["MTA_DNS_SERVER"] = dns.nameserver
+        inst = mx_system(tmp_path, sink_port, dns.nameserver)
+        port = inst.port
         try:
             r = inst.mta("start")
             assert r.returncode == 0, r.stderr

@@ -11,7 +11,7 @@ import smtplib
 import pytest
 
 from tests.support.dns_server import DnsServer
-from tests.support.running import Instance, free_port
+from tests.support.running import free_port, mx_system
 
 pytestmark = pytest.mark.interop
 
@@ -46,26 +46,15 @@ def test_gmail_like_site_is_one_and_backs_off(tmp_path):
         "aspmx.l.google.com": {"A": ["127.0.0.1"]},
         "mx.other.example": {"A": ["127.0.0.1"]},
     }
-    port = free_port()
     with DnsServer(zone) as dns:
-        inst = Instance(
+        inst = mx_system(
             tmp_path,
-            f"127.0.0.1:{port} inet n - n - - smtpd\n"
-            "qmgr fifo n - n 300 1 qmgr\n"
-            "cleanup unix n - n - 0 cleanup\n"
-            "smtp unix - - n - - smtp\n",
-            {
-                "myhostname": "mx.test.example",
-                "mydestination": "",
-                "mynetworks": "127.0.0.0/8",
-                "local_recipient_maps": "",
-                "smtpd_peername_lookup": "no",
-                "smtp_tcp_port": str(sink_port),
-                "shaping_table": "inline:{ {gmail=concurrency=1} }",
-                "minimal_backoff_time": "300s",
-            },
+            sink_port,
+            dns.nameserver,
+            shaping_table="inline:{ {gmail=concurrency=1} }",
+            minimal_backoff_time="300s",
         )
-        inst.env["MTA_DNS_SERVER"] = dns.nameserver
+        port = inst.port
         try:
             r = inst.mta("start")
             assert r.returncode == 0, r.stderr

@@ -149,3 +149,29 @@ def relay_system(top, services: str, **main: str) -> Instance:
     )
     inst.port = port
     return inst
+
+
+def mx_system(top, sink_port: int, nameserver: str, **main: str) -> Instance:
+    """An instance that takes mail on smtpd (inst.port) and delivers it through
+    the recipients' MX hosts, looked up on nameserver (a tests.support.dns_server),
+    on port sink_port; main on top of the usual settings. Not started."""
+    port = free_port()
+    inst = Instance(
+        top,
+        f"127.0.0.1:{port} inet n - n - - smtpd\n"
+        "qmgr fifo n - n 300 1 qmgr\n"
+        "cleanup unix n - n - 0 cleanup\n"
+        "smtp unix - - n - - smtp\n",
+        {
+            "myhostname": "mx.test.example",
+            "mydestination": "",
+            "mynetworks": "127.0.0.0/8",
+            "local_recipient_maps": "",
+            "smtpd_peername_lookup": "no",
+            "smtp_tcp_port": str(sink_port),
+            **main,
+        },
+    )
+    inst.env["MTA_DNS_SERVER"] = nameserver
+    inst.port = port
+    return inst
