@@ -160,10 +160,13 @@ def _load_types() -> None:
     # Imported for their register() calls.
     from mta.maps import (  # noqa: F401
         dict_cidr,
+        dict_compose,
         dict_inline,
         dict_lmdb,
         dict_proxy,
         dict_regexp,
+        dict_socketmap,
+        dict_sqlite,
         dict_texthash,
         dict_unix,
     )
