@@ -6,6 +6,7 @@ SYNOPSIS
     find_domain(maps, "mail.example.com", parent_matches_subdomains=False)
     find_access(maps, "user@mail.example.com", "+", parent_matches_subdomains=True)
     split_extension("user+ext", "+")                     # ("user", "ext")
+    address_keys("192.0.2.7")                            # 192.0.2.7 192.0.2 192.0 192
 
 DESCRIPTION
     find_address() tries, for user+ext@domain (recipient_delimiter "+"):
@@ -36,6 +37,9 @@ DESCRIPTION
 
     find_access() is the access(5) order for an address: user+ext@domain,
     user@domain, the domain as find_domain() does, user+ext@, user@.
+    address_keys() gives the keys of a network address: the address,
+    then its networks with the last octets (IPv4 ".", IPv6 ":") cut off,
+    as smtpd's access checks search them.
 
     maps may be a mta.maps.Maps, one Dict, or a list of Dicts.
 
@@ -167,6 +171,19 @@ def domain_keys(domain: str, parent_matches_subdomains: bool) -> list[str]:
     if parent_matches_subdomains:
         keys = [k for k in keys if k]
     return keys
+
+
+def address_keys(addr: str) -> list[str]:
+    """An address and its networks by cutting octets: 1.2.3.4 1.2.3 1.2 1 (IPv6 at ":")."""
+    text = addr.lower()
+    sep = ":" if ":" in text else "."
+    keys = [text]
+    while True:
+        cut = text.rfind(sep)
+        if cut <= 0:
+            return keys
+        text = text[:cut]
+        keys.append(text)
 
 
 def find_domain(maps, domain: str, parent_matches_subdomains: bool = True) -> str | None:

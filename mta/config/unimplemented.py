@@ -32,9 +32,7 @@ from __future__ import annotations
 # fmt: off
 UNIMPLEMENTED: frozenset[str] = frozenset({
     # --- set or shown by the mail system itself; a main.cf value changes nothing
-    "compatibility_level",          # mta always behaves as Postfix's newest level
     "enable_long_queue_ids",        # queue ids are always the long, time-sortable form
-    "mail_version",                 # informational
     "process_name",                 # informational
     # --- authorization of the local commands
     "setgid_group",                 # there is no setgid postdrop

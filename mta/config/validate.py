@@ -302,7 +302,10 @@ def _value_problems(cfg, name: str, open_tables: bool) -> list[tuple[str, bool]]
         if kind.lower() not in LMDB_TABLE_TYPES or not path:
             out.append((f'bad value "{value.strip()}" (expected lmdb:PATH)', True))
     if p is not None and p.kind in ("list", "maps"):
-        for item in split_list(value):
+        items = split_list(value)
+        for i, item in enumerate(items):
+            if i and items[i - 1].lower() == "check_policy_service":
+                continue  # a policy server, not a table: smtpd's own check parses it
             spec = item[1:] if item.startswith("!") else item
             if p.kind == "maps" or (_TABLE_RE.match(spec) and not spec.startswith("[")):
                 found = _table_problem(spec, cfg, open_tables)

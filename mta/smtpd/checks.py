@@ -51,7 +51,11 @@ DESCRIPTION
     (unverified_sender_reject_code / _defer_code),
     reject_unverified_recipient (unverified_recipient_reject_code /
     _defer_code), check_sasl_access and the sender login restrictions
-    (smtpd/sasl_checks.py), and the names listed in smtpd_restriction_classes
+    (smtpd/sasl_checks.py), check_policy_service (smtpd/policy_checks.py),
+    the DNS blocklists reject_rbl_client, reject_rhsbl_*,
+    permit_dnswl_client and permit_rhswl_client (smtpd/dnsbl_checks.py),
+    check_*_{a,mx,ns}_access and permit_mx_backup (smtpd/dns_access.py),
+    and the names listed in smtpd_restriction_classes
     (each a parameter holding a list).
     Pre-2.3 Postfix aliases are accepted (reject_invalid_hostname ...).
 
@@ -139,11 +143,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mta import log
-from mta.common.addr_find import domain_keys, find_access, find_address
+from mta.common.addr_find import address_keys, domain_keys, find_access, find_address
 from mta.common.match_list import AddrList
 from mta.config.errors import ConfigError
 from mta.maps import MapError, MapRetry, Maps, open_map
 from mta.smtpd import dns as smtpd_dns
+from mta.smtpd.dns_access import DNS_ACCESS_SIMPLE, DNS_ACCESS_WITH_ARG, apply_dns_access
+from mta.smtpd.dns_access import check_config as check_dns_access_config
+from mta.smtpd.dnsbl_checks import DNSBL_WITH_ARG, apply_dnsbl, parse_dnsbl
+from mta.smtpd.policy_checks import POLICY_WITH_ARG, apply_policy, policy_client
 from mta.smtpd.sasl_checks import SASL_RESTRICTIONS, SASL_SIMPLE, SASL_WITH_ARG, apply_sasl
 from mta.smtpd.sasl_checks import check_config as check_sasl_config
 from mta.smtpd.tls_checks import TLS_SIMPLE, TLS_WITH_ARG, tls_restriction
@@ -215,6 +223,10 @@ RESTRICT_SIMPLE = frozenset(
 # the SASL restrictions (smtpd/sasl_checks.py)
 RESTRICT_WITH_ARG |= SASL_WITH_ARG
 RESTRICT_SIMPLE |= SASL_SIMPLE
+# DNSBLs (smtpd/dnsbl_checks.py), check_*_{a,mx,ns}_access and permit_mx_backup (dns_access.py)
+RESTRICT_WITH_ARG |= DNSBL_WITH_ARG | DNS_ACCESS_WITH_ARG
+RESTRICT_SIMPLE |= DNS_ACCESS_SIMPLE
+RESTRICT_WITH_ARG |= POLICY_WITH_ARG  # check_policy_service (smtpd/policy_checks.py)
 # one of these must be in the relay or the recipient restrictions
 RESTRICT_REQUIRED = frozenset(
     {"reject", "defer", "defer_if_permit", "reject_unauth_destination", "defer_unauth_destination"}
@@ -269,6 +281,15 @@ class SessionState:
     # defer_if_permit verdicts noted at the client, helo and sender stages,
     # applied at RCPT (smtpd_delay_reject = no); kept by the checks
     deferred: dict = field(default_factory=dict)
+    dnsbl_cache: dict = field(default_factory=dict)  # DNSBL answers (smtpd/dnsbl_checks.py)
+    # more that check_policy_service sends (smtpd/policy_checks.py); the session fills them
+    server_addr: str = ""
+    server_port: int = 0
+    sasl_method: str = ""  # the mechanism of the AUTH that set sasl_username
+    sasl_sender: str = ""  # MAIL FROM's AUTH=
+    size: int = 0  # MAIL FROM's SIZE=, the received size after the message
+    queue_id: str = ""  # once the queue file is open
+    instance: str = ""  # new for each MAIL FROM
 
 
 @dataclass
@@ -361,15 +382,7 @@ def _literal(name: str) -> str | None:
 
 def client_address_keys(addr: str) -> list[str]:
     """An address and its networks by cutting octets: 1.2.3.4 1.2.3 1.2 1."""
-    text = addr.lower()
-    sep = ":" if ":" in text else "."
-    keys = [text]
-    while True:
-        cut = text.rfind(sep)
-        if cut <= 0:
-            return keys
-        text = text[:cut]
-        keys.append(text)
+    return address_keys(addr)
 
 
 def fix_dsn(code: int, dsn: str, subject: str) -> str:
@@ -541,11 +554,17 @@ class SmtpdChecks:
                     if not arg.isdigit():
                         raise ValueError(f'restriction "sleep" needs a number, not "{arg}"')
                     ops.append((name, int(arg)))
+                elif name in DNSBL_WITH_ARG:  # a DNS list domain, not a table
+                    ops.append((name, parse_dnsbl(self, arg)))
+                elif name in POLICY_WITH_ARG:  # a policy server, not a table
+                    ops.append((name, policy_client(self, arg)))
                 else:
                     ops.append((name, open_map(arg, self.cfg)))
             else:
                 if name in SASL_SIMPLE:
                     check_sasl_config(self, name)
+                if name in DNS_ACCESS_SIMPLE:
+                    check_dns_access_config(self, name)
                 ops.append((name, None))
         return ops
 
@@ -952,8 +971,14 @@ class SmtpdChecks:
                 else domain_keys(domain, self.parent_matches)
             )
             return await self._search(ctx, arg, keys, domain, SMTPD_NAME_ETRN)
+        if name in POLICY_WITH_ARG:
+            return await apply_policy(self, ctx, arg, reply_name, reply_class)
         if name in SASL_RESTRICTIONS:
             return await apply_sasl(self, ctx, name, arg)
+        if name in DNSBL_WITH_ARG:
+            return await apply_dnsbl(self, ctx, name, arg, CHECK_OK)
+        if name in DNS_ACCESS_WITH_ARG or name in DNS_ACCESS_SIMPLE:
+            return await apply_dns_access(self, ctx, name, arg, CHECK_OK)
         if name in TLS_SIMPLE or name in TLS_WITH_ARG:
             return await tls_restriction(self, ctx, name, arg, CHECK_OK, SMTPD_NAME_CLIENT)
         log.warning('unknown smtpd restriction: "%s"', name)

@@ -422,7 +422,7 @@ async def _after(session, ex: Exchange, step: Step) -> bool:
         return True
     if step.status == AUTH_STATUS_OK:
         session.st.sasl_username = step.user
-        session.sasl_method = ex.mech
+        session.sasl_method = session.st.sasl_method = ex.mech
         session.reply("235 2.7.0 Authentication successful")
         return True
     return await _failed(session, ex.mech, step, ex.user)
@@ -457,10 +457,10 @@ def log_fields(session) -> str:
     return "".join(f", {k}={v}" for k, v in message_attrs(session).items() if k.startswith("sasl_"))
 
 
-def mail_auth_sender(session) -> str:
-    """The AUTH= parameter of MAIL FROM, as Postfix keeps it: "" for <>, for none, and
-    when AUTH is not enabled (then the parameter is accepted and ignored)."""
-    value = session.mail_params.get(b"AUTH")
+def mail_auth_sender(session, params: dict | None = None) -> str:
+    """The AUTH= parameter of MAIL FROM (params, or the accepted MAIL's), as Postfix keeps
+    it: "" for <>, for none, and when AUTH is not enabled (then it is accepted and ignored)."""
+    value = (session.mail_params if params is None else params).get(b"AUTH")
     if not value or value == b"<>" or session.server.sasl is None:
         return ""
     return "".join(c if c.isprintable() else "?" for c in value.decode("utf-8", "replace"))

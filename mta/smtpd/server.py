@@ -251,9 +251,14 @@ class SmtpdServer:
         else:
             addr, port = "127.0.0.1", 0  # UNIX-domain socket: a local client
         name, reverse = await self.client_names(addr)
-        return SessionState(
+        st = SessionState(
             client_addr=addr, client_name=name, client_port=port, reverse_name=reverse
         )
+        local = transport.get_extra_info("sockname")
+        if isinstance(local, tuple):  # for check_policy_service
+            st.server_addr = local[0][7:] if local[0].startswith("::ffff:") else local[0]
+            st.server_port = local[1]
+        return st
 
     def send_error_notice(self, client: str, mask: int, transcript) -> None:
         """Queue the postmaster's notice about a session with client; see smtpd.transcript.

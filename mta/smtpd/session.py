@@ -77,6 +77,8 @@ STANDARDS
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 
 from mta import log
 from mta.cleanup.cleanup import (
@@ -185,6 +187,7 @@ class SmtpdSession(asyncio.Protocol):
         self.anvil = None  # smtpd.limits.SessionLimits once counted
         self.sasl_method = ""  # the mechanism of a successful AUTH (st.sasl_username: who)
         self.sasl_exchange = None  # an AUTH exchange waiting for a response
+        self.mail_count = 0  # MAIL commands parsed, for the policy "instance"
         self.reset_transaction()
 
     # ------------------------------------------------------------ transport events
@@ -336,6 +339,8 @@ class SmtpdSession(asyncio.Protocol):
             self.st.sender = None
             self.st.recipient = ""
             self.st.recipient_count = 0
+            self.st.size = 0
+            self.st.sasl_sender = self.st.queue_id = ""
             # actions from the connect stage hold for every message of the session
             self.st.actions = list(self.session_actions)
 
@@ -602,6 +607,7 @@ class SmtpdSession(asyncio.Protocol):
         if verp is not None and not sender:
             return await self.error("503 5.5.4 Error: XVERP requires non-null sender", 0)
         self.st.sender = sender
+        self.note_mail(params)
         if not self.server.checks.delay_reject:
             verdict = await self.server.checks.sender(self.st)
             if verdict is not None:
@@ -614,6 +620,15 @@ class SmtpdSession(asyncio.Protocol):
         self.smtputf8 = b"SMTPUTF8" in params
         self.reply("250 2.1.0 Ok")
         return True
+
+    def note_mail(self, params: dict[bytes, bytes | None]) -> None:
+        """What check_policy_service also sends of a MAIL FROM: size, sasl_sender, instance."""
+        st = self.st
+        st.size = int(params.get(b"SIZE") or 0)
+        st.sasl_sender = sasl.mail_auth_sender(self, params)
+        now = time.time()
+        self.mail_count += 1
+        st.instance = f"{os.getpid():x}.{int(now):x}.{int(now % 1 * 1e6):x}.{self.mail_count:x}"
 
     def check_verp(self, delims: str) -> str | None:
         """XVERP=xy from an authorized client: two characters of verp_delimiter_filter."""
@@ -703,7 +718,9 @@ class SmtpdSession(asyncio.Protocol):
 
     async def start_message(self):
         """Run the data restrictions and open the cleanup job; a refusal Verdict or None."""
-        self.st.recipient = ""
+        # the one recipient of a single-recipient message is known to the message
+        # stages (a policy server's "recipient"); with more, none is (Postfix)
+        self.st.recipient = self.recipients[0][0] if len(self.recipients) == 1 else ""
         verdict = await self.server.checks.data(self.st)
         if verdict is not None:
             return verdict
@@ -742,6 +759,7 @@ class SmtpdSession(asyncio.Protocol):
         job = self.server.cleanup.open(self.sender, attrs, flags=flags)
         self.job = job  # from here on reset_transaction() throws it away on any failure
         if getattr(job, "queue_id", "NOQUEUE") != "NOQUEUE":
+            self.st.queue_id = job.queue_id
             log.info("%s: client=%s%s", job.queue_id, self.client_text, sasl.log_fields(self))
         for rcpt, notify, orcpt in self.recipients:
             job.add_recipient(rcpt, orig=rcpt, notify=notify, dsn_orcpt=orcpt)
@@ -816,6 +834,7 @@ class SmtpdSession(asyncio.Protocol):
         await self.end_message()
 
     async def end_message(self) -> None:
+        self.st.size = self.bdat_size if self.bdat_seen else self.stream.size
         verdict = await self.server.checks.end_of_data(self.st)
         if verdict is not None:
             self.reset_transaction()

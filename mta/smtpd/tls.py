@@ -289,7 +289,7 @@ async def starttls(session, arg: bytes) -> bool:
     # EHLO again, and a login made in the clear is forgotten
     session.reset_transaction()
     session.st.sasl_username = ""
-    session.sasl_method = ""
+    session.sasl_method = session.st.sasl_method = ""
     session.st.helo_name = ""
     session.st.esmtp = False
     session.st.protocol = "SMTP"
