@@ -37,9 +37,20 @@ class Client:
 
     def __init__(self, address) -> None:
         family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(address)
+        # the pid file can come a moment before the listeners (seen on a loaded
+        # CI machine): a refused connection is tried again for a while
+        deadline = time.monotonic() + 10
+        while True:
+            self.sock = socket.socket(family, socket.SOCK_STREAM)
+            self.sock.settimeout(10)
+            try:
+                self.sock.connect(address)
+                break
+            except (ConnectionRefusedError, FileNotFoundError):
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         self.file = self.sock.makefile("rwb")
 
     def hello(self) -> tuple[int, int, str]:
