@@ -75,28 +75,25 @@ def _components(spec: str, name: str) -> list[str]:
     return out
 
 
-class UnionDict(Dict):
-    kind = "unionmap"
-    fixed = True
+class _ComposedDict(Dict):
+    """A table made of the tables its name lists; fixed only when they all are."""
 
     def __init__(self, spec: str, name: str, cfg=None, fold: bool = True) -> None:
         super().__init__(spec, name, fold)
         self.tables = [open_map(item, cfg, fold=fold) for item in _components(spec, name)]
         self.fixed = all(t.fixed for t in self.tables)
+
+
+class UnionDict(_ComposedDict):
+    kind = "unionmap"
 
     def lookup(self, key: str) -> str | None:
         found = [v for v in (t.lookup(key) for t in self.tables) if v is not None]
         return ",".join(found) if found else None
 
 
-class PipeDict(Dict):
+class PipeDict(_ComposedDict):
     kind = "pipemap"
-    fixed = True
-
-    def __init__(self, spec: str, name: str, cfg=None, fold: bool = True) -> None:
-        super().__init__(spec, name, fold)
-        self.tables = [open_map(item, cfg, fold=fold) for item in _components(spec, name)]
-        self.fixed = all(t.fixed for t in self.tables)
 
     def lookup(self, key: str) -> str | None:
         value: str | None = key
