@@ -2,9 +2,9 @@
 
 SYNOPSIS
     dkim = DkimSetup(top, "rsa")          # one key for both MTAs, under top
-    dkim.start("postfix")                 # OpenDKIM as Postfix's milter
-    main_cf = dkim.main_cf("mta"|"postfix")
-    dkim.pids("postfix")                  # OpenDKIM's, counted in Postfix's CPU
+    dkim.start("postfix")                 # OpenDKIM as the target's milter
+    main_cf = dkim.main_cf("mta"|"mta-milter"|"postfix")
+    dkim.pids("postfix")                  # OpenDKIM's, counted in the target's CPU
     dkim.stop()
 
 DESCRIPTION
@@ -18,6 +18,10 @@ DESCRIPTION
     as a milter on 127.0.0.1 (smtpd_milters, milter_default_action =
     tempfail), with the same key in OpenDKIM's KeyTable and SigningTable.
     OpenDKIM's CPU is added to Postfix's, as it is part of the set-up.
+
+    mta-milter is mta with the very same OpenDKIM milter set-up
+    (smtpd_milters, as Postfix) instead of its own signing: the milter
+    protocol against Postfix's, same peer, same key.
     OpenDKIM runs with RequireSafeKeys no: the key lives under /tmp, a
     directory others can write, which it never calls safe.
 
@@ -46,6 +50,7 @@ from mta.common.dkim import generate_key, private_pem  # noqa: E402
 
 DOMAIN = "load.example"  # smtp-source's and the probe's sender domain
 SELECTOR = "bench"
+MILTER_TARGETS = ("postfix", "mta-milter")  # these sign through OpenDKIM as a milter
 
 
 class DkimSetup:
@@ -66,8 +71,12 @@ class DkimSetup:
     def available() -> bool:
         return shutil.which("opendkim") is not None
 
+    @staticmethod
+    def uses_milter(name: str) -> bool:
+        return name in MILTER_TARGETS
+
     def main_cf(self, name: str) -> str:
-        if name == "mta":
+        if not self.uses_milter(name):
             return (
                 f"dkim_key_table = texthash:{self.dir / 'keytable'}\n"
                 f"dkim_signing_table = texthash:{self.dir / 'signing.mta'}\n"
@@ -78,7 +87,7 @@ class DkimSetup:
         )
 
     def start(self, name: str) -> None:
-        if name != "postfix":
+        if not self.uses_milter(name):
             return
         algorithm = "rsa-sha256" if self.kind == "rsa" else "ed25519-sha256"
         conf = self.dir / "opendkim.conf"
@@ -106,7 +115,7 @@ class DkimSetup:
         raise RuntimeError("opendkim did not start")
 
     def pids(self, name: str) -> list[int]:
-        return [self.proc.pid] if name == "postfix" and self.proc is not None else []
+        return [self.proc.pid] if self.uses_milter(name) and self.proc is not None else []
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -29,7 +29,8 @@ both (needs matplotlib).
 --targets mta,mta-bulk,postfix adds mta with the bulk sender's features
 on (bulk_case.py: a suppression list of 100,000 entries, the event log, an
 egress pool of two source addresses with warm-up counting), to show what
-they cost.
+they cost. With --dkim, --targets mta,mta-milter,postfix adds mta signing
+through the same OpenDKIM milter as Postfix (dkim_case.py).
 
 With --repeat N every target runs N times, interleaved (mta, postfix, mta,
 ...), and the table shows the median of each figure.
@@ -277,7 +278,12 @@ class PostfixTarget(PostfixInstance, Target):
             f.write(routing_files(self.etc, transport, alias) + main_cf)
 
 
-TARGETS = {"mta": MtaTarget, "mta-bulk": MtaTarget, "postfix": PostfixTarget}
+TARGETS = {
+    "mta": MtaTarget,
+    "mta-bulk": MtaTarget,
+    "mta-milter": MtaTarget,  # with --dkim: OpenDKIM as mta's milter, as Postfix's
+    "postfix": PostfixTarget,
+}
 
 
 # ---------------------------------------------------------------- measuring
@@ -556,9 +562,12 @@ def main() -> int:
     if "postfix" in names and not PostfixTarget.available():
         print("postfix: skipped (not installed, or not root)", file=sys.stderr)
         names.remove("postfix")
-    if args.dkim and "postfix" in names and not DkimSetup.available():
-        print("postfix: skipped (--dkim needs opendkim, Debian package opendkim)", file=sys.stderr)
-        names.remove("postfix")
+    for name in [n for n in names if DkimSetup.uses_milter(n)]:
+        if args.dkim and not DkimSetup.available():
+            print(
+                f"{name}: skipped (--dkim needs opendkim, Debian package opendkim)", file=sys.stderr
+            )
+            names.remove(name)
     results = []
     for rcpts in args.rcpts:
         for sessions in args.sessions:

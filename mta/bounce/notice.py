@@ -385,7 +385,8 @@ def open_notice(cleanup, recipients: list[str], data: bytes, postmaster: bool):
     it is dropped rather than noticed again."""
     flags = 0 if data.isascii() else R.QF_8BIT
     attrs = {NOTICE_ATTR: "postmaster"} if postmaster else {}
-    job = cleanup.open("", attrs, flags=flags, internal=True)  # no strict MIME checks
+    # no strict MIME checks; internal_mail_filter_classes decides on the other inspection
+    job = cleanup.open("", attrs, flags=flags, internal="notify" if postmaster else "bounce")
     for rcpt in recipients:
         job.add_recipient(rcpt)
     job.write(data)

@@ -99,6 +99,14 @@ class AddressMapper:
         bcc = cfg.get("always_bcc").strip()
         self.always_bcc = self.rewriter.rewrite(bcc) if bcc else ""
 
+    def disable_mappings(self) -> None:
+        """receive_override_options no_address_mappings: no canonical maps, virtual
+        aliases, masquerading or automatic BCC (address rewriting stays)."""
+        self.canonical = self.sender_canonical = self.recipient_canonical = None
+        self.virtual = self.sender_bcc_maps = self.recipient_bcc_maps = None
+        self.masq_domains = []
+        self.always_bcc = ""
+
     # ---- one-to-one mapping
 
     def map_one(self, maps: Maps, addr: str) -> str | None:

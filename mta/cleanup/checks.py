@@ -113,6 +113,10 @@ class ContentChecks:
         self.tables: dict[str, Maps] = {name: Maps.from_param(cfg, name) for name in CHECK_TABLES}
         self.body_limit = cfg.get_size("body_checks_size_limit")
 
+    def disable(self) -> None:
+        """receive_override_options no_header_body_checks: no table is consulted."""
+        self.tables = dict.fromkeys(self.tables)
+
     def has(self, table: str) -> bool:
         return bool(self.tables[table])
 

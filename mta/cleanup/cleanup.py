@@ -52,10 +52,19 @@ DESCRIPTION
     puts the file in hold/; REDIRECT and FILTER become the envelope
     attributes "redirect" and "filter" (in the extracted section when a
     body line decided; qmgr acts on them, mta/qmgr/redirect.py); BCC
-    adds a recipient. Content filters are not implemented yet: a message
-    with a FILTER action (from a check here or from smtpd) goes to hold/
-    with a warning, so that it is never delivered unscanned unless the
-    operator releases it. MIME structure comes from
+    adds a recipient.
+
+    Content filter. Every message gets the envelope attribute "filter"
+    from content_filter (of the receiving service: master.cf "-o
+    content_filter=" turns it off for a reinjection smtpd); a FILTER
+    action overrides it, later in the file, where qmgr takes the last
+    one (mta/qmgr/content_filter.py). Notices (internal mail) get the
+    filter and the header and body checks only when their class
+    (bounce, notify) is in internal_mail_filter_classes.
+    receive_override_options no_header_body_checks turns the checks off
+    and no_address_mappings the canonical maps, virtual aliases,
+    masquerading and automatic BCC (mta/common/receive_override.py).
+    MIME structure comes from
     cleanup.mime, up to mime_nesting_limit; without body_checks and
     MIME checks the body is streamed to the file untouched. A message
     with 8-bit bytes gets QF_8BIT. strict_7bit_headers,
@@ -131,6 +140,12 @@ from mta.cleanup.mime import (
 from mta.cleanup.mime_strict import StrictMime
 from mta.common.dkim import DkimError
 from mta.common.match_list import AddrList
+from mta.common.receive_override import (
+    NO_ADDRESS_MAPPINGS,
+    NO_HEADER_BODY_CHECKS,
+    inspect_internal,
+    receive_overrides,
+)
 from mta.common.trigger import TRIGGER_INCOMING, Kicker
 from mta.common.verp import VERP_ATTR, delimiters_problem
 from mta.maps import MapRetry, open_map
@@ -246,6 +261,14 @@ class Cleanup:
         self.rewriter = Rewriter(cfg)
         self.addr = AddressMapper(cfg, self.rewriter)
         self.checks = ContentChecks(cfg)
+        overrides = receive_overrides(cfg)
+        if NO_ADDRESS_MAPPINGS in overrides:
+            self.addr.disable_mappings()
+        if NO_HEADER_BODY_CHECKS in overrides:
+            self.checks.disable()
+        self.content_filter = cfg.get("content_filter").strip()
+        self.inspect_bounce = inspect_internal(cfg, "bounce")
+        self.inspect_notify = inspect_internal(cfg, "notify")
         self.strict = StrictMime(cfg)
         self.local_clients = LocalClients(cfg, OwnAddresses(cfg))
         self.dkim = DkimSigning(cfg)
@@ -267,7 +290,9 @@ class Cleanup:
         """Start a message from sender; attrs as in the module docstring.
 
         internal: mail the system made (a notice), exempt from the strict
-        MIME checks as Postfix exempts its own bounces."""
+        MIME checks as Postfix exempts its own bounces; "notify" for a
+        postmaster notice, any other true value a bounce (for
+        internal_mail_filter_classes)."""
         return CleanupJob(self, sender, attrs, local_submit, flags, requeue, internal)
 
 
@@ -299,6 +324,12 @@ class CleanupJob:
         # a comment line for Received: only (smtpd's "(Authenticated sender: ...)")
         self.received_comment = self.attrs.pop("received_comment", "")
         self.tls_trace = self.attrs.pop("tls_trace", "")  # Received: lines from smtpd
+        # notices are inspected and filtered only as internal_mail_filter_classes says
+        self.inspect = not internal or (
+            c.inspect_notify if internal == "notify" else c.inspect_bounce
+        )
+        if c.content_filter and self.inspect and "filter" not in self.attrs:
+            self.attrs["filter"] = c.content_filter  # a FILTER action overrides it
         self.local_submit = local_submit
         self.flags = flags
         self.requeue = requeue
@@ -379,6 +410,17 @@ class CleanupJob:
         else:
             return
         del self.attrs[VERP_ATTR]
+
+    def change_sender(self, sender: str) -> None:
+        """Replace the envelope sender before any content came (a milter's CHGFROM)."""
+        if self.size or self.envelope_written:
+            raise RuntimeError("sender change after content")
+        self.sender_in = self.sender = sender
+        try:
+            self.sender = self.c.addr.sender(sender)
+        except MapRetry as exc:
+            self._lookup_error(exc)
+        self._check_verp()
 
     # ---- errors and logging
 
@@ -532,7 +574,7 @@ class CleanupJob:
     # ---- header section
 
     def _check(self, table: str, line: bytes) -> Action:
-        if self.pass_checks or not self.c.checks.has(table):
+        if self.pass_checks or not self.inspect or not self.c.checks.has(table):
             return NO_ACTION
         return self.c.checks.lookup(table, line)
 
@@ -942,17 +984,6 @@ class CleanupJob:
             return self._result(ACTION_DISCARDED)
         writer = self.writer
         target = "hold" if (self.hold or queue == "hold") else queue
-        content_filter = self.late_attrs.get("filter") or self.attrs.get("filter")
-        if content_filter and target != "hold":
-            # no content filters yet: wait for the operator rather than skip the scan
-            log.warning(
-                "%s: FILTER %s is not implemented; message placed on hold rather than "
-                "delivered unfiltered (mta super -H %s delivers it without the filter)",
-                self.queue_id,
-                content_filter,
-                self.queue_id,
-            )
-            target = "hold"
         self.hold = target == "hold"
         try:
             for rcpt in self.late_rcpts:

@@ -52,7 +52,12 @@ from mta.config.errors import ConfigError
 from mta.config.main_cf import NAME_RE, edit_main_cf
 from mta.config.master_cf import ServiceEntry, read_master_cf
 from mta.config.params import PARAMS, PER_TRANSPORT
-from mta.config.validate import referenced_names, transport_names, unimplemented_setting
+from mta.config.validate import (
+    referenced_names,
+    spawn_param_names,
+    transport_names,
+    unimplemented_setting,
+)
 
 # Lookup table types known to mta.maps, listed by -m when that package is absent.
 TABLE_TYPES = ("cidr", "inline", "lmdb", "pcre", "proxy", "regexp", "static", "texthash")
@@ -74,6 +79,7 @@ def known_names(services: list[ServiceEntry]) -> list[str]:
     for transport in transport_names(services):
         for suffix in PER_TRANSPORT:
             names.add(f"{transport}_{suffix}")
+    names |= spawn_param_names(services)
     return sorted(names)
 
 

@@ -1,7 +1,7 @@
 """cli.sendmail - the Sendmail-compatible submission command
 
 SYNOPSIS
-    sendmail [-t] [-i | -oi] [-f sender] [-F full_name] [-N dsn] [-R ret] [-V envid]
+    sendmail [-t] [-i | -oi] [-G] [-f sender] [-F full_name] [-N dsn] [-R ret] [-V envid]
              [-XV[xy]] [-B body_type] [-C config_dir] [-bm] [recipient ...]
     sendmail -bs                   # SMTP conversation on standard input and output
     sendmail -bp | -bv | -bi | -I | -q[...]
@@ -29,6 +29,11 @@ DESCRIPTION
     still understood, with a warning: -Vxy, and a bare -V when the next
     word has two characters (-V -f owner-list); any other -V takes an
     ENVID. VERP needs a sender: -f "<>" with -XV exits 64.
+
+    -G marks a gateway (relay) submission, as a content filter that
+    reinjects mail makes: pickup hands it to cleanup as remote mail,
+    whose headers get the remote rewriting rules (or none when
+    remote_header_rewrite_domain is empty), not those of local mail.
 
     -v asks for a report of the first delivery attempt by mail (a
     "Mail Delivery Status Report" to the sender, as Postfix sends).
@@ -170,7 +175,7 @@ def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
             opts["mode"] = rest
         elif letter == "q":
             opts["q"] = rest
-        elif letter in "ti" and not rest:
+        elif letter in "tiG" and not rest:
             opts[letter] = True
         elif letter == "v" and set(rest) <= {"v"}:
             opts["v"] = True  # a report of the first delivery attempt, by mail
@@ -296,6 +301,8 @@ def submit(cfg, opts: dict, recipients: list[str], data: bytes) -> int:
     if limit and len(data) > limit:
         return fail(EX_DATAERR, f"message file too big (limit: {limit} bytes)")
     attrs = {}
+    if opts.get("G"):
+        attrs["rewrite_context"] = "remote"  # -G: a gateway (relay) submission
     if "R" in opts:
         attrs["ret"] = opts["R"].upper()
     if "V" in opts:

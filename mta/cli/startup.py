@@ -40,10 +40,11 @@ FAILURE_READ_LIMIT = 65536  # bytes of new log read for the reason
 
 
 def smtp_addresses(cfg: Config) -> list[str]:
-    """ADDRESS:PORT of every inet smtpd listener in master.cf ("[::1]:25" for IPv6)."""
+    """ADDRESS:PORT of every inet smtpd (or postscreen) listener in master.cf
+    ("[::1]:25" for IPv6)."""
     out = []
     for entry in read_master_cf(cfg.master_cf, cfg.get_int("default_process_limit")):
-        if entry.type != "inet" or entry.command != "smtpd":
+        if entry.type != "inet" or entry.command not in ("smtpd", "postscreen"):
             continue
         _, addrs, port = listen_key(entry, cfg)
         out += [f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for _, a in addrs]

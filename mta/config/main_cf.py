@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 from mta.config.errors import ConfigError
 
-NAME_RE = re.compile(r"[A-Za-z0-9_]+\Z")
+# "-" as in a master.cf service name: policyd-spf_time_limit (SMTPD_POLICY_README)
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\Z")
 
 
 @dataclass(frozen=True)

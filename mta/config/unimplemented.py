@@ -42,22 +42,13 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "biff",                         # no comsat notification
     "virtual_alias_address_length_limit",  # no length cap on virtual alias results
     # --- content inspection and filters
-    "content_filter",               # after-queue content filters
-    "default_filter_nexthop",       # goes with content_filter
-    "internal_mail_filter_classes",  # goes with content_filter
-    "smtpd_proxy_filter",           # before-queue content filter
-    "smtpd_milters",                # milters
-    "non_smtpd_milters",            # milters
-    "milter_default_action",        # milters
     "detect_8bit_encoding_header",  # not consulted
     "message_reject_characters",    # no per-character rejection
     "message_strip_characters",     # no per-character stripping
     "mime_boundary_length_limit",   # MIME boundaries are not length-checked
-    "receive_override_options",     # intake features cannot be switched off yet
     # --- smtpd
     "debug_peer_level",             # no per-peer verbose logging
     "debug_peer_list",              # no per-peer verbose logging
-    "smtpd_authorized_xclient_hosts",  # no XCLIENT
     "smtpd_client_port_logging",    # the client port is never logged
     "smtpd_forbid_bare_newline_reject_code",  # not consulted
     "smtpd_log_access_permit_actions",  # permit actions are not logged
@@ -103,6 +94,14 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "qmgr_ipc_timeout",             # not consulted
     "qmgr_message_recipient_minimum",  # no per-message recipient minimum
     "transport_retry_time",         # not consulted
+    "smtpd_use_tls",                # obsolete; smtpd_tls_security_level is read
+    "smtpd_enforce_tls",            # obsolete; smtpd_tls_security_level is read (refused)
+    # --- postscreen (its dummy SMTP engine has no STARTTLS)
+    "postscreen_enforce_tls",       # no STARTTLS in the dummy engine (smtpd has it)
+    "postscreen_use_tls",           # no STARTTLS in the dummy engine (smtpd has it)
+    "postscreen_tls_security_level",  # no STARTTLS in the dummy engine (smtpd has it)
+    "postscreen_upstream_proxy_protocol",  # no haproxy protocol (refused)
+    "postscreen_upstream_proxy_timeout",  # no haproxy protocol
     # --- processes and environment
     "daemon_timeout",               # no watchdog on service requests yet
     "fork_attempts",                # the master does not retry a failed fork
@@ -122,12 +121,11 @@ AS_IF: dict[str, str] = {
 # ("*": any value other than the default, "/": any absolute path)
 REFUSED: dict[str, tuple[str, ...]] = {
     # content inspection the operator relies on: mail would pass unscanned
-    # (a FILTER action from a table holds the message instead: qmgr/redirect.py)
-    "content_filter": ("*",),
-    "smtpd_proxy_filter": ("*",),
-    "smtpd_milters": ("*",),
-    "non_smtpd_milters": ("*",),
     "message_reject_characters": ("*",),
+    # obsolete form of smtpd_tls_security_level = encrypt: refused rather than ignored
+    "smtpd_enforce_tls": ("*",),
+    # the real client address would be lost: postscreen would screen the proxy
+    "postscreen_upstream_proxy_protocol": ("*",),
     # OpenSSL settings (MinProtocol, CipherString ...) mta would not apply; "none" only
     # skips the system baseline, which mta keeps: a warning
     "tls_config_file": ("/",),

@@ -138,6 +138,8 @@ CHOICES["smtp_dns_support_level"] = ("", "disabled", "enabled", "dnssec")
 CHOICES["lmtp_dns_support_level"] = CHOICES["smtp_dns_support_level"]
 CHOICES["tls_dane_digests"] = ("sha256", "sha512", "sha256=1", "sha512=2")
 CHOICES["smtp_tls_dane_insecure_mx_policy"] = ("", "may", "encrypt", "dane")
+for _test in ("greet", "denylist", "dnsbl", "pipelining", "non_smtp_command", "bare_newline"):
+    CHOICES[f"postscreen_{_test}_action"] = ("ignore", "enforce", "drop")
 CHOICES["smtpd_tls_eecdh_grade"] = ("auto", "strong", "ultra", "none")
 CHOICES["dkim_failure_action"] = ("defer", "send")
 CHOICES["dkim_canonicalization"] = (
@@ -219,9 +221,17 @@ def transport_names(services: list[ServiceEntry]) -> set[str]:
     return {s.name for s in services if s.command in DELIVERY_AGENTS and s.type == "unix"}
 
 
+def spawn_param_names(services: list[ServiceEntry]) -> set[str]:
+    """${service}_time_limit of each spawn(8) service in master.cf."""
+    return {f"{s.name}_time_limit" for s in services if s.command == "spawn"}
+
+
 def referenced_names(cfg, services: list[ServiceEntry]) -> set[str]:
-    """Names used as $name in main.cf, master.cf, or listed as restriction classes."""
+    """Names used as $name in main.cf, master.cf, a conditional default, or listed as
+    restriction classes; and the spawn services' time limits."""
     texts = [e.value for e in cfg.entries.values()]
+    # old names a default still honours (postscreen_blacklist_action ...)
+    texts.extend(p.default for p in PARAMS.values() if "?{" in p.default)
     for s in services:
         texts.extend(s.overrides.values())
         texts.extend(s.args)
@@ -233,7 +243,7 @@ def referenced_names(cfg, services: list[ServiceEntry]) -> set[str]:
         out.update(cfg.get_list("smtpd_restriction_classes"))
     except ConfigError:
         pass
-    return out
+    return out | spawn_param_names(services)
 
 
 def _uses(text: str, names) -> bool:
@@ -414,11 +424,31 @@ def _egress_problems(cfg, seen: set[str]) -> list[Problem]:
     return _setup_problems(cfg, seen, setup_problems)
 
 
+def _milter_problems(cfg, seen: set[str]) -> list[Problem]:
+    """smtpd_milters, non_smtpd_milters and milter_* settings that do not parse: fatal."""
+    from mta.milter.settings import setup_problems
+
+    return _setup_problems(cfg, seen, setup_problems)
+
+
 def _shaping_problems(cfg, seen: set[str]) -> list[Problem]:
     """shaping_table limits and shaping_reply_maps actions that do not parse: fatal."""
     from mta.qmgr.shaping import problems
 
     return _setup_problems(cfg, seen, problems)
+
+
+def _spawn_problems(cfg, services: list[ServiceEntry]) -> list[Problem]:
+    """spawn(8) services whose user= or argv= the service would refuse: warnings."""
+    from mta.spawn import attribute_problem
+
+    out = []
+    for s in services:
+        if s.command == "spawn":
+            why = attribute_problem(s.args, cfg.get("mail_owner"))
+            if why:
+                out.append(Problem(f"service {s.key}: {why}", s.path, s.line, fatal=False))
+    return out
 
 
 def _sasl_problems(cfg, seen: set[str]) -> list[Problem]:
@@ -496,6 +526,8 @@ def config_problems(
     out.extend(_suppression_problems(cfg, seen))
     out.extend(_shaping_problems(cfg, seen))
     out.extend(_egress_problems(cfg, seen))
+    out.extend(_spawn_problems(cfg, services))
+    out.extend(_milter_problems(cfg, seen))
     for name, e in cfg.entries.items():
         if name in PARAMS or per_transport_default(name, transports) or name in referenced:
             continue
@@ -523,6 +555,8 @@ def config_problems(
             out.extend(_sasl_problems(view, seen))
         if any(n.startswith(("smtp_sasl_", "lmtp_sasl_")) for n in s.overrides):
             out.extend(_client_sasl_problems(view, seen))
+        if any("milter" in n for n in s.overrides):
+            out.extend(_milter_problems(view, seen))
         for name in s.overrides:
             known = name in PARAMS or per_transport_default(name, transports)
             if not known and name not in referenced and name not in cfg.entries:

@@ -163,6 +163,7 @@ def _load_types() -> None:
         dict_compose,
         dict_inline,
         dict_lmdb,
+        dict_memcache,
         dict_pgsql,
         dict_proxy,
         dict_regexp,

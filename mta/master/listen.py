@@ -23,7 +23,10 @@ DESCRIPTION
     unix services listen on queue_directory/private/NAME when private,
     else public/NAME (mode 0600 or 0666); fifo services on a named pipe
     at the same place, opened read-write so it never reports end of
-    file. Both belong to mail_owner when the master runs as root. Every
+    file. Both belong to mail_owner when the master runs as root. pass
+    services (the smtpd behind postscreen) listen on a UNIX socket at
+    the same place; their children receive client connections on it as
+    descriptors (smtpd/pass_accept.py). Every
     listener is non-blocking and close-on-exec; spawn.py places it at
     the child's descriptor 3.
 
@@ -49,7 +52,7 @@ from mta.master.privs import User, running_as_root
 from mta.queue import paths
 
 LISTEN_BACKLOG_MIN = 128  # smallest listen(2) backlog the master asks for
-LISTEN_TYPES = ("inet", "unix", "fifo")  # master.cf service types the master can run
+LISTEN_TYPES = ("inet", "unix", "fifo", "pass")  # master.cf service types the master can run
 
 Resolver = Callable[[str, int], list[tuple[int, str]]]
 
@@ -169,7 +172,7 @@ def listen_key(entry: ServiceEntry, cfg) -> tuple:
         except ValueError as exc:
             raise ConfigError(f"service {entry.key}: {exc}", path=where[0], line=where[1]) from None
         return ("inet", tuple(addrs), number)
-    if entry.type in ("unix", "fifo"):
+    if entry.type in ("unix", "fifo", "pass"):
         path = paths.service_socket_path(cfg.get("queue_directory"), entry.name, entry.private)
         return (entry.type, path, entry.private)
     raise ConfigError(
@@ -220,7 +223,7 @@ def open_listeners(key: tuple, backlog: int, owner: User | None) -> list[socket.
         return socks
     _, path, private = key
     _remove_stale(path)
-    if kind == "unix":
+    if kind in ("unix", "pass"):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.bind(path)

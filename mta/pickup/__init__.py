@@ -17,6 +17,12 @@ DESCRIPTION
     refuses for good (too big, a header_checks REJECT) goes to hold/
     with a log line until a bounce service can return it to the sender.
 
+    With non_smtpd_milters set, each message goes through the milters
+    first (mta/milter/local.py): their edits go into the queue file, a
+    quarantine sends it to hold/, a discard drops it, a 5xx moves the
+    file to hold/ as cleanup's refusals do, a 4xx leaves it for the next
+    pass.
+
     Logs, as Postfix's pickup does: "QUEUEID: uid=N from=<sender>".
 
 SECURITY
@@ -31,7 +37,9 @@ import os
 
 from mta import log
 from mta.common.mail_flow import FlowGate
+from mta.common.receive_override import milters_disabled
 from mta.common.verp import VERP_ATTR
+from mta.milter.local import LocalMilters
 from mta.queue.paths import QUEUE_HOLD, QUEUE_MAILDROP
 from mta.queue.queue_file import (
     QueueFileError,
@@ -57,6 +65,8 @@ class Pickup:
         self.maildrop = os.path.join(self.queue_dir, QUEUE_MAILDROP)
         self.in_flow_delay = float(cfg.get_time("in_flow_delay"))
         self.flow = FlowGate(self.queue_dir)
+        # non_smtpd_milters (milter/local.py); none with receive_override_options no_milters
+        self.milters = None if milters_disabled(cfg) else LocalMilters.from_config(cfg)
 
     def scan(self) -> int:
         """Pick up every complete maildrop file; return how many left maildrop/."""
@@ -92,10 +102,19 @@ class Pickup:
         attrs["protocol"] = "local"
         attrs["uid"] = msg.attrs.get("uid", "")
         attrs["full_name"] = msg.full_name
-        job = self.cleanup.open(msg.sender, attrs, local_submit=True, flags=msg.flags)
+        local = msg.attrs.get("rewrite_context") != "remote"  # sendmail -G: a gateway's mail
+        job = self.cleanup.open(msg.sender, attrs, local_submit=local, flags=msg.flags)
+        if self.milters is not None:
+            job = self.milters.wrap(job, msg.sender)
         try:
             job.copy_message(msg, path)
-            result = job.close()
+            queue = "incoming"
+            if self.milters is not None:
+                outcome = self.milters.run(job, msg.sender)
+                if outcome.action != "continue":
+                    return self.milter_refused(job, outcome, name, path, msg.sender)
+                queue = "hold" if outcome.hold else queue
+            result = job.close(queue)
         except QueueFileError as exc:
             job.abort()
             log.warning("%s: %s; moved to corrupt", name, exc)
@@ -122,8 +141,26 @@ class Pickup:
             move_to_queue(self.queue_dir, path, QUEUE_HOLD)
             return True
         log.info("%s: uid=%s from=<%s>", result.queue_id or name, attrs["uid"], msg.sender)
+        self.remove(path)
+        return True
+
+    def milter_refused(self, job, outcome, name: str, path: str, sender: str) -> bool:
+        """A non_smtpd_milters refusal: discard drops the file, a 4xx keeps it for the
+        next pass, a 5xx moves it to hold/ (as cleanup's refusals); True when it left."""
+        job.abort()
+        if outcome.action == "discard":
+            self.remove(path)
+            return True
+        if outcome.reply[:1] != "5":
+            log.warning("%s: milter: %s; will try again", name, outcome.reply)
+            return False
+        log.warning("%s: rejected: %s; from=<%s>; moved to hold", name, outcome.reply, sender)
+        move_to_queue(self.queue_dir, path, QUEUE_HOLD)
+        return True
+
+    @staticmethod
+    def remove(path: str) -> None:
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        return True

@@ -40,10 +40,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from mta.common.child_wait import kill_group, wait_exit, wait_fd
 
 OUTPUT_LIMIT = 2048  # bytes of command output kept for the reason text
 
@@ -57,27 +58,6 @@ class CommandResult:
     exec_error: str = ""  # the command could not be started
 
 
-async def _wait_fd(fd: int, writing: bool) -> None:
-    loop = asyncio.get_running_loop()
-    fut = loop.create_future()
-
-    def ready() -> None:
-        if not fut.done():
-            fut.set_result(None)
-
-    if writing:
-        loop.add_writer(fd, ready)
-    else:
-        loop.add_reader(fd, ready)
-    try:
-        await fut
-    finally:
-        if writing:
-            loop.remove_writer(fd)
-        else:
-            loop.remove_reader(fd)
-
-
 async def _feed(fd: int, chunks: Iterable[bytes]) -> None:
     """Write the chunks to fd, then close it; a reader that went away ends it quietly."""
     try:
@@ -87,7 +67,7 @@ async def _feed(fd: int, chunks: Iterable[bytes]) -> None:
                 try:
                     n = os.write(fd, view)
                 except BlockingIOError:
-                    await _wait_fd(fd, True)
+                    await wait_fd(fd, True)
                     continue
                 view = view[n:]
     except (BrokenPipeError, ConnectionResetError):
@@ -104,7 +84,7 @@ async def _collect(fd: int, limit: int) -> bytes:
             try:
                 data = os.read(fd, 65536)
             except BlockingIOError:
-                await _wait_fd(fd, False)
+                await wait_fd(fd, False)
                 continue
             if not data:
                 return bytes(kept)
@@ -112,24 +92,6 @@ async def _collect(fd: int, limit: int) -> bytes:
                 kept += data[: limit - len(kept)]
     finally:
         os.close(fd)
-
-
-async def _wait_exit(proc: subprocess.Popen) -> int:
-    pidfd = -1
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
-        pass
-    try:
-        if pidfd >= 0:
-            await _wait_fd(pidfd, False)
-        else:
-            while proc.poll() is None:
-                await asyncio.sleep(0.02)
-    finally:
-        if pidfd >= 0:
-            os.close(pidfd)
-    return proc.wait()
 
 
 async def run_command(
@@ -173,24 +135,24 @@ async def run_command(
     os.set_blocking(out_r, False)
     feed = asyncio.ensure_future(_feed(in_w, chunks))
     collect = asyncio.ensure_future(_collect(out_r, output_limit))
-    exited = asyncio.ensure_future(_wait_exit(proc))
+    exited = asyncio.ensure_future(wait_exit(proc))
     try:
         await asyncio.wait_for(asyncio.gather(feed, collect, exited), time_limit)
     except asyncio.TimeoutError:
         result.timed_out = True
     except BaseException:
-        _kill(proc)
+        kill_group(proc)
         raise
     finally:
         if not exited.done() or result.timed_out:
-            _kill(proc)
+            kill_group(proc)
         for task in (feed, collect):
             if not task.done():
                 task.cancel()
         await asyncio.gather(feed, collect, return_exceptions=True)
     if result.timed_out:
         result.output = b""
-        code = await _wait_exit(proc)
+        code = await wait_exit(proc)
     else:
         code = exited.result()
         result.output = collect.result()
@@ -199,13 +161,3 @@ async def run_command(
     else:
         result.status = code
     return result
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    """Kill the command and everything it started in its session."""
-    for target in (lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill):
-        try:
-            target()
-            return
-        except (ProcessLookupError, PermissionError):
-            continue

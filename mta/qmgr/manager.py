@@ -20,7 +20,10 @@ DESCRIPTION
     the redirect address replaces all recipients), resolves each
     recipient not yet done (with the
     envelope sender, for the sender_dependent_* maps) through
-    trivial-rewrite (in process, cached) and files the recipients under
+    trivial-rewrite (in process, cached), or, for a message with a
+    content filter (content_filter, FILTER), sends every recipient to
+    the filter's transport and next hop instead (mta/qmgr/content_filter.py),
+    and files the recipients under
     their transport and next hop in batches of the transport's
     recipient limit. A damaged file goes to corrupt/. A scan of
     deferred/ runs every queue_run_delay (and on "D", "A", and "F" for
@@ -132,6 +135,7 @@ from mta.common.verp import message_delimiters, verp_sender
 from mta.common.worker import Worker
 from mta.flush import FlushLogs, refresh_logs
 from mta.maps import MapRetry
+from mta.qmgr.content_filter import ContentFilter
 from mta.qmgr.outcomes import Outcomes
 from mta.qmgr.redirect import Routing
 from mta.qmgr.scan import iter_queue
@@ -226,6 +230,7 @@ class QueueManager:
         self.ipc_timeout = float(cfg.get_time("qmgr_daemon_timeout"))
         self.resolver = Resolver(cfg)
         self.routing = Routing(cfg)
+        self.content_filter = ContentFilter(cfg)
         self.verp_filter = cfg.get("verp_delimiter_filter")
         self.verp_bounces_off = cfg.get_bool("disable_verp_bounces")
         self.outcomes = Outcomes(cfg)  # event log, suppression list
@@ -496,7 +501,7 @@ class QueueManager:
             len(msg.recipients),
         )
         try:
-            routed = self.routing.recipients(msg, pending)  # REDIRECT, FILTER: qmgr/redirect.py
+            routed = self.routing.recipients(msg, pending)  # REDIRECT: qmgr/redirect.py
         except Exception as exc:  # noqa: BLE001 - a message is deferred, never dropped
             self.active_rcpts -= am.nrcpt
             self._defer_after_error(am, "cannot redirect the recipients", exc)
@@ -518,7 +523,13 @@ class QueueManager:
         groups: dict[tuple[str, str], list[RequestRecipient]] = {}
         try:
             resolver = self.probe_resolver() if msg.flags & QF_VERIFY_MTA else self.resolver
+            # qmgr/content_filter.py; a probe (sendmail -bv, verify) never goes to a filter
+            filt = None if msg.flags & QF_VERIFY else self.content_filter.route(msg)
             for r in routed:
+                if filt is not None:
+                    where = self.content_filter.destination(filt, r.address)
+                    groups.setdefault(where, []).append(r)
+                    continue
                 res = resolver.resolve(r.address, msg.sender)
                 groups.setdefault((res.transport, res.nexthop), []).append(r)
         except Exception as exc:  # noqa: BLE001 - a table that fails defers, never drops

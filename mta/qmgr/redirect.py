@@ -1,4 +1,4 @@
-"""qmgr.redirect - the REDIRECT and FILTER actions a message carries in its envelope
+"""qmgr.redirect - the REDIRECT action a message carries in its envelope
 
 SYNOPSIS
     from mta.qmgr.redirect import Routing
@@ -23,14 +23,9 @@ DESCRIPTION
     the message is finished without a second delivery. A REDIRECT address that
     is empty after canonicalization is ignored with a warning.
 
-    FILTER needs the content-filter machinery, which is not built yet.
-    Because a content filter is often a scanner that the operator
-    counts on, cleanup puts a message with a FILTER action on hold
-    (mta/cleanup/cleanup.py) rather than deliver it unscanned; a message
-    that reaches qmgr with one anyway was released from hold by the
-    operator (mta super -H) or queued before that rule: it is delivered
-    as usual, with the warning "QUEUEID: FILTER transport:dest is not
-    implemented; delivering without the filter".
+    FILTER is the content filter: cleanup records it and qmgr sends
+    every recipient of the message to it (mta/qmgr/content_filter.py).
+    With REDIRECT too, the redirect's recipient goes to the filter.
 
 SECURITY
     The attributes come from the operator's tables and checks, copied
@@ -53,20 +48,13 @@ ATTR_FILTER = "filter"  # envelope attribute: transport:destination of a content
 
 
 class Routing:
-    """What REDIRECT and FILTER make of a message's pending recipients."""
+    """What REDIRECT makes of a message's pending recipients."""
 
     def __init__(self, cfg) -> None:
         self.rewriter = Rewriter(cfg)
 
     def recipients(self, msg: QueueMessage, pending: list) -> list[RequestRecipient]:
         """The recipients to resolve and deliver for msg (pending: its recipients not done)."""
-        filt = msg.attrs.get(ATTR_FILTER, "")
-        if filt:
-            log.warning(
-                "%s: FILTER %s is not implemented; delivering without the filter",
-                msg.queue_id,
-                filt,
-            )
         target = self.redirect_target(msg)
         if target and any(r.done for r in msg.recipients):
             return []  # only the redirect's own recipient is ever marked done: it is over

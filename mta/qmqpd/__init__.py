@@ -23,6 +23,10 @@ DESCRIPTION
     recipients see list-user=domain@example.org; common/verp.py). A
     first delimiter outside verp_delimiter_filter gets "D".
 
+    With non_smtpd_milters set, the message goes through the milters
+    first (mta/milter/local.py): a 5xx refusal answers "D", a 4xx "Z",
+    a discard "K", a quarantine queues it into hold/.
+
 SECURITY
     Parses untrusted network input; lengths are checked before anything
     is read, and nothing larger than message_size_limit is kept.
@@ -40,6 +44,7 @@ from mta import log
 from mta.common.mail_flow import FlowGate
 from mta.common.match_list import AddrList
 from mta.common.verp import VERP_ATTR, delimiters_problem
+from mta.milter.local import LocalMilters
 
 NETSTRING_DIGITS = 10  # longest length prefix accepted
 
@@ -113,6 +118,7 @@ class QmqpServer:
         self.limit = size + (1 << 16) if size else 1 << 40  # room for the envelope
         self.in_flow_delay = float(cfg.get_time("in_flow_delay"))
         self.flow = FlowGate(cfg.get("queue_directory"))
+        self.milters = LocalMilters.from_config(cfg)  # non_smtpd_milters (milter/local.py)
 
     async def reply(self, writer, code: bytes, text: str, error: bool = False) -> None:
         if error and self.error_delay:
@@ -165,13 +171,23 @@ class QmqpServer:
                 return
             attrs[VERP_ATTR] = verp
         job = self.cleanup.open(envelope_sender, attrs)
+        if self.milters is not None:
+            job = self.milters.wrap(job, envelope_sender)
         log.info("%s: client=%s", job.queue_id, client)
         loop = asyncio.get_running_loop()
         try:
             for rcpt in recipients:
                 job.add_recipient(rcpt.decode("utf-8", "replace"))
             job.write(message)
-            result = await loop.run_in_executor(None, job.close)
+            queue = "incoming"
+            if self.milters is not None:
+                outcome = await self.milters.run_async(job, envelope_sender)
+                if outcome.action != "continue":
+                    job.abort()
+                    await self.milter_reply(writer, outcome)
+                    return
+                queue = "hold" if outcome.hold else queue
+            result = await loop.run_in_executor(None, job.close, queue)
         except OSError as exc:
             job.abort()
             log.warning("%s: queue file write error: %s", client, exc)
@@ -187,6 +203,15 @@ class QmqpServer:
         else:
             await self.reply(writer, b"D", result.reply, True)
         log.info("disconnect from %s", client)
+
+    async def milter_reply(self, writer, outcome) -> None:
+        """A non_smtpd_milters refusal as a QMQP answer (a discard is a success)."""
+        if outcome.action == "discard":
+            await self.reply(writer, b"K", "Ok: discarded")
+            return
+        text = outcome.reply[4:] if outcome.reply[:3].isdigit() else outcome.reply
+        code = b"Z" if outcome.reply[:1] == "4" else b"D"
+        await self.reply(writer, code, text.replace("\r\n", " "), True)
 
 
 _servers: dict = {}

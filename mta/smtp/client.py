@@ -61,7 +61,9 @@ DESCRIPTION
     dots stuffed, and the final dot.
 
     transact() runs one mail transaction for the given recipients:
-    RSET first when the session was reused, MAIL FROM with SIZE,
+    RSET first when the session was reused, XFORWARD with the original
+    client when *_send_xforward_command is set and the server offers it
+    (its own round trip: mta/common/xforward.py), MAIL FROM with SIZE,
     BODY=8BITMIME, SMTPUTF8 and the DSN parameters RET and ENVID when
     the server offers them, RCPT TO per recipient (with NOTIFY and
     ORCPT under DSN), DATA, the content, and the final dot (for an
@@ -112,6 +114,7 @@ from mta.common.long_lines import fold_long_lines
 from mta.common.tls_session import ClientSessions, arm_connection
 from mta.common.tls_ticket import cache_timeout
 from mta.common.tlsmgr_clnt import TlsmgrClient
+from mta.common.xforward import xforward_lines
 from mta.config.params import PARAMS
 from mta.queue import rec_type as R
 from mta.smtp.dane import DanePolicy
@@ -141,6 +144,7 @@ STAGE_EHLO = "performing the EHLO handshake"
 STAGE_LHLO = "performing the LHLO handshake"
 STAGE_STARTTLS = "performing the STARTTLS handshake"
 STAGE_RSET = "sending RSET"
+STAGE_XFORWARD = "sending XFORWARD"
 STAGE_MAIL = "sending MAIL FROM"
 STAGE_RCPT = "sending RCPT TO"
 STAGE_DATA = "sending DATA command"
@@ -228,6 +232,8 @@ class Settings:
     tls: ClientTls  # the main.cf TLS parameters
     tls_policy: TlsPolicy  # this next hop's (main.cf, or smtp_tls_policy_maps)
     source: str = ""  # the request's source address (egress pools), bound for both families
+    send_xforward: bool = False  # *_send_xforward_command (mta/common/xforward.py)
+    xforward_timeout: float = 300.0  # *_xforward_timeout
 
     def __post_init__(self) -> None:
         self._with_policy: dict[TlsPolicy, Settings] = {}
@@ -348,6 +354,8 @@ class Settings:
             tls_session_remote=(
                 TlsmgrClient(cfg) if cfg.get(p("tls_session_cache_database")).strip() else None
             ),
+            send_xforward=cfg.get_bool(p("send_xforward_command")),
+            xforward_timeout=float(cfg.get_time(p("xforward_timeout"))),
         )
         cls._memo[(id(cfg), lmtp)] = (cfg, st)
         return st
@@ -879,6 +887,8 @@ class Session:
                             relay,
                         )
                     return True
+        if st.send_xforward and "XFORWARD" in feats and not await self._xforward(job, out, rcpts):
+            return True  # the server refused XFORWARD: the recipients have its reply
         pipelining = "PIPELINING" in feats
         self._check_early_reply("MAIL FROM")
         cmds: list[tuple[bytes, str, float, str]] = []  # (line, command name, timeout, stage)
@@ -970,6 +980,38 @@ class Session:
                     )
                 else:
                     self._fail(job, out, a, reply, "end of DATA")
+        return True
+
+    async def _xforward(self, job, out: Outgoing, rcpts: list) -> bool:
+        """Send XFORWARD (mta/common/xforward.py) before the transaction; False when
+        the server refused it and the recipients got its reply."""
+        lines = xforward_lines(job.req.attrs, job.req.queue_id, self.features["XFORWARD"])
+        if not lines:
+            return True
+        if self.reused:
+            # RSET first (it would reset what XFORWARD says): a dead session shows here
+            self.write(b"RSET\r\n")
+            try:
+                reply = await self.read_reply(self.st.rset_timeout, STAGE_RSET)
+            except SessionError:
+                self.close()
+                raise StaleSession() from None
+            if reply.klass != 2:
+                self.close()
+                raise StaleSession()
+            self.reused = False  # the transaction needs no RSET of its own now
+        self.write(b"".join(line + b"\r\n" for line in lines))
+        refused = None
+        for _ in lines:
+            reply = await self.read_reply(self.st.xforward_timeout, STAGE_XFORWARD)
+            if reply.code == 421:
+                self._abort_421(reply, "XFORWARD")
+            if reply.klass != 2 and refused is None:
+                refused = reply
+        if refused is not None:
+            for r in rcpts:
+                self._fail(job, out, r, refused, "XFORWARD")
+            return False
         return True
 
     def _check_early_reply(self, before: str) -> None:

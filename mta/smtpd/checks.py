@@ -105,6 +105,10 @@ DESCRIPTION
     unverified_*_tempfail_action. unverified_*_reject_reason replaces
     the text after "rejected:".
 
+    receive_override_options = no_unknown_recipient_checks (the smtpd
+    behind a content filter) turns reject_unlisted_recipient off, both
+    the restriction and the implicit check below.
+
     After the recipient lists, smtpd_reject_unlisted_recipient = yes
     applies reject_unlisted_recipient once more unless it already ran:
     recipients in local domains must be in local_recipient_maps (an
@@ -145,6 +149,7 @@ from dataclasses import dataclass, field
 from mta import log
 from mta.common.addr_find import address_keys, domain_keys, find_access, find_address
 from mta.common.match_list import AddrList
+from mta.common.receive_override import NO_UNKNOWN_RECIPIENT_CHECKS, receive_overrides
 from mta.config.errors import ConfigError
 from mta.maps import MapError, MapRetry, Maps, open_map
 from mta.smtpd import dns as smtpd_dns
@@ -462,7 +467,10 @@ class SmtpdChecks:
             "parent_domain_matches_subdomains"
         )
         self.show_table = cfg.get_bool("show_user_unknown_table_name")
+        # receive_override_options no_unknown_recipient_checks (after a content filter)
+        self.no_unknown_rcpt = NO_UNKNOWN_RECIPIENT_CHECKS in receive_overrides(cfg)
         self.reject_unlisted_recipient = cfg.get_bool("smtpd_reject_unlisted_recipient")
+        self.reject_unlisted_recipient &= not self.no_unknown_rcpt
         self.reject_unlisted_sender = cfg.get_bool("smtpd_reject_unlisted_sender")
         self.address_tempfail = self._tempfail_action("unknown_address_tempfail_action")
         self.helo_tempfail = self._tempfail_action("unknown_helo_hostname_tempfail_action")
@@ -1194,6 +1202,8 @@ class SmtpdChecks:
         if name.startswith("reject_unknown_") and name.endswith("_domain"):
             return await self._unknown_domain(ctx, addr, subject, prefix)
         if name.startswith("reject_unlisted_"):
+            if self.no_unknown_rcpt and subject == SMTPD_NAME_RECIPIENT:
+                return None
             ctx.rcptmap_checked = ctx.rcptmap_checked or subject == SMTPD_NAME_RECIPIENT
             return await self._check_rcpt_maps(ctx, addr, subject)
         # permit_auth_destination, reject_unauth_destination, defer_unauth_destination

@@ -71,12 +71,12 @@ SEE ALSO
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 
 from mta import log
 from mta.common import dns as mta_dns
+from mta.common.dnsbl_names import client_query, parse_reply_pattern, pattern_match
 from mta.common.dsn import leading_failure_dsn
 from mta.maps import MapError, MapRetry, Maps
 from mta.smtpd.footer import FooterError, expand_macros, unescape
@@ -102,7 +102,6 @@ SMTPD_NAME_REV_CLIENT = "Unverified Client host"
 SMTPD_NAME_HELO = "Helo command"
 SMTPD_NAME_SENDER = "Sender address"
 SMTPD_NAME_RECIPIENT = "Recipient address"
-_PATTERN_OCTET = re.compile(r"(\d{1,3})(?![\d])|\[([0-9;.]*)\]")
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 _REPLY = re.compile(r"([45]\d\d) (.*)", re.S)
 
@@ -118,7 +117,7 @@ class DnsblDomain:
     def matches(self, addrs: list[str]) -> bool:
         if not self.pattern:
             return bool(addrs)
-        return any(_pattern_match(self.pattern, a) for a in addrs)
+        return any(pattern_match(self.pattern, a) for a in addrs)
 
 
 @dataclass
@@ -128,48 +127,6 @@ class RblAnswer:
     status: str
     addrs: list[str] = field(default_factory=list)
     txt: str = ""
-
-
-def parse_reply_pattern(text: str) -> tuple:
-    """The per-octet (low, high) ranges of "127.0.0.[2..11]"; ValueError when malformed."""
-    octets = []
-    pos = 0
-    for i in range(4):
-        m = _PATTERN_OCTET.match(text, pos)
-        if m is None:
-            raise ValueError(f'bad DNSBL reply pattern "{text}"')
-        if m.group(1) is not None:
-            ranges = [(int(m.group(1)), int(m.group(1)))]
-        else:
-            ranges = [_parse_range(item, text) for item in m.group(2).split(";")]
-        if any(high > 255 or low > high for low, high in ranges):
-            raise ValueError(f'bad DNSBL reply pattern "{text}"')
-        octets.append(tuple(ranges))
-        pos = m.end()
-        if i < 3:
-            if text[pos : pos + 1] != ".":
-                raise ValueError(f'bad DNSBL reply pattern "{text}"')
-            pos += 1
-    if pos != len(text):
-        raise ValueError(f'bad DNSBL reply pattern "{text}"')
-    return tuple(octets)
-
-
-def _parse_range(item: str, text: str) -> tuple[int, int]:
-    low, sep, high = item.partition("..")
-    if not low.isdigit() or (sep and not high.isdigit()) or len(low) > 3 or len(high) > 3:
-        raise ValueError(f'bad DNSBL reply pattern "{text}"')
-    return int(low), int(high if sep else low)
-
-
-def _pattern_match(pattern: tuple, addr: str) -> bool:
-    parts = addr.split(".")
-    if len(parts) != 4 or not all(p.isdigit() for p in parts):
-        return False
-    return all(
-        any(low <= int(p) <= high for low, high in ranges)
-        for p, ranges in zip(parts, pattern, strict=True)
-    )
 
 
 def parse_dnsbl(checks, arg: str) -> DnsblDomain:
@@ -197,19 +154,6 @@ def _check_config(checks) -> None:
     except FooterError as exc:
         raise checks._config_error("default_rbl_reply", f"bad template: {exc}") from None
     checks._rbl_reply_maps = maps
-
-
-def client_query(addr: str) -> str | None:
-    """The reversed address as a DNSBL name prefix, without the list domain."""
-    try:
-        ip = ipaddress.ip_address(addr.removeprefix("IPv6:").removeprefix("ipv6:"))
-    except ValueError:
-        return None
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.version == 4:
-        return ".".join(reversed(str(ip).split(".")))
-    return ".".join(reversed(ip.exploded.replace(":", "")))
 
 
 def domain_query(what: str) -> str | None:

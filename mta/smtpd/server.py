@@ -25,7 +25,9 @@ DESCRIPTION
 
     XVERP is in the EHLO reply only for clients on
     smtpd_authorized_verp_clients (verp_allowed(); a table that fails
-    leaves it out), as Postfix offers it.
+    leaves it out), as Postfix offers it; XCLIENT and XFORWARD likewise
+    only for smtpd_authorized_xclient_hosts and _xforward_hosts
+    (smtpd/xclient.py, smtpd/xforward.py).
 
 SECURITY
     Accepts connections from anyone the listener lets in; runs as
@@ -46,11 +48,15 @@ from mta.cleanup import Cleanup
 from mta.common import tls_libssl
 from mta.common.mail_flow import FlowGate
 from mta.common.match_list import AddrList, DomainList
+from mta.common.receive_override import milters_disabled
 from mta.common.worker import BlockingPool
 from mta.maps import MapRetry
+from mta.smtpd import proxy_filter, xclient, xforward
 from mta.smtpd.checks import SessionState, SmtpdChecks
 from mta.smtpd.footer import ReplyFooter
 from mta.smtpd.limits import ClientLimits
+from mta.smtpd.milters import SmtpdMilters
+from mta.smtpd.pass_accept import PassListener
 from mta.smtpd.sasl import SmtpdSasl
 from mta.smtpd.suppressed import RcptSuppression
 from mta.smtpd.tls import LEVELS, TlsSetupError, load_server_context, security_level
@@ -79,6 +85,12 @@ EHLO_KEYWORDS = (
     "SMTPUTF8",
     "CHUNKING",
 )
+
+
+def xclient_xforward_keywords(session) -> tuple[str, ...]:
+    """The XCLIENT and XFORWARD EHLO keywords this session's client may see."""
+    out = (xclient.EHLO_XCLIENT,) if xclient.allowed(session) else ()
+    return out + ((xforward.EHLO_XFORWARD,) if xforward.allowed(session) else ())
 
 
 class SmtpdServer:
@@ -118,9 +130,12 @@ class SmtpdServer:
         self.notice_tasks: set[asyncio.Task] = set()
         self.checks = SmtpdChecks(cfg)
         self.suppression = RcptSuppression(cfg)  # suppression_action = reject
+        # smtpd_milters (smtpd/milters.py); none with receive_override_options no_milters
+        self.milters = None if milters_disabled(cfg) else SmtpdMilters.from_config(cfg)
         self.limits = ClientLimits(cfg)
         self.footer = ReplyFooter(cfg)
         self.cleanup = cleanup if cleanup is not None else Cleanup(cfg)
+        self.proxy = proxy_filter.settings(cfg)  # smtpd_proxy_filter (None: cleanup queues)
         self.executor = BlockingPool(FSYNC_THREADS, "fsync")
         self.setup_tls(tls, tls_loaded)
         self.ehlo_reply = self.build_ehlo_reply()
@@ -172,6 +187,7 @@ class SmtpdServer:
         """The EHLO reply for session: with or without STARTTLS, AUTH when offered,
         XVERP for smtpd_authorized_verp_clients."""
         auth = tuple(await self.sasl.ehlo_keywords(session)) if self.sasl is not None else ()
+        auth += xclient_xforward_keywords(session)  # smtpd/xclient.py, smtpd/xforward.py
         xverp = self.verp_allowed(session.st)
         if not auth and not xverp:
             return self.ehlo_reply_tls if session.tls else self.ehlo_reply
@@ -380,7 +396,13 @@ async def serve(ctx, listeners) -> int:
     # the session-id cache in tlsmgr, for clients that resume without tickets
     scache = setup_server_cache(ctx.cfg, server.tls_context)
     for sock in listeners:
-        if isinstance(sock, socket.socket):
+        if not isinstance(sock, socket.socket):
+            continue
+        if ctx.service_type == "pass":  # clients handed over by postscreen
+            passed = PassListener(sock, factory)
+            passed.start()
+            servers.append(passed)
+        else:
             servers.append(await loop.create_server(factory, sock=sock, backlog=1024))
     loop.add_signal_handler(signal.SIGTERM, stop)
     ctx.on_master_gone = stop

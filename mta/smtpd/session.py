@@ -17,7 +17,8 @@ DESCRIPTION
     cleanup has fsynced and renamed the queue file, which runs in a
     worker thread so other sessions go on meanwhile.
 
-    Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY ETRN HELP;
+    Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY ETRN HELP,
+    XCLIENT (smtpd/xclient.py) and XFORWARD (smtpd/xforward.py);
     extensions PIPELINING SIZE VRFY ETRN ENHANCEDSTATUSCODES 8BITMIME DSN
     SMTPUTF8 CHUNKING (minus smtpd_discard_ehlo_keywords). Replies and
     limits follow Postfix: message_size_limit, smtpd_recipient_limit
@@ -49,6 +50,15 @@ DESCRIPTION
     get 530 5.7.0 until the session runs over TLS. The lines a client
     pipelined after STARTTLS are dropped with the rest of the buffer
     (self.restarted), never answered after the handshake.
+
+    With smtpd_proxy_filter (smtpd/proxy_filter.py) MAIL, RCPT and the
+    message go to the before-queue filter after smtpd's own checks, and
+    its replies are the client's; nothing is queued here.
+
+    smtpd_milters (smtpd/milters.py) see the connect, HELO, MAIL, RCPT,
+    DATA and unknown commands after the restrictions; while they are
+    active the content is spooled and shown to them at end of data,
+    before cleanup gets it with their edits.
 
     Every 4xx and 5xx reply gets smtpd_reject_footer (or the footer
     smtpd_reject_footer_maps finds for it) through smtpd/footer.py.
@@ -91,9 +101,10 @@ from mta.cleanup.cleanup import (
 )
 from mta.common.verp import VERP_ATTR, delimiters_problem
 from mta.queue import rec_type as R
-from mta.smtpd import sasl
+from mta.smtpd import proxy_filter, sasl, xclient, xforward
 from mta.smtpd.address import AddressError, decode_xtext, parse_path, printable_arg
 from mta.smtpd.checks import SessionState
+from mta.smtpd.milters import milter_refuse
 from mta.smtpd.tls import counted_wrapper_tls, received_comment, starttls, wrapper_start
 from mta.smtpd.transcript import (
     NOTE_CONTENT,
@@ -188,6 +199,7 @@ class SmtpdSession(asyncio.Protocol):
         self.sasl_method = ""  # the mechanism of a successful AUTH (st.sasl_username: who)
         self.sasl_exchange = None  # an AUTH exchange waiting for a response
         self.mail_count = 0  # MAIL commands parsed, for the policy "instance"
+        self.milters = None  # smtpd.milters.SessionMilters when smtpd_milters apply
         self.reset_transaction()
 
     # ------------------------------------------------------------ transport events
@@ -318,6 +330,9 @@ class SmtpdSession(asyncio.Protocol):
         job = getattr(self, "job", None)
         if job is not None:
             job.abort()  # a message in progress is thrown away, its file too
+        if getattr(self, "milters", None) is not None:
+            self.milters.abort()  # SMFIC_ABORT when a message was under way
+        proxy_filter.drop(self)  # the proxy filter's connection ends with the transaction
         self.sender: str | None = None
         self.verp: str | None = None  # VERP delimiters asked for with XVERP
         self.recipients: list[tuple[str, int, str]] = []  # (address, notify, orcpt)
@@ -335,6 +350,7 @@ class SmtpdSession(asyncio.Protocol):
         self.hold = False
         self.discard = False
         self.bcc: list[str] = []
+        self.xforward: dict[str, str] | None = None  # XFORWARD values (smtpd/xforward.py)
         if self.st is not None:
             self.st.sender = None
             self.st.recipient = ""
@@ -363,6 +379,15 @@ class SmtpdSession(asyncio.Protocol):
                     self.log_reject("CONNECT", verdict)
                     self.reject_stage = verdict
                 self.session_actions = list(self.st.actions)
+            if self.server.milters is not None:  # smtpd_milters: the connect event
+                self.milters = self.server.milters.session(self)
+                verdict = await self.milters.connect(self) if self.milters else None
+                if verdict is not None and verdict.disconnect:
+                    self.reply(verdict.reply)
+                    return
+                if verdict is not None:  # it answers every MAIL; the milters are done
+                    self.milters.close()
+                    self.milters, self.reject_stage = None, verdict
             self.reply(f"220 {self.server.banner}")
             await self.loop()
         except SessionClosed as exc:
@@ -382,6 +407,9 @@ class SmtpdSession(asyncio.Protocol):
         if self.job is not None:
             self.job.abort()
             self.job = None
+        if self.milters is not None:
+            self.milters.close()
+        proxy_filter.drop(self)
         if self.sasl_exchange is not None:
             sasl.abandon(self.sasl_exchange)  # the client left in the middle of AUTH
             self.sasl_exchange = None
@@ -517,6 +545,10 @@ class SmtpdSession(asyncio.Protocol):
         if handler is None:
             self.counts["unknown"] = self.counts.get("unknown", 0) + 1
             self.last_command = "UNKNOWN"
+            if self.milters is not None:
+                verdict = await self.milters.unknown(self, line)
+                if verdict is not None:
+                    return await milter_refuse(self, verdict)
             if not verb:
                 return await self.error("500 5.5.2 Error: bad syntax")
             return await self.error("502 5.5.2 Error: command not recognized")
@@ -558,6 +590,10 @@ class SmtpdSession(asyncio.Protocol):
             verdict = await self.server.checks.helo(self.st)
             if verdict is not None:
                 return await self.refuse("HELO", verdict)
+        if self.milters is not None:
+            verdict = await self.milters.helo(self)
+            if verdict is not None:
+                return await milter_refuse(self, verdict)
         if esmtp:
             ehlo = await self.server.ehlo_bytes(self)
             self.replies.append(ehlo)
@@ -613,12 +649,23 @@ class SmtpdSession(asyncio.Protocol):
             if verdict is not None:
                 self.st.sender = None
                 return await self.refuse("MAIL", verdict)
+        if self.milters is not None:
+            verdict = await self.milters.mail(self, sender, params)
+            if verdict is not None:
+                self.st.sender = None
+                return await milter_refuse(self, verdict)
+        ok_reply = "250 2.1.0 Ok"
+        if self.server.proxy is not None:  # the proxy filter answers (smtpd/proxy_filter.py)
+            ok_reply = await proxy_filter.mail(self)
+            if ok_reply is None:
+                self.st.sender = None
+                return True
         self.sender = sender
         self.verp = verp
         self.mail_params = params
         self.body_8bit = (params.get(b"BODY") or b"").upper() == b"8BITMIME"
         self.smtputf8 = b"SMTPUTF8" in params
-        self.reply("250 2.1.0 Ok")
+        self.reply(ok_reply)
         return True
 
     def note_mail(self, params: dict[bytes, bytes | None]) -> None:
@@ -707,13 +754,24 @@ class SmtpdSession(asyncio.Protocol):
         verdict = await self.server.checks.recipient(self.st)
         if verdict is None:
             verdict = self.server.suppression.verdict(rcpt, self.sender)
+        if verdict is None and self.milters is not None:
+            args = [a.decode("utf-8", "replace") for a in arg[3 + end :].split()]
+            verdict = await self.milters.rcpt(self, rcpt, args)
         if verdict is not None:
+            if self.milters is not None and not getattr(verdict, "logged", False):
+                await self.milters.rcpt_rejected(self, rcpt, arg[3 + end :], verdict.reply)
             ok = await self.refuse("RCPT", verdict)
             self.st.recipient = ""
             return ok
+        ok_reply = "250 2.1.5 Ok"
+        if self.server.proxy is not None:  # the proxy filter answers (smtpd/proxy_filter.py)
+            ok_reply = await proxy_filter.rcpt(self)
+            if ok_reply is None:
+                self.st.recipient = ""
+                return True
         self.recipients.append((rcpt, notify, orcpt))
         self.st.recipient_count = len(self.recipients)
-        self.reply("250 2.1.5 Ok")
+        self.reply(ok_reply)
         return True
 
     async def start_message(self):
@@ -737,6 +795,7 @@ class SmtpdSession(asyncio.Protocol):
             **sasl.message_attrs(self),
             "tls_trace": received_comment(self),  # Received: lines, not an attribute
         }
+        xforward.message_attrs(self, attrs)  # a client forwarded with XFORWARD
         params = self.mail_params
         if params.get(b"RET"):
             attrs["ret"] = params[b"RET"].decode("ascii").upper()
@@ -754,19 +813,32 @@ class SmtpdSession(asyncio.Protocol):
             elif kind == "bcc":
                 self.bcc.append(value)
         flags = (R.QF_8BIT if self.body_8bit else 0) | (R.QF_SMTPUTF8 if self.smtputf8 else 0)
+        if self.server.proxy is not None:  # the proxy filter takes the message, not cleanup
+            self.job, verdict = await proxy_filter.open_job(self, prepend)
+            return verdict
         # Created on the loop: handing the open to a worker thread cost more
         # in latency than the open itself (BENCHMARKS.md, tuning log).
         job = self.server.cleanup.open(self.sender, attrs, flags=flags)
+        if self.milters is not None:  # the content waits for the milters (milter/job.py)
+            job = self.milters.wrap(job, self.sender)
         self.job = job  # from here on reset_transaction() throws it away on any failure
         if getattr(job, "queue_id", "NOQUEUE") != "NOQUEUE":
             self.st.queue_id = job.queue_id
-            log.info("%s: client=%s%s", job.queue_id, self.client_text, sasl.log_fields(self))
+            log.info(
+                "%s: client=%s%s%s",
+                job.queue_id,
+                self.client_text,
+                sasl.log_fields(self),
+                xforward.log_fields(self),
+            )
         for rcpt, notify, orcpt in self.recipients:
             job.add_recipient(rcpt, orig=rcpt, notify=notify, dsn_orcpt=orcpt)
         for rcpt in self.bcc:
             job.add_recipient(rcpt)
         for header in prepend:
             job.write(header.encode("utf-8", "replace") + b"\r\n")
+        if self.milters is not None:
+            return await self.milters.data(self)  # refusals come logged as milter-reject
         return None
 
     def apply_flags(self) -> None:
@@ -842,6 +914,16 @@ class SmtpdSession(asyncio.Protocol):
                 raise SessionClosed("refused")
             return
         self.apply_flags()
+        if self.server.proxy is not None:  # the filter's reply is the client's
+            job, self.job = self.job, None
+            return await proxy_filter.end_message(self, job)
+        if self.milters is not None and not self.discard:
+            # the content phase: "done" when the milters answered, "close" on 421
+            outcome = await self.milters.end_of_message(self)
+            if outcome == "close":
+                raise SessionClosed("refused")
+            if outcome:
+                return
         job, self.job = self.job, None
         if self.discard:
             job.abort()
@@ -1029,6 +1111,8 @@ class SmtpdSession(asyncio.Protocol):
 
     # ------------------------------------------------------------ logging
     def log_reject(self, stage: str, verdict) -> None:
+        if getattr(verdict, "logged", False):
+            return  # a milter's refusal, logged as milter-reject (smtpd/milters.py)
         st = self.st
         parts = [f"reject: {stage} from {self.client_text}: {verdict.reply}"]
         extra = []
@@ -1057,4 +1141,6 @@ COMMANDS = {
     b"HELP": SmtpdSession.do_help,
     b"STARTTLS": SmtpdSession.do_starttls,
     b"AUTH": SmtpdSession.do_auth,
+    b"XCLIENT": xclient.do_xclient,
+    b"XFORWARD": xforward.do_xforward,
 }

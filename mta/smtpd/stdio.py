@@ -128,6 +128,7 @@ async def _serve(cfg) -> int:
     server = SmtpdServer(cfg, cleanup=MaildropSubmitter(cfg), tls=False)  # no TLS on a pipe
     server.peername_lookup = False
     server.stand_alone = True
+    server.proxy = None  # stand-alone mode queues itself, as Postfix's: no smtpd_proxy_filter
     # A program on a pipe writes its whole conversation at once; that is no
     # smuggling attempt, so pipelining rules do not apply here.
     server.forbid_unauth_pipelining = False

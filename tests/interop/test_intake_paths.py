@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from mta.queue.queue_file import iter_content, read_queue_file
-from tests.support.running import Instance, free_port, wait_for
+from tests.support.running import Instance, intake_instance, queue_files, wait_for
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
@@ -22,39 +22,10 @@ SENDMAIL = [sys.executable, "-m", "mta.cli.sendmail"]
 
 @pytest.fixture
 def inst(tmp_path):
-    port, qmqp = free_port(), free_port()
-    master_cf = (
-        f"127.0.0.1:{port} inet n - n - - smtpd\n"
-        f"127.0.0.1:{qmqp} inet n - n - - qmqpd\n"
-        "pickup unix n - n 60 1 pickup\n"
-        "cleanup unix n - n - 0 cleanup\n"
-        "proxymap unix - - n - - proxymap\n"
-    )
-    inst = Instance(
-        tmp_path,
-        master_cf,
-        {
-            "myhostname": "mx.test.example",
-            "mydestination": "mx.test.example",
-            "mynetworks": "127.0.0.1/32",
-            "alias_maps": "",
-            "local_recipient_maps": "",
-            "qmqpd_authorized_clients": "127.0.0.1",
-            "qmqpd_error_delay": "0",
-            "smtpd_peername_lookup": "no",
-        },
-    )
-    inst.port, inst.qmqp = port, qmqp
+    inst = intake_instance(tmp_path)
     assert inst.mta("check").returncode == 0
     yield inst
     inst.stop()
-
-
-def queue_files(inst: Instance, queue: str) -> list[str]:
-    out = []
-    for root, _, files in os.walk(os.path.join(inst.queue, queue)):
-        out += [os.path.join(root, f) for f in files if not f.startswith(".")]
-    return sorted(out)
 
 
 def sendmail(inst: Instance, *args: str, stdin: bytes) -> subprocess.CompletedProcess:

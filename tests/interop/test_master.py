@@ -459,9 +459,11 @@ def test_port_in_use_fails_start_with_the_reason_in_the_log(make_instance):
 
 def test_unsupported_service_type_is_skipped(make_instance):
     port = free_port()
-    inst = make_instance(echo_cf(port, "handoff pass - - n - - services.svc_echo\n"))
+    inst = make_instance(echo_cf(port, "handoff unix-dgram - - n - - services.svc_echo\n"))
     assert inst.mta("start").returncode == 0
-    inst.wait_log(r"service handoff/pass: service type pass is not supported yet; skipped")
+    inst.wait_log(
+        r"service handoff/unix-dgram: service type unix-dgram is not supported yet; skipped"
+    )
     c = Client(("127.0.0.1", port))
     assert c.hello()[2] == f"127.0.0.1:{port}"
     c.close()

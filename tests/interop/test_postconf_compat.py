@@ -1,5 +1,6 @@
 """mta conf against Postfix's own postconf on the same files."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -104,3 +105,50 @@ def test_b_shows_the_same_notice_texts(two_dirs, tmp_path):
     assert mta_conf("-c", str(ours), "-b", str(template)) == postconf(
         "-c", str(theirs), "-b", str(template)
     )
+
+
+# the policy, content-filter, milter, postscreen, spawn and time-limit families
+FAMILIES = re.compile(
+    r"(milter_.*|.*_milters|postscreen_.*|dnsblog_.*|smtpd_policy_service_.*|smtpd_proxy_.*"
+    r"|content_filter|default_filter_nexthop|internal_mail_filter_classes"
+    r"|receive_override_options|.*xclient.*|.*xforward.*|.*memcache.*|.*_time_limit"
+    r"|export_environment|command_time_limit|daemon_timeout|ipc_timeout)\Z"
+)
+
+
+@pytest.fixture
+def empty_dir(tmp_path):
+    """A configuration directory with empty files: no Debian master.cf transports."""
+    d = tmp_path / "empty"
+    d.mkdir()
+    (d / "main.cf").write_text("")
+    (d / "master.cf").write_text("")
+    return d
+
+
+def test_d_shows_postfix_defaults_of_the_policy_and_filter_families(empty_dir):
+    theirs = [
+        line
+        for line in postconf("-c", str(empty_dir), "-d").splitlines()
+        if FAMILIES.match(line.split(" =", 1)[0])
+    ]
+    names = [line.split(" =", 1)[0] for line in theirs]
+    assert len(names) > 80  # milter_*, postscreen_*, smtpd_policy_service_* ... all there
+    assert mta_conf("-c", str(empty_dir), "-d", *names).splitlines() == theirs
+
+
+def test_d_and_n_know_the_time_limit_of_a_spawn_service(empty_dir):
+    (empty_dir / "master.cf").write_text(
+        "policyd-spf unix - n n - 0 spawn user=nobody argv=/usr/bin/policyd-spf\n"
+    )
+    name = "policyd-spf_time_limit"
+    assert mta_conf("-c", str(empty_dir), "-d", name) == postconf("-c", str(empty_dir), "-d", name)
+    (empty_dir / "main.cf").write_text(f"{name} = 3600\n")
+    ours = subprocess.run(
+        [sys.executable, "-m", "mta", "conf", "-c", str(empty_dir), "-n"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert ours.stdout == f"{name} = 3600\n"
+    assert ours.stderr == ""  # no "unused parameter" for the spawn service's limit

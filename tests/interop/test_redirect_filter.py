@@ -1,8 +1,9 @@
 """REDIRECT and FILTER under the real master: smtpd access tables and header_checks.
 
-REDIRECT replaces every recipient of the message (qmgr); FILTER, which has
-no content-filter machinery behind it yet, puts the message on hold rather
-than deliver it unscanned, and a release delivers it with a warning."""
+REDIRECT replaces every recipient of the message (qmgr); FILTER sends the
+whole message, every recipient in one delivery with its envelope as it was,
+to the filter's transport and next hop (qmgr/content_filter.py), here a
+second sink standing in for a content filter."""
 
 import re
 import smtplib
@@ -19,13 +20,14 @@ pytestmark = pytest.mark.interop
 def system(tmp_path_factory):
     top = tmp_path_factory.mktemp("redirect")
     ctl, handler = sink()
+    fctl, filtered = sink()  # where FILTER sends mail
     (top / "access").write_text(
         "a@remote.example REDIRECT other@redirect.example\n"
-        f"f@remote.example FILTER smtp:[127.0.0.1]:{ctl.port}\n"
+        f"f@remote.example FILTER smtp:[127.0.0.1]:{fctl.port}\n"
     )
     (top / "header_checks").write_text(
         "/^Subject: redirect me/ REDIRECT hdr@redirect.example\n"
-        f"/^Subject: filter me/ FILTER smtp:[127.0.0.1]:{ctl.port}\n"
+        f"/^Subject: filter me/ FILTER smtp:[127.0.0.1]:{fctl.port}\n"
     )
     inst = relay_system(
         top,
@@ -38,11 +40,13 @@ def system(tmp_path_factory):
     )
     r = inst.mta("start")
     assert r.returncode == 0, r.stderr
+    inst.filtered = filtered
     try:
         yield inst, handler
     finally:
         inst.stop()
         ctl.stop()
+        fctl.stop()
 
 
 def queue_id_of(text: str, rcpt: str) -> str:
@@ -89,30 +93,28 @@ def test_header_checks_redirect_replaces_every_recipient(system):
     assert not re.search(rf"{qid}: to=<[cd]@remote\.example>", inst.log())
 
 
-def test_filter_holds_the_message_and_release_delivers_it_with_a_warning(system):
+def test_header_checks_filter_sends_every_recipient_to_the_filter_at_once(system):
     inst, handler = system
-    submit(inst, ["e@remote.example"], b"Subject: filter me\r\n\r\nbody\r\n")
-    text = inst.wait_log(r"FILTER smtp:\S+ is not implemented; message placed on hold", 20)
-    qid = re.search(r"warning: (\w+): FILTER smtp:\S+ is not implemented", text).group(1)
-    listing = inst.mta("queue", "-p").stdout
-    assert re.search(rf"^{qid}!", listing, re.M), listing  # "!": on hold
+    # elsewhere.example has no route of its own here: only the filter takes it
+    rcpts = ["e@remote.example", "e2@elsewhere.example"]
+    submit(inst, rcpts, b"Subject: filter me\r\n\r\nbody\r\n")
+    assert wait_for(lambda: received_by(inst.filtered, "filter me"), 20), inst.log()
+    assert received_by(inst.filtered, "filter me") == [rcpts]  # one delivery, both
+    (msg,) = [m for m in inst.filtered.messages if b"filter me" in m[2]]
+    assert msg[0] == "sender@ok.example"
     assert not received_by(handler, "filter me")
-    r = inst.mta("super", "-H", qid)
-    assert r.returncode == 0, r.stderr
-    assert wait_for(lambda: received_by(handler, "filter me"), 20)
-    text = inst.wait_log(rf"{qid}: removed", 20)
-    assert f"warning: {qid}: FILTER smtp:[127.0.0.1]" in text
-    assert re.search(rf"{qid}: FILTER \S+ is not implemented; delivering without the filter", text)
-    assert received_by(handler, "filter me") == [["e@remote.example"]]
+    text = inst.wait_log(r"to=<e2@elsewhere\.example>, relay=127\.0\.0\.1.*status=sent", 20)
+    qid = queue_id_of(text, "e@remote.example")
+    inst.wait_log(rf"{qid}: removed", 20)
+    assert f"{qid}: filter: header Subject: filter me" in text
+    assert "on hold" not in text
 
 
-def test_access_table_filter_holds_the_message(system):
+def test_access_table_filter_sends_the_message_to_the_filter(system):
     inst, handler = system
-    held = r"warning: (\w+): FILTER smtp:\S+ is not implemented; message placed on hold"
-    before = len(re.findall(held, inst.log()))
     submit(inst, ["f@remote.example"], b"Subject: access filter\r\n\r\nb\r\n")
-    text = inst.wait_log(held, 20, count=before + 1)
-    qid = re.findall(held, text)[-1]
-    listing = inst.mta("queue", "-p").stdout
-    assert re.search(rf"^{qid}!.*\n\s+f@remote\.example", listing, re.M), listing
+    assert wait_for(lambda: received_by(inst.filtered, "access filter"), 20), inst.log()
+    assert received_by(inst.filtered, "access filter") == [["f@remote.example"]]
     assert not received_by(handler, "access filter")
+    listing = inst.mta("queue", "-p").stdout
+    assert "!" not in listing  # nothing is held

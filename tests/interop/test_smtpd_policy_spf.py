@@ -10,7 +10,6 @@ which the bridge points at tests/support/dns_server.py before policyd-spf starts
 from __future__ import annotations
 
 import asyncio
-import os
 import smtplib
 import socket
 import subprocess
@@ -23,55 +22,15 @@ from mta.maps import clear_cache
 from mta.smtpd.checks import SessionState, SmtpdChecks
 from tests.support.dns_server import DnsServer
 from tests.support.instance import SmtpdThread, make_instance
+from tests.support.policyd_spf import SYSTEM_PYTHON, WRAPPER, conf, unusable
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
-POLICYD_SPF = "/usr/bin/policyd-spf"
-SYSTEM_PYTHON = "/usr/bin/python3"  # the interpreter policyd-spf and its modules belong to
 ZONE = {"spf.example": {"TXT": ['"v=spf1 ip4:127.0.0.1 -all"']}}
-CONF = (
-    "debugLevel = 0\n"
-    "TestOnly = 1\n"
-    "HELO_reject = Fail\n"
-    "Mail_From_reject = Fail\n"
-    "PermError_reject = False\n"
-    "TempError_Defer = False\n"
-    "skip_addresses = 198.51.100.0/24\n"  # not the default 127.0.0.0/8, where the tests are
-    "Hide_Receiver = Yes\n"
-)
-WRAPPER = """
-import sys
-import spf  # picks dnspython when present, else pydns (Debian's python3-dns)
-if spf.DNSLookup is spf.DNSLookup_pydns:
-    import DNS
-    DNS.defaults["server"] = [sys.argv[1]]
-    DNS.defaults["port"] = int(sys.argv[2])
-else:
-    import dns.resolver
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = [sys.argv[1]]
-    resolver.port = int(sys.argv[2])
-    dns.resolver.default_resolver = resolver
-sys.argv = ["policyd-spf", sys.argv[3]]
-from spf_engine.policyd_spf import main
-sys.exit(main())
-"""
+CONF = conf(temperror_defer=False)
 
 
-def _usable() -> str | None:
-    if not os.path.exists(POLICYD_SPF):
-        return "postfix-policyd-spf-python is not installed"
-    probe = subprocess.run(
-        [SYSTEM_PYTHON, "-c", "import spf, spf_engine.policyd_spf"],
-        capture_output=True,
-        timeout=30,
-    )
-    if probe.returncode != 0:
-        return f"policyd-spf cannot be loaded: {probe.stderr.decode()[-200:]}"
-    return None
-
-
-pytestmark.append(pytest.mark.skipif(_usable() is not None, reason=str(_usable())))
+pytestmark.append(pytest.mark.skipif(unusable() is not None, reason=str(unusable())))
 
 
 class SpawnBridge:

@@ -5,19 +5,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 
+from tests.support.ports import free_port  # noqa: F401 (tests import it from here)
+
 HERE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "interop")
 ROOT = os.path.dirname(os.path.dirname(HERE))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
@@ -174,4 +169,41 @@ def mx_system(top, sink_port: int, nameserver: str, **main: str) -> Instance:
     )
     inst.env["MTA_DNS_SERVER"] = nameserver
     inst.port = port
+    return inst
+
+
+def queue_files(inst: Instance, queue: str) -> list[str]:
+    """The complete queue files of one queue of inst (hashed or not), sorted."""
+    out = []
+    for root, _, files in os.walk(os.path.join(inst.queue, queue)):
+        out += [os.path.join(root, f) for f in files if not f.startswith(".")]
+    return sorted(out)
+
+
+def intake_instance(tmp_path, main_cf: dict[str, str] | None = None) -> Instance:
+    """smtpd, qmqpd and pickup feeding cleanup, local mail only; inst.port, inst.qmqp."""
+    port, qmqp = free_port(), free_port()
+    master_cf = (
+        f"127.0.0.1:{port} inet n - n - - smtpd\n"
+        f"127.0.0.1:{qmqp} inet n - n - - qmqpd\n"
+        "pickup unix n - n 60 1 pickup\n"
+        "cleanup unix n - n - 0 cleanup\n"
+        "proxymap unix - - n - - proxymap\n"
+    )
+    inst = Instance(
+        tmp_path,
+        master_cf,
+        {
+            "myhostname": "mx.test.example",
+            "mydestination": "mx.test.example",
+            "mynetworks": "127.0.0.1/32",
+            "alias_maps": "",
+            "local_recipient_maps": "",
+            "qmqpd_authorized_clients": "127.0.0.1",
+            "qmqpd_error_delay": "0",
+            "smtpd_peername_lookup": "no",
+            **(main_cf or {}),
+        },
+    )
+    inst.port, inst.qmqp = port, qmqp
     return inst

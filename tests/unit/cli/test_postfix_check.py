@@ -144,13 +144,13 @@ def test_a_chroot_the_operator_asked_for_is_refused_not_dropped(make, capsys):
 def test_postfix_services_mta_does_not_run_are_named_with_their_line(make, capsys):
     conf = make(
         master=MASTER_CF
-        + "dnsblog unix - - n - 0 dnsblog\nrewrite unix - - n - - trivial-rewrite\n"
+        + "postlog unix-dgram n - n - 1 postlogd\nrewrite unix - - n - - trivial-rewrite\n"
     )
     rc, err = run_mta(capsys, conf)
     assert rc == 0
     assert err.splitlines() == [
-        f"mta check: warning: {conf}/master.cf, line 4: service dnsblog/unix: "
-        "command dnsblog is not available yet; skipped",
+        f"mta check: warning: {conf}/master.cf, line 4: service postlog/unix-dgram: "
+        "service type unix-dgram is not supported yet; skipped",
         f"mta check: warning: {conf}/master.cf, line 5: service rewrite/unix: not needed: "
         "address rewriting runs inside smtpd, cleanup and qmgr; skipped",
     ]

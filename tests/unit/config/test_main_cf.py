@@ -51,7 +51,13 @@ def test_continuation_before_any_setting_is_an_error():
 
 def test_bad_parameter_name_is_an_error():
     with pytest.raises(ConfigError, match="bad parameter name"):
-        parse_main_cf("my-host = x\n")
+        parse_main_cf("my$host = x\n")
+
+
+def test_service_name_with_a_dash_makes_a_parameter_name():
+    # SMTPD_POLICY_README: policyd-spf_time_limit for the master.cf service policyd-spf
+    entries = parse_main_cf("policyd-spf_time_limit = 3600\n")
+    assert entries["policyd-spf_time_limit"].value == "3600"
 
 
 def test_missing_file_is_an_empty_configuration(tmp_path):

@@ -65,3 +65,27 @@ def test_service_port_by_number_and_name():
     assert service_port("smtp") == 25
     with pytest.raises(ValueError):
         service_port("no-such-service-name")
+
+
+def test_pass_service_listens_on_a_unix_socket_like_unix(tmp_path):
+    import os
+    import stat
+
+    from mta.config import load_config
+    from mta.config.master_cf import parse_master_cf
+    from mta.master.listen import close_listeners, listen_key, open_listeners
+
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "main.cf").write_text(f"queue_directory = {tmp_path}/q\n")
+    os.makedirs(tmp_path / "q" / "private")
+    cfg = load_config(str(conf))
+    (entry,) = parse_master_cf("smtpd pass - - n - - smtpd\n", "master.cf", 100)
+    key = listen_key(entry, cfg)
+    assert key == ("pass", f"{tmp_path}/q/private/smtpd", True)
+    socks = open_listeners(key, 100, None)
+    try:
+        assert socks[0].family == socket.AF_UNIX
+        assert stat.S_ISSOCK(os.stat(key[1]).st_mode)
+    finally:
+        close_listeners(socks)

@@ -828,7 +828,11 @@ def test_success_notice_that_cannot_be_queued_is_sent_at_the_next_attempt(tmp_pa
         "default_transport = retry:4.4.4 later\ntransport_maps = inline:{ok.example=discard:fine}\n"
     )
     (tmp_path / "refuse").write_text("/^Subject: Successful/ REJECT not now\n")
-    cfg = instance(tmp_path, main + f"header_checks = regexp:{tmp_path / 'refuse'}\n")
+    # notices see header_checks only as internal_mail_filter_classes says (Postfix)
+    checked = (
+        f"header_checks = regexp:{tmp_path / 'refuse'}\ninternal_mail_filter_classes = bounce\n"
+    )
+    cfg = instance(tmp_path, main + checked)
     m = queue_message(cfg, ["u@ok.example"], queue="incoming", notify=DSN_NOTIFY_SUCCESS)
     agent = serve_agent(cfg, "discard", discard_deliver)
     try:

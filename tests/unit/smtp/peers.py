@@ -16,6 +16,7 @@ from mta.config import load_config
 from mta.smtp import deliver_lmtp
 from tests.support.agent import queue_message, request_for, run_agent
 from tests.support.instance import make_instance
+from tests.support.ports import free_port  # noqa: F401 (tests import it from here)
 from tests.support.unix_server import HandlerServer
 
 
@@ -59,14 +60,6 @@ class LmtpHandler(SinkHandler):
 class LmtpController(Controller):
     def factory(self):
         return LMTP(self.handler)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sink(handler=None, **kw) -> tuple[Controller, SinkHandler]:

@@ -1,0 +1,1 @@
+"""tlsproxy - placeholder for Postfix's TLS proxy (see mta/tlsproxy/__main__.py)."""
