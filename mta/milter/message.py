@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from mta.milter import protocol as P
 
 SPOOL_MEMORY = 1 << 20  # bytes of a spooled body kept in memory before it goes to disk
-READ_LINE_LIMIT = 1 << 16  # longest piece read from a spool at once
+READ_BLOCK = 1 << 16  # bytes of a spooled body read at once
 
 
 def strip_brackets(addr: bytes) -> str:
@@ -115,21 +115,29 @@ class MilterMessage:
         return value
 
     def body_chunks(self, size: int = P.MILTER_CHUNK_SIZE):
-        """The body with CRLF line ends, in chunks of at most size bytes."""
+        """The body with CRLF line ends (a bare LF becomes CRLF, a bare CR stays), in
+        chunks of at most size bytes."""
         self.body_file.seek(self.body_offset)
-        buf = bytearray()
+        out = bytearray()
+        carry = b""  # a CR that ended the last block: its LF may start the next
         while True:
-            line = self.body_file.readline(READ_LINE_LIMIT)
-            if not line:
+            block = self.body_file.read(READ_BLOCK)
+            if not block:
                 break
-            if line.endswith(b"\n") and not line.endswith(b"\r\n"):
-                line = line[:-1] + b"\r\n"
-            buf += line
-            while len(buf) >= size:
-                yield bytes(buf[:size])
-                del buf[:size]
-        if buf:
-            yield bytes(buf)
+            data = carry + block
+            carry = b""
+            if data.endswith(b"\r"):
+                carry, data = b"\r", data[:-1]
+            if data.count(b"\n") != data.count(b"\r\n"):
+                data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            out += data
+            while len(out) >= size:
+                yield bytes(out[:size])
+                del out[:size]
+        out += carry
+        while out:
+            yield bytes(out[:size])
+            del out[:size]
 
     def write_to(self, write) -> None:
         """The edited message, headers then body, into write()."""

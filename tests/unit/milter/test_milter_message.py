@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import struct
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mta.milter import protocol as P
 from mta.milter.message import MilterMessage
 
@@ -51,6 +54,36 @@ def test_body_chunks_are_bounded():
     chunks = list(msg.body_chunks())
     assert all(len(c) <= P.MILTER_CHUNK_SIZE for c in chunks)
     assert b"".join(chunks) == body * 1000
+
+
+def _crlf_by_lines(body: bytes) -> bytes:
+    """The reference: each LF-ended line gets CRLF, nothing else changes."""
+    out = []
+    for line in io.BytesIO(body):
+        if line.endswith(b"\n") and not line.endswith(b"\r\n"):
+            line = line[:-1] + b"\r\n"
+        out.append(line)
+    return b"".join(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"xyz" * 7]), max_size=200),
+    st.integers(1, 40),
+    st.integers(1, 64),
+)
+def test_body_chunks_match_the_line_by_line_reference(pieces, size, block):
+    import mta.milter.message as M
+
+    body = b"".join(pieces)
+    old, M.READ_BLOCK = M.READ_BLOCK, block  # blocks cut anywhere, CRLF split too
+    try:
+        msg = parsed(b"Subject: x\r\n\r\n" + body)
+        chunks = list(msg.body_chunks(size))
+    finally:
+        M.READ_BLOCK = old
+    assert b"".join(chunks) == _crlf_by_lines(body)
+    assert all(0 < len(c) <= size for c in chunks)
 
 
 def test_a_non_header_line_starts_the_body():
