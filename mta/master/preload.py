@@ -47,12 +47,36 @@ STDLIB_DEFERRED = (
     "concurrent.futures.thread",  # loop.run_in_executor(None, ...): the default executor
     "encodings.idna",  # a host name given to socket functions as text
 )
+# optional packages too big to load in every process (psycopg: ~200 ms): the code
+# that needs one imports it when used, which needs an installation mail_owner can read
+NOT_PRELOADED = frozenset({"psycopg"})
+
+
+# the names after "from PKG import", parenthesized over several lines or not
+_IMPORTED_NAMES = re.compile(rb"[ \t]*(?:\(([^)]*)\)|([^\n#]*))")
 
 
 def deferred_imports(source: bytes) -> set[str]:
-    """Module names imported by indented import statements in source."""
-    found = (m.group(1) or m.group(2) for m in _DEFERRED_IMPORT.finditer(source))
-    return {name.decode("ascii") for name in found}
+    """Module names imported by indented import statements in source; for
+    "from PKG import a, b" also PKG.a and PKG.b, which are modules when PKG is a
+    package (mta.maps's table types are loaded so)."""
+    out: set[str] = set()
+    for m in _DEFERRED_IMPORT.finditer(source):
+        if m.group(2):
+            out.add(m.group(2).decode("ascii"))
+            continue
+        package = m.group(1).decode("ascii")
+        out.add(package)
+        if package.split(".", 1)[0] != "mta":
+            continue
+        names = _IMPORTED_NAMES.match(source, m.end())
+        text = (names.group(1) or names.group(2) or b"") if names else b""
+        for line in text.split(b"\n"):
+            for word in line.split(b"#", 1)[0].split(b","):
+                name = word.strip().split(b" as ", 1)[0].strip().decode("ascii", "replace")
+                if name.isidentifier():
+                    out.add(f"{package}.{name}")
+    return out
 
 
 def _source(module) -> bytes:
@@ -80,7 +104,7 @@ def preload_deferred_imports(package: str = "mta") -> list[str]:
                 continue
             scanned.add(name)
             wanted |= deferred_imports(_source(module))
-        new = sorted(name for name in wanted - tried if name not in sys.modules)
+        new = sorted(name for name in wanted - tried - NOT_PRELOADED if name not in sys.modules)
         if not new:
             return loaded
         for name in new:

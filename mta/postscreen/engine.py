@@ -45,8 +45,9 @@ import asyncio
 import time
 
 from mta import log
+from mta.common.forbidden_commands import is_non_smtp
 from mta.postscreen.cache import PSC_BARLF, PSC_NSMTP, PSC_PIPEL
-from mta.postscreen.smtp_engine import LineReader, LineTooLong, is_non_smtp, printable
+from mta.postscreen.smtp_engine import LineReader, LineTooLong, printable
 
 ENGINE_READ = 4096  # bytes asked of the socket per read
 DEEP_LOG = {

@@ -47,6 +47,7 @@ import sys
 import time
 
 from mta import log
+from mta.common.forbidden_commands import ForbiddenCommands
 from mta.common.kv_store import StoreError, open_store
 from mta.common.match_list import AddrList
 from mta.config import ConfigError
@@ -55,7 +56,6 @@ from mta.postscreen.access import AccessList
 from mta.postscreen.cache import PSC_BARLF, PSC_NSMTP, PSC_PIPEL, PscCache
 from mta.postscreen.dnsbl import parse_dnsbl_sites
 from mta.postscreen.footer import PscFooter
-from mta.postscreen.smtp_engine import ForbiddenCommands
 from mta.queue import paths
 
 PSC_ACTIONS = ("ignore", "enforce", "drop")

@@ -15,10 +15,8 @@ DESCRIPTION
     PIPELINING, so a client must wait for each reply). A line longer
     than the limit raises LineTooLong; input is never kept beyond it.
 
-    is_non_smtp() is the non-SMTP command test: the command word is in
-    postscreen_forbidden_commands (words, case-insensitive, or regexp:
-    and pcre: tables whose pattern matches the word), or the line has
-    the form of a message header ("Name:" with optional space).
+    is_non_smtp() is the non-SMTP command test (common/forbidden_commands.py
+    with postscreen_forbidden_commands).
 
     printable() is how postscreen logs client text: at most N bytes,
     CR, LF and tab as \\r \\n \\t, other non-printable bytes as \\ooo.
@@ -29,12 +27,6 @@ SECURITY
 
 from __future__ import annotations
 
-import re
-
-from mta import log
-from mta.maps import MapError, MapRetry, open_map
-
-HEADER_LABEL = re.compile(rb"^[!-9;-~]+[ \t]*:")  # "Subject:" "From :"
 ESCAPES = {0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t"}
 
 
@@ -76,35 +68,3 @@ def printable(data: bytes, limit: int = 100) -> str:
         else:
             out.append(f"\\{b:03o}")
     return "".join(out)
-
-
-class ForbiddenCommands:
-    """postscreen_forbidden_commands: words and pattern tables."""
-
-    def __init__(self, items: list[str], cfg=None) -> None:
-        self.words: set[str] = set()
-        self.tables = []
-        for item in items:
-            if ":" in item:
-                try:
-                    self.tables.append(open_map(item, cfg))
-                except MapError as exc:
-                    log.warning("postscreen_forbidden_commands: %s", exc)
-            else:
-                self.words.add(item.upper())
-
-    def match(self, line: bytes) -> bool:
-        verb = line.split(b" ", 1)[0].decode("utf-8", "replace")
-        if verb.upper() in self.words:
-            return True
-        for table in self.tables:
-            try:
-                if verb and table.lookup(verb) is not None:
-                    return True
-            except (MapError, MapRetry) as exc:
-                log.warning("postscreen_forbidden_commands: %s", exc)
-        return False
-
-
-def is_non_smtp(line: bytes, forbidden: ForbiddenCommands) -> bool:
-    return forbidden.match(line) or bool(HEADER_LABEL.match(line))

@@ -46,6 +46,7 @@ import time
 from mta import log
 from mta.cleanup import Cleanup
 from mta.common import tls_libssl
+from mta.common.forbidden_commands import ForbiddenCommands
 from mta.common.mail_flow import FlowGate
 from mta.common.match_list import AddrList, DomainList
 from mta.common.receive_override import milters_disabled
@@ -129,6 +130,10 @@ class SmtpdServer:
         self.notify_mask = notify_mask(cfg)
         self.notice_tasks: set[asyncio.Task] = set()
         self.checks = SmtpdChecks(cfg)
+        # a web proxy request or a message without SMTP: 221 and hang up (session.py)
+        self.forbidden = ForbiddenCommands(
+            cfg.get_list("smtpd_forbidden_commands"), cfg, "smtpd_forbidden_commands"
+        )
         self.suppression = RcptSuppression(cfg)  # suppression_action = reject
         # smtpd_milters (smtpd/milters.py); none with receive_override_options no_milters
         self.milters = None if milters_disabled(cfg) else SmtpdMilters.from_config(cfg)

@@ -27,7 +27,9 @@ DESCRIPTION
     smtpd_timeout, line_length_limit, smtpd_soft_error_limit (then
     smtpd_error_sleep_time before each error reply),
     smtpd_hard_error_limit (then 421 and disconnect),
-    smtpd_junk_command_limit, smtpd_forbid_bare_newline (521 and
+    smtpd_junk_command_limit, smtpd_forbidden_commands (a web proxy
+    request or a header line where a command belongs: a warning, 221 and
+    hang up, as Postfix), smtpd_forbid_bare_newline (521 and
     disconnect on a bare LF, except for smtpd_forbid_bare_newline_
     exclusions) and smtpd_forbid_unauth_pipelining (554 and disconnect
     when a client sends ahead where RFC 2920 forbids it).
@@ -99,6 +101,7 @@ from mta.cleanup.cleanup import (
     REPLY_TOO_BIG,
     REPLY_WRITE_ERROR,
 )
+from mta.common.forbidden_commands import is_non_smtp
 from mta.common.verp import VERP_ATTR, delimiters_problem
 from mta.queue import rec_type as R
 from mta.smtpd import proxy_filter, sasl, xclient, xforward
@@ -545,6 +548,13 @@ class SmtpdSession(asyncio.Protocol):
         if handler is None:
             self.counts["unknown"] = self.counts.get("unknown", 0) + 1
             self.last_command = "UNKNOWN"
+            if verb and is_non_smtp(line, self.server.forbidden):
+                log.warning(
+                    "non-SMTP command from %s: %.100s", self.client_text, printable_arg(line)
+                )
+                self.note(NOTIFY_PROTOCOL)
+                self.reply("221 2.7.0 Error: I can break rules, too. Goodbye.")
+                return False
             if self.milters is not None:
                 verdict = await self.milters.unknown(self, line)
                 if verdict is not None:

@@ -231,6 +231,34 @@ def test_over_long_command_line_is_refused_and_session_goes_on(smtpd):
     assert client.reply() == "250 2.0.0 Ok"
 
 
+@pytest.mark.parametrize(
+    "line",
+    [b"GET / HTTP/1.1", b"CONNECT mx.example:25 HTTP/1.0", b"Subject: spam", b"1nvalid verb"],
+)
+def test_non_smtp_commands_end_the_session_with_221(smtpd, line):
+    # smtpd_forbidden_commands (CONNECT GET POST and verbs not starting with a letter)
+    # and header lines where a command belongs: a web proxy probe or a dumb spam bot
+    client = RawClient(smtpd.port)
+    greet(client)
+    client.send(line + b"\r\nNOOP\r\n")
+    assert client.reply() == "221 2.7.0 Error: I can break rules, too. Goodbye."
+    with pytest.raises(ConnectionError):
+        client.reply()  # the NOOP is never answered: the session is over
+    assert wait_for(lambda: "non-SMTP command from" in smtpd.maillog.read_text(), 5)
+    pattern = r"warning: non-SMTP command from \S+\[127\.0\.0\.1\]: " + re.escape(line.decode())
+    assert re.search(pattern, smtpd.maillog.read_text())
+
+
+@pytest.mark.main_cf("smtpd_forbidden_commands = CONNECT\n")
+def test_forbidden_commands_follow_the_parameter(smtpd):
+    client = RawClient(smtpd.port)
+    greet(client)
+    client.send(b"GET / HTTP/1.1\r\n")
+    assert client.reply() == "502 5.5.2 Error: command not recognized"
+    client.send(b"CONNECT x:25\r\n")
+    assert client.reply() == "221 2.7.0 Error: I can break rules, too. Goodbye."
+
+
 @pytest.mark.main_cf("smtpd_timeout = 1s\n")
 def test_idle_client_times_out(smtpd):
     client = RawClient(smtpd.port)

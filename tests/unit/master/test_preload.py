@@ -27,7 +27,34 @@ def test_indented_imports_are_found_and_top_level_ones_are_not():
         b"    pass\n"
         b"    x = 'from the null sender'\n"
     )
-    assert deferred_imports(source) == {"mta.bounce.notice", "json", "uvloop"}
+    # send_notice is a candidate module too: it fails to import and is passed over
+    found = {"mta.bounce.notice", "mta.bounce.notice.send_notice", "json", "uvloop"}
+    assert deferred_imports(source) == found
+
+
+def test_modules_named_in_a_parenthesized_from_import_of_mta_are_candidates():
+    source = (
+        b"def load():\n"
+        b"    from mta.maps import (  # noqa: F401\n"
+        b"        dict_sqlite,\n"
+        b"        dict_cidr as cidr,  # a comment\n"
+        b"    )\n"
+        b"    from os import path\n"
+    )
+    found = {"mta.maps", "mta.maps.dict_sqlite", "mta.maps.dict_cidr", "os"}
+    assert deferred_imports(source) == found
+
+
+def test_the_table_types_are_loaded_before_the_drop(monkeypatch):
+    # a table opened after the drop must not have to read its type's module (and the
+    # standard library module it needs, sqlite3) as mail_owner
+    for name in [m for m in sys.modules if m.startswith("mta.maps.dict_sqlite")]:
+        monkeypatch.delitem(sys.modules, name)
+    import mta.maps.maps  # noqa: F401 - loads its table types in a function
+
+    preload_deferred_imports()
+    assert "mta.maps.dict_sqlite" in sys.modules
+    assert "psycopg" not in preload_deferred_imports()  # too big for every process
 
 
 def test_what_qmgr_imports_later_is_loaded_before(monkeypatch):

@@ -7,14 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mta.common.forbidden_commands import ForbiddenCommands, is_non_smtp
 from mta.postscreen.engine import ehlo_reply
-from mta.postscreen.smtp_engine import (
-    ForbiddenCommands,
-    LineReader,
-    LineTooLong,
-    is_non_smtp,
-    printable,
-)
+from mta.postscreen.smtp_engine import LineReader, LineTooLong, printable
 
 STOCK_FORBIDDEN = ["CONNECT", "GET", "POST", "regexp:{{/^[^A-Z]/ Bogus}}"]
 
