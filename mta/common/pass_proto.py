@@ -32,37 +32,32 @@ import asyncio
 import os
 import socket
 
+from mta.common.child_wait import wait_fd
+from mta.common.deadline import bounded
+
 PASS_REQUEST = b"pass\0"  # payload that comes with the descriptor
 PASS_ACK = b"\0"  # the receiver's answer: the descriptor was taken
 PASS_MAX_FDS = 1  # descriptors one request carries
-
-
-async def _wait_readable(sock: socket.socket) -> None:
-    loop = asyncio.get_running_loop()
-    fut = loop.create_future()
-    fd = sock.fileno()
-    loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
-    try:
-        await fut
-    finally:
-        loop.remove_reader(fd)
 
 
 async def pass_connection(path: str, client: socket.socket, timeout: float) -> None:
     """Send client's descriptor to the pass service at path; wait for its answer."""
     loop = asyncio.get_running_loop()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    async def exchange() -> bytes:
+        await loop.sock_connect(conn, path)
+        while True:
+            try:
+                socket.send_fds(conn, [PASS_REQUEST], [client.fileno()])
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+        return await loop.sock_recv(conn, 16)
+
     try:
         conn.setblocking(False)
-        async with asyncio.timeout(timeout):
-            await loop.sock_connect(conn, path)
-            while True:
-                try:
-                    socket.send_fds(conn, [PASS_REQUEST], [client.fileno()])
-                    break
-                except BlockingIOError:
-                    await asyncio.sleep(0.001)
-            answer = await loop.sock_recv(conn, 16)
+        answer = await bounded(exchange(), timeout)
         if answer != PASS_ACK:
             raise OSError(f"{path}: unexpected answer {answer!r} from pass service")
     finally:
@@ -77,7 +72,7 @@ async def receive_connection(conn: socket.socket) -> socket.socket:
                 data, fds, _, _ = socket.recv_fds(conn, 64, PASS_MAX_FDS + 1)
                 break
             except BlockingIOError:
-                await _wait_readable(conn)
+                await wait_fd(conn.fileno())
         if len(fds) != PASS_MAX_FDS or data != PASS_REQUEST:
             for fd in fds:
                 os.close(fd)

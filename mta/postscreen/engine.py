@@ -118,7 +118,7 @@ async def run_engine(server, st) -> None:
             data = await asyncio.wait_for(
                 loop.sock_recv(st.sock, ENGINE_READ), server.command_time_limit
             )
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):
             log.info("COMMAND TIME LIMIT from %s after %s", st.where, es.last)
             await drop(st, f"421 4.4.2 {server.hostname} Error: timeout exceeded")
             return

@@ -46,6 +46,7 @@ import socket
 import time
 
 from mta import log
+from mta.common.child_wait import wait_fd
 from mta.common.pass_proto import pass_connection
 from mta.postscreen.access import PSC_ACL_PERMIT, PSC_ACL_REJECT
 from mta.postscreen.cache import DEEP_TESTS, PSC_DNSBL, PSC_PREGREET, due_tests
@@ -105,19 +106,12 @@ async def send(st: ClientState, text: str) -> None:
     loop = asyncio.get_running_loop()
     try:
         await asyncio.wait_for(loop.sock_sendall(st.sock, text.encode()), 10.0)
-    except (OSError, TimeoutError):
+    except (OSError, TimeoutError, asyncio.TimeoutError):
         pass
 
 
 async def wait_readable(sock: socket.socket) -> None:
-    loop = asyncio.get_running_loop()
-    fut = loop.create_future()
-    fd = sock.fileno()
-    loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
-    try:
-        await fut
-    finally:
-        loop.remove_reader(fd)
+    await wait_fd(sock.fileno())
 
 
 async def drop(st: ClientState, reply: str) -> None:
@@ -135,7 +129,7 @@ async def hand_off(server, st: ClientState) -> bool:
     try:
         await pass_connection(server.pass_path(), st.sock, PASS_TIMEOUT)
         return True
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
         log.warning("cannot pass connection to service %s: %s", server.pass_name, exc or "timeout")
         await drop(st, "421 4.3.2 All server ports are busy")
         return False

@@ -32,6 +32,7 @@ import errno
 import socket
 
 from mta import log
+from mta.common.deadline import bounded
 from mta.common.pass_proto import receive_connection
 
 PASS_ACCEPT_PAUSE = 0.1  # seconds to wait after a failed accept (EMFILE and the like)
@@ -75,9 +76,8 @@ class PassListener:
     async def _take(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(PASS_RECEIVE_TIMEOUT):
-                client = await receive_connection(conn)
-        except (OSError, TimeoutError) as exc:
+            client = await bounded(receive_connection(conn), PASS_RECEIVE_TIMEOUT)
+        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
             log.warning("pass connection: %s", exc or "timeout")
             return
         try:
