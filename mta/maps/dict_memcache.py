@@ -75,8 +75,7 @@ import threading
 import time
 
 from mta.maps.maps import Dict, MapError, MapRetry, open_map, register, warn
-from mta.maps.sql_query import SqlSettings, expand_query
-from mta.maps.text import decode, logical_lines, read_source
+from mta.maps.sql_query import SqlSettings, expand_query, read_config_file
 
 MC_KEY_LIMIT = 250  # longest key memcached accepts, in bytes
 MC_DEFAULTS: dict[str, str] = {  # memcache_table(5) parameters and their defaults
@@ -110,15 +109,7 @@ class ServerRefused(OSError):
 
 def read_settings(path: str) -> dict[str, str]:
     """The configuration file's values over MC_DEFAULTS; MapError naming the file."""
-    values = dict(MC_DEFAULTS)
-    for line, text in logical_lines(decode(read_source(path))):
-        name, eq, value = text.partition("=")
-        name = name.strip()
-        if not eq or not name:
-            raise MapError(f'{path}, line {line}: expected "name = value"')
-        if name not in MC_DEFAULTS:
-            raise MapError(f"{path}, line {line}: unknown parameter {name!r}")
-        values[name] = value.strip()
+    values = {**MC_DEFAULTS, **read_config_file(path, MC_DEFAULTS)}
     for name in _NUMERIC:
         if not values[name].isdigit():
             raise MapError(f"{path}: {name} must be a number, not {values[name]!r}")

@@ -63,6 +63,21 @@ KNOWN = {
 _EXPANSION = re.compile(r"%(.)", re.S)
 
 
+def read_config_file(path: str, known) -> dict[str, str]:
+    """The "name = value" lines of a table's configuration file (sql, memcache ...);
+    MapError naming the file and line for a malformed line or a name not in known."""
+    values: dict[str, str] = {}
+    for line, text in logical_lines(decode(read_source(path))):
+        name, eq, value = text.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            raise MapError(f'{path}, line {line}: expected "name = value"')
+        if name not in known:
+            raise MapError(f"{path}, line {line}: unknown parameter {name!r}")
+        values[name] = value.strip()
+    return values
+
+
 @dataclass
 class SqlSettings:
     path: str
@@ -71,15 +86,7 @@ class SqlSettings:
 
     @classmethod
     def read(cls, path: str) -> SqlSettings:
-        values: dict[str, str] = {}
-        for line, text in logical_lines(decode(read_source(path))):
-            name, eq, value = text.partition("=")
-            name = name.strip()
-            if not eq or not name:
-                raise MapError(f'{path}, line {line}: expected "name = value"')
-            if name not in KNOWN:
-                raise MapError(f"{path}, line {line}: unknown parameter {name!r}")
-            values[name] = value.strip()
+        values = read_config_file(path, KNOWN)
         out = cls(path, values)
         if not out.query:
             raise MapError(f"{path}: no query (or select_field, table, where_field)")

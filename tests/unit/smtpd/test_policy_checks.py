@@ -9,9 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from mta import log
-from mta.config import ConfigError, load_config
-from mta.maps import clear_cache
+from mta.config import ConfigError
 from mta.smtpd.checks import SessionState, SmtpdChecks
 from mta.smtpd.policy_checks import (
     POLICY_ATTRIBUTES,
@@ -22,6 +20,7 @@ from mta.smtpd.policy_checks import (
     quote_xtext,
 )
 from tests.support.policy_server import CLOSE, RAW, SLOW, PolicyServer
+from tests.unit.smtpd.conftest import logged_warnings, session_state
 
 BASE = (
     "myhostname = mx.test.example\n"
@@ -34,27 +33,12 @@ DEFAULT_REPLY = f"451 4.3.5 <{RCPT}>: Recipient address rejected: Server configu
 
 
 @pytest.fixture
-def maillog(tmp_path):
-    path = tmp_path / "maillog"
-    yield path
-    log.init("smtpd", None, stdout=False)
-
-
-@pytest.fixture
-def make(tmp_path, maillog):
+def make(tmp_path, checks_from):
     """make(main_cf_text) -> SmtpdChecks over BASE plus the text, logging to maillog."""
 
     def build(text: str = "") -> SmtpdChecks:
-        conf = tmp_path / "conf"
-        conf.mkdir(exist_ok=True)
-        (tmp_path / "queue" / "private").mkdir(parents=True, exist_ok=True)
-        (conf / "main.cf").write_text(
-            f"queue_directory = {tmp_path}/queue\nmaillog_file = {maillog}\n" + BASE + text
-        )
-        clear_cache()
-        cfg = load_config(str(conf))
-        log.init("smtpd", cfg)
-        return SmtpdChecks(cfg)
+        (tmp_path / "queue" / "private").mkdir(parents=True, exist_ok=True)  # unix: services
+        return checks_from(BASE, text)
 
     return build
 
@@ -63,20 +47,7 @@ def policy(service: str, after: str = "permit_mynetworks, reject") -> str:
     return f"smtpd_recipient_restrictions = check_policy_service {service}, {after}\n"
 
 
-def state(**kw) -> SessionState:
-    base = dict(
-        client_addr="192.0.2.99",
-        client_name="client.example",
-        client_port=40000,
-        reverse_name="client.example",
-        helo_name="helo.example",
-        protocol="ESMTP",
-        esmtp=True,
-        sender="a@sender.example",
-        recipient=RCPT,
-    )
-    base.update(kw)
-    return SessionState(**base)
+state = session_state  # recipient RCPT, the client 192.0.2.99 ...
 
 
 def reply(verdict):
@@ -96,10 +67,7 @@ def rcpts(checks: SmtpdChecks, states: list[SessionState]) -> list:
     return asyncio.run(run())
 
 
-def warnings(maillog) -> list[str]:
-    log.flush()
-    text = maillog.read_text() if maillog.exists() else ""
-    return [line for line in text.splitlines() if "warning:" in line]
+warnings = logged_warnings
 
 
 # ---------------------------------------------------------------- the request
