@@ -2,7 +2,8 @@
 
 Usage:
     python bench/intake/session_cpu.py [--sessions 50] [--messages 1000] [--rounds 7]
-                                       [--spool tmpfs|disk] [--json FILE]
+                                       [--spool tmpfs|disk] [--milter opendkim]
+                                       [--json FILE]
 
 One smtpd process (SmtpdServer and SmtpdSession on uvloop, as under the
 master, cleanup in process, fsyncs in its worker threads) listens on
@@ -22,6 +23,11 @@ side (paired), never a figure against an older one.
 nothing there, so the figure is the code's cost without the disk's;
 --spool disk puts it under $TMPDIR as the other benchmarks do. Neither
 is a throughput claim: bench/intake/run.py and bench/relay/run.py are.
+
+--milter opendkim starts Debian's OpenDKIM (bench/relay/dkim_case.py,
+2048-bit RSA) as the server's smtpd_milters, so the figure is smtpd's
+side of the milter protocol on top of its own work; OpenDKIM's CPU is
+not counted.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "relay"))
+from dkim_case import DkimSetup  # noqa: E402 - after the path is set
 from loadgen import MTA_MAIN_CF, smtp_source, wait_port  # noqa: E402 - after the path is set
 
 from mta.queue.paths import QUEUE_NAMES  # noqa: E402
@@ -76,7 +84,7 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
-def make_instance(top: Path) -> Path:
+def make_instance(top: Path, extra: str = "") -> Path:
     cdir, spool = top / "etc", top / "spool"
     for name in (*QUEUE_NAMES, "private", "public", "pid"):
         (spool / name).mkdir(parents=True, exist_ok=True)
@@ -88,6 +96,7 @@ def make_instance(top: Path) -> Path:
         + "in_flow_delay = 0s\n"
         + f"queue_directory = {spool}\ndata_directory = {top / 'data'}\n"
         + f"maillog_file = {top / 'maillog'}\nmail_owner = {pwd.getpwuid(os.getuid()).pw_name}\n"
+        + extra
     )
     (cdir / "master.cf").write_text("")
     return cdir
@@ -102,9 +111,14 @@ def clear_incoming(top: Path) -> None:
 def run(args) -> dict:
     base = "/dev/shm" if args.spool == "tmpfs" else None
     top = Path(tempfile.mkdtemp(prefix="session-cpu-", dir=base))
-    proc = None
+    proc = dkim = None
     try:
-        cdir = make_instance(top)
+        extra = ""
+        if args.milter == "opendkim":
+            dkim = DkimSetup(top, "rsa")
+            dkim.start("mta-milter")
+            extra = dkim.main_cf("mta-milter")
+        cdir = make_instance(top, extra)
         proc = subprocess.Popen(
             [sys.executable, "-c", SERVER, str(cdir)], stdout=subprocess.PIPE, text=True
         )
@@ -132,6 +146,7 @@ def run(args) -> dict:
             "sessions": args.sessions,
             "messages": args.messages,
             "spool": args.spool,
+            "milter": args.milter,
             "cpu_us_min": round(totals[best], 1),
             "cpu_us_median": round(statistics.median(totals), 1),
             "user_us_at_min": round(rounds[best]["user_us"], 1),
@@ -143,6 +158,8 @@ def run(args) -> dict:
         if proc is not None:
             proc.kill()
             proc.wait()
+        if dkim is not None:
+            dkim.stop()
         shutil.rmtree(top, ignore_errors=True)
 
 
@@ -153,6 +170,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--spool", choices=("tmpfs", "disk"), default="tmpfs")
+    parser.add_argument("--milter", choices=("none", "opendkim"), default="none")
     parser.add_argument("--json", help="write the result here too")
     args = parser.parse_args()
     result = run(args)

@@ -40,7 +40,9 @@ from dataclasses import dataclass
 
 from mta.milter import protocol as P
 from mta.milter.client import (
+    CONTINUED,
     HOLD,
+    NO_EVENT,
     REPLY_REJECT,
     REPLY_SHUTDOWN,
     REPLY_TEMPFAIL,
@@ -227,32 +229,56 @@ class MilterChain:
     async def _message_one(self, i, client, msg, macros, header_check) -> Decision:
         timeout = client.spec.content_timeout
         leadspc = bool(client.protocol & P.SMFIP_HDR_LEADSPC)
+        event = client.event
+        gone = (self.done, self.off)  # accepted: no more of this message
 
-        async def send(cmd, data, stage, skip_flag, no_reply):
-            outcome = await client.event(
-                cmd, data, stage, macros, skip_flag=skip_flag, no_reply=no_reply, timeout=timeout
-            )
-            return outcome, self._decide(i, outcome, False)
+        def stop(decision: Decision) -> bool:
+            return decision.action != CONTINUE or decision.hold or i in gone[0] or i in gone[1]
 
         for name, value in msg.headers:
             data = P.cstrings(name, msg.header_value(value, leadspc))
-            outcome, decision = await send(
-                P.SMFIC_HEADER, data, None, P.SMFIP_NOHDRS, P.SMFIP_NR_HDR
+            outcome = await event(
+                P.SMFIC_HEADER,
+                data,
+                None,
+                macros,
+                skip_flag=P.SMFIP_NOHDRS,
+                no_reply=P.SMFIP_NR_HDR,
+                timeout=timeout,
             )
-            if decision.action != CONTINUE or decision.hold or i in self.done or i in self.off:
-                return decision
-        outcome, decision = await send(P.SMFIC_EOH, b"", "eoh", P.SMFIP_NOEOH, P.SMFIP_NR_EOH)
-        if decision.action != CONTINUE or decision.hold or i in self.done or i in self.off:
+            if outcome is not CONTINUED and outcome is not NO_EVENT:
+                decision = self._decide(i, outcome, False)
+                if stop(decision):
+                    return decision
+        outcome = await event(
+            P.SMFIC_EOH,
+            b"",
+            "eoh",
+            macros,
+            skip_flag=P.SMFIP_NOEOH,
+            no_reply=P.SMFIP_NR_EOH,
+            timeout=timeout,
+        )
+        decision = self._decide(i, outcome, False)
+        if stop(decision):
             return decision
         for chunk in msg.body_chunks():
             if client.skip_event == P.SMFIC_BODY or client.protocol & P.SMFIP_NOBODY:
                 break
-            outcome, decision = await send(
-                P.SMFIC_BODY, chunk, None, P.SMFIP_NOBODY, P.SMFIP_NR_BODY
+            outcome = await event(
+                P.SMFIC_BODY,
+                chunk,
+                None,
+                macros,
+                skip_flag=P.SMFIP_NOBODY,
+                no_reply=P.SMFIP_NR_BODY,
+                timeout=timeout,
             )
-            if decision.action != CONTINUE or decision.hold or i in self.done or i in self.off:
+            decision = self._decide(i, outcome, False)
+            if stop(decision):
                 return decision
-        outcome, decision = await send(P.SMFIC_BODYEOB, b"", "eod", 0, 0)
+        outcome = await event(P.SMFIC_BODYEOB, b"", "eod", macros, timeout=timeout)
+        decision = self._decide(i, outcome, False)
         if outcome.edits and decision.action in (CONTINUE, ACTION_ACCEPT):
             hold = msg.apply(outcome.edits, leadspc, header_check)
             if hold is not None:

@@ -53,9 +53,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import socket
-from dataclasses import dataclass, field
 
 from mta import log
+from mta.common.deadline import bounded
 from mta.milter import protocol as P
 
 REPLY_TEMPFAIL = "451 4.7.1 Service unavailable - try again later"
@@ -116,13 +116,21 @@ class MilterFailure(Exception):
     """The conversation with a milter broke; the text is the log line's reason."""
 
 
-@dataclass
 class Outcome:
     """What one event brought: the final reply (None: continue) and any edits."""
 
-    reply: P.Reply | None = None
-    edits: list[P.Reply] = field(default_factory=list)
-    default: str | None = None  # set when the milter failed: its default-action reply
+    __slots__ = ("reply", "edits", "default")
+
+    def __init__(self, reply: P.Reply | None = None, edits=(), default: str | None = None):
+        self.reply = reply
+        self.edits: list[P.Reply] | tuple = edits  # modification replies, at end of message
+        self.default = default  # set when the milter failed: its default-action reply
+
+
+NO_EVENT = Outcome()  # the event was not sent (or needs no answer): go on
+# an answer without edits, shared: outcomes are never changed once made
+PLAIN_OUTCOMES = {cmd: Outcome(P.Reply(cmd)) for cmd in FINAL_REPLIES - {P.SMFIR_REPLYCODE}}
+CONTINUED = PLAIN_OUTCOMES[P.SMFIR_CONTINUE]
 
 
 class MilterStream(asyncio.Protocol):
@@ -142,6 +150,9 @@ class MilterStream(asyncio.Protocol):
         self.queued = 0  # bytes read ahead since the client last waited
         self.read_paused = False
         self.write_paused = False
+        self.deadline = 0.0  # when the present wait ends without news
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -171,6 +182,7 @@ class MilterStream(asyncio.Protocol):
         return True  # half-closed: commands may still be written, as with a StreamReader
 
     def connection_lost(self, exc) -> None:
+        self.stop_timer()
         self.lost = True
         self.lost_exc = exc
         self.write_paused = False
@@ -194,20 +206,40 @@ class MilterStream(asyncio.Protocol):
             waiter.set_result(True)
 
     async def wait(self, deadline: float) -> bool:
-        """Until news (True) or the deadline (False); one future, one timer."""
+        """Until news (True) or the deadline (False): one future per wait, and a
+        timer only when none is armed at or before the deadline (deadlines move
+        forward, so one timer usually covers many waits)."""
         loop = self.loop
+        self.deadline = deadline
+        if self.timer is None or self.timer_at > deadline:
+            self._arm(deadline)
         waiter = self.waiter = loop.create_future()
-        timer = loop.call_at(deadline, _expire, waiter)
         try:
             return await waiter
         finally:
-            timer.cancel()
             self.waiter = None
 
+    def _arm(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = when
+        self.timer = self.loop.call_at(when, self._expire)
 
-def _expire(waiter: asyncio.Future) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
+    def _expire(self) -> None:
+        """The timer is due: end the wait if its deadline has come, else wait on."""
+        self.timer = None
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return  # no one waits; the next wait arms a timer again
+        if self.loop.time() >= self.deadline:
+            waiter.set_result(False)
+        else:
+            self._arm(self.deadline)
+
+    def stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 class MilterClient:
@@ -228,10 +260,29 @@ class MilterClient:
         self.pending: collections.deque = collections.deque()  # packets read ahead
         self.held: list[bytes] = []  # unanswered commands, for the next write
         self.held_size = 0
+        self.stage_names: dict[str, list[tuple[str, str, str | None]]] = {}
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def _stage_names(self, stage: str) -> list[tuple[str, str, str | None]]:
+        """(name, key in the values, default) of the macros sent at stage:
+        SETSYMLIST's names, else main.cf's; worked out once per connection."""
+        found = self.stage_names.get(stage)
+        if found is not None:
+            return found
+        index = SYMLIST_STAGES.get(stage)
+        names = self.symlists.get(index) if index is not None else None
+        if names is None:
+            names = self.settings.macros.get(stage, [])
+        defaults = self.settings.macro_defaults
+        found = []
+        for name in names:
+            key = name[1:-1] if name.startswith("{") and name.endswith("}") else name
+            found.append((name, key, defaults.get(name, defaults.get(key))))
+        self.stage_names[stage] = found
+        return found
 
     # ------------------------------------------------------------ failure
     def fail(self, reason: str) -> str:
@@ -269,7 +320,7 @@ class MilterClient:
                 conn = loop.create_connection(factory, host, int(port) if port.isdigit() else port)
             else:
                 conn = loop.create_unix_connection(factory, spec.address)
-            _, self.stream = await asyncio.wait_for(conn, spec.connect_timeout)
+            _, self.stream = await bounded(conn, spec.connect_timeout)
         except (OSError, asyncio.TimeoutError, socket.gaierror) as exc:
             reason = "Connection timed out" if isinstance(exc, asyncio.TimeoutError) else _err(exc)
             log.warning("connect to Milter service %s: %s", self.name, reason)
@@ -299,6 +350,7 @@ class MilterClient:
             return self.fail(f"requested actions 0x{neg.actions:x} not offered")
         self.version, self.actions, self.protocol = neg.version, neg.actions, neg.protocol
         self.symlists = neg.symlists if neg.actions & P.SMFIF_SETSYMLIST else {}
+        self.stage_names.clear()
         return None
 
     def _fail_quiet(self) -> str:
@@ -369,18 +421,11 @@ class MilterClient:
 
     def stage_macros(self, stage: str, values: dict[str, str]) -> list[tuple[str, str]]:
         """(name, value) of the macros sent at stage: SETSYMLIST's, else main.cf's."""
-        index = SYMLIST_STAGES.get(stage)
-        names = self.symlists.get(index) if index is not None else None
-        if names is None:
-            names = self.settings.macros.get(stage, [])
         out = []
-        for name in names:
-            key = name[1:-1] if name.startswith("{") and name.endswith("}") else name
+        for name, key, default in self._stage_names(stage):
             value = values.get(key)
             if value is None:
-                value = self.settings.macro_defaults.get(
-                    name, self.settings.macro_defaults.get(key)
-                )
+                value = default
             if value is not None:
                 out.append((name, value))
         return out
@@ -401,26 +446,28 @@ class MilterClient:
             return Outcome(default=self.failed)
         if self.skip_event is not None:
             if cmd == self.skip_event:
-                return Outcome()
+                return NO_EVENT
             self.skip_event = None
-        out = b""
+        packet = P.encode_packet(cmd, data)
         if stage is not None:
             pairs = self.stage_macros(stage, macros)
             if pairs:
                 out = P.encode_macros(cmd, pairs)
+                if skip_flag and self.protocol & skip_flag:
+                    self._hold(out)  # the macros still go, with the next command
+                    return NO_EVENT
+                packet = out + packet
         if skip_flag and self.protocol & skip_flag:
-            if out:
-                self._hold(out)  # the macros still go, with the next command
-            return Outcome()
-        packet = out + P.encode_packet(cmd, data)
-        timeout = self.spec.command_timeout if timeout is None else timeout
+            return NO_EVENT
+        if timeout is None:
+            timeout = self.spec.command_timeout
         if no_reply and self.protocol & no_reply:
             self._hold(packet)
             if self.stream.write_paused:  # a large command went out: flow control
                 reason = await self._drain(timeout)
                 if reason is not None:
                     return Outcome(default=self.fail(f"error writing command: {reason}"))
-            return Outcome()
+            return NO_EVENT
         held = self.held
         if held:
             held.append(packet)
@@ -428,31 +475,43 @@ class MilterClient:
             held.clear()
             self.held_size = 0
         stream = self.stream
-        stream.transport.write(packet)
-        if stream.write_paused or stream.lost_exc is not None or stream.transport.is_closing():
+        transport = stream.transport
+        transport.write(packet)
+        if stream.write_paused or stream.lost_exc is not None or transport.is_closing():
             reason = await self._drain(timeout)
             if reason is not None:
                 return Outcome(default=self.fail(f"error writing command: {reason}"))
+        try:
+            rcmd, rdata = await self._read(cmd, timeout)
+            if rcmd == P.SMFIR_CONTINUE:
+                return CONTINUED  # the usual answer, first
+            return await self._answer(cmd, rcmd, rdata, timeout)
+        except P.MilterProtocolError as exc:
+            return Outcome(default=self.fail(str(exc)))
+        except MilterFailure as exc:
+            return Outcome(default=self.fail(str(exc)))
+
+    async def _answer(self, cmd: bytes, rcmd: bytes, rdata: bytes, timeout: float) -> Outcome:
+        """The rest of an answer: progress, edits (end of message only) and the final reply."""
         edits: list[P.Reply] = []
         body_size = 0
-        try:
-            while True:
-                rcmd, rdata = await self._read(cmd, timeout)
-                reply = P.parse_reply(rcmd, rdata)
-                if rcmd == P.SMFIR_PROGRESS:
-                    continue  # the timeout starts again
-                if rcmd in FINAL_REPLIES:
-                    if rcmd == P.SMFIR_SKIP:
-                        if cmd != P.SMFIC_BODY or not self.protocol & P.SMFIP_SKIP:
-                            raise MilterFailure(
-                                f"unexpected filter response SMFIR_SKIP after event "
-                                f"{P.SMFIC_NAMES.get(cmd, '?')}"
-                            )
-                        self.skip_event = P.SMFIC_BODY
-                        return Outcome(edits=edits)
-                    if rcmd == P.SMFIR_REPLYCODE:
-                        check_replycode(reply.strings[0])
-                    return Outcome(reply=reply, edits=edits)
+        while True:
+            reply = P.parse_reply(rcmd, rdata)
+            if rcmd in FINAL_REPLIES:
+                if rcmd == P.SMFIR_SKIP:
+                    if cmd != P.SMFIC_BODY or not self.protocol & P.SMFIP_SKIP:
+                        raise MilterFailure(
+                            f"unexpected filter response SMFIR_SKIP after event "
+                            f"{P.SMFIC_NAMES.get(cmd, '?')}"
+                        )
+                    self.skip_event = P.SMFIC_BODY
+                    return Outcome(edits=edits)
+                if rcmd == P.SMFIR_REPLYCODE:
+                    check_replycode(reply.strings[0])
+                elif not edits:
+                    return PLAIN_OUTCOMES[rcmd]
+                return Outcome(reply, edits)
+            if rcmd != P.SMFIR_PROGRESS:  # progress: the timeout starts again
                 need = EDIT_ACTIONS.get(rcmd)
                 if need is None:
                     raise MilterFailure(f"unexpected filter response {rcmd!r}")
@@ -468,10 +527,7 @@ class MilterClient:
                     if self.size_limit and body_size > self.size_limit:
                         raise MilterFailure("body replacement exceeds message_size_limit")
                 edits.append(reply)
-        except P.MilterProtocolError as exc:
-            return Outcome(default=self.fail(str(exc)))
-        except MilterFailure as exc:
-            return Outcome(default=self.fail(str(exc)))
+            rcmd, rdata = await self._read(cmd, timeout)
 
     def abort_nowait(self) -> None:
         """SMFIC_ABORT: the message is gone (RSET, a new MAIL); no reply is read."""
