@@ -65,6 +65,7 @@ REPLY_SHUTDOWN = "421 4.7.0 Server closing connection"
 HOLD = "H"  # the default reply of quarantine: hold the message
 READ_AHEAD_MAX = 65536  # reply bytes decoded ahead of the client before reading pauses
 HELD_MAX = 65536  # unanswered commands held back for the next write, at most
+TIMER_SLACK = 0.002  # a timer may come due this early (uvloop counts milliseconds)
 # milter_default_action -> what every later event of a failed milter answers
 DEFAULT_REPLIES = {
     "accept": "",  # nothing: the milter is passed over
@@ -231,7 +232,7 @@ class MilterStream(asyncio.Protocol):
         waiter = self.waiter
         if waiter is None or waiter.done():
             return  # no one waits; the next wait arms a timer again
-        if self.loop.time() >= self.deadline:
+        if self.loop.time() >= self.deadline - TIMER_SLACK:
             waiter.set_result(False)
         else:
             self._arm(self.deadline)

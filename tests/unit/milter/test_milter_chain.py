@@ -20,10 +20,11 @@ class Scripted:
     """A milter that answers OPTNEG with (actions, protocol, symlists) and then each
     command with answers[cmd] (a list of packets; default: continue); records packets."""
 
-    def __init__(self, path, protocol=0, actions=0, symlists=b"", answers=None):
+    def __init__(self, path, protocol=0, actions=0, symlists=b"", answers=None, delays=None):
         self.path = str(path)
         self.protocol, self.actions, self.symlists = protocol, actions, symlists
         self.answers = answers or {}
+        self.delays = delays or {}  # command -> seconds before its answer
         self.got: list[tuple[bytes, bytes]] = []
 
     async def __aenter__(self):
@@ -49,6 +50,8 @@ class Scripted:
                 elif cmd == P.SMFIC_HEADER and self.protocol & P.SMFIP_NR_HDR:
                     continue
                 else:
+                    if cmd in self.delays:
+                        await asyncio.sleep(self.delays[cmd])
                     for packet in self.answers.get(cmd, [P.encode_packet(P.SMFIR_CONTINUE)]):
                         writer.write(packet)
             await writer.drain()
@@ -229,3 +232,37 @@ def test_body_replacement_too_big_is_a_failure(tmp_path):
             return await chain.message(message(), MACROS)
 
     assert run(go()).action == "tempfail"
+
+
+def test_a_shorter_timeout_after_a_longer_one_still_ends_the_wait(tmp_path):
+    """The connection's one timer was armed for the 30 s command timeout; the content
+    phase's 0.3 s must end the silent end-of-headers wait at 0.3 s, not 30 s."""
+
+    async def go():
+        async with Scripted(tmp_path / "m", delays={P.SMFIC_EOH: 60}):
+            chain = chain_for(
+                tmp_path / "m", command_timeout=30, content_timeout=0.3, default_action="tempfail"
+            )
+            await chain.connect("c", "192.0.2.1", 25, MACROS)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            decision = await chain.message(message(), MACROS)
+            return decision, loop.time() - start
+
+    decision, took = run(go())
+    assert decision.action == "tempfail"
+    assert 0.25 <= took < 5
+
+
+def test_a_timer_due_before_a_longer_wait_ends_does_not_end_it(tmp_path):
+    """The timer armed for connect's 0.2 s deadline comes due while the content phase
+    waits up to 5 s for an answer that takes 0.6 s: the wait goes on and succeeds."""
+
+    async def go():
+        async with Scripted(tmp_path / "m", delays={P.SMFIC_HEADER: 0.6}):
+            chain = chain_for(tmp_path / "m", command_timeout=0.2, content_timeout=5)
+            await chain.connect("c", "192.0.2.1", 25, MACROS)
+            return await chain.message(message(), MACROS), chain.clients[0].failed
+
+    decision, failed = run(go())
+    assert decision.action == "continue" and failed is None
