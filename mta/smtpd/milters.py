@@ -374,6 +374,28 @@ def _esmtp(key: bytes, value: bytes | None) -> str:
     return text if value is None else text + "=" + value.decode("utf-8", "replace")
 
 
+async def start_milters(session) -> bool:
+    """The milters' connect event for the session's client (at the greeting, and again
+    after XCLIENT names a new client): a refusal answers every MAIL from then on and
+    ends the milters; False when a 421 was sent and the session must end."""
+    if session.milters is not None:
+        session.milters.close()  # the old client's conversation is over
+        session.milters = None
+    if session.server.milters is None:
+        return True
+    session.milters = session.server.milters.session(session)
+    if session.milters is None:
+        return True  # smtpd_milter_maps: DISABLE for this client
+    verdict = await session.milters.connect(session)
+    if verdict is not None and verdict.disconnect:
+        session.reply(verdict.reply)
+        return False
+    if verdict is not None:
+        session.milters.close()
+        session.milters, session.reject_stage = None, verdict
+    return True
+
+
 async def milter_refuse(session, verdict) -> bool:
     """Answer a milter's refusal (already logged); False when the session must end."""
     if verdict.disconnect:

@@ -107,7 +107,7 @@ from mta.queue import rec_type as R
 from mta.smtpd import proxy_filter, sasl, xclient, xforward
 from mta.smtpd.address import AddressError, decode_xtext, parse_path, printable_arg
 from mta.smtpd.checks import SessionState
-from mta.smtpd.milters import milter_refuse
+from mta.smtpd.milters import milter_refuse, start_milters
 from mta.smtpd.tls import counted_wrapper_tls, received_comment, starttls, wrapper_start
 from mta.smtpd.transcript import (
     NOTE_CONTENT,
@@ -382,15 +382,8 @@ class SmtpdSession(asyncio.Protocol):
                     self.log_reject("CONNECT", verdict)
                     self.reject_stage = verdict
                 self.session_actions = list(self.st.actions)
-            if self.server.milters is not None:  # smtpd_milters: the connect event
-                self.milters = self.server.milters.session(self)
-                verdict = await self.milters.connect(self) if self.milters else None
-                if verdict is not None and verdict.disconnect:
-                    self.reply(verdict.reply)
-                    return
-                if verdict is not None:  # it answers every MAIL; the milters are done
-                    self.milters.close()
-                    self.milters, self.reject_stage = None, verdict
+            if self.server.milters is not None and not await start_milters(self):
+                return  # smtpd_milters: the connect event said 421
             self.reply(f"220 {self.server.banner}")
             await self.loop()
         except SessionClosed as exc:

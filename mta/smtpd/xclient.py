@@ -22,7 +22,10 @@ DESCRIPTION
     Then the session starts over as Postfix's does: the transaction and
     the HELO go (unless HELO= came with it), the client restrictions run
     again for the new client (their refusal answers MAIL, as for a
-    client refused at connect), and the reply is the 220 greeting. Logs
+    client refused at connect), the milters (smtpd_milters) end the old
+    client's conversation and get a connect event for the new one (their
+    refusal answers MAIL too; a 421 ends the session), and the reply is
+    the 220 greeting. Logs
     and restrictions name the new client from there on; authorization
     to send XCLIENT again is judged on the new client too. TLS stays as
     it is.
@@ -46,6 +49,7 @@ SEE ALSO
 from __future__ import annotations
 
 from mta import log
+from mta.smtpd.milters import start_milters
 from mta.smtpd.transcript import NOTIFY_POLICY, NOTIFY_PROTOCOL
 from mta.smtpd.xattrs import TEMPUNAVAIL, UNAVAILABLE, XattrError, parse_xattrs
 from mta.smtpd.xforward import AuthorizedHosts
@@ -141,5 +145,7 @@ async def do_xclient(session, arg: bytes) -> bool:
             session.reject_stage = verdict
         session.session_actions = list(st.actions)
     st.actions = list(session.session_actions)
+    if not await start_milters(session):  # the milters meet the new client: connect again
+        return False
     session.reply(f"220 {session.server.banner}")
     return True

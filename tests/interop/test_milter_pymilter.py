@@ -291,9 +291,9 @@ def test_a_later_milter_sees_the_earlier_milters_edits(tmp_path):
     saw = [line for line in content.split(b"\n") if line.startswith(b"X-Milter-Saw:")]
     # the first milter saw Subject and X-Delete-Me; the second saw the first's result:
     # X-Inserted on top, Subject, X-Delete-Me gone, X-Added, X-Change-Me (a change of a
-    # header that is not there adds it), X-Milter-Macros and X-Milter-Saw
+    # header that is not there adds it), X-Milter-Macros, X-Milter-Connect and X-Milter-Saw
     assert saw[0].startswith(b"X-Milter-Saw: 2 'edit'")
-    assert saw[1].startswith(b"X-Milter-Saw: 6 'at the top'")
+    assert saw[1].startswith(b"X-Milter-Saw: 7 'at the top'")
     assert msg.sender == "new-sender@test.example"
 
 
@@ -355,3 +355,33 @@ def test_a_milter_slower_than_content_timeout_gets_the_default_action(smtpd, tmp
     assert len(warnings) == 1
     assert "can't read SMFIC_BODYEOB reply packet header: Connection timed out" in warnings[0]
     assert send(server.port, "plain")[0] == 250  # the next session is served
+
+
+def test_xclient_gives_the_milter_a_connect_event_for_the_new_client(tmp_path):
+    """XCLIENT starts the session over for another client: the milter conversation of
+    the old client ends and a new one starts with the new client's connect event and
+    macros, as Postfix's smtpd does."""
+    with pymilter_peer() as port:
+        cdir = make_instance(
+            tmp_path,
+            f"smtpd_milters = inet:127.0.0.1:{port}\n"
+            "milter_connect_macros = j {client_addr} {client_name}\n"
+            "smtpd_authorized_xclient_hosts = 127.0.0.1\n",
+        )
+        server = SmtpdThread(cdir)
+        try:
+            with smtplib.SMTP("127.0.0.1", server.port) as s:
+                s.ehlo("proxy.example")
+                code, _ = s.docmd("XCLIENT", "NAME=new.example ADDR=192.0.2.9")
+                assert code == 220
+                s.ehlo("new.example")
+                s.sendmail(
+                    "a@sender.example", ["user@mx.test.example"], b"Subject: xc\r\n\r\nhi\r\n"
+                )
+        finally:
+            server.close()
+    [(_, content)] = queued(cdir)
+    lines = content.split(b"\n")
+    assert b"X-Milter-Connect: new.example 192.0.2.9" in lines
+    macros = [line for line in lines if line.startswith(b"X-Milter-Macros:")][0].decode()
+    assert "{client_addr}=192.0.2.9" in macros and "{client_name}=new.example" in macros

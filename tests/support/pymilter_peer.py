@@ -18,7 +18,8 @@ Recipients the MTA refused (it asks for them: P_RCPT_REJ) are listed with their
 {rcpt_host} and {rcpt_addr} in X-Milter-Rejected:.
 Every message it lets through gets X-Milter-Macros: with the macros it saw and
 X-Milter-Saw: with the header count, the first header's value as received and the
-ESMTP arguments of MAIL and RCPT.
+ESMTP arguments of MAIL and RCPT, and X-Milter-Connect: with the hostname and address
+of the connect event.
 """
 
 import sys
@@ -68,6 +69,7 @@ class Scripted(Milter.Base):
 
     def connect(self, hostname, family, hostaddr):
         self.note_macros()
+        self.connected = f"{hostname} {hostaddr[0] if hostaddr else '-'}"
         return Milter.CONTINUE
 
     def hello(self, name):
@@ -164,6 +166,7 @@ class Scripted(Milter.Base):
             self.addheader("X-Milter-Rejected", "; ".join(self.rejected))
         shown = "; ".join(f"{k}={v}" for k, v in sorted(self.macros.items()))
         self.addheader("X-Milter-Macros", shown)
+        self.addheader("X-Milter-Connect", getattr(self, "connected", "-"))
         first = repr(self.headers[0][1]) if self.headers else "-"
         args = ",".join(self.mail_args + self.rcpt_args)
         self.addheader("X-Milter-Saw", f"{len(self.headers)} {first} {args}")
