@@ -293,6 +293,8 @@ PARAMS: dict[str, Param] = _table([
     ("lmtp_connection_cache_on_demand", "bool", "yes",
      "keep LMTP sessions open for reuse"),
     ("lmtp_connection_cache_time_limit", "time", "2s", "idle time of a kept LMTP session"),
+    ("lmtp_connection_reuse_count_limit", "int", "0",
+     "deliveries per cached LMTP connection; 0 no limit"),
     ("lmtp_connection_reuse_time_limit", "time", "300s",
      "age after which a cached LMTP connection is closed"),
     ("lmtp_data_done_timeout", "time", "600s", "LMTP: wait for the replies to the final dot"),

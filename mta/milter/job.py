@@ -14,7 +14,9 @@ DESCRIPTION
     then disk; never more than message_size_limit plus one chunk)
     until run() gives the message to the milter chain. Then the
     envelope edits are applied (sender change, recipients deleted and
-    added), the edited message is written into the cleanup job, and
+    added; an added recipient keeps the NOTIFY= and ORCPT= a milter
+    gave it, other ESMTP arguments of an added recipient or a changed
+    sender are logged as ignored, as Postfix does), the edited message is written into the cleanup job, and
     finish(), commit(), close() and abort() go to the job as usual. A
     message over the size limit is not shown to the milters: cleanup
     refuses it as too big.
@@ -30,7 +32,9 @@ from __future__ import annotations
 
 import tempfile
 
+from mta import log
 from mta.cleanup.cleanup import CleanupJob
+from mta.common.dsn_params import notify_mask, orcpt_value
 from mta.milter.chain import CONTINUE, Decision
 from mta.milter.message import SPOOL_MEMORY, MilterMessage
 
@@ -93,10 +97,17 @@ class MilterJob:
             if env.sender is not None and hasattr(self.job, "change_sender"):
                 self.job.change_sender(env.sender[0])
                 self.sender = env.sender[0]
+                if env.sender[1].strip():  # as Postfix: the address changes, nothing else
+                    log.warning(
+                        '%s: cleanup_chg_from: ignoring ESMTP arguments "%.100s"',
+                        self.queue_id,
+                        env.sender[1],
+                    )
             for gone in env.deleted:
                 recipients = [r for r in recipients if r[0].lower() != gone.lower()]
-            for addr, _args in env.added:
-                recipients.append((addr, addr, 0, ""))
+            for addr, args in env.added:
+                notify, orcpt = self._dsn_args(addr, args)
+                recipients.append((addr, addr, notify, orcpt))
         for addr, orig, notify, orcpt in recipients:
             self.job.add_recipient(addr, orig=orig, notify=notify, dsn_orcpt=orcpt)
         if msg is not None:
@@ -106,6 +117,31 @@ class MilterJob:
             while chunk := self.spool.read(1 << 16):
                 self.job.write(chunk)
         self.spool.close()
+
+    def _dsn_args(self, addr: str, args: str) -> tuple[int, str]:
+        """NOTIFY= and ORCPT= of a recipient a milter added (SMFIR_ADDRCPT_PAR); any
+        other argument, or a malformed one, is left out with a warning."""
+        notify, orcpt = 0, ""
+        for word in args.split():
+            key, _, value = word.partition("=")
+            raw = value.encode("utf-8", "surrogateescape")
+            found = None
+            if key.upper() == "NOTIFY":
+                found = notify_mask(raw)
+                if found is not None:
+                    notify = found
+            elif key.upper() == "ORCPT":
+                found = orcpt_value(raw)
+                if found is not None:
+                    orcpt = found
+            if found is None:
+                log.warning(
+                    '%s: cleanup_add_rcpt_par: %s: ignoring ESMTP argument "%.100s"',
+                    self.queue_id,
+                    addr,
+                    word,
+                )
+        return notify, orcpt
 
     # ------------------------------------------------------------ the job's ending
     def finish(self, queue: str = "incoming"):

@@ -344,8 +344,8 @@ class Settings:
                 d.lower() for d in cfg.get_list(p("connection_cache_destinations"))
             ),
             cache_time_limit=float(cfg.get_time(p("connection_cache_time_limit"))),
-            reuse_count_limit=cfg.get_int("smtp_connection_reuse_count_limit"),
-            reuse_time_limit=float(cfg.get_time("smtp_connection_reuse_time_limit")),
+            reuse_count_limit=cfg.get_int(p("connection_reuse_count_limit")),
+            reuse_time_limit=float(cfg.get_time(p("connection_reuse_time_limit"))),
             line_length_limit=cfg.get_int(p("line_length_limit")),
             sasl=SaslSettings.of(cfg, lmtp),
             tls=tls,

@@ -37,6 +37,7 @@ STANDARDS
 
 from __future__ import annotations
 
+from mta.common.dsn_params import decode_xtext  # noqa: F401 - re-exported
 from mta.trivial_rewrite.address import AddrError as AddressError  # noqa: F401 - re-exported
 from mta.trivial_rewrite.address import parse_path as _parse_path
 
@@ -45,30 +46,6 @@ def parse_path(arg: bytes) -> tuple[str, int]:
     """Return (address, offset after the path); AddressError when it is no address."""
     addr, end = _parse_path(arg)
     return addr.decode("utf-8"), end
-
-
-def decode_xtext(text: bytes) -> str | None:
-    """Decode RFC 3461 xtext; None when text is not xtext."""
-    out = bytearray()
-    i = 0
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == 0x2B:  # "+"
-            hexpart = text[i + 1 : i + 3]
-            if len(hexpart) != 2 or not all(ch in b"0123456789ABCDEFabcdef" for ch in hexpart):
-                return None
-            out.append(int(hexpart, 16))
-            i += 3
-            continue
-        if c < 33 or c > 126 or c == 0x3D:
-            return None
-        out.append(c)
-        i += 1
-    try:
-        return out.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
 
 
 def printable_arg(arg: bytes, replacement: str = "?") -> str:

@@ -101,6 +101,7 @@ from mta.cleanup.cleanup import (
     REPLY_TOO_BIG,
     REPLY_WRITE_ERROR,
 )
+from mta.common.dsn_params import notify_mask, orcpt_value
 from mta.common.forbidden_commands import is_non_smtp
 from mta.common.verp import VERP_ATTR, delimiters_problem
 from mta.queue import rec_type as R
@@ -147,13 +148,6 @@ CLEANUP_CLASSES = {
     REPLY_TOO_BIG: NOTIFY_BOUNCE,
     REPLY_HOPS: NOTIFY_BOUNCE,
     REPLY_NO_RCPT: 0,
-}
-
-NOTIFY_BITS = {
-    b"NEVER": R.DSN_NOTIFY_NEVER,
-    b"SUCCESS": R.DSN_NOTIFY_SUCCESS,
-    b"FAILURE": R.DSN_NOTIFY_FAILURE,
-    b"DELAY": R.DSN_NOTIFY_DELAY,
 }
 
 
@@ -729,19 +723,15 @@ class SmtpdSession(asyncio.Protocol):
         notify, orcpt = 0, ""
         for key, value in parse_esmtp_params(arg[3 + end :]):
             if key == b"NOTIFY" and value:
-                words = value.upper().split(b",")
-                if any(w not in NOTIFY_BITS for w in words) or (
-                    b"NEVER" in words and len(words) > 1
-                ):
+                mask = notify_mask(value)
+                if mask is None:
                     return await self.error("501 5.5.4 Error: Bad NOTIFY parameter syntax")
-                for w in words:
-                    notify |= NOTIFY_BITS[w]
+                notify |= mask
             elif key == b"ORCPT" and value:
-                kind, semi, addr = value.partition(b";")
-                decoded = decode_xtext(addr) if semi else None
-                if decoded is None:
+                found = orcpt_value(value)
+                if found is None:
                     return await self.error("501 5.5.4 Error: Bad ORCPT parameter syntax")
-                orcpt = kind.decode("ascii", "replace") + ";" + decoded
+                orcpt = found
             else:
                 name = key.decode("ascii", "replace")
                 return await self.error(f"555 5.5.4 Unsupported option: {name}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mta.config import Config
+from mta.queue import rec_type as R
 from mta.queue.queue_file import iter_content, read_queue_file
 from tests.support.instance import RawClient, SmtpdThread, greet, make_instance
 from tests.support.milter_peers import pymilter_peer
@@ -92,6 +93,16 @@ def test_every_modification_lands_in_the_queue_file(smtpd):
     assert msg.sender == "new-sender@test.example"
     addrs = sorted(r.address for r in msg.recipients)
     assert addrs == ["added-par@test.example", "added@test.example", "user@test.example"]
+    [par] = [r for r in msg.recipients if r.address == "added-par@test.example"]
+    assert par.notify == R.DSN_NOTIFY_SUCCESS | R.DSN_NOTIFY_DELAY  # NOTIFY= kept
+    assert par.dsn_orcpt == "rfc822;orig@test.example"  # ORCPT= kept, xtext decoded
+    text = maillog(tmp_path)  # the rest is ignored with Postfix's warnings
+    qid = msg.queue_id
+    assert (
+        f'{qid}: cleanup_add_rcpt_par: added-par@test.example: ignoring ESMTP argument "XYZ=1"'
+        in text
+    )
+    assert f'{qid}: cleanup_chg_from: ignoring ESMTP arguments "BODY=8BITMIME"' in text
     head, _, body = content.partition(b"\n\n")
     lines = head.split(b"\n")
     # index 0: above every header the milter saw (cleanup's Received: goes on top later)

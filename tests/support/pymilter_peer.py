@@ -157,7 +157,10 @@ class Scripted(Milter.Base):
             self.chgheader("X-Delete-Me", 1, "")
             self.replacebody(b"replaced body\r\n")
             self.addrcpt("<added@test.example>")
-            self.addrcpt("<added-par@test.example>", "NOTIFY=NEVER")
+            self.addrcpt(
+                "<added-par@test.example>",
+                "NOTIFY=SUCCESS,DELAY ORCPT=rfc822;orig+40test.example XYZ=1",
+            )
             self.delrcpt("<gone@test.example>")
             self.chgfrom("<new-sender@test.example>", "BODY=8BITMIME")
         if what == "skip":

@@ -7,6 +7,7 @@ import pytest
 from mta.config import load_config
 from mta.queue.queue_file import read_queue_file
 from mta.smtp import deliver
+from mta.smtp.client import Settings
 from tests.support.agent import queue_message, request_for, run_agent
 from tests.support.instance import make_instance
 from tests.unit.smtp.peers import AgentServer, ScriptServer, SinkHandler, read_line, sink
@@ -726,3 +727,17 @@ def test_pace_turns_and_the_wait_limit(tmp_path):
         take_turn(env, "gmail/ip1", 10.0, 1025.0)
     assert take_turn(env, "gmail/ip1", 10.0, 1025.0) > PACE_WAIT_LIMIT  # not reserved
     assert take_turn(env, "gmail/ip1", 10.0, 1025.0) > PACE_WAIT_LIMIT
+
+
+def test_lmtp_reads_its_own_connection_reuse_limits(tmp_path):
+    """lmtp_connection_reuse_count_limit and _time_limit bound LMTP sessions; the smtp_
+    ones bound SMTP sessions, as in Postfix."""
+    cfg = config(
+        tmp_path,
+        2525,
+        "smtp_connection_reuse_count_limit = 7\nsmtp_connection_reuse_time_limit = 70s\n"
+        "lmtp_connection_reuse_count_limit = 3\nlmtp_connection_reuse_time_limit = 30s\n",
+    )
+    smtp, lmtp = Settings.of(cfg), Settings.of(cfg, lmtp=True)
+    assert (smtp.reuse_count_limit, smtp.reuse_time_limit) == (7, 70.0)
+    assert (lmtp.reuse_count_limit, lmtp.reuse_time_limit) == (3, 30.0)
