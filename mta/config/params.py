@@ -435,6 +435,8 @@ PARAMS: dict[str, Param] = _table([
     ("postscreen_upstream_proxy_protocol", "str", "",
      "proxy protocol in front of postscreen (haproxy)"),
     ("postscreen_upstream_proxy_timeout", "time", "5s", "time limit for the proxy protocol header"),
+    ("smtpd_upstream_proxy_protocol", "str", "", "proxy protocol in front of smtpd (haproxy)"),
+    ("smtpd_upstream_proxy_timeout", "time", "5s", "time limit for smtpd's proxy protocol header"),
     ("postscreen_use_tls", "bool", "$smtpd_use_tls",
      "offer STARTTLS in postscreen's dummy SMTP engine (obsolete)"),
     ("postscreen_watchdog_timeout", "time", "10s",

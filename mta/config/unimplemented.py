@@ -102,6 +102,8 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "postscreen_tls_security_level",  # no STARTTLS in the dummy engine (smtpd has it)
     "postscreen_upstream_proxy_protocol",  # no haproxy protocol (refused)
     "postscreen_upstream_proxy_timeout",  # no haproxy protocol
+    "smtpd_upstream_proxy_protocol",  # no haproxy protocol (refused)
+    "smtpd_upstream_proxy_timeout",  # no haproxy protocol
     # --- processes and environment
     "daemon_timeout",               # no watchdog on service requests yet
     "fork_attempts",                # the master does not retry a failed fork
@@ -126,6 +128,8 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "smtpd_enforce_tls": ("*",),
     # the real client address would be lost: postscreen would screen the proxy
     "postscreen_upstream_proxy_protocol": ("*",),
+    # the same for smtpd: every session would start with the proxy's header as a command
+    "smtpd_upstream_proxy_protocol": ("*",),
     # OpenSSL settings (MinProtocol, CipherString ...) mta would not apply; "none" only
     # skips the system baseline, which mta keeps: a warning
     "tls_config_file": ("/",),

@@ -1,0 +1,40 @@
+"""mta check on the upstream proxy protocol (haproxy) in front of smtpd and postscreen, which
+mta does not speak: a setting is refused, since every session would otherwise begin with the
+proxy's header read as a command and the real client address would be lost."""
+
+import pytest
+
+from mta.config import Config
+from mta.config.validate import config_problems
+
+
+@pytest.fixture
+def check(tmp_path):
+    def check(main: str) -> list[tuple[str, bool]]:
+        (tmp_path / "main.cf").write_text(main)
+        (tmp_path / "master.cf").write_text("smtp inet n - n - - smtpd\n")
+        return [(str(p), p.fatal) for p in config_problems(Config(str(tmp_path)))]
+
+    return check
+
+
+def test_postfixs_defaults_are_quiet(check):
+    main = (
+        "smtpd_upstream_proxy_protocol =\nsmtpd_upstream_proxy_timeout = 5s\n"
+        "postscreen_upstream_proxy_protocol =\npostscreen_upstream_proxy_timeout = 5s\n"
+    )
+    assert check(main) == []
+
+
+@pytest.mark.parametrize(
+    "name", ["smtpd_upstream_proxy_protocol", "postscreen_upstream_proxy_protocol"]
+)
+def test_a_proxy_protocol_is_refused(check, tmp_path, name):
+    ((text, fatal),) = check(f"{name} = haproxy\n")
+    assert fatal and f"{tmp_path / 'main.cf'}, line 1: {name} = haproxy" in text
+    assert "refused" in text
+
+
+def test_a_proxy_timeout_alone_is_warned(check):
+    ((text, fatal),) = check("smtpd_upstream_proxy_timeout = 10s\n")
+    assert not fatal and "smtpd_upstream_proxy_timeout is not implemented" in text
