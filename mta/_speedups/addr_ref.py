@@ -18,8 +18,8 @@ DESCRIPTION
     address without angle brackets and the offset where the ESMTP
     parameters begin. "<>" gives b"". A source route ("@a,@b:") is
     dropped. A path without angle brackets runs to the next blank, as
-    Postfix accepts with smtpd_strict_rfc821_envelopes = no; strict=True
-    refuses it (smtpd_strict_rfc821_envelopes = yes). Quoted local
+    Postfix accepts with strict_rfc821_envelopes = no; strict=True
+    refuses it (strict_rfc821_envelopes = yes). Quoted local
     parts keep their quotes; a local part with a quote must be one
     quoted string. The address must be UTF-8 without control
     characters, and a domain, when present, a name or an address literal.

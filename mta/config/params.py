@@ -726,6 +726,8 @@ PARAMS: dict[str, Param] = _table([
     ("smtpd_proxy_options", "list", "", "how smtpd talks to the proxy filter (speed_adjust)"),
     ("smtpd_proxy_timeout", "time", "100s", "time limit for each exchange with the proxy"),
     ("smtpd_recipient_limit", "int", "1000", "recipients accepted per message"),
+    ("strict_rfc821_envelopes", "bool", "no",
+     "MAIL FROM and RCPT TO addresses only in <>, as RFC 821 has them"),
     ("smtpd_recipient_overshoot_limit", "int", "1000", "extra recipients counted as errors"),
     ("smtpd_recipient_restrictions", "list", "", "restrictions on RCPT TO, after the relay check"),
     ("smtpd_reject_footer", "str", "", "text added to every reject reply"),

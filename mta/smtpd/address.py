@@ -12,8 +12,9 @@ DESCRIPTION
     allows them) and returns the mailbox without angle brackets, with a
     source route ("@a,@b:") dropped, and the offset where the ESMTP
     parameters begin. "<>" gives "". Like Postfix with
-    smtpd_strict_rfc821_envelopes = no, a path without angle brackets
-    is taken up to the next blank. Quoted local parts keep their quotes.
+    strict_rfc821_envelopes = no, a path without angle brackets is taken
+    up to the next blank; strict=True (strict_rfc821_envelopes = yes)
+    refuses it. Quoted local parts keep their quotes.
     The address must be valid UTF-8 without control characters, and a
     domain, when there is one, must be a name or an address literal.
     The parsing itself is the address kernel (mta/_speedups/addr).
@@ -42,9 +43,10 @@ from mta.trivial_rewrite.address import AddrError as AddressError  # noqa: F401 
 from mta.trivial_rewrite.address import parse_path as _parse_path
 
 
-def parse_path(arg: bytes) -> tuple[str, int]:
-    """Return (address, offset after the path); AddressError when it is no address."""
-    addr, end = _parse_path(arg)
+def parse_path(arg: bytes, strict: bool = False) -> tuple[str, int]:
+    """Return (address, offset after the path); AddressError when it is no address
+    (strict: also when it is not in angle brackets)."""
+    addr, end = _parse_path(arg, strict)
     return addr.decode("utf-8"), end
 
 

@@ -109,6 +109,7 @@ class SmtpdServer:
         self.in_flow_delay = float(cfg.get_time("in_flow_delay"))
         self.flow = FlowGate(self.queue_dir)
         self.recipient_limit = cfg.get_int("smtpd_recipient_limit")
+        self.strict_envelopes = cfg.get_bool("strict_rfc821_envelopes")  # addresses in <> only
         self.recipient_overshoot_limit = cfg.get_int("smtpd_recipient_overshoot_limit")
         self.soft_error_limit = cfg.get_int("smtpd_soft_error_limit")
         self.hard_error_limit = cfg.get_int("smtpd_hard_error_limit")

@@ -616,7 +616,7 @@ class SmtpdSession(asyncio.Protocol):
         if arg[:5].upper() != b"FROM:":
             return await self.error("501 5.5.4 Syntax: MAIL FROM:<address>")
         try:
-            sender, end = parse_path(arg[5:])
+            sender, end = parse_path(arg[5:], self.server.strict_envelopes)
         except AddressError:
             return await self.error("501 5.1.7 Bad sender address syntax")
         params: dict[bytes, bytes | None] = {}
@@ -715,7 +715,7 @@ class SmtpdSession(asyncio.Protocol):
         if arg[:3].upper() != b"TO:":
             return await self.error("501 5.5.4 Syntax: RCPT TO:<address>")
         try:
-            rcpt, end = parse_path(arg[3:])
+            rcpt, end = parse_path(arg[3:], self.server.strict_envelopes)
         except AddressError:
             return await self.error("501 5.1.3 Bad recipient address syntax")
         if not rcpt:
