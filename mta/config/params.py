@@ -331,6 +331,8 @@ PARAMS: dict[str, Param] = _table([
     ("mailbox_command_maps", "maps", "", "per-user mailbox_command"),
     ("mailbox_delivery_lock", "list", "fcntl, dotlock",
      "how mbox files are locked (fcntl, dotlock, flock)"),
+    ("strict_mailbox_ownership", "bool", "yes",
+     "defer delivery to a spool mailbox its recipient does not own"),
     ("mailbox_size_limit", "size", "51200000", "largest mbox file, in bytes; 0 no limit"),
     ("masquerade_classes", "list", "envelope_sender, header_sender, header_recipient",
      "which addresses masquerade_domains rewrite"),

@@ -168,6 +168,7 @@ class LocalAgent:
         self.privileged = privileged(cfg)
         self.lock = LockSettings.from_config(cfg, "mailbox_delivery_lock")
         self.size_limit = cfg.get_size("mailbox_size_limit")
+        self.strict_owner = cfg.get_bool("strict_mailbox_ownership")
         self.hostname = cfg.get("myhostname")
         self.spool = cfg.get("mail_spool_directory")
         self.home_mailbox = cfg.get("home_mailbox")
@@ -496,7 +497,15 @@ class LocalAgent:
             quote=True,
             blank=True,
         )
-        return append_mbox(path, data, self.lock, self.size_limit, "mailbox", create_owner=owner)
+        return append_mbox(
+            path,
+            data,
+            self.lock,
+            self.size_limit,
+            "mailbox",
+            create_owner=owner,
+            strict_owner=self.strict_owner,
+        )
 
 
 def _read_include(path: str):

@@ -24,6 +24,11 @@ DESCRIPTION
     message that would take the file past size_limit, bounce with 5.2.2
     (mailbox full). A destination that is not a regular file bounces,
     except for character devices (/dev/null) when allow_devices.
+    With create_owner (a spool mailbox written with root's privileges
+    for its recipient) a missing file is created for the recipient and
+    given to them, a file with more than one hard link is deferred
+    (4.2.0), and with strict_owner (strict_mailbox_ownership) so is a
+    file the recipient does not own, as Postfix does.
 
     deliver_maildir() writes DIR/tmp/UNIQUE (O_EXCL), fsyncs it, links
     it to DIR/new/UNIQUE2 where UNIQUE2 is "SECONDS.VdevIinodeMusec.HOST"
@@ -50,6 +55,7 @@ import stat
 import time
 from dataclasses import dataclass
 
+from mta import log
 from mta.local.lock import LockError, LockSettings, mailbox_locked
 from mta.local.privs import Outcome, bounce, defer, sent
 from mta.queue.queue_file import fsync_dir
@@ -115,6 +121,25 @@ def _error_outcome(what: str, exc: OSError) -> Outcome:
     return defer(text, "4.2.0")
 
 
+def _open_mbox(path: str, exclusive_create: bool) -> tuple[int, bool]:
+    """(descriptor, whether this call created the file); never through a symbolic link.
+    With exclusive_create a missing file is made with O_EXCL, so a file that is there
+    is never taken for one just made (and given to the recipient)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    if not exclusive_create:
+        return os.open(path, flags | os.O_CREAT, 0o600), False
+    for _ in range(2):
+        try:
+            return os.open(path, flags), False
+        except FileNotFoundError:
+            pass
+        try:
+            return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+        except FileExistsError:
+            continue  # made by someone else in between: open it as it is
+    return os.open(path, flags), False
+
+
 def append_mbox(
     path: str,
     data: bytes,
@@ -124,13 +149,12 @@ def append_mbox(
     *,
     allow_devices: bool = False,
     create_owner: tuple[int, int] | None = None,
+    strict_owner: bool = True,
 ) -> Outcome:
     """Append data to the mbox file at path under locks; see the module docstring."""
     label = f"cannot update {what} {path}"
     try:
-        fd = os.open(
-            path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
+        fd, created = _open_mbox(path, create_owner is not None)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return bounce(f"{label}: file is a symbolic link", "5.2.0")
@@ -140,8 +164,17 @@ def append_mbox(
         device = stat.S_ISCHR(st.st_mode)
         if not stat.S_ISREG(st.st_mode) and not (allow_devices and device):
             return bounce(f"{label}: destination is not a regular file", "5.2.0")
-        if create_owner is not None and st.st_size == 0 and st.st_uid != create_owner[0]:
-            os.fchown(fd, *create_owner)
+        if create_owner is not None and not device:
+            # written with root's privileges for the recipient: only a file of theirs
+            if st.st_nlink > 1:
+                return defer(f"{label}: file has {st.st_nlink} hard links", "4.2.0")
+            if created:
+                os.fchown(fd, *create_owner)
+            elif strict_owner and st.st_uid != create_owner[0]:
+                log.warning(
+                    'specify "strict_mailbox_ownership = no" to ignore mailbox ownership mismatch'
+                )
+                return defer(f"destination {path} is not owned by recipient", "4.2.0")
         try:
             with mailbox_locked(path, fd, settings if not device else LockSettings(())):
                 size = os.fstat(fd).st_size

@@ -269,6 +269,54 @@ def test_alias_command_runs_with_default_privs_when_privileged(tmp_path):
     assert st.reason.endswith("Command output: 65534")
 
 
+NEEDS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to deliver for a user")
+
+
+def _spool_for_nobody(tmp_path, extra=""):
+    """A privileged instance (root, mail_owner nobody) delivering to nobody's spool mbox."""
+    # no .forward look-up: it runs as nobody, who cannot reach pytest's private tmp_path
+    extra = "mail_owner = nobody\nforward_path =\n" + extra
+    _, cfg, msg = setup(tmp_path, extra, ("nobody@mx.test.example",))
+    return cfg, msg, tmp_path / "mail" / "nobody"
+
+
+@NEEDS_ROOT
+def test_a_new_spool_mailbox_belongs_to_its_recipient(tmp_path):
+    cfg, msg, box = _spool_for_nobody(tmp_path)
+    assert run(cfg, msg, tmp_path).statuses[0].action == "delivered"
+    assert os.stat(box).st_uid == 65534 and os.stat(box).st_nlink == 1
+
+
+@NEEDS_ROOT
+@pytest.mark.parametrize("strict", ["yes", "no"])
+def test_a_spool_mailbox_another_user_owns(tmp_path, strict):
+    """strict_mailbox_ownership = yes (Postfix's default) defers with 4.2.0 and a hint; no
+    delivers anyway."""
+    cfg, msg, box = _spool_for_nobody(tmp_path, f"strict_mailbox_ownership = {strict}\n")
+    box.write_bytes(b"")  # root's, not nobody's: not one this delivery made
+    st = run(cfg, msg, tmp_path).statuses[0]
+    if strict == "yes":
+        assert (st.action, st.dsn) == ("delayed", "4.2.0")
+        assert st.reason == f"destination {box} is not owned by recipient"
+        assert "strict_mailbox_ownership = no" in (tmp_path / "maillog").read_text()
+        assert box.read_bytes() == b""
+    else:
+        assert st.action == "delivered" and box.read_bytes().startswith(b"From a@example.org ")
+    assert os.stat(box).st_uid == 0  # never given away
+
+
+@NEEDS_ROOT
+def test_a_spool_mailbox_with_two_hard_links_is_deferred(tmp_path):
+    cfg, msg, box = _spool_for_nobody(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"keep\n")
+    os.chown(elsewhere, 65534, 65534)
+    os.link(elsewhere, box)
+    st = run(cfg, msg, tmp_path).statuses[0]
+    assert (st.action, st.dsn) == ("delayed", "4.2.0") and "2 hard links" in st.reason
+    assert elsewhere.read_bytes() == b"keep\n"
+
+
 def test_split_recipient_extension_and_owner_special():
     r = split_recipient("Joe+Tag@Example.COM", "+")
     assert (r.local, r.user, r.extension, r.domain) == ("joe+tag", "joe", "Tag", "example.com")
