@@ -36,6 +36,9 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "process_name",                 # informational
     # --- authorization of the local commands
     "setgid_group",                 # there is no setgid postdrop
+    # --- local submission
+    "local_login_sender_maps",      # sendmail -f is not checked per login (refused)
+    "empty_address_local_login_sender_maps_lookup_key",  # no local_login_sender_maps
     # --- local delivery and addressing
     "allow_min_user",               # not consulted
     "best_mx_transport",            # no MX-to-self detection
@@ -126,6 +129,8 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "message_reject_characters": ("*",),
     # obsolete form of smtpd_tls_security_level = encrypt: refused rather than ignored
     "smtpd_enforce_tls": ("*",),
+    # a restriction on sendmail -f that would not be applied
+    "local_login_sender_maps": ("*",),
     # the real client address would be lost: postscreen would screen the proxy
     "postscreen_upstream_proxy_protocol": ("*",),
     # the same for smtpd: every session would start with the proxy's header as a command
