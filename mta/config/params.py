@@ -732,6 +732,8 @@ PARAMS: dict[str, Param] = _table([
     ("smtpd_proxy_options", "list", "", "how smtpd talks to the proxy filter (speed_adjust)"),
     ("smtpd_proxy_timeout", "time", "100s", "time limit for each exchange with the proxy"),
     ("smtpd_recipient_limit", "int", "1000", "recipients accepted per message"),
+    ("allow_untrusted_routing", "bool", "no",
+     "relay sender-routed addresses (user%site@relay) from untrusted clients"),
     ("strict_rfc821_envelopes", "bool", "no",
      "MAIL FROM and RCPT TO addresses only in <>, as RFC 821 has them"),
     ("smtpd_recipient_overshoot_limit", "int", "1000", "extra recipients counted as errors"),

@@ -50,6 +50,7 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     "message_strip_characters",     # no per-character stripping
     "mime_boundary_length_limit",   # MIME boundaries are not length-checked
     # --- smtpd
+    "allow_untrusted_routing",      # routed addresses are never authorized destinations
     "debug_peer_level",             # no per-peer verbose logging
     "debug_peer_list",              # no per-peer verbose logging
     "smtpd_client_port_logging",    # the client port is never logged
@@ -120,6 +121,7 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
 # the value mta behaves as, where that is not the default: setting it is no warning
 AS_IF: dict[str, str] = {
     "biff": "no",  # there is no comsat notification
+    "allow_untrusted_routing": "no",  # user%site@relay is not a relay destination
 }
 
 # values that demand what mta cannot do: refused rather than served with less security

@@ -176,6 +176,16 @@ def test_an_alias_table_that_does_not_open_is_a_warning(make, tmp_path):
 
 def test_setting_the_value_mta_behaves_as_is_no_warning(make):
     assert lines(make("biff = no\nsmtpd_tls_security_level = none\n")) == []
+    assert lines(make("allow_untrusted_routing = no\n")) == []
+
+
+def test_asking_to_relay_sender_routed_addresses_is_warned(make, tmp_path):
+    """mta never relays user%site@relay for an untrusted client (Postfix's default); a
+    main.cf that asks for it is told the setting has no effect."""
+    assert lines(make("allow_untrusted_routing = yes\n")) == [
+        f"{tmp_path / 'main.cf'}, line 1: allow_untrusted_routing is not implemented: "
+        "the setting allow_untrusted_routing = yes has no effect"
+    ]
 
 
 def test_a_word_outside_its_fixed_set_is_fatal(make, tmp_path):
