@@ -166,6 +166,7 @@ REPLY_WRITE_ERROR = "4.3.0 queue file write error"
 REPLY_LOOKUP_ERROR = "4.3.0 temporary lookup failure"
 MESSAGE_ID_LIMIT = 500  # characters of Message-ID kept in the envelope
 REPLY_DKIM_ERROR = "4.7.0 DKIM signing failed"  # dkim_failure_action = defer
+RECEIVED_OURS = object()  # CleanupJob.milter_received: no milter saw it, make our own
 REPLY_ALIAS_ERROR = "4.6.0 Alias expansion error"
 REPLY_TOO_BIG = "5.3.4 message file too big"
 REPLY_HOPS = "5.4.6 too many hops"
@@ -338,6 +339,9 @@ class CleanupJob:
         self.recipients: list[Recipient] = []
         self.dups: set = set()
         self.rcpt_input = 0  # recipients as given, for Received: "for"
+        # the Received: on top: RECEIVED_OURS (made at the end of the headers), or what
+        # the milters left of the one they were shown (bytes; None: they deleted it)
+        self.milter_received: object = RECEIVED_OURS
         self.first_rcpt = ""
         self.error: tuple[str, str] | None = None  # (action, reply)
         self.discard = False
@@ -729,6 +733,25 @@ class CleanupJob:
             out.append(c.undisclosed)
         return [line.encode("utf-8", "surrogateescape") for line in out]
 
+    def received_line(self, rcpt_for: str | None) -> bytes:
+        """The Received: header this job puts on top (its lines joined with "\\n");
+        rcpt_for: the "for" address (one recipient) or None."""
+        c = self.c
+        # a requeued message was received long ago: the new header says
+        # who put it through cleanup again, and when
+        trace = {"uid": str(self.requeue.uid)} if self.requeue else self.attrs
+        return received_header(
+            trace,
+            self.queue_id,
+            c.myhostname,
+            c.mail_name,
+            rcpt_for,
+            self.now,
+            ""
+            if self.requeue
+            else "\n".join(filter(None, (self.tls_trace, self.received_comment))),
+        ).encode("utf-8", "surrogateescape")
+
     def _end_headers(self, body_follows: bool) -> None:
         """The header section is complete: write envelope and headers."""
         if self.stopped:
@@ -744,24 +767,12 @@ class CleanupJob:
         if c.addr.always_bcc:
             self._expand(c.addr.always_bcc, c.addr.always_bcc, R.DSN_NOTIFY_NEVER, "")
         added = self._missing_headers()
-        rcpt_for = self.first_rcpt if self.rcpt_input == 1 else None
-        # a requeued message was received long ago: the new header says
-        # who put it through cleanup again, and when
-        trace = {"uid": str(self.requeue.uid)} if self.requeue else self.attrs
-        received = received_header(
-            trace,
-            self.queue_id,
-            c.myhostname,
-            c.mail_name,
-            rcpt_for,
-            self.now,
-            ""
-            if self.requeue
-            else "\n".join(filter(None, (self.tls_trace, self.received_comment))),
-        ).encode("utf-8", "surrogateescape")
+        received = self.milter_received
+        if received is RECEIVED_OURS:
+            received = self.received_line(self.first_rcpt if self.rcpt_input == 1 else None)
         if self.writer is None or self.stopped:
             return
-        lines = [received, *self.headers_out, *added]
+        lines = [received, *self.headers_out, *added] if received else [*self.headers_out, *added]
         if c.dkim.enabled:
             try:
                 self.signing = c.dkim.start(self.queue_id, self.sender, lines, self.now)

@@ -12,7 +12,10 @@ DESCRIPTION
     interface. Recipients are noted and content is spooled (a
     SpooledTemporaryFile: memory up to milter.message.SPOOL_MEMORY,
     then disk; never more than message_size_limit plus one chunk)
-    until run() gives the message to the milter chain. Then the
+    until run() gives the message to the milter chain, with the
+    Received: header cleanup will put on top shown first (as Postfix's
+    milters see its own; what they make of it is what cleanup writes,
+    nothing when they delete it). Then the
     envelope edits are applied (sender change, recipients deleted and
     added; an added recipient keeps the NOTIFY= and ORCPT= a milter
     gave it, other ESMTP arguments of an added recipient or a changed
@@ -80,6 +83,10 @@ class MilterJob:
             self.feed(None)
             return Decision()
         msg = MilterMessage.parse(self.spool)
+        received_line = getattr(self.job, "received_line", None)
+        if received_line is not None:  # the milters see cleanup's Received: first
+            first = self.recipients[0] if len(self.recipients) == 1 else None
+            msg.show_own(received_line(first and (first[1] or first[0])))
         try:
             decision = await chain.message(msg, macros, header_check)
             if decision.action == CONTINUE:
@@ -111,6 +118,8 @@ class MilterJob:
         for addr, orig, notify, orcpt in recipients:
             self.job.add_recipient(addr, orig=orig, notify=notify, dsn_orcpt=orcpt)
         if msg is not None:
+            if msg.own_shown:
+                self.job.milter_received = msg.own_result()
             msg.write_to(self.job.write)
         else:
             self.spool.seek(0)

@@ -21,7 +21,10 @@ DESCRIPTION
     name (1: the first; case does not matter in the name), deletes it
     when the value is empty, and adds it when there is no such field.
     Without SMFIP_HDR_LEADSPC a value gets one space after the colon,
-    as libmilter strips it when it sends one. The envelope edits
+    as libmilter strips it when it sends one. show_own() puts the MTA's
+    own Received: first, as Postfix's milters see it; the milters may
+    change or delete it like any other, and own_result() takes it out
+    again for cleanup to write on top. The envelope edits
     (sender, recipients, quarantine) are kept in EnvelopeEdits for the
     caller.
 
@@ -78,6 +81,8 @@ class MilterMessage:
         self.saw_blank = saw_blank
         self.envelope = EnvelopeEdits()
         self.replaced: list = []  # spool files of replacement bodies, closed at the end
+        self.own: tuple[bytes, bytes] | None = None  # the MTA's own Received:, see show_own()
+        self.own_shown = False
 
     @classmethod
     def parse(cls, spool) -> MilterMessage:
@@ -104,6 +109,25 @@ class MilterMessage:
                 break  # not a header: the body starts here
             headers.append((name, value))
         return cls(headers, spool, start, saw_blank)
+
+    def show_own(self, header: bytes) -> None:
+        """Put the MTA's own header (cleanup's Received:, lines joined with "\\n") on
+        top, where the milters see it first, as Postfix shows its own; own_result()
+        then says what became of it."""
+        name, _, value = header.partition(b":")
+        self.own = (name, value.replace(b"\n", b"\r\n"))
+        self.own_shown = True
+        self.headers.insert(0, self.own)
+
+    def own_result(self) -> bytes | None:
+        """The own header as the milters left it (lines joined with "\\n"), or None when
+        one deleted it; it leaves the header list (cleanup writes it on top)."""
+        own = self.own
+        if own is None:
+            return None
+        self.headers = [h for h in self.headers if h is not own]
+        self.own = None
+        return own[0] + b":" + own[1].replace(b"\r\n", b"\n")
 
     # ------------------------------------------------------------ reading
     def header_value(self, value: bytes, leadspc: bool) -> bytes:
@@ -203,10 +227,15 @@ class MilterMessage:
             if have.lower() == wanted:
                 seen += 1
                 if seen == max(index, 1):
+                    mine = self.headers[pos] is self.own
                     if value:
                         self.headers[pos] = (have, value)
+                        if mine:
+                            self.own = self.headers[pos]  # changed, still the MTA's
                     else:
                         del self.headers[pos]
+                        if mine:
+                            self.own = None  # deleted: no Received: of ours at all
                     return
         if value:
             self.headers.append((name, value))

@@ -300,11 +300,12 @@ def test_a_later_milter_sees_the_earlier_milters_edits(tmp_path):
             server.close()
     [(msg, content)] = queued(cdir)
     saw = [line for line in content.split(b"\n") if line.startswith(b"X-Milter-Saw:")]
-    # the first milter saw Subject and X-Delete-Me; the second saw the first's result:
-    # X-Inserted on top, Subject, X-Delete-Me gone, X-Added, X-Change-Me (a change of a
-    # header that is not there adds it), X-Milter-Macros, X-Milter-Connect and X-Milter-Saw
+    # the first milter saw mta's Received:, Subject and X-Delete-Me; the second saw the
+    # first's result: X-Inserted above the Received:, Subject, X-Delete-Me gone, X-Added,
+    # X-Change-Me (a change of a header that is not there adds it), X-Milter-Macros,
+    # X-Milter-Received, X-Milter-Connect and X-Milter-Saw
     assert saw[0].startswith(b"X-Milter-Saw: 2 'edit'")
-    assert saw[1].startswith(b"X-Milter-Saw: 7 'at the top'")
+    assert saw[1].startswith(b"X-Milter-Saw: 9 'at the top'")
     assert msg.sender == "new-sender@test.example"
 
 
@@ -396,3 +397,32 @@ def test_xclient_gives_the_milter_a_connect_event_for_the_new_client(tmp_path):
     assert b"X-Milter-Connect: new.example 192.0.2.9" in lines
     macros = [line for line in lines if line.startswith(b"X-Milter-Macros:")][0].decode()
     assert "{client_addr}=192.0.2.9" in macros and "{client_name}=new.example" in macros
+
+
+def test_the_milter_sees_mtas_own_received_header_first(smtpd):
+    """As Postfix's milters see its own Received: on top: the same header mta writes, with
+    the queue id; the message keeps exactly one Received:."""
+    server, cdir, _ = smtpd
+    assert send(server.port, "plain", helo="client.example")[0] == 250
+    [(msg, content)] = queued(cdir)
+    lines = content.split(b"\n")
+    seen = [line for line in lines if line.startswith(b"X-Milter-Received:")]
+    assert seen == [b"X-Milter-Received: from client.example (localhost [127.0.0.1])"]
+    received = [i for i, line in enumerate(lines) if line.startswith(b"Received:")]
+    assert received == [0]
+    assert lines[0] == b"Received: from client.example (localhost [127.0.0.1])"
+    assert f"with ESMTP id {msg.queue_id}".encode() in lines[1]
+    assert b"X-Milter-Saw: 1 'plain'" in content  # the client's one header after it
+
+
+@pytest.mark.parametrize("subject", ["received", "noreceived"])
+def test_a_milter_may_change_or_delete_the_received_header(smtpd, subject):
+    server, cdir, _ = smtpd
+    assert send(server.port, subject)[0] == 250
+    [(_, content)] = queued(cdir)
+    received = [line for line in content.split(b"\n") if line.startswith(b"Received:")]
+    if subject == "received":
+        assert received == [b"Received: from milter.example (changed by the milter)"]
+        assert content.startswith(b"Received: from milter.example")  # still on top
+    else:
+        assert received == []

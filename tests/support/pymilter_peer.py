@@ -14,12 +14,14 @@ What it does is chosen by the mail itself:
                         reply code), slow (3 s, no progress), and anything else:
                         continue
   an unknown command    XYZZY...: 550 5.5.1 reply
+Subject "received" changes the first Received: header, "noreceived" deletes it.
 Recipients the MTA refused (it asks for them: P_RCPT_REJ) are listed with their
 {rcpt_host} and {rcpt_addr} in X-Milter-Rejected:.
 Every message it lets through gets X-Milter-Macros: with the macros it saw and
 X-Milter-Saw: with the header count, the first header's value as received and the
-ESMTP arguments of MAIL and RCPT, and X-Milter-Connect: with the hostname and address
-of the connect event.
+ESMTP arguments of MAIL and RCPT (both without the MTA's own Received: when that comes
+first; X-Milter-Received: then has its first line), and X-Milter-Connect: with the
+hostname and address of the connect event.
 """
 
 import sys
@@ -165,14 +167,22 @@ class Scripted(Milter.Base):
             self.chgfrom("<new-sender@test.example>", "BODY=8BITMIME")
         if what == "skip":
             self.addheader("X-Body-Chunks", str(self.chunks))
+        if what == "received":
+            self.chgheader("Received", 1, "from milter.example (changed by the milter)")
+        if what == "noreceived":
+            self.chgheader("Received", 1, "")
         if self.rejected:
             self.addheader("X-Milter-Rejected", "; ".join(self.rejected))
         shown = "; ".join(f"{k}={v}" for k, v in sorted(self.macros.items()))
         self.addheader("X-Milter-Macros", shown)
         self.addheader("X-Milter-Connect", getattr(self, "connected", "-"))
-        first = repr(self.headers[0][1]) if self.headers else "-"
+        headers = self.headers
+        if headers and headers[0][0].lower() == "received":  # the MTA's own, on top
+            self.addheader("X-Milter-Received", headers[0][1].split("\n")[0])
+            headers = headers[1:]
+        first = repr(headers[0][1]) if headers else "-"
         args = ",".join(self.mail_args + self.rcpt_args)
-        self.addheader("X-Milter-Saw", f"{len(self.headers)} {first} {args}")
+        self.addheader("X-Milter-Saw", f"{len(headers)} {first} {args}")
         return Milter.CONTINUE
 
     def abort(self):

@@ -8,16 +8,6 @@ from mta.config import Config
 from mta.config.validate import config_problems
 
 
-@pytest.fixture
-def check(tmp_path):
-    def check(main: str) -> list[tuple[str, bool]]:
-        (tmp_path / "main.cf").write_text(main)
-        (tmp_path / "master.cf").write_text("relay unix - - n - - smtp\n")
-        return [(str(p), p.fatal) for p in config_problems(Config(str(tmp_path)))]
-
-    return check
-
-
 def test_postfixs_defaults_are_quiet(check):
     main = (
         "smtp_tls_scert_verifydepth = 9\nsmtp_sasl_type = cyrus\nsmtp_tls_per_site =\n"

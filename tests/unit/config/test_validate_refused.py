@@ -5,19 +5,6 @@ lost), and local_login_sender_maps, a restriction mta does not apply."""
 
 import pytest
 
-from mta.config import Config
-from mta.config.validate import config_problems
-
-
-@pytest.fixture
-def check(tmp_path):
-    def check(main: str) -> list[tuple[str, bool]]:
-        (tmp_path / "main.cf").write_text(main)
-        (tmp_path / "master.cf").write_text("smtp inet n - n - - smtpd\n")
-        return [(str(p), p.fatal) for p in config_problems(Config(str(tmp_path)))]
-
-    return check
-
 
 def test_postfixs_defaults_are_quiet(check):
     main = (
