@@ -450,6 +450,8 @@ PARAMS: dict[str, Param] = _table([
     ("prepend_delivered_header", "list", "command, file, forward",
      "deliveries that get a Delivered-To: header"),
     ("process_name", "str", "", "name of the running program"),
+    ("readme_directory", "str", "no", "where Postfix's README files are installed"),
+    ("html_directory", "str", "no", "where Postfix's HTML documentation is installed"),
     ("propagate_unmatched_extensions", "list", "canonical, virtual",
      "rewrites that carry an address extension over"),
     ("proxy_interfaces", "list", "", "addresses of a proxy or NAT in front of this host"),

@@ -34,6 +34,8 @@ UNIMPLEMENTED: frozenset[str] = frozenset({
     # --- set or shown by the mail system itself; a main.cf value changes nothing
     "enable_long_queue_ids",        # queue ids are always the long, time-sortable form
     "process_name",                 # informational
+    "readme_directory",             # informational: mta installs no README files
+    "html_directory",               # informational: mta installs no HTML documentation
     # --- authorization of the local commands
     "setgid_group",                 # there is no setgid postdrop
     # --- local submission

@@ -179,6 +179,17 @@ def test_setting_the_value_mta_behaves_as_is_no_warning(make):
     assert lines(make("allow_untrusted_routing = no\n")) == []
 
 
+def test_the_settings_of_debians_stock_main_cf_are_quiet(make):
+    """The parameters Debian's postfix package writes into a new main.cf (README path
+    off, biff off, compatibility level) raise nothing: a Postfix admin's file reads clean."""
+    main = (
+        "smtpd_banner = $myhostname ESMTP $mail_name (Debian/GNU)\nbiff = no\n"
+        "append_dot_mydomain = no\nreadme_directory = no\ncompatibility_level = 3.6\n"
+        "html_directory = no\n"
+    )
+    assert lines(make(main)) == []
+
+
 def test_asking_to_relay_sender_routed_addresses_is_warned(make, tmp_path):
     """mta never relays user%site@relay for an untrusted client (Postfix's default); a
     main.cf that asks for it is told the setting has no effect."""
