@@ -43,7 +43,6 @@ SECURITY
 from __future__ import annotations
 
 import asyncio
-import errno
 import signal
 import socket
 import sys
@@ -51,6 +50,7 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 from mta import log
+from mta.master.accept import accept_client
 from mta.master.mail_server import (
     ServiceContext,
     drop_privileges_if_asked,
@@ -60,8 +60,6 @@ from mta.master.mail_server import (
 )
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, ServiceContext], Awaitable[None]]
-
-ACCEPT_ERROR_PAUSE = 0.1  # seconds to wait after a failed accept (EMFILE and the like)
 
 
 class MultiServer:
@@ -131,14 +129,9 @@ class MultiServer:
                 continue
             if self.use_count >= self.max_use:
                 return
-            try:
-                conn, _ = await loop.sock_accept(sock)
-            except OSError as exc:
-                if exc.errno in (errno.EBADF, errno.EINVAL):
-                    return
-                log.warning("accept: %s", exc.strerror or exc)
-                await asyncio.sleep(ACCEPT_ERROR_PAUSE)
-                continue
+            conn = await accept_client(loop, sock)
+            if conn is None:
+                return
             self.use_count += 1
             self._client_started()
             task = asyncio.create_task(self._serve(conn))

@@ -41,7 +41,6 @@ SECURITY
 from __future__ import annotations
 
 import asyncio
-import errno
 import inspect
 import os
 import signal
@@ -52,6 +51,7 @@ from typing import NoReturn
 
 from mta import log
 from mta.master import master_proto as mp
+from mta.master.accept import accept_client
 from mta.master.mail_server import (
     ServiceContext,
     drop_privileges_if_asked,
@@ -104,14 +104,9 @@ class TriggerServer:
     async def _accept_loop(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            try:
-                conn, _ = await loop.sock_accept(sock)
-            except OSError as exc:
-                if exc.errno in (errno.EBADF, errno.EINVAL):
-                    return
-                log.warning("accept: %s", exc.strerror or exc)
-                await asyncio.sleep(0.1)
-                continue
+            conn = await accept_client(loop, sock)
+            if conn is None:
+                return
             try:
                 data = await asyncio.wait_for(self._read_all(loop, conn), TRIGGER_READ_TIMEOUT)
             except (asyncio.TimeoutError, OSError):

@@ -39,7 +39,6 @@ SECURITY
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import signal
 import socket
@@ -52,6 +51,7 @@ from mta.common.kv_store import StoreError, open_store
 from mta.common.match_list import AddrList
 from mta.config import ConfigError
 from mta.maps import MapError, MapRetry, Maps
+from mta.master.accept import accept_client
 from mta.postscreen.access import AccessList
 from mta.postscreen.cache import PSC_BARLF, PSC_NSMTP, PSC_PIPEL, PscCache
 from mta.postscreen.dnsbl import parse_dnsbl_sites
@@ -59,7 +59,6 @@ from mta.postscreen.footer import PscFooter
 from mta.queue import paths
 
 PSC_ACTIONS = ("ignore", "enforce", "drop")
-ACCEPT_ERROR_PAUSE = 0.1  # seconds after a failed accept (EMFILE and the like)
 
 
 def _action(cfg, name: str) -> str:
@@ -250,14 +249,9 @@ async def serve(ctx, listeners) -> int:
 
     async def accept_loop(sock: socket.socket) -> None:
         while not stopping:
-            try:
-                conn, _ = await loop.sock_accept(sock)
-            except OSError as exc:
-                if exc.errno in (errno.EBADF, errno.EINVAL):
-                    return
-                log.warning("accept: %s", exc.strerror or exc)
-                await asyncio.sleep(ACCEPT_ERROR_PAUSE)
-                continue
+            conn = await accept_client(loop, sock)
+            if conn is None:
+                return
             ctx.report_used()
             conn.setblocking(False)
             task = loop.create_task(_serve_one(conn))

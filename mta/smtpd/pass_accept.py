@@ -28,14 +28,13 @@ SECURITY
 from __future__ import annotations
 
 import asyncio
-import errno
 import socket
 
 from mta import log
 from mta.common.deadline import bounded
 from mta.common.pass_proto import receive_connection
+from mta.master.accept import accept_client
 
-PASS_ACCEPT_PAUSE = 0.1  # seconds to wait after a failed accept (EMFILE and the like)
 PASS_RECEIVE_TIMEOUT = 10.0  # seconds a sender may take to send the descriptor
 
 
@@ -60,14 +59,9 @@ class PassListener:
     async def _accept_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            try:
-                conn, _ = await loop.sock_accept(self.sock)
-            except OSError as exc:
-                if exc.errno in (errno.EBADF, errno.EINVAL):
-                    return
-                log.warning("accept: %s", exc.strerror or exc)
-                await asyncio.sleep(PASS_ACCEPT_PAUSE)
-                continue
+            conn = await accept_client(loop, self.sock)
+            if conn is None:
+                return
             conn.setblocking(False)
             task = loop.create_task(self._take(conn))
             self.pending.add(task)
