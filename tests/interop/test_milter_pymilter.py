@@ -51,11 +51,8 @@ def smtpd(tmp_path):
         )
         (tmp_path / "mhc").write_text("/^X-Milter-Saw: 2 / REJECT header says no\n")
         (tmp_path / "rcpt_access").write_text("blocked@test.example REJECT no thanks\n")
-        server = SmtpdThread(cdir)
-        try:
+        with SmtpdThread(cdir) as server:
             yield server, cdir, tmp_path
-        finally:
-            server.close()
 
 
 def send(
@@ -258,11 +255,8 @@ def test_unix_socket_milter_and_macro_defaults(tmp_path):
             "milter_connect_macros = j {client_addr} {client_connections}\n"
             "milter_macro_defaults = {client_connections}=7\n",
         )
-        server = SmtpdThread(cdir)
-        try:
+        with SmtpdThread(cdir) as server:
             assert send(server.port, "plain")[0] == 250
-        finally:
-            server.close()
     [(_, content)] = queued(cdir)
     assert b"{client_connections}=7" in content and b"{client_addr}=127.0.0.1" in content
 
@@ -278,11 +272,8 @@ def test_smtpd_milter_maps_by_client_address(tmp_path, answer, milters_ran):
             "smtpd_milters = inet:127.0.0.1:1\n"  # nothing listens: only the map's list works
             f"smtpd_milter_maps = cidr:{table}\n",
         )
-        server = SmtpdThread(cdir)
-        try:
+        with SmtpdThread(cdir) as server:
             assert send(server.port, "plain")[0] == 250
-        finally:
-            server.close()
     [(_, content)] = queued(cdir)
     assert (b"X-Milter-Saw" in content) == milters_ran
     assert "warning" not in maillog(tmp_path)
@@ -293,11 +284,8 @@ def test_a_later_milter_sees_the_earlier_milters_edits(tmp_path):
         cdir = make_instance(
             tmp_path, f"smtpd_milters = inet:127.0.0.1:{first}, inet:127.0.0.1:{second}\n"
         )
-        server = SmtpdThread(cdir)
-        try:
+        with SmtpdThread(cdir) as server:
             assert send(server.port, "edit", extra=b"X-Delete-Me: x\r\n")[0] == 250
-        finally:
-            server.close()
     [(msg, content)] = queued(cdir)
     saw = [line for line in content.split(b"\n") if line.startswith(b"X-Milter-Saw:")]
     # the first milter saw mta's Received:, Subject and X-Delete-Me; the second saw the
@@ -380,8 +368,7 @@ def test_xclient_gives_the_milter_a_connect_event_for_the_new_client(tmp_path):
             "milter_connect_macros = j {client_addr} {client_name}\n"
             "smtpd_authorized_xclient_hosts = 127.0.0.1\n",
         )
-        server = SmtpdThread(cdir)
-        try:
+        with SmtpdThread(cdir) as server:
             with smtplib.SMTP("127.0.0.1", server.port) as s:
                 s.ehlo("proxy.example")
                 code, _ = s.docmd("XCLIENT", "NAME=new.example ADDR=192.0.2.9")
@@ -390,8 +377,6 @@ def test_xclient_gives_the_milter_a_connect_event_for_the_new_client(tmp_path):
                 s.sendmail(
                     "a@sender.example", ["user@mx.test.example"], b"Subject: xc\r\n\r\nhi\r\n"
                 )
-        finally:
-            server.close()
     [(_, content)] = queued(cdir)
     lines = content.split(b"\n")
     assert b"X-Milter-Connect: new.example 192.0.2.9" in lines

@@ -55,7 +55,8 @@ def incoming_files(cdir: Path) -> list[str]:
 
 
 class SmtpdThread:
-    """An smtpd (SmtpdServer + SmtpdSession) on 127.0.0.1 in a background loop."""
+    """An smtpd (SmtpdServer + SmtpdSession) on 127.0.0.1 in a background loop; close()
+    it, or use it in a with statement."""
 
     def __init__(self, cdir: Path) -> None:
         from mta import log
@@ -90,6 +91,12 @@ class SmtpdThread:
         self.thread.join(5)
         self.server.executor.shutdown()
         self.loop.close()
+
+    def __enter__(self) -> SmtpdThread:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class RawClient:
