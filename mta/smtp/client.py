@@ -914,14 +914,11 @@ class Session:
             return await self.read_reply(timeout, stage), name
 
         if self.reused:
-            try:
-                reply, _ = await reply_to()
-            except SessionError:
-                self.close()
-                raise StaleSession() from None
-            if reply.klass != 2:
-                self.close()
-                raise StaleSession()
+
+            async def rset_reply() -> Reply:
+                return (await reply_to())[0]
+
+            await self._confirm_reused(rset_reply())
         reply, name = await reply_to()
         if reply.code == 421:
             self._abort_421(reply, name)
@@ -982,6 +979,18 @@ class Session:
                     self._fail(job, out, a, reply, "end of DATA")
         return True
 
+    async def _confirm_reused(self, pending) -> None:
+        """Await the reply to a reused session's RSET: none, or one that is not 2xx,
+        means the cached session died meanwhile (closed, StaleSession)."""
+        try:
+            reply = await pending
+        except SessionError:
+            self.close()
+            raise StaleSession() from None
+        if reply.klass != 2:
+            self.close()
+            raise StaleSession()
+
     async def _xforward(self, job, out: Outgoing, rcpts: list) -> bool:
         """Send XFORWARD (mta/common/xforward.py) before the transaction; False when
         the server refused it and the recipients got its reply."""
@@ -991,14 +1000,7 @@ class Session:
         if self.reused:
             # RSET first (it would reset what XFORWARD says): a dead session shows here
             self.write(b"RSET\r\n")
-            try:
-                reply = await self.read_reply(self.st.rset_timeout, STAGE_RSET)
-            except SessionError:
-                self.close()
-                raise StaleSession() from None
-            if reply.klass != 2:
-                self.close()
-                raise StaleSession()
+            await self._confirm_reused(self.read_reply(self.st.rset_timeout, STAGE_RSET))
             self.reused = False  # the transaction needs no RSET of its own now
         self.write(b"".join(line + b"\r\n" for line in lines))
         refused = None
